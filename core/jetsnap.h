@@ -1,0 +1,395 @@
+/*
+ * jetsnap.h - the one public header of libjetsnap.
+ *
+ * jetsnap is an embedded transactional key/value store in the line of
+ * Microsoft's Extensible Storage Engine (ESE): fixed-size checksummed pages,
+ * an ordered B+tree, a write-ahead log made of fixed-size generation files,
+ * a background checkpoint, redo-only crash recovery, and ESE's online backup
+ * semantics (JetBackup / JetRestore).
+ *
+ * This header is the manual.  Every function states its parameters, the
+ * errors it returns and its thread rules.
+ *
+ * Caveats
+ *  - One process opens an instance at a time (an advisory lock on
+ *    DBDIR/jetsnap.lock enforces it; a second open gets JET_errDatabaseInUse).
+ *  - One write transaction runs at a time; other writers wait in
+ *    js_txn_begin().  Readers never wait for writers except for the short
+ *    moment in which a commit installs its pages.
+ *  - Group commit releases the writer lock before the fsync, so a reader may
+ *    see a commit whose log is not yet on disk (its committer has not been
+ *    told "done" yet).  The committer learns of a failed fsync; the instance
+ *    then turns fatal (JET_errInstanceUnavailable) so nothing is built on a
+ *    lost commit.
+ *  - Errors are ESE's numbers (negative int).  A function that fails leaves
+ *    a human-readable detail (naming the file and page or generation) in a
+ *    per-thread buffer read by js_errdetail().
+ *  - After a fatal I/O error (log or header write) every later call on the
+ *    instance returns JET_errInstanceUnavailable until it is closed and
+ *    reopened, so one I/O error can never become silent corruption.
+ */
+#ifndef JETSNAP_H
+#define JETSNAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Errors (ESE's numbers)                                               */
+/* ------------------------------------------------------------------ */
+typedef int JET_ERR;
+
+#define JET_errSuccess                        0
+#define JET_wrnBufferTruncated                1006
+#define JET_errKeyTooBig                      (-408)
+#define JET_errLogFileCorrupt                 (-501)
+#define JET_errBackupDirectoryNotEmpty        (-504)
+#define JET_errBackupInProgress               (-505)
+#define JET_errRestoreInProgress              (-506)
+#define JET_errLogWriteFail                   (-510)
+#define JET_errInvalidLogSequence             (-515)
+#define JET_errLoggingDisabled                (-516)
+#define JET_errBackupNotAllowedYet            (-523)
+#define JET_errMakeBackupDirectoryFail        (-525)
+#define JET_errInvalidBackup                  (-526)
+#define JET_errMissingLogFile                 (-528)
+#define JET_errBadLogSignature                (-530)
+#define JET_errBadDbSignature                 (-531)
+#define JET_errCheckpointCorrupt              (-533)
+#define JET_errLogFileSizeMismatch            (-541)
+#define JET_errSoftRecoveryOnBackupDatabase   (-544)
+#define JET_errDatabaseDirtyShutdown          (-550)
+#define JET_errEndingRestoreLogTooLow         (-553)
+#define JET_errStartingRestoreLogTooHigh      (-554)
+#define JET_errGivenLogFileIsNotContiguous    (-556)
+#define JET_errMissingRestoreLogFiles         (-557)
+#define JET_errMissingFullBackup              (-560)
+#define JET_errMissingFileToBackup            (-569)
+#define JET_errLogReadVerifyFailure           (-612)
+#define JET_errRestoreOfNonBackupDatabase     (-615)
+#define JET_errBackupAbortByServer            (-801)
+#define JET_errInvalidGrbit                   (-900)
+#define JET_errTermInProgress                 (-1000)
+#define JET_errInvalidParameter               (-1003)
+#define JET_errOutOfMemory                    (-1011)
+#define JET_errReadVerifyFailure              (-1018)
+#define JET_errDiskIO                         (-1022)
+#define JET_errInvalidPath                    (-1023)
+#define JET_errRecordTooBig                   (-1026)
+#define JET_errInvalidDatabase                (-1028)
+#define JET_errNotInitialized                 (-1029)
+#define JET_errFileAccessDenied               (-1032)
+#define JET_errNotInTransaction               (-1054)
+#define JET_errInstanceUnavailable            (-1090)
+#define JET_errInTransaction                  (-1108)
+#define JET_errDatabaseInUse                  (-1202)
+#define JET_errDatabaseCorrupted              (-1206)
+#define JET_errPageSizeMismatch               (-1213)
+#define JET_errClientRequestToStopJetService  (-1329)
+#define JET_errRecordNotFound                 (-1601)
+#define JET_errDiskFull                       (-1808)
+#define JET_errFileNotFound                   (-1811)
+#define JET_errSessionSharingViolation        (-1910)
+
+/** The ESE name of an error ("JET_errReadVerifyFailure"); never NULL. */
+const char *js_errname(JET_ERR err);
+/** A one-line description of an error; never NULL. */
+const char *js_errmsg(JET_ERR err);
+/** The errno the control file maps an error to (SPEC section 6); EIO for
+ *  errors that have no row there. */
+int js_err_to_errno(JET_ERR err);
+/** Detail of the last error raised in the calling thread ("page 812 of
+ *  jetsnap.edb: checksum mismatch"); "" when none.  Valid until the next
+ *  jetsnap call in the same thread. */
+const char *js_errdetail(void);
+
+/* ------------------------------------------------------------------ */
+/* Limits and file names                                                */
+/* ------------------------------------------------------------------ */
+#define JS_KEY_MAX        255u
+#define JS_VALUE_MAX      (1u << 20)
+#define JS_DB_FILE        "jetsnap.edb"
+#define JS_CHK_FILE       "edb.chk"
+#define JS_LOG_FILE       "edb.log"
+#define JS_LOG_TMP_FILE   "edbtmp.log"
+#define JS_LOCK_FILE      "jetsnap.lock"
+
+/* ------------------------------------------------------------------ */
+/* Parameters, instance                                                 */
+/* ------------------------------------------------------------------ */
+enum js_commit_mode { JS_COMMIT_DURABLE = 0, JS_COMMIT_LAZY = 1 };
+
+typedef struct js_params {
+    uint32_t page_size;          /* creation only: 4096, 8192, 16384, 32768 */
+    uint64_t log_file_size;      /* creation only: 64 KiB .. 1 GiB */
+    int circular_log;            /* delete generations below the checkpoint */
+    int no_log;                  /* no log at all: no recovery, no backup */
+    int commit_mode;             /* enum js_commit_mode */
+    uint64_t cache_size;         /* buffer pool bytes (soft limit) */
+    uint32_t checkpoint_ms;      /* background checkpoint period */
+} js_params;
+
+/** Fill *p with the defaults of SPEC section 1 (8 KiB pages, 5 MiB log
+ *  generations, durable commits, 256 MiB cache, checkpoint every 1 s). */
+void js_params_default(js_params *p);
+
+typedef struct js_instance js_instance;
+
+enum js_instance_state {
+    JS_INST_STARTING = 0,   /* js_instance_new() done, js_instance_start() not */
+    JS_INST_RECOVERING,     /* redo in progress */
+    JS_INST_READY,          /* serving */
+    JS_INST_STOPPING,       /* js_close() in progress */
+    JS_INST_FATAL           /* a fatal I/O error revoked access */
+};
+
+/** Create an empty instance in dir (missing or empty).  Uses page_size,
+ *  log_file_size and circular_log of *p (NULL: defaults).
+ *  Errors: JET_errInvalidParameter (bad size), JET_errBackupDirectoryNotEmpty
+ *  is never returned here; a non-empty dir gives JET_errInvalidPath, an I/O
+ *  failure JET_errDiskIO / JET_errDiskFull. */
+JET_ERR js_create(const char *dir, const js_params *p);
+
+/** First half of opening: lock dir, read and check the header (page size,
+ *  signatures, state).  Recovery does not run yet, so a caller can show
+ *  "recovering" while js_instance_start() runs in another thread.
+ *  Errors: JET_errFileNotFound (no instance), JET_errInvalidDatabase (not a
+ *  jetsnap database), JET_errDatabaseInUse, JET_errDatabaseDirtyShutdown
+ *  (a crashed no_log instance), JET_errRestoreInProgress (state
+ *  being-restored), JET_errSoftRecoveryOnBackupDatabase (a raw backup copy),
+ *  JET_errReadVerifyFailure (both header copies bad). */
+JET_ERR js_instance_new(const char *dir, const js_params *p, js_instance **out);
+
+/** Second half: crash recovery (redo from the checkpoint), then start the
+ *  checkpoint and log threads.  Errors: JET_errMissingLogFile,
+ *  JET_errBadLogSignature, JET_errLogReadVerifyFailure,
+ *  JET_errReadVerifyFailure, I/O errors.  On error the instance stays
+ *  unusable; call js_close(). */
+JET_ERR js_instance_start(js_instance *inst);
+
+/** js_instance_new() followed by js_instance_start(). */
+JET_ERR js_open(const char *dir, const js_params *p, js_instance **out);
+
+/** Current state (enum js_instance_state); any thread, any time. */
+int js_instance_state(const js_instance *inst);
+
+/** Stop: cancel a running backup (it fails with
+ *  JET_errClientRequestToStopJetService), wait for sessions' transactions
+ *  to end (callers must end their sessions first), checkpoint, mark the
+ *  header clean-shutdown, unlock and free.  Returns the first error met;
+ *  the instance is freed in every case.  NULL is a no-op. */
+JET_ERR js_close(js_instance *inst);
+
+/** Force a checkpoint now: flush every dirty page, fsync, write edb.chk.
+ *  Under circular logging, delete generations below it. */
+JET_ERR js_checkpoint(js_instance *inst);
+
+/** Close the current log generation and start the next one.  *closed_gen
+ *  (may be NULL) receives the generation just closed.
+ *  Errors: JET_errLoggingDisabled, JET_errLogWriteFail. */
+JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen);
+
+/** Read bytes [off, off+len) of the database file as it is on disk, under
+ *  the page-range lock, so no page is torn.  *got receives the bytes read
+ *  (short at end of file).  Thread-safe. */
+JET_ERR js_db_read(js_instance *inst, uint64_t off, void *buf, size_t len, size_t *got);
+
+/** The instance directory (as given to js_instance_new). */
+const char *js_instance_dir(const js_instance *inst);
+
+/* ------------------------------------------------------------------ */
+/* Sessions, transactions, data                                         */
+/* ------------------------------------------------------------------ */
+typedef struct js_session js_session;
+
+/** Open a session.  A session is used by one thread at a time: entering it
+ *  from a second thread while the first is inside gives
+ *  JET_errSessionSharingViolation. */
+JET_ERR js_session_open(js_instance *inst, js_session **out);
+/** Close a session, rolling back an open transaction.  NULL is a no-op. */
+void js_session_close(js_session *s);
+
+#define JS_TXN_READONLY 0x1u
+/** Begin a transaction.  A read-write transaction waits for the writer lock.
+ *  Errors: JET_errInTransaction, JET_errInstanceUnavailable,
+ *  JET_errTermInProgress. */
+JET_ERR js_txn_begin(js_session *s, unsigned flags);
+
+#define JS_COMMIT_FLAG_LAZY    0x1u  /* do not wait for the log flush */
+#define JS_COMMIT_FLAG_DURABLE 0x2u  /* wait for the log flush */
+/** Commit.  With the instance's commit mode durable (or
+ *  JS_COMMIT_FLAG_DURABLE) the commit is on disk when this returns.
+ *  Errors: JET_errNotInTransaction, JET_errLogWriteFail (the instance is then
+ *  fatal), JET_errDiskFull. */
+JET_ERR js_txn_commit(js_session *s, unsigned flags);
+/** Roll back: nothing of the transaction stays.  JET_errNotInTransaction. */
+JET_ERR js_txn_rollback(js_session *s);
+
+/** Insert or replace.  Outside a transaction it runs in its own
+ *  transaction.  Errors: JET_errKeyTooBig (key 0 or >255 bytes: klen 0 gives
+ *  JET_errInvalidParameter), JET_errRecordTooBig (value > 1 MiB); nothing is
+ *  stored then. */
+JET_ERR js_put(js_session *s, const void *key, size_t klen, const void *val, size_t vlen);
+/** Delete.  JET_errRecordNotFound when absent. */
+JET_ERR js_del(js_session *s, const void *key, size_t klen);
+/** Look up.  *val receives a malloc'd copy (free() it; non-NULL even for a
+ *  0-byte value), *vlen its length.  JET_errRecordNotFound when absent. */
+JET_ERR js_get(js_session *s, const void *key, size_t klen, void **val, size_t *vlen);
+/** Number of keys (committed, plus the session's own uncommitted changes). */
+JET_ERR js_count(js_session *s, uint64_t *count);
+
+typedef struct js_cursor js_cursor;
+/** Open a cursor on the session's view. */
+JET_ERR js_cursor_open(js_session *s, js_cursor **out);
+/** Position on the first key >= key (klen 0: the first key).
+ *  JET_errRecordNotFound when there is none. */
+JET_ERR js_cursor_seek(js_cursor *c, const void *key, size_t klen);
+/** Move to the next key.  JET_errRecordNotFound at the end. */
+JET_ERR js_cursor_next(js_cursor *c);
+/** Current key and value; pointers stay valid until the next cursor call. */
+JET_ERR js_cursor_key(js_cursor *c, const void **key, size_t *klen);
+JET_ERR js_cursor_value(js_cursor *c, const void **val, size_t *vlen);
+void js_cursor_close(js_cursor *c);
+
+/* ------------------------------------------------------------------ */
+/* Information and offline checks                                       */
+/* ------------------------------------------------------------------ */
+enum js_db_state {
+    JS_DB_JUST_CREATED = 1,
+    JS_DB_DIRTY_SHUTDOWN = 2,
+    JS_DB_CLEAN_SHUTDOWN = 3,
+    JS_DB_BEING_RESTORED = 4
+};
+
+typedef struct js_backup_stamp {
+    uint32_t gen_low, gen_high;   /* 0,0: none */
+    int64_t time;                 /* seconds since the epoch */
+} js_backup_stamp;
+
+typedef struct js_info {
+    int state;                    /* enum js_db_state */
+    uint32_t page_size;
+    uint64_t pages;               /* pages in use (high-water mark) */
+    char db_signature[40];        /* hex */
+    char log_signature[40];       /* hex */
+    uint32_t checkpoint_gen;      /* 0 when no edb.chk */
+    uint32_t log_gen_min, log_gen_max; /* 0,0 when no log files */
+    int circular_log;
+    uint64_t log_file_size;
+    js_backup_stamp last_full, last_incremental;
+    int is_backup_set;            /* PATH was a backup set */
+    char backup_type[16];         /* "full" / "incremental" for a set */
+} js_info;
+
+/** Header facts of an instance directory, a lone .edb file or a backup set
+ *  (BACKUP, BACKUP/new or BACKUP/old).  Read-only; works on a mounted
+ *  instance's files too. */
+JET_ERR js_info_read(const char *path, js_info *out);
+/** Print *info as SPEC's `key: value` lines. */
+void js_info_print(const js_info *info, void *file /* FILE* */);
+
+typedef struct js_check_report {
+    uint64_t pages_checked, pages_bad;
+    uint64_t log_files_checked, log_blocks_checked, log_records_checked, log_files_bad;
+    uint32_t first_bad_page;      /* valid when pages_bad > 0 */
+    char first_error[256];
+} js_check_report;
+
+/** Offline check of an instance directory, a backup set or a lone .edb:
+ *  every page checksum, every log block checksum and the generation chain.
+ *  Returns JET_errSuccess only if everything passed; otherwise the first
+ *  error (JET_errReadVerifyFailure, JET_errLogReadVerifyFailure,
+ *  JET_errMissingLogFile, JET_errBadLogSignature). */
+JET_ERR js_check(const char *path, js_check_report *rep);
+
+/* ------------------------------------------------------------------ */
+/* Backup and restore (JetBackup / JetRestore)                          */
+/* ------------------------------------------------------------------ */
+/* Shaped like ESE's JET_PFNSTATUS. */
+enum js_snp { JS_SNP_RESTORE = 8, JS_SNP_BACKUP = 9 };
+enum js_snt { JS_SNT_PROGRESS = 0, JS_SNT_FAIL = 3, JS_SNT_BEGIN = 5, JS_SNT_COMPLETE = 6 };
+
+typedef struct js_progress {
+    uint64_t units_done, units_total;   /* units_total is 100 */
+    uint64_t bytes_done, bytes_total;
+    uint64_t pages_verified, log_records_verified;
+    const char *phase;                  /* SPEC section 3 phase names */
+    uint32_t gen_low, gen_high;
+    JET_ERR err;                        /* with JS_SNT_FAIL */
+    const char *message;                /* with JS_SNT_FAIL, may be "" */
+} js_progress;
+
+/** A non-zero return cancels the job (JET_errBackupAbortByServer). */
+typedef int (*js_status_fn)(void *ctx, int snp, int snt, const js_progress *p);
+
+#define JS_BACKUP_ATOMIC      0x1u
+#define JS_BACKUP_INCREMENTAL 0x2u
+#define JS_BACKUP_CREATE_DIR  0x4u
+
+/* The event log (ESE event IDs, SPEC section 3). */
+enum js_event_level { JS_EV_INFO = 0, JS_EV_WARNING = 1, JS_EV_ERROR = 2 };
+typedef struct js_event {
+    int64_t time_ms;        /* since the epoch */
+    int id;                 /* 210, 211, 213, 214, 215, 220, ... */
+    int level;              /* enum js_event_level */
+    const char *message;
+} js_event;
+typedef void (*js_event_fn)(void *ctx, const js_event *ev);
+/** Subscribe to the instance's events (one sink; NULL unsubscribes).  The
+ *  sink is called from the thread raising the event and must not call back
+ *  into the instance. */
+void js_set_event_sink(js_instance *inst, js_event_fn fn, void *ctx);
+
+/** Online backup.  dest NULL: truncate logs only.  flags: JS_BACKUP_*.
+ *  Runs in the calling thread while clients keep writing.
+ *  Errors (SPEC section 6): JET_errBackupInProgress,
+ *  JET_errBackupNotAllowedYet, JET_errLoggingDisabled, JET_errInvalidGrbit,
+ *  JET_errInvalidParameter, JET_errInvalidPath, JET_errInvalidBackup,
+ *  JET_errMissingFullBackup, JET_errMissingFileToBackup,
+ *  JET_errBackupDirectoryNotEmpty, JET_errMakeBackupDirectoryFail,
+ *  JET_errReadVerifyFailure, JET_errLogReadVerifyFailure, JET_errDiskFull,
+ *  JET_errBackupAbortByServer, JET_errClientRequestToStopJetService.
+ *  On failure nothing this job wrote stays and no live log is truncated. */
+JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags,
+                  js_status_fn status, void *ctx);
+/** Ask the running backup to stop (it fails with
+ *  JET_errBackupAbortByServer).  Any thread.  No job: JET_errInvalidParameter. */
+JET_ERR js_backup_cancel(js_instance *inst);
+
+/** Hard recovery of a backup set into target (missing or empty).
+ *  logs_dir (may be NULL): later generations to roll forward while they
+ *  continue the chain; until_gen (0: no limit): last generation replayed.
+ *  Errors: JET_errGivenLogFileIsNotContiguous, JET_errMissingRestoreLogFiles,
+ *  JET_errStartingRestoreLogTooHigh, JET_errEndingRestoreLogTooLow,
+ *  JET_errBadLogSignature, JET_errLogReadVerifyFailure,
+ *  JET_errReadVerifyFailure, JET_errInvalidPath. */
+JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
+                   uint32_t until_gen, js_status_fn status, void *ctx);
+
+/** Verify a backup set: SHA256SUMS, page and log checksums, chain, and a
+ *  trial restore into a temporary directory.  *rep may be NULL. */
+JET_ERR js_verify(const char *backup, js_check_report *rep, js_status_fn status, void *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Fault injection (tests only; affects the calling process)            */
+/* ------------------------------------------------------------------ */
+enum js_fault_op { JS_FAULT_WRITE = 0, JS_FAULT_FSYNC = 1, JS_FAULT_RENAME = 2, JS_FAULT_OPS };
+/** Make the nth (1-based, counted from now) operation of kind op fail with
+ *  errno err (EIO, ENOSPC).  For JS_FAULT_WRITE, tear_at >= 0 writes only
+ *  the first tear_at bytes and then fails.  nth 0 disarms.  path_substr
+ *  (may be NULL) restricts counting to paths containing it. */
+void js_fault_arm(int op, uint64_t nth, int err, long tear_at, const char *path_substr);
+/** Disarm every fault. */
+void js_fault_reset(void);
+/** How many operations of kind op ran since the last reset (matching the
+ *  armed path filter, or all). */
+uint64_t js_fault_count(int op);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* JETSNAP_H */
