@@ -1,0 +1,560 @@
+/*
+ * cli_mount.c - `jetsnap backup` and `jetsnap truncate`: the conversation
+ * with a mounted instance's control and status files (SPEC section 3).
+ *
+ * These commands never touch the engine.  The sequence is:
+ *  1. read MOUNTPOINT/status once and remember its `job`, so the job this
+ *     command starts can be told from the previous one still shown there;
+ *  2. write the command line to MOUNTPOINT/control in one write() (SIGINT
+ *     blocked meanwhile, so the write is never interrupted and retried: a
+ *     retry could start a second job);
+ *  3. re-open and read MOUNTPOINT/status every 200 ms, showing progress, until
+ *     the new job's `state` is succeeded, failed or cancelled.
+ *
+ * The `wait` flag is deliberately not used: with libfuse 3.14 a pending
+ * direct-io write holds the inode lock, so the `cancel` written on Ctrl-C
+ * would queue behind our own waiting write and never reach the daemon.
+ *
+ * Ctrl-C: on a terminal (stdin and stderr both terminals) it asks "cancel the
+ * running backup? [y/N]"; without one it writes `cancel` at once.  A further
+ * Ctrl-C after a cancel was sent (or while the question is open) stops
+ * watching; the daemon's job is not affected by that.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jetsnap.h"
+
+int js_cli_follow(const char *mountpoint, const char *line, const char *label,
+                  int incremental);
+
+#define CM_POLL_MS      200     /* status re-read period */
+#define CM_APPEAR_MS    10000   /* how long the new job may take to show up */
+#define CM_READ_FAILS   25      /* consecutive failed status reads (~5 s) */
+#define CM_STATUS_MAX   65536   /* a status file is a few hundred bytes */
+
+struct cm_status {
+    char state[32];
+    char job[64];
+    char operation[32];
+    char path[PATH_MAX];
+    char phase[32];
+    char result[128];
+    char message[1024];
+    char truncated[128];
+    char gen_low[32], gen_high[32];
+    double percent;
+    int have_percent;
+    uint64_t bytes_done, bytes_total, rate;
+    long long eta;
+    int have_eta;
+};
+
+/* What has been drawn so far, to redraw the bar in place or to print a
+ * plain line only when something visible changed. */
+struct cm_view {
+    const char *label;
+    int tty;                /* stderr is a terminal: draw a bar */
+    int bar_shown;          /* the cursor is at the end of a drawn bar */
+    size_t bar_len;
+    int last_pct;
+    char last_phase[32];
+};
+
+static volatile sig_atomic_t cm_sigints;
+
+static void cm_on_sigint(int sig)
+{
+    (void)sig;
+    cm_sigints++;
+}
+
+static int64_t cm_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ */
+/* status                                                               */
+/* ------------------------------------------------------------------ */
+
+static void cm_status_set(struct cm_status *st, const char *key, const char *val)
+{
+    char *end;
+
+#define CM_COPY(field) snprintf(st->field, sizeof st->field, "%s", val)
+    if (strcmp(key, "state") == 0) {
+        CM_COPY(state);
+    } else if (strcmp(key, "job") == 0) {
+        CM_COPY(job);
+    } else if (strcmp(key, "operation") == 0) {
+        CM_COPY(operation);
+    } else if (strcmp(key, "path") == 0) {
+        CM_COPY(path);
+    } else if (strcmp(key, "phase") == 0) {
+        CM_COPY(phase);
+    } else if (strcmp(key, "result") == 0) {
+        CM_COPY(result);
+    } else if (strcmp(key, "message") == 0) {
+        CM_COPY(message);
+    } else if (strcmp(key, "truncated") == 0) {
+        CM_COPY(truncated);
+    } else if (strcmp(key, "gen_low") == 0) {
+        CM_COPY(gen_low);
+    } else if (strcmp(key, "gen_high") == 0) {
+        CM_COPY(gen_high);
+    } else if (strcmp(key, "progress_percent") == 0) {
+        st->percent = strtod(val, &end);
+        st->have_percent = end != val && st->percent >= 0 && st->percent <= 100;
+    } else if (strcmp(key, "bytes_done") == 0) {
+        st->bytes_done = strtoull(val, NULL, 10);
+    } else if (strcmp(key, "bytes_total") == 0) {
+        st->bytes_total = strtoull(val, NULL, 10);
+    } else if (strcmp(key, "rate_bytes_per_s") == 0) {
+        st->rate = strtoull(val, NULL, 10);
+    } else if (strcmp(key, "eta_s") == 0) {
+        st->eta = strtoll(val, &end, 10);
+        st->have_eta = end != val && st->eta >= 0;
+    }
+#undef CM_COPY
+}
+
+/* Parse `key: value` lines; unknown keys are ignored so the daemon may add
+ * more. */
+static void cm_status_parse(char *text, struct cm_status *st)
+{
+    char *save = NULL;
+
+    memset(st, 0, sizeof *st);
+    for (char *ln = strtok_r(text, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
+        char *colon = strchr(ln, ':'), *val;
+        size_t vl;
+
+        if (!colon)
+            continue;
+        *colon = '\0';
+        val = colon + 1;
+        while (*val == ' ')
+            val++;
+        vl = strlen(val);
+        while (vl && (val[vl - 1] == '\r' || val[vl - 1] == ' '))
+            val[--vl] = '\0';
+        /* The daemon writes "-" for a value that has none yet. */
+        if (strcmp(val, "-") == 0)
+            val[0] = '\0';
+        cm_status_set(st, ln, val);
+    }
+}
+
+/* Read the whole status file (fresh at every open).  -1 with errno set. */
+static int cm_status_read(const char *path, struct cm_status *st)
+{
+    static char buf[CM_STATUS_MAX + 1];
+    size_t n = 0;
+    int fd, rc = -1, saved;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    while (n < CM_STATUS_MAX) {
+        ssize_t r = read(fd, buf + n, CM_STATUS_MAX - n);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            goto out_close;
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    cm_status_parse(buf, st);
+    rc = 0;
+out_close:
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* control                                                              */
+/* ------------------------------------------------------------------ */
+
+/* errno of a refused control write back to SPEC section 6.  Several codes
+ * share an errno; the hint names the alternatives. */
+static JET_ERR cm_errno_to_jet(int e, int incremental, const char **hint)
+{
+    *hint = "";
+    switch (e) {
+    case ENOTEMPTY: return JET_errBackupDirectoryNotEmpty;
+    case EBUSY:
+        *hint = " (a backup is already running, or the instance is being restored)";
+        return JET_errBackupInProgress;
+    case EAGAIN:
+        *hint = " (the instance is still starting or recovering)";
+        return JET_errBackupNotAllowedYet;
+    case EOPNOTSUPP:
+        *hint = " (logging is disabled, or an incremental backup under circular logging)";
+        return incremental ? JET_errInvalidBackup : JET_errLoggingDisabled;
+    case ENODATA:
+        *hint = " (no previous full backup, or a log generation since it is gone)";
+        return JET_errMissingFullBackup;
+    case ECANCELED: return JET_errBackupAbortByServer;
+    case EINVAL: return JET_errInvalidParameter;
+    case ESHUTDOWN:
+        *hint = " (the daemon is shutting down)";
+        return JET_errTermInProgress;
+    case ENOENT: case ENOTDIR: case EXDEV: return JET_errInvalidPath;
+    case EACCES: case EPERM: case EROFS: return JET_errMakeBackupDirectoryFail;
+    case ENOSPC: return JET_errDiskFull;
+    default: return JET_errSuccess;
+    }
+}
+
+static void cm_report_errno(const char *what, int e, int incremental)
+{
+    const char *hint;
+    JET_ERR err = cm_errno_to_jet(e, incremental, &hint);
+
+    if (err < 0)
+        fprintf(stderr, "jetsnap: %s%s (%d): %s%s\n", what, js_errname(err), err,
+                strerror(e), hint);
+    else
+        fprintf(stderr, "jetsnap: %s%s\n", what, strerror(e));
+}
+
+/*
+ * One command, one write().  SIGINT is blocked across it so the write is
+ * never interrupted (see the file comment); a Ctrl-C meanwhile is delivered
+ * right after.  Returns 0, or -1 after printing the error.
+ */
+static int cm_control_write(const char *path, const char *line, int incremental,
+                            const char *what)
+{
+    sigset_t block, old;
+    size_t len = strlen(line);
+    ssize_t w;
+    int fd, e, rc = -1;
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    /* O_TRUNC like `echo > control`: the daemon treats it as a no-op. */
+    fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0) {
+        e = errno;
+        fprintf(stderr, "jetsnap: %scannot open %s: %s%s\n", what, path, strerror(e),
+                e == EACCES ? " (only the daemon's owner may write it)" : "");
+        goto out_unblock;
+    }
+    w = write(fd, line, len);
+    e = errno;
+    /* The daemon acts on the write alone; a close error cannot undo an
+     * accepted command, so it is not reported. */
+    close(fd);
+    if (w == (ssize_t)len) {
+        rc = 0;
+    } else {
+        cm_report_errno(what, w < 0 ? e : EIO, incremental);
+    }
+out_unblock:
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* progress display                                                     */
+/* ------------------------------------------------------------------ */
+
+static void cm_human(char *buf, size_t cap, uint64_t b)
+{
+    static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
+    double v = (double)b;
+    int u = -1;
+
+    if (b < 1024) {
+        snprintf(buf, cap, "%" PRIu64 " B", b);
+        return;
+    }
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, cap, "%.1f %s", v, unit[u]);
+}
+
+static void cm_eta(char *buf, size_t cap, const struct cm_status *st)
+{
+    long long s = st->eta;
+
+    if (!st->have_eta)
+        snprintf(buf, cap, "--:--");
+    else if (s >= 3600)
+        snprintf(buf, cap, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+    else
+        snprintf(buf, cap, "%lld:%02lld", s / 60, s % 60);
+}
+
+/* "42%  1.3 GiB/3.0 GiB  85.2 MiB/s  ETA 0:21  copy-database" */
+static void cm_describe(char *buf, size_t cap, const struct cm_status *st, const char *sep)
+{
+    char done[32], total[32], rate[32], eta[32];
+
+    cm_human(done, sizeof done, st->bytes_done);
+    cm_human(total, sizeof total, st->bytes_total);
+    cm_human(rate, sizeof rate, st->rate);
+    cm_eta(eta, sizeof eta, st);
+    snprintf(buf, cap, "%3d%%%s%s/%s%s%s/s%sETA %s%s%s", (int)st->percent, sep, done, total,
+             sep, rate, sep, eta, sep, st->phase[0] ? st->phase : st->state);
+}
+
+static int cm_term_cols(void)
+{
+    struct winsize ws;
+
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+        return ws.ws_col;
+    return 80;
+}
+
+/* Redraw the one-line bar in place.  The line is kept shorter than the
+ * terminal so it never wraps (a wrapped line cannot be redrawn with \r). */
+static void cm_draw_bar(struct cm_view *v, const struct cm_status *st)
+{
+    char desc[256], line[512];
+    int cols = cm_term_cols(), width, fill;
+    size_t len;
+
+    cm_describe(desc, sizeof desc, st, "  ");
+    width = cols - 1 - (int)strlen(desc) - 3;
+    if (width > 40)
+        width = 40;
+    if (width >= 10) {
+        fill = (int)(st->percent * width / 100);
+        line[0] = '[';
+        for (int i = 0; i < width; i++)
+            line[1 + i] = i < fill ? '#' : '-';
+        snprintf(line + 1 + width, sizeof line - 1 - (size_t)width, "] %s", desc);
+    } else {
+        snprintf(line, sizeof line, "%s", desc);
+    }
+    len = strlen(line);
+    if (len > (size_t)cols - 1) {
+        len = (size_t)cols - 1;
+        line[len] = '\0';
+    }
+    fprintf(stderr, "\r%s%*s", line, v->bar_len > len ? (int)(v->bar_len - len) : 0, "");
+    fflush(stderr);
+    v->bar_len = len;
+    v->bar_shown = 1;
+}
+
+/* End the bar's line before anything else is printed on stderr. */
+static void cm_break_bar(struct cm_view *v)
+{
+    if (!v->bar_shown)
+        return;
+    fputc('\n', stderr);
+    v->bar_shown = 0;
+    v->bar_len = 0;
+}
+
+static void cm_show(struct cm_view *v, const struct cm_status *st)
+{
+    char desc[256];
+    int pct = (int)st->percent;
+
+    if (v->tty) {
+        cm_draw_bar(v, st);
+        return;
+    }
+    if (pct == v->last_pct && strcmp(st->phase, v->last_phase) == 0)
+        return;
+    v->last_pct = pct;
+    snprintf(v->last_phase, sizeof v->last_phase, "%s", st->phase);
+    cm_describe(desc, sizeof desc, st, " ");
+    fprintf(stderr, "%s: %s\n", v->label, desc);
+}
+
+/* The job's outcome: a summary on stdout for success, the SPEC error line
+ * built from `result` ("NUMBER NAME") and `message` otherwise. */
+static int cm_finish(const struct cm_status *st)
+{
+    int num = 0;
+    char name[96] = "";
+    const char *msg;
+
+    if (strcmp(st->state, "succeeded") == 0) {
+        printf("state: %s\n", st->state);
+        if (st->job[0])
+            printf("job: %s\n", st->job);
+        if (st->operation[0])
+            printf("operation: %s\n", st->operation);
+        if (st->path[0])
+            printf("path: %s\n", st->path);
+        if (st->gen_low[0])
+            printf("gen_low: %s\n", st->gen_low);
+        if (st->gen_high[0])
+            printf("gen_high: %s\n", st->gen_high);
+        if (st->truncated[0])
+            printf("truncated: %s\n", st->truncated);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "jetsnap: writing to standard output: %s\n", strerror(errno));
+            return 1;
+        }
+        return 0;
+    }
+    if (sscanf(st->result, "%d %95s", &num, name) != 2 || num >= 0) {
+        /* No usable result: a cancelled job is ESE's abort; otherwise say
+         * what is known rather than invent a code. */
+        if (strcmp(st->state, "cancelled") != 0) {
+            fprintf(stderr, "jetsnap: job %s: %s%s%s\n", st->state,
+                    st->result[0] ? st->result : "no result", st->message[0] ? ": " : "",
+                    st->message);
+            return 1;
+        }
+        num = JET_errBackupAbortByServer;
+        snprintf(name, sizeof name, "%s", js_errname(num));
+    }
+    msg = st->message[0] ? st->message : js_errmsg(num);
+    fprintf(stderr, "jetsnap: %s (%d): %s\n", name, num, msg);
+    return 1;
+}
+
+static int cm_is_final(const char *state)
+{
+    return strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
+           strcmp(state, "cancelled") == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the follow loop                                                      */
+/* ------------------------------------------------------------------ */
+
+int js_cli_follow(const char *mountpoint, const char *line, const char *label,
+                  int incremental)
+{
+    struct cm_view v = { label, isatty(STDERR_FILENO), 0, 0, -1, "" };
+    int ask = v.tty && isatty(STDIN_FILENO);
+    char control[PATH_MAX + 16], status[PATH_MAX + 16];
+    struct cm_status st;
+    struct sigaction sa, old_sa;
+    char old_job[64];
+    int rc = 1, seen = 0, prompting = 0, cancel_sent = 0, fails = 0;
+    sig_atomic_t handled = 0;
+    int64_t appear_by;
+
+    if (strlen(mountpoint) + sizeof "/control" > sizeof control) {
+        fprintf(stderr, "jetsnap: %s: %s\n", mountpoint, strerror(ENAMETOOLONG));
+        return 1;
+    }
+    snprintf(control, sizeof control, "%s/control", mountpoint);
+    snprintf(status, sizeof status, "%s/status", mountpoint);
+    if (cm_status_read(status, &st) != 0) {
+        fprintf(stderr, "jetsnap: cannot read %s: %s (is %s a jetsnap mount?)\n", status,
+                strerror(errno), mountpoint);
+        return 1;
+    }
+    snprintf(old_job, sizeof old_job, "%s", st.job);
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cm_on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;        /* no SA_RESTART: poll() must wake up at once */
+    cm_sigints = 0;
+    sigaction(SIGINT, &sa, &old_sa);
+
+    if (cm_control_write(control, line, incremental, "") != 0)
+        goto out_restore;
+
+    appear_by = cm_now_ms() + CM_APPEAR_MS;
+    for (;;) {
+        struct pollfd pfd = { STDIN_FILENO, POLLIN, 0 };
+
+        if (cm_sigints != handled) {
+            handled = cm_sigints;
+            if (prompting || cancel_sent) {
+                cm_break_bar(&v);
+                if (prompting)
+                    fputc('\n', stderr);
+                fprintf(stderr, "jetsnap: stopped watching; the %s job may still be "
+                        "running (see %s)\n", label, status);
+                goto out_restore;
+            }
+            if (ask) {
+                cm_break_bar(&v);
+                fprintf(stderr, "cancel the running %s? [y/N] ", label);
+                fflush(stderr);
+                prompting = 1;
+            } else {
+                fprintf(stderr, "jetsnap: interrupted: cancelling the %s\n", label);
+                cm_control_write(control, "cancel\n", 0, "cancel: ");
+                cancel_sent = 1;
+            }
+        }
+
+        if (cm_status_read(status, &st) != 0) {
+            if (++fails >= CM_READ_FAILS) {
+                cm_break_bar(&v);
+                fprintf(stderr, "jetsnap: cannot read %s: %s\n", status, strerror(errno));
+                goto out_restore;
+            }
+        } else {
+            fails = 0;
+            /* A new job id, or (if the old status named none) a job in
+             * progress, is ours; until then status shows the previous job. */
+            if (!seen && (old_job[0] ? strcmp(st.job, old_job) != 0
+                                     : strcmp(st.state, "running") == 0 ||
+                                       cm_is_final(st.state)))
+                seen = 1;
+            if (seen && cm_is_final(st.state)) {
+                if (!prompting)
+                    cm_show(&v, &st);
+                cm_break_bar(&v);
+                if (prompting)
+                    fputc('\n', stderr);
+                rc = cm_finish(&st);
+                goto out_restore;
+            }
+            if (seen && !prompting && strcmp(st.state, "running") == 0)
+                cm_show(&v, &st);
+        }
+        if (!seen && cm_now_ms() > appear_by) {
+            cm_break_bar(&v);
+            fprintf(stderr, "jetsnap: the daemon took the command but %s shows no new "
+                    "job (still job '%s')\n", status, old_job);
+            goto out_restore;
+        }
+
+        if (poll(&pfd, prompting ? 1 : 0, CM_POLL_MS) > 0 && prompting) {
+            char ans[64];
+            ssize_t n = read(STDIN_FILENO, ans, sizeof ans);
+
+            prompting = 0;
+            if (n > 0 && (ans[0] == 'y' || ans[0] == 'Y')) {
+                if (cm_control_write(control, "cancel\n", 0, "cancel: ") == 0)
+                    fprintf(stderr, "cancelling the %s...\n", label);
+                cancel_sent = 1;
+            }
+        }
+    }
+
+out_restore:
+    sigaction(SIGINT, &old_sa, NULL);
+    return rc;
+}
