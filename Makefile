@@ -13,7 +13,7 @@ OPT      ?= -O2 -g
 endif
 
 CC       ?= cc
-WARN     := -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow -Wno-unused-parameter
+WARN     := -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow -Wno-unused-parameter -Wno-format-truncation
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -pthread -Icore -MMD -MP
 LDFLAGS  += $(SANFLAGS) -pthread
 

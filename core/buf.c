@@ -1,0 +1,333 @@
+/*
+ * buf.c - the buffer pool and the page-range lock.
+ *
+ * The pool holds committed page images only (no-steal: a transaction's
+ * changes live in its private copies until commit installs them).  Frames
+ * are found through a hash table; a clock hand evicts clean, unpinned
+ * frames when the pool is at its soft limit.  Dirty frames are never
+ * evicted: the checkpoint cleans them, and the pool may grow past its limit
+ * meanwhile (it asks for a checkpoint when half the frames are dirty).
+ *
+ * Locking: pool->lock guards the hash, frame pins, dirty and clock bits;
+ * frame content is guarded by inst->tree_latch (see inst.h).  A frame being
+ * read from disk has loading set; other threads wait on pool->loaded.
+ */
+#include "inst.h"
+#include "err.h"
+#include "os.h"
+#include "page.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------- page-range lock ---------------- */
+
+void rl_init(range_lock *rl)
+{
+    memset(rl, 0, sizeof *rl);
+    pthread_mutex_init(&rl->lock, NULL);
+    pthread_cond_init(&rl->changed, NULL);
+}
+
+void rl_destroy(range_lock *rl)
+{
+    pthread_mutex_destroy(&rl->lock);
+    pthread_cond_destroy(&rl->changed);
+}
+
+static int rl_conflicts(const range_lock *rl, uint64_t lo, uint64_t hi, int writer)
+{
+    for (int i = 0; i < RL_SLOTS; i++)
+        if (rl->used[i] && (rl->writer[i] || writer) && rl->lo[i] < hi && lo < rl->hi[i])
+            return 1;
+    return 0;
+}
+
+int rl_lock(range_lock *rl, uint64_t lo, uint64_t hi, int writer)
+{
+    pthread_mutex_lock(&rl->lock);
+    for (;;) {
+        int slot = -1;
+        for (int i = 0; i < RL_SLOTS && slot < 0; i++)
+            if (!rl->used[i])
+                slot = i;
+        if (slot >= 0 && !rl_conflicts(rl, lo, hi, writer)) {
+            rl->used[slot] = 1;
+            rl->lo[slot] = lo;
+            rl->hi[slot] = hi;
+            rl->writer[slot] = writer;
+            pthread_mutex_unlock(&rl->lock);
+            return slot;
+        }
+        pthread_cond_wait(&rl->changed, &rl->lock);
+    }
+}
+
+void rl_unlock(range_lock *rl, int slot)
+{
+    pthread_mutex_lock(&rl->lock);
+    rl->used[slot] = 0;
+    pthread_cond_broadcast(&rl->changed);
+    pthread_mutex_unlock(&rl->lock);
+}
+
+/* ---------------- pool ---------------- */
+
+static size_t pool_bucket(const buf_pool *pool, uint32_t pgno)
+{
+    return (size_t)((pgno * 2654435761u) % pool->nbuckets);
+}
+
+JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes)
+{
+    memset(pool, 0, sizeof *pool);
+    pool->page_size = page_size;
+    pool->cap = cache_bytes / page_size;
+    if (pool->cap < 64)
+        pool->cap = 64;
+    pool->nbuckets = pool->cap * 2 + 1;
+    pool->hash = calloc(pool->nbuckets, sizeof *pool->hash);
+    pool->frames_cap = pool->cap;
+    pool->frames = calloc(pool->frames_cap, sizeof *pool->frames);
+    if (!pool->hash || !pool->frames) {
+        free(pool->hash);
+        free(pool->frames);
+        return js_fail(JET_errOutOfMemory, "buffer pool of %zu frames", pool->cap);
+    }
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->loaded, NULL);
+    return JET_errSuccess;
+}
+
+void pool_destroy(buf_pool *pool)
+{
+    for (size_t i = 0; i < pool->nframes; i++) {
+        free(pool->frames[i]->data);
+        free(pool->frames[i]);
+    }
+    free(pool->frames);
+    free(pool->hash);
+    pthread_mutex_destroy(&pool->lock);
+    pthread_cond_destroy(&pool->loaded);
+    memset(pool, 0, sizeof *pool);
+}
+
+static frame *pool_find_locked(buf_pool *pool, uint32_t pgno)
+{
+    for (frame *f = pool->hash[pool_bucket(pool, pgno)]; f; f = f->hnext)
+        if (f->pgno == pgno)
+            return f;
+    return NULL;
+}
+
+static void pool_unhash_locked(buf_pool *pool, frame *f)
+{
+    frame **pp = &pool->hash[pool_bucket(pool, f->pgno)];
+    while (*pp && *pp != f)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = f->hnext;
+    f->hnext = NULL;
+}
+
+/* A frame for pgno, hashed and pinned: an evicted clean frame when the pool
+ * is full, else a new one.  NULL on allocation failure. */
+static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno)
+{
+    frame *f = NULL;
+    if (pool->nframes >= pool->cap) {
+        for (size_t tries = 0; tries < pool->nframes * 2 && !f; tries++) {
+            frame *c = pool->frames[pool->clock];
+            pool->clock = (pool->clock + 1) % pool->nframes;
+            if (c->pins || c->dirty || c->loading)
+                continue;
+            if (c->ref) {
+                c->ref = 0;
+                continue;
+            }
+            pool_unhash_locked(pool, c);
+            f = c;
+        }
+    }
+    if (!f) {
+        if (pool->nframes == pool->frames_cap) {
+            size_t ncap = pool->frames_cap * 2;
+            frame **nf = realloc(pool->frames, ncap * sizeof *nf);
+            if (!nf)
+                return NULL;
+            pool->frames = nf;
+            pool->frames_cap = ncap;
+        }
+        f = calloc(1, sizeof *f);
+        if (!f)
+            return NULL;
+        f->data = aligned_alloc(4096, pool->page_size);
+        if (!f->data) {
+            free(f);
+            return NULL;
+        }
+        pool->frames[pool->nframes++] = f;
+    }
+    f->pgno = pgno;
+    f->pins = 1;
+    f->dirty = 0;
+    f->ref = 1;
+    f->loading = 0;
+    f->fpi_epoch = 0;
+    size_t b = pool_bucket(pool, pgno);
+    f->hnext = pool->hash[b];
+    pool->hash[b] = f;
+    return f;
+}
+
+JET_ERR pool_get(js_instance *inst, uint32_t pgno, int allow_zero, frame **out)
+{
+    buf_pool *pool = &inst->pool;
+    JET_ERR err = JET_errSuccess;
+    pthread_mutex_lock(&pool->lock);
+    frame *f;
+    for (;;) {
+        f = pool_find_locked(pool, pgno);
+        if (!f || !f->loading)
+            break;
+        pthread_cond_wait(&pool->loaded, &pool->lock);
+    }
+    if (f) {
+        f->pins++;
+        f->ref = 1;
+        pthread_mutex_unlock(&pool->lock);
+        *out = f;
+        return JET_errSuccess;
+    }
+    f = pool_take_frame_locked(pool, pgno);
+    if (!f) {
+        pthread_mutex_unlock(&pool->lock);
+        return js_fail(JET_errOutOfMemory, "buffer pool: no frame for page %u", pgno);
+    }
+    f->loading = 1;
+    pthread_mutex_unlock(&pool->lock);
+
+    size_t got = 0;
+    int slot = rl_lock(&inst->rl, pgno, (uint64_t)pgno + 1, 0);
+    err = os_pread(inst->db_fd, inst->db_path, f->data, pool->page_size,
+                   (uint64_t)pgno * pool->page_size, &got);
+    rl_unlock(&inst->rl, slot);
+    if (!err) {
+        if (got < pool->page_size)
+            memset(f->data + got, 0, pool->page_size - got);
+        int st = pg_verify(f->data, pool->page_size, pgno);
+        if (st == PG_BAD || (st == PG_ZERO && !allow_zero))
+            err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of " JS_DB_FILE ": %s", pgno,
+                             st == PG_BAD ? "checksum mismatch" : "page was never written");
+        else if (st == PG_ZERO)
+            memset(f->data, 0, pool->page_size);
+    }
+
+    pthread_mutex_lock(&pool->lock);
+    f->loading = 0;
+    if (err) {
+        f->pins = 0;
+        pool_unhash_locked(pool, f);
+        f->pgno = UINT32_MAX;
+    }
+    pthread_cond_broadcast(&pool->loaded);
+    pthread_mutex_unlock(&pool->lock);
+    if (!err)
+        *out = f;
+    return err;
+}
+
+JET_ERR pool_get_for_install(js_instance *inst, uint32_t pgno, frame **out)
+{
+    buf_pool *pool = &inst->pool;
+    pthread_mutex_lock(&pool->lock);
+    frame *f;
+    for (;;) {
+        f = pool_find_locked(pool, pgno);
+        if (!f || !f->loading)
+            break;
+        pthread_cond_wait(&pool->loaded, &pool->lock);
+    }
+    if (f) {
+        f->pins++;
+        f->ref = 1;
+    } else {
+        f = pool_take_frame_locked(pool, pgno);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    if (!f)
+        return js_fail(JET_errOutOfMemory, "buffer pool: no frame for page %u", pgno);
+    *out = f;
+    return JET_errSuccess;
+}
+
+frame *pool_lookup(buf_pool *pool, uint32_t pgno)
+{
+    pthread_mutex_lock(&pool->lock);
+    frame *f = pool_find_locked(pool, pgno);
+    if (f && f->loading)
+        f = NULL;
+    if (f)
+        f->pins++;
+    pthread_mutex_unlock(&pool->lock);
+    return f;
+}
+
+void pool_unpin(buf_pool *pool, frame *f)
+{
+    pthread_mutex_lock(&pool->lock);
+    f->pins--;
+    pthread_mutex_unlock(&pool->lock);
+}
+
+void pool_mark_dirty(buf_pool *pool, frame *f)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (!f->dirty) {
+        f->dirty = 1;
+        pool->ndirty++;
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+void pool_clear_dirty(buf_pool *pool, frame *f)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (f->dirty) {
+        f->dirty = 0;
+        pool->ndirty--;
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+size_t pool_ndirty(buf_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    size_t n = pool->ndirty;
+    pthread_mutex_unlock(&pool->lock);
+    return n;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n)
+{
+    pthread_mutex_lock(&pool->lock);
+    size_t cnt = 0;
+    uint32_t *list = malloc((pool->ndirty + 1) * sizeof *list);
+    if (list)
+        for (size_t i = 0; i < pool->nframes; i++)
+            if (pool->frames[i]->dirty)
+                list[cnt++] = pool->frames[i]->pgno;
+    pthread_mutex_unlock(&pool->lock);
+    if (!list)
+        return js_fail(JET_errOutOfMemory, "dirty page list");
+    qsort(list, cnt, sizeof *list, cmp_u32);
+    *out = list;
+    *n = cnt;
+    return JET_errSuccess;
+}

@@ -1,0 +1,332 @@
+/*
+ * check.c - offline facts and checks: `jetsnap info` and `jetsnap check` on
+ * an instance directory, a backup set (BACKUP, BACKUP/new, BACKUP/old) or a
+ * lone .edb file.  Read-only; safe on the files of a mounted instance.
+ */
+#include "inst.h"
+#include "err.h"
+#include "os.h"
+#include "page.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* Resolve PATH to (directory or NULL, database file). */
+static JET_ERR resolve(const char *path, char *dir, size_t dcap, char *db, size_t bcap, int *is_set)
+{
+    struct stat st;
+    *is_set = 0;
+    if (stat(path, &st) < 0)
+        return js_fail(JET_errFileNotFound, "%s: no such file or directory", path);
+    if (!S_ISDIR(st.st_mode)) {
+        dir[0] = '\0';
+        snprintf(db, bcap, "%s", path);
+        return JET_errSuccess;
+    }
+    const char *cands[] = { "", "/new", "/old" };
+    for (int i = 0; i < 3; i++) {
+        char d[PATH_MAX], f[PATH_MAX], info[PATH_MAX];
+        snprintf(d, sizeof d, "%s%s", path, cands[i]);
+        snprintf(f, sizeof f, "%s/%s", d, JS_DB_FILE);
+        snprintf(info, sizeof info, "%s/backup.info", d);
+        if (stat(f, &st) == 0) {
+            snprintf(dir, dcap, "%s", d);
+            snprintf(db, bcap, "%s", f);
+            *is_set = stat(info, &st) == 0;
+            return JET_errSuccess;
+        }
+    }
+    return js_fail(JET_errFileNotFound, "%s: no " JS_DB_FILE " here (nor in new/ or old/)", path);
+}
+
+static uint64_t read_pages_hwm(int fd, const char *path, uint32_t ps)
+{
+    uint8_t *pg = malloc(ps);
+    uint64_t n = 0;
+    size_t got = 0;
+    if (pg && !os_pread(fd, path, pg, ps, (uint64_t)PG_META_PGNO * ps, &got) && got == ps &&
+        pg_verify(pg, ps, PG_META_PGNO) == PG_OK)
+        n = pg_u32(pg + META_NEXT);
+    free(pg);
+    return n;
+}
+
+JET_ERR js_info_read(const char *path, js_info *out)
+{
+    char dir[PATH_MAX], db[PATH_MAX];
+    int is_set = 0, fd = -1;
+    db_header h;
+    memset(out, 0, sizeof *out);
+    JET_ERR err = resolve(path, dir, sizeof dir, db, sizeof db, &is_set);
+    if (err)
+        return err;
+    err = os_open(db, O_RDONLY, 0, &fd);
+    if (err)
+        return err;
+    err = dbh_read(fd, db, &h);
+    if (err)
+        goto out;
+    out->state = (int)h.state;
+    out->page_size = h.page_size;
+    out->pages = read_pages_hwm(fd, db, h.page_size);
+    dbh_sig_hex(h.db_sig, out->db_signature);
+    dbh_sig_hex(h.log_sig, out->log_signature);
+    out->circular_log = (h.flags & DBH_CIRCULAR) != 0;
+    out->log_file_size = h.log_file_size;
+    out->last_full = h.full;
+    out->last_incremental = h.inc;
+    out->is_backup_set = is_set;
+    if (dir[0]) {
+        chk_file chk;
+        if (chk_read(dir, &chk) == JET_errSuccess)
+            out->checkpoint_gen = LSN_GEN(chk.redo_lsn);
+        uint32_t lo, hi;
+        if (log_list_gens(dir, &lo, &hi) == JET_errSuccess) {
+            out->log_gen_min = lo;
+            out->log_gen_max = hi;
+        }
+        char cur[PATH_MAX];
+        snprintf(cur, sizeof cur, "%s/%s", dir, JS_LOG_FILE);
+        int cfd = -1;
+        loggen_hdr lh;
+        if (os_open(cur, O_RDONLY, 0, &cfd) == JET_errSuccess) {
+            if (loggen_read_header(cfd, cur, &lh) == JET_errSuccess) {
+                if (!out->log_gen_min)
+                    out->log_gen_min = lh.gen;
+                if (lh.gen > out->log_gen_max)
+                    out->log_gen_max = lh.gen;
+            }
+            os_close(cfd);
+        }
+        if (is_set) {
+            char info[PATH_MAX], line[256];
+            snprintf(info, sizeof info, "%s/backup.info", dir);
+            FILE *f = fopen(info, "r");
+            while (f && fgets(line, sizeof line, f))
+                if (!strncmp(line, "type: ", 6))
+                    sscanf(line + 6, "%15s", out->backup_type);
+            if (f)
+                fclose(f);
+        }
+    }
+    js_errclear();
+out:
+    os_close(fd);
+    return err;
+}
+
+static const char *state_name(int st)
+{
+    switch (st) {
+    case JS_DB_JUST_CREATED: return "just-created";
+    case JS_DB_DIRTY_SHUTDOWN: return "dirty-shutdown";
+    case JS_DB_CLEAN_SHUTDOWN: return "clean-shutdown";
+    case JS_DB_BEING_RESTORED: return "being-restored";
+    default: return "unknown";
+    }
+}
+
+static void print_stamp(FILE *f, const char *key, const js_backup_stamp *s)
+{
+    if (!s->gen_low && !s->gen_high) {
+        fprintf(f, "%s: none\n", key);
+        return;
+    }
+    char tbuf[32];
+    time_t t = (time_t)s->time;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(tbuf, sizeof tbuf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(f, "%s: gen %08X-%08X at %s\n", key, s->gen_low, s->gen_high, tbuf);
+}
+
+void js_info_print(const js_info *info, void *file)
+{
+    FILE *f = file;
+    fprintf(f, "state: %s\n", state_name(info->state));
+    fprintf(f, "page_size: %u\n", info->page_size);
+    fprintf(f, "pages: %" PRIu64 "\n", info->pages);
+    fprintf(f, "db_signature: %s\n", info->db_signature);
+    fprintf(f, "log_signature: %s\n", info->log_signature);
+    fprintf(f, "checkpoint_gen: %08X\n", info->checkpoint_gen);
+    fprintf(f, "log_gen_min: %08X\n", info->log_gen_min);
+    fprintf(f, "log_gen_max: %08X\n", info->log_gen_max);
+    fprintf(f, "circular_log: %s\n", info->circular_log ? "yes" : "no");
+    fprintf(f, "log_file_size: %" PRIu64 "\n", info->log_file_size);
+    print_stamp(f, "last_full_backup", &info->last_full);
+    print_stamp(f, "last_incremental_backup", &info->last_incremental);
+    if (info->is_backup_set)
+        fprintf(f, "backup_type: %s\n", info->backup_type[0] ? info->backup_type : "unknown");
+}
+
+/* Verify every page of a database file; record the first failure. */
+static JET_ERR check_db(const char *db, js_check_report *rep)
+{
+    int fd = -1;
+    db_header h;
+    uint8_t *buf = NULL;
+    JET_ERR err = os_open(db, O_RDONLY, 0, &fd);
+    if (err)
+        return err;
+    err = dbh_read(fd, db, &h);
+    if (err)
+        goto out;
+    uint32_t ps = h.page_size;
+    uint64_t hwm = read_pages_hwm(fd, db, ps);
+    uint64_t fsize = 0;
+    err = os_size(fd, db, &fsize);
+    if (err)
+        goto out;
+    uint64_t npages = fsize / ps;
+    if (hwm == 0 || hwm > npages) {
+        /* The meta page is unreadable or the file is short: check every
+         * page the file holds. */
+        if (hwm > npages) {
+            rep->pages_bad++;
+            if (!rep->first_error[0])
+                snprintf(rep->first_error, sizeof rep->first_error,
+                         "%s: %llu pages in use but the file holds %llu", db, (unsigned long long)hwm,
+                         (unsigned long long)npages);
+        }
+        hwm = npages;
+    }
+    const uint32_t batch = 256;
+    buf = malloc((size_t)batch * ps);
+    if (!buf) {
+        err = js_fail(JET_errOutOfMemory, "check buffer");
+        goto out;
+    }
+    for (uint64_t p = 0; p < hwm; p += batch) {
+        uint32_t n = hwm - p < batch ? (uint32_t)(hwm - p) : batch;
+        size_t got = 0;
+        err = os_pread(fd, db, buf, (size_t)n * ps, p * ps, &got);
+        if (err)
+            goto out;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t pgno = (uint32_t)(p + i);
+            int st = (size_t)(i + 1) * ps <= got ? pg_verify(buf + (size_t)i * ps, ps, pgno) : PG_ZERO;
+            rep->pages_checked++;
+            /* Pages 0 and 1 are the two header copies: one good copy is
+             * enough to read, but a bad one is still reported. */
+            if (st != PG_OK) {
+                if (!rep->pages_bad)
+                    rep->first_bad_page = pgno;
+                rep->pages_bad++;
+                if (!rep->first_error[0])
+                    snprintf(rep->first_error, sizeof rep->first_error, "page %u of %s: %s", pgno, db,
+                             st == PG_BAD ? "checksum mismatch" : "page was never written");
+            }
+        }
+    }
+out:
+    free(buf);
+    os_close(fd);
+    return err;
+}
+
+/* Verify every log generation in dir and their chain. */
+static JET_ERR check_logs(const char *dir, const uint8_t *log_sig, js_check_report *rep)
+{
+    uint32_t lo, hi;
+    char path[PATH_MAX];
+    JET_ERR err = log_list_gens(dir, &lo, &hi), first = JET_errSuccess;
+    if (err)
+        return err;
+    loggen_hdr h, prev_h;
+    loggen_scan_result s, prev_s;
+    memset(&prev_h, 0, sizeof prev_h);
+    memset(&prev_s, 0, sizeof prev_s);
+    int have_prev = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, JS_LOG_FILE);
+    struct stat st;
+    int have_cur = stat(path, &st) == 0;
+    uint32_t last = hi;
+    if (!lo && !have_cur)
+        return JET_errSuccess;
+    for (uint32_t g = lo ? lo : 1; ; g++) {
+        int is_cur = 0;
+        log_gen_name(path, sizeof path, dir, g);
+        if (g > last || stat(path, &st) != 0) {
+            if (g <= last) {
+                rep->log_files_bad++;
+                if (!first)
+                    first = js_fail(JET_errMissingLogFile, "log generation %08X is missing from %s", g, dir);
+                continue;
+            }
+            if (!have_cur)
+                break;
+            snprintf(path, sizeof path, "%s/%s", dir, JS_LOG_FILE);
+            is_cur = 1;
+        }
+        err = loggen_scan(path, is_cur, 0, NULL, NULL, &h, &s);
+        rep->log_files_checked++;
+        if (!err && memcmp(h.log_sig, log_sig, JS_SIG_LEN))
+            err = js_fail(JET_errBadLogSignature, "%s belongs to another log stream", path);
+        if (!err && h.gen != g && !is_cur)
+            err = JS_CORRUPT(JET_errLogReadVerifyFailure, "%s holds generation %08X", path, h.gen);
+        if (!err && have_prev && prev_h.gen + 1 == h.gen &&
+            (h.prev_digest != prev_s.digest || h.prev_blocks != prev_s.end_blk || h.prev_created != prev_h.created))
+            err = JS_CORRUPT(JET_errLogReadVerifyFailure, "generation %08X does not continue generation %08X",
+                             h.gen, prev_h.gen);
+        if (err) {
+            rep->log_files_bad++;
+            if (!first) {
+                first = err;
+                snprintf(rep->first_error, sizeof rep->first_error, "%s", js_errdetail());
+            }
+            have_prev = 0;
+        } else {
+            rep->log_blocks_checked += s.blocks;
+            rep->log_records_checked += s.records;
+            prev_h = h;
+            prev_s = s;
+            have_prev = 1;
+        }
+        if (is_cur)
+            break;
+    }
+    return first;
+}
+
+JET_ERR js_check(const char *path, js_check_report *rep_out)
+{
+    js_check_report local;
+    js_check_report *rep = rep_out ? rep_out : &local;
+    char dir[PATH_MAX], db[PATH_MAX];
+    int is_set = 0;
+    memset(rep, 0, sizeof *rep);
+    JET_ERR err = resolve(path, dir, sizeof dir, db, sizeof db, &is_set);
+    if (err)
+        return err;
+    err = check_db(db, rep);
+    if (err)
+        return err;
+    JET_ERR first = JET_errSuccess;
+    if (rep->pages_bad)
+        first = js_fail(JET_errReadVerifyFailure, "%s", rep->first_error);
+    if (dir[0]) {
+        int fd = -1;
+        db_header h;
+        err = os_open(db, O_RDONLY, 0, &fd);
+        if (!err)
+            err = dbh_read(fd, db, &h);
+        os_close(fd);
+        if (err)
+            return err;
+        char saved[256];
+        snprintf(saved, sizeof saved, "%s", rep->first_error);
+        err = check_logs(dir, h.log_sig, rep);
+        if (err && !first)
+            first = err;
+        else
+            snprintf(rep->first_error, sizeof rep->first_error, "%s", saved);
+    }
+    if (first)
+        js_fail(first, "%s", rep->first_error);
+    return first;
+}

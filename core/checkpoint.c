@@ -1,0 +1,240 @@
+/*
+ * checkpoint.c - the checkpoint and the checkpoint file edb.chk.
+ *
+ * A checkpoint takes its redo point R (the log position) under the writer
+ * lock, so R sits between transactions, and starts a new full-image epoch:
+ * the next change of every page is logged whole.  It then writes every page
+ * that was dirty at R (and, following the WAL rule, flushes the log past any
+ * newer page it writes), fsyncs the database, and records R in edb.chk.
+ * Recovery starts at R.  Generations below R's are no longer needed for
+ * crash recovery: circular logging deletes them here, otherwise a backup
+ * truncates them.
+ *
+ * edb.chk format: two 512-byte copies at offsets 0 and 512, each
+ *   0 u32 crc (CRC32C of bytes 4..511)  4 "JSNAPCHK"  12 u32 version
+ *  16 u64 redo LSN  24 i64 time (ms)  32 u8[16] log signature
+ * Written like the database header: copy 0, fsync, copy 1, fsync; read:
+ * the first valid copy.
+ */
+#include "inst.h"
+#include "err.h"
+#include "os.h"
+#include "page.h"
+#include "crc32c.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CHK_MAGIC "JSNAPCHK"
+#define CKPT_BATCH 256u
+
+static void chk_encode(const chk_file *c, uint8_t *b)
+{
+    memset(b, 0, 512);
+    memcpy(b + 4, CHK_MAGIC, 8);
+    pg_put32(b + 12, 1);
+    pg_put64(b + 16, c->redo_lsn);
+    pg_put64(b + 24, (uint64_t)c->time);
+    memcpy(b + 32, c->log_sig, JS_SIG_LEN);
+    pg_put32(b, js_crc32c(0, b + 4, 508));
+}
+
+JET_ERR chk_read(const char *dir, chk_file *out)
+{
+    char path[PATH_MAX];
+    uint8_t b[1024];
+    size_t got = 0;
+    int fd = -1;
+    snprintf(path, sizeof path, "%s/%s", dir, JS_CHK_FILE);
+    JET_ERR err = os_open(path, O_RDONLY, 0, &fd);
+    if (err)
+        return err;
+    err = os_pread(fd, path, b, sizeof b, 0, &got);
+    os_close(fd);
+    if (err)
+        return err;
+    for (int copy = 0; copy < 2; copy++) {
+        const uint8_t *c = b + 512 * copy;
+        if ((size_t)(512 * copy + 512) <= got && !memcmp(c + 4, CHK_MAGIC, 8) &&
+            pg_u32(c) == js_crc32c(0, c + 4, 508)) {
+            out->redo_lsn = pg_u64(c + 16);
+            out->time = (int64_t)pg_u64(c + 24);
+            memcpy(out->log_sig, c + 32, JS_SIG_LEN);
+            return JET_errSuccess;
+        }
+    }
+    return JS_CORRUPT(JET_errCheckpointCorrupt, "%s: both copies fail their checksum", path);
+}
+
+JET_ERR chk_write(const char *dir, const chk_file *chk)
+{
+    char path[PATH_MAX];
+    uint8_t b[512];
+    int fd = -1;
+    snprintf(path, sizeof path, "%s/%s", dir, JS_CHK_FILE);
+    JET_ERR err = os_open(path, O_RDWR | O_CREAT, 0600, &fd);
+    if (err)
+        return err;
+    chk_encode(chk, b);
+    for (int copy = 0; copy < 2 && !err; copy++) {
+        err = os_pwrite(fd, path, b, sizeof b, (uint64_t)copy * 512);
+        if (!err)
+            err = os_fsync(fd, path);
+    }
+    os_close(fd);
+    return err;
+}
+
+JET_ERR log_delete_below(js_instance *inst, uint32_t gen, uint32_t *lo, uint32_t *hi)
+{
+    uint32_t min_gen, max_gen;
+    char path[PATH_MAX];
+    *lo = *hi = 0;
+    JET_ERR err = log_list_gens(inst->dir, &min_gen, &max_gen);
+    if (err || !min_gen)
+        return err;
+    pthread_mutex_lock(&inst->log.lock);
+    uint32_t pin = inst->log.pin_gen;
+    pthread_mutex_unlock(&inst->log.lock);
+    for (uint32_t g = min_gen; g < gen && g <= max_gen; g++) {
+        if (pin && g >= pin)
+            break;
+        log_gen_name(path, sizeof path, inst->dir, g);
+        /* Oldest first, stop at the first failure: the chain that stays is
+         * always contiguous. */
+        err = os_unlink(path, 0);
+        if (err)
+            break;
+        if (!*lo)
+            *lo = g;
+        *hi = g;
+    }
+    if (*lo) {
+        JET_ERR e2 = os_fsync_dir(inst->dir);
+        if (!err)
+            err = e2;
+    }
+    return err;
+}
+
+/* Write pages [i, j) of list (already sorted) as contiguous runs. */
+static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t n, uint64_t redo_lsn, uint8_t *buf)
+{
+    uint32_t ps = inst->page_size;
+    uint64_t max_lsn = 0;
+    size_t m = 0;
+    uint32_t pgnos[CKPT_BATCH];
+    JET_ERR err = JET_errSuccess;
+
+    pthread_rwlock_rdlock(&inst->tree_latch);
+    for (size_t i = 0; i < n; i++) {
+        frame *f = pool_lookup(&inst->pool, list[i]);
+        if (!f)
+            continue;
+        if (f->dirty) {
+            memcpy(buf + (size_t)m * ps, f->data, ps);
+            pgnos[m++] = list[i];
+            if (pg_lsn(f->data) > max_lsn)
+                max_lsn = pg_lsn(f->data);
+            pool_clear_dirty(&inst->pool, f);
+        }
+        pool_unpin(&inst->pool, f);
+    }
+    pthread_rwlock_unlock(&inst->tree_latch);
+
+    /* WAL rule: a page newer than the redo point may only reach the file
+     * once its log records are durable. */
+    if (max_lsn >= redo_lsn && inst->log.fd >= 0) {
+        pthread_mutex_lock(&inst->log.lock);
+        uint64_t pos = log_position(&inst->log);
+        pthread_mutex_unlock(&inst->log.lock);
+        err = log_flush(inst, pos);
+        if (err)
+            return err;
+    }
+    for (size_t i = 0; i < m; i++)
+        pg_seal(buf + i * ps, ps, pgnos[i]);
+    for (size_t i = 0; i < m && !err;) {
+        size_t j = i + 1;
+        while (j < m && pgnos[j] == pgnos[j - 1] + 1)
+            j++;
+        err = db_write_pages(inst, pgnos[i], buf + i * ps, (uint32_t)(j - i));
+        i = j;
+    }
+    return err;
+}
+
+JET_ERR ckpt_run(js_instance *inst)
+{
+    JET_ERR err = JET_errSuccess;
+    uint32_t *list = NULL;
+    size_t n = 0;
+    uint8_t *buf = NULL;
+
+    pthread_mutex_lock(&inst->ckpt_lock);
+    pthread_mutex_lock(&inst->writer_lock);
+    uint64_t redo = 0;
+    if (inst->log.fd >= 0) {
+        pthread_mutex_lock(&inst->log.lock);
+        redo = log_position(&inst->log);
+        pthread_mutex_unlock(&inst->log.lock);
+    }
+    inst->ckpt_epoch++;
+    err = pool_dirty_list(&inst->pool, &list, &n);
+    pthread_mutex_unlock(&inst->writer_lock);
+    if (err)
+        goto out;
+
+    if (redo) {
+        err = log_flush(inst, redo);
+        if (err)
+            goto out;
+    }
+    buf = aligned_alloc(4096, (size_t)CKPT_BATCH * inst->page_size);
+    if (!buf) {
+        err = js_fail(JET_errOutOfMemory, "checkpoint buffer");
+        goto out;
+    }
+    for (size_t i = 0; i < n && !err; i += CKPT_BATCH)
+        err = ckpt_write_batch(inst, list + i, n - i < CKPT_BATCH ? n - i : CKPT_BATCH, redo, buf);
+    if (!err && n)
+        err = os_fsync(inst->db_fd, inst->db_path);
+    if (err) {
+        /* Pages may have left the pool's dirty set without reaching the
+         * disk: only the log holds them now.  Stop rather than lose them. */
+        inst_set_fatal(inst, err);
+        goto out;
+    }
+    if (redo) {
+        chk_file chk = { .redo_lsn = redo };
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        chk.time = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        memcpy(chk.log_sig, inst->hdr.log_sig, JS_SIG_LEN);
+        err = chk_write(inst->dir, &chk);
+        if (err) {
+            inst_set_fatal(inst, err);
+            goto out;
+        }
+        inst->ckpt_lsn = redo;
+        if (inst->params.circular_log) {
+            uint32_t lo, hi;
+            /* A failed delete only leaves an extra generation behind. */
+            (void)log_delete_below(inst, LSN_GEN(redo), &lo, &hi);
+        }
+    }
+out:
+    pthread_mutex_unlock(&inst->ckpt_lock);
+    free(buf);
+    free(list);
+    return err;
+}
+
+JET_ERR js_checkpoint(js_instance *inst)
+{
+    JET_ERR err = inst_check_usable(inst);
+    return err ? err : ckpt_run(inst);
+}

@@ -1,0 +1,556 @@
+/*
+ * instance.c - create, open (header checks, then recovery), run (the
+ * checkpoint and lazy-flush threads), and close an instance.
+ *
+ * States (enum js_instance_state):
+ *   STARTING --js_instance_start--> RECOVERING --redo done--> READY
+ *   READY --js_close--> STOPPING;  any --fatal I/O error--> FATAL
+ * Header state (enum js_db_state): js_create writes just-created; an open
+ * writes dirty-shutdown before the first change; a clean close writes
+ * clean-shutdown after its final checkpoint.  A restore in progress has
+ * being-restored, which open refuses.
+ */
+#include "inst.h"
+#include "err.h"
+#include "os.h"
+#include "page.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_SIZE_MIN (64ull << 10)
+#define LOG_SIZE_MAX (1ull << 30)
+
+void js_params_default(js_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->page_size = 8192;
+    p->log_file_size = 5ull << 20;
+    p->commit_mode = JS_COMMIT_DURABLE;
+    p->cache_size = 256ull << 20;
+    p->checkpoint_ms = 1000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *js_instance_dir(const js_instance *inst)
+{
+    return inst ? inst->dir : "";
+}
+
+int js_instance_state(const js_instance *inst)
+{
+    js_instance *m = (js_instance *)inst;
+    pthread_mutex_lock(&m->state_lock);
+    int st = m->state;
+    pthread_mutex_unlock(&m->state_lock);
+    return st;
+}
+
+JET_ERR inst_check_usable(js_instance *inst)
+{
+    if (!inst)
+        return js_fail(JET_errNotInitialized, "no instance");
+    JET_ERR err = JET_errSuccess;
+    pthread_mutex_lock(&inst->state_lock);
+    if (inst->fatal)
+        err = js_fail(JET_errInstanceUnavailable, "instance %s is unavailable after %s", inst->dir,
+                      js_errname(inst->fatal));
+    else if (inst->stopping)
+        err = js_fail(JET_errTermInProgress, "instance %s is shutting down", inst->dir);
+    else if (inst->state != JS_INST_READY && inst->state != JS_INST_RECOVERING)
+        err = js_fail(JET_errNotInitialized, "instance %s is not started", inst->dir);
+    pthread_mutex_unlock(&inst->state_lock);
+    return err;
+}
+
+void inst_set_fatal(js_instance *inst, JET_ERR err)
+{
+    pthread_mutex_lock(&inst->state_lock);
+    if (!inst->fatal) {
+        inst->fatal = err ? err : JET_errInstanceUnavailable;
+        inst->state = JS_INST_FATAL;
+    }
+    pthread_cond_broadcast(&inst->state_cond);
+    pthread_mutex_unlock(&inst->state_lock);
+}
+
+void js_set_event_sink(js_instance *inst, js_event_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&inst->state_lock);
+    inst->event_fn = fn;
+    inst->event_ctx = ctx;
+    pthread_mutex_unlock(&inst->state_lock);
+}
+
+void inst_event(js_instance *inst, int id, int level, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&inst->state_lock);
+    js_event_fn fn = inst->event_fn;
+    void *ctx = inst->event_ctx;
+    pthread_mutex_unlock(&inst->state_lock);
+    if (fn) {
+        js_event ev = { .time_ms = wall_ms(), .id = id, .level = level, .message = msg };
+        fn(ctx, &ev);
+    }
+}
+
+JET_ERR inst_write_header(js_instance *inst)
+{
+    pthread_mutex_lock(&inst->hdr_lock);
+    int slot = rl_lock(&inst->rl, 0, 2, 1);
+    JET_ERR err = dbh_write(inst->db_fd, inst->db_path, &inst->hdr);
+    rl_unlock(&inst->rl, slot);
+    pthread_mutex_unlock(&inst->hdr_lock);
+    if (err)
+        inst_set_fatal(inst, err);
+    return err;
+}
+
+void inst_request_checkpoint(js_instance *inst)
+{
+    pthread_mutex_lock(&inst->state_lock);
+    inst->ckpt_requested = 1;
+    pthread_cond_broadcast(&inst->ckpt_wake);
+    pthread_mutex_unlock(&inst->state_lock);
+}
+
+/* ---------------- create ---------------- */
+
+static JET_ERR dir_must_be_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return os_err(errno, "opendir", dir);
+    struct dirent *de;
+    int empty = 1;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            empty = 0;
+    closedir(d);
+    return empty ? JET_errSuccess : js_fail(JET_errInvalidPath, "%s is not empty", dir);
+}
+
+JET_ERR js_create(const char *dir, const js_params *p)
+{
+    js_params def;
+    if (!p) {
+        js_params_default(&def);
+        p = &def;
+    }
+    if (!dir || !*dir)
+        return js_fail(JET_errInvalidParameter, "no directory given");
+    if (!pg_size_valid(p->page_size))
+        return js_fail(JET_errInvalidParameter, "page size %u (must be 4096, 8192, 16384 or 32768)", p->page_size);
+    if (p->log_file_size < LOG_SIZE_MIN || p->log_file_size > LOG_SIZE_MAX || p->log_file_size % 4096)
+        return js_fail(JET_errInvalidParameter, "log file size %llu (must be 64K..1G, a multiple of 4K)",
+                       (unsigned long long)p->log_file_size);
+    if (p->log_file_size < 4ull * p->page_size + 8192)
+        return js_fail(JET_errInvalidParameter, "log file size %llu is too small for %u-byte pages",
+                       (unsigned long long)p->log_file_size, p->page_size);
+    JET_ERR err = os_mkdir(dir, 0700, 1);
+    if (err)
+        return err;
+    err = dir_must_be_empty(dir);
+    if (err)
+        return err;
+
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, JS_DB_FILE);
+    int fd = -1;
+    uint8_t *pages = NULL;
+    err = os_open(path, O_RDWR | O_CREAT | O_EXCL, 0600, &fd);
+    if (err)
+        return err;
+    db_header h = { .page_size = p->page_size, .state = JS_DB_JUST_CREATED,
+                    .flags = p->circular_log ? DBH_CIRCULAR : 0, .created = wall_ms() / 1000,
+                    .log_file_size = p->log_file_size };
+    dbh_new_signature(h.db_sig);
+    dbh_new_signature(h.log_sig);
+    pages = aligned_alloc(4096, 3 * (size_t)p->page_size);
+    if (!pages) {
+        err = js_fail(JET_errOutOfMemory, "new database pages");
+        goto out;
+    }
+    dbh_encode(&h, pages, 0);
+    dbh_encode(&h, pages + p->page_size, 1);
+    uint8_t *meta = pages + 2 * (size_t)p->page_size;
+    pg_init(meta, p->page_size, PG_META_PGNO, PG_META);
+    pg_put32(meta + META_NEXT, PG_FIRST_DATA);
+    pg_seal(meta, p->page_size, PG_META_PGNO);
+    err = os_pwrite(fd, path, pages, 3 * (size_t)p->page_size, 0);
+    if (!err)
+        err = os_fsync(fd, path);
+    if (err)
+        goto out;
+
+    /* Generation 1 and a checkpoint pointing at its start. */
+    log_state lg;
+    memset(&lg, 0, sizeof lg);
+    lg.fd = -1;
+    snprintf(lg.dir, sizeof lg.dir, "%s", dir);
+    snprintf(lg.cur_path, sizeof lg.cur_path, "%s/%s", dir, JS_LOG_FILE);
+    lg.file_size = p->log_file_size;
+    lg.page_size = p->page_size;
+    memcpy(lg.log_sig, h.log_sig, JS_SIG_LEN);
+    memcpy(lg.db_sig, h.db_sig, JS_SIG_LEN);
+    err = log_create_gen(&lg, 1, 0, 0, 0);
+    if (!err) {
+        chk_file chk = { .redo_lsn = log_position(&lg), .time = wall_ms() };
+        memcpy(chk.log_sig, h.log_sig, JS_SIG_LEN);
+        err = chk_write(dir, &chk);
+    }
+    os_close(lg.fd);
+    if (!err)
+        err = os_fsync_dir(dir);
+out:
+    free(pages);
+    os_close(fd);
+    return err;
+}
+
+/* ---------------- open ---------------- */
+
+static void inst_free(js_instance *inst)
+{
+    pool_destroy(&inst->pool);
+    rl_destroy(&inst->rl);
+    log_close(&inst->log);
+    os_close(inst->db_fd);
+    os_close(inst->lock_fd);   /* releases the flock */
+    pthread_mutex_destroy(&inst->writer_lock);
+    pthread_rwlock_destroy(&inst->tree_latch);
+    pthread_mutex_destroy(&inst->hdr_lock);
+    pthread_mutex_destroy(&inst->ckpt_lock);
+    pthread_mutex_destroy(&inst->state_lock);
+    pthread_cond_destroy(&inst->state_cond);
+    pthread_cond_destroy(&inst->ckpt_wake);
+    pthread_mutex_destroy(&inst->log.lock);
+    pthread_cond_destroy(&inst->log.done);
+    free(inst);
+}
+
+JET_ERR js_instance_new(const char *dir, const js_params *p, js_instance **out)
+{
+    js_params def;
+    if (!p) {
+        js_params_default(&def);
+        p = &def;
+    }
+    if (!dir || !out)
+        return js_fail(JET_errInvalidParameter, "NULL argument");
+    js_errclear();
+    js_instance *inst = calloc(1, sizeof *inst);
+    if (!inst)
+        return js_fail(JET_errOutOfMemory, "instance");
+    JET_ERR err = JET_errSuccess;
+    inst->params = *p;
+    if (!inst->params.cache_size)
+        inst->params.cache_size = 256ull << 20;
+    if (!inst->params.checkpoint_ms)
+        inst->params.checkpoint_ms = 1000;
+    inst->lock_fd = inst->db_fd = inst->log.fd = -1;
+    snprintf(inst->dir, sizeof inst->dir, "%s", dir);
+    snprintf(inst->db_path, sizeof inst->db_path, "%s/%s", dir, JS_DB_FILE);
+    pthread_mutex_init(&inst->writer_lock, NULL);
+    pthread_rwlock_init(&inst->tree_latch, NULL);
+    pthread_mutex_init(&inst->hdr_lock, NULL);
+    pthread_mutex_init(&inst->ckpt_lock, NULL);
+    pthread_mutex_init(&inst->state_lock, NULL);
+    pthread_cond_init(&inst->state_cond, NULL);
+    pthread_cond_init(&inst->ckpt_wake, NULL);
+    pthread_mutex_init(&inst->log.lock, NULL);
+    pthread_cond_init(&inst->log.done, NULL);
+    rl_init(&inst->rl);
+    inst->state = JS_INST_STARTING;
+
+    struct stat st;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        err = js_fail(JET_errFileNotFound, "%s: no such instance directory", dir);
+        goto fail;
+    }
+    if (stat(inst->db_path, &st) < 0) {
+        err = js_fail(JET_errFileNotFound, "%s: no jetsnap instance here (no " JS_DB_FILE ")", dir);
+        goto fail;
+    }
+    char lockpath[PATH_MAX];
+    snprintf(lockpath, sizeof lockpath, "%s/%s", dir, JS_LOCK_FILE);
+    err = os_open(lockpath, O_RDWR | O_CREAT, 0600, &inst->lock_fd);
+    if (err)
+        goto fail;
+    if (flock(inst->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        err = js_fail(JET_errDatabaseInUse, "%s is open in another process", dir);
+        goto fail;
+    }
+    err = os_open(inst->db_path, O_RDWR, 0, &inst->db_fd);
+    if (err)
+        goto fail;
+    err = dbh_read(inst->db_fd, inst->db_path, &inst->hdr);
+    if (err)
+        goto fail;
+    if (inst->hdr.backup_gen_low) {
+        err = js_fail(JET_errSoftRecoveryOnBackupDatabase,
+                      "%s is a raw backup copy; restore the set with `jetsnap restore`", inst->db_path);
+        goto fail;
+    }
+    if (inst->hdr.state == JS_DB_BEING_RESTORED) {
+        err = js_fail(JET_errRestoreInProgress, "%s: a restore into it did not finish", dir);
+        goto fail;
+    }
+    if (inst->hdr.state == JS_DB_DIRTY_SHUTDOWN && (inst->hdr.flags & DBH_UNLOGGED)) {
+        err = js_fail(JET_errDatabaseDirtyShutdown,
+                      "%s was open without a log (no_log) when it stopped; it cannot be recovered", dir);
+        goto fail;
+    }
+    inst->page_size = inst->hdr.page_size;
+    if (p->page_size && p->page_size != inst->page_size && p->page_size != 8192) {
+        /* 8192 is the default, so it cannot tell "asked for" from "unset". */
+        err = js_fail(JET_errPageSizeMismatch, "%s has %u-byte pages, not %u", dir, inst->page_size, p->page_size);
+        goto fail;
+    }
+    if (inst->hdr.flags & DBH_CIRCULAR)
+        inst->params.circular_log = 1;
+    uint64_t fsize = 0;
+    err = os_size(inst->db_fd, inst->db_path, &fsize);
+    if (err)
+        goto fail;
+    inst->db_file_pages = fsize / inst->page_size;
+    err = pool_init(&inst->pool, inst->page_size, inst->params.cache_size);
+    if (err)
+        goto fail;
+
+    log_state *lg = &inst->log;
+    snprintf(lg->dir, sizeof lg->dir, "%s", dir);
+    snprintf(lg->cur_path, sizeof lg->cur_path, "%s/%s", dir, JS_LOG_FILE);
+    lg->file_size = inst->hdr.log_file_size;
+    lg->nblocks = (uint32_t)(lg->file_size / LOG_BLOCK);
+    lg->page_size = inst->page_size;
+    memcpy(lg->log_sig, inst->hdr.log_sig, JS_SIG_LEN);
+    memcpy(lg->db_sig, inst->hdr.db_sig, JS_SIG_LEN);
+    *out = inst;
+    return JET_errSuccess;
+fail:
+    inst_free(inst);
+    return err;
+}
+
+/* After redo: continue appending to edb.log, or finish a roll a crash
+ * interrupted, or start the first generation after a torn tail. */
+static JET_ERR log_finish_open(js_instance *inst, const redo_result *rr)
+{
+    log_state *lg = &inst->log;
+    JET_ERR err;
+    if (rr->have_current) {
+        err = log_open_current(inst, rr->cur_hdr.gen, rr->cur_scan.end_blk, rr->cur_hdr.created, rr->cur_scan.digest);
+        if (err)
+            return err;
+        if (rr->cur_scan.torn || rr->cur_scan.closed || rr->cur_scan.end_blk + 1 >= lg->nblocks) {
+            /* Never append after garbage or a close block: close here (a
+             * crash during a roll may have done so already) and move on to
+             * a fresh generation. */
+            err = log_close_at(lg, rr->cur_scan.end_blk, rr->cur_scan.digest, rr->cur_scan.closed);
+            return err;
+        }
+        return JET_errSuccess;
+    }
+    if (rr->last_gen)
+        return log_create_gen(lg, rr->last_gen + 1, rr->last_hdr.created, rr->last_scan.digest,
+                              rr->last_scan.end_blk);
+    return log_create_gen(lg, 1, 0, 0, 0);
+}
+
+static void *ckpt_thread_main(void *arg)
+{
+    js_instance *inst = arg;
+    pthread_mutex_lock(&inst->state_lock);
+    while (!inst->stopping && !inst->fatal) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)inst->params.checkpoint_ms * 1000000ull;
+        ts.tv_sec += (time_t)(ns / 1000000000ull);
+        ts.tv_nsec = (long)(ns % 1000000000ull);
+        if (!inst->ckpt_requested)
+            pthread_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
+        if (inst->stopping || inst->fatal)
+            break;
+        inst->ckpt_requested = 0;
+        pthread_mutex_unlock(&inst->state_lock);
+        if (pool_ndirty(&inst->pool)) {
+            JET_ERR err = ckpt_run(inst);
+            if (err)
+                inst_event(inst, 0, JS_EV_ERROR, "checkpoint failed: %s (%d): %s", js_errname(err), err,
+                           js_errdetail());
+        }
+        pthread_mutex_lock(&inst->state_lock);
+    }
+    pthread_mutex_unlock(&inst->state_lock);
+    return NULL;
+}
+
+/* Lazy commits: flushed within 100 ms. */
+static void *flush_thread_main(void *arg)
+{
+    js_instance *inst = arg;
+    pthread_mutex_lock(&inst->state_lock);
+    while (!inst->stopping && !inst->fatal) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
+        if (inst->stopping || inst->fatal)
+            break;
+        pthread_mutex_unlock(&inst->state_lock);
+        pthread_mutex_lock(&inst->log.lock);
+        uint64_t pos = log_position(&inst->log);
+        pthread_mutex_unlock(&inst->log.lock);
+        (void)log_flush(inst, pos);   /* a failure makes the instance fatal */
+        pthread_mutex_lock(&inst->state_lock);
+    }
+    pthread_mutex_unlock(&inst->state_lock);
+    return NULL;
+}
+
+JET_ERR js_instance_start(js_instance *inst)
+{
+    if (!inst)
+        return js_fail(JET_errInvalidParameter, "NULL instance");
+    JET_ERR err = JET_errSuccess;
+    pthread_mutex_lock(&inst->state_lock);
+    if (inst->state != JS_INST_STARTING) {
+        pthread_mutex_unlock(&inst->state_lock);
+        return js_fail(JET_errInvalidParameter, "instance already started");
+    }
+    inst->state = JS_INST_RECOVERING;
+    pthread_mutex_unlock(&inst->state_lock);
+
+    if (!inst->params.no_log) {
+        chk_file chk;
+        uint64_t start = 0;
+        err = chk_read(inst->dir, &chk);
+        if (!err && !memcmp(chk.log_sig, inst->hdr.log_sig, JS_SIG_LEN))
+            start = chk.redo_lsn;
+        else if (!err)
+            err = js_fail(JET_errBadLogSignature, "%s/" JS_CHK_FILE " belongs to another log stream", inst->dir);
+        else if (err == JET_errFileNotFound || err == JET_errCheckpointCorrupt)
+            err = JET_errSuccess;   /* replay from the oldest generation present */
+        if (err)
+            goto fail;
+        redo_result rr;
+        err = redo_run(inst, inst->dir, start, 0, 0, &rr);
+        if (err)
+            goto fail;
+        if (rr.txns_applied)
+            inst_event(inst, 301, JS_EV_INFO, "recovery replayed %llu transactions through generation %08X",
+                       (unsigned long long)rr.txns_applied, rr.last_gen);
+        err = log_finish_open(inst, &rr);
+        if (err)
+            goto fail;
+    }
+    inst->hdr.state = JS_DB_DIRTY_SHUTDOWN;
+    if (inst->params.no_log)
+        inst->hdr.flags |= DBH_UNLOGGED;
+    else
+        inst->hdr.flags &= ~DBH_UNLOGGED;
+    if (inst->params.circular_log)
+        inst->hdr.flags |= DBH_CIRCULAR;
+    err = inst_write_header(inst);
+    if (err)
+        goto fail;
+    pthread_mutex_lock(&inst->state_lock);
+    inst->state = JS_INST_READY;
+    pthread_mutex_unlock(&inst->state_lock);
+    err = ckpt_run(inst);
+    if (err)
+        goto fail;
+    if (pthread_create(&inst->ckpt_thread, NULL, ckpt_thread_main, inst) != 0 ||
+        pthread_create(&inst->flush_thread, NULL, flush_thread_main, inst) != 0) {
+        err = js_fail(JET_errOutOfMemory, "cannot start the instance threads");
+        goto fail;
+    }
+    inst->threads_started = 1;
+    return JET_errSuccess;
+fail:
+    pthread_mutex_lock(&inst->state_lock);
+    inst->state = JS_INST_FATAL;
+    if (!inst->fatal)
+        inst->fatal = err;
+    pthread_mutex_unlock(&inst->state_lock);
+    return err;
+}
+
+JET_ERR js_open(const char *dir, const js_params *p, js_instance **out)
+{
+    js_instance *inst = NULL;
+    JET_ERR err = js_instance_new(dir, p, &inst);
+    if (err)
+        return err;
+    err = js_instance_start(inst);
+    if (err) {
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", js_errdetail());
+        inst_free(inst);
+        js_fail(err, "%s", detail);
+        return err;
+    }
+    *out = inst;
+    return JET_errSuccess;
+}
+
+JET_ERR js_close(js_instance *inst)
+{
+    if (!inst)
+        return JET_errSuccess;
+    JET_ERR err = JET_errSuccess;
+    pthread_mutex_lock(&inst->state_lock);
+    int started = inst->state == JS_INST_READY || inst->state == JS_INST_FATAL;
+    inst->stopping = 1;
+    if (inst->backup_running && !inst->backup_cancel)
+        inst->backup_cancel = JET_errClientRequestToStopJetService;
+    while (inst->backup_running)
+        pthread_cond_wait(&inst->state_cond, &inst->state_lock);
+    if (inst->state == JS_INST_READY)
+        inst->state = JS_INST_STOPPING;
+    int fatal = inst->fatal;
+    pthread_cond_broadcast(&inst->ckpt_wake);
+    pthread_mutex_unlock(&inst->state_lock);
+    if (inst->threads_started) {
+        pthread_join(inst->ckpt_thread, NULL);
+        pthread_join(inst->flush_thread, NULL);
+    }
+    if (started && !fatal && inst->hdr.state == JS_DB_DIRTY_SHUTDOWN) {
+        err = ckpt_run(inst);
+        if (!err) {
+            pthread_mutex_lock(&inst->log.lock);
+            inst->hdr.consistent_lsn = inst->log.fd >= 0 ? log_position(&inst->log) : 0;
+            pthread_mutex_unlock(&inst->log.lock);
+            inst->hdr.state = JS_DB_CLEAN_SHUTDOWN;
+            inst->hdr.flags &= ~DBH_UNLOGGED;
+            err = inst_write_header(inst);
+        }
+    }
+    inst_free(inst);
+    return err;
+}

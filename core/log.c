@@ -1,0 +1,471 @@
+/*
+ * log.c - the log writer: appending transactions, group commit, rolling
+ * generations.  The file format is described in loggen.c.
+ *
+ * Group commit: appenders copy their records into the pending blocks under
+ * log->lock.  A committer that needs durability becomes the leader when no
+ * flush runs: it seals every pending block (the last, partial one is padded
+ * and never written again), swaps the pending buffer with the I/O buffer,
+ * drops the lock, writes and fdatasyncs, and wakes everyone whose records
+ * are now durable.  Committers arriving meanwhile append to the fresh buffer
+ * and are served by the next flush: one fsync for all of them.
+ *
+ * Rolling (full generation, or on demand) happens under log->lock once no
+ * flush runs, in this crash-safe order:
+ *   1. flush pending blocks; write the close block; fdatasync edb.log
+ *   2. create edbtmp.log: allocate, write the next header; fdatasync
+ *   3. rename edb.log -> edbXXXXXXXX.log
+ *   4. rename edbtmp.log -> edb.log; fsync the directory
+ * A crash after 1 leaves a closed edb.log, after 3 no edb.log at all; open
+ * (log_finish_open) completes the roll in both cases.
+ * A failed log write is sticky: every later append or flush fails with
+ * JET_errLogWriteFail and the instance turns fatal.
+ */
+#include "inst.h"
+#include "err.h"
+#include "os.h"
+#include "page.h"
+#include "crc32c.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BLK_DATA 1
+#define BLK_CLOSE 2
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void log_gen_name(char *out, size_t cap, const char *dir, uint32_t gen)
+{
+    snprintf(out, cap, "%s/edb%08X.log", dir, gen);
+}
+
+JET_ERR log_list_gens(const char *dir, uint32_t *min_gen, uint32_t *max_gen)
+{
+    DIR *d = opendir(dir);
+    *min_gen = *max_gen = 0;
+    if (!d)
+        return os_err(errno, "opendir", dir);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        unsigned g;
+        char tail[8];
+        if (strlen(de->d_name) == 15 && sscanf(de->d_name, "edb%8X%4s", &g, tail) == 2 && !strcmp(tail, ".log") &&
+            strspn(de->d_name + 3, "0123456789ABCDEF") == 8 && g > 0) {
+            if (!*min_gen || g < *min_gen)
+                *min_gen = g;
+            if (g > *max_gen)
+                *max_gen = g;
+        }
+    }
+    closedir(d);
+    return JET_errSuccess;
+}
+
+uint64_t log_position(log_state *lg)
+{
+    return LSN_MAKE(lg->gen, (uint64_t)lg->blk * LOG_BLOCK + LOG_BLK_HDR + lg->used);
+}
+
+static JET_ERR log_fatal(log_state *lg, JET_ERR cause)
+{
+    if (!lg->fatal)
+        lg->fatal = cause == JET_errDiskFull ? JET_errDiskFull : JET_errLogWriteFail;
+    return lg->fatal;
+}
+
+/* Make room in the pending buffer for block blk. */
+static JET_ERR pend_reserve(log_state *lg, uint32_t blk)
+{
+    size_t need = (size_t)(blk - lg->pend_first + 1) * LOG_BLOCK;
+    if (need <= lg->pend_cap)
+        return JET_errSuccess;
+    size_t cap = lg->pend_cap ? lg->pend_cap : 64 * LOG_BLOCK;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *p = realloc(lg->pend, cap);
+    if (!p)
+        return js_fail(JET_errOutOfMemory, "log buffer of %zu bytes", cap);
+    memset(p + lg->pend_cap, 0, cap - lg->pend_cap);
+    lg->pend = p;
+    lg->pend_cap = cap;
+    return JET_errSuccess;
+}
+
+static JET_ERR append_bytes(log_state *lg, const void *data, size_t len)
+{
+    const uint8_t *src = data;
+    while (len) {
+        JET_ERR err = pend_reserve(lg, lg->blk);
+        if (err)
+            return err;
+        uint8_t *blk = lg->pend + (size_t)(lg->blk - lg->pend_first) * LOG_BLOCK;
+        size_t room = LOG_PAYLOAD - lg->used;
+        size_t take = len < room ? len : room;
+        memcpy(blk + LOG_BLK_HDR + lg->used, src, take);
+        lg->used += (uint32_t)take;
+        src += take;
+        len -= take;
+        if (lg->used == LOG_PAYLOAD) {
+            lg->blk++;
+            lg->used = 0;
+        }
+    }
+    return JET_errSuccess;
+}
+
+/* Payload bytes still free in this generation (the last block is kept for
+ * the close block). */
+static uint64_t log_room(const log_state *lg)
+{
+    uint32_t last_data = lg->nblocks - 2;
+    if (lg->blk > last_data)
+        return 0;
+    return (uint64_t)(last_data - lg->blk) * LOG_PAYLOAD + (LOG_PAYLOAD - lg->used);
+}
+
+/* Seal the pending blocks [pend_first, end) in order, extending the digest.
+ * Returns the number of blocks. */
+static uint32_t seal_pending(log_state *lg)
+{
+    uint32_t end = lg->blk + (lg->used ? 1 : 0);
+    for (uint32_t b = lg->pend_first; b < end; b++) {
+        uint8_t *blk = lg->pend + (size_t)(b - lg->pend_first) * LOG_BLOCK;
+        uint32_t used = (b == lg->blk) ? lg->used : LOG_PAYLOAD;
+        pg_put32(blk + 4, lg->gen);
+        pg_put32(blk + 8, b);
+        pg_put16(blk + 12, (uint16_t)used);
+        blk[14] = BLK_DATA;
+        blk[15] = 0;
+        memset(blk + LOG_BLK_HDR + used, 0, LOG_PAYLOAD - used);
+        loggen_seal_block(blk);
+        uint32_t crc = pg_u32(blk);
+        lg->digest = js_crc32c(lg->digest, &crc, 4);
+    }
+    return end - lg->pend_first;
+}
+
+/* Write everything pending while holding the lock (used by roll and close). */
+static JET_ERR flush_locked(log_state *lg)
+{
+    while (lg->flushing)
+        pthread_cond_wait(&lg->done, &lg->lock);
+    if (lg->fatal)
+        return lg->fatal;
+    uint32_t first = lg->pend_first;
+    uint32_t n = seal_pending(lg);
+    JET_ERR err = JET_errSuccess;
+    if (n) {
+        err = os_pwrite(lg->fd, lg->cur_path, lg->pend, (size_t)n * LOG_BLOCK, (uint64_t)first * LOG_BLOCK);
+        if (!err)
+            err = os_fsync(lg->fd, lg->cur_path);
+        if (err)
+            return log_fatal(lg, err);
+        memset(lg->pend, 0, (size_t)n * LOG_BLOCK);
+    }
+    if (lg->used) {
+        lg->blk++;
+        lg->used = 0;
+    }
+    lg->pend_first = lg->blk;
+    lg->flushed = log_position(lg);
+    pthread_cond_broadcast(&lg->done);
+    return JET_errSuccess;
+}
+
+JET_ERR log_flush(js_instance *inst, uint64_t lsn)
+{
+    log_state *lg = &inst->log;
+    JET_ERR err = JET_errSuccess;
+    if (lg->fd < 0)
+        return JET_errSuccess;
+    pthread_mutex_lock(&lg->lock);
+    for (;;) {
+        if (lg->fatal) {
+            err = lg->fatal;
+            break;
+        }
+        if (lsn <= lg->flushed)
+            break;
+        if (lg->flushing) {
+            pthread_cond_wait(&lg->done, &lg->lock);
+            continue;
+        }
+        uint32_t first = lg->pend_first;
+        uint32_t n = seal_pending(lg);
+        if (n == 0) {
+            lg->flushed = log_position(lg);
+            break;
+        }
+        /* Swap buffers: appenders continue in a clean one. */
+        uint8_t *io = lg->pend;
+        size_t io_cap = lg->pend_cap;
+        lg->pend = lg->io;
+        lg->pend_cap = lg->io_cap;
+        lg->io = io;
+        lg->io_cap = io_cap;
+        if (lg->used) {
+            lg->blk++;
+            lg->used = 0;
+        }
+        lg->pend_first = lg->blk;
+        uint64_t target = log_position(lg);
+        lg->flushing = 1;
+        int fd = lg->fd;
+        char path[PATH_MAX];
+        memcpy(path, lg->cur_path, sizeof path);
+        pthread_mutex_unlock(&lg->lock);
+
+        err = os_pwrite(fd, path, io, (size_t)n * LOG_BLOCK, (uint64_t)first * LOG_BLOCK);
+        if (!err)
+            err = os_fsync(fd, path);
+        memset(io, 0, (size_t)n * LOG_BLOCK);
+
+        pthread_mutex_lock(&lg->lock);
+        lg->flushing = 0;
+        if (err)
+            log_fatal(lg, err);
+        else if (target > lg->flushed)
+            lg->flushed = target;
+        pthread_cond_broadcast(&lg->done);
+    }
+    pthread_mutex_unlock(&lg->lock);
+    if (err) {
+        inst_set_fatal(inst, err);
+        return js_fail(err, "log %s: write failed (%s)", lg->cur_path, js_errdetail());
+    }
+    return JET_errSuccess;
+}
+
+/* Create edbtmp.log holding generation gen's header, durable.  *fd_out
+ * receives the open descriptor. */
+static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int64_t prev_created,
+                              uint32_t prev_digest, uint32_t prev_blocks, int *fd_out)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s/%s", lg->dir, JS_LOG_TMP_FILE);
+    int fd = -1;
+    uint8_t blk[LOG_BLOCK];
+    JET_ERR err = os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd);
+    if (err)
+        return err;
+    err = os_allocate(fd, tmp, lg->file_size);
+    if (err)
+        goto fail;
+    loggen_hdr h = { .gen = gen, .created = created, .prev_created = prev_created,
+                     .prev_digest = prev_digest, .prev_blocks = prev_blocks,
+                     .file_size = lg->file_size, .page_size = lg->page_size };
+    memcpy(h.log_sig, lg->log_sig, JS_SIG_LEN);
+    memcpy(h.db_sig, lg->db_sig, JS_SIG_LEN);
+    loggen_encode_header(&h, blk);
+    err = os_pwrite(fd, tmp, blk, LOG_BLOCK, 0);
+    if (!err)
+        err = os_fsync(fd, tmp);
+    if (err)
+        goto fail;
+    *fd_out = fd;
+    return JET_errSuccess;
+fail:
+    os_close(fd);
+    unlink(tmp);
+    return err;
+}
+
+/* Steps 2-4 of a roll: edbtmp.log for gen+1 becomes edb.log, the current
+ * file (already closed by its close block) becomes edbXXXXXXXX.log. */
+static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t closed_created, uint32_t digest,
+                            uint32_t close_blk, int have_current)
+{
+    int fd = -1;
+    char closed[PATH_MAX], tmp[PATH_MAX];
+    int64_t created = now_ms();
+    JET_ERR err = create_tmp_gen(lg, closed_gen + 1, created, closed_created, digest, close_blk, &fd);
+    if (err)
+        return err;
+    log_gen_name(closed, sizeof closed, lg->dir, closed_gen);
+    snprintf(tmp, sizeof tmp, "%s/%s", lg->dir, JS_LOG_TMP_FILE);
+    if (have_current) {
+        err = os_rename(lg->cur_path, closed);
+        if (err)
+            goto fail;
+    }
+    err = os_rename(tmp, lg->cur_path);
+    if (err)
+        goto fail;
+    err = os_fsync_dir(lg->dir);
+    if (err)
+        goto fail;
+    os_close(lg->fd);
+    lg->fd = fd;
+    lg->gen = closed_gen + 1;
+    lg->blk = 1;
+    lg->used = 0;
+    lg->pend_first = 1;
+    lg->digest = 0;
+    lg->created = created;
+    lg->flushed = log_position(lg);
+    return JET_errSuccess;
+fail:
+    os_close(fd);
+    return err;
+}
+
+static JET_ERR write_close_block(log_state *lg)
+{
+    uint8_t blk[LOG_BLOCK];
+    memset(blk, 0, sizeof blk);
+    pg_put32(blk + 4, lg->gen);
+    pg_put32(blk + 8, lg->blk);
+    pg_put16(blk + 12, 16);
+    blk[14] = BLK_CLOSE;
+    pg_put32(blk + LOG_BLK_HDR, lg->blk);
+    pg_put32(blk + LOG_BLK_HDR + 4, lg->digest);
+    pg_put64(blk + LOG_BLK_HDR + 8, (uint64_t)now_ms());
+    loggen_seal_block(blk);
+    JET_ERR err = os_pwrite(lg->fd, lg->cur_path, blk, LOG_BLOCK, (uint64_t)lg->blk * LOG_BLOCK);
+    if (!err)
+        err = os_fsync(lg->fd, lg->cur_path);
+    return err;
+}
+
+static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
+{
+    JET_ERR err = flush_locked(lg);
+    if (err)
+        return err;
+    uint32_t gen = lg->gen;
+    err = write_close_block(lg);
+    if (!err)
+        err = promote_next(lg, gen, lg->created, lg->digest, lg->blk, 1);
+    if (err)
+        return log_fatal(lg, err);
+    if (closed_gen)
+        *closed_gen = gen;
+    return JET_errSuccess;
+}
+
+JET_ERR log_roll(js_instance *inst, uint32_t *closed_gen)
+{
+    log_state *lg = &inst->log;
+    if (lg->fd < 0)
+        return js_fail(JET_errLoggingDisabled, "the instance runs without a log (no_log)");
+    pthread_mutex_lock(&lg->lock);
+    JET_ERR err = roll_locked(lg, closed_gen);
+    pthread_mutex_unlock(&lg->lock);
+    if (err) {
+        inst_set_fatal(inst, err);
+        return js_fail(err, "log roll in %s failed: %s", lg->dir, js_errdetail());
+    }
+    return JET_errSuccess;
+}
+
+JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen)
+{
+    JET_ERR err = inst_check_usable(inst);
+    return err ? err : log_roll(inst, closed_gen);
+}
+
+JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *lens, size_t nrec,
+                       uint64_t txn_id, uint64_t *commit_lsn, uint64_t *end_lsn)
+{
+    log_state *lg = &inst->log;
+    JET_ERR err = JET_errSuccess;
+    pthread_mutex_lock(&lg->lock);
+    if (lg->fatal) {
+        err = lg->fatal;
+        goto out;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i <= nrec; i++) {
+        uint8_t commit[REC_HDR + 16];
+        const uint8_t *rec;
+        uint32_t len;
+        if (i < nrec) {
+            rec = recs + off;
+            len = lens[i];
+            off += len;
+        } else {
+            commit[0] = REC_COMMIT;
+            commit[1] = 0;
+            pg_put16(commit + 2, 0);
+            pg_put32(commit + 4, 16);
+            pg_put64(commit + REC_HDR, txn_id);
+            pg_put64(commit + REC_HDR + 8, (uint64_t)now_ms());
+            rec = commit;
+            len = sizeof commit;
+        }
+        if (log_room(lg) < len) {
+            err = roll_locked(lg, NULL);
+            if (err)
+                goto out;
+        }
+        if (i == nrec)
+            *commit_lsn = log_position(lg);
+        err = append_bytes(lg, rec, len);
+        if (err)
+            goto out;
+    }
+    *end_lsn = log_position(lg);
+out:
+    pthread_mutex_unlock(&lg->lock);
+    if (err && err != JET_errOutOfMemory)
+        inst_set_fatal(inst, err);
+    return err;
+}
+
+JET_ERR log_open_current(js_instance *inst, uint32_t gen, uint32_t resume_blk, int64_t created, uint32_t digest)
+{
+    log_state *lg = &inst->log;
+    JET_ERR err = os_open(lg->cur_path, O_RDWR, 0, &lg->fd);
+    if (err)
+        return err;
+    lg->gen = gen;
+    lg->blk = resume_blk;
+    lg->used = 0;
+    lg->pend_first = resume_blk;
+    lg->digest = digest;
+    lg->created = created;
+    lg->flushed = log_position(lg);
+    return JET_errSuccess;
+}
+
+JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32_t prev_digest, uint32_t prev_blocks)
+{
+    /* No current file: make generation gen from scratch. */
+    return promote_next(lg, gen - 1, prev_created, prev_digest, prev_blocks, 0);
+}
+
+/* Close the current generation at its scanned end (used after a torn tail
+ * or a crash in the middle of a roll) and start the next one. */
+JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int already_closed)
+{
+    lg->blk = end_blk;
+    lg->used = 0;
+    lg->pend_first = end_blk;
+    lg->digest = digest;
+    JET_ERR err = already_closed ? JET_errSuccess : write_close_block(lg);
+    if (!err)
+        err = promote_next(lg, lg->gen, lg->created, digest, end_blk, 1);
+    return err;
+}
+
+void log_close(log_state *lg)
+{
+    os_close(lg->fd);
+    lg->fd = -1;
+    free(lg->pend);
+    free(lg->io);
+    lg->pend = lg->io = NULL;
+    lg->pend_cap = lg->io_cap = 0;
+}

@@ -1,0 +1,290 @@
+/*
+ * os.c - the core's only door to the file system, and the fault seam.
+ *
+ * Fault injection: js_fault_arm() sets, per operation kind (write, fsync,
+ * rename), the ordinal of the call that fails and the errno it fails with;
+ * a write may also be torn (its first tear_at bytes reach the file).  The
+ * counters are process-wide because the seam sits below every instance; they
+ * are only ever armed by tests.
+ */
+#include "os.h"
+#include "err.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct fault_slot {
+    uint64_t count;     /* operations seen since reset (matching filter) */
+    uint64_t fire_at;   /* 0: disarmed */
+    int err;
+    long tear_at;
+};
+
+static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER; /* guards fault_* */
+static struct fault_slot fault_slots[JS_FAULT_OPS];
+static char fault_filter[256];
+
+void js_fault_arm(int op, uint64_t nth, int err, long tear_at, const char *path_substr)
+{
+    if (op < 0 || op >= JS_FAULT_OPS)
+        return;
+    pthread_mutex_lock(&fault_lock);
+    fault_slots[op].fire_at = nth ? fault_slots[op].count + nth : 0;
+    fault_slots[op].err = err;
+    fault_slots[op].tear_at = tear_at;
+    snprintf(fault_filter, sizeof fault_filter, "%s", path_substr ? path_substr : "");
+    pthread_mutex_unlock(&fault_lock);
+}
+
+void js_fault_reset(void)
+{
+    pthread_mutex_lock(&fault_lock);
+    memset(fault_slots, 0, sizeof fault_slots);
+    fault_filter[0] = '\0';
+    pthread_mutex_unlock(&fault_lock);
+}
+
+uint64_t js_fault_count(int op)
+{
+    uint64_t n = 0;
+    if (op < 0 || op >= JS_FAULT_OPS)
+        return 0;
+    pthread_mutex_lock(&fault_lock);
+    n = fault_slots[op].count;
+    pthread_mutex_unlock(&fault_lock);
+    return n;
+}
+
+/* Count one operation; returns the errno to inject (0: none) and the tear
+ * point through *tear. */
+static int fault_check(int op, const char *path, long *tear)
+{
+    int inject = 0;
+    pthread_mutex_lock(&fault_lock);
+    if (fault_filter[0] == '\0' || (path && strstr(path, fault_filter))) {
+        struct fault_slot *s = &fault_slots[op];
+        s->count++;
+        if (s->fire_at && s->count == s->fire_at) {
+            inject = s->err ? s->err : EIO;
+            if (tear)
+                *tear = s->tear_at;
+        }
+    }
+    pthread_mutex_unlock(&fault_lock);
+    return inject;
+}
+
+JET_ERR os_err(int e, const char *what, const char *path)
+{
+    JET_ERR err;
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT: err = JET_errDiskFull; break;
+    case EACCES:
+    case EPERM: err = JET_errFileAccessDenied; break;
+    case ENOENT: err = JET_errFileNotFound; break;
+    default: err = JET_errDiskIO; break;
+    }
+    return js_fail(err, "%s %s: %s", what, path ? path : "", strerror(e));
+}
+
+JET_ERR os_open(const char *path, int flags, mode_t mode, int *fd)
+{
+    int f = open(path, flags | O_CLOEXEC, mode);
+    if (f < 0)
+        return os_err(errno, "open", path);
+    *fd = f;
+    return JET_errSuccess;
+}
+
+void os_close(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+JET_ERR os_pread(int fd, const char *path, void *buf, size_t len, uint64_t off, size_t *got)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return os_err(errno, "read", path);
+        }
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    if (got)
+        *got = done;
+    else if (done < len)
+        return js_fail(JET_errDiskIO, "read %s: short read at offset %llu", path,
+                       (unsigned long long)(off + done));
+    return JET_errSuccess;
+}
+
+JET_ERR os_pwrite(int fd, const char *path, const void *buf, size_t len, uint64_t off)
+{
+    long tear = -1;
+    int inject = fault_check(JS_FAULT_WRITE, path, &tear);
+    size_t limit = len;
+    if (inject && tear >= 0 && (size_t)tear < len)
+        limit = (size_t)tear;
+    else if (inject)
+        limit = 0;
+    size_t done = 0;
+    while (done < limit) {
+        ssize_t n = pwrite(fd, (const char *)buf + done, limit - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return os_err(errno, "write", path);
+        }
+        done += (size_t)n;
+    }
+    if (inject)
+        return os_err(inject, "write", path);
+    return JET_errSuccess;
+}
+
+JET_ERR os_fsync(int fd, const char *path)
+{
+    int inject = fault_check(JS_FAULT_FSYNC, path, NULL);
+    if (inject)
+        return os_err(inject, "fsync", path);
+    if (fdatasync(fd) < 0)
+        return os_err(errno, "fsync", path);
+    return JET_errSuccess;
+}
+
+JET_ERR os_fsync_dir(const char *dir)
+{
+    int inject = fault_check(JS_FAULT_FSYNC, dir, NULL);
+    if (inject)
+        return os_err(inject, "fsync", dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return os_err(errno, "open directory", dir);
+    JET_ERR err = JET_errSuccess;
+    if (fsync(fd) < 0)
+        err = os_err(errno, "fsync", dir);
+    close(fd);
+    return err;
+}
+
+JET_ERR os_rename(const char *from, const char *to)
+{
+    int inject = fault_check(JS_FAULT_RENAME, to, NULL);
+    if (inject)
+        return os_err(inject, "rename", to);
+    if (rename(from, to) < 0)
+        return os_err(errno, "rename", from);
+    return JET_errSuccess;
+}
+
+JET_ERR os_unlink(const char *path, int missing_ok)
+{
+    if (unlink(path) < 0 && !(missing_ok && errno == ENOENT))
+        return os_err(errno, "unlink", path);
+    return JET_errSuccess;
+}
+
+JET_ERR os_allocate(int fd, const char *path, uint64_t len)
+{
+    int rc = posix_fallocate(fd, 0, (off_t)len);
+    if (rc == 0)
+        return JET_errSuccess;
+    if (rc != EOPNOTSUPP && rc != EINVAL)
+        return os_err(rc, "allocate", path);
+    /* File systems without fallocate: extend with a hole; the first writes
+     * then allocate, which is slower but still correct. */
+    if (ftruncate(fd, (off_t)len) < 0)
+        return os_err(errno, "truncate", path);
+    return JET_errSuccess;
+}
+
+JET_ERR os_size(int fd, const char *path, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return os_err(errno, "stat", path);
+    *size = (uint64_t)st.st_size;
+    return JET_errSuccess;
+}
+
+JET_ERR os_mkdir(const char *path, mode_t mode, int exist_ok)
+{
+    if (mkdir(path, mode) == 0)
+        return JET_errSuccess;
+    if (errno == EEXIST && exist_ok) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            return JET_errSuccess;
+        return js_fail(JET_errInvalidPath, "%s exists and is not a directory", path);
+    }
+    return os_err(errno, "mkdir", path);
+}
+
+JET_ERR os_rmtree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) {
+        if (errno == ENOENT)
+            return JET_errSuccess;
+        if (errno == ENOTDIR)
+            return os_unlink(path, 1);
+        return os_err(errno, "opendir", path);
+    }
+    JET_ERR err = JET_errSuccess;
+    struct dirent *de;
+    char child[PATH_MAX];
+    while (err == JET_errSuccess && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        snprintf(child, sizeof child, "%s/%s", path, de->d_name);
+        struct stat st;
+        if (lstat(child, &st) < 0)
+            err = os_err(errno, "stat", child);
+        else if (S_ISDIR(st.st_mode))
+            err = os_rmtree(child);
+        else
+            err = os_unlink(child, 1);
+    }
+    closedir(d);
+    if (err == JET_errSuccess && rmdir(path) < 0 && errno != ENOENT)
+        err = os_err(errno, "rmdir", path);
+    return err;
+}
+
+JET_ERR os_write_file_durable(const char *dir, const char *name, const void *buf, size_t len, mode_t mode)
+{
+    char tmp[PATH_MAX], final[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+    snprintf(final, sizeof final, "%s/%s", dir, name);
+    int fd = -1;
+    JET_ERR err = os_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode, &fd);
+    if (err)
+        goto out;
+    err = os_pwrite(fd, tmp, buf, len, 0);
+    if (!err)
+        err = os_fsync(fd, tmp);
+    os_close(fd);
+    if (!err)
+        err = os_rename(tmp, final);
+    if (!err)
+        err = os_fsync_dir(dir);
+out:
+    if (err)
+        unlink(tmp);
+    return err;
+}

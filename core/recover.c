@@ -1,0 +1,214 @@
+/*
+ * recover.c - redo: replay committed transactions from the log into the
+ * buffer pool.  Used by crash recovery (soft recovery, from the checkpoint)
+ * and by restore (hard recovery, from the backup's first generation).
+ *
+ * Records of a transaction are buffered until its commit record; a
+ * transaction whose commit never reached the log is dropped.  A page image
+ * is always applied (it may rebuild a torn page); a delta is applied only
+ * when the page's LSN is older than the transaction's commit LSN.  Images
+ * and deltas are applied in log order, so a page copied at any moment
+ * (backup) or torn by a crash ends up in its last committed state.
+ */
+#include "inst.h"
+#include "err.h"
+#include "os.h"
+#include "page.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct redo_ctx {
+    js_instance *inst;
+    uint8_t *buf;           /* buffered records of the open transaction */
+    size_t len, cap;
+    uint64_t txns;
+} redo_ctx;
+
+JET_ERR redo_apply_txn_record(js_instance *inst, int type, const uint8_t *p, uint32_t len, uint64_t commit_lsn)
+{
+    uint32_t ps = inst->page_size;
+    JET_ERR err = JET_errSuccess;
+    frame *f = NULL;
+    if (len < 4)
+        return JS_CORRUPT(JET_errLogReadVerifyFailure, "log record of %u bytes is too short", len);
+    uint32_t pgno = pg_u32(p);
+    if (type == REC_IMAGE) {
+        if (len != 4 + ps)
+            return JS_CORRUPT(JET_errLogReadVerifyFailure, "image of page %u has %u bytes", pgno, len - 4);
+        err = pool_get_for_install(inst, pgno, &f);
+        if (err)
+            return err;
+        memcpy(f->data, p + 4, ps);
+    } else {
+        err = pool_get(inst, pgno, 1, &f);
+        if (err)
+            return err;
+        if (pg_lsn(f->data) >= commit_lsn)
+            goto out;
+        if (pg_pgno(f->data) != pgno) {
+            err = JS_CORRUPT(JET_errReadVerifyFailure,
+                             "page %u of " JS_DB_FILE ": redo found no base image for a change", pgno);
+            goto out;
+        }
+        uint32_t nruns = len >= 6 ? pg_u16(p + 4) : 0, pos = 6;
+        for (uint32_t r = 0; r < nruns; r++) {
+            if (pos + 4 > len)
+                break;
+            uint32_t off = pg_u16(p + pos), rl = pg_u16(p + pos + 2);
+            if (off < 16 || off + rl > ps || pos + 4 + rl > len) {
+                err = JS_CORRUPT(JET_errLogReadVerifyFailure, "malformed change record for page %u", pgno);
+                goto out;
+            }
+            memcpy(f->data + off, p + pos + 4, rl);
+            pos += 4 + rl;
+        }
+    }
+    pg_set_lsn(f->data, commit_lsn);
+    pool_mark_dirty(&inst->pool, f);
+out:
+    pool_unpin(&inst->pool, f);
+    return err;
+}
+
+static JET_ERR redo_record(void *vctx, uint64_t lsn, int type, const uint8_t *payload, uint32_t len)
+{
+    redo_ctx *c = vctx;
+    if (type != REC_COMMIT) {
+        size_t need = c->len + 8 + len;
+        if (need > c->cap) {
+            size_t ncap = c->cap ? c->cap : 1 << 16;
+            while (ncap < need)
+                ncap *= 2;
+            uint8_t *nb = realloc(c->buf, ncap);
+            if (!nb)
+                return js_fail(JET_errOutOfMemory, "redo buffer of %zu bytes", ncap);
+            c->buf = nb;
+            c->cap = ncap;
+        }
+        pg_put32(c->buf + c->len, (uint32_t)type);
+        pg_put32(c->buf + c->len + 4, len);
+        memcpy(c->buf + c->len + 8, payload, len);
+        c->len += 8 + len;
+        return JET_errSuccess;
+    }
+    for (size_t off = 0; off < c->len;) {
+        uint32_t t = pg_u32(c->buf + off), l = pg_u32(c->buf + off + 4);
+        JET_ERR err = redo_apply_txn_record(c->inst, (int)t, c->buf + off + 8, l, lsn);
+        if (err)
+            return err;
+        off += 8 + l;
+    }
+    c->len = 0;
+    c->txns++;
+    return JET_errSuccess;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
+                 uint32_t until_gen, int stop_at_gap, redo_result *res)
+{
+    redo_ctx ctx = { .inst = inst };
+    JET_ERR err = JET_errSuccess;
+    char path[PATH_MAX], cur[PATH_MAX];
+    uint32_t min_gen, max_gen;
+    loggen_hdr prev_hdr, hdr;
+    loggen_scan_result prev_scan, scan;
+    int have_prev = 0;
+    memset(res, 0, sizeof *res);
+
+    err = log_list_gens(logdir, &min_gen, &max_gen);
+    if (err)
+        return err;
+    snprintf(cur, sizeof cur, "%s/%s", logdir, JS_LOG_FILE);
+    uint32_t cur_gen = 0;
+    if (file_exists(cur)) {
+        int fd = -1;
+        err = os_open(cur, O_RDONLY, 0, &fd);
+        if (!err)
+            err = loggen_read_header(fd, cur, &hdr);
+        os_close(fd);
+        if (err)
+            return err;
+        cur_gen = hdr.gen;
+    }
+    uint32_t g = LSN_GEN(start_lsn);
+    if (g == 0)
+        g = min_gen ? min_gen : cur_gen;
+    inst->recovering = 1;
+    for (; g; g++) {
+        if (until_gen && g > until_gen)
+            break;
+        int is_current = 0;
+        log_gen_name(path, sizeof path, logdir, g);
+        if (!file_exists(path)) {
+            if (cur_gen == g) {
+                memcpy(path, cur, sizeof path);
+                is_current = 1;
+            } else if (stop_at_gap || (g > max_gen && (cur_gen == 0 || cur_gen < g))) {
+                break;
+            } else {
+                err = js_fail(JET_errMissingLogFile, "log generation %08X is missing from %s", g, logdir);
+                goto out;
+            }
+        }
+        int fd = -1;
+        err = os_open(path, O_RDONLY, 0, &fd);
+        if (!err)
+            err = loggen_read_header(fd, path, &hdr);
+        os_close(fd);
+        if (err)
+            goto out;
+        if (hdr.gen != g) {
+            err = JS_CORRUPT(JET_errLogReadVerifyFailure, "%s holds generation %08X, not %08X", path, hdr.gen, g);
+            goto out;
+        }
+        if (memcmp(hdr.log_sig, inst->hdr.log_sig, JS_SIG_LEN) != 0) {
+            if (stop_at_gap)
+                break;
+            err = js_fail(JET_errBadLogSignature, "%s belongs to another log stream", path);
+            goto out;
+        }
+        if (have_prev && (hdr.prev_digest != prev_scan.digest || hdr.prev_blocks != prev_scan.end_blk ||
+                          hdr.prev_created != prev_hdr.created)) {
+            if (stop_at_gap)
+                break;
+            err = JS_CORRUPT(JET_errLogReadVerifyFailure,
+                             "generation %08X does not continue generation %08X", g, g - 1);
+            goto out;
+        }
+        /* A damaged block stops the replay with an error; what was applied
+         * before it stays in the pool only, which the failed open discards. */
+        err = loggen_scan(path, is_current, start_lsn, redo_record, &ctx, &hdr, &scan);
+        if (err)
+            goto out;
+        res->last_gen = g;
+        prev_hdr = hdr;
+        prev_scan = scan;
+        have_prev = 1;
+        if (is_current) {
+            res->have_current = 1;
+            res->cur_hdr = hdr;
+            res->cur_scan = scan;
+            break;
+        }
+    }
+    if (have_prev) {
+        res->last_hdr = prev_hdr;
+        res->last_scan = prev_scan;
+    }
+    res->txns_applied = ctx.txns;
+out:
+    inst->recovering = 0;
+    free(ctx.buf);
+    return err;
+}

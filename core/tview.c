@@ -1,0 +1,192 @@
+/*
+ * tview.c - page access for read and write views (see tview.h).
+ */
+#include "tview.h"
+#include "err.h"
+#include "page.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void tv_init(tview *v, js_instance *inst, int writable)
+{
+    memset(v, 0, sizeof *v);
+    v->inst = inst;
+    v->writable = writable;
+}
+
+void tv_release(tview *v)
+{
+    for (size_t i = 0; i < v->npins; i++)
+        pool_unpin(&v->inst->pool, v->pins[i]);
+    free(v->pins);
+    for (size_t i = 0; i < v->pages_cap; i++)
+        free(v->pages[i].data);
+    free(v->pages);
+    js_instance *inst = v->inst;
+    int w = v->writable;
+    memset(v, 0, sizeof *v);
+    v->inst = inst;
+    v->writable = w;
+}
+
+static tpage *tv_find(tview *v, uint32_t pgno)
+{
+    if (!v->pages_cap)
+        return NULL;
+    size_t mask = v->pages_cap - 1;
+    for (size_t i = (pgno * 2654435761u) & mask;; i = (i + 1) & mask) {
+        if (v->pages[i].pgno == pgno)
+            return &v->pages[i];
+        if (v->pages[i].pgno == 0)
+            return NULL;
+    }
+}
+
+static JET_ERR tv_grow(tview *v)
+{
+    size_t ncap = v->pages_cap ? v->pages_cap * 2 : 64;
+    tpage *np = calloc(ncap, sizeof *np);
+    if (!np)
+        return js_fail(JET_errOutOfMemory, "transaction page table");
+    for (size_t i = 0; i < v->pages_cap; i++) {
+        if (!v->pages[i].pgno)
+            continue;
+        size_t j = (v->pages[i].pgno * 2654435761u) & (ncap - 1);
+        while (np[j].pgno)
+            j = (j + 1) & (ncap - 1);
+        np[j] = v->pages[i];
+    }
+    free(v->pages);
+    v->pages = np;
+    v->pages_cap = ncap;
+    return JET_errSuccess;
+}
+
+static tpage *tv_insert(tview *v, uint32_t pgno, JET_ERR *err)
+{
+    if ((v->npages + 1) * 2 > v->pages_cap && (*err = tv_grow(v)) != JET_errSuccess)
+        return NULL;
+    size_t mask = v->pages_cap - 1;
+    size_t i = (pgno * 2654435761u) & mask;
+    while (v->pages[i].pgno)
+        i = (i + 1) & mask;
+    v->pages[i].pgno = pgno;
+    v->npages++;
+    return &v->pages[i];
+}
+
+static JET_ERR tv_pin(tview *v, uint32_t pgno, frame **out)
+{
+    if (v->npins == v->pins_cap) {
+        size_t ncap = v->pins_cap ? v->pins_cap * 2 : 16;
+        frame **np = realloc(v->pins, ncap * sizeof *np);
+        if (!np)
+            return js_fail(JET_errOutOfMemory, "view pin list");
+        v->pins = np;
+        v->pins_cap = ncap;
+    }
+    JET_ERR err = pool_get(v->inst, pgno, v->inst->recovering, out);
+    if (!err)
+        v->pins[v->npins++] = *out;
+    return err;
+}
+
+const uint8_t *tv_read(tview *v, uint32_t pgno, JET_ERR *err)
+{
+    tpage *tp = tv_find(v, pgno);
+    if (tp)
+        return tp->data;
+    frame *f;
+    *err = tv_pin(v, pgno, &f);
+    return *err ? NULL : f->data;
+}
+
+uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
+{
+    tpage *tp = tv_find(v, pgno);
+    if (tp)
+        return tp->data;
+    frame *f;
+    *err = tv_pin(v, pgno, &f);
+    if (*err)
+        return NULL;
+    uint8_t *copy = malloc(v->inst->page_size);
+    if (!copy) {
+        *err = js_fail(JET_errOutOfMemory, "private copy of page %u", pgno);
+        return NULL;
+    }
+    tp = tv_insert(v, pgno, err);
+    if (!tp) {
+        free(copy);
+        return NULL;
+    }
+    memcpy(copy, f->data, v->inst->page_size);
+    tp->data = copy;
+    tp->orig = f;
+    return copy;
+}
+
+uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err)
+{
+    uint32_t ps = v->inst->page_size;
+    uint8_t *meta = tv_write(v, PG_META_PGNO, err);
+    if (!meta)
+        return NULL;
+    uint32_t head = pg_u32(meta + META_FREE);
+    uint32_t no;
+    uint8_t *pg;
+    if (head) {
+        /* Reuse a freed page: it keeps its committed frame as the base so the
+         * change is logged relative to it like any other page. */
+        pg = tv_write(v, head, err);
+        if (!pg)
+            return NULL;
+        if (pg_type(pg) != PG_FREE) {
+            *err = JS_CORRUPT(JET_errDatabaseCorrupted, "free list head %u is not a free page", head);
+            return NULL;
+        }
+        pg_put32(meta + META_FREE, pg_aux(pg));
+        no = head;
+    } else {
+        no = pg_u32(meta + META_NEXT);
+        if (no == UINT32_MAX) {
+            *err = js_fail(JET_errDiskFull, "database reached the largest page number");
+            return NULL;
+        }
+        pg_put32(meta + META_NEXT, no + 1);
+        tpage *tp = tv_insert(v, no, err);
+        if (!tp)
+            return NULL;
+        tp->data = malloc(ps);
+        if (!tp->data) {
+            *err = js_fail(JET_errOutOfMemory, "new page %u", no);
+            tp->pgno = 0;
+            v->npages--;
+            return NULL;
+        }
+        tp->orig = NULL;
+        pg = tp->data;
+    }
+    uint64_t lsn = head ? pg_lsn(pg) : 0;
+    pg_init(pg, ps, no, type);
+    pg_set_lsn(pg, lsn);
+    *pgno = no;
+    return pg;
+}
+
+JET_ERR tv_free(tview *v, uint32_t pgno)
+{
+    JET_ERR err = JET_errSuccess;
+    uint8_t *meta = tv_write(v, PG_META_PGNO, &err);
+    if (!meta)
+        return err;
+    uint8_t *pg = tv_write(v, pgno, &err);
+    if (!pg)
+        return err;
+    /* Only the header changes, so the logged delta stays small. */
+    pg[16] = PG_FREE;
+    pg_set_aux(pg, pg_u32(meta + META_FREE));
+    pg_put32(meta + META_FREE, pgno);
+    return JET_errSuccess;
+}

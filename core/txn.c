@@ -1,0 +1,500 @@
+/*
+ * txn.c - sessions, transactions, and the commit path.
+ *
+ * One write transaction at a time (inst->writer_lock, held from begin to
+ * commit or rollback).  Its changes are private page copies (tview).  Commit:
+ *   1. encode one log record per changed page: a full image for a new page
+ *      and for the first change of a page since the last checkpoint began
+ *      (so a page torn by a crash during a flush is rebuilt by redo), a
+ *      byte-range delta against the committed page otherwise;
+ *   2. append the records and a commit record to the log;
+ *   3. install the pages into the buffer pool under the exclusive tree latch,
+ *      stamped with the commit record's LSN;
+ *   4. release the writer lock, then (durable) wait for the log flush, which
+ *      group commit shares with every transaction that committed meanwhile.
+ * Rollback drops the private copies: nothing reached the log or the pool.
+ * Readers outside a write transaction take the tree latch shared for each
+ * call, so they only ever see installed (committed) pages.
+ */
+#include "inst.h"
+#include "btree.h"
+#include "err.h"
+#include "page.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct js_session {
+    js_instance *inst;
+    atomic_int inside;          /* a thread is executing a call on it */
+    int in_txn;
+    int readonly;
+    tview view;                 /* write transaction's view */
+};
+
+struct js_cursor {
+    js_session *s;
+    uint8_t key[JS_KEY_MAX];
+    size_t klen;
+    uint8_t *val;
+    size_t vcap, vlen;
+    int positioned;
+};
+
+/* ---------------- session entry ---------------- */
+
+static JET_ERR enter(js_session *s)
+{
+    if (!s)
+        return js_fail(JET_errInvalidParameter, "NULL session");
+    if (atomic_exchange(&s->inside, 1))
+        return js_fail(JET_errSessionSharingViolation, "session entered by two threads at once");
+    js_errclear();
+    return JET_errSuccess;
+}
+
+static void leave(js_session *s)
+{
+    atomic_store(&s->inside, 0);
+}
+
+JET_ERR js_session_open(js_instance *inst, js_session **out)
+{
+    if (!inst || !out)
+        return js_fail(JET_errInvalidParameter, "NULL argument");
+    JET_ERR err = inst_check_usable(inst);
+    if (err)
+        return err;
+    js_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return js_fail(JET_errOutOfMemory, "session");
+    s->inst = inst;
+    tv_init(&s->view, inst, 1);
+    pthread_mutex_lock(&inst->state_lock);
+    inst->sessions++;
+    pthread_mutex_unlock(&inst->state_lock);
+    *out = s;
+    return JET_errSuccess;
+}
+
+static void txn_end(js_session *s)
+{
+    tv_release(&s->view);
+    if (s->in_txn && !s->readonly)
+        pthread_mutex_unlock(&s->inst->writer_lock);
+    s->in_txn = 0;
+    s->readonly = 0;
+}
+
+void js_session_close(js_session *s)
+{
+    if (!s)
+        return;
+    if (s->in_txn)
+        txn_end(s);
+    js_instance *inst = s->inst;
+    pthread_mutex_lock(&inst->state_lock);
+    inst->sessions--;
+    pthread_cond_broadcast(&inst->state_cond);
+    pthread_mutex_unlock(&inst->state_lock);
+    free(s);
+}
+
+/* ---------------- transactions ---------------- */
+
+static JET_ERR begin_locked(js_session *s, unsigned flags)
+{
+    if (s->in_txn)
+        return js_fail(JET_errInTransaction, "a transaction is already open on this session");
+    JET_ERR err = inst_check_usable(s->inst);
+    if (err)
+        return err;
+    if (!(flags & JS_TXN_READONLY)) {
+        pthread_mutex_lock(&s->inst->writer_lock);
+        /* The instance may have turned fatal or started stopping while we
+         * waited for the writer lock. */
+        err = inst_check_usable(s->inst);
+        if (err) {
+            pthread_mutex_unlock(&s->inst->writer_lock);
+            return err;
+        }
+    }
+    s->in_txn = 1;
+    s->readonly = (flags & JS_TXN_READONLY) != 0;
+    tv_init(&s->view, s->inst, !s->readonly);
+    return JET_errSuccess;
+}
+
+JET_ERR js_txn_begin(js_session *s, unsigned flags)
+{
+    JET_ERR err = enter(s);
+    if (err)
+        return err;
+    if (flags & ~JS_TXN_READONLY)
+        err = js_fail(JET_errInvalidGrbit, "unknown transaction flags 0x%x", flags);
+    else
+        err = begin_locked(s, flags);
+    leave(s);
+    return err;
+}
+
+/* Encode a REC_DELTA record of page bytes [16, ps) between old and new into
+ * out: record header (filled by the caller), u32 pgno, u16 nruns, then runs
+ * {u16 offset, u16 length, bytes}.  Returns the record's total length, or 0
+ * when the delta would be more than half a page (an image is then logged). */
+static uint32_t encode_delta(const uint8_t *old, const uint8_t *new_, uint32_t ps, uint8_t *out)
+{
+    uint32_t n = 0, pos = REC_HDR + 6;
+    uint32_t i = 16;
+    while (i < ps) {
+        if (pg_u64(old + i) == pg_u64(new_ + i)) {
+            i += 8;
+            continue;
+        }
+        uint32_t start = i, end = i + 8, gap = 0;
+        for (uint32_t j = end; j < ps; j += 8) {
+            if (pg_u64(old + j) != pg_u64(new_ + j)) {
+                end = j + 8;
+                gap = 0;
+            } else if (++gap > 2) {
+                break;
+            }
+        }
+        uint32_t len = end - start;
+        if (pos + 4 + len > ps / 2)
+            return 0;
+        pg_put16(out + pos, (uint16_t)start);
+        pg_put16(out + pos + 2, (uint16_t)len);
+        memcpy(out + pos + 4, new_ + start, len);
+        pos += 4 + len;
+        n++;
+        i = end;
+    }
+    pg_put16(out + REC_HDR + 4, (uint16_t)n);
+    return pos;
+}
+
+static JET_ERR commit_locked(js_session *s, unsigned flags)
+{
+    js_instance *inst = s->inst;
+    tview *v = &s->view;
+    uint32_t ps = inst->page_size;
+    JET_ERR err = JET_errSuccess;
+    uint8_t *recs = NULL;
+    uint32_t *lens = NULL;
+    size_t nrec = 0, used = 0;
+    int logging = inst->log.fd >= 0;
+    uint64_t commit_lsn = 0, end_lsn = 0;
+
+    if (v->npages == 0)
+        goto done;   /* nothing changed: nothing to log */
+    if (logging) {
+        recs = malloc(v->npages * (REC_HDR + 4 + (size_t)ps));
+        lens = malloc(v->npages * sizeof *lens);
+        if (!recs || !lens) {
+            err = js_fail(JET_errOutOfMemory, "commit records");
+            goto done;
+        }
+        for (size_t i = 0; i < v->pages_cap; i++) {
+            tpage *tp = &v->pages[i];
+            if (!tp->pgno)
+                continue;
+            uint8_t *r = recs + used;
+            uint32_t len = 0;
+            if (tp->orig && tp->orig->fpi_epoch == inst->ckpt_epoch) {
+                uint32_t dl = encode_delta(tp->orig->data, tp->data, ps, r);
+                if (dl) {
+                    r[0] = REC_DELTA;
+                    r[1] = 0;
+                    pg_put16(r + 2, 0);
+                    pg_put32(r + 4, dl - REC_HDR);
+                    pg_put32(r + REC_HDR, tp->pgno);
+                    len = dl;
+                }
+            }
+            if (!len) {
+                r[0] = REC_IMAGE;
+                r[1] = 0;
+                pg_put16(r + 2, 0);
+                pg_put32(r + 4, 4 + ps);
+                pg_put32(r + REC_HDR, tp->pgno);
+                memcpy(r + REC_HDR + 4, tp->data, ps);
+                len = REC_HDR + 4 + ps;
+                if (tp->orig)
+                    tp->orig->fpi_epoch = inst->ckpt_epoch;
+            }
+            lens[nrec++] = len;
+            used += len;
+        }
+        err = log_append_txn(inst, recs, lens, nrec, ++inst->txn_seq, &commit_lsn, &end_lsn);
+        if (err)
+            goto done;
+    }
+
+    pthread_rwlock_wrlock(&inst->tree_latch);
+    for (size_t i = 0; i < v->pages_cap && !err; i++) {
+        tpage *tp = &v->pages[i];
+        if (!tp->pgno)
+            continue;
+        frame *f = tp->orig;
+        if (!f) {
+            err = pool_get_for_install(inst, tp->pgno, &f);
+            if (err)
+                break;
+            f->fpi_epoch = inst->ckpt_epoch;   /* a new page was logged whole */
+        }
+        memcpy(f->data, tp->data, ps);
+        pg_set_lsn(f->data, commit_lsn);
+        pool_mark_dirty(&inst->pool, f);
+        if (!tp->orig)
+            pool_unpin(&inst->pool, f);
+    }
+    pthread_rwlock_unlock(&inst->tree_latch);
+    if (err)
+        inst_set_fatal(inst, err);   /* logged but not installed: stop here */
+
+done:
+    free(recs);
+    free(lens);
+    txn_end(s);
+    if (!err && logging && end_lsn) {
+        int durable = (flags & JS_COMMIT_FLAG_DURABLE) ||
+                      (!(flags & JS_COMMIT_FLAG_LAZY) && inst->params.commit_mode == JS_COMMIT_DURABLE);
+        if (durable)
+            err = log_flush(inst, end_lsn);
+    }
+    if (!err && pool_ndirty(&inst->pool) > inst->pool.cap / 2)
+        inst_request_checkpoint(inst);
+    return err;
+}
+
+JET_ERR js_txn_commit(js_session *s, unsigned flags)
+{
+    JET_ERR err = enter(s);
+    if (err)
+        return err;
+    if (!s->in_txn)
+        err = js_fail(JET_errNotInTransaction, "commit without a transaction");
+    else if (flags & ~(JS_COMMIT_FLAG_LAZY | JS_COMMIT_FLAG_DURABLE))
+        err = js_fail(JET_errInvalidGrbit, "unknown commit flags 0x%x", flags);
+    else if (s->readonly)
+        txn_end(s);
+    else
+        err = commit_locked(s, flags);
+    leave(s);
+    return err;
+}
+
+JET_ERR js_txn_rollback(js_session *s)
+{
+    JET_ERR err = enter(s);
+    if (err)
+        return err;
+    if (!s->in_txn)
+        err = js_fail(JET_errNotInTransaction, "rollback without a transaction");
+    else
+        txn_end(s);
+    leave(s);
+    return err;
+}
+
+/* ---------------- data calls ---------------- */
+
+static JET_ERR check_key(const void *key, size_t klen)
+{
+    if (!key || klen == 0)
+        return js_fail(JET_errInvalidParameter, "empty key");
+    if (klen > JS_KEY_MAX)
+        return js_fail(JET_errKeyTooBig, "key of %zu bytes (at most %u)", klen, JS_KEY_MAX);
+    return JET_errSuccess;
+}
+
+/* Run a write operation in the open transaction, or in its own. */
+static JET_ERR write_op(js_session *s, int del, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    JET_ERR err = enter(s);
+    if (err)
+        return err;
+    int implicit = !s->in_txn;
+    if (!err)
+        err = check_key(key, klen);
+    if (!err && !del && vlen > JS_VALUE_MAX)
+        err = js_fail(JET_errRecordTooBig, "value of %zu bytes (at most %u)", vlen, JS_VALUE_MAX);
+    if (!err && !del && vlen && !val)
+        err = js_fail(JET_errInvalidParameter, "NULL value");
+    if (!err && s->in_txn && s->readonly)
+        err = js_fail(JET_errInvalidParameter, "write in a read-only transaction");
+    if (err)
+        goto out;
+    if (implicit) {
+        err = begin_locked(s, 0);
+        if (err)
+            goto out;
+    }
+    err = del ? bt_del(&s->view, key, klen) : bt_put(&s->view, key, klen, val, vlen);
+    if (implicit) {
+        if (err)
+            txn_end(s);
+        else
+            err = commit_locked(s, 0);
+    } else if (err && err != JET_errRecordNotFound) {
+        /* A half-applied change must not be committed: drop the
+         * transaction's pages and tell the caller it was rolled back. */
+        txn_end(s);
+    }
+out:
+    leave(s);
+    return err;
+}
+
+JET_ERR js_put(js_session *s, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    return write_op(s, 0, key, klen, val, vlen);
+}
+
+JET_ERR js_del(js_session *s, const void *key, size_t klen)
+{
+    return write_op(s, 1, key, klen, NULL, 0);
+}
+
+/* Read calls: inside a write transaction through its view, else through a
+ * fresh read view under the shared tree latch. */
+typedef JET_ERR (*read_fn)(tview *v, void *arg);
+
+static JET_ERR read_op(js_session *s, read_fn fn, void *arg)
+{
+    JET_ERR err = enter(s);
+    if (err)
+        return err;
+    err = inst_check_usable(s->inst);
+    if (err)
+        goto out;
+    if (s->in_txn && !s->readonly) {
+        err = fn(&s->view, arg);
+    } else {
+        tview rv;
+        tv_init(&rv, s->inst, 0);
+        pthread_rwlock_rdlock(&s->inst->tree_latch);
+        err = fn(&rv, arg);
+        tv_release(&rv);
+        pthread_rwlock_unlock(&s->inst->tree_latch);
+    }
+out:
+    leave(s);
+    return err;
+}
+
+struct get_arg { const void *key; size_t klen; void **val; size_t *vlen; };
+
+static JET_ERR get_fn(tview *v, void *p)
+{
+    struct get_arg *a = p;
+    uint8_t *val = NULL;
+    JET_ERR err = bt_get(v, a->key, a->klen, &val, a->vlen);
+    if (!err)
+        *a->val = val;
+    return err;
+}
+
+JET_ERR js_get(js_session *s, const void *key, size_t klen, void **val, size_t *vlen)
+{
+    if (!val || !vlen)
+        return js_fail(JET_errInvalidParameter, "NULL output");
+    JET_ERR err = check_key(key, klen);
+    if (err)
+        return err;
+    struct get_arg a = { key, klen, val, vlen };
+    return read_op(s, get_fn, &a);
+}
+
+static JET_ERR count_fn(tview *v, void *p)
+{
+    return bt_count(v, p);
+}
+
+JET_ERR js_count(js_session *s, uint64_t *count)
+{
+    if (!count)
+        return js_fail(JET_errInvalidParameter, "NULL output");
+    return read_op(s, count_fn, count);
+}
+
+/* ---------------- cursors ---------------- */
+
+JET_ERR js_cursor_open(js_session *s, js_cursor **out)
+{
+    if (!s || !out)
+        return js_fail(JET_errInvalidParameter, "NULL argument");
+    js_cursor *c = calloc(1, sizeof *c);
+    if (!c)
+        return js_fail(JET_errOutOfMemory, "cursor");
+    c->s = s;
+    *out = c;
+    return JET_errSuccess;
+}
+
+struct seek_arg { js_cursor *c; const uint8_t *key; size_t klen; int after; };
+
+static JET_ERR seek_fn(tview *v, void *p)
+{
+    struct seek_arg *a = p;
+    js_cursor *c = a->c;
+    uint8_t k[JS_KEY_MAX];
+    size_t kl = 0;
+    JET_ERR err = bt_seek(v, a->key, a->klen, a->after, k, &kl, &c->val, &c->vcap, &c->vlen);
+    if (!err) {
+        memcpy(c->key, k, kl);
+        c->klen = kl;
+    }
+    return err;
+}
+
+JET_ERR js_cursor_seek(js_cursor *c, const void *key, size_t klen)
+{
+    if (!c || (klen && !key) || klen > JS_KEY_MAX)
+        return js_fail(JET_errInvalidParameter, "bad cursor seek argument");
+    struct seek_arg a = { c, key, klen, 0 };
+    JET_ERR err = read_op(c->s, seek_fn, &a);
+    c->positioned = (err == JET_errSuccess);
+    return err;
+}
+
+JET_ERR js_cursor_next(js_cursor *c)
+{
+    if (!c)
+        return js_fail(JET_errInvalidParameter, "NULL cursor");
+    if (!c->positioned)
+        return js_fail(JET_errRecordNotFound, "cursor is not on a key");
+    uint8_t k[JS_KEY_MAX];
+    memcpy(k, c->key, c->klen);
+    struct seek_arg a = { c, k, c->klen, 1 };
+    JET_ERR err = read_op(c->s, seek_fn, &a);
+    c->positioned = (err == JET_errSuccess);
+    return err;
+}
+
+JET_ERR js_cursor_key(js_cursor *c, const void **key, size_t *klen)
+{
+    if (!c || !c->positioned || !key || !klen)
+        return js_fail(JET_errRecordNotFound, "cursor is not on a key");
+    *key = c->key;
+    *klen = c->klen;
+    return JET_errSuccess;
+}
+
+JET_ERR js_cursor_value(js_cursor *c, const void **val, size_t *vlen)
+{
+    if (!c || !c->positioned || !val || !vlen)
+        return js_fail(JET_errRecordNotFound, "cursor is not on a key");
+    *val = c->val ? c->val : (const void *)c->key;
+    *vlen = c->vlen;
+    return JET_errSuccess;
+}
+
+void js_cursor_close(js_cursor *c)
+{
+    if (!c)
+        return;
+    free(c->val);
+    free(c);
+}
