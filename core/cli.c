@@ -124,13 +124,15 @@ static int cli_is_help(const char *a)
 
 /*
  * Split argv (argv[0] is the command name) into options from opts and
- * between nmin and nmax positionals.  Options may come anywhere; `--name
+ * between nmin and nmax positionals, the first npaths of which are paths
+ * and so must not be empty.  Options may come anywhere; `--name
  * VALUE` and `--name=VALUE` both work; `--` ends the options so a key may
  * start with a dash.  `--help` anywhere before `--` wins over every other
  * problem so that it always answers.
  */
 static int cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
-                     struct cli_opt *opts, int nmin, int nmax, struct cli_args *a)
+                     struct cli_opt *opts, int nmin, int nmax, int npaths,
+                     struct cli_args *a)
 {
     int i, only_pos = 0;
 
@@ -183,6 +185,9 @@ static int cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
     if (a->npos < nmin)
         return cli_usage(cmd, "missing argument (usage: jetsnap %s %s)", cmd->name,
                          cmd->synopsis);
+    for (i = 0; i < npaths && i < a->npos; i++)
+        if (a->pos[i][0] == '\0')
+            return cli_usage(cmd, "empty path argument");
     return CLI_PARSED;
 }
 
@@ -423,7 +428,7 @@ static int cmd_create(const struct cli_cmd *cmd, int argc, char **argv)
     uint64_t v;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, opts, 1, 1, &a);
+    rc = cli_parse(cmd, argc, argv, opts, 1, 1, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     js_params_default(&p);
@@ -454,7 +459,7 @@ static int cmd_info(const struct cli_cmd *cmd, int argc, char **argv)
     js_info info;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, &a);
+    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     cli_err_note(&e, js_info_read(a.pos[0], &info));
@@ -500,7 +505,7 @@ static int cmd_check(const struct cli_cmd *cmd, int argc, char **argv)
     JET_ERR err;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, &a);
+    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     memset(&r, 0, sizeof r);
@@ -521,7 +526,7 @@ static int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv)
     int rc, in_txn = 0, out_failed = 0;
     JET_ERR err;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, &a);
+    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     if (cli_open(a.pos[0], &inst, &s, &e) < 0)
@@ -582,7 +587,7 @@ static int cmd_get(const struct cli_cmd *cmd, int argc, char **argv)
     struct cli_args a;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 2, 2, &a);
+    rc = cli_parse(cmd, argc, argv, NULL, 2, 2, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     rc = cli_key_arg(cmd, a.pos[1], &key, &klen);
@@ -614,7 +619,7 @@ static int cmd_put(const struct cli_cmd *cmd, int argc, char **argv)
     struct cli_args a;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 3, 3, &a);
+    rc = cli_parse(cmd, argc, argv, NULL, 3, 3, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     rc = cli_key_arg(cmd, a.pos[1], &key, &klen);
@@ -648,7 +653,7 @@ static int cmd_del(const struct cli_cmd *cmd, int argc, char **argv)
     struct cli_args a;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 2, 2, &a);
+    rc = cli_parse(cmd, argc, argv, NULL, 2, 2, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     rc = cli_key_arg(cmd, a.pos[1], &key, &klen);
@@ -716,7 +721,7 @@ static int cmd_restore(const struct cli_cmd *cmd, int argc, char **argv)
     uint32_t until = 0;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, opts, 2, 2, &a);
+    rc = cli_parse(cmd, argc, argv, opts, 2, 2, 2, &a);
     if (rc != CLI_PARSED)
         return rc;
     if (opts[1].set && cli_parse_gen(opts[1].value, &until) != 0)
@@ -736,7 +741,7 @@ static int cmd_verify(const struct cli_cmd *cmd, int argc, char **argv)
     JET_ERR err;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, &a);
+    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     memset(&r, 0, sizeof r);
@@ -783,7 +788,7 @@ static int cmd_backup(const struct cli_cmd *cmd, int argc, char **argv)
     char *dest = NULL, *line = NULL;
     int rc, n;
 
-    rc = cli_parse(cmd, argc, argv, opts, 2, 2, &a);
+    rc = cli_parse(cmd, argc, argv, opts, 2, 2, 2, &a);
     if (rc != CLI_PARSED)
         return rc;
     /* The control grammar separates words by single spaces and ends the
@@ -820,7 +825,7 @@ static int cmd_truncate(const struct cli_cmd *cmd, int argc, char **argv)
     struct cli_args a;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, &a);
+    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     return js_cli_follow(a.pos[0], "truncate\n", "truncate", 0);
