@@ -182,16 +182,29 @@ static JET_ERR txn_open(cmd_conn *c, unsigned flags, int *opened)
     return rc;
 }
 
-/* End what txn_open opened: commit on success (a read-only transaction is
- * just released), roll back on failure.  Returns the first error. */
-static JET_ERR txn_close(cmd_conn *c, int opened, int readonly, JET_ERR rc)
+/* End what txn_open opened: commit on success, roll back on failure; a
+ * transaction that only read (read_only, whatever its flags) is just
+ * rolled back.  Returns the first error. */
+static JET_ERR txn_close(cmd_conn *c, int opened, int read_only, JET_ERR rc)
 {
     if (!opened)
         return rc;
-    if (rc == JET_errSuccess && !readonly)
+    if (rc == JET_errSuccess && !read_only)
         return js_txn_commit(c->sess, 0);
     JET_ERR rb = js_txn_rollback(c->sess);
     return rc != JET_errSuccess ? rc : rb;
+}
+
+/* Flags for a transaction that only reads several keys and must see them
+ * as of one commit (MGET, EXISTS).  The engine's read-only transaction is
+ * not a snapshot: each read sees the latest commit, so two reads may
+ * straddle a MULTI/EXEC of another connection.  Until it offers one, such
+ * reads take a write transaction (never committed: txn_close rolls it
+ * back), which excludes other writers for their duration.  One key needs
+ * nothing: a single read is always consistent. */
+static unsigned consistent_read_flags(size_t nkeys)
+{
+    return nkeys > 1 ? 0 : JS_TXN_READONLY;
 }
 
 /* ------------------------------------------------------------------ */
@@ -333,7 +346,7 @@ static void cmd_exists(cmd_conn *c, size_t argc, const resp_arg *argv)
     for (size_t i = 1; i < argc; i++)
         if (!key_ok(c, &argv[i]))
             return;
-    rc = txn_open(c, JS_TXN_READONLY, &opened);
+    rc = txn_open(c, consistent_read_flags(argc - 1), &opened);
     for (size_t i = 1; rc == JET_errSuccess && i < argc; i++) {
         void *val = NULL;
         size_t vlen;
@@ -390,7 +403,7 @@ static void cmd_mget(cmd_conn *c, size_t argc, const resp_arg *argv)
     /* Replies are built aside so an engine error half-way can still be one
      * clean error reply instead of a truncated array. */
     resp_buf_init(&tmp);
-    rc = txn_open(c, JS_TXN_READONLY, &opened);
+    rc = txn_open(c, consistent_read_flags(argc - 1), &opened);
     for (size_t i = 1; rc == JET_errSuccess && i < argc; i++) {
         void *val = NULL;
         size_t vlen = 0;
