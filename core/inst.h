@@ -199,6 +199,11 @@ struct js_instance {
 };
 
 /* instance.c */
+/** Open dir for restore's redo: like js_instance_new, but a being-restored
+ *  header and a raw backup copy are accepted, and no log is opened. */
+JET_ERR inst_new_for_restore(const char *dir, js_instance **out);
+/** Free an instance without a checkpoint or header write (restore). */
+void inst_discard(js_instance *inst);
 /** The sticky fatal error, or 0. */
 JET_ERR inst_check_usable(js_instance *inst);
 /** Make the instance fatal with err (JET_errInstanceUnavailable afterwards). */
@@ -321,7 +326,7 @@ typedef struct redo_result {
  *  ends the replay quietly (roll-forward of extra logs at restore) instead
  *  of failing.  until_gen 0: no limit. */
 JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
-                 uint32_t until_gen, int stop_at_gap, redo_result *res);
+                 uint32_t until_gen, int stop_at_gap, const redo_result *chain_from, redo_result *res);
 JET_ERR redo_apply_txn_record(js_instance *inst, int type, const uint8_t *p, uint32_t len, uint64_t commit_lsn);
 
 /* btree.c is used through txn.c */

@@ -249,7 +249,28 @@ static void inst_free(js_instance *inst)
     free(inst);
 }
 
+static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_restore, js_instance **out);
+
 JET_ERR js_instance_new(const char *dir, const js_params *p, js_instance **out)
+{
+    return inst_new_common(dir, p, 0, out);
+}
+
+JET_ERR inst_new_for_restore(const char *dir, js_instance **out)
+{
+    js_params p;
+    js_params_default(&p);
+    p.no_log = 1;
+    p.page_size = 0;
+    return inst_new_common(dir, &p, 1, out);
+}
+
+void inst_discard(js_instance *inst)
+{
+    inst_free(inst);
+}
+
+static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_restore, js_instance **out)
 {
     js_params def;
     if (!p) {
@@ -307,16 +328,16 @@ JET_ERR js_instance_new(const char *dir, const js_params *p, js_instance **out)
     err = dbh_read(inst->db_fd, inst->db_path, &inst->hdr);
     if (err)
         goto fail;
-    if (inst->hdr.backup_gen_low) {
+    if (inst->hdr.backup_gen_low && !for_restore) {
         err = js_fail(JET_errSoftRecoveryOnBackupDatabase,
                       "%s is a raw backup copy; restore the set with `jetsnap restore`", inst->db_path);
         goto fail;
     }
-    if (inst->hdr.state == JS_DB_BEING_RESTORED) {
+    if (inst->hdr.state == JS_DB_BEING_RESTORED && !for_restore) {
         err = js_fail(JET_errRestoreInProgress, "%s: a restore into it did not finish", dir);
         goto fail;
     }
-    if (inst->hdr.state == JS_DB_DIRTY_SHUTDOWN && (inst->hdr.flags & DBH_UNLOGGED)) {
+    if (inst->hdr.state == JS_DB_DIRTY_SHUTDOWN && (inst->hdr.flags & DBH_UNLOGGED) && !for_restore) {
         err = js_fail(JET_errDatabaseDirtyShutdown,
                       "%s was open without a log (no_log) when it stopped; it cannot be recovered", dir);
         goto fail;
@@ -459,7 +480,7 @@ JET_ERR js_instance_start(js_instance *inst)
         if (err)
             goto fail;
         redo_result rr;
-        err = redo_run(inst, inst->dir, start, 0, 0, &rr);
+        err = redo_run(inst, inst->dir, start, 0, 0, NULL, &rr);
         if (err)
             goto fail;
         if (rr.txns_applied)

@@ -321,6 +321,7 @@ typedef struct js_progress {
     uint32_t gen_low, gen_high;
     JET_ERR err;                        /* with JS_SNT_FAIL */
     const char *message;                /* with JS_SNT_FAIL, may be "" */
+    const char *truncated;              /* "none" or "edbX.log-edbY.log" once known */
 } js_progress;
 
 /** A non-zero return cancels the job (JET_errBackupAbortByServer). */

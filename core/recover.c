@@ -115,7 +115,7 @@ static int file_exists(const char *path)
 }
 
 JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
-                 uint32_t until_gen, int stop_at_gap, redo_result *res)
+                 uint32_t until_gen, int stop_at_gap, const redo_result *chain_from, redo_result *res)
 {
     redo_ctx ctx = { .inst = inst };
     JET_ERR err = JET_errSuccess;
@@ -125,6 +125,11 @@ JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
     loggen_scan_result prev_scan, scan;
     int have_prev = 0;
     memset(res, 0, sizeof *res);
+    if (chain_from && chain_from->last_gen) {
+        prev_hdr = chain_from->last_hdr;
+        prev_scan = chain_from->last_scan;
+        have_prev = 1;
+    }
 
     err = log_list_gens(logdir, &min_gen, &max_gen);
     if (err)
@@ -178,7 +183,7 @@ JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
             err = js_fail(JET_errBadLogSignature, "%s belongs to another log stream", path);
             goto out;
         }
-        if (have_prev && (hdr.prev_digest != prev_scan.digest || hdr.prev_blocks != prev_scan.end_blk ||
+        if (have_prev && prev_hdr.gen + 1 == g && (hdr.prev_digest != prev_scan.digest || hdr.prev_blocks != prev_scan.end_blk ||
                           hdr.prev_created != prev_hdr.created)) {
             if (stop_at_gap)
                 break;

@@ -1,0 +1,228 @@
+/*
+ * manifest.c - SHA-256 (OpenSSL EVP), SHA256SUMS and backup.info.
+ *
+ * backup.info, one `key: value` a line:
+ *   type, created, gen_low, gen_high (8 hex digits), full_gen_high,
+ *   db_signature, log_signature, page_size, pages, pages_verified,
+ *   log_records_verified, parent (incremental only: "gen LOW-HIGH" of the
+ *   set before it), version
+ * gen_low..gen_high is what restore replays; full_gen_high is the last
+ * generation the database copy itself needs (its backup's roll).
+ */
+#include "manifest.h"
+#include "err.h"
+#include "os.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct mf_hash {
+    EVP_MD_CTX *ctx;
+};
+
+mf_hash *mf_hash_new(void)
+{
+    mf_hash *h = malloc(sizeof *h);
+    if (!h)
+        return NULL;
+    h->ctx = EVP_MD_CTX_new();
+    if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h->ctx);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void mf_hash_update(mf_hash *h, const void *buf, size_t len)
+{
+    EVP_DigestUpdate(h->ctx, buf, len);
+}
+
+void mf_hash_final(mf_hash *h, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(h->ctx, md, &n);
+    for (unsigned i = 0; i < 32; i++)
+        sprintf(hex + 2 * i, "%02x", md[i]);
+    hex[64] = '\0';
+    EVP_MD_CTX_free(h->ctx);
+    free(h);
+}
+
+JET_ERR mf_hash_file(const char *path, char hex[65])
+{
+    int fd = -1;
+    JET_ERR err = os_open(path, O_RDONLY, 0, &fd);
+    if (err)
+        return err;
+    mf_hash *h = mf_hash_new();
+    uint8_t *buf = malloc(1 << 20);
+    if (!h || !buf) {
+        err = js_fail(JET_errOutOfMemory, "hash buffer");
+        goto out;
+    }
+    uint64_t off = 0;
+    for (;;) {
+        size_t got = 0;
+        err = os_pread(fd, path, buf, 1 << 20, off, &got);
+        if (err || got == 0)
+            break;
+        mf_hash_update(h, buf, got);
+        off += got;
+    }
+    if (!err) {
+        mf_hash_final(h, hex);
+        h = NULL;
+    }
+out:
+    if (h) {
+        char dummy[65];
+        mf_hash_final(h, dummy);
+    }
+    free(buf);
+    os_close(fd);
+    return err;
+}
+
+JET_ERR mf_sums_set(mf_sums *s, const char *name, const char hex[65])
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->e[i].name, name)) {
+            memcpy(s->e[i].hex, hex, 65);
+            return JET_errSuccess;
+        }
+    if (s->n == MF_MAX_FILES || strlen(name) >= sizeof s->e[0].name)
+        return js_fail(JET_errInvalidParameter, "SHA256SUMS cannot hold %s", name);
+    snprintf(s->e[s->n].name, sizeof s->e[0].name, "%s", name);
+    memcpy(s->e[s->n].hex, hex, 65);
+    s->n++;
+    return JET_errSuccess;
+}
+
+JET_ERR mf_sums_read(const char *dir, mf_sums *s)
+{
+    char path[PATH_MAX], line[256];
+    s->n = 0;
+    snprintf(path, sizeof path, "%s/SHA256SUMS", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return JET_errSuccess;
+    JET_ERR err = JET_errSuccess;
+    while (!err && fgets(line, sizeof line, f)) {
+        char hex[65], name[128];
+        if (sscanf(line, "%64[0-9a-f]  %127s", hex, name) != 2 || strlen(hex) != 64)
+            err = JS_CORRUPT(JET_errRestoreOfNonBackupDatabase, "%s: malformed line", path);
+        else
+            err = mf_sums_set(s, name, hex);
+    }
+    fclose(f);
+    return err;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const mf_entry *)a)->name, ((const mf_entry *)b)->name);
+}
+
+JET_ERR mf_sums_write(const char *dir, const mf_sums *s)
+{
+    mf_entry *sorted = malloc((s->n + 1) * sizeof *sorted);
+    char *text = malloc(s->n * 140 + 1);
+    JET_ERR err;
+    if (!sorted || !text) {
+        err = js_fail(JET_errOutOfMemory, "SHA256SUMS");
+        goto out;
+    }
+    memcpy(sorted, s->e, s->n * sizeof *sorted);
+    qsort(sorted, s->n, sizeof *sorted, entry_cmp);
+    size_t len = 0;
+    for (size_t i = 0; i < s->n; i++)
+        len += (size_t)sprintf(text + len, "%s  %s\n", sorted[i].hex, sorted[i].name);
+    err = os_write_file_durable(dir, "SHA256SUMS", text, len, 0600);
+out:
+    free(sorted);
+    free(text);
+    return err;
+}
+
+void mf_now_rfc3339(char out[32])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+size_t mf_info_render(const mf_info *i, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap,
+                     "type: %s\ncreated: %s\ngen_low: %08X\ngen_high: %08X\nfull_gen_high: %08X\n"
+                     "db_signature: %s\nlog_signature: %s\npage_size: %u\npages: %" PRIu64 "\n"
+                     "pages_verified: %" PRIu64 "\nlog_records_verified: %" PRIu64 "\n",
+                     i->type, i->created, i->gen_low, i->gen_high, i->full_gen_high, i->db_signature,
+                     i->log_signature, i->page_size, i->pages, i->pages_verified, i->log_records_verified);
+    if (n > 0 && (size_t)n < cap && i->parent_high)
+        n += snprintf(buf + n, cap - (size_t)n, "parent: gen %08X-%08X\n", i->gen_low, i->parent_high);
+    if (n > 0 && (size_t)n < cap)
+        n += snprintf(buf + n, cap - (size_t)n, "version: %d\n", i->version);
+    return n > 0 ? (size_t)n : 0;
+}
+
+JET_ERR mf_info_read(const char *dir, mf_info *out)
+{
+    char path[PATH_MAX], line[256];
+    memset(out, 0, sizeof *out);
+    snprintf(path, sizeof path, "%s/backup.info", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return js_fail(JET_errRestoreOfNonBackupDatabase, "%s: no backup.info: not a backup set", dir);
+    int seen = 0;
+    while (fgets(line, sizeof line, f)) {
+        char key[32], val[128];
+        if (sscanf(line, "%31[^:]: %127[^\n]", key, val) != 2)
+            continue;
+        if (!strcmp(key, "type"))
+            snprintf(out->type, sizeof out->type, "%s", val), seen |= 1;
+        else if (!strcmp(key, "created"))
+            snprintf(out->created, sizeof out->created, "%s", val);
+        else if (!strcmp(key, "gen_low"))
+            out->gen_low = (uint32_t)strtoul(val, NULL, 16), seen |= 2;
+        else if (!strcmp(key, "gen_high"))
+            out->gen_high = (uint32_t)strtoul(val, NULL, 16), seen |= 4;
+        else if (!strcmp(key, "full_gen_high"))
+            out->full_gen_high = (uint32_t)strtoul(val, NULL, 16);
+        else if (!strcmp(key, "db_signature"))
+            snprintf(out->db_signature, sizeof out->db_signature, "%s", val);
+        else if (!strcmp(key, "log_signature"))
+            snprintf(out->log_signature, sizeof out->log_signature, "%s", val), seen |= 8;
+        else if (!strcmp(key, "page_size"))
+            out->page_size = (uint32_t)strtoul(val, NULL, 10);
+        else if (!strcmp(key, "pages"))
+            out->pages = strtoull(val, NULL, 10);
+        else if (!strcmp(key, "pages_verified"))
+            out->pages_verified = strtoull(val, NULL, 10);
+        else if (!strcmp(key, "log_records_verified"))
+            out->log_records_verified = strtoull(val, NULL, 10);
+        else if (!strcmp(key, "version"))
+            out->version = atoi(val);
+        else if (!strcmp(key, "parent")) {
+            unsigned lo, hi;
+            if (sscanf(val, "gen %8X-%8X", &lo, &hi) == 2)
+                out->parent_high = hi;
+        }
+    }
+    fclose(f);
+    if (seen != 15 || !out->gen_low || out->gen_high < out->gen_low)
+        return JS_CORRUPT(JET_errRestoreOfNonBackupDatabase, "%s: backup.info is incomplete", dir);
+    if (!out->full_gen_high)
+        out->full_gen_high = out->gen_high;
+    return JET_errSuccess;
+}

@@ -1,0 +1,60 @@
+/*
+ * manifest.h - a backup set's manifest: backup.info (key: value lines) and
+ * SHA256SUMS (the format `sha256sum -c` reads: "<64 hex>  <name>\n").
+ */
+#ifndef JS_MANIFEST_H
+#define JS_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "jetsnap.h"
+
+#define MF_MAX_FILES 4096
+
+typedef struct mf_hash mf_hash;
+/** Start a SHA-256 computation.  NULL on allocation failure. */
+mf_hash *mf_hash_new(void);
+void mf_hash_update(mf_hash *h, const void *buf, size_t len);
+/** Finish into 65 bytes of lower-case hex and free h. */
+void mf_hash_final(mf_hash *h, char hex[65]);
+/** Hash a whole file. */
+JET_ERR mf_hash_file(const char *path, char hex[65]);
+
+typedef struct mf_entry {
+    char name[64];
+    char hex[65];
+} mf_entry;
+
+typedef struct mf_sums {
+    mf_entry e[MF_MAX_FILES];
+    size_t n;
+} mf_sums;
+
+/** Add or replace the digest of name. */
+JET_ERR mf_sums_set(mf_sums *s, const char *name, const char hex[65]);
+/** Parse DIR/SHA256SUMS (missing file: empty list). */
+JET_ERR mf_sums_read(const char *dir, mf_sums *s);
+/** Write DIR/SHA256SUMS durably (sorted by name). */
+JET_ERR mf_sums_write(const char *dir, const mf_sums *s);
+
+typedef struct mf_info {
+    char type[16];              /* "full" or "incremental" */
+    char created[32];           /* RFC 3339 UTC */
+    uint32_t gen_low, gen_high; /* replay range of the whole set */
+    uint32_t full_gen_high;     /* last generation the database copy needs */
+    uint32_t parent_high;       /* incremental: previous gen_high */
+    char db_signature[40], log_signature[40];
+    uint32_t page_size;
+    uint64_t pages, pages_verified, log_records_verified;
+    int version;
+} mf_info;
+
+/** Parse DIR/backup.info.  JET_errRestoreOfNonBackupDatabase when missing
+ *  or malformed. */
+JET_ERR mf_info_read(const char *dir, mf_info *out);
+/** Render info as backup.info text into buf (cap bytes); returns length. */
+size_t mf_info_render(const mf_info *info, char *buf, size_t cap);
+/** Current time as RFC 3339 UTC. */
+void mf_now_rfc3339(char out[32]);
+
+#endif

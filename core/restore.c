@@ -1,0 +1,414 @@
+/*
+ * restore.c - hard recovery of a backup set (ESE's JetRestore) and the
+ * offline verification of a set.
+ *
+ * Restore checks everything before it writes anything: the set's
+ * SHA256SUMS, the database copy's header against backup.info, and every
+ * generation gen_low..gen_high (header, blocks, signature, chain).  Then it
+ * copies the database into TARGET with state being-restored, replays the
+ * set's generations, then the generations in --logs while they continue the
+ * chain (up to --until-gen), writes every page, starts a fresh log
+ * generation chained to the last one replayed, writes edb.chk, and only
+ * then marks the header clean-shutdown.  An interrupted restore leaves
+ * being-restored, which open refuses; a failed one removes what it wrote.
+ */
+#include "inst.h"
+#include "err.h"
+#include "manifest.h"
+#include "os.h"
+#include "page.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct rs_job {
+    js_status_fn status;
+    void *ctx;
+    js_progress prog;
+    uint64_t last_pct;
+} rs_job;
+
+static JET_ERR rs_report(rs_job *r, int snt)
+{
+    if (!r->status)
+        return JET_errSuccess;
+    r->prog.units_total = 100;
+    r->prog.units_done = r->prog.bytes_total ? r->prog.bytes_done * 100 / r->prog.bytes_total : 0;
+    if (r->prog.units_done > 100 || snt == JS_SNT_COMPLETE)
+        r->prog.units_done = 100;
+    if (r->status(r->ctx, JS_SNP_RESTORE, snt, &r->prog) && snt != JS_SNT_FAIL && snt != JS_SNT_COMPLETE)
+        return js_fail(JET_errBackupAbortByServer, "the restore was cancelled by its status callback");
+    return JET_errSuccess;
+}
+
+static JET_ERR rs_progress(rs_job *r, uint64_t add)
+{
+    r->prog.bytes_done += add;
+    uint64_t pct = r->prog.bytes_total ? r->prog.bytes_done * 100 / r->prog.bytes_total : 0;
+    if (pct <= r->last_pct)
+        return JET_errSuccess;
+    r->last_pct = pct;
+    return rs_report(r, JS_SNT_PROGRESS);
+}
+
+/* The set directory: BACKUP, BACKUP/new or BACKUP/old. */
+static JET_ERR rs_find_set(const char *backup, char *set, size_t cap)
+{
+    const char *sub[] = { "", "/new", "/old" };
+    struct stat st;
+    if (stat(backup, &st) < 0 || !S_ISDIR(st.st_mode))
+        return js_fail(JET_errInvalidPath, "%s is not a directory", backup);
+    for (int i = 0; i < 3; i++) {
+        char info[PATH_MAX];
+        snprintf(set, cap, "%s%s", backup, sub[i]);
+        snprintf(info, sizeof info, "%s/backup.info", set);
+        if (stat(info, &st) == 0)
+            return JET_errSuccess;
+    }
+    return js_fail(JET_errRestoreOfNonBackupDatabase, "%s holds no backup set (no backup.info in it, new/ or old/)",
+                   backup);
+}
+
+/* Every file SHA256SUMS lists must hash to its digest. */
+static JET_ERR rs_check_sums(rs_job *r, const char *set)
+{
+    mf_sums *sums = calloc(1, sizeof *sums);
+    JET_ERR err;
+    if (!sums)
+        return js_fail(JET_errOutOfMemory, "SHA256SUMS");
+    err = mf_sums_read(set, sums);
+    if (!err && sums->n == 0)
+        err = js_fail(JET_errRestoreOfNonBackupDatabase, "%s/SHA256SUMS is missing or empty", set);
+    for (size_t i = 0; i < sums->n && !err; i++) {
+        char path[PATH_MAX], hex[65];
+        struct stat st;
+        const char *name = sums->e[i].name;
+        int is_log = !strncmp(name, "edb", 3) && strcmp(name, JS_DB_FILE);
+        snprintf(path, sizeof path, "%s/%s", set, name);
+        if (stat(path, &st) < 0) {
+            err = js_fail(is_log ? JET_errMissingRestoreLogFiles : JET_errRestoreOfNonBackupDatabase,
+                          "%s is listed in SHA256SUMS but missing", path);
+            break;
+        }
+        err = mf_hash_file(path, hex);
+        if (err)
+            break;
+        if (strcmp(hex, sums->e[i].hex)) {
+            if (!strcmp(name, JS_DB_FILE))
+                err = JS_CORRUPT(JET_errReadVerifyFailure, "%s does not match its SHA-256 in SHA256SUMS", path);
+            else if (is_log)
+                err = JS_CORRUPT(JET_errLogReadVerifyFailure, "%s does not match its SHA-256 in SHA256SUMS", path);
+            else
+                err = JS_CORRUPT(JET_errRestoreOfNonBackupDatabase, "%s does not match its SHA-256 in SHA256SUMS",
+                                 path);
+            break;
+        }
+        err = rs_progress(r, (uint64_t)st.st_size);
+    }
+    free(sums);
+    return err;
+}
+
+/* The database copy and the generations of the set agree. */
+static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until_gen, db_header *hdr)
+{
+    char path[PATH_MAX];
+    int fd = -1;
+    snprintf(path, sizeof path, "%s/%s", set, JS_DB_FILE);
+    JET_ERR err = os_open(path, O_RDONLY, 0, &fd);
+    if (!err)
+        err = dbh_read(fd, path, hdr);
+    os_close(fd);
+    if (err)
+        return err;
+    char sig[40];
+    dbh_sig_hex(hdr->log_sig, sig);
+    if (!hdr->backup_gen_low)
+        return js_fail(JET_errRestoreOfNonBackupDatabase, "%s is not a backup copy", path);
+    if (strcmp(sig, info->log_signature))
+        return js_fail(JET_errBadLogSignature, "%s belongs to another log stream than backup.info", path);
+    if (hdr->backup_gen_low < info->gen_low)
+        return js_fail(JET_errStartingRestoreLogTooHigh,
+                       "the database copy needs generation %08X but the set starts at %08X", hdr->backup_gen_low,
+                       info->gen_low);
+    if (info->gen_high < info->full_gen_high)
+        return js_fail(JET_errEndingRestoreLogTooLow,
+                       "the database copy needs generations through %08X but the set ends at %08X",
+                       info->full_gen_high, info->gen_high);
+    if (until_gen && until_gen < info->full_gen_high)
+        return js_fail(JET_errEndingRestoreLogTooLow,
+                       "--until-gen %08X is below generation %08X, which the database copy needs", until_gen,
+                       info->full_gen_high);
+    loggen_hdr h, ph;
+    loggen_scan_result s, ps;
+    memset(&ph, 0, sizeof ph);
+    memset(&ps, 0, sizeof ps);
+    for (uint32_t g = info->gen_low; g <= info->gen_high; g++) {
+        struct stat st;
+        log_gen_name(path, sizeof path, set, g);
+        if (stat(path, &st) < 0)
+            return js_fail(JET_errMissingRestoreLogFiles, "log generation %08X is missing from the set (%s)", g, set);
+        err = loggen_scan(path, 0, 0, NULL, NULL, &h, &s);
+        if (err)
+            return err;
+        if (memcmp(h.log_sig, hdr->log_sig, JS_SIG_LEN))
+            return js_fail(JET_errBadLogSignature, "%s belongs to another log stream", path);
+        if (h.gen != g)
+            return js_fail(JET_errGivenLogFileIsNotContiguous, "%s holds generation %08X", path, h.gen);
+        if (g > info->gen_low &&
+            (h.prev_digest != ps.digest || h.prev_blocks != ps.end_blk || h.prev_created != ph.created))
+            return js_fail(JET_errGivenLogFileIsNotContiguous, "generation %08X does not continue generation %08X",
+                           g, g - 1);
+        ph = h;
+        ps = s;
+    }
+    return JET_errSuccess;
+}
+
+static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, uint32_t ps)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+    int in = -1, out = -1;
+    uint8_t *buf = malloc(1 << 20);
+    JET_ERR err;
+    snprintf(src, sizeof src, "%s/%s", set, JS_DB_FILE);
+    snprintf(dst, sizeof dst, "%s/%s", target, JS_DB_FILE);
+    if (!buf)
+        return js_fail(JET_errOutOfMemory, "copy buffer");
+    err = os_open(src, O_RDONLY, 0, &in);
+    if (!err)
+        err = os_open(dst, O_RDWR | O_CREAT | O_EXCL, 0600, &out);
+    for (uint64_t off = 0; !err;) {
+        size_t got = 0;
+        err = os_pread(in, src, buf, 1 << 20, off, &got);
+        if (err || got == 0)
+            break;
+        err = os_pwrite(out, dst, buf, got, off);
+        off += got;
+        if (!err)
+            err = rs_progress(r, got);
+    }
+    if (!err)
+        err = os_fsync(out, dst);
+    (void)ps;
+    free(buf);
+    os_close(in);
+    os_close(out);
+    return err;
+}
+
+static JET_ERR rs_write_state(const char *target, db_header *hdr)
+{
+    char path[PATH_MAX];
+    int fd = -1;
+    snprintf(path, sizeof path, "%s/%s", target, JS_DB_FILE);
+    JET_ERR err = os_open(path, O_RDWR, 0, &fd);
+    if (!err)
+        err = dbh_write(fd, path, hdr);
+    os_close(fd);
+    return err;
+}
+
+static int rs_dir_empty(const char *path, int *exists)
+{
+    DIR *d = opendir(path);
+    *exists = d != NULL || errno != ENOENT;
+    if (!d)
+        return errno == ENOENT;
+    struct dirent *de;
+    int empty = 1;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            empty = 0;
+    closedir(d);
+    return empty;
+}
+
+JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
+                   uint32_t until_gen, js_status_fn status, void *ctx)
+{
+    char set[PATH_MAX];
+    mf_info info;
+    db_header hdr;
+    rs_job r = { .status = status, .ctx = ctx };
+    js_instance *inst = NULL;
+    int wrote = 0, exists = 0;
+    struct stat st;
+    JET_ERR err;
+    js_errclear();
+    r.prog.phase = "verify";
+    r.prog.message = "";
+    r.prog.truncated = "none";
+    if (!backup || !target)
+        return js_fail(JET_errInvalidParameter, "restore needs a backup set and a target");
+    err = rs_find_set(backup, set, sizeof set);
+    if (err)
+        return err;
+    err = mf_info_read(set, &info);
+    if (err)
+        return err;
+    if (!rs_dir_empty(target, &exists))
+        return js_fail(JET_errInvalidPath, "restore target %s is not empty", target);
+    if (logs_dir && (stat(logs_dir, &st) < 0 || !S_ISDIR(st.st_mode)))
+        return js_fail(JET_errInvalidPath, "--logs %s is not a directory", logs_dir);
+    r.prog.gen_low = info.gen_low;
+    r.prog.gen_high = info.gen_high;
+    uint64_t set_bytes = 0;
+    DIR *d = opendir(set);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", set, de->d_name);
+        if (de->d_name[0] != '.' && stat(p, &st) == 0 && S_ISREG(st.st_mode))
+            set_bytes += (uint64_t)st.st_size;
+    }
+    if (d)
+        closedir(d);
+    r.prog.bytes_total = 2 * set_bytes;
+    err = rs_report(&r, JS_SNT_BEGIN);
+    if (!err)
+        err = rs_check_sums(&r, set);
+    if (!err)
+        err = rs_check_set(set, &info, until_gen, &hdr);
+    if (err)
+        goto fail;
+
+    /* Checks passed: from here on TARGET is written. */
+    r.prog.phase = "copy-database";
+    if (!exists) {
+        err = os_mkdir(target, 0700, 0);
+        if (err)
+            goto fail;
+    }
+    wrote = 1;
+    err = rs_copy_db(&r, set, target, hdr.page_size);
+    if (err)
+        goto fail;
+    db_header restoring = hdr;
+    restoring.state = JS_DB_BEING_RESTORED;
+    restoring.backup_gen_low = restoring.backup_gen_high = 0;
+    err = rs_write_state(target, &restoring);
+    if (err)
+        goto fail;
+
+    r.prog.phase = "replay";
+    err = inst_new_for_restore(target, &inst);
+    if (err)
+        goto fail;
+    redo_result rr, rr2;
+    err = redo_run(inst, set, LSN_MAKE(info.gen_low, 0), info.gen_high, 0, NULL, &rr);
+    if (!err && rr.last_gen != info.gen_high)
+        err = js_fail(JET_errMissingRestoreLogFiles, "replay of the set stopped at generation %08X, before %08X",
+                      rr.last_gen, info.gen_high);
+    if (err)
+        goto fail;
+    r.prog.log_records_verified += rr.txns_applied;
+    redo_result *last = &rr;
+    if (logs_dir && (!until_gen || until_gen > info.gen_high)) {
+        err = redo_run(inst, logs_dir, LSN_MAKE(info.gen_high + 1, 0), until_gen, 1, &rr, &rr2);
+        if (err)
+            goto fail;
+        if (rr2.last_gen)
+            last = &rr2;
+    }
+    r.prog.gen_high = last->last_gen;
+    err = rs_progress(&r, set_bytes / 2);
+    if (err)
+        goto fail;
+
+    r.prog.phase = "flush";
+    err = ckpt_run(inst);   /* no log open: writes every page and fsyncs */
+    if (err)
+        goto fail;
+    log_state *lg = &inst->log;
+    err = log_create_gen(lg, last->last_gen + 1, last->last_hdr.created, last->last_scan.digest,
+                         last->last_scan.end_blk);
+    if (err)
+        goto fail;
+    chk_file chk = { .redo_lsn = log_position(lg) };
+    memcpy(chk.log_sig, inst->hdr.log_sig, JS_SIG_LEN);
+    err = chk_write(target, &chk);
+    if (err)
+        goto fail;
+    inst->hdr.state = JS_DB_CLEAN_SHUTDOWN;
+    inst->hdr.backup_gen_low = inst->hdr.backup_gen_high = 0;
+    inst->hdr.flags &= ~DBH_UNLOGGED;
+    inst->hdr.consistent_lsn = chk.redo_lsn;
+    memset(&inst->hdr.full, 0, sizeof inst->hdr.full);
+    memset(&inst->hdr.inc, 0, sizeof inst->hdr.inc);
+    err = dbh_write(inst->db_fd, inst->db_path, &inst->hdr);
+    if (!err)
+        err = os_fsync_dir(target);
+    if (err)
+        goto fail;
+    inst_discard(inst);
+    r.prog.phase = "done";
+    (void)rs_report(&r, JS_SNT_COMPLETE);
+    return JET_errSuccess;
+fail:;
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", js_errdetail());
+    if (inst)
+        inst_discard(inst);
+    if (wrote) {
+        /* A failed restore leaves nothing that could be mistaken for an
+         * instance: what it wrote goes, and the target is left as found. */
+        char p[PATH_MAX];
+        const char *names[] = { JS_DB_FILE, JS_CHK_FILE, JS_LOG_FILE, JS_LOG_TMP_FILE, JS_LOCK_FILE };
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            snprintf(p, sizeof p, "%s/%s", target, names[i]);
+            unlink(p);
+        }
+        if (!exists)
+            rmdir(target);
+    }
+    r.prog.err = err;
+    r.prog.message = detail;
+    (void)rs_report(&r, JS_SNT_FAIL);
+    return js_fail(err, "%s", detail);
+}
+
+JET_ERR js_verify(const char *backup, js_check_report *rep_out, js_status_fn status, void *ctx)
+{
+    js_check_report local;
+    js_check_report *rep = rep_out ? rep_out : &local;
+    char set[PATH_MAX], tmpl[PATH_MAX];
+    mf_info info;
+    JET_ERR err = rs_find_set(backup, set, sizeof set);
+    if (err)
+        return err;
+    err = mf_info_read(set, &info);
+    if (err)
+        return err;
+    err = js_check(set, rep);
+    if (err)
+        return err;
+    const char *tmpdir = getenv("TMPDIR");
+    snprintf(tmpl, sizeof tmpl, "%s/jetsnap-verify-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    if (!mkdtemp(tmpl))
+        return os_err(errno, "mkdtemp", tmpl);
+    char target[PATH_MAX];
+    snprintf(target, sizeof target, "%s/restore", tmpl);
+    err = js_restore(set, target, NULL, 0, status, ctx);
+    if (!err) {
+        js_instance *inst = NULL;
+        js_params p;
+        js_params_default(&p);
+        p.page_size = 0;
+        err = js_open(target, &p, &inst);
+        if (!err)
+            err = js_close(inst);
+    }
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", js_errdetail());
+    (void)os_rmtree(tmpl);
+    if (err)
+        return js_fail(err, "trial restore failed: %s", detail);
+    return JET_errSuccess;
+}
