@@ -1,11 +1,20 @@
 #!/bin/sh
-# Run every Criterion test binary given; print one summary line and fail if any
-# test failed.  Each binary gets a generous wall-clock timeout.
+# Run every Criterion test binary given (tests inside a binary run 2 at a
+# time), then print one closing line counting every test of every binary.
 set -u
-pass=0; fail=0; failed=""
+tested=0; failed=0; bad_bins=""
 for t in "$@"; do
     echo "== $t"
-    if timeout 1200 "$t" --jobs 2 -q; then pass=$((pass+1)); else fail=$((fail+1)); failed="$failed $t"; fi
+    out=$(mktemp)
+    timeout 1500 "$t" --jobs 2 --short-filename 2>&1 | tee "$out"
+    rc=$?
+    syn=$(grep 'Synthesis:' "$out" | tail -n 1)
+    n=$(echo "$syn" | sed -n 's/.*Tested: \([0-9]*\).*/\1/p')
+    f=$(echo "$syn" | sed -n 's/.*Failing: \([0-9]*\).*Crashing: \([0-9]*\).*/\1 \2/p')
+    rm -f "$out"
+    tested=$((tested + ${n:-0}))
+    if [ -n "$f" ]; then failed=$((failed + ${f% *} + ${f#* })); fi
+    if [ "$rc" != 0 ] || [ -z "$syn" ]; then bad_bins="$bad_bins $t"; fi
 done
-echo "test binaries: $pass passed, $fail failed"
-[ "$fail" = 0 ] || { echo "failed:$failed"; exit 1; }
+echo "tests: $((tested - failed)) passed, $failed failed"
+if [ -n "$bad_bins" ]; then echo "failing binaries:$bad_bins"; exit 1; fi
