@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Run every Criterion test binary given (tests inside a binary run 2 at a
 # time), then print one closing line counting every test of every binary.
 set -u
@@ -7,7 +7,7 @@ for t in "$@"; do
     echo "== $t"
     out=$(mktemp)
     timeout 1500 "$t" --jobs 2 --short-filename 2>&1 | tee "$out"
-    rc=$?
+    rc=${PIPESTATUS[0]}
     syn=$(grep 'Synthesis:' "$out" | tail -n 1)
     n=$(echo "$syn" | sed -n 's/.*Tested: \([0-9]*\).*/\1/p')
     f=$(echo "$syn" | sed -n 's/.*Failing: \([0-9]*\).*Crashing: \([0-9]*\).*/\1 \2/p')
