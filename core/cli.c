@@ -693,9 +693,10 @@ static int cli_progress_cb(void *ctx, int snp, int snt, const js_progress *p)
         snprintf(cp->last_phase, sizeof cp->last_phase, "%s", phase);
         fprintf(stderr, "%s: %3d%% %s", cp->label, pct, phase);
         if (p && p->bytes_total)
-            fprintf(stderr, " %" PRIu64 "/%" PRIu64 " bytes", p->bytes_done, p->bytes_total);
+            fprintf(stderr, " %.1f/%.1f MiB", (double)p->bytes_done / (1 << 20),
+                    (double)p->bytes_total / (1 << 20));
         if (p && (p->gen_low || p->gen_high))
-            fprintf(stderr, " gen 0x%" PRIX32 "-0x%" PRIX32, p->gen_low, p->gen_high);
+            fprintf(stderr, " generations %08" PRIX32 "-%08" PRIX32, p->gen_low, p->gen_high);
         fputc('\n', stderr);
         break;
     case JS_SNT_COMPLETE:
@@ -848,8 +849,8 @@ static const struct cli_cmd cli_cmds[] = {
       "backup set or a lone .edb file, offline (for a mounted instance check\n"
       "MOUNTPOINT/live).  Prints the counts; exit 0 only if everything passes.\n",
       cmd_check },
-    { "dump", "DBDIR",
-      "Print every key/value of an instance that is not mounted, in key order, one\n"
+    { "dump", "PATH",
+      "Print every key/value of the instance in PATH (not mounted), in key order, one\n"
       "pair a line: KEY<TAB>VALUE, each escaped: \\\\, \\t, \\n, \\r, and \\xHH for other\n"
       "bytes outside 0x20..0x7e.\n",
       cmd_dump },

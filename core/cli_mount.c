@@ -341,10 +341,10 @@ static void cm_draw_bar(struct cm_view *v, const struct cm_status *st)
     size_t len;
 
     cm_describe(desc, sizeof desc, st, "  ");
-    width = cols - 1 - (int)strlen(desc) - 3;
-    if (width > 40)
-        width = 40;
-    if (width >= 10) {
+    /* The bar's width depends on the terminal only, so it does not jump
+     * about as the numbers change length; a narrow terminal gets none. */
+    width = cols >= 100 ? 30 : cols >= 80 ? 12 : 0;
+    if (width > 0) {
         fill = (int)(st->percent * width / 100);
         line[0] = '[';
         for (int i = 0; i < width; i++)
