@@ -558,7 +558,10 @@ static void cmd_scan(cmd_conn *c, size_t argc, const resp_arg *argv)
                 rc = js_cursor_next(cur);
         }
     } else {
-        rc = js_cursor_seek(cur, NULL, 0);
+        /* "From the first key" is klen 0; the pointer is not NULL because
+         * the engine's key compare hands it to memcmp even for 0 bytes. */
+        static const unsigned char from_start[1];
+        rc = js_cursor_seek(cur, from_start, 0);
         for (unsigned long long skip = 0; rc == JET_errSuccess && skip < cursor; skip++)
             rc = js_cursor_next(cur);
     }
@@ -702,7 +705,7 @@ static void cmd_exec(cmd_conn *c, size_t argc, const resp_arg *argv)
  * CRLF line ends and no blank after the colon. */
 static void info_backup(cmd_conn *c, resp_buf *b)
 {
-    char buf[4096];
+    char buf[16384];  /* status lines hold a path of up to PATH_MAX */
     size_t n;
 
     if (!c->env->backup_info) {
