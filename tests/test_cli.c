@@ -68,11 +68,13 @@ static void teardown(void)
 
 TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);
 
+/* A path under tmp.  The result lives in one of 32 rotating buffers: plenty
+ * for one test, which copies any path it keeps using for longer. */
 static char *path_in(const char *name)
 {
-    static char bufs[8][PATH_MAX];
+    static char bufs[32][PATH_MAX];
     static int next;
-    char *p = bufs[next++ % 8];
+    char *p = bufs[next++ % 32];
 
     /* Checking the length also tells the compiler truncation is handled. */
     cr_assert_lt(snprintf(p, PATH_MAX, "%s/%s", tmp, name), PATH_MAX);
@@ -1096,4 +1098,60 @@ Test(cli, no_new_job_times_out, .timeout = 60)
     cr_assert_eq(r.status, 1, "exit %d: %s", r.status, r.err);
     cr_assert_not_null(strstr(r.err, "shows no new job"), "%s", r.err);
     run_free(&r);
+}
+
+Test(cli, restore_rolls_forward_with_logs_until_gen)
+{
+    static const char *const until[] = { "2", "0x2", "edb00000002.log" };
+    char d[PATH_MAX], set[PATH_MAX];
+    js_instance *inst;
+    js_session *s;
+    js_params p;
+    struct run r;
+    uint32_t gen;
+
+    snprintf(d, sizeof d, "%s", path_in("db"));
+    snprintf(set, sizeof set, "%s", path_in("set"));
+    /* A full backup holding generation 1, then two more closed
+     * generations in the live directory: 2 holds "after", 3 "later". */
+    OK("create", d);
+    js_params_default(&p);
+    cr_assert_eq(js_open(d, &p, &inst), 0, "%s", js_errdetail());
+    cr_assert_eq(js_session_open(inst, &s), 0);
+    cr_assert_eq(js_put(s, "before", 6, "1", 1), 0);
+    cr_assert_eq(js_backup(inst, set, JS_BACKUP_CREATE_DIR, NULL, NULL), 0, "%s",
+                 js_errdetail());
+    cr_assert_eq(js_put(s, "after", 5, "2", 1), 0);
+    cr_assert_eq(js_log_roll(inst, &gen), 0);
+    cr_assert_eq(gen, 2, "the set is expected to end at generation 1");
+    cr_assert_eq(js_put(s, "later", 5, "3", 1), 0);
+    cr_assert_eq(js_log_roll(inst, &gen), 0);
+    js_session_close(s);
+    cr_assert_eq(js_close(inst), 0);
+
+    RUN(&r, "restore", set, path_in("t-set"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    RUN(&r, "dump", path_in("t-set"));
+    cr_assert_str_eq(r.out, "before\t1\n");
+    run_free(&r);
+
+    RUN(&r, "restore", set, path_in("t-all"), "--logs", d);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    RUN(&r, "dump", path_in("t-all"));
+    cr_assert_str_eq(r.out, "after\t2\nbefore\t1\nlater\t3\n");
+    run_free(&r);
+
+    for (size_t i = 0; i < sizeof until / sizeof until[0]; i++) {
+        char name[32];
+
+        snprintf(name, sizeof name, "t-until-%zu", i);
+        RUN(&r, "restore", set, path_in(name), "--logs", d, "--until-gen", until[i]);
+        cr_assert_eq(r.status, 0, "--until-gen %s: %s", until[i], r.err);
+        run_free(&r);
+        RUN(&r, "dump", path_in(name));
+        cr_assert_str_eq(r.out, "after\t2\nbefore\t1\n", "--until-gen %s", until[i]);
+        run_free(&r);
+    }
 }
