@@ -92,12 +92,21 @@ static int cli_usage(const struct cli_cmd *cmd, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+/* The error is one line, whatever a detail holds. */
+static void cli_one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20)
+            *s = ' ';
+}
+
 static void cli_err_note(struct cli_err *e, JET_ERR err)
 {
     if (e->err != JET_errSuccess || err >= 0)
         return;
     e->err = err;
     snprintf(e->detail, sizeof e->detail, "%s", js_errdetail());
+    cli_one_line(e->detail);
 }
 
 /* `jetsnap: NAME (NUMBER): message`; the detail when the library gave one,
@@ -367,18 +376,15 @@ static int cli_key_arg(const struct cli_cmd *cmd, const char *arg, unsigned char
 /* Offline access to an instance                                        */
 /* ------------------------------------------------------------------ */
 
-/* Open dir for one offline operation.  The instance's own circular-log
- * setting is kept (the parameter is per open), so a one-off `put` does not
- * change how the instance treats its logs. */
+/* Open dir for one offline operation with default parameters: the
+ * creation-time ones (page size, log size, circular logging) come from the
+ * instance's header, and the rest only tune a long-running process. */
 static JET_ERR cli_open(const char *dir, js_instance **inst, js_session **s, struct cli_err *e)
 {
     js_params p;
-    js_info info;
     JET_ERR err;
 
     js_params_default(&p);
-    if (js_info_read(dir, &info) == JET_errSuccess)
-        p.circular_log = info.circular_log;
     err = js_open(dir, &p, inst);
     if (err < 0) {
         cli_err_note(e, err);
@@ -492,9 +498,11 @@ static void cli_note_report(struct cli_err *e, JET_ERR err, const js_check_repor
     if (err >= 0 && (r->pages_bad || r->log_files_bad))
         err = r->pages_bad ? JET_errReadVerifyFailure : JET_errLogReadVerifyFailure;
     cli_err_note(e, err);
-    if (e->err < 0 && r->first_error[0])
+    if (e->err < 0 && r->first_error[0]) {
         snprintf(e->detail, sizeof e->detail, "%.*s", (int)sizeof r->first_error,
                  r->first_error);
+        cli_one_line(e->detail);
+    }
 }
 
 static int cmd_check(const struct cli_cmd *cmd, int argc, char **argv)

@@ -537,7 +537,7 @@ int js_cli_follow(const char *mountpoint, const char *line, const char *label,
         if (!seen && cm_now_ms() > appear_by) {
             cm_break_bar(&v);
             fprintf(stderr, "jetsnap: the daemon took the command but %s shows no new "
-                    "job (still job '%s')\n", status, old_job);
+                    "job (still %s%s)\n", status, old_job[0] ? "job " : "no job", old_job);
             goto out_restore;
         }
 
