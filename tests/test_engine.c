@@ -1,0 +1,790 @@
+/*
+ * test_engine.c - the engine against a reference model, limits, sessions,
+ * corruption detection, circular logging, no_log, and bad input.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "jetsnap.h"
+
+#define OK(x)                                                                                       \
+    do {                                                                                            \
+        JET_ERR e_ = (x);                                                                           \
+        cr_assert_eq(e_, JET_errSuccess, "%s -> %s (%d): %s", #x, js_errname(e_), e_, js_errdetail()); \
+    } while (0)
+
+static char *tmpdir(void)
+{
+    char *t = strdup("/tmp/jsengine-XXXXXX");
+    cr_assert(mkdtemp(t));
+    return t;
+}
+
+static void rmrf(const char *d)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static js_params lazy_params(void)
+{
+    js_params p;
+    js_params_default(&p);
+    p.commit_mode = JS_COMMIT_LAZY;
+    p.log_file_size = 256 << 10;
+    p.cache_size = 8 << 20;
+    return p;
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    cr_assert(fd >= 0, "open %s", path);
+    unsigned char b;
+    cr_assert_eq(pread(fd, &b, 1, off), 1);
+    b ^= 0x5a;
+    cr_assert_eq(pwrite(fd, &b, 1, off), 1);
+    close(fd);
+}
+
+/* ---------------- reference model ---------------- */
+
+#define NKEYS 3000
+
+typedef struct model_entry {
+    int present;
+    size_t len;
+    unsigned char *val;
+} model_entry;
+
+static void key_of(int id, char *k, size_t *kl)
+{
+    /* Mixed lengths and bytes, including NUL and 0xff. */
+    *kl = (size_t)snprintf(k, 32, "k%05d", id);
+    if (id % 7 == 0) {
+        k[(*kl)++] = '\0';
+        k[(*kl)++] = (char)0xff;
+    }
+}
+
+static size_t rand_len(unsigned *seed)
+{
+    int r = rand_r(seed) % 100;
+    if (r < 5)
+        return 0;
+    if (r < 90)
+        return (size_t)(rand_r(seed) % 200);
+    if (r < 98)
+        return (size_t)(1000 + rand_r(seed) % 4000);
+    return (size_t)(20000 + rand_r(seed) % 60000);   /* overflow chains */
+}
+
+static void fill(unsigned char *v, size_t n, unsigned *seed)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = (unsigned char)rand_r(seed);
+}
+
+static void model_check_all(js_session *s, model_entry *m)
+{
+    uint64_t count = 0, expect = 0;
+    for (int i = 0; i < NKEYS; i++)
+        expect += m[i].present;
+    OK(js_count(s, &count));
+    cr_assert_eq(count, expect, "count %llu, model %llu", (unsigned long long)count, (unsigned long long)expect);
+    /* A full cursor walk sees exactly the model, in key order. */
+    js_cursor *c;
+    OK(js_cursor_open(s, &c));
+    JET_ERR e = js_cursor_seek(c, NULL, 0);
+    uint64_t seen = 0;
+    char prev[64];
+    size_t prevlen = 0;
+    while (e == JET_errSuccess) {
+        const void *k, *v;
+        size_t kl, vl;
+        OK(js_cursor_key(c, &k, &kl));
+        OK(js_cursor_value(c, &v, &vl));
+        if (seen) {
+            size_t n = kl < prevlen ? kl : prevlen;
+            int cmp = memcmp(prev, k, n);
+            cr_assert(cmp < 0 || (cmp == 0 && prevlen < kl), "cursor out of order");
+        }
+        memcpy(prev, k, kl);
+        prevlen = kl;
+        int id = atoi((const char *)k + 1);
+        cr_assert(id >= 0 && id < NKEYS && m[id].present, "cursor shows key %d not in the model", id);
+        cr_assert_eq(vl, m[id].len);
+        cr_assert(vl == 0 || !memcmp(v, m[id].val, vl), "value of key %d differs", id);
+        seen++;
+        e = js_cursor_next(c);
+    }
+    cr_assert_eq(e, JET_errRecordNotFound);
+    cr_assert_eq(seen, expect);
+    js_cursor_close(c);
+}
+
+Test(engine, reference_model_100k, .timeout = 600)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    model_entry *m = calloc(NKEYS, sizeof *m);
+    unsigned seed = 12345;
+    unsigned char *buf = malloc(100000);
+    char k[32];
+    size_t kl;
+    int ops = 100000;
+    for (int op = 0; op < ops; op++) {
+        int r = rand_r(&seed) % 100;
+        int id = rand_r(&seed) % NKEYS;
+        key_of(id, k, &kl);
+        if (r < 45) {
+            size_t n = rand_len(&seed);
+            fill(buf, n, &seed);
+            OK(js_put(s, k, kl, buf, n));
+            free(m[id].val);
+            m[id].val = malloc(n + 1);
+            memcpy(m[id].val, buf, n);
+            m[id].len = n;
+            m[id].present = 1;
+        } else if (r < 65) {
+            JET_ERR e = js_del(s, k, kl);
+            cr_assert_eq(e, m[id].present ? JET_errSuccess : JET_errRecordNotFound, "del %d -> %d", id, e);
+            m[id].present = 0;
+        } else if (r < 85) {
+            /* A multi-key transaction, committed or rolled back. */
+            int commit = rand_r(&seed) % 4 != 0;
+            int n = 2 + rand_r(&seed) % 6;
+            int ids[8];
+            size_t lens[8];
+            unsigned char *vals[8];
+            int dels[8];
+            OK(js_txn_begin(s, 0));
+            for (int i = 0; i < n; i++) {
+                ids[i] = rand_r(&seed) % NKEYS;
+                dels[i] = rand_r(&seed) % 3 == 0;
+                key_of(ids[i], k, &kl);
+                if (dels[i]) {
+                    JET_ERR e = js_del(s, k, kl);
+                    cr_assert(e == JET_errSuccess || e == JET_errRecordNotFound);
+                    vals[i] = NULL;
+                    lens[i] = 0;
+                } else {
+                    lens[i] = rand_len(&seed);
+                    vals[i] = malloc(lens[i] + 1);
+                    fill(vals[i], lens[i], &seed);
+                    OK(js_put(s, k, kl, vals[i], lens[i]));
+                }
+            }
+            if (commit)
+                OK(js_txn_commit(s, 0));
+            else
+                OK(js_txn_rollback(s));
+            for (int i = 0; i < n; i++) {
+                if (commit) {
+                    free(m[ids[i]].val);
+                    m[ids[i]].val = vals[i];
+                    m[ids[i]].len = lens[i];
+                    m[ids[i]].present = !dels[i];
+                } else {
+                    free(vals[i]);
+                }
+            }
+        } else if (r < 99) {
+            void *v = NULL;
+            size_t vl = 0;
+            JET_ERR e = js_get(s, k, kl, &v, &vl);
+            if (m[id].present) {
+                cr_assert_eq(e, JET_errSuccess, "get %d -> %s %s", id, js_errname(e), js_errdetail());
+                cr_assert_eq(vl, m[id].len);
+                cr_assert(vl == 0 || !memcmp(v, m[id].val, vl));
+                free(v);
+            } else {
+                cr_assert_eq(e, JET_errRecordNotFound);
+            }
+        } else {
+            js_session_close(s);
+            OK(js_close(inst));
+            OK(js_open(dir, &p, &inst));
+            OK(js_session_open(inst, &s));
+        }
+        if (op % 20000 == 19999)
+            model_check_all(s, m);
+    }
+    model_check_all(s, m);
+    js_session_close(s);
+    OK(js_close(inst));
+    /* And once more after a clean close, from disk. */
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    model_check_all(s, m);
+    js_session_close(s);
+    OK(js_close(inst));
+    js_check_report rep;
+    OK(js_check(dir, &rep));
+    cr_assert(rep.pages_checked > 3);
+    for (int i = 0; i < NKEYS; i++)
+        free(m[i].val);
+    free(m);
+    free(buf);
+    rmrf(dir);
+    free(dir);
+}
+
+/* ---------------- limits ---------------- */
+
+Test(engine, key_and_value_limits, .timeout = 60)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    unsigned char key[256], *val = malloc(JS_VALUE_MAX + 1);
+    for (int i = 0; i < 256; i++)
+        key[i] = (unsigned char)i;
+    for (size_t i = 0; i <= JS_VALUE_MAX; i++)
+        val[i] = (unsigned char)(i * 7 + 3);
+    OK(js_put(s, key, 255, val, JS_VALUE_MAX));                 /* 255-byte key, 1 MiB value */
+    OK(js_put(s, "empty", 5, "", 0));                          /* 0-byte value */
+    OK(js_put(s, key, 256 - 1 - 100, key, 256));               /* every byte value */
+    cr_assert_eq(js_put(s, key, 256, "x", 1), JET_errKeyTooBig);
+    cr_assert_eq(js_put(s, "big", 3, val, JS_VALUE_MAX + 1), JET_errRecordTooBig);
+    cr_assert_eq(js_put(s, "", 0, "x", 1), JET_errInvalidParameter);
+    uint64_t n;
+    OK(js_count(s, &n));
+    cr_assert_eq(n, 3, "refused puts stored something: %llu keys", (unsigned long long)n);
+    void *v;
+    size_t vl;
+    cr_assert_eq(js_get(s, "big", 3, &v, &vl), JET_errRecordNotFound);
+    js_session_close(s);
+    OK(js_close(inst));
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    OK(js_get(s, key, 255, &v, &vl));
+    cr_assert_eq(vl, JS_VALUE_MAX);
+    cr_assert(!memcmp(v, val, vl));
+    free(v);
+    OK(js_get(s, "empty", 5, &v, &vl));
+    cr_assert_eq(vl, 0);
+    free(v);
+    OK(js_get(s, key, 155, &v, &vl));
+    cr_assert_eq(vl, 256);
+    cr_assert(!memcmp(v, key, 256));
+    free(v);
+    js_session_close(s);
+    OK(js_close(inst));
+    free(val);
+    rmrf(dir);
+    free(dir);
+}
+
+Test(engine, freed_pages_are_reused, .timeout = 120)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    unsigned char *val = calloc(1, 50000);
+    char k[32];
+    js_info info1, info2;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 300; i++) {
+            snprintf(k, sizeof k, "key%d", i);
+            OK(js_put(s, k, strlen(k), val, 50000));
+        }
+        if (round == 0) {
+            for (int i = 0; i < 300; i++) {
+                snprintf(k, sizeof k, "key%d", i);
+                OK(js_del(s, k, strlen(k)));
+            }
+            OK(js_checkpoint(inst));
+            OK(js_info_read(dir, &info1));
+        }
+    }
+    OK(js_checkpoint(inst));
+    OK(js_info_read(dir, &info2));
+    cr_assert(info2.pages <= info1.pages + 4, "pages grew from %llu to %llu: freed pages not reused",
+              (unsigned long long)info1.pages, (unsigned long long)info2.pages);
+    js_session_close(s);
+    OK(js_close(inst));
+    free(val);
+    rmrf(dir);
+    free(dir);
+}
+
+/* ---------------- sessions ---------------- */
+
+struct share_arg {
+    js_session *s;
+    JET_ERR err;
+};
+
+static void *blocked_put(void *p)
+{
+    struct share_arg *a = p;
+    a->err = js_put(a->s, "shared", 6, "1", 1);   /* waits for the writer lock inside the session */
+    return NULL;
+}
+
+Test(engine, session_sharing_violation, .timeout = 60)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    js_session *s1, *s2;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s1));
+    OK(js_session_open(inst, &s2));
+    OK(js_txn_begin(s2, 0));   /* holds the writer lock */
+    struct share_arg a = { s1, -1 };
+    pthread_t t;
+    pthread_create(&t, NULL, blocked_put, &a);
+    JET_ERR seen = JET_errSuccess;
+    for (int i = 0; i < 2000 && seen != JET_errSessionSharingViolation; i++) {
+        usleep(1000);
+        void *v;
+        size_t vl;
+        seen = js_get(s1, "shared", 6, &v, &vl);
+    }
+    cr_assert_eq(seen, JET_errSessionSharingViolation);
+    OK(js_txn_commit(s2, 0));
+    pthread_join(t, NULL);
+    OK(a.err);
+    cr_assert_eq(js_txn_commit(s1, 0), JET_errNotInTransaction);
+    OK(js_txn_begin(s1, 0));
+    cr_assert_eq(js_txn_begin(s1, 0), JET_errInTransaction);
+    OK(js_txn_rollback(s1));
+    js_session_close(s1);
+    js_session_close(s2);
+    OK(js_close(inst));
+    rmrf(dir);
+    free(dir);
+}
+
+/* ---------------- crash helpers ---------------- */
+
+/* Run fn in a child that leaves without closing the instance (a crash as
+ * far as the files can tell). */
+static void in_crashing_child(const char *dir, const js_params *p, void (*fn)(js_instance *, js_session *))
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        js_instance *inst;
+        js_session *s;
+        if (js_open(dir, p, &inst) || js_session_open(inst, &s))
+            _exit(3);
+        fn(inst, s);
+        _exit(0);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed: status %d", st);
+}
+
+static void write_many(js_instance *inst, js_session *s)
+{
+    char k[32], v[200];
+    memset(v, 'v', sizeof v);
+    for (int i = 0; i < 4000; i++) {
+        snprintf(k, sizeof k, "key%06d", i);
+        if (js_put(s, k, strlen(k), v, sizeof v))
+            _exit(4);
+    }
+    /* Make the tail durable, then "crash". */
+    if (js_txn_begin(s, 0) || js_put(s, "last", 4, "1", 1) || js_txn_commit(s, JS_COMMIT_FLAG_DURABLE))
+        _exit(5);
+}
+
+static js_params crash_params(void)
+{
+    js_params p = lazy_params();
+    p.log_file_size = 64 << 10;
+    p.checkpoint_ms = 3600 * 1000;   /* keep the checkpoint at the start */
+    return p;
+}
+
+static int count_gens(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '^edb[0-9A-F]\\{8\\}\\.log$'", dir);
+    FILE *f = popen(cmd, "r");
+    int n = 0;
+    cr_assert(f);
+    cr_assert_eq(fscanf(f, "%d", &n), 1);
+    pclose(f);
+    return n;
+}
+
+Test(engine, crash_recovery_replays_closed_generations, .timeout = 120)
+{
+    char *dir = tmpdir();
+    js_params p = crash_params();
+    OK(js_create(dir, &p));
+    in_crashing_child(dir, &p, write_many);
+    cr_assert(count_gens(dir) >= 3, "expected several closed generations");
+    js_info info;
+    OK(js_info_read(dir, &info));
+    cr_assert_eq(info.state, JS_DB_DIRTY_SHUTDOWN);
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    uint64_t n;
+    OK(js_count(s, &n));
+    cr_assert_eq(n, 4001);
+    js_session_close(s);
+    OK(js_close(inst));
+    OK(js_info_read(dir, &info));
+    cr_assert_eq(info.state, JS_DB_CLEAN_SHUTDOWN);
+    rmrf(dir);
+    free(dir);
+}
+
+Test(engine, flipped_byte_in_closed_generation, .timeout = 120)
+{
+    char *dir = tmpdir();
+    js_params p = crash_params();
+    OK(js_create(dir, &p));
+    in_crashing_child(dir, &p, write_many);
+    char path[600];
+    snprintf(path, sizeof path, "%s/edb00000002.log", dir);
+    flip_byte(path, 600);
+    js_instance *inst;
+    JET_ERR e = js_open(dir, &p, &inst);
+    cr_assert_eq(e, JET_errLogReadVerifyFailure, "got %s: %s", js_errname(e), js_errdetail());
+    cr_assert(strstr(js_errdetail(), "00000002"), "detail does not name the generation: %s", js_errdetail());
+    js_check_report rep;
+    cr_assert_eq(js_check(dir, &rep), JET_errLogReadVerifyFailure);
+    rmrf(dir);
+    free(dir);
+}
+
+Test(engine, missing_middle_generation, .timeout = 120)
+{
+    char *dir = tmpdir();
+    js_params p = crash_params();
+    OK(js_create(dir, &p));
+    in_crashing_child(dir, &p, write_many);
+    char path[600];
+    snprintf(path, sizeof path, "%s/edb00000002.log", dir);
+    cr_assert_eq(unlink(path), 0);
+    js_instance *inst;
+    JET_ERR e = js_open(dir, &p, &inst);
+    cr_assert_eq(e, JET_errMissingLogFile, "got %s: %s", js_errname(e), js_errdetail());
+    rmrf(dir);
+    free(dir);
+}
+
+Test(engine, foreign_generation_bad_signature, .timeout = 120)
+{
+    char *a = tmpdir(), *b = tmpdir();
+    js_params p = crash_params();
+    OK(js_create(a, &p));
+    OK(js_create(b, &p));
+    in_crashing_child(a, &p, write_many);
+    in_crashing_child(b, &p, write_many);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp '%s/edb00000002.log' '%s/edb00000002.log'", b, a);
+    cr_assert_eq(system(cmd), 0);
+    js_instance *inst;
+    JET_ERR e = js_open(a, &p, &inst);
+    cr_assert_eq(e, JET_errBadLogSignature, "got %s: %s", js_errname(e), js_errdetail());
+    rmrf(a);
+    rmrf(b);
+    free(a);
+    free(b);
+}
+
+static void torn_commit(js_instance *inst, js_session *s)
+{
+    char k[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "acked%03d", i);
+        if (js_txn_begin(s, 0) || js_put(s, k, strlen(k), "v", 1) || js_txn_commit(s, JS_COMMIT_FLAG_DURABLE))
+            _exit(4);
+    }
+    /* The next flush writes only its first 700 bytes, then fails. */
+    js_fault_arm(JS_FAULT_WRITE, 1, EIO, 700, "edb.log");
+    unsigned char big[3000];
+    memset(big, 'z', sizeof big);
+    if (js_txn_begin(s, 0) || js_put(s, "torn", 4, big, sizeof big))
+        _exit(5);
+    if (js_txn_commit(s, JS_COMMIT_FLAG_DURABLE) != JET_errLogWriteFail)
+        _exit(6);
+    if (js_put(s, "after", 5, "x", 1) != JET_errInstanceUnavailable)
+        _exit(7);
+}
+
+Test(engine, torn_tail_is_recovered, .timeout = 120)
+{
+    char *dir = tmpdir();
+    js_params p = crash_params();
+    OK(js_create(dir, &p));
+    in_crashing_child(dir, &p, torn_commit);
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    uint64_t n;
+    OK(js_count(s, &n));
+    cr_assert_eq(n, 50, "expected exactly the 50 acknowledged keys, got %llu", (unsigned long long)n);
+    void *v;
+    size_t vl;
+    cr_assert_eq(js_get(s, "torn", 4, &v, &vl), JET_errRecordNotFound);
+    OK(js_put(s, "later", 5, "y", 1));   /* the log goes on after the torn tail */
+    js_session_close(s);
+    OK(js_close(inst));
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    OK(js_count(s, &n));
+    cr_assert_eq(n, 51);
+    js_session_close(s);
+    OK(js_close(inst));
+    rmrf(dir);
+    free(dir);
+}
+
+/* ---------------- pages and headers ---------------- */
+
+static void fill_clean(const char *dir, const js_params *p, int n)
+{
+    js_instance *inst;
+    js_session *s;
+    char k[32], v[100];
+    memset(v, 'q', sizeof v);
+    OK(js_open(dir, p, &inst));
+    OK(js_session_open(inst, &s));
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "key%06d", i);
+        OK(js_put(s, k, strlen(k), v, sizeof v));
+    }
+    js_session_close(s);
+    OK(js_close(inst));
+}
+
+Test(engine, flipped_page_byte_is_reported, .timeout = 120)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    OK(js_create(dir, &p));
+    fill_clean(dir, &p, 2000);
+    char db[600];
+    snprintf(db, sizeof db, "%s/jetsnap.edb", dir);
+    flip_byte(db, 5 * 8192 + 300);
+    js_check_report rep;
+    JET_ERR e = js_check(dir, &rep);
+    cr_assert_eq(e, JET_errReadVerifyFailure);
+    cr_assert_eq(rep.first_bad_page, 5);
+    cr_assert(strstr(js_errdetail(), "page 5 "), "detail: %s", js_errdetail());
+    /* A read that reaches the page fails and names it. */
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    JET_ERR seen = JET_errSuccess;
+    char k[32];
+    for (int i = 0; i < 2000 && !seen; i++) {
+        void *v;
+        size_t vl;
+        snprintf(k, sizeof k, "key%06d", i);
+        seen = js_get(s, k, strlen(k), &v, &vl);
+        if (!seen)
+            free(v);
+    }
+    cr_assert_eq(seen, JET_errReadVerifyFailure);
+    cr_assert(strstr(js_errdetail(), "page 5 "), "detail: %s", js_errdetail());
+    js_session_close(s);
+    OK(js_close(inst));
+    rmrf(dir);
+    free(dir);
+}
+
+Test(engine, header_shadow_fallback, .timeout = 60)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    OK(js_create(dir, &p));
+    fill_clean(dir, &p, 10);
+    char db[600];
+    snprintf(db, sizeof db, "%s/jetsnap.edb", dir);
+    flip_byte(db, 100);                       /* primary copy damaged */
+    js_info info;
+    OK(js_info_read(dir, &info));
+    cr_assert_eq(info.page_size, 8192);
+    js_instance *inst;
+    OK(js_open(dir, &p, &inst));              /* reads the shadow, rewrites both */
+    OK(js_close(inst));
+    js_check_report rep;
+    OK(js_check(dir, &rep));
+    flip_byte(db, 100);
+    flip_byte(db, 8192 + 100);                /* both copies damaged */
+    cr_assert_eq(js_open(dir, &p, &inst), JET_errReadVerifyFailure);
+    rmrf(dir);
+    free(dir);
+}
+
+/* ---------------- logging modes ---------------- */
+
+static void roll_a_few(js_instance *inst, js_session *s)
+{
+    char k[32], v[500];
+    memset(v, 'c', sizeof v);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(k, sizeof k, "c%05d", i);
+        cr_assert_eq(js_put(s, k, strlen(k), v, sizeof v), 0);
+    }
+}
+
+Test(engine, circular_logging_deletes_below_checkpoint, .timeout = 120)
+{
+    char *dir = tmpdir();
+    js_params p = crash_params();
+    p.circular_log = 1;
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    roll_a_few(inst, s);
+    cr_assert(count_gens(dir) >= 3);
+    OK(js_checkpoint(inst));
+    js_info info;
+    OK(js_info_read(dir, &info));
+    cr_assert(info.circular_log);
+    /* Every closed generation below the checkpoint's is gone, the
+     * checkpoint's own (the current one) stays. */
+    cr_assert_eq(count_gens(dir), 0, "closed generations left: %d", count_gens(dir));
+    cr_assert_eq(info.log_gen_min, info.checkpoint_gen);
+    js_session_close(s);
+    OK(js_close(inst));
+    /* Without circular logging nothing is deleted. */
+    char *d2 = tmpdir();
+    js_params q = crash_params();
+    OK(js_create(d2, &q));
+    OK(js_open(d2, &q, &inst));
+    OK(js_session_open(inst, &s));
+    roll_a_few(inst, s);
+    int before = count_gens(d2);
+    OK(js_checkpoint(inst));
+    cr_assert_eq(count_gens(d2), before);
+    js_session_close(s);
+    OK(js_close(inst));
+    rmrf(dir);
+    rmrf(d2);
+    free(dir);
+    free(d2);
+}
+
+static void write_few(js_instance *inst, js_session *s)
+{
+    if (js_put(s, "a", 1, "b", 1))
+        _exit(4);
+}
+
+Test(engine, no_log_crash_is_refused, .timeout = 60)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    OK(js_create(dir, &p));
+    p.no_log = 1;
+    fill_clean(dir, &p, 100);   /* a clean no_log session is fine */
+    in_crashing_child(dir, &p, write_few);
+    js_instance *inst;
+    JET_ERR e = js_open(dir, &p, &inst);
+    cr_assert_eq(e, JET_errDatabaseDirtyShutdown, "got %s", js_errname(e));
+    p.no_log = 0;
+    cr_assert_eq(js_open(dir, &p, &inst), JET_errDatabaseDirtyShutdown);
+    rmrf(dir);
+    free(dir);
+}
+
+/* ---------------- bad input ---------------- */
+
+Test(engine, bad_input_changes_nothing, .timeout = 60)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    js_instance *inst;
+    char path[600];
+    snprintf(path, sizeof path, "%s/missing", dir);
+    cr_assert_eq(js_open(path, &p, &inst), JET_errFileNotFound);
+    struct stat st;
+    cr_assert_neq(stat(path, &st), 0, "open of a missing instance created it");
+
+    /* A file that is not a jetsnap database. */
+    snprintf(path, sizeof path, "%s/foreign", dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    char db[700];
+    snprintf(db, sizeof db, "%s/jetsnap.edb", path);
+    FILE *f = fopen(db, "w");
+    for (int i = 0; i < 20000; i++)
+        fputc('A' + i % 26, f);
+    fclose(f);
+    cr_assert_eq(js_open(path, &p, &inst), JET_errInvalidDatabase);
+    f = fopen(db, "r");
+    for (int i = 0; i < 20000; i++)
+        cr_assert_eq(fgetc(f), 'A' + i % 26, "a refused open changed the file");
+    fclose(f);
+    js_info info;
+    cr_assert_eq(js_info_read(path, &info), JET_errInvalidDatabase);
+
+    /* Page size mismatch and bad creation parameters. */
+    snprintf(path, sizeof path, "%s/small", dir);
+    js_params q = p;
+    q.page_size = 4096;
+    OK(js_create(path, &q));
+    q.page_size = 16384;
+    cr_assert_eq(js_open(path, &q, &inst), JET_errPageSizeMismatch);
+    cr_assert_eq(js_create(path, &q), JET_errInvalidPath, "create over an instance");
+    snprintf(path, sizeof path, "%s/badsize", dir);
+    q.page_size = 12345;
+    cr_assert_eq(js_create(path, &q), JET_errInvalidParameter);
+    cr_assert_neq(stat(path, &st), 0);
+    q.page_size = 8192;
+    q.log_file_size = 1000;
+    cr_assert_eq(js_create(path, &q), JET_errInvalidParameter);
+
+    /* A second open of the same instance. */
+    snprintf(path, sizeof path, "%s/small", dir);
+    q.page_size = 4096;
+    q.log_file_size = 256 << 10;
+    OK(js_open(path, &q, &inst));
+    js_instance *second;
+    cr_assert_eq(js_open(path, &q, &second), JET_errDatabaseInUse);
+    OK(js_close(inst));
+    rmrf(dir);
+    free(dir);
+}
+
+Test(engine, errors_have_names_and_errnos)
+{
+    cr_assert_str_eq(js_errname(JET_errReadVerifyFailure), "JET_errReadVerifyFailure");
+    cr_assert_eq(js_err_to_errno(JET_errBackupInProgress), EBUSY);
+    cr_assert_eq(js_err_to_errno(JET_errDiskFull), ENOSPC);
+    cr_assert_eq(js_err_to_errno(JET_errInvalidGrbit), EINVAL);
+    cr_assert_eq(js_err_to_errno(JET_errMissingFullBackup), ENODATA);
+    cr_assert_eq(js_err_to_errno(JET_errTermInProgress), ESHUTDOWN);
+    cr_assert_str_eq(js_errname(-99999), "JET_errUnknown");
+}
