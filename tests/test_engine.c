@@ -204,7 +204,7 @@ Test(engine, reference_model_100k, .timeout = 600)
                     free(vals[i]);
                 }
             }
-        } else if (r < 99) {
+        } else if (r < 99 || rand_r(&seed) % 10) {
             void *v = NULL;
             size_t vl = 0;
             JET_ERR e = js_get(s, k, kl, &v, &vl);
