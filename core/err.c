@@ -111,21 +111,27 @@ void js_errclear(void)
     err_detail[0] = '\0';
 }
 
+/* Callers often pass js_errdetail() itself as an argument (to wrap a
+ * lower-level detail), so format into a scratch buffer first. */
 JET_ERR js_fail(JET_ERR err, const char *fmt, ...)
 {
+    char tmp[sizeof err_detail];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(err_detail, tmp, sizeof err_detail);
     return err;
 }
 
 JET_ERR js_corrupt_at(JET_ERR err, const char *file, int line, const char *fmt, ...)
 {
+    char tmp[sizeof err_detail];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(err_detail, tmp, sizeof err_detail);
     /* The source location helps a developer; administrators read the rest. */
     size_t n = strlen(err_detail);
     if (n + 32 < sizeof err_detail)
