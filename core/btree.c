@@ -61,7 +61,7 @@ static uint32_t cell_size_at(const uint8_t *c, uint8_t type)
 static int keycmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
-    int r = memcmp(a, b, n);
+    int r = n ? memcmp(a, b, n) : 0;
     if (r)
         return r;
     return alen < blen ? -1 : alen > blen;

@@ -3,6 +3,9 @@
 # time), then print one closing line counting every test of every binary.
 set -u
 tested=0; failed=0; bad_bins=""
+here=$(cd "$(dirname "$0")/.." && pwd)
+export LSAN_OPTIONS="suppressions=$here/tests/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 for t in "$@"; do
     echo "== $t"
     out=$(mktemp)
