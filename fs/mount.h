@@ -1,0 +1,61 @@
+/*
+ * mount.h - the FUSE filesystem of jetsnapfs (SPEC section 3): control,
+ * status, events and live/, on the libfuse 3.14 low-level API with the
+ * session loop in its own thread.
+ *
+ * Lifecycle: mnt_clear_stale() -> mnt_start() (mounted, loop running) ...
+ * mnt_detach_instance() (before js_close) -> mnt_stop() (bounded shutdown,
+ * frees).  See fs/mount.c for the shutdown sequence and why it is shaped so.
+ */
+#ifndef JS_FS_MOUNT_H
+#define JS_FS_MOUNT_H
+
+#include <sys/types.h>
+#include "jetsnap.h"
+#include "control.h"
+#include "events.h"
+#include "status.h"
+
+struct mnt_config {
+    const char *dbdir;          /* canonical */
+    const char *mountpoint;     /* canonical */
+    uid_t uid;                  /* owner shown on every file */
+    gid_t gid;
+    int allow_other, auto_unmount, debug;
+    int ended_fd;               /* eventfd written once when the loop ends */
+};
+
+struct mnt;
+
+/** If MOUNTPOINT holds a FUSE mount whose daemon is gone (ENOTCONN, or no
+ *  answer within 2 s), detach it.  Returns 0, or EBUSY when a live FUSE
+ *  filesystem answers there, or another errno. */
+int mnt_clear_stale(const char *mountpoint);
+
+/** Mount and start the loop thread.  inst, ctl, st and ev must outlive the
+ *  mount.  Returns 0 or an errno (message in err). */
+int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
+              struct st_status *st, struct ev_log *ev, struct mnt **out,
+              char *err, size_t errcap);
+
+/** Stop calling the engine: live/jetsnap.edb reads get EIO from now on.
+ *  Waits for reads in flight.  Call before js_close(). */
+void mnt_detach_instance(struct mnt *m);
+
+/** 1 once the session loop has returned (e.g. after fusermount3 -u). */
+int mnt_loop_ended(struct mnt *m);
+
+/** Bounded shutdown (about 3 s worst case, even while a client holds a
+ *  file open): lazy unmount, brief wait for open handles, exit the session,
+ *  wake the loop with SIGUSR1 every 100 ms, join, unmount, destroy.  Frees
+ *  m.  Needs the SIGUSR1 handler of mnt_install_sigusr1(). */
+void mnt_stop(struct mnt *m);
+
+/** Send libfuse's own messages to syslog (once stderr is gone). */
+void mnt_log_to_syslog(void);
+
+/** Install the no-op SIGUSR1 handler (without SA_RESTART) that mnt_stop()
+ *  uses to interrupt the loop thread; main calls it before any thread. */
+void mnt_install_sigusr1(void);
+
+#endif

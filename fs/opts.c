@@ -1,0 +1,215 @@
+/*
+ * opts.c - parse the jetsnapfs command line (SPEC section 1).
+ *
+ * Hand-written rather than fuse_opt: every option here is ours (none is
+ * passed through to libfuse), and a refused value must name itself in the
+ * usage error.
+ */
+#include "opts.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(char *err, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int opts_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    uint64_t mult = 1, v;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': mult = 1ull << 10; end++; break;
+    case 'm': case 'M': mult = 1ull << 20; end++; break;
+    case 'g': case 'G': mult = 1ull << 30; end++; break;
+    default: return -1;
+    }
+    if (*end != '\0' || (v != 0 && mult > UINT64_MAX / v))
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static int add_listen(struct fs_opts *o, const char *ep)
+{
+    char **n = realloc(o->listen, (o->n_listen + 1) * sizeof(*n));
+    if (n == NULL)
+        return -1;
+    o->listen = n;
+    if ((n[o->n_listen] = strdup(ep)) == NULL)
+        return -1;
+    o->n_listen++;
+    return 0;
+}
+
+/* One `name[=value]` item of a -o list. */
+static int parse_one(struct fs_opts *o, char *item, char *err, size_t cap)
+{
+    char *val = strchr(item, '=');
+    uint64_t n;
+
+    if (val != NULL)
+        *val++ = '\0';
+#define FLAG(name, field) \
+    if (strcmp(item, name) == 0) { \
+        if (val != NULL) return fail(err, cap, "option %s takes no value", name); \
+        o->field = 1; return 0; }
+    FLAG("create", create)
+    FLAG("allow_other", allow_other)
+    FLAG("auto_unmount", auto_unmount)
+    FLAG("circular_log", params.circular_log)
+    FLAG("no_log", params.no_log)
+#undef FLAG
+    if (val == NULL)
+        return fail(err, cap, "unknown option '%s'", item);
+    if (strcmp(item, "page_size") == 0) {
+        if (opts_parse_size(val, &n) != 0 ||
+            (n != 4096 && n != 8192 && n != 16384 && n != 32768))
+            return fail(err, cap, "page_size=%s: must be 4096, 8192, 16384 or 32768", val);
+        o->params.page_size = (uint32_t)n;
+    } else if (strcmp(item, "log_file_size") == 0) {
+        if (opts_parse_size(val, &n) != 0 || n < (64u << 10) || n > (1u << 30))
+            return fail(err, cap, "log_file_size=%s: must be 64K..1G", val);
+        o->params.log_file_size = n;
+    } else if (strcmp(item, "cache_size") == 0) {
+        if (opts_parse_size(val, &n) != 0 || n == 0)
+            return fail(err, cap, "cache_size=%s: not a size", val);
+        o->params.cache_size = n;
+    } else if (strcmp(item, "commit") == 0) {
+        if (strcmp(val, "durable") == 0)
+            o->params.commit_mode = JS_COMMIT_DURABLE;
+        else if (strcmp(val, "lazy") == 0)
+            o->params.commit_mode = JS_COMMIT_LAZY;
+        else
+            return fail(err, cap, "commit=%s: must be durable or lazy", val);
+    } else if (strcmp(item, "listen") == 0) {
+        if (*val == '\0')
+            return fail(err, cap, "listen= needs a PATH or HOST:PORT");
+        if (add_listen(o, val) != 0)
+            return fail(err, cap, "out of memory");
+    } else if (strcmp(item, "backup_root") == 0) {
+        if (*val != '/')
+            return fail(err, cap, "backup_root=%s: must be an absolute path", val);
+        free(o->backup_root);
+        if ((o->backup_root = strdup(val)) == NULL)
+            return fail(err, cap, "out of memory");
+    } else {
+        return fail(err, cap, "unknown option '%s'", item);
+    }
+    return 0;
+}
+
+static int parse_list(struct fs_opts *o, const char *list, char *err, size_t cap)
+{
+    char *copy = strdup(list), *save = NULL, *item;
+    int rc = 0;
+
+    if (copy == NULL)
+        return fail(err, cap, "out of memory");
+    for (item = strtok_r(copy, ",", &save); item != NULL && rc == 0;
+         item = strtok_r(NULL, ",", &save))
+        rc = parse_one(o, item, err, cap);
+    free(copy);
+    return rc;
+}
+
+int opts_parse(int argc, char **argv, struct fs_opts *o, char *err, size_t cap)
+{
+    int i, npos = 0;
+
+    memset(o, 0, sizeof(*o));
+    js_params_default(&o->params);
+    err[0] = '\0';
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            o->show_help = 1;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            o->show_version = 1;
+        } else if (strcmp(a, "-f") == 0) {
+            o->foreground = 1;
+        } else if (strcmp(a, "-d") == 0) {
+            o->debug = o->foreground = 1;
+        } else if (strcmp(a, "-o") == 0) {
+            if (++i >= argc)
+                return fail(err, cap, "-o needs an argument");
+            if (parse_list(o, argv[i], err, cap) != 0)
+                return -1;
+        } else if (strncmp(a, "-o", 2) == 0) {
+            if (parse_list(o, a + 2, err, cap) != 0)
+                return -1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return fail(err, cap, "unknown argument '%s'", a);
+        } else if (npos == 0) {
+            o->dbdir = a;
+            npos++;
+        } else if (npos == 1) {
+            o->mountpoint = a;
+            npos++;
+        } else {
+            return fail(err, cap, "unexpected argument '%s'", a);
+        }
+    }
+    if (o->show_help || o->show_version)
+        return 0;
+    if (npos != 2)
+        return fail(err, cap, "DBDIR and MOUNTPOINT are required");
+    if (o->dbdir[0] == '\0' || o->mountpoint[0] == '\0')
+        return fail(err, cap, "DBDIR and MOUNTPOINT must not be empty");
+    return 0;
+}
+
+void opts_free(struct fs_opts *o)
+{
+    size_t i;
+    for (i = 0; i < o->n_listen; i++)
+        free(o->listen[i]);
+    free(o->listen);
+    free(o->backup_root);
+    o->listen = NULL;
+    o->n_listen = 0;
+    o->backup_root = NULL;
+}
+
+void opts_usage(void *file)
+{
+    fputs("usage: jetsnapfs [options] DBDIR MOUNTPOINT\n"
+          "\n"
+          "Serve the jetsnap instance in DBDIR and mount its control filesystem\n"
+          "(control, status, events, live/) on MOUNTPOINT.\n"
+          "\n"
+          "  -f                  stay in the foreground\n"
+          "  -d                  FUSE debug output (implies -f)\n"
+          "  -h, --help          this text\n"
+          "  -V, --version       print the version\n"
+          "  -o OPT[,OPT...]     options:\n"
+          "     create               create an instance when DBDIR is empty or missing\n"
+          "     page_size=N          4096, 8192, 16384 or 32768 (creation only; 8192)\n"
+          "     log_file_size=N      64K..1G per log generation (creation only; 5M)\n"
+          "     circular_log         delete log generations older than the checkpoint\n"
+          "     no_log               run without logging (no recovery, no backup)\n"
+          "     commit=durable|lazy  commit durability (durable)\n"
+          "     cache_size=N         buffer pool size, K/M/G suffixes (256M)\n"
+          "     listen=PATH|HOST:PORT  Redis-protocol endpoint, repeatable\n"
+          "                          (DBDIR/jetsnap.sock)\n"
+          "     backup_root=DIR      backups must resolve beneath DIR, no symlinks\n"
+          "     allow_other          let other users read the mount\n"
+          "     auto_unmount         unmount when the daemon dies (for tests)\n",
+          (FILE *)file);
+}
