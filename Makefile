@@ -19,7 +19,7 @@ LDFLAGS  += $(SANFLAGS) -pthread
 
 PKGS_OK  := $(shell pkg-config --exists fuse3 openssl 2>/dev/null && test -f /usr/include/criterion/criterion.h && echo yes)
 ifneq ($(PKGS_OK),yes)
-ifeq ($(filter deps clean help,$(MAKECMDGOALS)),)
+ifeq ($(filter deps demo clean help,$(MAKECMDGOALS)),)
 $(error missing build dependencies (libfuse3-dev, libssl-dev, libcriterion-dev, pkg-config): run `sudo scripts/deps.sh` (or `make deps`) first)
 endif
 endif
