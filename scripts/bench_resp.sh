@@ -3,15 +3,16 @@
 #
 # Runs `redis-benchmark -t set -c CLIENTS -n REQUESTS` against
 #   1. jetsnapfs with commit=durable (every +OK is on disk, group commit),
-#   2. the same while full backups run back to back through the control file,
+#   2. the same while full backups run back to back through the control file
+#      (`echo "DEST create wait" > MOUNTPOINT/control`, one after another),
 #   3. Debian's redis-server with appendonly yes and appendfsync always
 #      (every write fsynced before the reply: the like-for-like durability),
 # and prints requests/s, p99 and the ratios.
 #
 # Environment: BUILD (default build), REQUESTS (100000), CLIENTS (50),
-# PREFILL (keys written before the backup run so a backup lasts a while,
-# default 20000), VALUE_SIZE (redis-benchmark -d, default 3 bytes as its
-# default), KEEP=1 keeps the temporary directory.
+# PREFILL (keys of 4 KiB written before both jetsnapfs runs so a backup has a
+# database to copy, default 20000), VALUE_SIZE (redis-benchmark -d, default
+# 3 bytes, its own default), KEEP=1 keeps the temporary directory.
 set -eu
 
 BUILD=${BUILD:-build}
@@ -73,15 +74,20 @@ JS_PID=$!
 wait_for_socket "$SOCK"
 [ -w "$T/mnt/control" ] || die "mount not ready: $T/mnt/control missing"
 
-set -- $(bench "$SOCK")
-JS_RPS=$1 JS_P99=$2
-echo "jetsnapfs commit=durable:           $JS_RPS requests/s  p99 $JS_P99 ms"
-
-# --- 2. the same while full backups run back to back -----------------------
+# Prefill first, so both jetsnapfs runs see the same database and a backup
+# has something to copy.
 if [ "$PREFILL" -gt 0 ]; then
     redis-benchmark -s "$SOCK" -t set -c "$CLIENTS" -n "$PREFILL" -r "$PREFILL" -d 4096 -q \
         >/dev/null 2>&1 || die "prefill failed"
 fi
+r=$(bench "$SOCK") || exit 1
+set -- $r
+JS_RPS=$1 JS_P99=$2
+echo "jetsnapfs commit=durable:           $JS_RPS requests/s  p99 $JS_P99 ms"
+
+# --- 2. the same while full backups run back to back -----------------------
+# Back to back, so some backup is running for the whole measurement however
+# long one backup takes.
 touch "$T/backup-loop.on"
 (
     n=0
@@ -96,7 +102,8 @@ touch "$T/backup-loop.on"
 ) &
 LOOP_PID=$!
 sleep 0.2
-set -- $(bench "$SOCK")
+r=$(bench "$SOCK") || exit 1
+set -- $r
 JB_RPS=$1 JB_P99=$2
 BSTATE=$(sed -n 's/^state: //p' "$T/mnt/status" 2>/dev/null | head -1)
 rm -f "$T/backup-loop.on"
@@ -121,7 +128,8 @@ redis-server --port 0 --unixsocket "$RSOCK" --unixsocketperm 700 --dir "$T/redis
     --logfile "$T/redis/redis.log" &
 RS_PID=$!
 wait_for_socket "$RSOCK"
-set -- $(bench "$RSOCK")
+r=$(bench "$RSOCK") || exit 1
+set -- $r
 RD_RPS=$1 RD_P99=$2
 echo "redis-server appendfsync=always:    $RD_RPS requests/s  p99 $RD_P99 ms"
 
