@@ -9,13 +9,14 @@
 #      (every write fsynced before the reply: the like-for-like durability),
 # and prints requests/s, p99 and the ratios.
 #
-# Environment: BUILD (default build), REQUESTS (100000), CLIENTS (50),
+# Usage: bench_resp.sh [BUILD_DIR]
+# Environment: BUILD (default build, or $1), REQUESTS (100000), CLIENTS (50),
 # PREFILL (keys of 4 KiB written before both jetsnapfs runs so a backup has a
 # database to copy, default 20000), VALUE_SIZE (redis-benchmark -d, default
 # 3 bytes, its own default), KEEP=1 keeps the temporary directory.
 set -eu
 
-BUILD=${BUILD:-build}
+BUILD=${1:-${BUILD:-build}}   # scripts/bench.sh passes it as $1 too
 REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-50}
 PREFILL=${PREFILL:-20000}
