@@ -686,8 +686,8 @@ typedef struct cbrec {
     uint64_t last_units;
     int monotonic_units;    /* units_done never went down */
     unsigned sleep_us;      /* per progress call */
-    mwriter *w;             /* acked when the log phase began */
-    uint64_t acked_at_copy_logs;
+    mwriter *w;             /* acked when the roll-log phase began */
+    uint64_t acked_at_roll;
 } cbrec;
 
 static int record_cb(void *ctx, int snp, int snt, const js_progress *p)
@@ -715,8 +715,8 @@ static int record_cb(void *ctx, int snp, int snt, const js_progress *p)
         r->fail_err = p->err;
         break;
     }
-    if (r->w && p->phase && !strcmp(p->phase, "copy-logs") && !r->acked_at_copy_logs)
-        r->acked_at_copy_logs = atomic_load(&r->w->acked);
+    if (r->w && p->phase && !strcmp(p->phase, "roll-log") && !r->acked_at_roll)
+        r->acked_at_roll = atomic_load(&r->w->acked);
     if (r->sleep_us && snt == JS_SNT_PROGRESS)
         usleep(r->sleep_us);
     return 0;
@@ -766,8 +766,9 @@ Test(backup, online_full_under_monotonic_writer, .timeout = 120)
     uint64_t m = check_monotonic(r1, 3000);
     cr_assert_geq(m, acked_before, "restored M=%llu below %llu acknowledged before the backup began",
                   (unsigned long long)m, (unsigned long long)acked_before);
-    cr_assert_geq(m, rec.acked_at_copy_logs, "restored M=%llu below %llu acknowledged before the log roll",
-                  (unsigned long long)m, (unsigned long long)rec.acked_at_copy_logs);
+    cr_assert_geq(rec.acked_at_roll, acked_before);
+    cr_assert_geq(m, rec.acked_at_roll, "restored M=%llu below %llu acknowledged before the log roll",
+                  (unsigned long long)m, (unsigned long long)rec.acked_at_roll);
     cr_assert_leq(m, final_acked);
     /* The prefill is intact too. */
     check_fill(r1, "pre", 0, 3000, 900);
@@ -786,6 +787,79 @@ Test(backup, online_full_under_monotonic_writer, .timeout = 120)
     dump_free(&live);
     dump_free(&restored);
     OK(js_verify(dest2, NULL, NULL, NULL));
+    /* js_verify(dest) is not asserted here: see
+     * verify_accepts_online_copy_of_growing_database (engine bug). */
+}
+
+/* While the job is in its copy-database phase (the file size already
+ * read), the database grows and a checkpoint writes the new meta page and
+ * extends the file: the copy's meta page then names more pages than the
+ * copy holds.  That is a normal fuzzy online copy: restore replays the
+ * full page images of the new pages. */
+typedef struct grow_ctx {
+    js_instance *inst;
+    int done;
+} grow_ctx;
+
+static int grow_cb(void *ctx, int snp, int snt, const js_progress *p)
+{
+    (void)snp;
+    grow_ctx *g = ctx;
+    if (snt == JS_SNT_PROGRESS && !g->done && p->phase && !strcmp(p->phase, "copy-database")) {
+        g->done = 1;
+        fill(g->inst, "grow", 0, 2000, 900);
+        OK(js_checkpoint(g->inst));
+    }
+    return 0;
+}
+
+static void online_copy_of_growing_database(int check_verify)
+{
+    const char *inst_dir = tp("inst"), *dest = tp("bk");
+    js_params p = test_params();
+    js_instance *inst = create_open(inst_dir, &p);
+    fill(inst, "k", 0, 200, 300);
+    grow_ctx g = { .inst = inst };
+    OK(js_backup(inst, dest, JS_BACKUP_CREATE_DIR, grow_cb, &g));
+    cr_assert(g.done);
+    assert_set_sums(dest);
+    kvdump live, d;
+    dump_inst(inst, &live);
+    OK(js_close(inst));
+    restore_ok(dest, tp("r"), NULL, 0);
+    dump_dir(tp("r"), &d);
+    ASSERT_DUMP_EQ(&d, &live, "restore of a copy taken while the database grew");
+    dump_free(&d);
+    dump_free(&live);
+    if (check_verify) {
+        js_check_report rep;
+        memset(&rep, 0, sizeof rep);
+        JET_ERR e = js_verify(dest, &rep, NULL, NULL);
+        cr_assert_eq(e, JET_errSuccess, "js_verify of a set that restores: %s (%d): %s [%s]", js_errname(e), e,
+                     js_errdetail(), rep.first_error);
+    }
+}
+
+Test(backup, online_copy_of_growing_database_restores, .timeout = 120)
+{
+    online_copy_of_growing_database(0);
+}
+
+/* ENGINE BUG (core/check.c, check_db, used by js_check and js_verify): a
+ * full backup copies the database fuzzily (pages changed or added during the
+ * copy are put right by replay at restore), but check_db treats the copy
+ * like a consistent database: pages below the copied meta page's high-water
+ * mark that are still zero ("page N ...: page was never written"), or a
+ * high-water mark beyond the copied file ("N pages in use but the file holds
+ * M"), fail with JET_errReadVerifyFailure.  So js_verify / `jetsnap verify`
+ * rejects a set that restores correctly (SPEC: verify exits 0 only if the
+ * set would restore... and here it would).  Seen intermittently with a
+ * concurrent writer (online_full_under_monotonic_writer: "page 1549 of
+ * .../jetsnap.edb: page was never written"); made deterministic here by
+ * growing the database and checkpointing inside the copy-database phase. */
+Test(backup, verify_accepts_online_copy_of_growing_database, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+{
+    online_copy_of_growing_database(1);
 }
 
 /* ================================================================== */
@@ -1864,6 +1938,11 @@ Test(backup, err_paths_flags_and_directory_not_empty, .timeout = 120)
     cr_assert(exists(tp("full/keep.txt")));
     /* A plain full backup into a set is refused too. */
     FAILS_WITH(js_backup(inst, tp("full/new"), 0, NULL, NULL), JET_errBackupDirectoryNotEmpty);
+
+    /* create, but the parent is missing: the directory cannot be made. */
+    FAILS_WITH(js_backup(inst, tp("no/such/parent"), JS_BACKUP_CREATE_DIR, NULL, NULL),
+               JET_errMakeBackupDirectoryFail);
+    cr_assert(!exists(tp("no")));
 
     /* Missing without create. */
     FAILS_WITH(js_backup(inst, tp("missing"), 0, NULL, NULL), JET_errInvalidPath);
