@@ -558,8 +558,9 @@ static void cmd_scan(cmd_conn *c, size_t argc, const resp_arg *argv)
                 rc = js_cursor_next(cur);
         }
     } else {
-        /* "From the first key" is klen 0; the pointer is not NULL because
-         * the engine's key compare hands it to memcmp even for 0 bytes. */
+        /* "From the first key" is klen 0.  The pointer is kept non-NULL:
+         * the engine's key compare once handed it to memcmp even for 0
+         * bytes, which UBSan aborts on. */
         static const unsigned char from_start[1];
         rc = js_cursor_seek(cur, from_start, 0);
         for (unsigned long long skip = 0; rc == JET_errSuccess && skip < cursor; skip++)
