@@ -941,19 +941,23 @@ static void bench_backup(double db_mb)
         pt_start();
         start_latency(&l, inst, &th);
         sleep_s(0.5);
+        pt_start();
         err = js_backup(inst, lat, JS_BACKUP_CREATE_DIR, phase_status, NULL);
         pt_end("full backup under load");
         sleep_s(0.5);
         stop_latency(&l, th);
         if (err)
             die("backup under load", err);
-        printf("  durable writer alone: %.0f commits/s, longest %.2f ms; during a full backup: longest %.2f ms\n",
-               brate, bm, l.max_ms);
+        printf("  durable writer alone: %.0f commits/s, longest %.2f ms; from 0.5 s before a full backup to 0.5 s "
+               "after it: longest %.2f ms\n", brate, bm, l.max_ms);
         printf("    longest commit per phase (ms):");
         for (int i = 0; i < g_pt.n; i++)
             printf(" %s %.2f", g_pt.names[i], l.phase_max[i]);
         printf(" after %.2f\n", l.phase_max[PH_AFTER]);
-        with_max = min2(with_max, l.max_ms);
+        double wm = l.phase_max[PH_AFTER];   /* from the backup's start on */
+        for (int i = 1; i < g_pt.n; i++)
+            wm = l.phase_max[i] > wm ? l.phase_max[i] : wm;
+        with_max = min2(with_max, wm);
         double sm = 0;
         for (int i = 1; i < g_pt.n; i++)
             if ((!strcmp(g_pt.names[i], "checkpoint") || !strcmp(g_pt.names[i], "roll-log")) && l.phase_max[i] > sm)
