@@ -6,6 +6,17 @@
  * generations (64 KiB) so the log rolls often, 4 KiB pages and lazy commits
  * unless durability is what is under test.  Every backup set a test makes is
  * checked with `sha256sum -c SHA256SUMS` run inside it (assert_set_sums).
+ *
+ * Tests of engine bugs found while writing this file are disabled with
+ * .disabled = KNOWN_ENGINE_BUG (a comment above each names the bug); build
+ * with KNOWN_ENGINE_BUG defined to 0 to run them:
+ *   verify_accepts_online_copy_of_growing_database   core/check.c check_db
+ *   until_gen_inside_set_is_honoured_or_refused      core/restore.c js_restore
+ *   faults_full_atomic_publish                       core/backup.c bk_publish_full
+ *   faults_incremental_{atomic,plain}_publish,
+ *   failed_incremental_keeps_previous_set_restorable core/backup.c bk_publish_incremental
+ *   sigkill_during_restore_copy_leaves_being_restored core/restore.c js_restore
+ *   refused_open_of_set_leaves_it_untouched          core/instance.c inst_new_common
  */
 #include <criterion/criterion.h>
 
@@ -75,7 +86,7 @@ static void teardown(void)
 /* Tests of known engine bugs (named in a comment above each) are disabled;
  * build with KNOWN_ENGINE_BUG defined to 0 to run them. */
 #ifndef KNOWN_ENGINE_BUG
-#define KNOWN_ENGINE_BUG 1
+#define KNOWN_ENGINE_BUG 0
 #endif
 
 TestSuite(backup, .init = setup, .fini = teardown, .timeout = 120);
@@ -966,6 +977,38 @@ Test(backup, full_and_three_incrementals_plain, .timeout = 120)
     full_plus_incrementals(0);
 }
 
+/* ENGINE BUG (core/restore.c, js_restore): until_gen is applied only to the
+ * roll-forward from logs_dir; the set's own generations are always all
+ * replayed (redo_run(..., info.gen_high, ...)), so a restore "until" a
+ * generation inside the set silently returns the state at the end of the
+ * set.  jetsnap.h documents until_gen as "last generation replayed".
+ * Either honouring it or refusing it would be right; this accepts both. */
+Test(backup, until_gen_inside_set_is_honoured_or_refused, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+{
+    js_params p = test_params();
+    js_instance *inst = create_open(tp("inst"), &p);
+    fill(inst, "a", 0, 300, 300);
+    backup_ok(inst, tp("bk"), JS_BACKUP_CREATE_DIR);
+    fill(inst, "b", 0, 300, 300);
+    backup_ok(inst, tp("bk"), JS_BACKUP_INCREMENTAL);
+    binfo b1;
+    read_binfo(tp("bk"), &b1);
+    kvdump at1, d;
+    dump_inst(inst, &at1);
+    fill(inst, "c", 0, 300, 300);
+    backup_ok(inst, tp("bk"), JS_BACKUP_INCREMENTAL);
+    OK(js_close(inst));
+    JET_ERR e = js_restore(tp("bk"), tp("r"), NULL, b1.gen_high, NULL, NULL);
+    if (e == JET_errSuccess) {
+        dump_dir(tp("r"), &d);
+        ASSERT_DUMP_EQ(&d, &at1, "restore with until_gen = the first incremental's gen_high");
+        dump_free(&d);
+    } else {
+        cr_assert(!exists(tp("r")), "a refused restore left its target");
+    }
+    dump_free(&at1);
+}
+
 /* ================================================================== */
 /* 3. Fault injection at every write, fsync and rename of a backup      */
 /* ================================================================== */
@@ -1345,12 +1388,14 @@ Test(backup, sigkill_during_plain_backup, .timeout = 120)
     sigkill_during_backup(0);
 }
 
-Test(backup, sigkill_during_restore_leaves_being_restored, .timeout = 120)
+/* Kill a process running js_restore when it reports 'phase' (at or after
+ * at_percent), then check TARGET is recognisably unusable. */
+static void sigkill_during_restore(const char *phase, uint64_t at_percent, int strict)
 {
     const char *inst_dir = tp("inst"), *dest = tp("dest"), *target = tp("target");
     js_params p = test_params();
     js_instance *inst = create_open(inst_dir, &p);
-    fill(inst, "k", 0, 2000, 500);
+    fill(inst, "k", 0, 6000, 900);   /* several MB: the copy reports progress */
     backup_ok(inst, dest, JS_BACKUP_CREATE_DIR);
     fill(inst, "l", 0, 1000, 500);
     backup_ok(inst, dest, JS_BACKUP_INCREMENTAL);
@@ -1363,8 +1408,7 @@ Test(backup, sigkill_during_restore_leaves_being_restored, .timeout = 120)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(sigp[0]);
-        /* Stop once the database copy is in TARGET and replay has run. */
-        killctx k = { .sigfd = sigp[1], .phase = "replay", .at_percent = 0 };
+        killctx k = { .sigfd = sigp[1], .phase = phase, .at_percent = at_percent };
         js_restore(dest, target, NULL, 0, kill_cb, &k);
         _exit(4);
     }
@@ -1374,15 +1418,24 @@ Test(backup, sigkill_during_restore_leaves_being_restored, .timeout = 120)
     int status = 0;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     close(sigp[0]);
-    cr_assert(got, "the restore never reported its replay phase (exit %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    cr_assert(got, "the restore never reported phase %s (exit %d)", phase,
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 
-    js_info info;
-    OK(js_info_read(target, &info));
-    cr_assert_eq(info.state, JS_DB_BEING_RESTORED, "state %d after an interrupted restore", info.state);
     js_instance *bad = NULL;
-    FAILS_WITH(js_open(target, &p, &bad), JET_errRestoreInProgress);
-    cr_assert_null(bad);
-    FAILS_WITH(js_instance_new(target, &p, &bad), JET_errRestoreInProgress);
+    if (strict) {
+        js_info info;
+        OK(js_info_read(target, &info));
+        cr_assert_eq(info.state, JS_DB_BEING_RESTORED, "state %d after a restore interrupted in %s", info.state,
+                     phase);
+        FAILS_WITH(js_open(target, &p, &bad), JET_errRestoreInProgress);
+        cr_assert_null(bad);
+        FAILS_WITH(js_instance_new(target, &p, &bad), JET_errRestoreInProgress);
+    } else {
+        /* At least never a half database that opens. */
+        JET_ERR e = js_open(target, &p, &bad);
+        cr_assert_neq(e, JET_errSuccess, "a half-restored database opened");
+        cr_assert_null(bad);
+    }
     /* A restore into it is refused too (not empty); a fresh one works. */
     FAILS_WITH(js_restore(dest, target, NULL, 0, NULL, NULL), JET_errInvalidPath);
     restore_ok(dest, tp("target2"), NULL, 0);
@@ -1392,6 +1445,32 @@ Test(backup, sigkill_during_restore_leaves_being_restored, .timeout = 120)
     ASSERT_DUMP_EQ(&a, &b, "restore after an interrupted restore");
     dump_free(&a);
     dump_free(&b);
+}
+
+Test(backup, sigkill_during_restore_replay_leaves_being_restored, .timeout = 120)
+{
+    /* The database copy is in TARGET and replay has run. */
+    sigkill_during_restore("replay", 0, 1);
+}
+
+Test(backup, sigkill_during_restore_copy_never_opens, .timeout = 120)
+{
+    sigkill_during_restore("copy-database", 60, 0);
+}
+
+/* ENGINE BUG (core/restore.c, js_restore / rs_copy_db): the database is
+ * copied into TARGET with the set's own header (state dirty-shutdown, raw
+ * backup copy) and only marked being-restored by rs_write_state after the
+ * whole copy.  Killed during the copy, TARGET holds a half database whose
+ * header says dirty-shutdown: js_open refuses it only as a raw backup copy
+ * (JET_errSoftRecoveryOnBackupDatabase) and `jetsnap info` does not show
+ * being-restored, unlike SPEC section 4 ("Interrupted, it leaves TARGET
+ * recognisably unusable (state being-restored)").  Writing the
+ * being-restored header before the data (or copying under a temporary
+ * name) would fix it. */
+Test(backup, sigkill_during_restore_copy_leaves_being_restored, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+{
+    sigkill_during_restore("copy-database", 60, 1);
 }
 
 /* ================================================================== */
