@@ -38,6 +38,7 @@ struct ctl_job {
     ctl_done_fn done;
     void *done_ctx;
     int begun;                  /* BEGIN seen (guarded by ctl.lock) */
+    uint32_t gen_high;          /* last gen_high reported (job thread only) */
     int answered;               /* done() called (guarded by ctl.lock) */
 };
 
@@ -479,8 +480,11 @@ static int job_status(void *ctx, int snp, int snt, const js_progress *p)
         }
         pthread_cond_broadcast(&c->cond);
     }
-    if (job->begun && p != NULL)
+    if (job->begun && p != NULL) {
         st_job_progress(c->st, p);
+        if (p->gen_high > job->gen_high)
+            job->gen_high = p->gen_high;
+    }
     pthread_mutex_unlock(&c->lock);
     if (done != NULL)
         done(done_ctx, 0);
@@ -507,11 +511,13 @@ static void *job_main(void *arg)
                     job->cmd.js_flags, job_status, c);
     snprintf(detail, sizeof(detail), "%s", err != JET_errSuccess ? js_errdetail() : "");
     scan_gens(c->dbdir, &lo1, &hi1);
-    /* Generations that were there before and are gone now were truncated
-     * (oldest first, contiguous: SPEC 4). */
+    /* Truncation deletes the oldest generations, contiguously (SPEC 4):
+     * what was the lowest before and is gone now, up to the new lowest, or
+     * when none is left up to the highest closed one (the job's own roll
+     * included). */
     if (lo0 != 0 && (lo1 == 0 || lo1 > lo0))
         snprintf(truncated, sizeof(truncated), "edb%08X.log-edb%08X.log", lo0,
-                 lo1 != 0 ? lo1 - 1 : hi0);
+                 lo1 != 0 ? lo1 - 1 : (job->gen_high > hi0 ? job->gen_high : hi0));
     else
         snprintf(truncated, sizeof(truncated), "none");
 

@@ -13,6 +13,12 @@
  * js_backup() returns before BEGIN (the engine refused it: nothing started),
  * or when the job ends (`wait`).  So no FUSE worker is held by a job.
  *
+ * A `wait` command holds its WRITE open until the job ends, and libfuse
+ * 3.14 cannot ask for FOPEN_PARALLEL_DIRECT_WRITES, so the kernel's inode
+ * lock makes any other write to control (a `cancel` included) queue behind
+ * it until then.  Cancel a `wait` job by interrupting its writer and writing
+ * `cancel`, or start jobs without `wait` and follow `status`.
+ *
  * Lock order: ctl.inst_gate, then ctl.lock, then st_status.lock (status.c).
  * No engine call is made with ctl.lock held (the engine calls job_status(),
  * which takes ctl.lock, from inside js_backup()).  ev_log.lock is taken by

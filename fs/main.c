@@ -295,8 +295,8 @@ static int prepare(struct daemon *d)
             report(d, "backup_root=%s: %s", d->o.backup_root, strerror(rc));
             return -1;
         }
-        if (within(d->mountpoint, d->backup_root) && strcmp(d->mountpoint, d->backup_root) == 0) {
-            report(d, "backup_root must not be the mountpoint");
+        if (within(d->backup_root, d->mountpoint)) {
+            report(d, "backup_root %s lies inside MOUNTPOINT", d->backup_root);
             return -1;
         }
     }
@@ -351,6 +351,15 @@ static int run(struct daemon *d, const sigset_t *sigs)
     }
 
     memset(&mc, 0, sizeof(mc));
+    {
+        /* The page size cuts live/jetsnap.edb reads into whole pages. */
+        js_info info;
+        if ((jerr = js_info_read(d->dbdir, &info)) != JET_errSuccess) {
+            report_jet(d, d->dbdir, jerr);
+            goto out_close;
+        }
+        mc.page_size = info.page_size;
+    }
     mc.dbdir = d->dbdir;
     mc.mountpoint = d->mountpoint;
     mc.uid = getuid();
@@ -397,9 +406,7 @@ static int run(struct daemon *d, const sigset_t *sigs)
             pthread_join(d->start_thread, NULL);
             d->start_joinable = 0;
             if (d->start_err != JET_errSuccess) {
-                ev_add(d->ev, 0, JS_EV_ERROR, "recovery failed: %s (%d)",
-                       js_errname(d->start_err), d->start_err);
-                exit_code = 1;
+                exit_code = 1;  /* start_main() reported why */
                 break;
             }
             st_set_recovering(d->st, 0);

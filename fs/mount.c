@@ -58,11 +58,37 @@ enum {
 
 enum fh_kind { FH_TEXT, FH_LIVE_DB, FH_LIVE_FD, FH_CONTROL, FH_DIR };
 
+/*
+ * Partial pages of live/jetsnap.edb.  With direct_io the kernel splits a
+ * read into requests of at most max_pages user pages, so a buffer that is
+ * not page aligned (any malloc'd one) makes the requests end and start in
+ * the middle of a database page: 1 MiB at offset 16 of a page becomes 1 MiB
+ * - 16 bytes, then 16 bytes.  Each request is read under the page-range
+ * lock, but at a different moment, so the page cut in two would come back
+ * torn.  So a request that covers only part of a database page reads the
+ * whole page once and keeps the image in its handle until every byte of it
+ * has been served (or PARTIAL_KEEP newer images push it out): the other
+ * part then comes from the same image.
+ */
+#define PARTIAL_KEEP 8
+
+struct partial_page {
+    uint64_t pgno;
+    uint8_t *img;               /* NULL: slot free */
+    size_t len;                 /* bytes of the page (short at end of file) */
+    size_t served;              /* bytes handed out from img */
+    uint64_t stamp;             /* age, for eviction */
+};
+
 struct mnt_fh {
+    struct mnt_fh *prev, *next;     /* mnt.fhs, under mnt.fh_lock */
     enum fh_kind kind;
     int fd;                     /* FH_LIVE_FD */
     char *data;                 /* FH_TEXT, FH_DIR: the snapshot */
     size_t len;
+    pthread_mutex_t partial_lock;   /* FH_LIVE_DB: guards partial, stamp */
+    struct partial_page partial[PARTIAL_KEEP];
+    uint64_t stamp;
 };
 
 struct mnt {
@@ -75,6 +101,7 @@ struct mnt {
     int db_fd;                  /* O_PATH fd of DBDIR */
     uid_t uid;
     gid_t gid;
+    uint32_t page_size;         /* of jetsnap.edb */
     time_t mount_time;
     unsigned conn_minor;        /* fusectl connection number, 0 unknown */
 
@@ -84,6 +111,11 @@ struct mnt {
     struct ctl *ctl;
     struct st_status *st;
     struct ev_log *ev;
+
+    /* Handles a client may still hold when we stop (no RELEASE will come
+     * for them): freed by mnt_stop().  fh_lock is a leaf lock. */
+    pthread_mutex_t fh_lock;
+    struct mnt_fh *fhs;
 
     pthread_mutex_t live_lock;  /* guards live_names, live_n, live_cap */
     char **live_names;
@@ -374,7 +406,14 @@ static struct mnt_fh *fh_new(struct mnt *m, enum fh_kind kind)
     if (fh != NULL) {
         fh->kind = kind;
         fh->fd = -1;
+        pthread_mutex_init(&fh->partial_lock, NULL);
         atomic_fetch_add(&m->open_handles, 1);
+        pthread_mutex_lock(&m->fh_lock);
+        fh->next = m->fhs;
+        if (m->fhs != NULL)
+            m->fhs->prev = fh;
+        m->fhs = fh;
+        pthread_mutex_unlock(&m->fh_lock);
     }
     return fh;
 }
@@ -383,8 +422,19 @@ static void fh_free(struct mnt *m, struct mnt_fh *fh)
 {
     if (fh == NULL)
         return;
+    pthread_mutex_lock(&m->fh_lock);
+    if (fh->prev != NULL)
+        fh->prev->next = fh->next;
+    else
+        m->fhs = fh->next;
+    if (fh->next != NULL)
+        fh->next->prev = fh->prev;
+    pthread_mutex_unlock(&m->fh_lock);
     if (fh->fd >= 0)
         close(fh->fd);
+    for (int i = 0; i < PARTIAL_KEEP; i++)
+        free(fh->partial[i].img);
+    pthread_mutex_destroy(&fh->partial_lock);
     free(fh->data);
     free(fh);
     atomic_fetch_sub(&m->open_handles, 1);
@@ -479,6 +529,114 @@ static char *rbuf_get(size_t size)
     return b->data;
 }
 
+/* Reply with a copy of a handle's snapshot.  The reader may close the file
+ * (and a RELEASE on another worker free the snapshot) as soon as the kernel
+ * has taken the reply, which happens inside writev(); ASan checks the iovec
+ * after writev() returns and would report that as a use after free.  The
+ * per-thread buffer outlives the call. */
+static int reply_copy(fuse_req_t req, const char *data, size_t size)
+{
+    char *buf = rbuf_get(size);
+
+    if (buf == NULL)
+        return fuse_reply_err(req, ENOMEM);
+    memcpy(buf, data, size);
+    return fuse_reply_buf(req, buf, size);
+}
+
+/* Copy bytes [from, from+n) of database page pgno into dst from the
+ * handle's image of that page, reading the whole page first if there is
+ * none.  *got receives the bytes copied (short at end of file).  Called
+ * with inst_lock held for reading and inst non-NULL; 0 or an errno. */
+static int partial_copy(struct mnt *m, struct mnt_fh *fh, uint64_t pgno, size_t from, size_t n,
+                        char *dst, size_t *got)
+{
+    struct partial_page *pp = NULL, *victim = NULL;
+    int rc = 0, i;
+
+    *got = 0;
+    pthread_mutex_lock(&fh->partial_lock);
+    for (i = 0; i < PARTIAL_KEEP && pp == NULL; i++)
+        if (fh->partial[i].img != NULL && fh->partial[i].pgno == pgno)
+            pp = &fh->partial[i];
+    if (pp == NULL) {
+        for (i = 0; i < PARTIAL_KEEP; i++)
+            if (victim == NULL || fh->partial[i].img == NULL ||
+                (victim->img != NULL && fh->partial[i].stamp < victim->stamp))
+                victim = &fh->partial[i];
+        if (victim->img == NULL && (victim->img = malloc(m->page_size)) == NULL) {
+            rc = ENOMEM;
+            goto out_unlock;
+        }
+        {
+            JET_ERR err = js_db_read(m->inst, pgno * m->page_size, victim->img, m->page_size,
+                                     &victim->len);
+            if (err != JET_errSuccess) {
+                free(victim->img);
+                victim->img = NULL;
+                rc = js_err_to_errno(err);
+                goto out_unlock;
+            }
+        }
+        victim->pgno = pgno;
+        victim->served = 0;
+        pp = victim;
+    }
+    pp->stamp = ++fh->stamp;
+    if (from < pp->len) {
+        *got = n < pp->len - from ? n : pp->len - from;
+        memcpy(dst, pp->img + from, *got);
+    }
+    pp->served += *got;
+    /* Both parts handed out (or nothing more to give): forget the image so
+     * a later read sees the page as it is then. */
+    if (pp->served >= pp->len || *got < n) {
+        free(pp->img);
+        pp->img = NULL;
+    }
+out_unlock:
+    pthread_mutex_unlock(&fh->partial_lock);
+    return rc;
+}
+
+/* Read [off, off+size) of jetsnap.edb into buf: whole pages straight
+ * through js_db_read, a page cut by the request's start or end through
+ * partial_copy().  inst_lock held for reading, inst non-NULL. */
+static int read_live_db(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size, char *buf,
+                        size_t *got)
+{
+    const uint64_t ps = m->page_size;
+    size_t done = 0, n;
+    int rc;
+
+    *got = 0;
+    while (done < size) {
+        uint64_t pos = off + done, pgno = pos / ps;
+        size_t in = (size_t)(pos % ps);
+        if (in != 0 || size - done < ps) {
+            size_t want = size - done < ps - in ? size - done : (size_t)(ps - in);
+            if ((rc = partial_copy(m, fh, pgno, in, want, buf + done, &n)) != 0)
+                return rc;
+            done += n;
+            if (n < want)
+                break;      /* end of file */
+            continue;
+        }
+        /* The run of whole pages up to the last whole one. */
+        n = (size_t)(((size - done) / ps) * ps);
+        {
+            JET_ERR err = js_db_read(m->inst, pos, buf + done, n, &n);
+            if (err != JET_errSuccess)
+                return js_err_to_errno(err);
+        }
+        done += n;
+        if (n == 0 || n % ps != 0)
+            break;          /* end of file */
+    }
+    *got = done;
+    return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
@@ -496,17 +654,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             return (void)fuse_reply_buf(req, NULL, 0);
         if (size > fh->len - (size_t)off)
             size = fh->len - (size_t)off;
-        return (void)fuse_reply_buf(req, fh->data + off, size);
+        return (void)reply_copy(req, fh->data + off, size);
     case FH_LIVE_DB: {
-        JET_ERR err = JET_errNotInitialized;
+        int rc = EIO;   /* the daemon is stopping: the engine is off limits */
         if ((buf = rbuf_get(size)) == NULL)
             return (void)fuse_reply_err(req, ENOMEM);
         pthread_rwlock_rdlock(&m->inst_lock);
         if (m->inst != NULL)
-            err = js_db_read(m->inst, (uint64_t)off, buf, size, &got);
+            rc = read_live_db(m, fh, (uint64_t)off, size, buf, &got);
         pthread_rwlock_unlock(&m->inst_lock);
-        if (err != JET_errSuccess)
-            return (void)fuse_reply_err(req, m->inst == NULL ? EIO : js_err_to_errno(err));
+        if (rc != 0)
+            return (void)fuse_reply_err(req, rc);
         return (void)fuse_reply_buf(req, buf, got);
     }
     case FH_LIVE_FD:
@@ -671,7 +829,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 break;
             end = next;
         }
-        fuse_reply_buf(req, fh->data + off, end - (size_t)off);
+        reply_copy(req, fh->data + off, end - (size_t)off);
     }
 }
 
@@ -911,6 +1069,7 @@ int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
     m->ended_fd = cfg->ended_fd;
     m->uid = cfg->uid;
     m->gid = cfg->gid;
+    m->page_size = cfg->page_size;
     m->inst = inst;
     m->ctl = ctl;
     m->st = st;
@@ -918,6 +1077,7 @@ int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
     m->mount_time = time(NULL);
     pthread_rwlock_init(&m->inst_lock, NULL);
     pthread_mutex_init(&m->live_lock, NULL);
+    pthread_mutex_init(&m->fh_lock, NULL);
     m->dbdir = strdup(cfg->dbdir);
     m->mountpoint = strdup(cfg->mountpoint);
     if (m->dbdir == NULL || m->mountpoint == NULL) {
@@ -976,6 +1136,7 @@ out_free:
         close(m->db_fd);
     pthread_rwlock_destroy(&m->inst_lock);
     pthread_mutex_destroy(&m->live_lock);
+    pthread_mutex_destroy(&m->fh_lock);
     free(m->dbdir);
     free(m->mountpoint);
     free(m);
@@ -1021,6 +1182,13 @@ static void fusectl_abort(struct mnt *m)
     }
 }
 
+/* 1 when the kernel connection has ended (the device fd reports POLLERR). */
+static int conn_gone(struct mnt *m)
+{
+    struct pollfd pfd = { fuse_session_fd(m->se), 0, 0 };
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
+}
+
 /*
  * The libfuse 3.14 trap: fuse_session_exit() only sets a flag; the MT
  * loop's control thread sleeps in sem_wait and its workers in
@@ -1062,14 +1230,23 @@ void mnt_stop(struct mnt *m)
         detached = 1;
     }
     pthread_join(m->loop_thread, NULL);
-    /* After our own lazy unmount the path may already hold somebody
-     * else's mount: unmounting "MOUNTPOINT" again could hit it. */
-    if (!detached)
+    /* fuse_session_unmount() skips the umount when the connection is
+     * already gone (POLLERR on the device fd).  After our own lazy unmount
+     * the path may hold somebody else's mount, so end the connection first
+     * (a client still holding a file would lose it at our exit anyway); if
+     * that fails, leave the session's mountpoint string behind rather than
+     * risk unmounting a stranger. */
+    if (detached && !conn_gone(m))
+        fusectl_abort(m);
+    if (!detached || conn_gone(m))
         fuse_session_unmount(m->se);
     fuse_session_destroy(m->se);
+    while (m->fhs != NULL)      /* held open by clients to the end */
+        fh_free(m, m->fhs);
     close(m->db_fd);
     pthread_rwlock_destroy(&m->inst_lock);
     pthread_mutex_destroy(&m->live_lock);
+    pthread_mutex_destroy(&m->fh_lock);
     for (size_t k = 0; k < m->live_n; k++)
         free(m->live_names[k]);
     free(m->live_names);

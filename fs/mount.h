@@ -10,6 +10,7 @@
 #ifndef JS_FS_MOUNT_H
 #define JS_FS_MOUNT_H
 
+#include <stdint.h>
 #include <sys/types.h>
 #include "jetsnap.h"
 #include "control.h"
@@ -21,6 +22,7 @@ struct mnt_config {
     const char *mountpoint;     /* canonical */
     uid_t uid;                  /* owner shown on every file */
     gid_t gid;
+    uint32_t page_size;         /* of jetsnap.edb (js_info_read) */
     int allow_other, auto_unmount, debug;
     int ended_fd;               /* eventfd written once when the loop ends */
 };
