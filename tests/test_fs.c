@@ -707,6 +707,45 @@ Test(fs_unit, control_dest_and_uid)
     nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+Test(fs_unit, control_gates_before_ready_and_after_shutdown)
+{
+    char t[] = "/tmp/jetsnap-fsg.XXXXXX", d[PATH_MAX], m[PATH_MAX], line[PATH_MAX + 16];
+    struct ctl_config cfg;
+    struct ctl *c;
+    int got = -1;
+
+    cr_assert_not_null(mkdtemp(t));
+    pathf(d, "%s/db", t);
+    pathf(m, "%s/m", t);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.owner = getuid();
+    cfg.dbdir = d;
+    cfg.mountpoint = m;
+    cr_assert_eq(ctl_new(&cfg, NULL, NULL, &c), JET_errSuccess);
+    /* Recovery not finished: backups get EAGAIN (JET_errBackupNotAllowedYet),
+     * before DEST is even looked at. */
+    snprintf(line, sizeof(line), "%s/nowhere\n", t);
+    ctl_submit(c, line, strlen(line), getuid(), record_err, &got);
+    cr_expect_eq(got, EAGAIN);
+    ctl_submit(c, "truncate\n", 9, getuid(), record_err, &got);
+    cr_expect_eq(got, EAGAIN);
+    cr_expect_eq(js_err_to_errno(JET_errBackupNotAllowedYet), EAGAIN);
+    /* Grammar errors still win over the gate. */
+    ctl_submit(c, "rel\n", 4, getuid(), record_err, &got);
+    cr_expect_eq(got, EINVAL);
+    /* Stopping: everything is ESHUTDOWN, cancel included. */
+    ctl_shutdown(c);
+    ctl_submit(c, line, strlen(line), getuid(), record_err, &got);
+    cr_expect_eq(got, ESHUTDOWN);
+    ctl_submit(c, "cancel", 6, getuid(), record_err, &got);
+    cr_expect_eq(got, ESHUTDOWN);
+    ctl_submit(c, "rel", 3, getuid(), record_err, &got);
+    cr_expect_eq(got, ESHUTDOWN);
+    ctl_join(c);
+    ctl_free(c);
+    rmdir(t);
+}
+
 /* ------------------------------------------------------------------ */
 /* Unit: status and events rendering                                    */
 /* ------------------------------------------------------------------ */
@@ -1152,6 +1191,73 @@ Test(fs_mount, every_change_is_erofs)
     cr_expect_eq(truncate(d, 0), 0, "%s", strerror(errno));
     fd = open(d, O_RDONLY);
     cr_expect_eq(fd, -1);
+}
+
+static int resp_ping(const char *sock)
+{
+    char reply[16];
+    int fd = resp_connect(sock), ok;
+
+    if (fd < 0)
+        return 0;
+    ok = write(fd, "PING\r\n", 6) == 6 && read(fd, reply, sizeof(reply)) >= 7 &&
+         strncmp(reply, "+PONG\r\n", 7) == 0;
+    close(fd);
+    return ok;
+}
+
+Test(fs_mount, creation_options_and_listen, .timeout = 90)
+{
+    char o[PATH_MAX * 3], s1[PATH_MAX], s2[PATH_MAX], dest[PATH_MAX], cmd[PATH_MAX + 64], v[256];
+    js_info info;
+
+    pathf(s1, "%s/one.sock", root);
+    pathf(s2, "%s/two.sock", root);
+    snprintf(o, sizeof(o), "create,page_size=16384,log_file_size=128K,commit=lazy,"
+             "cache_size=16M,listen=%s,listen=%s", s1, s2);
+    start_daemon_opts(o, 1);
+    cr_assert_eq(js_info_read(dbdir, &info), JET_errSuccess);
+    cr_expect_eq(info.page_size, 16384);
+    cr_expect_eq(info.log_file_size, 128 * 1024);
+    cr_expect(resp_ping(s1), "no PONG on %s", s1);
+    cr_expect(resp_ping(s2), "no PONG on %s", s2);
+    pathf(cmd, "%s/jetsnap.sock", dbdir);
+    cr_expect(access(cmd, F_OK) != 0, "default socket created although listen= was given");
+    /* Pages of 16 KiB are read whole through the mount as well. */
+    snprintf(cmd, sizeof(cmd), "cmp %s/live/%s %s/%s", mnt, JS_DB_FILE, dbdir, JS_DB_FILE);
+    cr_expect_eq(system(cmd), 0);
+    pathf(dest, "%s/p16", bk);
+    snprintf(cmd, sizeof(cmd), "%s create wait", dest);
+    cr_expect_eq(shell_write("/bin/sh", cmd, v, sizeof(v)), 0, "%s", v);
+    cr_expect_eq(stop_daemon(SIGTERM, NULL), 0);
+    cr_expect(access(s1, F_OK) != 0, "socket left behind");
+}
+
+Test(fs_mount, debug_flag_runs_in_foreground)
+{
+    char *l;
+
+    spawn_daemon("create,auto_unmount", 1);
+    cr_assert_eq(stop_daemon(SIGTERM, NULL), 0);
+    /* -d: libfuse's request trace on stderr, and still the foreground. */
+    daemon_pid = fork();
+    cr_assert_geq(daemon_pid, 0);
+    if (daemon_pid == 0) {
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(daemon_bin, daemon_bin, "-d", "-o", "auto_unmount", dbdir, mnt, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && !is_mounted(mnt); i++)
+        sleep_ms(10);
+    cr_assert(is_mounted(mnt));
+    wait_state("idle", 20000, NULL);
+    cr_expect_eq(kill(daemon_pid, 0), 0, "-d daemonized");
+    cr_assert_eq(stop_daemon(SIGTERM, NULL), 0);
+    l = slurp(logpath, NULL);
+    cr_expect(l != NULL && strstr(l, "opcode: LOOKUP") != NULL, "no FUSE trace with -d");
+    free(l);
 }
 
 /* ------------------------------------------------------------------ */
