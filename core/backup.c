@@ -402,6 +402,7 @@ static JET_ERR bk_prepare_dirs(bk_job *j)
         j->created_dest = 1;
     }
     if (atomic) {
+        /* Full or incremental: a whole set is built here, then swapped in. */
         snprintf(j->work, sizeof j->work, "%s/temp", j->dest);
         snprintf(j->target, sizeof j->target, "%s/new", j->dest);
         err = os_rmtree(j->work);   /* a leftover of an interrupted job */
@@ -448,7 +449,12 @@ static void bk_cleanup(bk_job *j)
         rmdir(j->dest);
 }
 
-/* Publish a full set: atomic renames, or just make the directory durable. */
+/* Publish a set built in DEST/temp (atomic jobs), or make a plain one
+ * durable.  Atomic: new -> old, temp -> new, fsync DEST.  Until that fsync
+ * succeeds every step is undone on failure, so the previous set stays as it
+ * was; after it the new set is the published one and removing DEST/old is
+ * housekeeping (a crash that brings old back is harmless: restore prefers
+ * new, and the next atomic job removes a leftover old first). */
 static JET_ERR bk_publish_full(bk_job *j)
 {
     JET_ERR err = os_fsync_dir(j->work);
@@ -462,47 +468,116 @@ static JET_ERR bk_publish_full(bk_job *j)
     }
     char newd[PATH_MAX], oldd[PATH_MAX];
     struct stat st;
+    int had_new = 0, moved_new = 0;
     snprintf(newd, sizeof newd, "%s/new", j->dest);
     snprintf(oldd, sizeof oldd, "%s/old", j->dest);
     err = os_rmtree(oldd);
-    if (!err && stat(newd, &st) == 0)
+    if (err)
+        return err;
+    had_new = stat(newd, &st) == 0;
+    if (had_new) {
         err = os_rename(newd, oldd);
-    if (!err)
-        err = os_rename(j->work, newd);
+        if (err)
+            return err;
+    }
+    err = os_rename(j->work, newd);
+    if (!err) {
+        moved_new = 1;
+        err = os_fsync_dir(j->dest);
+    }
     if (err) {
-        /* Put the previous set back where restore looks first. */
-        if (stat(newd, &st) != 0 && stat(oldd, &st) == 0)
+        /* Undo, best effort: the job has already failed with err. */
+        if (moved_new)
+            (void)os_rename(newd, j->work);
+        if (had_new)
             (void)os_rename(oldd, newd);
+        (void)os_fsync_dir(j->dest);
         return err;
     }
     j->created_work = 0;   /* it is the published set now */
-    err = os_fsync_dir(j->dest);
-    if (!err)
-        err = os_rmtree(oldd);
-    if (!err)
-        err = os_fsync_dir(j->dest);
+    if (had_new && os_rmtree(oldd) != JET_errSuccess)
+        inst_event(j->inst, 227, JS_EV_WARNING, "could not remove the previous set %s: %s", oldd, js_errdetail());
+    return JET_errSuccess;
+}
+
+/* Atomic incremental: the new set in DEST/temp shares the previous set's
+ * files through hard links (copies where links are impossible), so
+ * publishing it is the same swap as a full backup. */
+static JET_ERR bk_share_previous_set(bk_job *j)
+{
+    DIR *d = opendir(j->target);
+    if (!d)
+        return os_err(errno, "opendir", j->target);
+    JET_ERR err = JET_errSuccess;
+    struct dirent *de;
+    while (!err && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || !strcmp(de->d_name, "backup.info") || !strcmp(de->d_name, "SHA256SUMS"))
+            continue;
+        char from[PATH_MAX], to[PATH_MAX];
+        struct stat st;
+        snprintf(from, sizeof from, "%s/%s", j->target, de->d_name);
+        snprintf(to, sizeof to, "%s/%s", j->work, de->d_name);
+        if (stat(to, &st) == 0)
+            continue;   /* this job's own copy of a generation wins */
+        err = os_link(from, to);
+    }
+    closedir(d);
     return err;
 }
 
-/* Move staged logs into the set, then replace its manifests. */
+/* Plain incremental: move the staged logs and manifests into DEST.  Every
+ * step before the final fsync is undone on failure (the previous manifests
+ * are kept as hard links for that), so a failed job leaves DEST as it was. */
 static JET_ERR bk_publish_incremental(bk_job *j)
 {
-    char from[PATH_MAX], to[PATH_MAX];
-    JET_ERR err = os_fsync_dir(j->work);
-    for (size_t i = 0; i < j->nwritten && !err; i++) {
-        snprintf(from, sizeof from, "%s/%s", j->work, j->written[i]);
-        snprintf(to, sizeof to, "%s/%s", j->target, j->written[i]);
+    char from[PATH_MAX], to[PATH_MAX], prev_info[PATH_MAX], prev_sums[PATH_MAX];
+    char t_info[PATH_MAX], t_sums[PATH_MAX];
+    size_t moved = 0;
+    int info_moved = 0, sums_moved = 0;
+    snprintf(prev_info, sizeof prev_info, "%s/.prev.info", j->work);
+    snprintf(prev_sums, sizeof prev_sums, "%s/.prev.sums", j->work);
+    snprintf(t_info, sizeof t_info, "%s/backup.info", j->target);
+    snprintf(t_sums, sizeof t_sums, "%s/SHA256SUMS", j->target);
+    JET_ERR err = bk_write_manifests(j, j->work);
+    if (!err)
+        err = os_link(t_info, prev_info);
+    if (!err)
+        err = os_link(t_sums, prev_sums);
+    for (; !err && moved < j->nwritten; moved++) {
+        snprintf(from, sizeof from, "%s/%s", j->work, j->written[moved]);
+        snprintf(to, sizeof to, "%s/%s", j->target, j->written[moved]);
         err = os_rename(from, to);
+        if (err)
+            break;
+    }
+    if (!err) {
+        snprintf(from, sizeof from, "%s/SHA256SUMS", j->work);
+        err = os_rename(from, t_sums);
+        sums_moved = !err;
+    }
+    if (!err) {
+        snprintf(from, sizeof from, "%s/backup.info", j->work);
+        err = os_rename(from, t_info);
+        info_moved = !err;
     }
     if (!err)
         err = os_fsync_dir(j->target);
-    if (!err)
-        err = bk_write_manifests(j, j->target);
-    if (!err)
-        err = os_rmtree(j->work);
-    if (!err)
+    if (err) {
+        /* Undo, best effort: the job has already failed with err. */
+        if (info_moved)
+            (void)os_rename(prev_info, t_info);
+        if (sums_moved)
+            (void)os_rename(prev_sums, t_sums);
+        for (size_t i = 0; i < moved; i++) {
+            snprintf(to, sizeof to, "%s/%s", j->target, j->written[i]);
+            unlink(to);
+        }
+        (void)os_fsync_dir(j->target);
+        return err;
+    }
+    if (os_rmtree(j->work) == JET_errSuccess)
         j->created_work = 0;
-    return err;
+    return JET_errSuccess;
 }
 
 static JET_ERR bk_truncate(bk_job *j, uint32_t below)
@@ -698,9 +773,17 @@ static JET_ERR bk_run_incremental(bk_job *j)
     mf_now_rfc3339(i->created);
     i->log_records_verified += j->prog.log_records_verified;
     err = bk_phase(j, "publish");
-    if (!err)
-        err = bk_publish_incremental(j);
-    return err;
+    if (err)
+        return err;
+    if (j->flags & JS_BACKUP_ATOMIC) {
+        err = bk_share_previous_set(j);
+        if (!err)
+            err = bk_write_manifests(j, j->work);
+        if (!err)
+            err = bk_publish_full(j);
+        return err;
+    }
+    return bk_publish_incremental(j);
 }
 
 static JET_ERR bk_stamp(bk_job *j, int incremental)

@@ -178,6 +178,11 @@ static JET_ERR check_db(const char *db, js_check_report *rep)
         goto out;
     uint32_t ps = h.page_size;
     uint64_t hwm = read_pages_hwm(fd, db, ps);
+    /* Only a cleanly shut down database is consistent on disk.  A raw backup
+     * copy (copied while pages changed) or a database that crashed may hold
+     * pages that were allocated but never written: redo fills them, so they
+     * are not damage.  Pages that fail their checksum always are. */
+    int consistent = h.state == JS_DB_CLEAN_SHUTDOWN && !h.backup_gen_low;
     uint64_t fsize = 0;
     err = os_size(fd, db, &fsize);
     if (err)
@@ -186,7 +191,7 @@ static JET_ERR check_db(const char *db, js_check_report *rep)
     if (hwm == 0 || hwm > npages) {
         /* The meta page is unreadable or the file is short: check every
          * page the file holds. */
-        if (hwm > npages) {
+        if (hwm > npages && consistent) {
             rep->pages_bad++;
             if (!rep->first_error[0])
                 snprintf(rep->first_error, sizeof rep->first_error,
@@ -213,6 +218,8 @@ static JET_ERR check_db(const char *db, js_check_report *rep)
             rep->pages_checked++;
             /* Pages 0 and 1 are the two header copies: one good copy is
              * enough to read, but a bad one is still reported. */
+            if (st == PG_ZERO && !consistent)
+                continue;
             if (st != PG_OK) {
                 if (!rep->pages_bad)
                     rep->first_bad_page = pgno;

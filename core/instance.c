@@ -251,6 +251,20 @@ static void inst_free(js_instance *inst)
 
 static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_restore, js_instance **out);
 
+/* Header states an open refuses (restore accepts the first two). */
+static JET_ERR inst_refusal(const db_header *h, const char *dir, const char *db_path, int for_restore)
+{
+    if (h->backup_gen_low && !for_restore)
+        return js_fail(JET_errSoftRecoveryOnBackupDatabase,
+                       "%s is a raw backup copy; restore the set with `jetsnap restore`", db_path);
+    if (h->state == JS_DB_BEING_RESTORED && !for_restore)
+        return js_fail(JET_errRestoreInProgress, "%s: a restore into it did not finish", dir);
+    if (h->state == JS_DB_DIRTY_SHUTDOWN && (h->flags & DBH_UNLOGGED) && !for_restore)
+        return js_fail(JET_errDatabaseDirtyShutdown,
+                       "%s was open without a log (no_log) when it stopped; it cannot be recovered", dir);
+    return JET_errSuccess;
+}
+
 JET_ERR js_instance_new(const char *dir, const js_params *p, js_instance **out)
 {
     return inst_new_common(dir, p, 0, out);
@@ -313,6 +327,17 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
         err = js_fail(JET_errFileNotFound, "%s: no jetsnap instance here (no " JS_DB_FILE ")", dir);
         goto fail;
     }
+    /* Refusals come before the lock file is made, so refusing changes
+     * nothing in the directory (a backup set stays a plain set). */
+    err = os_open(inst->db_path, O_RDONLY, 0, &inst->db_fd);
+    if (!err)
+        err = dbh_read(inst->db_fd, inst->db_path, &inst->hdr);
+    if (!err)
+        err = inst_refusal(&inst->hdr, dir, inst->db_path, for_restore);
+    os_close(inst->db_fd);
+    inst->db_fd = -1;
+    if (err)
+        goto fail;
     char lockpath[PATH_MAX];
     snprintf(lockpath, sizeof lockpath, "%s/%s", dir, JS_LOCK_FILE);
     err = os_open(lockpath, O_RDWR | O_CREAT, 0600, &inst->lock_fd);
@@ -322,26 +347,15 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
         err = js_fail(JET_errDatabaseInUse, "%s is open in another process", dir);
         goto fail;
     }
+    /* Read again under the lock: another process may have changed it. */
     err = os_open(inst->db_path, O_RDWR, 0, &inst->db_fd);
     if (err)
         goto fail;
     err = dbh_read(inst->db_fd, inst->db_path, &inst->hdr);
+    if (!err)
+        err = inst_refusal(&inst->hdr, dir, inst->db_path, for_restore);
     if (err)
         goto fail;
-    if (inst->hdr.backup_gen_low && !for_restore) {
-        err = js_fail(JET_errSoftRecoveryOnBackupDatabase,
-                      "%s is a raw backup copy; restore the set with `jetsnap restore`", inst->db_path);
-        goto fail;
-    }
-    if (inst->hdr.state == JS_DB_BEING_RESTORED && !for_restore) {
-        err = js_fail(JET_errRestoreInProgress, "%s: a restore into it did not finish", dir);
-        goto fail;
-    }
-    if (inst->hdr.state == JS_DB_DIRTY_SHUTDOWN && (inst->hdr.flags & DBH_UNLOGGED) && !for_restore) {
-        err = js_fail(JET_errDatabaseDirtyShutdown,
-                      "%s was open without a log (no_log) when it stopped; it cannot be recovered", dir);
-        goto fail;
-    }
     inst->page_size = inst->hdr.page_size;
     if (p->page_size && p->page_size != inst->page_size && p->page_size != 8192) {
         /* 8192 is the default, so it cannot tell "asked for" from "unset". */

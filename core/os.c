@@ -199,6 +199,13 @@ JET_ERR os_unlink(const char *path, int missing_ok)
     return JET_errSuccess;
 }
 
+JET_ERR os_link(const char *from, const char *to)
+{
+    if (link(from, to) < 0)
+        return os_err(errno, "link", to);
+    return JET_errSuccess;
+}
+
 JET_ERR os_allocate(int fd, const char *path, uint64_t len)
 {
     int rc = posix_fallocate(fd, 0, (off_t)len);

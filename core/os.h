@@ -40,6 +40,9 @@ JET_ERR os_allocate(int fd, const char *path, uint64_t len);
 JET_ERR os_size(int fd, const char *path, uint64_t *size);
 /** mkdir(2) with mode; an existing directory is success when exist_ok. */
 JET_ERR os_mkdir(const char *path, mode_t mode, int exist_ok);
+/** Hard link (same file system); used to keep or share set files without
+ *  copying them. */
+JET_ERR os_link(const char *from, const char *to);
 /** Remove a directory tree (files and subdirectories). Missing is success. */
 JET_ERR os_rmtree(const char *path);
 /** Write a whole small file durably: temp, fsync, rename, fsync dir. */

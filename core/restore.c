@@ -171,8 +171,12 @@ static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until
     return JET_errSuccess;
 }
 
-static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, uint32_t ps)
+/* Copy the database copy into TARGET.  Its header is replaced in the very
+ * first write by one saying being-restored, so a restore interrupted at any
+ * later moment leaves a database that open refuses. */
+static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, const db_header *restoring)
 {
+    uint32_t ps = restoring->page_size;
     char src[PATH_MAX], dst[PATH_MAX];
     int in = -1, out = -1;
     uint8_t *buf = malloc(1 << 20);
@@ -189,6 +193,10 @@ static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, uint32
         err = os_pread(in, src, buf, 1 << 20, off, &got);
         if (err || got == 0)
             break;
+        if (off == 0 && got >= 2 * (size_t)ps) {
+            dbh_encode(restoring, buf, 0);
+            dbh_encode(restoring, buf + ps, 1);
+        }
         err = os_pwrite(out, dst, buf, got, off);
         off += got;
         if (!err)
@@ -196,22 +204,9 @@ static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, uint32
     }
     if (!err)
         err = os_fsync(out, dst);
-    (void)ps;
     free(buf);
     os_close(in);
     os_close(out);
-    return err;
-}
-
-static JET_ERR rs_write_state(const char *target, db_header *hdr)
-{
-    char path[PATH_MAX];
-    int fd = -1;
-    snprintf(path, sizeof path, "%s/%s", target, JS_DB_FILE);
-    JET_ERR err = os_open(path, O_RDWR, 0, &fd);
-    if (!err)
-        err = dbh_write(fd, path, hdr);
-    os_close(fd);
     return err;
 }
 
@@ -287,13 +282,10 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
             goto fail;
     }
     wrote = 1;
-    err = rs_copy_db(&r, set, target, hdr.page_size);
-    if (err)
-        goto fail;
     db_header restoring = hdr;
     restoring.state = JS_DB_BEING_RESTORED;
     restoring.backup_gen_low = restoring.backup_gen_high = 0;
-    err = rs_write_state(target, &restoring);
+    err = rs_copy_db(&r, set, target, &restoring);
     if (err)
         goto fail;
 
@@ -302,10 +294,13 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     if (err)
         goto fail;
     redo_result rr, rr2;
-    err = redo_run(inst, set, LSN_MAKE(info.gen_low, 0), info.gen_high, 0, NULL, &rr);
-    if (!err && rr.last_gen != info.gen_high)
+    /* until_gen may stop inside the set (never below what the database copy
+     * needs: rs_check_set refused that). */
+    uint32_t set_end = until_gen && until_gen < info.gen_high ? until_gen : info.gen_high;
+    err = redo_run(inst, set, LSN_MAKE(info.gen_low, 0), set_end, 0, NULL, &rr);
+    if (!err && rr.last_gen != set_end)
         err = js_fail(JET_errMissingRestoreLogFiles, "replay of the set stopped at generation %08X, before %08X",
-                      rr.last_gen, info.gen_high);
+                      rr.last_gen, set_end);
     if (err)
         goto fail;
     r.prog.log_records_verified += rr.txns_applied;

@@ -7,9 +7,7 @@
  * unless durability is what is under test.  Every backup set a test makes is
  * checked with `sha256sum -c SHA256SUMS` run inside it (assert_set_sums).
  *
- * Tests of engine bugs found while writing this file are disabled with
- * .disabled = KNOWN_ENGINE_BUG (a comment above each names the bug); build
- * with KNOWN_ENGINE_BUG defined to 0 to run them:
+ * Some tests are regressions for engine bugs they found (each says which):
  *   verify_accepts_online_copy_of_growing_database   core/check.c check_db
  *   until_gen_inside_set_is_honoured_or_refused      core/restore.c js_restore
  *   faults_full_atomic_publish                       core/backup.c bk_publish_full
@@ -83,11 +81,6 @@ static void teardown(void)
         nftw(T, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Tests of known engine bugs (named in a comment above each) are disabled;
- * build with KNOWN_ENGINE_BUG defined to 0 to run them. */
-#ifndef KNOWN_ENGINE_BUG
-#define KNOWN_ENGINE_BUG 0
-#endif
 
 TestSuite(backup, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -856,7 +849,7 @@ Test(backup, online_copy_of_growing_database_restores, .timeout = 120)
     online_copy_of_growing_database(0);
 }
 
-/* ENGINE BUG (core/check.c, check_db, used by js_check and js_verify): a
+/* Regression (fixed; core/check.c, check_db, used by js_check and js_verify): a
  * full backup copies the database fuzzily (pages changed or added during the
  * copy are put right by replay at restore), but check_db treats the copy
  * like a consistent database: pages below the copied meta page's high-water
@@ -868,7 +861,7 @@ Test(backup, online_copy_of_growing_database_restores, .timeout = 120)
  * concurrent writer (online_full_under_monotonic_writer: "page 1549 of
  * .../jetsnap.edb: page was never written"); made deterministic here by
  * growing the database and checkpointing inside the copy-database phase. */
-Test(backup, verify_accepts_online_copy_of_growing_database, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+Test(backup, verify_accepts_online_copy_of_growing_database, .timeout = 120)
 {
     online_copy_of_growing_database(1);
 }
@@ -977,13 +970,13 @@ Test(backup, full_and_three_incrementals_plain, .timeout = 120)
     full_plus_incrementals(0);
 }
 
-/* ENGINE BUG (core/restore.c, js_restore): until_gen is applied only to the
+/* Regression (fixed; core/restore.c, js_restore): until_gen is applied only to the
  * roll-forward from logs_dir; the set's own generations are always all
  * replayed (redo_run(..., info.gen_high, ...)), so a restore "until" a
  * generation inside the set silently returns the state at the end of the
  * set.  jetsnap.h documents until_gen as "last generation replayed".
  * Either honouring it or refusing it would be right; this accepts both. */
-Test(backup, until_gen_inside_set_is_honoured_or_refused, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+Test(backup, until_gen_inside_set_is_honoured_or_refused, .timeout = 120)
 {
     js_params p = test_params();
     js_instance *inst = create_open(tp("inst"), &p);
@@ -1160,12 +1153,12 @@ Test(backup, faults_full_atomic, .timeout = 120)
     fault_sweep(F_FULL_ATOMIC, 0);
 }
 
-/* ENGINE BUG (core/backup.c, bk_publish_full): when the fsync of DEST after
+/* Regression (fixed; core/backup.c, bk_publish_full): when the fsync of DEST after
  * the renames temp -> new (or the one after removing DEST/old) fails, the
  * job returns JET_errDiskIO / JET_errDiskFull but the new set is already
  * published as DEST/new (and DEST/old is left behind): a failed atomic
  * backup did not leave the previous set as it was (SPEC section 4). */
-Test(backup, faults_full_atomic_publish, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+Test(backup, faults_full_atomic_publish, .timeout = 120)
 {
     fault_sweep(F_FULL_ATOMIC, 1);
 }
@@ -1185,7 +1178,7 @@ Test(backup, faults_incremental_atomic, .timeout = 120)
     fault_sweep(F_INC_ATOMIC, 0);
 }
 
-/* ENGINE BUG (core/backup.c, bk_publish_incremental): an incremental
+/* Regression (fixed; core/backup.c, bk_publish_incremental): an incremental
  * (atomic: into DEST/new; plain: into DEST) publishes by renaming each new
  * generation into the set, then rewriting backup.info, then SHA256SUMS.  A
  * failure after the first rename leaves this job's generations in the set;
@@ -1193,7 +1186,7 @@ Test(backup, faults_incremental_atomic, .timeout = 120)
  * leaves a new backup.info with the old SHA256SUMS, so `sha256sum -c` fails
  * and js_restore of the previous set fails with
  * JET_errRestoreOfNonBackupDatabase: the failed job broke the previous set. */
-Test(backup, faults_incremental_atomic_publish, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+Test(backup, faults_incremental_atomic_publish, .timeout = 120)
 {
     fault_sweep(F_INC_ATOMIC, 1);
 }
@@ -1202,7 +1195,7 @@ Test(backup, faults_incremental_atomic_publish, .timeout = 120, .disabled = KNOW
  * rename that installs the new SHA256SUMS.  The incremental fails (as it
  * should), but the previous set no longer passes sha256sum -c (backup.info
  * was already replaced) and no longer restores. */
-Test(backup, failed_incremental_keeps_previous_set_restorable, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+Test(backup, failed_incremental_keeps_previous_set_restorable, .timeout = 120)
 {
     const char *inst_dir = tp("inst"), *dest = tp("dest");
     js_params p = test_params();
@@ -1233,8 +1226,8 @@ Test(backup, faults_incremental_plain, .timeout = 120)
     fault_sweep(F_INC_PLAIN, 0);
 }
 
-/* ENGINE BUG: the same as faults_incremental_atomic_publish. */
-Test(backup, faults_incremental_plain_publish, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+/* Regression (fixed): the same as faults_incremental_atomic_publish. */
+Test(backup, faults_incremental_plain_publish, .timeout = 120)
 {
     fault_sweep(F_INC_PLAIN, 1);
 }
@@ -1458,7 +1451,7 @@ Test(backup, sigkill_during_restore_copy_never_opens, .timeout = 120)
     sigkill_during_restore("copy-database", 60, 0);
 }
 
-/* ENGINE BUG (core/restore.c, js_restore / rs_copy_db): the database is
+/* Regression (fixed; core/restore.c, js_restore / rs_copy_db): the database is
  * copied into TARGET with the set's own header (state dirty-shutdown, raw
  * backup copy) and only marked being-restored by rs_write_state after the
  * whole copy.  Killed during the copy, TARGET holds a half database whose
@@ -1468,7 +1461,7 @@ Test(backup, sigkill_during_restore_copy_never_opens, .timeout = 120)
  * recognisably unusable (state being-restored)").  Writing the
  * being-restored header before the data (or copying under a temporary
  * name) would fix it. */
-Test(backup, sigkill_during_restore_copy_leaves_being_restored, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+Test(backup, sigkill_during_restore_copy_leaves_being_restored, .timeout = 120)
 {
     sigkill_during_restore("copy-database", 60, 1);
 }
@@ -2393,13 +2386,13 @@ Test(backup, restore_err_target_not_empty_and_bad_paths, .timeout = 120)
     cr_assert(!exists(tp("r")));
 }
 
-/* ENGINE BUG (core/instance.c, inst_new_common): js_open / js_instance_new
+/* Regression (fixed; core/instance.c, inst_new_common): js_open / js_instance_new
  * of a backup set creates jetsnap.lock in the set before it reads the
  * header and refuses the raw copy (JET_errSoftRecoveryOnBackupDatabase), and
  * leaves it there: the set then holds a file SHA256SUMS does not list
  * (SPEC section 4: a set holds jetsnap.edb, the generations, backup.info
  * and SHA256SUMS, nothing else). */
-Test(backup, refused_open_of_set_leaves_it_untouched, .timeout = 120, .disabled = KNOWN_ENGINE_BUG)
+Test(backup, refused_open_of_set_leaves_it_untouched, .timeout = 120)
 {
     const char *set = tp("bk");
     binfo bi;
