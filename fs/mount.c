@@ -273,10 +273,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
                                          ? ENOTDIR : ENOENT);
     if (!live_name_ok(name))
         return (void)fuse_reply_err(req, ENOENT);
+    /* Stat before numbering: a lookup of a name that does not exist must
+     * not grow the table. */
+    if ((rc = live_stat(m, name, 0, &e.attr)) != 0)
+        return (void)fuse_reply_err(req, rc);
     if ((ino = live_ino(m, name)) == 0)
         return (void)fuse_reply_err(req, ENOMEM);
-    if ((rc = live_stat(m, name, ino, &e.attr)) != 0)
-        return (void)fuse_reply_err(req, rc);
+    e.attr.st_ino = ino;
     e.ino = ino;
     return (void)fuse_reply_entry(req, &e);  /* timeouts 0: sizes change */
 }
