@@ -15,7 +15,8 @@
  *    DBDIR/jetsnap.lock enforces it; a second open gets JET_errDatabaseInUse).
  *  - One write transaction runs at a time; other writers wait in
  *    js_txn_begin().  Readers never wait for writers except for the short
- *    moment in which a commit installs its pages.
+ *    moment in which a commit installs its pages; a commit waits for open
+ *    read-only transactions before it installs.
  *  - Group commit releases the writer lock before the fsync, so a reader may
  *    see a commit whose log is not yet on disk (its committer has not been
  *    told "done" yet).  The committer learns of a failed fsync; the instance
@@ -215,6 +216,10 @@ void js_session_close(js_session *s);
 
 #define JS_TXN_READONLY 0x1u
 /** Begin a transaction.  A read-write transaction waits for the writer lock.
+ *  A read-only transaction (JS_TXN_READONLY) is a snapshot: all its reads
+ *  see the same commit.  Commits wait to become visible while it is open, so
+ *  keep it short, and never write through another session from the thread
+ *  that holds it (that would wait for itself).
  *  Errors: JET_errInTransaction, JET_errInstanceUnavailable,
  *  JET_errTermInProgress. */
 JET_ERR js_txn_begin(js_session *s, unsigned flags);

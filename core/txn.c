@@ -14,7 +14,9 @@
  *      group commit shares with every transaction that committed meanwhile.
  * Rollback drops the private copies: nothing reached the log or the pool.
  * Readers outside a write transaction take the tree latch shared for each
- * call, so they only ever see installed (committed) pages.
+ * call, so they only ever see installed (committed) pages.  A read-only
+ * transaction holds the latch shared from begin to end: every read in it
+ * sees the same commit (a snapshot), and commits wait to install meanwhile.
  */
 #include "inst.h"
 #include "btree.h"
@@ -82,6 +84,8 @@ static void txn_end(js_session *s)
     tv_release(&s->view);
     if (s->in_txn && !s->readonly)
         pthread_mutex_unlock(&s->inst->writer_lock);
+    if (s->in_txn && s->readonly)
+        pthread_rwlock_unlock(&s->inst->tree_latch);
     s->in_txn = 0;
     s->readonly = 0;
 }
@@ -109,7 +113,9 @@ static JET_ERR begin_locked(js_session *s, unsigned flags)
     JET_ERR err = inst_check_usable(s->inst);
     if (err)
         return err;
-    if (!(flags & JS_TXN_READONLY)) {
+    if (flags & JS_TXN_READONLY) {
+        pthread_rwlock_rdlock(&s->inst->tree_latch);
+    } else {
         pthread_mutex_lock(&s->inst->writer_lock);
         /* The instance may have turned fatal or started stopping while we
          * waited for the writer lock. */
@@ -372,12 +378,16 @@ static JET_ERR read_op(js_session *s, read_fn fn, void *arg)
     if (s->in_txn && !s->readonly) {
         err = fn(&s->view, arg);
     } else {
+        /* A read-only transaction already holds the latch. */
+        int own_latch = !s->in_txn;
         tview rv;
         tv_init(&rv, s->inst, 0);
-        pthread_rwlock_rdlock(&s->inst->tree_latch);
+        if (own_latch)
+            pthread_rwlock_rdlock(&s->inst->tree_latch);
         err = fn(&rv, arg);
         tv_release(&rv);
-        pthread_rwlock_unlock(&s->inst->tree_latch);
+        if (own_latch)
+            pthread_rwlock_unlock(&s->inst->tree_latch);
     }
 out:
     leave(s);

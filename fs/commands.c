@@ -196,15 +196,13 @@ static JET_ERR txn_close(cmd_conn *c, int opened, int read_only, JET_ERR rc)
 }
 
 /* Flags for a transaction that only reads several keys and must see them
- * as of one commit (MGET, EXISTS).  The engine's read-only transaction is
- * not a snapshot: each read sees the latest commit, so two reads may
- * straddle a MULTI/EXEC of another connection.  Until it offers one, such
- * reads take a write transaction (never committed: txn_close rolls it
- * back), which excludes other writers for their duration.  One key needs
- * nothing: a single read is always consistent. */
+ * as of one commit (MGET, EXISTS): the engine's read-only transaction is a
+ * snapshot, and it does not exclude other readers or writers' work (only
+ * the moment a commit installs its pages waits for it). */
 static unsigned consistent_read_flags(size_t nkeys)
 {
-    return nkeys > 1 ? 0 : JS_TXN_READONLY;
+    (void)nkeys;
+    return JS_TXN_READONLY;
 }
 
 /* ------------------------------------------------------------------ */

@@ -788,3 +788,64 @@ Test(engine, errors_have_names_and_errnos)
     cr_assert_eq(js_err_to_errno(JET_errTermInProgress), ESHUTDOWN);
     cr_assert_str_eq(js_errname(-99999), "JET_errUnknown");
 }
+
+struct snap_arg {
+    js_session *s;
+    JET_ERR err;
+};
+
+static void *snap_writer(void *p)
+{
+    struct snap_arg *a = p;
+    /* Two keys in one transaction: a snapshot sees both old or both new. */
+    a->err = js_txn_begin(a->s, 0);
+    if (!a->err)
+        a->err = js_put(a->s, "x", 1, "2", 1);
+    if (!a->err)
+        a->err = js_put(a->s, "y", 1, "2", 1);
+    if (!a->err)
+        a->err = js_txn_commit(a->s, 0);
+    return NULL;
+}
+
+static char get1(js_session *s, const char *k)
+{
+    void *v;
+    size_t vl;
+    OK(js_get(s, k, 1, &v, &vl));
+    char c = *(char *)v;
+    free(v);
+    return c;
+}
+
+Test(engine, readonly_transaction_is_a_snapshot, .timeout = 60)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    js_session *r, *w;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &r));
+    OK(js_session_open(inst, &w));
+    OK(js_put(w, "x", 1, "1", 1));
+    OK(js_put(w, "y", 1, "1", 1));
+    OK(js_txn_begin(r, JS_TXN_READONLY));
+    cr_assert_eq(get1(r, "x"), '1');
+    struct snap_arg a = { w, -1 };
+    pthread_t t;
+    pthread_create(&t, NULL, snap_writer, &a);
+    usleep(50000);   /* the writer reaches its install and waits */
+    cr_assert_eq(get1(r, "y"), '1', "a read-only transaction saw half of a later commit");
+    cr_assert_eq(js_put(r, "z", 1, "1", 1), JET_errInvalidParameter);
+    OK(js_txn_commit(r, 0));
+    pthread_join(t, NULL);
+    OK(a.err);
+    cr_assert_eq(get1(r, "x"), '2');
+    cr_assert_eq(get1(r, "y"), '2');
+    js_session_close(r);
+    js_session_close(w);
+    OK(js_close(inst));
+    rmrf(dir);
+    free(dir);
+}
