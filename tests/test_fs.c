@@ -1613,9 +1613,12 @@ Test(fs_mount, eio_on_flipped_page, .timeout = 90)
 /* Shutdown                                                             */
 /* ------------------------------------------------------------------ */
 
-Test(fs_mount, eshutdown_while_stopping, .timeout = 120)
+/* A `wait` command running when the daemon is told to stop: js_close stops
+ * the job (JET_errClientRequestToStopJetService) and the writer learns
+ * ESHUTDOWN.  Once with write(2) for the errno, once through bash. */
+static void eshutdown_run(int through_shell)
 {
-    char dest[PATH_MAX], cmd[PATH_MAX + 64], v[64];
+    char dest[PATH_MAX], cmd[PATH_MAX + 64], ctl[PATH_MAX], errfile[PATH_MAX];
     js_info info;
     pid_t w;
     int status;
@@ -1625,22 +1628,47 @@ Test(fs_mount, eshutdown_while_stopping, .timeout = 120)
     pathf(dest, "%s/s", bk);
     mkdir(dest, 0700);
     snprintf(cmd, sizeof(cmd), "%s wait", dest);
+    pathf(ctl, "%s/control", mnt);
+    pathf(errfile, "%s/sh.err", root);
     w = fork();
     cr_assert_geq(w, 0);
     if (w == 0) {
+        if (through_shell) {
+            int fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            dup2(fd, 2);
+            execl("/bin/bash", "bash", "-c", "echo \"$1\" > \"$2\"", "sh", cmd, ctl,
+                  (char *)NULL);
+            _exit(127);
+        }
         int rc = direct_write(cmd);
         _exit(rc == ESHUTDOWN ? 0 : rc == 0 ? 200 : rc);
     }
     wait_state("running", 20000, NULL);
-    status_get("state", v, sizeof(v));
     cr_assert_eq(stop_daemon(SIGTERM, &ms), 0);
     cr_expect_lt(ms, 5000, "shutdown took %lld ms", (long long)ms);
     cr_assert_eq(waitpid(w, &status, 0), w);
-    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "the waiting writer got %d, wanted ESHUTDOWN", WEXITSTATUS(status));
+    if (through_shell) {
+        char *e = slurp(errfile, NULL);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) != 0, "the shell write succeeded");
+        cr_expect(e != NULL && strstr(e, strerror(ESHUTDOWN)) != NULL, "shell said '%s'", e);
+        free(e);
+    } else {
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the waiting writer got %d, wanted ESHUTDOWN", WEXITSTATUS(status));
+    }
     cr_expect_eq(count_entries(dest), 0);
     cr_assert_eq(js_info_read(dbdir, &info), JET_errSuccess);
     cr_expect_eq(info.state, JS_DB_CLEAN_SHUTDOWN);
+}
+
+Test(fs_mount, eshutdown_while_stopping, .timeout = 120)
+{
+    eshutdown_run(0);
+}
+
+Test(fs_mount, eshutdown_while_stopping_shell, .timeout = 120)
+{
+    eshutdown_run(1);
 }
 
 static void open_handle_shutdown(int sig)
