@@ -39,6 +39,7 @@ struct ctl_job {
     void *done_ctx;
     int begun;                  /* BEGIN seen (guarded by ctl.lock) */
     uint32_t gen_high;          /* last gen_high reported (job thread only) */
+    char truncated[64];         /* the engine's range, "" until reported */
     int answered;               /* done() called (guarded by ctl.lock) */
 };
 
@@ -484,6 +485,8 @@ static int job_status(void *ctx, int snp, int snt, const js_progress *p)
         st_job_progress(c->st, p);
         if (p->gen_high > job->gen_high)
             job->gen_high = p->gen_high;
+        if (p->truncated != NULL && p->truncated[0] != '\0')
+            snprintf(job->truncated, sizeof(job->truncated), "%s", p->truncated);
     }
     pthread_mutex_unlock(&c->lock);
     if (done != NULL)
@@ -511,11 +514,14 @@ static void *job_main(void *arg)
                     job->cmd.js_flags, job_status, c);
     snprintf(detail, sizeof(detail), "%s", err != JET_errSuccess ? js_errdetail() : "");
     scan_gens(c->dbdir, &lo1, &hi1);
-    /* Truncation deletes the oldest generations, contiguously (SPEC 4):
+    /* The engine's own account when it gave one; otherwise from DBDIR:
+     * truncation deletes the oldest generations, contiguously (SPEC 4), so
      * what was the lowest before and is gone now, up to the new lowest, or
      * when none is left up to the highest closed one (the job's own roll
      * included). */
-    if (lo0 != 0 && (lo1 == 0 || lo1 > lo0))
+    if (job->truncated[0] != '\0')
+        snprintf(truncated, sizeof(truncated), "%s", job->truncated);
+    else if (lo0 != 0 && (lo1 == 0 || lo1 > lo0))
         snprintf(truncated, sizeof(truncated), "edb%08X.log-edb%08X.log", lo0,
                  lo1 != 0 ? lo1 - 1 : (job->gen_high > hi0 ? job->gen_high : hi0));
     else
