@@ -1206,6 +1206,30 @@ static int resp_ping(const char *sock)
     return ok;
 }
 
+/* INFO backup over RESP, the reply's text into out (NUL-terminated). */
+static int resp_info_backup(const char *sock, char *out, size_t cap)
+{
+    int fd = resp_connect(sock);
+    size_t n = 0;
+
+    if (fd < 0)
+        return -1;
+    if (write(fd, "INFO backup\r\n", 13) != 13) {
+        close(fd);
+        return -1;
+    }
+    /* The section ends with its last key, message. */
+    while (n + 1 < cap && strstr(out, "message:") == NULL) {
+        ssize_t r = read(fd, out + n, cap - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        out[n] = '\0';
+    }
+    close(fd);
+    return 0;
+}
+
 Test(fs_mount, creation_options_and_listen, .timeout = 90)
 {
     char o[PATH_MAX * 3], s1[PATH_MAX], s2[PATH_MAX], dest[PATH_MAX], cmd[PATH_MAX + 64], v[256];
@@ -1229,6 +1253,13 @@ Test(fs_mount, creation_options_and_listen, .timeout = 90)
     pathf(dest, "%s/p16", bk);
     snprintf(cmd, sizeof(cmd), "%s create wait", dest);
     cr_expect_eq(shell_write("/bin/sh", cmd, v, sizeof(v)), 0, "%s", v);
+    /* INFO's # Backup section is rendered by the same code as `status`. */
+    {
+        char info_txt[8192] = "";
+        cr_assert_eq(resp_info_backup(s2, info_txt, sizeof(info_txt)), 0);
+        cr_expect(strstr(info_txt, "state:succeeded") != NULL, "INFO backup:\n%s", info_txt);
+        cr_expect(strstr(info_txt, dest) != NULL, "INFO backup:\n%s", info_txt);
+    }
     cr_expect_eq(stop_daemon(SIGTERM, NULL), 0);
     cr_expect(access(s1, F_OK) != 0, "socket left behind");
 }
