@@ -582,6 +582,80 @@ Test(fs_unit, control_grammar)
     cr_expect_eq(js_err_to_errno(JET_errInvalidParameter), EINVAL);
 }
 
+/* Random commands built from the grammar's words (and a few wrong ones)
+ * against a direct model of SPEC 3; random bytes must never crash. */
+Test(fs_unit, control_grammar_model)
+{
+    static const char *const words[] = { "full", "incremental", "atomic", "create", "wait",
+                                         "bogus", "truncate", "cancel", "/b", "rel", "" };
+    const int nwords = (int)(sizeof(words) / sizeof(words[0]));
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    struct ctl_cmd c;
+    char line[256];
+
+    for (int iter = 0; iter < 200000; iter++) {
+        int n, k, full = 0, incr = 0, bad_flag = 0, empty_word = 0, wait = 0;
+        int head;
+        size_t len = 0;
+        JET_ERR want, got;
+
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        n = 1 + (int)(x % 5);
+        head = (int)((x >> 8) % (uint64_t)nwords);
+        len = (size_t)snprintf(line, sizeof(line), "%s", words[head]);
+        if (words[head][0] == '\0')
+            empty_word = 1;
+        for (k = 1; k < n; k++) {
+            int w = (int)((x >> (12 + 4 * k)) % (uint64_t)nwords);
+            len += (size_t)snprintf(line + len, sizeof(line) - len, " %s", words[w]);
+            if (words[w][0] == '\0')
+                empty_word = 1;
+            else if (strcmp(words[w], "full") == 0)
+                full = 1;
+            else if (strcmp(words[w], "incremental") == 0)
+                incr = 1;
+            else if (strcmp(words[w], "wait") == 0)
+                wait = 1;
+            else if (strcmp(words[w], "atomic") != 0 && strcmp(words[w], "create") != 0)
+                bad_flag = 1;
+            if (strcmp(words[head], "truncate") == 0 && strcmp(words[w], "wait") != 0 &&
+                words[w][0] != '\0')
+                bad_flag = 1;
+        }
+        if (x & 1)
+            line[len++] = '\n';
+        /* The model. */
+        if (empty_word || len == 0 || (len == 1 && line[0] == '\n'))
+            want = JET_errInvalidParameter;
+        else if (strcmp(words[head], "cancel") == 0)
+            want = n > 1 ? JET_errInvalidGrbit : JET_errSuccess;
+        else if (strcmp(words[head], "truncate") == 0)
+            want = bad_flag ? JET_errInvalidGrbit : JET_errSuccess;
+        else if (words[head][0] != '/')
+            want = JET_errInvalidParameter;
+        else if (bad_flag || (full && incr))
+            want = JET_errInvalidGrbit;
+        else
+            want = JET_errSuccess;
+        got = ctl_parse(line, len, &c);
+        cr_assert_eq(got, want, "'%.*s': got %d, model %d", (int)len, line, got, want);
+        if (got == JET_errSuccess && c.kind != CTL_CANCEL)
+            cr_assert_eq(c.wait, wait, "'%.*s': wait", (int)len, line);
+    }
+    for (int iter = 0; iter < 200000; iter++) {
+        size_t len = 1 + (size_t)(x % 64);
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            line[i] = (char)(x >> 24);
+        }
+        {
+            JET_ERR r = ctl_parse(line, len, &c);
+            cr_assert(r == JET_errSuccess || r == JET_errInvalidParameter ||
+                      r == JET_errInvalidGrbit);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Unit: DEST checks and the uid rule, without an instance              */
 /* ------------------------------------------------------------------ */
