@@ -1605,7 +1605,7 @@ Test(fs_mount, ebusy_and_status_while_running, .timeout = 180)
     static struct sample s[2000];
     int n = 0, pairs = 0, i, j;
 
-    start_big(400);
+    start_big(1000);
     pathf(d1, "%s/b1", bk);
     pathf(d2, "%s/b2", bk);
     mkdir(d2, 0700);
@@ -1647,6 +1647,7 @@ Test(fs_mount, ebusy_and_status_while_running, .timeout = 180)
             }
     cr_assert_gt(pairs, 0, "the job ran only %lld ms: too short to check the 1 s rule",
                  (long long)(s[n].t - s[0].t));
+    cr_log_info("1000 MiB backup observed running for %lld ms", (long long)(s[n].t - s[0].t));
     status_get("result", v, sizeof(v));
     cr_expect_str_eq(v, "0 JET_errSuccess");
 }
