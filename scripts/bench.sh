@@ -8,8 +8,11 @@
 # if they exist and are executable, passing BUILD.  Exits non-zero only when
 # something crashes or fails, never because a goal was missed.
 #
-# Environment: BUILD (default build), BENCH_SECS, BENCH_DB_MB, BENCH_READ_KEYS
-# (see scripts/bench_engine.c), CC (default cc).
+# Environment: BUILD (default build), BENCH_SECS, BENCH_REPS, BENCH_DB_MB,
+# BENCH_READ_KEYS, BENCH_ONLY (see scripts/bench_engine.c), CC (default cc).
+# TMPDIR is pointed at the work directory so js_verify's trial restore is
+# cleaned up with it.  Takes about 3 minutes on the 2-core machine; needs
+# about 4 GiB free under /tmp with the default 1 GiB instance.
 set -eu
 
 BUILD=${BUILD:-build}
