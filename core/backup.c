@@ -57,6 +57,7 @@ typedef struct bk_job {
     js_progress prog;
     uint64_t last_pct;
     int64_t last_report_ms;
+    int64_t start_ms;           /* for backup_max_rate */
     mf_sums *sums;
     mf_info info;
     char truncated[48];         /* status key `truncated` */
@@ -89,9 +90,29 @@ static JET_ERR bk_report(bk_job *j, int snt)
     return JET_errSuccess;
 }
 
+static JET_ERR bk_check_cancel(bk_job *j);
+
+/* Keep the copy at or under params.backup_max_rate, so a backup on a busy
+ * machine leaves disk bandwidth to clients (pg_basebackup's --max-rate). */
+static void bk_throttle(bk_job *j)
+{
+    uint64_t rate = j->inst->params.backup_max_rate;
+    if (!rate)
+        return;
+    int64_t due_ms = j->start_ms + (int64_t)(j->prog.bytes_done * 1000 / rate);
+    int64_t now = mono_ms();
+    while (now < due_ms && bk_check_cancel(j) == JET_errSuccess) {
+        int64_t step = due_ms - now < 100 ? due_ms - now : 100;
+        struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
+        nanosleep(&ts, NULL);
+        now = mono_ms();
+    }
+}
+
 /* Progress at every whole percent, and at least every half second. */
 static JET_ERR bk_progress(bk_job *j)
 {
+    bk_throttle(j);
     uint64_t pct = j->prog.bytes_total ? j->prog.bytes_done * 100 / j->prog.bytes_total : 0;
     int64_t now = mono_ms();
     if (pct <= j->last_pct && now - j->last_report_ms < 500)
@@ -814,6 +835,7 @@ JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags, js_status
     j->status = status;
     j->ctx = ctx;
     j->prog.phase = "checkpoint";
+    j->start_ms = mono_ms();
     j->prog.message = "";
     j->prog.truncated = "none";
     snprintf(j->truncated, sizeof j->truncated, "none");

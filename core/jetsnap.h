@@ -132,6 +132,7 @@ typedef struct js_params {
     int commit_mode;             /* enum js_commit_mode */
     uint64_t cache_size;         /* buffer pool bytes (soft limit) */
     uint32_t checkpoint_ms;      /* background checkpoint period */
+    uint64_t backup_max_rate;    /* bytes/s a backup may copy (0: no limit) */
 } js_params;
 
 /** Fill *p with the defaults of SPEC section 1 (8 KiB pages, 5 MiB log

@@ -91,6 +91,10 @@ static int parse_one(struct fs_opts *o, char *item, char *err, size_t cap)
         if (opts_parse_size(val, &n) != 0 || n == 0)
             return fail(err, cap, "cache_size=%s: not a size", val);
         o->params.cache_size = n;
+    } else if (strcmp(item, "backup_max_rate") == 0) {
+        if (opts_parse_size(val, &n) != 0 || n < (1u << 20))
+            return fail(err, cap, "backup_max_rate=%s: a rate in bytes/s, at least 1M", val);
+        o->params.backup_max_rate = n;
     } else if (strcmp(item, "commit") == 0) {
         if (strcmp(val, "durable") == 0)
             o->params.commit_mode = JS_COMMIT_DURABLE;
@@ -209,6 +213,7 @@ void opts_usage(void *file)
           "     listen=PATH|HOST:PORT  Redis-protocol endpoint, repeatable\n"
           "                          (DBDIR/jetsnap.sock)\n"
           "     backup_root=DIR      backups must resolve beneath DIR, no symlinks\n"
+          "     backup_max_rate=N    bytes/s a backup may copy, K/M/G suffixes (no limit)\n"
           "     allow_other          let other users read the mount\n"
           "     auto_unmount         unmount when the daemon dies (for tests)\n",
           (FILE *)file);
