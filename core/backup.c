@@ -672,18 +672,25 @@ static JET_ERR bk_incremental_plan(bk_job *j)
         return js_fail(JET_errMissingFullBackup, "%s holds a backup of another database", j->target);
     }
     j->copy_from = j->info.gen_high + 1;
-    uint32_t lo, hi;
-    err = log_list_gens(inst->dir, &lo, &hi);
-    if (err)
-        return err;
-    if (lo > j->copy_from || (!lo && LSN_GEN(log_position(&inst->log)) > j->copy_from)) {
-        char name[24];
-        snprintf(name, sizeof name, "edb%08X.log", j->copy_from);
-        inst_event(inst, 459, JS_EV_ERROR, "log file %s is missing", name);
-        return js_fail(JET_errMissingFileToBackup,
-                       "log generation %08X, needed since the set's last generation %08X, is gone", j->copy_from,
-                       j->info.gen_high);
+    pthread_mutex_lock(&inst->log.lock);
+    uint32_t cur = LSN_GEN(log_position(&inst->log));
+    pthread_mutex_unlock(&inst->log.lock);
+    /* Every closed generation since the set must still be here (the
+     * current one is closed by this job's roll). */
+    for (uint32_t g = j->copy_from; g < cur; g++) {
+        char path[PATH_MAX];
+        struct stat st;
+        log_gen_name(path, sizeof path, inst->dir, g);
+        if (stat(path, &st) != 0) {
+            inst_event(inst, 459, JS_EV_ERROR, "log file edb%08X.log is missing", g);
+            return js_fail(JET_errMissingFileToBackup,
+                           "log generation %08X, needed since the set's last generation %08X, is gone", g,
+                           j->info.gen_high);
+        }
     }
+    if (j->copy_from > cur)
+        return js_fail(JET_errInvalidBackup, "%s already holds generation %08X, past the current one", j->target,
+                       j->info.gen_high);
     return JET_errSuccess;
 }
 
@@ -751,9 +758,7 @@ static JET_ERR bk_run_full(bk_job *j)
 static JET_ERR bk_run_incremental(bk_job *j)
 {
     js_instance *inst = j->inst;
-    JET_ERR err = bk_incremental_plan(j);
-    if (err)
-        return err;
+    JET_ERR err;
     bk_pin(inst, j->copy_from);
     j->gen_low = j->copy_from;
     /* A fresh checkpoint lets the truncation after this job free as much
@@ -854,6 +859,21 @@ JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags, js_status
     inst->backup_running = 1;
     inst->backup_cancel = 0;
     pthread_mutex_unlock(&inst->state_lock);
+
+    /* Refusals that depend on DEST and the log are decided before the job
+     * begins, so a caller that does not wait sees them as refusals. */
+    if (dest && incremental)
+        err = bk_incremental_plan(j);
+    else if (dest && !(flags & JS_BACKUP_ATOMIC) && !dir_is_empty(dest))
+        err = js_fail(JET_errBackupDirectoryNotEmpty, "%s is not empty (use `atomic`, or an empty directory)", dest);
+    if (err) {
+        pthread_mutex_lock(&inst->state_lock);
+        inst->backup_running = 0;
+        pthread_cond_broadcast(&inst->state_cond);
+        pthread_mutex_unlock(&inst->state_lock);
+        free(j);
+        return err;
+    }
 
     j->sums = calloc(1, sizeof *j->sums);
     j->buf = aligned_alloc(4096, (size_t)BK_BATCH_PAGES * inst->page_size);
