@@ -63,7 +63,7 @@ typedef struct bk_job {
     char truncated[48];         /* status key `truncated` */
     char written[BK_MAX_WRITTEN][24];   /* names written into work */
     size_t nwritten;
-    uint8_t *buf;
+    mf_pipe *pipe;              /* SHA-256 on the second core while copying */
 } bk_job;
 
 static int64_t mono_ms(void)
@@ -211,21 +211,19 @@ static int dir_is_empty(const char *path)
 
 /* ---------------- copying ---------------- */
 
-/* Copy the database under the page-range lock, verifying every page. */
+/* Copy the database under the page-range lock, verifying every page; the
+ * SHA-256 of the copy runs in the pipeline while the next batch is read. */
 static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
 {
     js_instance *inst = j->inst;
     uint32_t ps = inst->page_size;
-    char path[PATH_MAX];
+    char path[PATH_MAX], hex[65];
     int fd = -1;
     JET_ERR err;
-    mf_hash *h = mf_hash_new();
-    if (!h)
-        return js_fail(JET_errOutOfMemory, "hash");
     snprintf(path, sizeof path, "%s/%s", j->work, JS_DB_FILE);
     err = os_open(path, O_WRONLY | O_CREAT | O_EXCL, 0600, &fd);
     if (err)
-        goto out;
+        return err;
     err = bk_note_written(j, JS_DB_FILE);
     if (err)
         goto out;
@@ -233,19 +231,20 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
                (unsigned long long)(npages * ps));
     for (uint64_t p = 0; p < npages; p += BK_BATCH_PAGES) {
         uint32_t n = npages - p < BK_BATCH_PAGES ? (uint32_t)(npages - p) : BK_BATCH_PAGES;
+        uint8_t *buf = mf_pipe_buffer(j->pipe);
         int slot = rl_lock(&inst->rl, p, p + n, 0);
         size_t got = 0;
-        err = os_pread(inst->db_fd, inst->db_path, j->buf, (size_t)n * ps, p * ps, &got);
+        err = os_pread(inst->db_fd, inst->db_path, buf, (size_t)n * ps, p * ps, &got);
         rl_unlock(&inst->rl, slot);
         if (err)
             goto out;
         if (got < (size_t)n * ps)
-            memset(j->buf + got, 0, (size_t)n * ps - got);
+            memset(buf + got, 0, (size_t)n * ps - got);
         for (uint32_t i = 0; i < n; i++) {
             uint32_t pgno = (uint32_t)(p + i);
             if (pgno < 2)
                 continue;   /* replaced below by a fresh header */
-            int st = pg_verify(j->buf + (size_t)i * ps, ps, pgno);
+            int st = pg_verify(buf + (size_t)i * ps, ps, pgno);
             if (st == PG_BAD) {
                 err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of " JS_DB_FILE ": checksum mismatch", pgno);
                 goto out;
@@ -262,15 +261,15 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
             pthread_mutex_unlock(&inst->hdr_lock);
             hdr.backup_gen_low = j->gen_low;
             hdr.backup_gen_high = 0;
-            dbh_encode(&hdr, j->buf, 0);
+            dbh_encode(&hdr, buf, 0);
             if (n > 1)
-                dbh_encode(&hdr, j->buf + ps, 1);
+                dbh_encode(&hdr, buf + ps, 1);
             j->prog.pages_verified += n > 1 ? 2 : 1;
         }
-        mf_hash_update(h, j->buf, (size_t)n * ps);
-        err = os_pwrite(fd, path, j->buf, (size_t)n * ps, p * ps);
+        err = os_pwrite(fd, path, buf, (size_t)n * ps, p * ps);
         if (err)
             goto out;
+        mf_pipe_submit(j->pipe, buf, (size_t)n * ps);
         j->prog.bytes_done += (uint64_t)n * ps;
         err = bk_progress(j);
         if (!err)
@@ -279,18 +278,12 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
             goto out;
     }
     err = os_fsync(fd, path);
-    if (err)
-        goto out;
-    char hex[65];
-    mf_hash_final(h, hex);
-    h = NULL;
-    err = mf_sums_set(j->sums, JS_DB_FILE, hex);
-    inst_event(inst, 221, JS_EV_INFO, "copied %s (%llu pages verified)", JS_DB_FILE,
-               (unsigned long long)j->prog.pages_verified);
 out:
-    if (h) {
-        char dummy[65];
-        mf_hash_final(h, dummy);
+    mf_pipe_final(j->pipe, hex);   /* also resets the digest after a failure */
+    if (!err) {
+        err = mf_sums_set(j->sums, JS_DB_FILE, hex);
+        inst_event(inst, 221, JS_EV_INFO, "copied %s (%llu pages verified)", JS_DB_FILE,
+                   (unsigned long long)j->prog.pages_verified);
     }
     os_close(fd);
     return err;
@@ -305,7 +298,6 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
     JET_ERR err;
     loggen_hdr h;
     loggen_scan_result s;
-    mf_hash *hash = NULL;
     log_gen_name(src, sizeof src, inst->dir, g);
     snprintf(name, sizeof name, "edb%08X.log", g);
     snprintf(dst, sizeof dst, "%s/%s", j->work, name);
@@ -327,9 +319,6 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
     *have_prev = 1;
     j->prog.log_records_verified += s.records;
 
-    hash = mf_hash_new();
-    if (!hash)
-        return js_fail(JET_errOutOfMemory, "hash");
     err = os_open(src, O_RDONLY, 0, &in);
     if (!err)
         err = os_open(dst, O_WRONLY | O_CREAT | O_EXCL, 0600, &out_fd);
@@ -338,16 +327,21 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
     err = bk_note_written(j, name);
     if (err)
         goto out;
+    /* Only the blocks through the close block: the rest of a closed
+     * generation is unused, and the copy is a valid generation without it. */
+    const uint64_t used = (uint64_t)(s.end_blk + 1) * LOG_BLOCK;
     const size_t chunk = (size_t)BK_BATCH_PAGES * inst->page_size;
-    for (uint64_t off = 0;;) {
-        size_t got = 0;
-        err = os_pread(in, src, j->buf, chunk, off, &got);
-        if (err || got == 0)
-            break;
-        mf_hash_update(hash, j->buf, got);
-        err = os_pwrite(out_fd, dst, j->buf, got, off);
+    for (uint64_t off = 0; off < used;) {
+        size_t want = used - off < chunk ? (size_t)(used - off) : chunk, got = 0;
+        uint8_t *buf = mf_pipe_buffer(j->pipe);
+        err = os_pread(in, src, buf, want, off, &got);
+        if (!err && got < want)
+            err = js_fail(JET_errLogReadVerifyFailure, "%s ends before its close block", src);
+        if (!err)
+            err = os_pwrite(out_fd, dst, buf, got, off);
         if (err)
             break;
+        mf_pipe_submit(j->pipe, buf, got);
         off += got;
         j->prog.bytes_done += got;
         err = bk_progress(j);
@@ -358,17 +352,13 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
     }
     if (!err)
         err = os_fsync(out_fd, dst);
-    if (!err) {
-        char hex[65];
-        mf_hash_final(hash, hex);
-        hash = NULL;
+    if (!err && (uint64_t)st.st_size > used)
+        j->prog.bytes_done += (uint64_t)st.st_size - used;   /* the unused tail counts as done */
+out:;
+    char hex[65];
+    mf_pipe_final(j->pipe, hex);
+    if (!err)
         err = mf_sums_set(j->sums, name, hex);
-    }
-out:
-    if (hash) {
-        char dummy[65];
-        mf_hash_final(hash, dummy);
-    }
     os_close(in);
     os_close(out_fd);
     return err;
@@ -761,11 +751,9 @@ static JET_ERR bk_run_incremental(bk_job *j)
     JET_ERR err;
     bk_pin(inst, j->copy_from);
     j->gen_low = j->copy_from;
-    /* A fresh checkpoint lets the truncation after this job free as much
-     * of the log as the new set allows. */
-    err = bk_phase(j, "checkpoint");
-    if (!err)
-        err = ckpt_run(inst);
+    /* The set's digests, extended by bk_copy_gen as each generation is
+     * copied and hashed. */
+    err = mf_sums_read(j->target, j->sums);
     if (!err)
         err = bk_prepare_dirs(j);
     if (!err)
@@ -779,17 +767,6 @@ static JET_ERR bk_run_incremental(bk_job *j)
     if (err)
         return err;
     err = bk_phase(j, "manifest");
-    if (err)
-        return err;
-    mf_sums *sums = j->sums;
-    err = mf_sums_read(j->target, sums);
-    for (size_t k = 0; k < j->nwritten && !err; k++) {
-        char p[PATH_MAX], hex[65];
-        snprintf(p, sizeof p, "%s/%s", j->work, j->written[k]);
-        err = mf_hash_file(p, hex);
-        if (!err)
-            err = mf_sums_set(sums, j->written[k], hex);
-    }
     if (err)
         return err;
     mf_info *i = &j->info;
@@ -876,8 +853,8 @@ JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags, js_status
     }
 
     j->sums = calloc(1, sizeof *j->sums);
-    j->buf = aligned_alloc(4096, (size_t)BK_BATCH_PAGES * inst->page_size);
-    if (!j->sums || !j->buf) {
+    j->pipe = mf_pipe_new((size_t)BK_BATCH_PAGES * inst->page_size);
+    if (!j->sums || !j->pipe) {
         err = js_fail(JET_errOutOfMemory, "backup buffers");
         goto done;
     }
@@ -933,7 +910,7 @@ done:
     pthread_cond_broadcast(&inst->state_cond);
     pthread_mutex_unlock(&inst->state_lock);
     free(j->sums);
-    free(j->buf);
+    mf_pipe_free(j->pipe);
     free(j);
     return err;
 }

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,129 @@ out:
     free(buf);
     os_close(fd);
     return err;
+}
+
+/* ---------------- hashing pipeline ---------------- */
+
+struct mf_pipe {
+    pthread_t thread;
+    pthread_mutex_t lock;       /* guards everything below */
+    pthread_cond_t changed;
+    uint8_t *buf[2];
+    size_t len[2];
+    int queued[2];              /* 1: waiting for or being hashed */
+    int order[2], nqueued;      /* FIFO of queued buffer indexes */
+    int next;                   /* buffer mf_pipe_buffer hands out next */
+    int want_final, quit;
+    mf_hash *hash;
+    char hex[65];
+};
+
+static void *mf_pipe_main(void *arg)
+{
+    mf_pipe *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        if (p->nqueued) {
+            int i = p->order[0];
+            pthread_mutex_unlock(&p->lock);
+            mf_hash_update(p->hash, p->buf[i], p->len[i]);
+            pthread_mutex_lock(&p->lock);
+            p->order[0] = p->order[1];
+            p->nqueued--;
+            p->queued[i] = 0;
+            pthread_cond_broadcast(&p->changed);
+        } else if (p->want_final) {
+            mf_hash_final(p->hash, p->hex);
+            p->hash = mf_hash_new();
+            p->want_final = 0;
+            pthread_cond_broadcast(&p->changed);
+        } else if (p->quit) {
+            break;
+        } else {
+            pthread_cond_wait(&p->changed, &p->lock);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+mf_pipe *mf_pipe_new(size_t bufsize)
+{
+    mf_pipe *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->buf[0] = aligned_alloc(4096, bufsize);
+    p->buf[1] = aligned_alloc(4096, bufsize);
+    p->hash = mf_hash_new();
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->changed, NULL);
+    if (!p->buf[0] || !p->buf[1] || !p->hash || pthread_create(&p->thread, NULL, mf_pipe_main, p) != 0) {
+        free(p->buf[0]);
+        free(p->buf[1]);
+        if (p->hash) {
+            char dummy[65];
+            mf_hash_final(p->hash, dummy);
+        }
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->changed);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+uint8_t *mf_pipe_buffer(mf_pipe *p)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->queued[p->next])
+        pthread_cond_wait(&p->changed, &p->lock);
+    uint8_t *b = p->buf[p->next];
+    p->next ^= 1;
+    pthread_mutex_unlock(&p->lock);
+    return b;
+}
+
+void mf_pipe_submit(mf_pipe *p, uint8_t *buf, size_t len)
+{
+    int i = buf == p->buf[0] ? 0 : 1;
+    pthread_mutex_lock(&p->lock);
+    p->len[i] = len;
+    p->queued[i] = 1;
+    p->order[p->nqueued++] = i;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void mf_pipe_final(mf_pipe *p, char hex[65])
+{
+    pthread_mutex_lock(&p->lock);
+    p->want_final = 1;
+    pthread_cond_broadcast(&p->changed);
+    while (p->want_final || p->nqueued)
+        pthread_cond_wait(&p->changed, &p->lock);
+    memcpy(hex, p->hex, 65);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void mf_pipe_free(mf_pipe *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->thread, NULL);
+    if (p->hash) {
+        char dummy[65];
+        mf_hash_final(p->hash, dummy);
+    }
+    free(p->buf[0]);
+    free(p->buf[1]);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->changed);
+    free(p);
 }
 
 JET_ERR mf_sums_set(mf_sums *s, const char *name, const char hex[65])

@@ -20,6 +20,24 @@ void mf_hash_final(mf_hash *h, char hex[65]);
 /** Hash a whole file. */
 JET_ERR mf_hash_file(const char *path, char hex[65]);
 
+/* A hashing pipeline: buffers handed to it are hashed by a second thread
+ * while the caller reads and writes the next one, so SHA-256 costs no wall
+ * time on a copy as long as it keeps up with the disk.  Two buffers of
+ * bufsize bytes go round: mf_pipe_buffer() waits until one is free. */
+typedef struct mf_pipe mf_pipe;
+/** Start the hashing thread.  NULL when memory or a thread is lacking. */
+mf_pipe *mf_pipe_new(size_t bufsize);
+/** A free buffer of bufsize bytes. */
+uint8_t *mf_pipe_buffer(mf_pipe *p);
+/** Queue the first len bytes of buf (from mf_pipe_buffer) for hashing; buf
+ *  must not be touched until it comes back from mf_pipe_buffer. */
+void mf_pipe_submit(mf_pipe *p, uint8_t *buf, size_t len);
+/** Wait for every queued buffer, write the digest of everything submitted
+ *  since the last final into hex, and start a new digest. */
+void mf_pipe_final(mf_pipe *p, char hex[65]);
+/** Stop the thread and free.  NULL is a no-op. */
+void mf_pipe_free(mf_pipe *p);
+
 typedef struct mf_entry {
     char name[64];
     char hex[65];
