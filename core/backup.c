@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #define BK_BATCH_PAGES 256u
+#define BK_WRITEBACK_BYTES (32u << 20)
 #define BK_MAX_WRITTEN 4096
 
 typedef struct bk_job {
@@ -270,6 +271,9 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
         if (err)
             goto out;
         mf_pipe_submit(j->pipe, buf, (size_t)n * ps);
+        /* Start writing back what is copied, so the final fsync is short. */
+        if (((p + n) * ps) % BK_WRITEBACK_BYTES < (uint64_t)n * ps)
+            os_writeback(fd, 0, (p + n) * ps);
         j->prog.bytes_done += (uint64_t)n * ps;
         err = bk_progress(j);
         if (!err)

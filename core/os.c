@@ -157,6 +157,11 @@ JET_ERR os_pwrite(int fd, const char *path, const void *buf, size_t len, uint64_
     return JET_errSuccess;
 }
 
+void os_writeback(int fd, uint64_t off, uint64_t len)
+{
+    (void)sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 JET_ERR os_fsync(int fd, const char *path)
 {
     int inject = fault_check(JS_FAULT_FSYNC, path, NULL);

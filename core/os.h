@@ -26,6 +26,9 @@ void os_close(int fd);
 JET_ERR os_pread(int fd, const char *path, void *buf, size_t len, uint64_t off, size_t *got);
 /** Write all len bytes at off (fault seam: write). */
 JET_ERR os_pwrite(int fd, const char *path, const void *buf, size_t len, uint64_t off);
+/** Start writeback of [off, off+len) without waiting (sync_file_range), so
+ *  a long copy's final fsync has little left to do.  A hint: never fails. */
+void os_writeback(int fd, uint64_t off, uint64_t len);
 /** fdatasync (fault seam: fsync). */
 JET_ERR os_fsync(int fd, const char *path);
 /** fsync of a directory (fault seam: fsync). */

@@ -75,8 +75,10 @@ static JET_ERR rs_find_set(const char *backup, char *set, size_t cap)
                    backup);
 }
 
-/* Every file SHA256SUMS lists must hash to its digest. */
-static JET_ERR rs_check_sums(rs_job *r, const char *set)
+/* Every file SHA256SUMS lists must hash to its digest.  The database copy,
+ * the one big file, is hashed while it is copied (rs_copy_db) instead of in
+ * a pass of its own: *db_hex receives its expected digest. */
+static JET_ERR rs_check_sums(rs_job *r, const char *set, char db_hex[65])
 {
     mf_sums *sums = calloc(1, sizeof *sums);
     JET_ERR err;
@@ -91,6 +93,10 @@ static JET_ERR rs_check_sums(rs_job *r, const char *set)
         const char *name = sums->e[i].name;
         int is_log = !strncmp(name, "edb", 3) && strcmp(name, JS_DB_FILE);
         snprintf(path, sizeof path, "%s/%s", set, name);
+        if (!strcmp(name, JS_DB_FILE)) {
+            memcpy(db_hex, sums->e[i].hex, 65);
+            continue;
+        }
         if (stat(path, &st) < 0) {
             err = js_fail(is_log ? JET_errMissingRestoreLogFiles : JET_errRestoreOfNonBackupDatabase,
                           "%s is listed in SHA256SUMS but missing", path);
@@ -111,6 +117,8 @@ static JET_ERR rs_check_sums(rs_job *r, const char *set)
         }
         err = rs_progress(r, (uint64_t)st.st_size);
     }
+    if (!err && !db_hex[0])
+        err = js_fail(JET_errRestoreOfNonBackupDatabase, "%s/SHA256SUMS does not list " JS_DB_FILE, set);
     free(sums);
     return err;
 }
@@ -171,40 +179,62 @@ static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until
     return JET_errSuccess;
 }
 
-/* Copy the database copy into TARGET.  Its header is replaced in the very
- * first write by one saying being-restored, so a restore interrupted at any
- * later moment leaves a database that open refuses. */
-static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, const db_header *restoring)
+/* Copy the database copy into TARGET, hashing it on the second core as it
+ * goes; a digest that does not match SHA256SUMS fails the restore (which
+ * then removes what it wrote).  The header is replaced in the very first
+ * write by one saying being-restored, so a restore interrupted at any later
+ * moment leaves a database that open refuses. */
+static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, const db_header *restoring,
+                          const char want_hex[65])
 {
     uint32_t ps = restoring->page_size;
-    char src[PATH_MAX], dst[PATH_MAX];
+    char src[PATH_MAX], dst[PATH_MAX], hex[65];
     int in = -1, out = -1;
-    uint8_t *buf = malloc(1 << 20);
+    const size_t chunk = 2u << 20;
+    mf_pipe *pipe = mf_pipe_new(chunk);
     JET_ERR err;
     snprintf(src, sizeof src, "%s/%s", set, JS_DB_FILE);
     snprintf(dst, sizeof dst, "%s/%s", target, JS_DB_FILE);
-    if (!buf)
-        return js_fail(JET_errOutOfMemory, "copy buffer");
+    if (!pipe)
+        return js_fail(JET_errOutOfMemory, "hashing pipeline");
     err = os_open(src, O_RDONLY, 0, &in);
     if (!err)
         err = os_open(dst, O_RDWR | O_CREAT | O_EXCL, 0600, &out);
+    if (!err) {
+        uint8_t *hdr = malloc(2 * (size_t)ps);
+        if (!hdr) {
+            err = js_fail(JET_errOutOfMemory, "header pages");
+        } else {
+            dbh_encode(restoring, hdr, 0);
+            dbh_encode(restoring, hdr + ps, 1);
+            err = os_pwrite(out, dst, hdr, 2 * (size_t)ps, 0);
+            free(hdr);
+        }
+    }
     for (uint64_t off = 0; !err;) {
         size_t got = 0;
-        err = os_pread(in, src, buf, 1 << 20, off, &got);
+        uint8_t *buf = mf_pipe_buffer(pipe);
+        err = os_pread(in, src, buf, chunk, off, &got);
         if (err || got == 0)
             break;
-        if (off == 0 && got >= 2 * (size_t)ps) {
-            dbh_encode(restoring, buf, 0);
-            dbh_encode(restoring, buf + ps, 1);
-        }
-        err = os_pwrite(out, dst, buf, got, off);
+        /* The hash covers the bytes as stored in the set; the copy keeps
+         * the being-restored header written above. */
+        mf_pipe_submit(pipe, buf, got);
+        uint64_t skip = off == 0 ? (got < 2 * (size_t)ps ? got : 2 * (size_t)ps) : 0;
+        if (got > skip)
+            err = os_pwrite(out, dst, buf + skip, got - skip, off + skip);
         off += got;
+        if (!err && off % (32u << 20) == 0)
+            os_writeback(out, 0, off);
         if (!err)
             err = rs_progress(r, got);
     }
     if (!err)
         err = os_fsync(out, dst);
-    free(buf);
+    mf_pipe_final(pipe, hex);
+    if (!err && strcmp(hex, want_hex))
+        err = JS_CORRUPT(JET_errReadVerifyFailure, "%s does not match its SHA-256 in SHA256SUMS", src);
+    mf_pipe_free(pipe);
     os_close(in);
     os_close(out);
     return err;
@@ -254,21 +284,28 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
         return js_fail(JET_errInvalidPath, "--logs %s is not a directory", logs_dir);
     r.prog.gen_low = info.gen_low;
     r.prog.gen_high = info.gen_high;
-    uint64_t set_bytes = 0;
+    /* Progress: hashing the logs, copying (and hashing) the database, then
+     * replaying the logs. */
+    uint64_t db_bytes = 0, log_bytes = 0;
     DIR *d = opendir(set);
     struct dirent *de;
     while (d && (de = readdir(d)) != NULL) {
         char p[PATH_MAX];
         snprintf(p, sizeof p, "%s/%s", set, de->d_name);
-        if (de->d_name[0] != '.' && stat(p, &st) == 0 && S_ISREG(st.st_mode))
-            set_bytes += (uint64_t)st.st_size;
+        if (de->d_name[0] == '.' || stat(p, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (!strcmp(de->d_name, JS_DB_FILE))
+            db_bytes = (uint64_t)st.st_size;
+        else
+            log_bytes += (uint64_t)st.st_size;
     }
     if (d)
         closedir(d);
-    r.prog.bytes_total = 2 * set_bytes;
+    r.prog.bytes_total = db_bytes + 2 * log_bytes;
     err = rs_report(&r, JS_SNT_BEGIN);
+    char db_hex[65] = "";
     if (!err)
-        err = rs_check_sums(&r, set);
+        err = rs_check_sums(&r, set, db_hex);
     if (!err)
         err = rs_check_set(set, &info, until_gen, &hdr);
     if (err)
@@ -285,7 +322,7 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     db_header restoring = hdr;
     restoring.state = JS_DB_BEING_RESTORED;
     restoring.backup_gen_low = restoring.backup_gen_high = 0;
-    err = rs_copy_db(&r, set, target, &restoring);
+    err = rs_copy_db(&r, set, target, &restoring, db_hex);
     if (err)
         goto fail;
 
@@ -313,7 +350,7 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
             last = &rr2;
     }
     r.prog.gen_high = last->last_gen;
-    err = rs_progress(&r, set_bytes / 2);
+    err = rs_progress(&r, log_bytes);
     if (err)
         goto fail;
 
