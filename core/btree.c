@@ -560,25 +560,38 @@ static JET_ERR remove_child(tview *v, bt_path *path, int lvl)
     return err;
 }
 
-JET_ERR bt_del(tview *v, const uint8_t *key, size_t klen)
+/* Descend to the leaf for key: *leaf and *at are the first slot >= key,
+ * *found tells whether it is key itself.  An empty tree gives
+ * JET_errRecordNotFound with the caller's detail. */
+static JET_ERR find_leaf(tview *v, const uint8_t *key, size_t klen, const char *missing, bt_path *path,
+                         const uint8_t **leaf, uint32_t *at, int *found)
 {
-    JET_ERR err = JET_errSuccess;
     uint32_t root = 0;
-    err = meta_root(v, &root);
+    JET_ERR err = meta_root(v, &root);
     if (err)
         return err;
     if (!root)
-        return js_fail(JET_errRecordNotFound, "key not found");
+        return js_fail(JET_errRecordNotFound, "%s", missing);
+    err = descend(v, key, klen, path, root);
+    if (err)
+        return err;
+    *leaf = tv_read(v, path->pgno[path->depth - 1], &err);
+    if (!*leaf)
+        return err;
+    *at = lower_bound(*leaf, key, klen, found);
+    return JET_errSuccess;
+}
+
+JET_ERR bt_del(tview *v, const uint8_t *key, size_t klen)
+{
     bt_path path;
-    err = descend(v, key, klen, &path, root);
+    const uint8_t *rleaf;
+    uint32_t at;
+    int found;
+    JET_ERR err = find_leaf(v, key, klen, "key not found", &path, &rleaf, &at, &found);
     if (err)
         return err;
     int lvl = path.depth - 1;
-    const uint8_t *rleaf = tv_read(v, path.pgno[lvl], &err);
-    if (!rleaf)
-        return err;
-    int found;
-    uint32_t at = lower_bound(rleaf, key, klen, &found);
     if (!found)
         return js_fail(JET_errRecordNotFound, "key not found");
     uint8_t *leaf = tv_write(v, path.pgno[lvl], &err);
@@ -623,22 +636,13 @@ static JET_ERR leaf_value(tview *v, const uint8_t *c, uint8_t **buf, size_t *cap
 
 JET_ERR bt_get(tview *v, const uint8_t *key, size_t klen, uint8_t **val, size_t *vlen)
 {
-    JET_ERR err = JET_errSuccess;
-    uint32_t root = 0;
-    err = meta_root(v, &root);
-    if (err)
-        return err;
-    if (!root)
-        return js_fail(JET_errRecordNotFound, "key not found");
     bt_path path;
-    err = descend(v, key, klen, &path, root);
+    const uint8_t *leaf;
+    uint32_t at;
+    int found;
+    JET_ERR err = find_leaf(v, key, klen, "key not found", &path, &leaf, &at, &found);
     if (err)
         return err;
-    const uint8_t *leaf = tv_read(v, path.pgno[path.depth - 1], &err);
-    if (!leaf)
-        return err;
-    int found;
-    uint32_t at = lower_bound(leaf, key, klen, &found);
     if (!found)
         return js_fail(JET_errRecordNotFound, "key not found");
     uint8_t *buf = NULL;
@@ -655,23 +659,14 @@ JET_ERR bt_get(tview *v, const uint8_t *key, size_t klen, uint8_t **val, size_t 
 JET_ERR bt_seek(tview *v, const uint8_t *key, size_t klen, int after,
                 uint8_t *kout, size_t *kout_len, uint8_t **vbuf, size_t *vcap, size_t *vlen)
 {
-    JET_ERR err = JET_errSuccess;
-    uint32_t root = 0;
-    err = meta_root(v, &root);
-    if (err)
-        return err;
-    if (!root)
-        return js_fail(JET_errRecordNotFound, "no key at or after the position");
     bt_path path;
-    err = descend(v, key, klen, &path, root);
+    const uint8_t *leaf;
+    uint32_t at;
+    int found;
+    JET_ERR err = find_leaf(v, key, klen, "no key at or after the position", &path, &leaf, &at, &found);
     if (err)
         return err;
     int lvl = path.depth - 1;
-    const uint8_t *leaf = tv_read(v, path.pgno[lvl], &err);
-    if (!leaf)
-        return err;
-    int found;
-    uint32_t at = lower_bound(leaf, key, klen, &found);
     if (found && after)
         at++;
     while (at >= pg_nslots(leaf)) {

@@ -59,42 +59,6 @@ typedef struct cmd_queued {
 /* Helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-/* Strict signed 64-bit decimal, as Redis's string2ll. */
-static int parse_i64(const char *s, size_t n, long long *out)
-{
-    size_t i = 0;
-    int neg = 0;
-    unsigned long long v = 0;
-
-    if (n == 0 || n > 20)
-        return -1;
-    if (s[0] == '-') {
-        neg = 1;
-        if (++i == n)
-            return -1;
-    }
-    if (s[i] == '0' && (n - i > 1 || neg))
-        return -1;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (ULLONG_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    if (neg) {
-        if (v > (unsigned long long)LLONG_MAX + 1)
-            return -1;
-        *out = (v == (unsigned long long)LLONG_MAX + 1) ? LLONG_MIN : -(long long)v;
-    } else {
-        if (v > (unsigned long long)LLONG_MAX)
-            return -1;
-        *out = (long long)v;
-    }
-    return 0;
-}
-
 static int parse_u64(const char *s, size_t n, unsigned long long *out)
 {
     unsigned long long v = 0;
@@ -449,7 +413,7 @@ static void cmd_incr(cmd_conn *c, size_t argc, const resp_arg *argv)
     if (rc == JET_errRecordNotFound) {
         rc = JET_errSuccess;
     } else if (rc == JET_errSuccess) {
-        if (parse_i64(val, vlen, &v) != 0) {
+        if (resp_parse_ll(val, vlen, &v) != 0) {
             txn_close(c, opened, 0, JET_errInvalidParameter);
             resp_add_error(c->out, "ERR value is not an integer or out of range");
             goto out_free;
@@ -522,7 +486,7 @@ static void cmd_scan(cmd_conn *c, size_t argc, const resp_arg *argv)
             match = &argv[i + 1];
         } else if (arg_is(&argv[i], "COUNT")) {
             long long n;
-            if (parse_i64(argv[i + 1].p, argv[i + 1].len, &n) != 0) {
+            if (resp_parse_ll(argv[i + 1].p, argv[i + 1].len, &n) != 0) {
                 resp_add_error(c->out, "ERR value is not an integer or out of range");
                 goto out;
             }
@@ -800,7 +764,7 @@ static void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
 static void cmd_select(cmd_conn *c, size_t argc, const resp_arg *argv)
 {
     long long db;
-    if (parse_i64(argv[1].p, argv[1].len, &db) != 0) {
+    if (resp_parse_ll(argv[1].p, argv[1].len, &db) != 0) {
         resp_add_error(c->out, "ERR value is not an integer or out of range");
         return;
     }

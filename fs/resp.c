@@ -73,9 +73,7 @@ static int fail(resp_parser *p, const char *msg)
     return RESP_PROTO;
 }
 
-/* Strict decimal like Redis's string2ll: optional '-', no blanks, no '+',
- * no leading zeros, fits in a long long. */
-static int parse_ll(const char *s, size_t n, long long *out)
+int resp_parse_ll(const char *s, size_t n, long long *out)
 {
     size_t i = 0;
     int neg = 0;
@@ -322,7 +320,7 @@ int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
             rc = collect_line(p, buf, len, &i, "Protocol error: too big mbulk count string");
             if (rc <= 0)
                 goto out_rc;
-            if (parse_ll(p->line, p->line_len, &n) || n > (long long)RESP_MAX_ARGS)
+            if (resp_parse_ll(p->line, p->line_len, &n) || n > (long long)RESP_MAX_ARGS)
                 return fail(p, "Protocol error: invalid multibulk length");
             if (n <= 0) {
                 p->state = ST_START; /* an empty request: nothing to run */
@@ -347,7 +345,7 @@ int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
             rc = collect_line(p, buf, len, &i, "Protocol error: too big bulk count string");
             if (rc <= 0)
                 goto out_rc;
-            if (parse_ll(p->line + 1, p->line_len - 1, &n) || n < 0 ||
+            if (resp_parse_ll(p->line + 1, p->line_len - 1, &n) || n < 0 ||
                 n > (long long)RESP_MAX_BULK)
                 return fail(p, "Protocol error: invalid bulk length");
             if (arg_reserve(p, (size_t)n))

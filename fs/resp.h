@@ -117,4 +117,9 @@ void resp_add_cbulk(resp_buf *b, const char *s);
 void resp_add_null(resp_buf *b);
 void resp_add_array(resp_buf *b, long long n);
 
+/** Strict decimal like Redis's string2ll: optional '-', no blanks, no '+',
+ *  no leading zeros, no "-0", fits in a long long.  0 on success, -1 if s
+ *  (n bytes, not NUL-terminated) is not such a number. */
+int resp_parse_ll(const char *s, size_t n, long long *out);
+
 #endif
