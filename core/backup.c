@@ -194,21 +194,6 @@ static JET_ERR bk_validate_path(bk_job *j, const char *dest)
     return JET_errSuccess;
 }
 
-static int dir_is_empty(const char *path)
-{
-    char cmd[PATH_MAX];
-    snprintf(cmd, sizeof cmd, "%s", path);
-    DIR *d = opendir(cmd);
-    if (!d)
-        return errno == ENOENT;
-    struct dirent *de;
-    int empty = 1;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            empty = 0;
-    closedir(d);
-    return empty;
-}
 
 /* ---------------- copying ---------------- */
 
@@ -430,7 +415,7 @@ static JET_ERR bk_prepare_dirs(bk_job *j)
         if (err)
             return err;
     } else {
-        if (!dir_is_empty(j->dest))
+        if (!os_dir_empty(j->dest, NULL))
             return js_fail(JET_errBackupDirectoryNotEmpty, "%s is not empty (use `atomic`, or an empty directory)",
                            j->dest);
         snprintf(j->work, sizeof j->work, "%s", j->dest);
@@ -845,7 +830,7 @@ JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags, js_status
      * begins, so a caller that does not wait sees them as refusals. */
     if (dest && incremental)
         err = bk_incremental_plan(j);
-    else if (dest && !(flags & JS_BACKUP_ATOMIC) && !dir_is_empty(dest))
+    else if (dest && !(flags & JS_BACKUP_ATOMIC) && !os_dir_empty(dest, NULL))
         err = js_fail(JET_errBackupDirectoryNotEmpty, "%s is not empty (use `atomic`, or an empty directory)", dest);
     if (err) {
         pthread_mutex_lock(&inst->state_lock);

@@ -180,11 +180,10 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno)
     return f;
 }
 
-JET_ERR pool_get(js_instance *inst, uint32_t pgno, int allow_zero, frame **out)
+/* The frame of pgno, pinned, once no thread is loading it; NULL when the
+ * page is not in the pool.  Called and returns with pool->lock held. */
+static frame *pool_pin_locked(buf_pool *pool, uint32_t pgno)
 {
-    buf_pool *pool = &inst->pool;
-    JET_ERR err = JET_errSuccess;
-    pthread_mutex_lock(&pool->lock);
     frame *f;
     for (;;) {
         f = pool_find_locked(pool, pgno);
@@ -195,6 +194,17 @@ JET_ERR pool_get(js_instance *inst, uint32_t pgno, int allow_zero, frame **out)
     if (f) {
         f->pins++;
         f->ref = 1;
+    }
+    return f;
+}
+
+JET_ERR pool_get(js_instance *inst, uint32_t pgno, int allow_zero, frame **out)
+{
+    buf_pool *pool = &inst->pool;
+    JET_ERR err = JET_errSuccess;
+    pthread_mutex_lock(&pool->lock);
+    frame *f = pool_pin_locked(pool, pgno);
+    if (f) {
         pthread_mutex_unlock(&pool->lock);
         *out = f;
         return JET_errSuccess;
@@ -241,19 +251,9 @@ JET_ERR pool_get_for_install(js_instance *inst, uint32_t pgno, frame **out)
 {
     buf_pool *pool = &inst->pool;
     pthread_mutex_lock(&pool->lock);
-    frame *f;
-    for (;;) {
-        f = pool_find_locked(pool, pgno);
-        if (!f || !f->loading)
-            break;
-        pthread_cond_wait(&pool->loaded, &pool->lock);
-    }
-    if (f) {
-        f->pins++;
-        f->ref = 1;
-    } else {
+    frame *f = pool_pin_locked(pool, pgno);
+    if (!f)
         f = pool_take_frame_locked(pool, pgno);
-    }
     pthread_mutex_unlock(&pool->lock);
     if (!f)
         return js_fail(JET_errOutOfMemory, "buffer pool: no frame for page %u", pgno);

@@ -15,7 +15,6 @@
 #include "os.h"
 #include "page.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -136,19 +135,6 @@ void inst_request_checkpoint(js_instance *inst)
 
 /* ---------------- create ---------------- */
 
-static JET_ERR dir_must_be_empty(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return os_err(errno, "opendir", dir);
-    struct dirent *de;
-    int empty = 1;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            empty = 0;
-    closedir(d);
-    return empty ? JET_errSuccess : js_fail(JET_errInvalidPath, "%s is not empty", dir);
-}
 
 JET_ERR js_create(const char *dir, const js_params *p)
 {
@@ -170,9 +156,8 @@ JET_ERR js_create(const char *dir, const js_params *p)
     JET_ERR err = os_mkdir(dir, 0700, 1);
     if (err)
         return err;
-    err = dir_must_be_empty(dir);
-    if (err)
-        return err;
+    if (!os_dir_empty(dir, NULL))
+        return js_fail(JET_errInvalidPath, "%s is not empty", dir);
 
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, JS_DB_FILE);

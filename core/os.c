@@ -247,6 +247,22 @@ JET_ERR os_mkdir(const char *path, mode_t mode, int exist_ok)
     return os_err(errno, "mkdir", path);
 }
 
+int os_dir_empty(const char *path, int *exists)
+{
+    DIR *d = opendir(path);
+    if (exists)
+        *exists = d != NULL || errno != ENOENT;
+    if (!d)
+        return errno == ENOENT;
+    struct dirent *de;
+    int empty = 1;
+    while (empty && (de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            empty = 0;
+    closedir(d);
+    return empty;
+}
+
 JET_ERR os_rmtree(const char *path)
 {
     DIR *d = opendir(path);

@@ -46,6 +46,9 @@ JET_ERR os_mkdir(const char *path, mode_t mode, int exist_ok);
 /** Hard link (same file system); used to keep or share set files without
  *  copying them. */
 JET_ERR os_link(const char *from, const char *to);
+/** 1 when path is an empty directory or does not exist (*exists, may be
+ *  NULL, tells which), 0 when it has entries or cannot be read. */
+int os_dir_empty(const char *path, int *exists);
 /** Remove a directory tree (files and subdirectories). Missing is success. */
 JET_ERR os_rmtree(const char *path);
 /** Write a whole small file durably: temp, fsync, rename, fsync dir. */

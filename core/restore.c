@@ -240,20 +240,6 @@ static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, const 
     return err;
 }
 
-static int rs_dir_empty(const char *path, int *exists)
-{
-    DIR *d = opendir(path);
-    *exists = d != NULL || errno != ENOENT;
-    if (!d)
-        return errno == ENOENT;
-    struct dirent *de;
-    int empty = 1;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            empty = 0;
-    closedir(d);
-    return empty;
-}
 
 JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
                    uint32_t until_gen, js_status_fn status, void *ctx)
@@ -278,7 +264,7 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     err = mf_info_read(set, &info);
     if (err)
         return err;
-    if (!rs_dir_empty(target, &exists))
+    if (!os_dir_empty(target, &exists))
         return js_fail(JET_errInvalidPath, "restore target %s is not empty", target);
     if (logs_dir && (stat(logs_dir, &st) < 0 || !S_ISDIR(st.st_mode)))
         return js_fail(JET_errInvalidPath, "--logs %s is not a directory", logs_dir);
