@@ -156,6 +156,9 @@ typedef struct log_state {
     uint32_t page_size;
     uint32_t pin_gen;           /* backup: no generation >= it is deleted (0: none) */
     JET_ERR fatal;              /* sticky write failure */
+    pthread_mutex_t spare_lock; /* guards spare_fd and the file edbtmp.log;
+                                   taken after lock, never before it */
+    int spare_fd;               /* pre-built edbtmp.log (allocated, no header), -1 */
 } log_state;
 
 /* ---------------- instance ---------------- */
@@ -255,6 +258,10 @@ JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *l
 /** Close the current generation at block end_blk (writing the close block
  *  unless already_closed), rename it, and start the next generation. */
 JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int already_closed);
+/** Pre-build edbtmp.log (allocated, zero) for the next roll when there is
+ *  none, so a roll does not allocate a file while committers wait.  Called
+ *  by the instance's background thread without log->lock. */
+void log_prepare_spare(log_state *lg);
 /** Make every record starting below lsn durable (group commit). */
 JET_ERR log_flush(js_instance *inst, uint64_t lsn);
 /** Position where the next record starts. */

@@ -191,7 +191,8 @@ JET_ERR js_create(const char *dir, const js_params *p)
     /* Generation 1 and a checkpoint pointing at its start. */
     log_state lg;
     memset(&lg, 0, sizeof lg);
-    lg.fd = -1;
+    lg.fd = lg.spare_fd = -1;
+    pthread_mutex_init(&lg.spare_lock, NULL);
     snprintf(lg.dir, sizeof lg.dir, "%s", dir);
     snprintf(lg.cur_path, sizeof lg.cur_path, "%s/%s", dir, JS_LOG_FILE);
     lg.file_size = p->log_file_size;
@@ -205,6 +206,7 @@ JET_ERR js_create(const char *dir, const js_params *p)
         err = chk_write(dir, &chk);
     }
     os_close(lg.fd);
+    pthread_mutex_destroy(&lg.spare_lock);
     if (!err)
         err = os_fsync_dir(dir);
 out:
@@ -231,6 +233,7 @@ static void inst_free(js_instance *inst)
     pthread_cond_destroy(&inst->ckpt_wake);
     pthread_mutex_destroy(&inst->log.lock);
     pthread_cond_destroy(&inst->log.done);
+    pthread_mutex_destroy(&inst->log.spare_lock);
     free(inst);
 }
 
@@ -300,6 +303,8 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
     pthread_cond_init(&inst->ckpt_wake, NULL);
     pthread_mutex_init(&inst->log.lock, NULL);
     pthread_cond_init(&inst->log.done, NULL);
+    pthread_mutex_init(&inst->log.spare_lock, NULL);
+    inst->log.spare_fd = -1;
     rl_init(&inst->rl);
     inst->state = JS_INST_STARTING;
 
@@ -447,6 +452,8 @@ static void *flush_thread_main(void *arg)
         uint64_t pos = log_position(&inst->log);
         pthread_mutex_unlock(&inst->log.lock);
         (void)log_flush(inst, pos);   /* a failure makes the instance fatal */
+        if (inst->log.fd >= 0)
+            log_prepare_spare(&inst->log);
         pthread_mutex_lock(&inst->state_lock);
     }
     pthread_mutex_unlock(&inst->state_lock);

@@ -12,8 +12,9 @@
  *
  * Rolling (full generation, or on demand) happens under log->lock once no
  * flush runs, in this crash-safe order:
- *   1. flush pending blocks; write the close block; fdatasync edb.log
- *   2. create edbtmp.log: allocate, write the next header; fdatasync
+ *   1. write the pending blocks and the close block in one write; fdatasync
+ *   2. edbtmp.log (pre-built in the background when possible): write the
+ *      next header; fdatasync
  *   3. rename edb.log -> edbXXXXXXXX.log
  *   4. rename edbtmp.log -> edb.log; fsync the directory
  * A crash after 1 leaves a closed edb.log, after 3 no edb.log at all; open
@@ -156,34 +157,6 @@ static uint32_t seal_pending(log_state *lg)
     return end - lg->pend_first;
 }
 
-/* Write everything pending while holding the lock (used by roll and close). */
-static JET_ERR flush_locked(log_state *lg)
-{
-    while (lg->flushing)
-        pthread_cond_wait(&lg->done, &lg->lock);
-    if (lg->fatal)
-        return lg->fatal;
-    uint32_t first = lg->pend_first;
-    uint32_t n = seal_pending(lg);
-    JET_ERR err = JET_errSuccess;
-    if (n) {
-        err = os_pwrite(lg->fd, lg->cur_path, lg->pend, (size_t)n * LOG_BLOCK, (uint64_t)first * LOG_BLOCK);
-        if (!err)
-            err = os_fsync(lg->fd, lg->cur_path);
-        if (err)
-            return log_fatal(lg, err);
-        memset(lg->pend, 0, (size_t)n * LOG_BLOCK);
-    }
-    if (lg->used) {
-        lg->blk++;
-        lg->used = 0;
-    }
-    lg->pend_first = lg->blk;
-    lg->flushed = log_position(lg);
-    pthread_cond_broadcast(&lg->done);
-    return JET_errSuccess;
-}
-
 JET_ERR log_flush(js_instance *inst, uint64_t lsn)
 {
     log_state *lg = &inst->log;
@@ -248,19 +221,48 @@ JET_ERR log_flush(js_instance *inst, uint64_t lsn)
     return JET_errSuccess;
 }
 
-/* Create edbtmp.log holding generation gen's header, durable.  *fd_out
- * receives the open descriptor. */
+static void tmp_path(const log_state *lg, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s", lg->dir, JS_LOG_TMP_FILE);
+}
+
+void log_prepare_spare(log_state *lg)
+{
+    char tmp[PATH_MAX];
+    tmp_path(lg, tmp, sizeof tmp);
+    pthread_mutex_lock(&lg->spare_lock);
+    if (lg->spare_fd < 0 && lg->file_size) {
+        int fd = -1;
+        /* A failure only means the next roll allocates the file itself. */
+        if (os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd) == JET_errSuccess) {
+            if (os_allocate(fd, tmp, lg->file_size) == JET_errSuccess)
+                lg->spare_fd = fd;
+            else
+                os_close(fd);
+        }
+    }
+    pthread_mutex_unlock(&lg->spare_lock);
+}
+
+/* edbtmp.log holding generation gen's header, durable: the pre-built spare
+ * when there is one, else a new file.  *fd_out receives the descriptor. */
 static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int64_t prev_created,
                               uint32_t prev_digest, uint32_t prev_blocks, int *fd_out)
 {
     char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s/%s", lg->dir, JS_LOG_TMP_FILE);
+    tmp_path(lg, tmp, sizeof tmp);
     int fd = -1;
     uint8_t blk[LOG_BLOCK];
-    JET_ERR err = os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd);
-    if (err)
-        return err;
-    err = os_allocate(fd, tmp, lg->file_size);
+    JET_ERR err = JET_errSuccess;
+    pthread_mutex_lock(&lg->spare_lock);
+    if (lg->spare_fd >= 0) {
+        fd = lg->spare_fd;
+        lg->spare_fd = -1;
+    } else {
+        err = os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd);
+        if (!err)
+            err = os_allocate(fd, tmp, lg->file_size);
+    }
     if (err)
         goto fail;
     loggen_hdr h = { .gen = gen, .created = created, .prev_created = prev_created,
@@ -274,11 +276,13 @@ static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int6
         err = os_fsync(fd, tmp);
     if (err)
         goto fail;
+    /* Held until the caller has renamed edbtmp.log away (promote_next). */
     *fd_out = fd;
     return JET_errSuccess;
 fail:
     os_close(fd);
     unlink(tmp);
+    pthread_mutex_unlock(&lg->spare_lock);
     return err;
 }
 
@@ -303,9 +307,12 @@ static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t closed_c
     err = os_rename(tmp, lg->cur_path);
     if (err)
         goto fail;
+    pthread_mutex_unlock(&lg->spare_lock);
     err = os_fsync_dir(lg->dir);
-    if (err)
-        goto fail;
+    if (err) {
+        os_close(fd);
+        return err;
+    }
     os_close(lg->fd);
     lg->fd = fd;
     lg->gen = closed_gen + 1;
@@ -318,13 +325,14 @@ static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t closed_c
     return JET_errSuccess;
 fail:
     os_close(fd);
+    pthread_mutex_unlock(&lg->spare_lock);
     return err;
 }
 
-static JET_ERR write_close_block(log_state *lg)
+/* The close block for index lg->blk, sealed, into blk. */
+static void encode_close_block(const log_state *lg, uint8_t *blk)
 {
-    uint8_t blk[LOG_BLOCK];
-    memset(blk, 0, sizeof blk);
+    memset(blk, 0, LOG_BLOCK);
     pg_put32(blk + 4, lg->gen);
     pg_put32(blk + 8, lg->blk);
     pg_put16(blk + 12, 16);
@@ -333,19 +341,49 @@ static JET_ERR write_close_block(log_state *lg)
     pg_put32(blk + LOG_BLK_HDR + 4, lg->digest);
     pg_put64(blk + LOG_BLK_HDR + 8, (uint64_t)now_ms());
     loggen_seal_block(blk);
+}
+
+static JET_ERR write_close_block(log_state *lg)
+{
+    uint8_t blk[LOG_BLOCK];
+    encode_close_block(lg, blk);
     JET_ERR err = os_pwrite(lg->fd, lg->cur_path, blk, LOG_BLOCK, (uint64_t)lg->blk * LOG_BLOCK);
     if (!err)
         err = os_fsync(lg->fd, lg->cur_path);
     return err;
 }
 
-static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
+/* Step 1 of a roll: the pending blocks and the close block after them, in
+ * one write and one fdatasync. */
+static JET_ERR close_current(log_state *lg)
 {
-    JET_ERR err = flush_locked(lg);
+    while (lg->flushing)
+        pthread_cond_wait(&lg->done, &lg->lock);
+    if (lg->fatal)
+        return lg->fatal;
+    uint32_t first = lg->pend_first;
+    seal_pending(lg);
+    if (lg->used) {
+        lg->blk++;
+        lg->used = 0;
+    }
+    JET_ERR err = pend_reserve(lg, lg->blk);
     if (err)
         return err;
+    uint32_t n = lg->blk - first + 1;
+    encode_close_block(lg, lg->pend + (size_t)(n - 1) * LOG_BLOCK);
+    err = os_pwrite(lg->fd, lg->cur_path, lg->pend, (size_t)n * LOG_BLOCK, (uint64_t)first * LOG_BLOCK);
+    if (!err)
+        err = os_fsync(lg->fd, lg->cur_path);
+    memset(lg->pend, 0, (size_t)n * LOG_BLOCK);
+    lg->pend_first = lg->blk;
+    return err;
+}
+
+static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
+{
     uint32_t gen = lg->gen;
-    err = write_close_block(lg);
+    JET_ERR err = close_current(lg);
     if (!err)
         err = promote_next(lg, gen, lg->created, lg->digest, lg->blk, 1);
     if (err)
@@ -464,6 +502,8 @@ void log_close(log_state *lg)
 {
     os_close(lg->fd);
     lg->fd = -1;
+    os_close(lg->spare_fd);   /* the file stays: a later open may use it */
+    lg->spare_fd = -1;
     free(lg->pend);
     free(lg->io);
     lg->pend = lg->io = NULL;
