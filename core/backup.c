@@ -298,8 +298,11 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
     err = loggen_scan(src, 0, 0, NULL, NULL, &h, &s);
     if (err)
         return err;
-    if (h.gen != g || memcmp(h.log_sig, inst->hdr.log_sig, JS_SIG_LEN))
-        return JS_CORRUPT(JET_errLogReadVerifyFailure, "generation %08X (%s): wrong generation or signature", g, src);
+    if (h.gen != g)
+        return JS_CORRUPT(JET_errLogReadVerifyFailure, "generation %08X (%s): its header says generation %08X", g, src,
+                          h.gen);
+    if (memcmp(h.log_sig, inst->hdr.log_sig, JS_SIG_LEN))
+        return js_fail(JET_errBadLogSignature, "generation %08X (%s) belongs to another log stream", g, src);
     if (*have_prev && (h.prev_digest != prev_s->digest || h.prev_blocks != prev_s->end_blk ||
                        h.prev_created != prev_h->created))
         return JS_CORRUPT(JET_errLogReadVerifyFailure, "generation %08X does not continue generation %08X", g, g - 1);

@@ -8,9 +8,18 @@
  * evicted: the checkpoint cleans them, and the pool may grow past its limit
  * meanwhile (it asks for a checkpoint when half the frames are dirty).
  *
- * Locking: pool->lock guards the hash, frame pins, dirty and clock bits;
- * frame content is guarded by inst->tree_latch (see inst.h).  A frame being
- * read from disk has loading set; other threads wait on pool->loaded.
+ * Locking: pool->lock guards changes to the hash chains and the dirty
+ * bits; frame content is guarded by inst->tree_latch (see inst.h).  A frame
+ * being read from disk has loading set; other threads wait on pool->loaded.
+ *
+ * Cached pages are found without the lock (pool_pin_fast), because every
+ * read of every page goes through here and one mutex made two readers
+ * slower than one.  Frames are never freed while the pool lives, only
+ * reused, so a lock-free reader may always dereference one.  The race with
+ * eviction is settled Dekker-style on two seq_cst atomics: the reader
+ * increments pins and then re-reads pgno; the evictor stores an invalid
+ * pgno and then re-reads pins.  At least one of them sees the other and
+ * backs off (the reader then takes the locked path).
  */
 #include "inst.h"
 #include "err.h"
@@ -86,7 +95,7 @@ JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes)
     if (pool->cap < 64)
         pool->cap = 64;
     pool->nbuckets = pool->cap * 2 + 1;
-    pool->hash = calloc(pool->nbuckets, sizeof *pool->hash);
+    pool->hash = calloc(pool->nbuckets, sizeof *pool->hash);   /* NULL heads */
     pool->frames_cap = pool->cap;
     pool->frames = calloc(pool->frames_cap, sizeof *pool->frames);
     if (!pool->hash || !pool->frames) {
@@ -120,19 +129,42 @@ static frame *pool_find_locked(buf_pool *pool, uint32_t pgno)
     return NULL;
 }
 
-static void pool_unhash_locked(buf_pool *pool, frame *f)
+/* Unlink f, hashed under pgno, from its chain.  Its own hnext stays, so a
+ * lock-free reader standing on f can still walk on. */
+static void pool_unhash_locked(buf_pool *pool, frame *f, uint32_t pgno)
 {
-    frame **pp = &pool->hash[pool_bucket(pool, f->pgno)];
+    _Atomic(frame *) *pp = &pool->hash[pool_bucket(pool, pgno)];
     while (*pp && *pp != f)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = f->hnext;
-    f->hnext = NULL;
+}
+
+#define FAST_WALK_MAX 64
+
+/* Pin pgno's frame without the lock; NULL sends the caller to the locked
+ * path (not cached, being loaded or evicted, or a chain that moved). */
+static frame *pool_pin_fast(buf_pool *pool, uint32_t pgno)
+{
+    int steps = 0;
+    for (frame *f = pool->hash[pool_bucket(pool, pgno)]; f && steps < FAST_WALK_MAX; f = f->hnext, steps++) {
+        if (f->pgno != pgno)
+            continue;
+        f->pins++;
+        if (f->pgno == pgno && !f->loading) {
+            f->ref = 1;
+            return f;
+        }
+        f->pins--;
+        return NULL;
+    }
+    return NULL;
 }
 
 /* A frame for pgno, hashed and pinned: an evicted clean frame when the pool
- * is full, else a new one.  NULL on allocation failure. */
-static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno)
+ * is full, else a new one.  loading is set before the frame is visible.
+ * NULL on allocation failure. */
+static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno, int loading)
 {
     frame *f = NULL;
     if (pool->nframes >= pool->cap) {
@@ -145,7 +177,13 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno)
                 c->ref = 0;
                 continue;
             }
-            pool_unhash_locked(pool, c);
+            uint32_t old = c->pgno;
+            c->pgno = UINT32_MAX;
+            if (c->pins) {
+                c->pgno = old;   /* a lock-free reader pinned it meanwhile */
+                continue;
+            }
+            pool_unhash_locked(pool, c, old);
             f = c;
         }
     }
@@ -168,12 +206,14 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno)
         }
         pool->frames[pool->nframes++] = f;
     }
-    f->pgno = pgno;
-    f->pins = 1;
+    /* pins: an increment, not a store, so a lock-free reader's transient
+     * pin and unpin on this reused frame cannot be lost. */
+    f->pins++;
     f->dirty = 0;
     f->ref = 1;
-    f->loading = 0;
+    f->loading = (uint8_t)loading;
     f->fpi_epoch = 0;
+    f->pgno = pgno;
     size_t b = pool_bucket(pool, pgno);
     f->hnext = pool->hash[b];
     pool->hash[b] = f;
@@ -202,19 +242,23 @@ JET_ERR pool_get(js_instance *inst, uint32_t pgno, int allow_zero, frame **out)
 {
     buf_pool *pool = &inst->pool;
     JET_ERR err = JET_errSuccess;
+    frame *f = pool_pin_fast(pool, pgno);
+    if (f) {
+        *out = f;
+        return JET_errSuccess;
+    }
     pthread_mutex_lock(&pool->lock);
-    frame *f = pool_pin_locked(pool, pgno);
+    f = pool_pin_locked(pool, pgno);
     if (f) {
         pthread_mutex_unlock(&pool->lock);
         *out = f;
         return JET_errSuccess;
     }
-    f = pool_take_frame_locked(pool, pgno);
+    f = pool_take_frame_locked(pool, pgno, 1);
     if (!f) {
         pthread_mutex_unlock(&pool->lock);
         return js_fail(JET_errOutOfMemory, "buffer pool: no frame for page %u", pgno);
     }
-    f->loading = 1;
     pthread_mutex_unlock(&pool->lock);
 
     size_t got = 0;
@@ -234,12 +278,14 @@ JET_ERR pool_get(js_instance *inst, uint32_t pgno, int allow_zero, frame **out)
     }
 
     pthread_mutex_lock(&pool->lock);
-    f->loading = 0;
     if (err) {
-        f->pins = 0;
-        pool_unhash_locked(pool, f);
+        /* Invalidate before clearing loading: a lock-free reader must never
+         * see this page number on a frame that is not loaded. */
+        pool_unhash_locked(pool, f, pgno);
         f->pgno = UINT32_MAX;
+        f->pins--;
     }
+    f->loading = 0;
     pthread_cond_broadcast(&pool->loaded);
     pthread_mutex_unlock(&pool->lock);
     if (!err)
@@ -253,7 +299,7 @@ JET_ERR pool_get_for_install(js_instance *inst, uint32_t pgno, frame **out)
     pthread_mutex_lock(&pool->lock);
     frame *f = pool_pin_locked(pool, pgno);
     if (!f)
-        f = pool_take_frame_locked(pool, pgno);
+        f = pool_take_frame_locked(pool, pgno, 0);
     pthread_mutex_unlock(&pool->lock);
     if (!f)
         return js_fail(JET_errOutOfMemory, "buffer pool: no frame for page %u", pgno);
@@ -275,9 +321,8 @@ frame *pool_lookup(buf_pool *pool, uint32_t pgno)
 
 void pool_unpin(buf_pool *pool, frame *f)
 {
-    pthread_mutex_lock(&pool->lock);
+    (void)pool;
     f->pins--;
-    pthread_mutex_unlock(&pool->lock);
 }
 
 void pool_mark_dirty(buf_pool *pool, frame *f)

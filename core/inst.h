@@ -97,20 +97,20 @@ void rl_unlock(range_lock *rl, int slot);
 
 /* ---------------- buffer pool ---------------- */
 typedef struct frame {
-    uint32_t pgno;
-    uint32_t pins;          /* pool->lock */
-    uint8_t dirty;          /* pool->lock */
-    uint8_t ref;            /* pool->lock: clock bit */
-    uint8_t loading;        /* pool->lock: a thread is reading it from disk */
-    uint32_t fpi_epoch;     /* writer_lock: checkpoint epoch of the last full image */
-    struct frame *hnext;    /* pool->lock */
-    uint8_t *data;          /* content: tree_latch (see lock order) */
+    _Atomic uint32_t pgno;      /* written under pool->lock; read lock-free */
+    _Atomic uint32_t pins;      /* changed lock-free (see buf.c) */
+    uint8_t dirty;              /* pool->lock */
+    _Atomic uint8_t ref;        /* clock bit, a hint */
+    _Atomic uint8_t loading;    /* a thread is reading it from disk */
+    uint32_t fpi_epoch;         /* writer_lock: checkpoint epoch of the last full image */
+    _Atomic(struct frame *) hnext; /* written under pool->lock; read lock-free */
+    uint8_t *data;              /* content: tree_latch (see lock order) */
 } frame;
 
 typedef struct buf_pool {
     pthread_mutex_t lock;
     pthread_cond_t loaded;
-    frame **hash;
+    _Atomic(frame *) *hash;     /* heads written under lock, read lock-free */
     size_t nbuckets;
     frame **frames;
     size_t nframes, frames_cap;

@@ -353,12 +353,19 @@ static JET_ERR write_close_block(log_state *lg)
     return err;
 }
 
-/* Step 1 of a roll: the pending blocks and the close block after them, in
- * one write and one fdatasync. */
-static JET_ERR close_current(log_state *lg)
+/* Wait (releasing lg->lock meanwhile) until no flush is writing.  Anything
+ * read from lg before this call may have changed after it: a roll may have
+ * happened while we waited. */
+static void wait_no_flush(log_state *lg)
 {
     while (lg->flushing)
         pthread_cond_wait(&lg->done, &lg->lock);
+}
+
+/* Step 1 of a roll: the pending blocks and the close block after them, in
+ * one write and one fdatasync.  No flush may be running (wait_no_flush). */
+static JET_ERR close_current(log_state *lg)
+{
     if (lg->fatal)
         return lg->fatal;
     uint32_t first = lg->pend_first;
@@ -382,7 +389,8 @@ static JET_ERR close_current(log_state *lg)
 
 static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
 {
-    uint32_t gen = lg->gen;
+    wait_no_flush(lg);
+    uint32_t gen = lg->gen;   /* only now: another roll may have run while we waited */
     JET_ERR err = close_current(lg);
     if (!err)
         err = promote_next(lg, gen, lg->created, lg->digest, lg->blk, 1);
@@ -444,9 +452,14 @@ JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *l
             len = sizeof commit;
         }
         if (log_room(lg) < len) {
-            err = roll_locked(lg, NULL);
-            if (err)
-                goto out;
+            /* A roll on demand (a backup) may happen while we wait for a
+             * running flush; roll only if there is still no room after. */
+            wait_no_flush(lg);
+            if (log_room(lg) < len) {
+                err = roll_locked(lg, NULL);
+                if (err)
+                    goto out;
+            }
         }
         if (i == nrec)
             *commit_lsn = log_position(lg);
