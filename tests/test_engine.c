@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -901,6 +903,108 @@ Test(engine, commit_modes, .timeout = 60)
     OK(js_txn_rollback(s));
     js_session_close(s);
     OK(js_close(inst));
+    rmrf(dir);
+    free(dir);
+}
+
+/* Readers and a writer at once, with a pool far smaller than the data so
+ * pages are evicted and reloaded all the time, and frequent checkpoints:
+ * every read returns a whole, committed value of its own key. */
+#define STRESS_KEYS 20000
+struct stress {
+    js_instance *inst;
+    atomic_int stop;
+    atomic_long bad, reads;
+};
+
+static void stress_value(char *v, int k, int ver)
+{
+    memset(v, 'a' + (k + ver) % 26, 200);
+    snprintf(v, 32, "%d:%d:", k, ver);
+}
+
+static void *stress_reader(void *arg)
+{
+    struct stress *st = arg;
+    js_session *s;
+    unsigned seed = (unsigned)(uintptr_t)&s;
+    if (js_session_open(st->inst, &s)) {
+        st->bad++;
+        return NULL;
+    }
+    while (!st->stop) {
+        int k = rand_r(&seed) % STRESS_KEYS, kk, ver;
+        char key[32], want[200];
+        void *v;
+        size_t vl;
+        snprintf(key, sizeof key, "k%06d", k);
+        if (js_get(s, key, strlen(key), &v, &vl)) {
+            st->bad++;
+            continue;
+        }
+        if (vl != 200 || sscanf(v, "%d:%d:", &kk, &ver) != 2 || kk != k)
+            st->bad++;
+        else if (stress_value(want, k, ver), memcmp(want, v, 200))
+            st->bad++;
+        free(v);
+        st->reads++;
+    }
+    js_session_close(s);
+    return NULL;
+}
+
+static void *stress_writer(void *arg)
+{
+    struct stress *st = arg;
+    js_session *s;
+    unsigned seed = 7;
+    if (js_session_open(st->inst, &s)) {
+        st->bad++;
+        return NULL;
+    }
+    for (int ver = 1; !st->stop; ver++) {
+        int k = rand_r(&seed) % STRESS_KEYS;
+        char key[32], v[200];
+        snprintf(key, sizeof key, "k%06d", k);
+        stress_value(v, k, ver);
+        if (js_put(s, key, strlen(key), v, 200))
+            st->bad++;
+    }
+    js_session_close(s);
+    return NULL;
+}
+
+Test(engine, concurrent_readers_under_eviction, .timeout = 120)
+{
+    char *dir = tmpdir();
+    js_params p = lazy_params();
+    p.cache_size = 64 * 8192;    /* 64 frames for hundreds of pages */
+    p.checkpoint_ms = 50;
+    OK(js_create(dir, &p));
+    struct stress st = { 0 };
+    OK(js_open(dir, &p, &st.inst));
+    js_session *s;
+    OK(js_session_open(st.inst, &s));
+    for (int k = 0; k < STRESS_KEYS; k++) {
+        char key[32], v[200];
+        snprintf(key, sizeof key, "k%06d", k);
+        stress_value(v, k, 0);
+        OK(js_put(s, key, strlen(key), v, 200));
+    }
+    js_session_close(s);
+    pthread_t t[3];
+    pthread_create(&t[0], NULL, stress_reader, &st);
+    pthread_create(&t[1], NULL, stress_reader, &st);
+    pthread_create(&t[2], NULL, stress_writer, &st);
+    sleep(3);
+    st.stop = 1;
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(st.bad, 0, "%ld bad reads or failed calls of %ld", (long)st.bad, (long)st.reads);
+    cr_assert_gt(st.reads, 1000, "the readers hardly ran (%ld reads)", (long)st.reads);
+    OK(js_close(st.inst));
+    js_check_report rep;
+    OK(js_check(dir, &rep));
     rmrf(dir);
     free(dir);
 }
