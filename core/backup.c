@@ -676,6 +676,22 @@ static JET_ERR bk_incremental_plan(bk_job *j)
     return JET_errSuccess;
 }
 
+/* Roll the log (every generation the set needs is then closed), then copy
+ * and verify generations from..gen_high. */
+static JET_ERR bk_roll_and_copy(bk_job *j, uint32_t from)
+{
+    JET_ERR err = bk_phase(j, "roll-log");
+    if (!err)
+        err = log_roll(j->inst, &j->gen_high);
+    if (err)
+        return err;
+    j->prog.bytes_total = j->prog.bytes_done + (uint64_t)(j->gen_high - from + 1) * j->inst->log.file_size;
+    err = bk_copy_logs(j, from, j->gen_high);
+    if (!err)
+        err = bk_phase(j, "manifest");
+    return err;
+}
+
 static JET_ERR bk_run_full(bk_job *j)
 {
     js_instance *inst = j->inst;
@@ -703,16 +719,7 @@ static JET_ERR bk_run_full(bk_job *j)
     if (!err)
         err = bk_copy_db(j, npages);
     if (!err)
-        err = bk_phase(j, "roll-log");
-    if (!err)
-        err = log_roll(inst, &j->gen_high);
-    if (err)
-        return err;
-    j->prog.bytes_total = j->prog.bytes_done + (uint64_t)(j->gen_high - j->gen_low + 1) * inst->log.file_size;
-    err = bk_copy_logs(j, j->gen_low, j->gen_high);
-    if (err)
-        return err;
-    err = bk_phase(j, "manifest");
+        err = bk_roll_and_copy(j, j->gen_low);
     if (err)
         return err;
     mf_info *i = &j->info;
@@ -749,16 +756,7 @@ static JET_ERR bk_run_incremental(bk_job *j)
     if (!err)
         err = bk_prepare_dirs(j);
     if (!err)
-        err = bk_phase(j, "roll-log");
-    if (!err)
-        err = log_roll(inst, &j->gen_high);
-    if (err)
-        return err;
-    j->prog.bytes_total = (uint64_t)(j->gen_high - j->copy_from + 1) * inst->log.file_size;
-    err = bk_copy_logs(j, j->copy_from, j->gen_high);
-    if (err)
-        return err;
-    err = bk_phase(j, "manifest");
+        err = bk_roll_and_copy(j, j->copy_from);
     if (err)
         return err;
     mf_info *i = &j->info;
