@@ -163,7 +163,10 @@ JET_ERR js_create(const char *dir, const js_params *p);
  *  jetsnap database), JET_errDatabaseInUse, JET_errDatabaseDirtyShutdown
  *  (a crashed no_log instance), JET_errRestoreInProgress (state
  *  being-restored), JET_errSoftRecoveryOnBackupDatabase (a raw backup copy),
- *  JET_errReadVerifyFailure (both header copies bad). */
+ *  JET_errReadVerifyFailure (both header copies bad), JET_errPageSizeMismatch
+ *  (p->page_size set to a size other than the database's; the default 8192
+ *  and 0 mean "whatever it has").  A refused open creates and changes
+ *  nothing in dir. */
 JET_ERR js_instance_new(const char *dir, const js_params *p, js_instance **out);
 
 /** Second half: crash recovery (redo from the checkpoint), then start the
@@ -187,7 +190,8 @@ int js_instance_state(const js_instance *inst);
 JET_ERR js_close(js_instance *inst);
 
 /** Force a checkpoint now: flush every dirty page, fsync, write edb.chk.
- *  Under circular logging, delete generations below it. */
+ *  Under circular logging, delete generations below it.  An I/O error
+ *  makes the instance fatal (the log still holds everything). */
 JET_ERR js_checkpoint(js_instance *inst);
 
 /** Close the current log generation and start the next one.  *closed_gen
