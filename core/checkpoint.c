@@ -127,21 +127,27 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
     uint64_t max_lsn = 0;
     size_t m = 0;
     uint32_t pgnos[CKPT_BATCH];
+    frame *held[CKPT_BATCH];
     JET_ERR err = JET_errSuccess;
 
+    /* Each copied frame stays pinned until its page is on disk: a clean,
+     * unpinned frame may be evicted, and a reader reloading it before the
+     * write lands would find the old page (or none) in the file. */
     pthread_rwlock_rdlock(&inst->tree_latch);
     for (size_t i = 0; i < n; i++) {
         frame *f = pool_lookup(&inst->pool, list[i]);
         if (!f)
             continue;
-        if (f->dirty) {
-            memcpy(buf + (size_t)m * ps, f->data, ps);
-            pgnos[m++] = list[i];
-            if (pg_lsn(f->data) > max_lsn)
-                max_lsn = pg_lsn(f->data);
-            pool_clear_dirty(&inst->pool, f);
+        if (!f->dirty) {
+            pool_unpin(&inst->pool, f);
+            continue;
         }
-        pool_unpin(&inst->pool, f);
+        memcpy(buf + (size_t)m * ps, f->data, ps);
+        held[m] = f;
+        pgnos[m++] = list[i];
+        if (pg_lsn(f->data) > max_lsn)
+            max_lsn = pg_lsn(f->data);
+        pool_clear_dirty(&inst->pool, f);
     }
     pthread_rwlock_unlock(&inst->tree_latch);
 
@@ -152,8 +158,6 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
         uint64_t pos = log_position(&inst->log);
         pthread_mutex_unlock(&inst->log.lock);
         err = log_flush(inst, pos);
-        if (err)
-            return err;
     }
     for (size_t i = 0; i < m; i++)
         pg_seal(buf + i * ps, ps, pgnos[i]);
@@ -164,6 +168,8 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
         err = db_write_pages(inst, pgnos[i], buf + i * ps, (uint32_t)(j - i));
         i = j;
     }
+    for (size_t i = 0; i < m; i++)
+        pool_unpin(&inst->pool, held[i]);
     return err;
 }
 
