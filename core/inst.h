@@ -288,6 +288,9 @@ typedef struct loggen_scan_result {
     uint32_t end_blk;           /* first block after the last valid data block */
     int closed;                 /* ended with a close block */
     int torn;                   /* current generation ended on a non-zero bad block */
+    int partial;                /* the last valid block ends inside a record (a write
+                                   cut between two of its blocks): appending there
+                                   would splice a new record onto half an old one */
     uint32_t digest;            /* running CRC of block CRCs, blocks 1..end_blk-1 */
     uint64_t blocks, records;
 } loggen_scan_result;

@@ -388,10 +388,11 @@ static JET_ERR log_finish_open(js_instance *inst, const redo_result *rr)
         err = log_open_current(inst, rr->cur_hdr.gen, rr->cur_scan.end_blk, rr->cur_hdr.created, rr->cur_scan.digest);
         if (err)
             return err;
-        if (rr->cur_scan.torn || rr->cur_scan.closed || rr->cur_scan.end_blk + 1 >= lg->nblocks) {
-            /* Never append after garbage or a close block: close here (a
-             * crash during a roll may have done so already) and move on to
-             * a fresh generation. */
+        if (rr->cur_scan.torn || rr->cur_scan.closed || rr->cur_scan.partial ||
+            rr->cur_scan.end_blk + 1 >= lg->nblocks) {
+            /* Never append after garbage, half a record or a close block:
+             * close here (a crash during a roll may have done so already)
+             * and move on to a fresh generation. */
             err = log_close_at(lg, rr->cur_scan.end_blk, rr->cur_scan.digest, rr->cur_scan.closed);
             return err;
         }

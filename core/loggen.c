@@ -241,6 +241,7 @@ JET_ERR loggen_scan(const char *path, int is_current, uint64_t start_lsn,
         res->end_blk = i;
     }
     res->digest = digest;
+    res->partial = ra.have != 0;
     /* In the current generation nothing valid may follow the end: that
      * would be a damaged block in the middle, not a torn tail. */
     if (is_current && !res->closed) {
