@@ -623,7 +623,7 @@ static JET_ERR bk_validate(bk_job *j, const char *dest)
         return js_fail(JET_errBackupNotAllowedYet, "the instance is still starting or recovering");
     if (state != JS_INST_READY)
         return js_fail(JET_errNotInitialized, "the instance is not open");
-    if (inst->params.no_log || inst->log.fd < 0)
+    if (!inst_logging(inst))
         return js_fail(JET_errLoggingDisabled, "the instance runs without a log (no_log): backups are impossible");
     if ((j->flags & JS_BACKUP_INCREMENTAL) && inst->params.circular_log)
         return js_fail(JET_errInvalidBackup, "incremental backups are refused under circular logging");

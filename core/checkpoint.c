@@ -153,7 +153,7 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
 
     /* WAL rule: a page newer than the redo point may only reach the file
      * once its log records are durable. */
-    if (max_lsn >= redo_lsn && inst->log.fd >= 0) {
+    if (max_lsn >= redo_lsn && inst_logging(inst)) {
         pthread_mutex_lock(&inst->log.lock);
         uint64_t pos = log_position(&inst->log);
         pthread_mutex_unlock(&inst->log.lock);
@@ -183,7 +183,7 @@ JET_ERR ckpt_run(js_instance *inst)
     pthread_mutex_lock(&inst->ckpt_lock);
     pthread_mutex_lock(&inst->writer_lock);
     uint64_t redo = 0;
-    if (inst->log.fd >= 0) {
+    if (inst_logging(inst)) {
         pthread_mutex_lock(&inst->log.lock);
         redo = log_position(&inst->log);
         pthread_mutex_unlock(&inst->log.lock);

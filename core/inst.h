@@ -201,6 +201,13 @@ struct js_instance {
     int recovering;                /* set during redo: zero pages allowed */
 };
 
+/** Whether the instance writes a log.  Decided at open and never changed,
+ *  so it may be read without log->lock (log->fd changes at every roll). */
+static inline int inst_logging(const js_instance *inst)
+{
+    return !inst->params.no_log;
+}
+
 /* instance.c */
 /** Open dir for restore's redo: like js_instance_new, but a being-restored
  *  header and a raw backup copy are accepted, and no log is opened. */

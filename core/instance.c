@@ -453,7 +453,7 @@ static void *flush_thread_main(void *arg)
         uint64_t pos = log_position(&inst->log);
         pthread_mutex_unlock(&inst->log.lock);
         (void)log_flush(inst, pos);   /* a failure makes the instance fatal */
-        if (inst->log.fd >= 0)
+        if (inst_logging(inst))
             log_prepare_spare(&inst->log);
         pthread_mutex_lock(&inst->state_lock);
     }
@@ -572,7 +572,7 @@ JET_ERR js_close(js_instance *inst)
         err = ckpt_run(inst);
         if (!err) {
             pthread_mutex_lock(&inst->log.lock);
-            inst->hdr.consistent_lsn = inst->log.fd >= 0 ? log_position(&inst->log) : 0;
+            inst->hdr.consistent_lsn = inst_logging(inst) ? log_position(&inst->log) : 0;
             pthread_mutex_unlock(&inst->log.lock);
             inst->hdr.state = JS_DB_CLEAN_SHUTDOWN;
             inst->hdr.flags &= ~DBH_UNLOGGED;

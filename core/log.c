@@ -161,7 +161,7 @@ JET_ERR log_flush(js_instance *inst, uint64_t lsn)
 {
     log_state *lg = &inst->log;
     JET_ERR err = JET_errSuccess;
-    if (lg->fd < 0)
+    if (!inst_logging(inst))
         return JET_errSuccess;
     pthread_mutex_lock(&lg->lock);
     for (;;) {
@@ -404,7 +404,7 @@ static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
 JET_ERR log_roll(js_instance *inst, uint32_t *closed_gen)
 {
     log_state *lg = &inst->log;
-    if (lg->fd < 0)
+    if (!inst_logging(inst))
         return js_fail(JET_errLoggingDisabled, "the instance runs without a log (no_log)");
     pthread_mutex_lock(&lg->lock);
     JET_ERR err = roll_locked(lg, closed_gen);

@@ -189,7 +189,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags)
     uint8_t *recs = NULL;
     uint32_t *lens = NULL;
     size_t nrec = 0, used = 0;
-    int logging = inst->log.fd >= 0;
+    int logging = inst_logging(inst);
     uint64_t commit_lsn = 0, end_lsn = 0;
 
     if (v->npages == 0)
