@@ -505,23 +505,11 @@ static void cli_note_report(struct cli_err *e, JET_ERR err, const js_check_repor
     }
 }
 
+static int check_or_verify(const struct cli_cmd *cmd, int argc, char **argv, int verify);
+
 static int cmd_check(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    struct cli_err e = { 0, "" };
-    js_check_report r;
-    struct cli_args a;
-    JET_ERR err;
-    int rc;
-
-    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, 1, &a);
-    if (rc != CLI_PARSED)
-        return rc;
-    memset(&r, 0, sizeof r);
-    err = js_check(a.pos[0], &r);
-    cli_note_report(&e, err, &r);
-    cli_print_report(&r, e.err);
-    rc = cli_stdout_failed();
-    return cli_err_report(&e) != CLI_EXIT_OK || rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    return check_or_verify(cmd, argc, argv, 0);
 }
 
 static int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv)
@@ -741,7 +729,9 @@ static int cmd_restore(const struct cli_cmd *cmd, int argc, char **argv)
     return cli_err_report(&e);
 }
 
-static int cmd_verify(const struct cli_cmd *cmd, int argc, char **argv)
+/* check and verify share everything but the engine call: verify adds the
+ * SHA256SUMS pass and a trial restore, with progress. */
+static int check_or_verify(const struct cli_cmd *cmd, int argc, char **argv, int verify)
 {
     struct cli_progress cp = { "verify", -1, "" };
     struct cli_err e = { 0, "" };
@@ -754,11 +744,16 @@ static int cmd_verify(const struct cli_cmd *cmd, int argc, char **argv)
     if (rc != CLI_PARSED)
         return rc;
     memset(&r, 0, sizeof r);
-    err = js_verify(a.pos[0], &r, cli_progress_cb, &cp);
+    err = verify ? js_verify(a.pos[0], &r, cli_progress_cb, &cp) : js_check(a.pos[0], &r);
     cli_note_report(&e, err, &r);
     cli_print_report(&r, e.err);
     rc = cli_stdout_failed();
     return cli_err_report(&e) != CLI_EXIT_OK || rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+static int cmd_verify(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    return check_or_verify(cmd, argc, argv, 1);
 }
 
 /* DEST as an absolute path: the daemon runs elsewhere and refuses relative
