@@ -794,6 +794,16 @@ static JET_ERR bk_stamp(bk_job *j, int incremental)
     return inst_write_header(inst);
 }
 
+/* The job is over: let the next one start and wake js_close. */
+static void bk_job_end(js_instance *inst)
+{
+    pthread_mutex_lock(&inst->state_lock);
+    inst->backup_running = 0;
+    inst->backup_cancel = 0;
+    pthread_cond_broadcast(&inst->state_cond);
+    pthread_mutex_unlock(&inst->state_lock);
+}
+
 JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags, js_status_fn status, void *ctx)
 {
     if (!inst)
@@ -834,10 +844,7 @@ JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags, js_status
     else if (dest && !(flags & JS_BACKUP_ATOMIC) && !os_dir_empty(dest, NULL))
         err = js_fail(JET_errBackupDirectoryNotEmpty, "%s is not empty (use `atomic`, or an empty directory)", dest);
     if (err) {
-        pthread_mutex_lock(&inst->state_lock);
-        inst->backup_running = 0;
-        pthread_cond_broadcast(&inst->state_cond);
-        pthread_mutex_unlock(&inst->state_lock);
+        bk_job_end(inst);
         free(j);
         return err;
     }
@@ -894,11 +901,7 @@ done:
                    (unsigned long long)j->prog.log_records_verified);
         (void)bk_report(j, JS_SNT_COMPLETE);
     }
-    pthread_mutex_lock(&inst->state_lock);
-    inst->backup_running = 0;
-    inst->backup_cancel = 0;
-    pthread_cond_broadcast(&inst->state_cond);
-    pthread_mutex_unlock(&inst->state_lock);
+    bk_job_end(inst);
     free(j->sums);
     mf_pipe_free(j->pipe);
     free(j);
