@@ -7,6 +7,7 @@
 #include "err.h"
 #include "os.h"
 #include "page.h"
+#include "manifest.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -28,18 +29,12 @@ static JET_ERR resolve(const char *path, char *dir, size_t dcap, char *db, size_
         snprintf(db, bcap, "%s", path);
         return JET_errSuccess;
     }
-    const char *cands[] = { "", "/new", "/old" };
-    for (int i = 0; i < 3; i++) {
-        char d[PATH_MAX], f[PATH_MAX], info[PATH_MAX];
-        snprintf(d, sizeof d, "%s%s", path, cands[i]);
-        snprintf(f, sizeof f, "%s/%s", d, JS_DB_FILE);
-        snprintf(info, sizeof info, "%s/backup.info", d);
-        if (stat(f, &st) == 0) {
-            snprintf(dir, dcap, "%s", d);
-            snprintf(db, bcap, "%s", f);
-            *is_set = stat(info, &st) == 0;
-            return JET_errSuccess;
-        }
+    if (mf_find_in_set_dirs(path, JS_DB_FILE, dir, dcap) == 0) {
+        char info[PATH_MAX];
+        snprintf(db, bcap, "%s/%s", dir, JS_DB_FILE);
+        snprintf(info, sizeof info, "%s/backup.info", dir);
+        *is_set = stat(info, &st) == 0;
+        return JET_errSuccess;
     }
     return js_fail(JET_errFileNotFound, "%s: no " JS_DB_FILE " here (nor in new/ or old/)", path);
 }

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 struct mf_hash {
@@ -283,6 +284,20 @@ void mf_now_rfc3339(char out[32])
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int mf_find_in_set_dirs(const char *dir, const char *marker, char *out, size_t cap)
+{
+    static const char *const sub[] = { "", "/new", "/old" };
+    for (int i = 0; i < 3; i++) {
+        char f[PATH_MAX];
+        struct stat st;
+        snprintf(out, cap, "%s%s", dir, sub[i]);
+        snprintf(f, sizeof f, "%s/%s", out, marker);
+        if (stat(f, &st) == 0)
+            return 0;
+    }
+    return -1;
 }
 
 size_t mf_info_render(const mf_info *i, char *buf, size_t cap)

@@ -67,6 +67,9 @@ typedef struct mf_info {
     int version;
 } mf_info;
 
+/** Where a set lives: the first of DIR, DIR/new, DIR/old (SPEC section 4's
+ *  order) that holds a file named marker, into out.  0 when found. */
+int mf_find_in_set_dirs(const char *dir, const char *marker, char *out, size_t cap);
 /** Parse DIR/backup.info.  JET_errRestoreOfNonBackupDatabase when missing
  *  or malformed. */
 JET_ERR mf_info_read(const char *dir, mf_info *out);

@@ -60,17 +60,11 @@ static JET_ERR rs_progress(rs_job *r, uint64_t add)
 /* The set directory: BACKUP, BACKUP/new or BACKUP/old. */
 static JET_ERR rs_find_set(const char *backup, char *set, size_t cap)
 {
-    const char *sub[] = { "", "/new", "/old" };
     struct stat st;
     if (stat(backup, &st) < 0 || !S_ISDIR(st.st_mode))
         return js_fail(JET_errInvalidPath, "%s is not a directory", backup);
-    for (int i = 0; i < 3; i++) {
-        char info[PATH_MAX];
-        snprintf(set, cap, "%s%s", backup, sub[i]);
-        snprintf(info, sizeof info, "%s/backup.info", set);
-        if (stat(info, &st) == 0)
-            return JET_errSuccess;
-    }
+    if (mf_find_in_set_dirs(backup, "backup.info", set, cap) == 0)
+        return JET_errSuccess;
     return js_fail(JET_errRestoreOfNonBackupDatabase, "%s holds no backup set (no backup.info in it, new/ or old/)",
                    backup);
 }
