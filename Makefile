@@ -45,7 +45,7 @@ FS_LIBOBJ := $(filter-out $(BUILD)/fs/main.o,$(FS_OBJ))
 LIB      := $(BUILD)/libjetsnap.a
 BINS     := $(BUILD)/jetsnap $(if $(FS_SRC),$(BUILD)/jetsnapfs)
 
-.PHONY: all check bench demo install deps clean help fuzz
+.PHONY: all check bench demo install deps clean help fuzz lint
 all: $(LIB) $(BINS)
 
 $(BUILD)/%.o: %.c
@@ -73,6 +73,11 @@ check: all $(TEST_BIN)
 
 bench: all
 	BUILD=$(BUILD) scripts/bench.sh
+
+# Layout rules: no include cycle between core modules, no fs/ or FUSE header
+# and no main() in core/, no file over 1,000 lines, no function over 120.
+lint:
+	scripts/lint.sh
 
 demo:
 	scripts/demo.sh
