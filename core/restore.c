@@ -413,9 +413,11 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     if (err)
         goto fail;
     /* Every page below the final high-water mark is in use.  Those below
-     * the copy's bound were checked as they were copied; the others must
-     * have been written by replay, or been valid in the copy. */
-    err = db_verify_range(inst, hdr.valid_below > PG_META_PGNO ? hdr.valid_below : PG_META_PGNO,
+     * the copy's bound (within the file) were checked as they were copied;
+     * the others must have been written by replay, or been valid in the
+     * copy: a short re-read of that range, not of the whole file. */
+    uint64_t checked = hdr.valid_below < info.pages ? hdr.valid_below : info.pages;
+    err = db_verify_range(inst, checked > PG_META_PGNO ? (uint32_t)checked : PG_META_PGNO,
                           atomic_load(&inst->valid_below));
     if (err)
         goto fail;
