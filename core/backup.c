@@ -198,11 +198,17 @@ static JET_ERR bk_validate_path(bk_job *j, const char *dest)
 /* ---------------- copying ---------------- */
 
 /* Copy the database under the page-range lock, verifying every page; the
- * SHA-256 of the copy runs in the pipeline while the next batch is read. */
+ * SHA-256 of the copy runs in the pipeline while the next batch is read.
+ * Pages below the instance's written bound (page.h; at least the job's own
+ * checkpoint's, and a page once valid on disk stays so) must be valid: zero
+ * there is corruption.  The copy's header records the bound. */
 static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
 {
     js_instance *inst = j->inst;
     uint32_t ps = inst->page_size;
+    uint32_t valid_below = atomic_load(&inst->valid_below);
+    if (valid_below > npages)
+        valid_below = (uint32_t)npages;   /* a later checkpoint grew the file */
     char path[PATH_MAX], hex[65];
     int fd = -1;
     JET_ERR err;
@@ -226,18 +232,12 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
             goto out;
         if (got < (size_t)n * ps)
             memset(buf + got, 0, (size_t)n * ps - got);
-        for (uint32_t i = 0; i < n; i++) {
-            uint32_t pgno = (uint32_t)(p + i);
-            if (pgno < 2)
-                continue;   /* replaced below by a fresh header */
-            int st = pg_verify(buf + (size_t)i * ps, ps, pgno);
-            if (st == PG_BAD) {
-                err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of " JS_DB_FILE ": checksum mismatch", pgno);
-                goto out;
-            }
-            if (st == PG_OK)
-                j->prog.pages_verified++;
-        }
+        /* Pages 0 and 1 are replaced below by a fresh header. */
+        uint32_t skip = p == 0 ? (n < 2 ? n : 2) : 0;
+        err = db_check_pages(buf + (size_t)skip * ps, ps, (uint32_t)p + skip, n - skip, valid_below, JS_DB_FILE,
+                             &j->prog.pages_verified);
+        if (err)
+            goto out;
         if (p == 0) {
             /* The copy's header marks it a raw backup copy starting at
              * gen_low, so only restore (never a plain open) will use it. */
@@ -247,6 +247,7 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
             pthread_mutex_unlock(&inst->hdr_lock);
             hdr.backup_gen_low = j->gen_low;
             hdr.backup_gen_high = 0;
+            hdr.valid_below = valid_below;
             dbh_encode(&hdr, buf, 0);
             if (n > 1)
                 dbh_encode(&hdr, buf + ps, 1);

@@ -11,6 +11,8 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,8 +161,44 @@ void js_info_print(const js_info *info, void *file)
         fprintf(f, "backup_type: %s\n", info->backup_type[0] ? info->backup_type : "unknown");
 }
 
-/* Verify every page of a database file; record the first failure. */
-static JET_ERR check_db(const char *db, js_check_report *rep)
+/* The written bound of a database file (page.h): below it every page must
+ * be valid.  chkdir: the directory whose edb.chk may hold the bound of a
+ * dirty database (NULL: none). */
+static uint32_t written_bound(const db_header *h, uint64_t hwm, const char *chkdir)
+{
+    uint32_t bound = 0;
+    chk_file chk;
+    if (h->backup_gen_low)
+        return h->valid_below;   /* a raw backup copy; 0: made before the field, unknown */
+    if (h->state == JS_DB_BEING_RESTORED)
+        return 0;                /* a restore is writing it, or was cut short */
+    if (h->state == JS_DB_CLEAN_SHUTDOWN || h->state == JS_DB_JUST_CREATED)
+        bound = hwm > UINT32_MAX ? UINT32_MAX : (uint32_t)hwm;
+    else if (chkdir && chk_read(chkdir, &chk) == JET_errSuccess && !memcmp(chk.log_sig, h->log_sig, JS_SIG_LEN))
+        bound = chk.valid_below;
+    js_errclear();
+    /* Pages 0..2 (the header twice and the meta page) are written when the
+     * file is created. */
+    return bound < PG_FIRST_DATA ? PG_FIRST_DATA : bound;
+}
+
+static void report_bad(js_check_report *rep, uint32_t pgno, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void report_bad(js_check_report *rep, uint32_t pgno, const char *fmt, ...)
+{
+    if (!rep->pages_bad) {
+        rep->first_bad_page = pgno;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(rep->first_error, sizeof rep->first_error, fmt, ap);
+        va_end(ap);
+    }
+    rep->pages_bad++;
+}
+
+/* Verify every page of a database file in use (below the meta page's
+ * high-water mark or the file's written bound); record the first failure. */
+static JET_ERR check_db(const char *db, const char *chkdir, js_check_report *rep)
 {
     int fd = -1;
     db_header h;
@@ -173,56 +211,47 @@ static JET_ERR check_db(const char *db, js_check_report *rep)
         goto out;
     uint32_t ps = h.page_size;
     uint64_t hwm = read_pages_hwm(fd, db, ps);
-    /* Only a cleanly shut down database is consistent on disk.  A raw backup
-     * copy (copied while pages changed) or a database that crashed may hold
-     * pages that were allocated but never written: redo fills them, so they
-     * are not damage.  Pages that fail their checksum always are. */
-    int consistent = h.state == JS_DB_CLEAN_SHUTDOWN && !h.backup_gen_low;
+    /* A raw backup copy (copied while pages changed) or a database that
+     * crashed may hold pages above its written bound that were allocated
+     * but not written yet: replay writes them, so they are not damage.
+     * Below the bound zero is (page.h).  Checksum failures always are. */
+    uint32_t bound = written_bound(&h, hwm, chkdir);
     uint64_t fsize = 0;
     err = os_size(fd, db, &fsize);
     if (err)
         goto out;
     uint64_t npages = fsize / ps;
-    if (hwm == 0 || hwm > npages) {
-        /* The meta page is unreadable or the file is short: check every
-         * page the file holds. */
-        if (hwm > npages && consistent) {
-            rep->pages_bad++;
-            if (!rep->first_error[0])
-                snprintf(rep->first_error, sizeof rep->first_error,
-                         "%s: %llu pages in use but the file holds %llu", db, (unsigned long long)hwm,
-                         (unsigned long long)npages);
-        }
+    if (bound > npages)
+        report_bad(rep, (uint32_t)npages, "%s: %u pages in use but the file holds %llu", db, bound,
+                   (unsigned long long)npages);
+    /* An unreadable meta page or a short file: check every page it holds. */
+    if (hwm == 0 || hwm > npages)
         hwm = npages;
-    }
+    uint64_t end = hwm > bound ? hwm : bound;
+    if (end > npages)
+        end = npages;
     const uint32_t batch = 256;
     buf = malloc((size_t)batch * ps);
     if (!buf) {
         err = js_fail(JET_errOutOfMemory, "check buffer");
         goto out;
     }
-    for (uint64_t p = 0; p < hwm; p += batch) {
-        uint32_t n = hwm - p < batch ? (uint32_t)(hwm - p) : batch;
+    for (uint64_t p = 0; p < end; p += batch) {
+        uint32_t n = end - p < batch ? (uint32_t)(end - p) : batch;
         size_t got = 0;
         err = os_pread(fd, db, buf, (size_t)n * ps, p * ps, &got);
         if (err)
             goto out;
+        if (got < (size_t)n * ps)
+            memset(buf + got, 0, (size_t)n * ps - got);
         for (uint32_t i = 0; i < n; i++) {
             uint32_t pgno = (uint32_t)(p + i);
-            int st = (size_t)(i + 1) * ps <= got ? pg_verify(buf + (size_t)i * ps, ps, pgno) : PG_ZERO;
+            char why[64];
             rep->pages_checked++;
             /* Pages 0 and 1 are the two header copies: one good copy is
              * enough to read, but a bad one is still reported. */
-            if (st == PG_ZERO && !consistent)
-                continue;
-            if (st != PG_OK) {
-                if (!rep->pages_bad)
-                    rep->first_bad_page = pgno;
-                rep->pages_bad++;
-                if (!rep->first_error[0])
-                    snprintf(rep->first_error, sizeof rep->first_error, "page %u of %s: %s", pgno, db,
-                             st == PG_BAD ? "checksum mismatch" : "page was never written");
-            }
+            if (pg_check(buf + (size_t)i * ps, ps, pgno, bound, why, sizeof why) == PG_BAD)
+                report_bad(rep, pgno, "page %u of %s: %s", pgno, db, why);
         }
     }
 out:
@@ -305,7 +334,10 @@ JET_ERR js_check(const char *path, js_check_report *rep_out)
     JET_ERR err = resolve(path, dir, sizeof dir, db, sizeof db, &is_set);
     if (err)
         return err;
-    err = check_db(db, rep);
+    /* A lone .edb's edb.chk is the one beside it. */
+    char chkdir[PATH_MAX];
+    snprintf(chkdir, sizeof chkdir, "%s", dir[0] ? dir : db);
+    err = check_db(db, dir[0] ? dir : dirname(chkdir), rep);
     if (err)
         return err;
     JET_ERR first = JET_errSuccess;

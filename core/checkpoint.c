@@ -6,6 +6,12 @@
  * the next change of every page is logged whole.  It then writes every page
  * that was dirty at R (and, following the WAL rule, flushes the log past any
  * newer page it writes), fsyncs the database, and records R in edb.chk.
+ * With R it reads the meta page's high-water mark H: every page below H was
+ * allocated by a transaction committed before R, so it was either written
+ * by an earlier checkpoint or is dirty at R and written by this one.  After
+ * the fsync, H is the written bound (page.h): inst->valid_below and edb.chk
+ * record it.  (The meta page written may be newer than R, so its own mark
+ * is no such bound: a page allocated after R may still be zero on disk.)
  * Recovery starts at R.  Generations below R's are no longer needed for
  * crash recovery: circular logging deletes them here, otherwise a backup
  * truncates them.
@@ -13,6 +19,8 @@
  * edb.chk format: two 512-byte copies at offsets 0 and 512, each
  *   0 u32 crc (CRC32C of bytes 4..511)  4 "JSNAPCHK"  12 u32 version
  *  16 u64 redo LSN  24 i64 time (ms)  32 u8[16] log signature
+ *  48 u32 written bound (page.h; 0 in files written before it existed:
+ *         unknown)
  * Written like the database header: copy 0, fsync, copy 1, fsync; read:
  * the first valid copy.
  */
@@ -39,6 +47,7 @@ static void chk_encode(const chk_file *c, uint8_t *b)
     pg_put64(b + 16, c->redo_lsn);
     pg_put64(b + 24, (uint64_t)c->time);
     memcpy(b + 32, c->log_sig, JS_SIG_LEN);
+    pg_put32(b + 48, c->valid_below);
     pg_put32(b, js_crc32c(0, b + 4, 508));
 }
 
@@ -63,6 +72,7 @@ JET_ERR chk_read(const char *dir, chk_file *out)
             out->redo_lsn = pg_u64(c + 16);
             out->time = (int64_t)pg_u64(c + 24);
             memcpy(out->log_sig, c + 32, JS_SIG_LEN);
+            out->valid_below = pg_u32(c + 48);
             return JET_errSuccess;
         }
     }
@@ -173,15 +183,36 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
     return err;
 }
 
+/* The meta page's high-water mark as committed now.  Caller holds
+ * writer_lock, so no commit changes it meanwhile. */
+static JET_ERR ckpt_read_hwm(js_instance *inst, uint32_t *hwm)
+{
+    frame *f = NULL;
+    JET_ERR err = pool_get(inst, PG_META_PGNO, 0, &f);
+    if (err)
+        return err;
+    pthread_rwlock_rdlock(&inst->tree_latch);
+    *hwm = pg_u32(f->data + META_NEXT);
+    pthread_rwlock_unlock(&inst->tree_latch);
+    pool_unpin(&inst->pool, f);
+    return JET_errSuccess;
+}
+
 JET_ERR ckpt_run(js_instance *inst)
 {
     JET_ERR err = JET_errSuccess;
     uint32_t *list = NULL;
     size_t n = 0;
     uint8_t *buf = NULL;
+    uint32_t hwm = 0;
 
     pthread_mutex_lock(&inst->ckpt_lock);
     pthread_mutex_lock(&inst->writer_lock);
+    err = ckpt_read_hwm(inst, &hwm);
+    if (err) {
+        pthread_mutex_unlock(&inst->writer_lock);
+        goto out;
+    }
     uint64_t redo = 0;
     if (inst_logging(inst)) {
         pthread_mutex_lock(&inst->log.lock);
@@ -214,8 +245,10 @@ JET_ERR ckpt_run(js_instance *inst)
         inst_set_fatal(inst, err);
         goto out;
     }
+    if (hwm > atomic_load(&inst->valid_below))
+        atomic_store(&inst->valid_below, hwm);   /* only this function stores it, under ckpt_lock */
     if (redo) {
-        chk_file chk = { .redo_lsn = redo };
+        chk_file chk = { .redo_lsn = redo, .valid_below = atomic_load(&inst->valid_below) };
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         chk.time = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;

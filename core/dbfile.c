@@ -1,7 +1,9 @@
 /*
  * dbfile.c - jetsnap.edb: the header stored twice (format and rules in
- * inst.h), the one write path of pages, and untorn reads for outsiders
- * (the FUSE live view and backups).
+ * inst.h), the one write path of pages, untorn reads for outsiders (the
+ * FUSE live view and backups), and the check of pages read raw from a file
+ * against its written bound (the rule in page.h: zero is corruption where
+ * a page is in use).
  *
  * Every page reaches the file through db_write_pages(), which holds the
  * page-range lock for writing over the pages it writes; readers of the raw
@@ -69,6 +71,7 @@ void dbh_encode(const db_header *h, uint8_t *page, uint32_t pgno)
     pg_put32(p + 104, h->backup_gen_low);
     pg_put32(p + 108, h->backup_gen_high);
     pg_put64(p + 112, h->consistent_lsn);
+    pg_put32(p + 120, h->valid_below);
     pg_seal(page, h->page_size, pgno);
 }
 
@@ -94,6 +97,7 @@ static int dbh_decode(const uint8_t *page, db_header *h)
     h->backup_gen_low = pg_u32(p + 104);
     h->backup_gen_high = pg_u32(p + 108);
     h->consistent_lsn = pg_u64(p + 112);
+    h->valid_below = pg_u32(p + 120);
     return pg_size_valid(h->page_size);
 }
 
@@ -192,5 +196,45 @@ JET_ERR js_db_read(js_instance *inst, uint64_t off, void *buf, size_t len, size_
     int slot = rl_lock(&inst->rl, lo, hi, 0);
     JET_ERR err = os_pread(inst->db_fd, inst->db_path, buf, len, off, got);
     rl_unlock(&inst->rl, slot);
+    return err;
+}
+
+JET_ERR db_check_pages(const uint8_t *buf, uint32_t page_size, uint32_t pgno, uint32_t n, uint32_t valid_below,
+                       const char *file, uint64_t *nvalid)
+{
+    char why[64];
+    for (uint32_t i = 0; i < n; i++) {
+        int st = pg_check(buf + (size_t)i * page_size, page_size, pgno + i, valid_below, why, sizeof why);
+        if (st == PG_BAD)
+            return JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: %s", pgno + i, file, why);
+        if (st == PG_OK && nvalid)
+            (*nvalid)++;
+    }
+    return JET_errSuccess;
+}
+
+JET_ERR db_verify_range(js_instance *inst, uint32_t lo, uint32_t hi)
+{
+    const uint32_t batch = 256, ps = inst->page_size;
+    JET_ERR err = JET_errSuccess;
+    if (lo >= hi)
+        return JET_errSuccess;
+    uint8_t *buf = malloc((size_t)batch * ps);
+    if (!buf)
+        return js_fail(JET_errOutOfMemory, "page check buffer");
+    for (uint32_t p = lo; p < hi && !err; p += batch) {
+        uint32_t n = hi - p < batch ? hi - p : batch;
+        size_t got = 0;
+        err = os_pread(inst->db_fd, inst->db_path, buf, (size_t)n * ps, (uint64_t)p * ps, &got);
+        if (err)
+            break;
+        if (got < (size_t)n * ps) {
+            err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: beyond the end of the file",
+                             p + (uint32_t)(got / ps), inst->db_path);
+            break;
+        }
+        err = db_check_pages(buf, ps, p, n, hi, inst->db_path, NULL);
+    }
+    free(buf);
     return err;
 }

@@ -36,6 +36,11 @@
  * 104  u32 backup_gen_low (non-zero: a raw backup copy, not openable)
  * 108  u32 backup_gen_high (the set's last generation, stamped by backup)
  * 112  u64 consistent_lsn (log position at the last clean shutdown)
+ * 120  u32 valid_below (a raw backup copy: its written bound, page.h: every
+ *      page below it was valid on disk when the copy was made, so a zero
+ *      page there is corruption; pages at or above it may be zero, replay
+ *      writes them.  0 in a live database and in copies made before the
+ *      field existed: unknown, zero pages accepted)
  * Read rule: page 0 valid: use it (page 1 valid and different: still page 0);
  * only page 1 valid: use it; neither: JET_errReadVerifyFailure.
  * Write rule: page 0, fsync, page 1, fsync.
@@ -56,6 +61,7 @@ typedef struct db_header {
     js_backup_stamp full, inc;
     uint32_t backup_gen_low, backup_gen_high;
     uint64_t consistent_lsn;
+    uint32_t valid_below;
 } db_header;
 
 /** Serialize hdr into a header page for pgno 0 or 1 (sealed). */
@@ -182,6 +188,9 @@ struct js_instance {
     pthread_mutex_t ckpt_lock;     /* one checkpoint at a time */
     uint64_t ckpt_lsn;             /* ckpt_lock: redo point of the last checkpoint */
     uint64_t db_file_pages;        /* ckpt_lock: pages allocated in the file */
+    _Atomic uint32_t valid_below;  /* written bound (page.h): every page below it is
+                                      valid on disk; raised by a checkpoint after its
+                                      fsync, never lowered; 0 before the first */
 
     pthread_mutex_t state_lock;
     pthread_cond_t state_cond;
@@ -250,6 +259,17 @@ size_t pool_ndirty(buf_pool *pool);
 /** Write n sealed pages starting at pgno (contiguous) under the range lock;
  *  grows the file in extents. */
 JET_ERR db_write_pages(js_instance *inst, uint32_t pgno, const uint8_t *pages, uint32_t n);
+/** Check n pages read from file (named in errors) into buf, the first being
+ *  pgno, with the rule of page.h for a file whose written bound is
+ *  valid_below.  The first bad page fails with JET_errReadVerifyFailure
+ *  "page N of FILE: zeroed" (or "checksum mismatch", "holds page M");
+ *  *nvalid (may be NULL) is raised by the number of valid pages. */
+JET_ERR db_check_pages(const uint8_t *buf, uint32_t page_size, uint32_t pgno, uint32_t n, uint32_t valid_below,
+                       const char *file, uint64_t *nvalid);
+/** Read pages [lo, hi) of the instance's file and require every one to be
+ *  valid (restore: the pages above the copy's bound once replay and the
+ *  final checkpoint have written theirs).  Errors as db_check_pages. */
+JET_ERR db_verify_range(js_instance *inst, uint32_t lo, uint32_t hi);
 
 /* log.c */
 JET_ERR log_open_current(js_instance *inst, uint32_t gen, uint32_t resume_blk, int64_t created, uint32_t digest);
@@ -318,7 +338,12 @@ void loggen_seal_block(uint8_t *blk);
 
 /* checkpoint.c */
 JET_ERR ckpt_run(js_instance *inst);
-typedef struct chk_file { uint64_t redo_lsn; int64_t time; uint8_t log_sig[JS_SIG_LEN]; } chk_file;
+typedef struct chk_file {
+    uint64_t redo_lsn;
+    int64_t time;
+    uint8_t log_sig[JS_SIG_LEN];
+    uint32_t valid_below;       /* the checkpoint's written bound (page.h); 0: unknown */
+} chk_file;
 JET_ERR chk_read(const char *dir, chk_file *out);
 JET_ERR chk_write(const char *dir, const chk_file *chk);
 /** Delete closed generations below gen (circular logging / truncation),

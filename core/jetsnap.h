@@ -311,9 +311,18 @@ typedef struct js_check_report {
 
 /** Offline check of an instance directory, a backup set or a lone .edb:
  *  every page checksum, every log block checksum and the generation chain.
+ *  Zero is corruption where a page is in use (core/page.h): every page
+ *  below the file's written bound must be valid, and an all-zero one there
+ *  fails as "page N of FILE: zeroed".  The bound is the meta page's
+ *  high-water mark for a clean-shutdown database, the last checkpoint's
+ *  (edb.chk, beside a lone .edb too) for a dirty one, and the one recorded
+ *  in a backup copy's header for a set (sets made before it was recorded:
+ *  zero pages accepted).  Pages above it may be zero (not written yet, or
+ *  unallocated); a non-zero page failing its checksum never may.
  *  Returns JET_errSuccess only if everything passed; otherwise the first
  *  error (JET_errReadVerifyFailure, JET_errLogReadVerifyFailure,
- *  JET_errMissingLogFile, JET_errBadLogSignature). */
+ *  JET_errMissingLogFile, JET_errBadLogSignature); rep->first_error and
+ *  js_errdetail() name the page or file. */
 JET_ERR js_check(const char *path, js_check_report *rep);
 
 /* ------------------------------------------------------------------ */
@@ -364,6 +373,10 @@ void js_set_event_sink(js_instance *inst, js_event_fn fn, void *ctx);
  *  JET_errBackupDirectoryNotEmpty, JET_errMakeBackupDirectoryFail,
  *  JET_errReadVerifyFailure, JET_errLogReadVerifyFailure, JET_errDiskFull,
  *  JET_errBackupAbortByServer, JET_errClientRequestToStopJetService.
+ *  Every page copied is verified: below the written bound of the job's
+ *  checkpoint (core/page.h) it must be valid, so a zeroed used page fails
+ *  with JET_errReadVerifyFailure "page N of jetsnap.edb: zeroed"; the
+ *  copy's header records that bound for check and restore.
  *  On failure nothing this job wrote stays and no live log is truncated. */
 JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags,
                   js_status_fn status, void *ctx);
@@ -374,15 +387,30 @@ JET_ERR js_backup_cancel(js_instance *inst);
 /** Hard recovery of a backup set into target (missing or empty).
  *  logs_dir (may be NULL): later generations to roll forward while they
  *  continue the chain; until_gen (0: no limit): last generation replayed.
+ *  Before writing anything it cross-checks backup.info against the set:
+ *  signatures, page size, size and first generation against the database
+ *  copy's header, and the generations present against gen_low..gen_high
+ *  (one outside the range, or one not listed in SHA256SUMS, is
+ *  JET_errInvalidBackup; one missing inside, JET_errMissingRestoreLogFiles).
+ *  Every page it copies is checked (checksum, page number, and zero below
+ *  the copy's written bound, core/page.h), and after replay so are the
+ *  pages between that bound and the final high-water mark: a failure is
+ *  JET_errReadVerifyFailure "page N of FILE: zeroed" (or "checksum
+ *  mismatch").  A refused restore removes what it wrote; one cut short
+ *  leaves state being-restored, which open refuses.
  *  Errors: JET_errGivenLogFileIsNotContiguous, JET_errMissingRestoreLogFiles,
  *  JET_errStartingRestoreLogTooHigh, JET_errEndingRestoreLogTooLow,
- *  JET_errBadLogSignature, JET_errLogReadVerifyFailure,
+ *  JET_errBadLogSignature, JET_errBadDbSignature, JET_errPageSizeMismatch,
+ *  JET_errInvalidBackup, JET_errLogReadVerifyFailure,
  *  JET_errReadVerifyFailure, JET_errInvalidPath. */
 JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
                    uint32_t until_gen, js_status_fn status, void *ctx);
 
-/** Verify a backup set: SHA256SUMS, page and log checksums, chain, and a
- *  trial restore into a temporary directory.  *rep may be NULL. */
+/** Verify a backup set: SHA256SUMS, page and log checksums (js_check's
+ *  rule: zero below the copy's written bound is corruption), chain, and a
+ *  trial restore into a temporary directory (js_restore's checks of the
+ *  manifest and of every page).  Errors as js_check and js_restore, the
+ *  detail naming the page or file.  *rep may be NULL. */
 JET_ERR js_verify(const char *backup, js_check_report *rep, js_status_fn status, void *ctx);
 
 /* ------------------------------------------------------------------ */

@@ -4,6 +4,8 @@
 #include "page.h"
 #include "crc32c.h"
 
+#include <stdio.h>
+
 static uint32_t pg_crc(const uint8_t *pg, uint32_t page_size, uint32_t pgno)
 {
     return js_crc32c(pgno, pg + 4, page_size - 4);
@@ -32,6 +34,21 @@ int pg_verify(const uint8_t *pg, uint32_t page_size, uint32_t pgno)
         if (pg_u64(pg + i) != 0)
             return PG_BAD;
     return PG_ZERO;
+}
+
+int pg_check(const uint8_t *pg, uint32_t page_size, uint32_t pgno, uint32_t valid_below, char *why, size_t cap)
+{
+    int st = pg_verify(pg, page_size, pgno);
+    if (st == PG_OK || (st == PG_ZERO && pgno >= valid_below))
+        return st;
+    uint32_t claimed = pg_pgno(pg);
+    if (st == PG_ZERO)
+        snprintf(why, cap, "zeroed");
+    else if (claimed != pgno && pg_u32(pg) == pg_crc(pg, page_size, claimed))
+        snprintf(why, cap, "holds page %u (written in the wrong place)", claimed);
+    else
+        snprintf(why, cap, "checksum mismatch");
+    return PG_BAD;
 }
 
 int pg_size_valid(uint64_t page_size)

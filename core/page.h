@@ -21,8 +21,28 @@
  *  26  u16 frag      B+tree pages: bytes of dead cells below the live ones
  *  28  u32 aux2      overflow: payload bytes in this page
  * Validity: the page is valid when crc matches and pgno equals its position.
- * An all-zero page is "never written", distinct from a corrupt one.
  * Page sizes up to 32 KiB keep every in-page offset within a u16.
+ *
+ * Which pages must be valid (zero is corruption where a page is in use):
+ * every page below the meta page's high-water mark (META_NEXT in inst.h) is
+ * in use: a B+tree, overflow or free-list page (a freed page is rewritten as
+ * PG_FREE, never zeroed).  Pages 0..2 are written when the file is created.
+ * A page is first written by the checkpoint after the transaction that
+ * allocated it, and the file's extents are zero-filled when they grow, so an
+ * in-use page may be all zero on disk until then; after it, never again.
+ * A checkpoint reads the high-water mark H at its redo point and writes
+ * every page dirty there, so once it has fsynced, every page below H is on
+ * disk and valid: H is the checkpoint's "written bound" (inst->valid_below,
+ * kept in edb.chk and in a backup copy's header, see inst.h).  Hence:
+ *   - below the written bound a page must be valid; all zero there is
+ *     corruption ("page N of FILE: zeroed", JET_errReadVerifyFailure);
+ *   - at or above it an all-zero page is "not written yet" (replay or the
+ *     next checkpoint writes it) or unallocated, and is accepted;
+ *   - a non-zero page that fails its checksum is corrupt anywhere.
+ * The bound of a file: a clean-shutdown or just-created database, the meta
+ * page's high-water mark; a dirty one, edb.chk's bound; a raw backup copy,
+ * its header's valid_below (0 in copies made before the field: unknown,
+ * zero pages accepted as before).
  */
 #ifndef JS_PAGE_H
 #define JS_PAGE_H
@@ -70,8 +90,13 @@ static inline void pg_set_aux2(uint8_t *pg, uint32_t v) { pg_put32(pg + 28, v); 
 void pg_init(uint8_t *pg, uint32_t page_size, uint32_t pgno, uint8_t type);
 /** Compute and store the checksum (and the page number). */
 void pg_seal(uint8_t *pg, uint32_t page_size, uint32_t pgno);
-/** PG_OK, PG_ZERO (never written) or PG_BAD (checksum or number mismatch). */
+/** PG_OK, PG_ZERO (all zero) or PG_BAD (checksum or number mismatch). */
 int pg_verify(const uint8_t *pg, uint32_t page_size, uint32_t pgno);
+/** Apply the rule above to page pgno of a file whose written bound is
+ *  valid_below: PG_OK; PG_ZERO for an all-zero page at or above the bound
+ *  (accepted); PG_BAD otherwise, with the reason ("zeroed", "checksum
+ *  mismatch", "holds page M") written into why (cap bytes). */
+int pg_check(const uint8_t *pg, uint32_t page_size, uint32_t pgno, uint32_t valid_below, char *why, size_t cap);
 /** 1 when page_size is one of 4096, 8192, 16384, 32768. */
 int pg_size_valid(uint64_t page_size);
 

@@ -3,11 +3,15 @@
  * offline verification of a set.
  *
  * Restore checks everything before it writes anything: the set's
- * SHA256SUMS, the database copy's header against backup.info, and every
- * generation gen_low..gen_high (header, blocks, signature, chain).  Then it
- * copies the database into TARGET with state being-restored, replays the
+ * SHA256SUMS, the database copy's header against backup.info (signatures,
+ * page size, first generation, size), every generation gen_low..gen_high
+ * (header, blocks, signature, chain), and that the set holds exactly the
+ * generations backup.info names, each listed in SHA256SUMS.  Then it
+ * copies the database into TARGET with state being-restored, checking every
+ * page it copies against the copy's written bound (page.h), replays the
  * set's generations, then the generations in --logs while they continue the
- * chain (up to --until-gen), writes every page, starts a fresh log
+ * chain (up to --until-gen), writes every page, checks the pages between
+ * the copy's bound and the final high-water mark, starts a fresh log
  * generation chained to the last one replayed, writes edb.chk, and only
  * then marks the header clean-shutdown.  An interrupted restore leaves
  * being-restored, which open refuses; a failed one removes what it wrote.
@@ -117,6 +121,65 @@ static JET_ERR rs_check_sums(rs_job *r, const char *set, char db_hex[65])
     return err;
 }
 
+/* backup.info, SHA256SUMS and the files agree: the database copy is the
+ * database backup.info names, of the size it names, starting at its
+ * gen_low; the set holds no generation outside gen_low..gen_high (a set
+ * that goes on past gen_high would restore quietly short of its end); and
+ * every generation of the range is listed in SHA256SUMS.  Called once the
+ * range itself is known to be complete and chained. */
+static JET_ERR rs_check_manifest(const char *set, const mf_info *info, const db_header *hdr)
+{
+    char path[PATH_MAX], sig[40];
+    struct stat st;
+    uint32_t lo, hi;
+    snprintf(path, sizeof path, "%s/%s", set, JS_DB_FILE);
+    dbh_sig_hex(hdr->db_sig, sig);
+    if (strcmp(sig, info->db_signature))
+        return js_fail(JET_errBadDbSignature, "%s is database %s, but backup.info names database %s", path, sig,
+                       info->db_signature[0] ? info->db_signature : "(none)");
+    if (hdr->page_size != info->page_size)
+        return js_fail(JET_errPageSizeMismatch, "%s has %u-byte pages, but backup.info says %u", path,
+                       hdr->page_size, info->page_size);
+    if (hdr->backup_gen_low != info->gen_low)
+        return js_fail(JET_errInvalidBackup, "%s starts at generation %08X, but backup.info says gen_low %08X", path,
+                       hdr->backup_gen_low, info->gen_low);
+    if (stat(path, &st) < 0)
+        return os_err(errno, "stat", path);
+    if ((uint64_t)st.st_size != info->pages * hdr->page_size)
+        return js_fail(JET_errInvalidBackup, "%s holds %llu bytes, but backup.info says %llu pages of %u bytes",
+                       path, (unsigned long long)st.st_size, (unsigned long long)info->pages, hdr->page_size);
+    JET_ERR err = log_list_gens(set, &lo, &hi);
+    if (err)
+        return err;
+    if (lo && (lo < info->gen_low || hi > info->gen_high))
+        return js_fail(JET_errInvalidBackup,
+                       "%s holds generation %08X, outside backup.info's gen_low..gen_high %08X-%08X", set,
+                       lo < info->gen_low ? lo : hi, info->gen_low, info->gen_high);
+    mf_sums *sums = calloc(1, sizeof *sums);
+    uint32_t range = info->gen_high - info->gen_low + 1;
+    uint8_t *listed = calloc(range, 1);
+    if (!sums || !listed) {
+        err = js_fail(JET_errOutOfMemory, "SHA256SUMS");
+        goto out;
+    }
+    err = mf_sums_read(set, sums);
+    for (size_t i = 0; i < sums->n && !err; i++) {
+        unsigned g;
+        char tail[8];
+        if (strlen(sums->e[i].name) == 15 && sscanf(sums->e[i].name, "edb%8X%5s", &g, tail) == 2 &&
+            !strcmp(tail, ".log") && g >= info->gen_low && g <= info->gen_high)
+            listed[g - info->gen_low] = 1;
+    }
+    for (uint32_t k = 0; k < range && !err; k++)
+        if (!listed[k])
+            err = js_fail(JET_errInvalidBackup, "%s holds generation %08X, but its SHA256SUMS does not list it", set,
+                          info->gen_low + k);
+out:
+    free(listed);
+    free(sums);
+    return err;
+}
+
 /* The database copy and the generations of the set agree. */
 static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until_gen, db_header *hdr)
 {
@@ -170,7 +233,7 @@ static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until
         ph = h;
         ps = s;
     }
-    return JET_errSuccess;
+    return rs_check_manifest(set, info, hdr);
 }
 
 /* Copy the database copy into TARGET, hashing it on the second core as it
@@ -179,7 +242,7 @@ static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until
  * write by one saying being-restored, so a restore interrupted at any later
  * moment leaves a database that open refuses. */
 static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, const db_header *restoring,
-                          const char want_hex[65])
+                          uint32_t valid_below, const char want_hex[65])
 {
     uint32_t ps = restoring->page_size;
     char src[PATH_MAX], dst[PATH_MAX], hex[65];
@@ -213,8 +276,18 @@ static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, const 
             break;
         /* The hash covers the bytes as stored in the set; the copy keeps
          * the being-restored header written above. */
-        mf_pipe_submit(pipe, buf, got);
         uint64_t skip = off == 0 ? (got < 2 * (size_t)ps ? got : 2 * (size_t)ps) : 0;
+        /* Every page copied is checked (page.h); the two header pages are
+         * replaced.  A torn tail page counts as damage too. */
+        if (got % ps)
+            err = JS_CORRUPT(JET_errReadVerifyFailure, "%s ends inside page %llu", src,
+                             (unsigned long long)((off + got) / ps));
+        if (!err)
+            err = db_check_pages(buf + skip, ps, (uint32_t)((off + skip) / ps), (uint32_t)((got - skip) / ps),
+                                 valid_below, src, &r->prog.pages_verified);
+        if (err)
+            break;
+        mf_pipe_submit(pipe, buf, got);
         if (got > skip)
             err = os_pwrite(out, dst, buf + skip, got - skip, off + skip);
         off += got;
@@ -302,7 +375,8 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     db_header restoring = hdr;
     restoring.state = JS_DB_BEING_RESTORED;
     restoring.backup_gen_low = restoring.backup_gen_high = 0;
-    err = rs_copy_db(&r, set, target, &restoring, db_hex);
+    restoring.valid_below = 0;
+    err = rs_copy_db(&r, set, target, &restoring, hdr.valid_below, db_hex);
     if (err)
         goto fail;
 
@@ -338,12 +412,21 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     err = ckpt_run(inst);   /* no log open: writes every page and fsyncs */
     if (err)
         goto fail;
+    /* Every page below the final high-water mark is in use.  Those below
+     * the copy's bound (within the file) were checked as they were copied;
+     * the others must have been written by replay, or been valid in the
+     * copy: a short re-read of that range, not of the whole file. */
+    uint64_t checked = hdr.valid_below < info.pages ? hdr.valid_below : info.pages;
+    err = db_verify_range(inst, checked > PG_META_PGNO ? (uint32_t)checked : PG_META_PGNO,
+                          atomic_load(&inst->valid_below));
+    if (err)
+        goto fail;
     log_state *lg = &inst->log;
     err = log_create_gen(lg, last->last_gen + 1, last->last_hdr.created, last->last_scan.digest,
                          last->last_scan.end_blk);
     if (err)
         goto fail;
-    chk_file chk = { .redo_lsn = log_position(lg) };
+    chk_file chk = { .redo_lsn = log_position(lg), .valid_below = atomic_load(&inst->valid_below) };
     memcpy(chk.log_sig, inst->hdr.log_sig, JS_SIG_LEN);
     err = chk_write(target, &chk);
     if (err)
