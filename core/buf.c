@@ -269,10 +269,12 @@ JET_ERR pool_get(js_instance *inst, uint32_t pgno, int allow_zero, frame **out)
     if (!err) {
         if (got < pool->page_size)
             memset(f->data + got, 0, pool->page_size - got);
-        int st = pg_verify(f->data, pool->page_size, pgno);
-        if (st == PG_BAD || (st == PG_ZERO && !allow_zero))
-            err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of " JS_DB_FILE ": %s", pgno,
-                             st == PG_BAD ? "checksum mismatch" : "page was never written");
+        /* A page the tree or the free list names is in use: all zero is
+         * damage (page.h), except while redo has yet to write it. */
+        char why[64];
+        int st = pg_check(f->data, pool->page_size, pgno, allow_zero ? 0 : UINT32_MAX, why, sizeof why);
+        if (st == PG_BAD)
+            err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of " JS_DB_FILE ": %s", pgno, why);
         else if (st == PG_ZERO)
             memset(f->data, 0, pool->page_size);
     }
