@@ -17,10 +17,10 @@ WARN     := -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow -Wno-unused-param
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -pthread -Icore -MMD -MP
 LDFLAGS  += $(SANFLAGS) -pthread
 
-PKGS_OK  := $(shell pkg-config --exists fuse3 openssl 2>/dev/null && test -f /usr/include/criterion/criterion.h && echo yes)
+PKGS_OK  := $(shell pkg-config --exists fuse3 openssl libsystemd 2>/dev/null && test -f /usr/include/criterion/criterion.h && echo yes)
 ifneq ($(PKGS_OK),yes)
 ifeq ($(filter deps demo clean help,$(MAKECMDGOALS)),)
-$(error missing build dependencies (libfuse3-dev, libssl-dev, libcriterion-dev, pkg-config): run `sudo scripts/deps.sh` (or `make deps`) first)
+$(error missing build dependencies (libfuse3-dev, libssl-dev, libsystemd-dev, libcriterion-dev, pkg-config): run `sudo scripts/deps.sh` (or `make deps`) first)
 endif
 endif
 
@@ -28,6 +28,9 @@ FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUZZ_CFLAGS  = $(FUSE_CFLAGS)
 FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null)
 SSL_LIBS    := $(shell pkg-config --libs libcrypto 2>/dev/null)
+# sd_notify() for Type=notify units: only the daemon's main.c calls it.
+SYSTEMD_CFLAGS := $(shell pkg-config --cflags libsystemd 2>/dev/null)
+SYSTEMD_LIBS   := $(shell pkg-config --libs libsystemd 2>/dev/null)
 
 CORE_SRC := $(filter-out core/cli%.c,$(wildcard core/*.c))
 CLI_SRC  := $(wildcard core/cli*.c)
@@ -50,7 +53,7 @@ all: $(LIB) $(BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),$(FUSE_CFLAGS)) -c $< -o $@
+	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),$(FUSE_CFLAGS)) $(if $(filter fs/main.c,$<),$(SYSTEMD_CFLAGS)) -c $< -o $@
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -60,7 +63,7 @@ $(BUILD)/jetsnap: $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 $(BUILD)/jetsnapfs: $(FS_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS) $(SSL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS) $(SSL_LIBS) $(SYSTEMD_LIBS)
 
 # Each tests/test_*.c is one Criterion binary; tests/*.c without the prefix
 # are helpers linked into every test; fs/ objects (minus main) are linked so

@@ -116,6 +116,8 @@ struct mnt {
     uint32_t page_size;         /* of jetsnap.edb */
     time_t mount_time;
     unsigned conn_minor;        /* fusectl connection number, 0 unknown */
+    int unmounted;              /* mnt_unmount() ran (main thread only) */
+    int detached;               /*   and nothing of ours is mounted on the path */
 
     pthread_rwlock_t inst_lock; /* guards inst */
     js_instance *inst;
@@ -1234,7 +1236,8 @@ static int conn_gone(struct mnt *m)
  * The libfuse 3.14 trap: fuse_session_exit() only sets a flag; the MT
  * loop's control thread sleeps in sem_wait and its workers in
  * read(/dev/fuse), and neither wakes while a client holds a file open (the
- * connection stays up even after a lazy unmount).  So: detach first (new
+ * connection stays up even after a lazy unmount).  So: detach first
+ * (mnt_unmount(), which main calls before it releases the instance: new
  * opens fail, the connection ends by itself once the last handle goes),
  * give open handles a moment, then exit and interrupt the loop thread with
  * SIGUSR1 (no SA_RESTART) every 100 ms until it returns (one signal can be
@@ -1242,14 +1245,30 @@ static int conn_gone(struct mnt *m)
  * resort, join, and only then unmount and destroy: fuse_session_unmount
  * closes the device fd and must never run under live workers.
  */
+void mnt_unmount(struct mnt *m)
+{
+    if (m == NULL || m->unmounted)
+        return;
+    m->unmounted = 1;
+    if (atomic_load(&m->loop_done) || conn_gone(m)) {
+        /* The kernel ended the connection (fusermount3 -u): whatever is
+         * mounted at MOUNTPOINT now is not ours. */
+        m->detached = 1;
+        return;
+    }
+    m->detached = detach(m->mountpoint) == 0;
+    if (!m->detached)
+        syslog(LOG_WARNING, "%s: cannot detach the mount now; it goes at exit", m->mountpoint);
+}
+
 void mnt_stop(struct mnt *m)
 {
-    int detached = 0, i;
+    int i;
 
     if (m == NULL)
         return;
+    mnt_unmount(m);
     if (!atomic_load(&m->loop_done)) {
-        detached = umount2(m->mountpoint, MNT_DETACH) == 0;
         for (i = 0; i < 50 && !atomic_load(&m->loop_done) &&
                     atomic_load(&m->open_handles) > 0; i++)
             sleep_ms(10);
@@ -1265,10 +1284,6 @@ void mnt_stop(struct mnt *m)
                 sleep_ms(100);
             }
         }
-    } else {
-        /* The kernel ended the connection (fusermount3 -u): nothing is
-         * mounted at MOUNTPOINT any more on our behalf. */
-        detached = 1;
     }
     pthread_join(m->loop_thread, NULL);
     /* fuse_session_unmount() skips the umount when the connection is
@@ -1277,9 +1292,9 @@ void mnt_stop(struct mnt *m)
      * (a client still holding a file would lose it at our exit anyway); if
      * that fails, leave the session's mountpoint string behind rather than
      * risk unmounting a stranger. */
-    if (detached && !conn_gone(m))
+    if (m->detached && !conn_gone(m))
         fusectl_abort(m);
-    if (!detached || conn_gone(m))
+    if (!m->detached || conn_gone(m))
         fuse_session_unmount(m->se);
     fuse_session_destroy(m->se);
     while (m->fhs != NULL)      /* held open by clients to the end */
