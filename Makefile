@@ -80,11 +80,23 @@ bench: all
 demo:
 	scripts/demo.sh
 
+# The unit goes where systemd looks for administrator units of that prefix
+# ($(PREFIX)/lib/systemd/system: /usr/local/lib/... and /usr/lib/... are
+# both on its search path), with ExecStart pointing at $(PREFIX)/bin.
+# mount(8) finds jetsnapfs for fstab lines only in /bin/sh's default PATH
+# (/usr/local/bin, /usr/bin, /bin): PREFIX /usr/local or /usr.
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 core/jetsnap.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 man/jetsnapfs.8 man/jetsnap.8 $(DESTDIR)$(MANDIR)/man8/
+	sed 's|/usr/local/bin/jetsnapfs|$(PREFIX)/bin/jetsnapfs|' scripts/jetsnapfs@.service \
+	    > $(DESTDIR)$(UNITDIR)/jetsnapfs@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/jetsnapfs@.service
 
 # libFuzzer harnesses (clang) for the RESP parser, the control grammar and
 # the on-disk readers; each runs FUZZ_SECONDS (default 60).
