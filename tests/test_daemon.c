@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
+#include "../fs/opts.h"
 
 #define NOBODY 65534
 
@@ -320,6 +321,40 @@ static int stop_fg(int sig)
     }
     fg_pid = -1;
     return status;
+}
+
+/* ------------------------------------------------------------------ */
+/* Options as mount.fuse3 passes them                                   */
+/* ------------------------------------------------------------------ */
+
+static int parse_o(const char *list, struct fs_opts *o, char *err, size_t cap)
+{
+    char *argv[] = { "jetsnapfs", "/d", "/m", "-o", (char *)list, NULL };
+    return opts_parse(5, argv, o, err, cap);
+}
+
+Test(daemon_opts, generic_mount_options_ignored_ours_kept)
+{
+    struct fs_opts o;
+    char err[256];
+
+    /* What mount.fuse3 runs for an fstab line: its dev,suid appended. */
+    cr_assert_eq(parse_o("rw,noatime,nofail,_netdev,noauto,x-systemd.automount,"
+                         "x-systemd.requires=a.mount,comment=x,defaults,exec,nodev,nosuid,"
+                         "allow_other,listen=/tmp/s,create,dev,suid", &o, err, sizeof(err)),
+                 0, "%s", err);
+    cr_expect(o.allow_other);
+    cr_expect(o.create);
+    cr_expect_eq(o.n_listen, 1);
+    cr_expect_str_eq(o.listen[0], "/tmp/s");
+    cr_expect(!o.foreground);
+    opts_free(&o);
+    cr_expect_neq(parse_o("ro", &o, err, sizeof(err)), 0);
+    cr_expect(strstr(err, "ro") != NULL, "%s", err);
+    opts_free(&o);
+    cr_expect_neq(parse_o("rw,bogus", &o, err, sizeof(err)), 0);
+    cr_expect(strstr(err, "bogus") != NULL, "%s", err);
+    opts_free(&o);
 }
 
 /* ------------------------------------------------------------------ */
