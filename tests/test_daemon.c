@@ -616,6 +616,73 @@ Test(daemon, restart_never_loses_its_socket)
     }
 }
 
+/* The daemon's pid from `INFO server` (process_id:N), or -1. */
+static pid_t info_pid(const char *path)
+{
+    static const char req[] = "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n";
+    struct sockaddr_un sa;
+    char buf[8192], *p;
+    size_t got = 0;
+    ssize_t n;
+    pid_t pid = -1;
+    int fd;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        write(fd, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1))
+        goto out;
+    while (got < sizeof(buf) - 1) {
+        n = read(fd, buf + got, sizeof(buf) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if ((p = strstr(buf, "process_id:")) != NULL && strchr(p, '\r') != NULL) {
+            pid = (pid_t)atoi(p + strlen("process_id:"));
+            break;
+        }
+    }
+out:
+    close(fd);
+    return pid;
+}
+
+/* `kill -TERM OLD; jetsnapfs DBDIR MNT; PING`, no wait: the old daemon is
+ * still stopping (mount up, socket open, instance held) when the new one
+ * starts.  Each round answers PONG or fails with JET_errDatabaseInUse. */
+Test(daemon, restart_after_sigterm_without_waiting)
+{
+    int pong = 0, status;
+
+    cr_assert_eq(run_daemon(0, "create", NULL), 0);
+    wait_ping(sockpath);
+    for (int round = 0; round < 20; round++) {
+        pid_t old = info_pid(sockpath);
+        cr_assert_gt(old, 0, "round %d: no process_id from INFO server", round);
+        cr_assert_eq(kill(old, SIGTERM), 0);
+        status = run_daemon(0, "", NULL);
+        if (status == 0) {
+            cr_assert(ping(sockpath), "round %d: daemon started, no PONG on %s", round, sockpath);
+            cr_assert_neq(info_pid(sockpath), old, "round %d: the old daemon answers", round);
+            pong++;
+        } else {
+            char *e = slurp(errpath, NULL);
+            cr_assert(e != NULL && strstr(e, "JET_errDatabaseInUse") != NULL,
+                      "round %d: start failed (status %d) with: %s", round, status, e);
+            free(e);
+            /* Nothing runs now: start one for the next round. */
+            wait_instance_free(10000);
+            cr_assert_eq(run_daemon(0, "", NULL), 0);
+        }
+    }
+    cr_expect_gt(pong, 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* mount(8), /etc/fstab and systemd                                    */
 /* ------------------------------------------------------------------ */
