@@ -17,10 +17,10 @@ WARN     := -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow -Wno-unused-param
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -pthread -Icore -MMD -MP
 LDFLAGS  += $(SANFLAGS) -pthread
 
-PKGS_OK  := $(shell pkg-config --exists fuse3 openssl 2>/dev/null && test -f /usr/include/criterion/criterion.h && echo yes)
+PKGS_OK  := $(shell pkg-config --exists fuse3 openssl libsystemd 2>/dev/null && test -f /usr/include/criterion/criterion.h && echo yes)
 ifneq ($(PKGS_OK),yes)
 ifeq ($(filter deps demo clean help,$(MAKECMDGOALS)),)
-$(error missing build dependencies (libfuse3-dev, libssl-dev, libcriterion-dev, pkg-config): run `sudo scripts/deps.sh` (or `make deps`) first)
+$(error missing build dependencies (libfuse3-dev, libssl-dev, libsystemd-dev, libcriterion-dev, pkg-config): run `sudo scripts/deps.sh` (or `make deps`) first)
 endif
 endif
 
@@ -28,6 +28,9 @@ FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUZZ_CFLAGS  = $(FUSE_CFLAGS)
 FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null)
 SSL_LIBS    := $(shell pkg-config --libs libcrypto 2>/dev/null)
+# sd_notify() for Type=notify units: only the daemon's main.c calls it.
+SYSTEMD_CFLAGS := $(shell pkg-config --cflags libsystemd 2>/dev/null)
+SYSTEMD_LIBS   := $(shell pkg-config --libs libsystemd 2>/dev/null)
 
 CORE_SRC := $(filter-out core/cli%.c,$(wildcard core/*.c))
 CLI_SRC  := $(wildcard core/cli*.c)
@@ -50,7 +53,7 @@ all: $(LIB) $(BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),$(FUSE_CFLAGS)) -c $< -o $@
+	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),$(FUSE_CFLAGS)) $(if $(filter fs/main.c,$<),$(SYSTEMD_CFLAGS)) -c $< -o $@
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -60,7 +63,7 @@ $(BUILD)/jetsnap: $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 $(BUILD)/jetsnapfs: $(FS_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS) $(SSL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS) $(SSL_LIBS) $(SYSTEMD_LIBS)
 
 # Each tests/test_*.c is one Criterion binary; tests/*.c without the prefix
 # are helpers linked into every test; fs/ objects (minus main) are linked so
@@ -82,11 +85,23 @@ lint:
 demo:
 	scripts/demo.sh
 
+# The unit goes where systemd looks for administrator units of that prefix
+# ($(PREFIX)/lib/systemd/system: /usr/local/lib/... and /usr/lib/... are
+# both on its search path), with ExecStart pointing at $(PREFIX)/bin.
+# mount(8) finds jetsnapfs for fstab lines only in /bin/sh's default PATH
+# (/usr/local/bin, /usr/bin, /bin): PREFIX /usr/local or /usr.
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 core/jetsnap.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 man/jetsnapfs.8 man/jetsnap.8 $(DESTDIR)$(MANDIR)/man8/
+	sed 's|/usr/local/bin/jetsnapfs|$(PREFIX)/bin/jetsnapfs|' scripts/jetsnapfs@.service \
+	    > $(DESTDIR)$(UNITDIR)/jetsnapfs@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/jetsnapfs@.service
 
 # libFuzzer harnesses (clang) for the RESP parser, the control grammar and
 # the on-disk readers; each runs FUZZ_SECONDS (default 60).

@@ -3,22 +3,37 @@
  *
  * Start-up, in this order (SPEC 1):
  *   parse options (usage error: exit 2) -> fork unless -f (the parent waits
- *   on a pipe and exits 0 only once the mount answers, so
- *   `jetsnapfs ... && ls MOUNTPOINT` works) -> canonical paths, refuse
- *   MOUNTPOINT and DBDIR nested in each other -> clear a stale mount of
- *   MOUNTPOINT -> create the instance if asked -> js_instance_new -> mount
- *   and start the FUSE loop thread -> tell the parent -> js_instance_start
- *   (recovery) in a thread, so `status` says `recovering` meanwhile -> when
- *   it is done, backups are allowed and the RESP server starts.
+ *   on a pipe and exits 0 only once the mount and every listen endpoint
+ *   answer, so `jetsnapfs ... && redis-cli -s DBDIR/jetsnap.sock ping`
+ *   works; if start-up fails it exits with the child's status, the child
+ *   having printed why) -> canonical DBDIR, refuse MOUNTPOINT and DBDIR
+ *   nested in each other -> create the instance if asked -> js_instance_new,
+ *   waiting up to INSTANCE_WAIT_MS while another process still holds it
+ *   (a daemon that is stopping), then JET_errDatabaseInUse -> clear a stale
+ *   mount of MOUNTPOINT -> mount and start the FUSE loop thread ->
+ *   js_instance_start (recovery) in a thread, so `status` says `recovering`
+ *   meanwhile -> when it is done, backups are allowed and the RESP server
+ *   listens -> only then: ready (one byte to the waiting parent, READY=1 to
+ *   systemd through sd_notify when NOTIFY_SOCKET is set).
  *
  * Shutdown, on SIGTERM/SIGINT/SIGHUP (through a signalfd: every thread
  * blocks them) or when the loop ends (fusermount3 -u):
- *   refuse new control commands (ESHUTDOWN) -> wait for recovery if it is
- *   still running -> stop the RESP server (it ends its sessions) -> stop
- *   live reads from calling the engine -> js_close (stops a running job with
- *   JET_errClientRequestToStopJetService, checkpoints, marks clean) -> join
- *   the job thread (it answers a `wait` writer) -> bounded FUSE shutdown
+ *   STOPPING=1 to systemd -> refuse new control commands (ESHUTDOWN) ->
+ *   wait for recovery if it is still running -> stop the RESP server (it
+ *   ends its sessions and unlinks each socket it bound, if the path is still
+ *   that socket) -> lazily detach MOUNTPOINT -> stop live reads from calling
+ *   the engine -> js_close (stops a running job with
+ *   JET_errClientRequestToStopJetService, checkpoints, marks clean, and
+ *   releases the instance lock last) -> join the job thread (it answers a
+ *   `wait` writer through the detached mount) -> bounded FUSE shutdown
  *   (mount.c).  Exit 0, or 1 when start-up, recovery or the close failed.
+ *
+ * Why this order: the instance lock is what a daemon started next waits
+ * for, so everything that names a path (the socket, MOUNTPOINT) is given up
+ * before it; after js_close this process touches no path a successor may
+ * own.  `fusermount3 -u MNT; jetsnapfs DBDIR MNT` thus either gets a daemon
+ * that answers on its socket or JET_errDatabaseInUse, never a daemon whose
+ * socket the old one removed.
  */
 #include "control.h"
 #include "events.h"
@@ -43,7 +58,14 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <syslog.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
+
+/* How long a starting daemon waits for the instance lock held by another
+ * process (typically the previous daemon, still checkpointing on its way
+ * out) before it gives up with JET_errDatabaseInUse. */
+#define INSTANCE_WAIT_MS 10000
 
 struct daemon {
     struct fs_opts o;
@@ -214,11 +236,14 @@ static void fork_and_wait(int *ready_fd)
     exit(1);
 }
 
-static void tell_parent_ready(struct daemon *d)
+/* Mount and every endpoint answer: tell systemd (a no-op without
+ * NOTIFY_SOCKET) and the waiting parent, which then exits 0. */
+static void announce_ready(struct daemon *d)
 {
     int fd;
     char b = 0;
 
+    sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", d->dbdir, d->mountpoint);
     if (d->ready_fd < 0)
         return;
     /* From here on nobody reads our stderr: errors go to syslog. */
@@ -257,19 +282,94 @@ static size_t backup_info(void *ctx, char *buf, size_t cap)
     return st_render(ctx, buf, cap);
 }
 
-/* Paths, stale mount, instance creation: everything before the engine. */
-static int prepare(struct daemon *d)
+/* DBDIR and the lexical MOUNTPOINT, checked against each other before
+ * anything is created or locked. */
+static int prepare_paths(struct daemon *d)
 {
-    struct stat sb;
-    char path[PATH_MAX + 32];
+    char abs_db[PATH_MAX];
     int rc;
 
+    /* Lexical only: a stale mount at MOUNTPOINT makes every look at it
+     * fail with ENOTCONN, and it is cleared only once we hold the instance
+     * (prepare_mountpoint()). */
     if ((rc = absolute(d->o.mountpoint, d->mountpoint)) != 0) {
         report(d, "%s: %s", d->o.mountpoint, strerror(rc));
         return -1;
     }
-    /* A stale mount makes every look at MOUNTPOINT fail with ENOTCONN:
-     * clear it before resolving the path. */
+    if ((rc = absolute(d->o.dbdir, abs_db)) != 0 || (rc = canonical(d->o.dbdir, d->dbdir)) != 0) {
+        report(d, "%s: %s", d->o.dbdir, strerror(rc));
+        return -1;
+    }
+    if (within(d->mountpoint, d->dbdir) || within(d->dbdir, d->mountpoint) ||
+        within(d->mountpoint, abs_db) || within(abs_db, d->mountpoint)) {
+        report(d, "MOUNTPOINT %s and DBDIR %s must not lie inside each other", d->mountpoint,
+               d->dbdir);
+        return -1;
+    }
+    return 0;
+}
+
+/* Wait up to ms for a signal on sfd; 1 when one came (it stays queued). */
+static int signal_within(int sfd, int ms)
+{
+    struct pollfd pf = { sfd, POLLIN, 0 };
+    return poll(&pf, 1, ms) == 1;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Create the instance if asked, then open it.  While another process holds
+ * it, retry for up to INSTANCE_WAIT_MS (a stopping daemon releases it last,
+ * after its socket and mount are gone), unless a signal asks us to stop. */
+static int acquire_instance(struct daemon *d, int sfd)
+{
+    struct stat sb;
+    char path[PATH_MAX + 32];
+    int64_t deadline = mono_ms() + INSTANCE_WAIT_MS;
+    int told = 0;
+    JET_ERR err;
+
+    snprintf(path, sizeof(path), "%s/%s", d->dbdir, JS_DB_FILE);
+    if (d->o.create && stat(path, &sb) != 0 && errno == ENOENT) {
+        err = js_create(d->dbdir, &d->o.params);
+        if (err != JET_errSuccess) {
+            report_jet(d, d->dbdir, err);
+            return -1;
+        }
+    }
+    for (;;) {
+        err = js_instance_new(d->dbdir, &d->o.params, &d->inst);
+        if (err != JET_errDatabaseInUse || mono_ms() >= deadline)
+            break;
+        if (!told) {
+            syslog(LOG_NOTICE, "%s is open in another process: waiting up to %d s for it",
+                   d->dbdir, INSTANCE_WAIT_MS / 1000);
+            sd_notifyf(0, "STATUS=waiting for %s (open in another process)", d->dbdir);
+            told = 1;
+        }
+        if (signal_within(sfd, 25))
+            break;
+    }
+    if (err != JET_errSuccess) {
+        report_jet(d, d->dbdir, err);
+        d->inst = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* MOUNTPOINT (stale mount cleared, canonical, a directory) and
+ * backup_root, once the instance is ours. */
+static int prepare_mountpoint(struct daemon *d)
+{
+    struct stat sb;
+    int rc;
+
     if ((rc = mnt_clear_stale(d->mountpoint)) != 0) {
         report(d, "%s: %s", d->mountpoint,
                rc == EBUSY ? "already mounted by a live filesystem" : strerror(rc));
@@ -278,10 +378,6 @@ static int prepare(struct daemon *d)
     if ((rc = canonical(d->o.mountpoint, d->mountpoint)) != 0 ||
         (rc = stat(d->mountpoint, &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR) != 0) {
         report(d, "mountpoint %s: %s", d->o.mountpoint, strerror(rc));
-        return -1;
-    }
-    if ((rc = canonical(d->o.dbdir, d->dbdir)) != 0) {
-        report(d, "%s: %s", d->o.dbdir, strerror(rc));
         return -1;
     }
     if (within(d->mountpoint, d->dbdir) || within(d->dbdir, d->mountpoint)) {
@@ -297,14 +393,6 @@ static int prepare(struct daemon *d)
         }
         if (within(d->backup_root, d->mountpoint)) {
             report(d, "backup_root %s lies inside MOUNTPOINT", d->backup_root);
-            return -1;
-        }
-    }
-    snprintf(path, sizeof(path), "%s/%s", d->dbdir, JS_DB_FILE);
-    if (d->o.create && stat(path, &sb) != 0 && errno == ENOENT) {
-        JET_ERR err = js_create(d->dbdir, &d->o.params);
-        if (err != JET_errSuccess) {
-            report_jet(d, d->dbdir, err);
             return -1;
         }
     }
@@ -328,14 +416,10 @@ static int run(struct daemon *d, const sigset_t *sigs)
         report(d, "out of resources: %s", strerror(errno));
         goto out_free;
     }
-    if (prepare(d) != 0)
+    if (prepare_paths(d) != 0 || acquire_instance(d, sfd) != 0)
         goto out_free;
-    jerr = js_instance_new(d->dbdir, &d->o.params, &d->inst);
-    if (jerr != JET_errSuccess) {
-        report_jet(d, d->dbdir, jerr);
-        d->inst = NULL;
-        goto out_free;
-    }
+    if (prepare_mountpoint(d) != 0)
+        goto out_close;
     js_set_event_sink(d->inst, ev_sink, d->ev);
 
     memset(&cc, 0, sizeof(cc));
@@ -379,7 +463,7 @@ static int run(struct daemon *d, const sigset_t *sigs)
     }
     d->start_joinable = 1;
     syslog(LOG_INFO, "mounted %s on %s", d->dbdir, d->mountpoint);
-    tell_parent_ready(d);
+    sd_notify(0, "STATUS=recovering");
 
     exit_code = 0;
     for (;;) {
@@ -419,17 +503,24 @@ static int run(struct daemon *d, const sigset_t *sigs)
                 exit_code = 1;
                 break;
             }
+            announce_ready(d);
         }
     }
 
+    sd_notify(0, "STOPPING=1\nSTATUS=stopping: checkpoint and clean shutdown");
     ctl_shutdown(d->ctl);
     if (d->start_joinable) {
         pthread_join(d->start_thread, NULL);
         d->start_joinable = 0;
     }
+    /* Every path a successor may take over is given up before js_close
+     * releases the instance it waits for: the sockets (each unlinked only
+     * if the path still names the socket this process bound), then
+     * MOUNTPOINT. */
     srv_stop(d->srv);
     d->srv = NULL;
 out_unmount:
+    mnt_unmount(d->mnt);
     mnt_detach_instance(d->mnt);
 out_close:
     jerr = js_close(d->inst);

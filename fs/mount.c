@@ -4,8 +4,20 @@
  * file name.
  *
  *   ino 1 /          dr-xr-xr-x        ino 4 /events   r--r--r--
- *   ino 2 /control   --w-------        ino 5 /live/    r-xr-xr-x
- *   ino 3 /status    r--r--r--         ino 16+i        live/<name i>
+ *   ino 2 /control   --w-------        ino 5 /live/    as DBDIR, minus w
+ *   ino 3 /status    r--r--r--         ino 16+i        live/<name i>, as the file, minus w
+ *
+ * Modes (SPEC 3): the root, status and events belong to the daemon's user
+ * and are readable by everyone the mount admits; control is the daemon
+ * owner's alone.  live/ and every file in it carry the owner, group and
+ * permission bits of DBDIR and of that file, write bits removed
+ * (follow_attr()), so `allow_other` shows the data only to whom DBDIR's own
+ * modes would (with the default 0700/0600: nobody but the owner).  The
+ * kernel enforces them: the mount always has default_permissions, and
+ * attributes are never cached (timeouts 0), so a chmod of DBDIR counts at
+ * the next access.  snapshots/ (SPEC 7, not served yet) takes its modes the
+ * same way: from DBDIR for the directory, from the snapshot's source files
+ * for its files, through follow_attr().
  *
  * Read-only is enforced per file (no `-o ro`, it would block control):
  * every change gets EROFS.  Every file uses direct_io, so reads are never
@@ -104,6 +116,8 @@ struct mnt {
     uint32_t page_size;         /* of jetsnap.edb */
     time_t mount_time;
     unsigned conn_minor;        /* fusectl connection number, 0 unknown */
+    int unmounted;              /* mnt_unmount() ran (main thread only) */
+    int detached;               /*   and nothing of ours is mounted on the path */
 
     pthread_rwlock_t inst_lock; /* guards inst */
     js_instance *inst;
@@ -181,6 +195,18 @@ static int live_name(struct mnt *m, fuse_ino_t ino, char *out, size_t cap)
 /* Attributes                                                           */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Owner, group and permission bits of a file of DBDIR as the mount shows
+ * them: write bits and set-id/sticky bits removed, nothing added.  The one
+ * place live/ (and snapshots/, later) gets its modes from.
+ */
+static void follow_attr(const struct stat *src, struct stat *st)
+{
+    st->st_uid = src->st_uid;
+    st->st_gid = src->st_gid;
+    st->st_mode = (src->st_mode & S_IFMT) | (src->st_mode & 0555);
+}
+
 static void fill_static(struct mnt *m, fuse_ino_t ino, struct stat *st)
 {
     time_t t = ino == INO_STATUS || ino == INO_EVENTS ? time(NULL) : m->mount_time;
@@ -193,10 +219,23 @@ static void fill_static(struct mnt *m, fuse_ino_t ino, struct stat *st)
     st->st_blksize = 4096;
     switch (ino) {
     case INO_ROOT: st->st_mode = S_IFDIR | 0555; st->st_nlink = 3; break;
-    case INO_LIVE: st->st_mode = S_IFDIR | 0555; st->st_nlink = 2; break;
+    case INO_LIVE: st->st_mode = S_IFDIR | 0500; st->st_nlink = 2; break;  /* live_dir_attr() */
     case INO_CONTROL: st->st_mode = S_IFREG | 0200; st->st_nlink = 1; break;
     default: st->st_mode = S_IFREG | 0444; st->st_nlink = 1; break;
     }
+}
+
+/* Attributes of live/ itself: those of DBDIR (follow_attr()); 0 or an
+ * errno. */
+static int live_dir_attr(struct mnt *m, struct stat *st)
+{
+    struct stat sb;
+
+    fill_static(m, INO_LIVE, st);
+    if (fstat(m->db_fd, &sb) != 0)
+        return errno;
+    follow_attr(&sb, st);
+    return 0;
 }
 
 /* Attributes of a live file from DBDIR; 0 or an errno. */
@@ -210,10 +249,8 @@ static int live_stat(struct mnt *m, const char *name, fuse_ino_t ino, struct sta
         return ENOENT;
     memset(st, 0, sizeof(*st));
     st->st_ino = ino;
-    st->st_mode = S_IFREG | 0444;
+    follow_attr(&sb, st);
     st->st_nlink = 1;
-    st->st_uid = m->uid;
-    st->st_gid = m->gid;
     st->st_size = sb.st_size;
     st->st_blocks = sb.st_blocks;
     st->st_blksize = sb.st_blksize;
@@ -227,7 +264,9 @@ static int getattr_any(struct mnt *m, fuse_ino_t ino, struct stat *st)
 {
     char name[NAME_MAX + 1];
 
-    if (ino >= INO_ROOT && ino <= INO_LIVE) {
+    if (ino == INO_LIVE)
+        return live_dir_attr(m, st);
+    if (ino >= INO_ROOT && ino < INO_LIVE) {
         fill_static(m, ino, st);
         return 0;
     }
@@ -261,7 +300,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         else if (strcmp(name, "live") == 0) ino = INO_LIVE;
         if (ino == 0)
             return (void)fuse_reply_err(req, ENOENT);
-        fill_static(m, ino, &e.attr);
+        if ((rc = getattr_any(m, ino, &e.attr)) != 0)
+            return (void)fuse_reply_err(req, rc);
         e.ino = ino;
         e.entry_timeout = 3600;     /* the root's names never change */
         e.attr_timeout = 0;
@@ -1196,7 +1236,8 @@ static int conn_gone(struct mnt *m)
  * The libfuse 3.14 trap: fuse_session_exit() only sets a flag; the MT
  * loop's control thread sleeps in sem_wait and its workers in
  * read(/dev/fuse), and neither wakes while a client holds a file open (the
- * connection stays up even after a lazy unmount).  So: detach first (new
+ * connection stays up even after a lazy unmount).  So: detach first
+ * (mnt_unmount(), which main calls before it releases the instance: new
  * opens fail, the connection ends by itself once the last handle goes),
  * give open handles a moment, then exit and interrupt the loop thread with
  * SIGUSR1 (no SA_RESTART) every 100 ms until it returns (one signal can be
@@ -1204,14 +1245,30 @@ static int conn_gone(struct mnt *m)
  * resort, join, and only then unmount and destroy: fuse_session_unmount
  * closes the device fd and must never run under live workers.
  */
+void mnt_unmount(struct mnt *m)
+{
+    if (m == NULL || m->unmounted)
+        return;
+    m->unmounted = 1;
+    if (atomic_load(&m->loop_done) || conn_gone(m)) {
+        /* The kernel ended the connection (fusermount3 -u): whatever is
+         * mounted at MOUNTPOINT now is not ours. */
+        m->detached = 1;
+        return;
+    }
+    m->detached = detach(m->mountpoint) == 0;
+    if (!m->detached)
+        syslog(LOG_WARNING, "%s: cannot detach the mount now; it goes at exit", m->mountpoint);
+}
+
 void mnt_stop(struct mnt *m)
 {
-    int detached = 0, i;
+    int i;
 
     if (m == NULL)
         return;
+    mnt_unmount(m);
     if (!atomic_load(&m->loop_done)) {
-        detached = umount2(m->mountpoint, MNT_DETACH) == 0;
         for (i = 0; i < 50 && !atomic_load(&m->loop_done) &&
                     atomic_load(&m->open_handles) > 0; i++)
             sleep_ms(10);
@@ -1227,10 +1284,6 @@ void mnt_stop(struct mnt *m)
                 sleep_ms(100);
             }
         }
-    } else {
-        /* The kernel ended the connection (fusermount3 -u): nothing is
-         * mounted at MOUNTPOINT any more on our behalf. */
-        detached = 1;
     }
     pthread_join(m->loop_thread, NULL);
     /* fuse_session_unmount() skips the umount when the connection is
@@ -1239,9 +1292,9 @@ void mnt_stop(struct mnt *m)
      * (a client still holding a file would lose it at our exit anyway); if
      * that fails, leave the session's mountpoint string behind rather than
      * risk unmounting a stranger. */
-    if (detached && !conn_gone(m))
+    if (m->detached && !conn_gone(m))
         fusectl_abort(m);
-    if (!detached || conn_gone(m))
+    if (!m->detached || conn_gone(m))
         fuse_session_unmount(m->se);
     fuse_session_destroy(m->se);
     while (m->fhs != NULL)      /* held open by clients to the end */

@@ -4,8 +4,10 @@
  * session loop in its own thread.
  *
  * Lifecycle: mnt_clear_stale() -> mnt_start() (mounted, loop running) ...
- * mnt_detach_instance() (before js_close) -> mnt_stop() (bounded shutdown,
- * frees).  See fs/mount.c for the shutdown sequence and why it is shaped so.
+ * mnt_unmount() and mnt_detach_instance() (both before js_close, so a
+ * daemon started next finds MOUNTPOINT free once it holds the instance) ->
+ * mnt_stop() (bounded shutdown, frees).  See fs/mount.c for the shutdown
+ * sequence and why it is shaped so.
  */
 #ifndef JS_FS_MOUNT_H
 #define JS_FS_MOUNT_H
@@ -20,8 +22,8 @@
 struct mnt_config {
     const char *dbdir;          /* canonical */
     const char *mountpoint;     /* canonical */
-    uid_t uid;                  /* owner shown on every file */
-    gid_t gid;
+    uid_t uid;                  /* owner of /, control, status, events (live/ */
+    gid_t gid;                  /*   shows DBDIR's owners: see mount.c) */
     uint32_t page_size;         /* of jetsnap.edb (js_info_read) */
     int allow_other, auto_unmount, debug;
     int ended_fd;               /* eventfd written once when the loop ends */
@@ -43,6 +45,13 @@ int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
 /** Stop calling the engine: live/jetsnap.edb reads get EIO from now on.
  *  Waits for reads in flight.  Call before js_close(). */
 void mnt_detach_instance(struct mnt *m);
+
+/** Lazily detach MOUNTPOINT (umount2 MNT_DETACH, or `fusermount3 -u -z`
+ *  when not root) unless the kernel ended the connection already: the path
+ *  is free from here on, while handles still open (a `wait` writer of
+ *  control) keep being served until mnt_stop().  Idempotent; NULL is a
+ *  no-op.  Call before js_close(). */
+void mnt_unmount(struct mnt *m);
 
 /** 1 once the session loop has returned (e.g. after fusermount3 -u). */
 int mnt_loop_ended(struct mnt *m);

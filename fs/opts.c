@@ -58,12 +58,45 @@ static int add_listen(struct fs_opts *o, const char *ep)
     return 0;
 }
 
+/*
+ * Options mount(8) and mount.fuse3 put in the list for every filesystem
+ * (`mount -t fuse.jetsnapfs DBDIR MNT -o ...`, an /etc/fstab line): they
+ * mean nothing to jetsnapfs and are accepted so such a line works.  The
+ * mount is always nosuid,nodev (libfuse's default), whatever dev/suid say:
+ * it holds no device or set-id file.  `ro` is not among them: control must
+ * stay writable, and live/ is read-only already.
+ */
+static int generic_mount_option(const char *item)
+{
+    static const char *const names[] = {
+        "rw", "defaults", "dev", "nodev", "suid", "nosuid", "exec", "noexec",
+        "atime", "noatime", "relatime", "norelatime", "strictatime", "nostrictatime",
+        "diratime", "nodiratime", "lazytime", "nolazytime", "async", "auto", "noauto",
+        "user", "nouser", "users", "owner", "group", "nofail", "_netdev", NULL
+    };
+    size_t i;
+
+    /* x-systemd.automount, x-systemd.requires=..., x-gvfs-hide: userspace
+     * options for systemd and friends; comment=... is their older form. */
+    if (strncmp(item, "x-", 2) == 0 || strncmp(item, "comment=", 8) == 0)
+        return 1;
+    for (i = 0; names[i] != NULL; i++)
+        if (strcmp(item, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* One `name[=value]` item of a -o list. */
 static int parse_one(struct fs_opts *o, char *item, char *err, size_t cap)
 {
     char *val = strchr(item, '=');
     uint64_t n;
 
+    if (generic_mount_option(item))
+        return 0;
+    if (strcmp(item, "ro") == 0)
+        return fail(err, cap, "option ro: not supported (control must stay writable; "
+                              "live/ is read-only already)");
     if (val != NULL)
         *val++ = '\0';
 #define FLAG(name, field) \
@@ -215,6 +248,11 @@ void opts_usage(void *file)
           "     backup_root=DIR      backups must resolve beneath DIR, no symlinks\n"
           "     backup_max_rate=N    bytes/s a backup may copy, K/M/G suffixes (no limit)\n"
           "     allow_other          let other users read the mount\n"
-          "     auto_unmount         unmount when the daemon dies (for tests)\n",
+          "     auto_unmount         unmount when the daemon dies (for tests)\n"
+          "  Options mount(8) adds (rw, dev, suid, exec, nofail, _netdev, noauto,\n"
+          "  x-systemd.*, ...) are accepted and ignored, so\n"
+          "  `mount -t fuse.jetsnapfs DBDIR MOUNTPOINT -o ...` and /etc/fstab work.\n"
+          "  Without -f, jetsnapfs returns once the mount and every listen endpoint\n"
+          "  answer; with NOTIFY_SOCKET set it sends READY=1 then (Type=notify).\n",
           (FILE *)file);
 }

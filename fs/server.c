@@ -471,11 +471,17 @@ static void close_listeners(srv_server *srv)
     for (size_t i = 0; i < srv->nlis; i++) {
         srv_listener *l = &srv->lis[i];
         struct stat st;
+        /* Remove the socket file only if it is still the one we bound (dev
+         * and inode recorded at bind), and before closing the listener: the
+         * path never names a socket that refuses connections, and the
+         * daemon releases the instance (which a successor waits for before
+         * it binds) only after this.  lstat-then-unlink is not atomic, but
+         * nobody may bind this path while we still hold the instance. */
+        if (l->path && lstat(l->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            st.st_dev == l->dev && st.st_ino == l->ino)
+            unlink(l->path);
         if (l->fd >= 0)
             close(l->fd);
-        /* Remove the socket file only if it is still the one we made. */
-        if (l->path && lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
-            unlink(l->path);
         free(l->path);
     }
     free(srv->lis);

@@ -26,7 +26,10 @@ JET_ERR srv_start(js_instance *inst, const char *const *endpoints, size_t n,
                   srv_backup_info_fn info, void *info_ctx, srv_server **out);
 
 /** Stop accepting, close every connection (a transaction in flight is rolled
- *  back), join the threads, remove socket files, free.  NULL is a no-op. */
+ *  back), join the threads, remove each socket file this server bound
+ *  (only if the path still names that socket: same dev and inode as at
+ *  bind), free.  When it returns, no endpoint of this server answers any
+ *  more and none of its paths is touched again.  NULL is a no-op. */
 void srv_stop(srv_server *srv);
 
 #endif

@@ -38,15 +38,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_mount() {   # the daemon returns once the mount answers; the socket follows recovery
-    for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done
-    echo "demo: socket $1 did not appear" >&2; return 1
-}
 status_key() { sed -n "s/^$2: //p" "$1/status"; }
 
 say "create an instance and mount it: jetsnapfs -o create $db $mnt"
+# jetsnapfs returns once the mount and the socket answer (after recovery).
 "$JFS" -o create,commit=durable "$db" "$mnt"
-wait_mount "$db/jetsnap.sock"
 ls -l "$mnt" "$mnt/live"
 sock="$db/jetsnap.sock"
 redis-cli -s "$sock" ping
@@ -101,7 +97,6 @@ t3=$(date +%s.%N)
 
 say "mount the restored copy and compare"
 "$JFS" "$rs" "$mnt2"
-wait_mount "$rs/jetsnap.sock"
 rsock="$rs/jetsnap.sock"
 rcounter=$(redis-cli -s "$rsock" get counter)
 rseq=$(redis-cli -s "$rsock" --scan --pattern 'seq:*' | wc -l)

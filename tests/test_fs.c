@@ -1172,9 +1172,12 @@ Test(fs_mount, layout_and_live_files)
     pathf(a, "%s/status", mnt);
     cr_assert_eq(stat(a, &sa), 0);
     cr_expect_eq(sa.st_mode, S_IFREG | 0444);
+    /* live/ and its files: DBDIR's owners and modes, write bits removed. */
     pathf(a, "%s/live", mnt);
     cr_assert_eq(stat(a, &sa), 0);
-    cr_expect_eq(sa.st_mode, S_IFDIR | 0555);
+    cr_assert_eq(stat(dbdir, &sb), 0);
+    cr_expect_eq(sa.st_mode, S_IFDIR | (sb.st_mode & 0555), "live/ mode %o", sa.st_mode);
+    cr_expect_eq(sa.st_uid, sb.st_uid);
 
     /* live/ = DBDIR's regular files minus the lock file; the socket (not a
      * regular file) is not listed either. */
@@ -1199,7 +1202,10 @@ Test(fs_mount, layout_and_live_files)
         cr_assert_eq(stat(b, &sb), 0);
         cr_expect_eq(sa.st_size, sb.st_size, "%s size", names[i]);
         cr_expect_eq(sa.st_mtim.tv_sec, sb.st_mtim.tv_sec, "%s mtime", names[i]);
-        cr_expect_eq(sa.st_mode, S_IFREG | 0444);
+        cr_expect_eq(sa.st_mode, S_IFREG | (sb.st_mode & 0555), "live/%s mode %o", names[i],
+                     sa.st_mode);
+        cr_expect_eq(sa.st_uid, sb.st_uid);
+        cr_expect_eq(sa.st_gid, sb.st_gid);
         ca = slurp(a, &la);
         cb = slurp(b, &lb);
         cr_assert_not_null(ca);
