@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -991,4 +992,102 @@ Test(diskfull, sigkill_during_recovery_then_recover_again, .timeout = 600)
     }
     js_session_close(s);
     OK(js_close(inst));
+}
+
+/* ------------------------------------------------------------------ */
+/* Group commit: a failed flush fails exactly the commits it carried     */
+/* ------------------------------------------------------------------ */
+
+#define GC_THREADS 4
+#define GC_PUTS 150
+
+typedef struct gc_arg {
+    js_instance *inst;
+    int id;
+    unsigned char acked[GC_PUTS];   /* 1: the put returned success */
+    int refused, other;
+} gc_arg;
+
+static void *gc_thread(void *p)
+{
+    gc_arg *a = p;
+    js_session *s;
+    if (js_session_open(a->inst, &s)) {
+        a->other++;
+        return NULL;
+    }
+    for (int i = 0; i < GC_PUTS; i++) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "gc:%d:%04d", a->id, i);
+        JET_ERR e = js_put(s, k, (size_t)kl, k, (size_t)kl);
+        if (e == JET_errSuccess)
+            a->acked[i] = 1;
+        else if (e == JET_errLogDiskFull)
+            a->refused++;
+        else
+            a->other++;
+    }
+    js_session_close(s);
+    return NULL;
+}
+
+Test(diskfull, group_commit_flush_enospc_with_concurrent_committers)
+{
+    plain_root();
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/db", g_root);
+    js_params p = seam_params();
+    p.log_file_size = 16 << 20;
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    OK(js_open(dir, &p, &inst));
+    /* A failed write, then a failed fsync, of edb.log while four threads
+     * commit durably. */
+    static gc_arg args[2][GC_THREADS];
+    const int ops[2] = { JS_FAULT_WRITE, JS_FAULT_FSYNC };
+    int refused = 0;
+    for (int r = 0; r < 2; r++) {
+        pthread_t th[GC_THREADS];
+        js_fault_arm(ops[r], 30, ENOSPC, -1, "edb.log");
+        for (int t = 0; t < GC_THREADS; t++) {
+            memset(&args[r][t], 0, sizeof args[r][t]);
+            args[r][t].inst = inst;
+            args[r][t].id = r * GC_THREADS + t;
+            cr_assert_eq(pthread_create(&th[t], NULL, gc_thread, &args[r][t]), 0);
+        }
+        for (int t = 0; t < GC_THREADS; t++)
+            pthread_join(th[t], NULL);
+        for (int t = 0; t < GC_THREADS; t++) {
+            cr_assert_eq(args[r][t].other, 0, "a committer got an error other than JET_errLogDiskFull");
+            refused += args[r][t].refused;
+        }
+    }
+    cr_assert_geq(refused, 2, "the injected failures reached no committer");
+    cr_assert_eq(js_instance_state(inst), JS_INST_READY);
+    js_fault_reset();
+    OK(js_close(inst));
+
+    /* Every acknowledged put is there after a clean close; js_check
+     * agrees with the files. */
+    OK(js_open(dir, &p, &inst));
+    js_session *s;
+    OK(js_session_open(inst, &s));
+    for (int r = 0; r < 2; r++)
+        for (int t = 0; t < GC_THREADS; t++)
+            for (int i = 0; i < GC_PUTS; i++) {
+                if (!args[r][t].acked[i])
+                    continue;
+                char k[32];
+                int kl = snprintf(k, sizeof k, "gc:%d:%04d", args[r][t].id, i);
+                void *v;
+                size_t vl;
+                JET_ERR e = js_get(s, k, (size_t)kl, &v, &vl);
+                cr_assert_eq(e, JET_errSuccess, "acknowledged %s lost", k);
+                cr_assert(vl == (size_t)kl && !memcmp(v, k, vl));
+                free(v);
+            }
+    js_session_close(s);
+    OK(js_close(inst));
+    js_check_report rep;
+    OK(js_check(dir, &rep));
 }
