@@ -194,7 +194,9 @@ JET_ERR js_instance_new(const char *dir, const js_params *p, js_instance **out);
 /** Second half: crash recovery (redo from the checkpoint), then start the
  *  checkpoint and log threads.  Errors: JET_errMissingLogFile,
  *  JET_errBadLogSignature, JET_errLogReadVerifyFailure,
- *  JET_errReadVerifyFailure, I/O errors.  On error the instance stays
+ *  JET_errReadVerifyFailure, I/O errors; JET_errDiskFull or
+ *  JET_errLogDiskFull when recovery cannot write for lack of space (nothing
+ *  is lost: open again once space is freed).  On error the instance stays
  *  unusable; call js_close(). */
 JET_ERR js_instance_start(js_instance *inst);
 
@@ -208,7 +210,10 @@ int js_instance_state(const js_instance *inst);
  *  JET_errClientRequestToStopJetService), wait for sessions' transactions
  *  to end (callers must end their sessions first), checkpoint, mark the
  *  header clean-shutdown, unlock and free.  Returns the first error met;
- *  the instance is freed in every case.  NULL is a no-op. */
+ *  the instance is freed in every case.  On a full disk the final
+ *  checkpoint may fail (JET_errDiskFull, JET_errLogDiskFull): the header
+ *  then stays dirty-shutdown and the next open recovers from the log, which
+ *  holds every commit acknowledged as durable.  NULL is a no-op. */
 JET_ERR js_close(js_instance *inst);
 
 /** Force a checkpoint now: flush every dirty page, fsync, write edb.chk.
