@@ -161,6 +161,8 @@ typedef struct log_state {
                                    of space and no flush succeeded since */
     uint64_t nfail;             /* flushes failed for lack of space */
     uint64_t fail_target;       /* what the last of them was to make durable */
+    int space_said;             /* an event said the log lacks space; the
+                                   next successful write says it is over */
     pthread_mutex_t spare_lock; /* guards spare_fd and the file edbtmp.log;
                                    taken after lock, never before it */
     int spare_fd;               /* pre-built edbtmp.log (allocated, no header), -1 */

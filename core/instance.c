@@ -447,6 +447,7 @@ static JET_ERR log_finish_open(js_instance *inst, const redo_result *rr)
 static void *ckpt_thread_main(void *arg)
 {
     js_instance *inst = arg;
+    JET_ERR last = JET_errSuccess;   /* said once per spell of lack of space */
     pthread_mutex_lock(&inst->state_lock);
     while (!inst->stopping && !inst->fatal) {
         struct timespec ts;
@@ -463,9 +464,14 @@ static void *ckpt_thread_main(void *arg)
         pthread_mutex_unlock(&inst->state_lock);
         if (pool_ndirty(&inst->pool) || retry) {
             JET_ERR err = ckpt_run(inst);
-            if (err)
+            /* While the disk stays full every writer asks for another try:
+             * say it when it starts and when it ends, not at every try. */
+            if (err && (!err_is_space(err) || err != last))
                 inst_event(inst, 0, err_is_space(err) ? JS_EV_WARNING : JS_EV_ERROR,
                            "checkpoint failed: %s (%d): %s", js_errname(err), err, js_errdetail());
+            else if (!err && err_is_space(last))
+                inst_event(inst, 0, JS_EV_INFO, "checkpoint succeeded again: space was freed");
+            last = err;
         }
         pthread_mutex_lock(&inst->state_lock);
     }

@@ -214,10 +214,32 @@ static void pend_drop(log_state *lg, uint32_t n)
     lg->pend_first += n;
 }
 
+/* Under lg->lock: note a lack of space (now_full) or a successful write;
+ * returns the event to raise once the lock is released (0: none), so the
+ * administrator hears once when the log starts lacking space and once
+ * when it is over, not at every retry. */
+static int space_transition(log_state *lg, int now_full)
+{
+    if (now_full == lg->space_said)
+        return 0;
+    lg->space_said = now_full;
+    return now_full ? 1 : -1;
+}
+
+static void space_event(js_instance *inst, int ev)
+{
+    if (ev > 0)
+        inst_event(inst, 0, JS_EV_WARNING, "no space for the log in %s (%s); writes are refused until space is freed",
+                   inst->log.dir, js_errdetail());
+    else if (ev < 0)
+        inst_event(inst, 0, JS_EV_INFO, "the log in %s can be written again; writes resume", inst->log.dir);
+}
+
 JET_ERR log_flush(js_instance *inst, uint64_t lsn)
 {
     log_state *lg = &inst->log;
     JET_ERR err = JET_errSuccess;
+    int ev = 0;
     if (!inst_logging(inst))
         return JET_errSuccess;
     pthread_mutex_lock(&lg->lock);
@@ -278,10 +300,12 @@ JET_ERR log_flush(js_instance *inst, uint64_t lsn)
             if (target > lg->flushed)
                 lg->flushed = target;
             lg->full = 0;
+            ev = space_transition(lg, 0);
         } else if ((err = log_fail(lg, err)) == JET_errLogDiskFull) {
             lg->nfail++;
             lg->fail_target = target;
             lg->full = err;
+            ev = space_transition(lg, 1);
         }
         pthread_cond_broadcast(&lg->done);
         if (err)
@@ -289,6 +313,7 @@ JET_ERR log_flush(js_instance *inst, uint64_t lsn)
     }
     int fatal = lg->fatal != 0;
     pthread_mutex_unlock(&lg->lock);
+    space_event(inst, ev);
     if (err) {
         if (fatal)
             inst_set_fatal(inst, err);
@@ -527,7 +552,9 @@ JET_ERR log_roll(js_instance *inst, uint32_t *closed_gen)
     pthread_mutex_lock(&lg->lock);
     JET_ERR err = roll_locked(lg, closed_gen);
     int fatal = lg->fatal != 0;
+    int ev = err == JET_errLogDiskFull ? space_transition(lg, 1) : !err ? space_transition(lg, 0) : 0;
     pthread_mutex_unlock(&lg->lock);
+    space_event(inst, ev);
     if (err) {
         if (fatal)
             inst_set_fatal(inst, err);
@@ -562,7 +589,7 @@ JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *l
 {
     log_state *lg = &inst->log;
     JET_ERR err = JET_errSuccess;
-    int appended = 0;
+    int appended = 0, rolled = 0;
     pthread_mutex_lock(&lg->lock);
     if (lg->fatal) {
         err = lg->fatal;
@@ -601,6 +628,7 @@ JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *l
                 err = roll_locked(lg, NULL);
                 if (err)
                     goto out;
+                rolled = 1;
             }
         }
         if (i == nrec)
@@ -620,7 +648,9 @@ out:
             err = log_fatal(lg, e2);
     }
     int fatal = lg->fatal != 0;
+    int ev = err == JET_errLogDiskFull ? space_transition(lg, 1) : rolled ? space_transition(lg, 0) : 0;
     pthread_mutex_unlock(&lg->lock);
+    space_event(inst, ev);
     if (err && fatal)
         inst_set_fatal(inst, err);
     return err;

@@ -439,6 +439,22 @@ static void cl_set(int fd, long n, char *reply, size_t cap)
     cl_call(fd, reply, cap, 3, argv, lens);
 }
 
+/* Events about the log's lack of space: one when it starts, one when it
+ * is over, however many writes were refused in between. */
+static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
+static int ev_full, ev_resumed;
+
+static void count_events(void *ctx, const js_event *ev)
+{
+    (void)ctx;
+    pthread_mutex_lock(&ev_lock);
+    if (ev->level == JS_EV_WARNING && strstr(ev->message, "no space for the log"))
+        ev_full++;
+    if (ev->level == JS_EV_INFO && strstr(ev->message, "writes resume"))
+        ev_resumed++;
+    pthread_mutex_unlock(&ev_lock);
+}
+
 Test(diskfull, resp_client_sees_disk_full_then_resumes)
 {
     mount_small_tmpfs(8192);
@@ -453,6 +469,7 @@ Test(diskfull, resp_client_sees_disk_full_then_resumes)
     js_params p = log_fill_params();
     js_instance *inst;
     OK(js_open(dir, &p, &inst));
+    js_set_event_sink(inst, count_events, NULL);
     const char *eps[] = { sock };
     srv_server *srv = NULL;
     OK(srv_start(inst, eps, 1, NULL, NULL, &srv));
@@ -475,6 +492,10 @@ Test(diskfull, resp_client_sees_disk_full_then_resumes)
     size_t getl[] = { 3, strlen(k) };
     cl_call(fd, reply, sizeof reply, 2, get, getl);
     cr_assert_eq(strcmp(reply, "$1500"), 0, "GET on a full disk: %s", reply);
+    for (int i = 0; i < 5; i++) {
+        cl_set(fd, next, reply, sizeof reply);
+        cr_assert(strstr(reply, "-ERR JET_errLogDiskFull (-529)") == reply, "SET while still full: %s", reply);
+    }
     /* Space freed: the same connection writes again, no restart. */
     cr_assert_eq(unlink(filler), 0);
     long resumed = next;
@@ -484,6 +505,10 @@ Test(diskfull, resp_client_sees_disk_full_then_resumes)
     }
     close(fd);
     srv_stop(srv);
+    pthread_mutex_lock(&ev_lock);
+    cr_assert(ev_full == 1 && ev_resumed == 1, "events: %d about the full log, %d about writes resuming", ev_full,
+              ev_resumed);
+    pthread_mutex_unlock(&ev_lock);
     OK(js_close(inst));
     verify_reopen(dir, resumed);
     /* The SET refused while full may or may not be there; those after are. */
