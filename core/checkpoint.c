@@ -217,25 +217,20 @@ JET_ERR ckpt_run(js_instance *inst)
     }
     for (size_t i = 0; i < n && !err; i += CKPT_BATCH)
         err = ckpt_write_batch(inst, list + i, n - i < CKPT_BATCH ? n - i : CKPT_BATCH, redo, buf);
+    int written = !err;
+    if (!err && n)
+        err = os_fsync(inst->db_fd, inst->db_path);
     if (err) {
-        /* The pages of the failed batch are dirty again and later batches
-         * were never taken; edb.chk keeps the previous redo point, so the
-         * log still covers every page.  Lack of space is retried by the
-         * next checkpoint; any other error is sticky. */
-        if (!err_is_space(err))
+        /* A failed write: the pages of its batch are dirty again, later
+         * batches were never taken, and edb.chk keeps the previous redo
+         * point, so the log still covers every page; lack of space is
+         * retried by the next checkpoint.  A failed fsync, whatever its
+         * errno, is sticky: the kernel may drop the pages it could not
+         * write, and the pool no longer holds them dirty.  Stop rather
+         * than lose them. */
+        if (written || !err_is_space(err))
             inst_set_fatal(inst, err);
         goto out;
-    }
-    if (n) {
-        err = os_fsync(inst->db_fd, inst->db_path);
-        if (err) {
-            /* Whatever the errno: after a failed fsync the kernel may drop
-             * the pages it could not write, and the pool no longer holds
-             * them dirty; only the log has them now.  Stop rather than
-             * lose them. */
-            inst_set_fatal(inst, err);
-            goto out;
-        }
     }
     if (redo) {
         chk_file chk = { .redo_lsn = redo };

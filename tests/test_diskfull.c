@@ -1116,3 +1116,35 @@ Test(diskfull, group_commit_flush_enospc_with_concurrent_committers)
     js_check_report rep;
     OK(js_check(dir, &rep));
 }
+
+/* The one lack of space that stays sticky: a failed fsync of jetsnap.edb
+ * (the kernel may have dropped the pages it could not write). */
+Test(diskfull, seam_checkpoint_db_fsync_enospc_is_sticky)
+{
+    plain_root();
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/db", g_root);
+    js_params p = seam_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    for (long n = 0; n < 100; n++)
+        OK(put_key(s, n));
+    js_fault_arm(JS_FAULT_FSYNC, 1, ENOSPC, -1, "jetsnap.edb");
+    JET_ERR e = js_checkpoint(inst);
+    cr_assert_eq(e, JET_errDiskFull, "checkpoint: %s (%d): %s", js_errname(e), e, js_errdetail());
+    cr_assert_eq(put_key(s, 100), JET_errInstanceUnavailable);
+    cr_assert_eq(js_instance_state(inst), JS_INST_FATAL);
+    js_session_close(s);
+    js_close(inst);
+    js_fault_reset();
+    js_params vp = seam_params();
+    OK(js_open(dir, &vp, &inst));
+    OK(js_session_open(inst, &s));
+    for (long n = 0; n < 100; n++)
+        expect_key(s, n);
+    js_session_close(s);
+    OK(js_close(inst));
+}
