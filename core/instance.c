@@ -98,7 +98,7 @@ JET_ERR inst_check_writable(js_instance *inst)
     }
     pthread_mutex_unlock(&inst->state_lock);
     if (err)
-        return js_fail(err, "instance %s: no space to write pages (%s); writes resume once space is freed",
+        return js_fail(err, "instance %s: checkpoints fail for lack of space (%s); writes resume once space is freed",
                        inst->dir, js_errname(err));
     return JET_errSuccess;
 }

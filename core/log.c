@@ -353,7 +353,7 @@ void log_prepare_spare(log_state *lg)
                 lg->spare_fd = fd;
             } else {
                 os_close(fd);
-                unlink(tmp);
+                (void)os_unlink(tmp, 1);
             }
         }
     }
