@@ -16,11 +16,13 @@
  *    nothing acknowledged is lost.
  *
  * The tests run as root (tmpfs mounts).  Every mount is made in a mkdtemp
- * directory under /tmp named jsdf-*, recorded, and unmounted by the suite's
- * fini even when an assertion fails.
+ * directory /tmp/jsdf-PID-*, recorded, and unmounted by the suite's fini
+ * even when an assertion fails; the suite's init sweeps those of a test
+ * process that died before its fini.
  */
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -80,13 +82,32 @@ static void sweep(void)
     g_sockdir[0] = '\0';
 }
 
-TestSuite(diskfull, .fini = sweep, .timeout = 240);
+/* Mounts and directories left by a test process that died before its fini
+ * (a crash, a timeout): their names carry the owner's pid. */
+static void sweep_stale(void)
+{
+    DIR *d = opendir("/tmp");
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        int pid;
+        char path[512];
+        if (sscanf(de->d_name, "jsdf-%d-", &pid) != 1 || kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        snprintf(path, sizeof path, "/tmp/%s", de->d_name);
+        umount2(path, MNT_DETACH);   /* fails harmlessly when it is no mount */
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    if (d)
+        closedir(d);
+}
 
-/* A tmpfs of size_kib under a fresh /tmp/jsdf-* directory. */
+TestSuite(diskfull, .init = sweep_stale, .fini = sweep, .timeout = 240);
+
+/* A tmpfs of size_kib under a fresh /tmp/jsdf-PID-* directory. */
 static void mount_small_tmpfs(unsigned size_kib)
 {
     char opts[64];
-    strcpy(g_root, "/tmp/jsdf-XXXXXX");
+    snprintf(g_root, sizeof g_root, "/tmp/jsdf-%d-XXXXXX", (int)getpid());
     cr_assert_not_null(mkdtemp(g_root));
     snprintf(opts, sizeof opts, "size=%uk,mode=0700", size_kib);
     cr_assert_eq(mount("tmpfs", g_root, "tmpfs", MS_NOSUID | MS_NODEV, opts), 0, "mount tmpfs on %s: %s",
@@ -96,7 +117,7 @@ static void mount_small_tmpfs(unsigned size_kib)
 
 static void plain_root(void)
 {
-    strcpy(g_root, "/tmp/jsdf-XXXXXX");
+    snprintf(g_root, sizeof g_root, "/tmp/jsdf-%d-XXXXXX", (int)getpid());
     cr_assert_not_null(mkdtemp(g_root));
 }
 
@@ -461,7 +482,7 @@ Test(diskfull, resp_client_sees_disk_full_then_resumes)
     char dir[128], filler[128], sock[128];
     snprintf(dir, sizeof dir, "%s/db", g_root);
     snprintf(filler, sizeof filler, "%s/filler", g_root);
-    strcpy(g_sockdir, "/tmp/jsdf-sock-XXXXXX");
+    snprintf(g_sockdir, sizeof g_sockdir, "/tmp/jsdf-%d-sock-XXXXXX", (int)getpid());
     cr_assert_not_null(mkdtemp(g_sockdir));
     snprintf(sock, sizeof sock, "%s/s.sock", g_sockdir);
     create_pregrown(dir);
