@@ -48,7 +48,10 @@
  *        keeps its records and rewrites them at the same position, and once
  *        that succeeds the transaction is durable; as after a failed fsync,
  *        its outcome was unknown to its committer.  No new write
- *        transaction starts before that rewrite succeeds.
+ *        transaction starts before that rewrite succeeds.  Lazy commits
+ *        are kept and rewritten the same way; closing the instance while
+ *        the disk is still full loses those not yet written, as a crash
+ *        would.
  */
 #ifndef JETSNAP_H
 #define JETSNAP_H
