@@ -16,6 +16,12 @@
  * crash recovery: circular logging deletes them here, otherwise a backup
  * truncates them.
  *
+ * A checkpoint that fails for lack of space (a page write, the growth of
+ * jetsnap.edb, the WAL flush, edb.chk) leaves every page it did not write
+ * dirty and edb.chk at the previous redo point, and is simply retried: by
+ * the checkpoint thread, and at once when a writer asks (inst.h).  Any
+ * other failure is sticky.
+ *
  * edb.chk format: two 512-byte copies at offsets 0 and 512, each
  *   0 u32 crc (CRC32C of bytes 4..511)  4 "JSNAPCHK"  12 u32 version
  *  16 u64 redo LSN  24 i64 time (ms)  32 u8[16] log signature
@@ -178,8 +184,13 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
         err = db_write_pages(inst, pgnos[i], buf + i * ps, (uint32_t)(j - i));
         i = j;
     }
-    for (size_t i = 0; i < m; i++)
+    for (size_t i = 0; i < m; i++) {
+        /* Not written (or maybe not): dirty again, for the next checkpoint.
+         * Rewriting a page that did reach the file is harmless. */
+        if (err)
+            pool_mark_dirty(&inst->pool, held[i]);
         pool_unpin(&inst->pool, held[i]);
+    }
     return err;
 }
 
@@ -237,12 +248,19 @@ JET_ERR ckpt_run(js_instance *inst)
     }
     for (size_t i = 0; i < n && !err; i += CKPT_BATCH)
         err = ckpt_write_batch(inst, list + i, n - i < CKPT_BATCH ? n - i : CKPT_BATCH, redo, buf);
+    int written = !err;
     if (!err && n)
         err = os_fsync(inst->db_fd, inst->db_path);
     if (err) {
-        /* Pages may have left the pool's dirty set without reaching the
-         * disk: only the log holds them now.  Stop rather than lose them. */
-        inst_set_fatal(inst, err);
+        /* A failed write: the pages of its batch are dirty again, later
+         * batches were never taken, and edb.chk keeps the previous redo
+         * point, so the log still covers every page; lack of space is
+         * retried by the next checkpoint.  A failed fsync, whatever its
+         * errno, is sticky: the kernel may drop the pages it could not
+         * write, and the pool no longer holds them dirty.  Stop rather
+         * than lose them. */
+        if (written || !err_is_space(err))
+            inst_set_fatal(inst, err);
         goto out;
     }
     if (hwm > atomic_load(&inst->valid_below))
@@ -255,7 +273,10 @@ JET_ERR ckpt_run(js_instance *inst)
         memcpy(chk.log_sig, inst->hdr.log_sig, JS_SIG_LEN);
         err = chk_write(inst->dir, &chk);
         if (err) {
-            inst_set_fatal(inst, err);
+            /* A copy torn by lack of space fails its checksum and the
+             * other one, the previous redo point, is read: still valid. */
+            if (!err_is_space(err))
+                inst_set_fatal(inst, err);
             goto out;
         }
         inst->ckpt_lsn = redo;
@@ -269,6 +290,7 @@ JET_ERR ckpt_run(js_instance *inst)
         }
     }
 out:
+    inst_checkpoint_done(inst, err);
     pthread_mutex_unlock(&inst->ckpt_lock);
     free(buf);
     free(list);

@@ -36,6 +36,7 @@ static const struct err_row err_table[] = {
     { JET_errMakeBackupDirectoryFail, "JET_errMakeBackupDirectoryFail", "cannot make the backup directory", EACCES },
     { JET_errInvalidBackup, "JET_errInvalidBackup", "incremental backup refused under circular logging", EOPNOTSUPP },
     { JET_errMissingLogFile, "JET_errMissingLogFile", "a log generation is missing", EIO },
+    { JET_errLogDiskFull, "JET_errLogDiskFull", "no space for the log; writes resume once space is freed", ENOSPC },
     { JET_errBadLogSignature, "JET_errBadLogSignature", "log file belongs to another log stream", EIO },
     { JET_errBadDbSignature, "JET_errBadDbSignature", "database signature does not match", EIO },
     { JET_errCheckpointCorrupt, "JET_errCheckpointCorrupt", "checkpoint file is corrupt", EIO },

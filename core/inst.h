@@ -134,7 +134,7 @@ typedef struct buf_pool {
 #define LSN_GEN(lsn) ((uint32_t)((lsn) >> 32))
 #define LSN_OFF(lsn) ((uint32_t)(lsn))
 
-enum rec_type { REC_IMAGE = 1, REC_DELTA = 2, REC_COMMIT = 3 };
+enum rec_type { REC_IMAGE = 1, REC_DELTA = 2, REC_COMMIT = 3, REC_ABORT = 4 };
 #define REC_HDR 8u   /* u8 type, u8 flags, u16 0, u32 payload length */
 
 typedef struct log_state {
@@ -150,8 +150,9 @@ typedef struct log_state {
     uint32_t used;              /* payload bytes used in it */
     uint8_t *pend;              /* blocks pend_first..blk (the last partial) */
     uint32_t pend_first;
+    uint32_t sealed;            /* blocks below it are sealed (in the digest) */
     size_t pend_cap;            /* bytes */
-    uint8_t *io;                /* the leader's buffer */
+    uint8_t *io;                /* the leader's copy of the blocks it writes */
     size_t io_cap;
     int flushing;
     uint64_t flushed;           /* every record starting below it is durable */
@@ -162,6 +163,12 @@ typedef struct log_state {
     uint32_t page_size;
     uint32_t pin_gen;           /* backup: no generation >= it is deleted (0: none) */
     JET_ERR fatal;              /* sticky write failure */
+    JET_ERR full;               /* JET_errLogDiskFull: a flush failed for lack
+                                   of space and no flush succeeded since */
+    uint64_t nfail;             /* flushes failed for lack of space */
+    uint64_t fail_target;       /* what the last of them was to make durable */
+    int space_said;             /* an event said the log lacks space; the
+                                   next successful write says it is over */
     pthread_mutex_t spare_lock; /* guards spare_fd and the file edbtmp.log;
                                    taken after lock, never before it */
     int spare_fd;               /* pre-built edbtmp.log (allocated, no header), -1 */
@@ -196,6 +203,9 @@ struct js_instance {
     pthread_cond_t state_cond;
     int state;                     /* state_lock: enum js_instance_state */
     JET_ERR fatal;                 /* state_lock: sticky fatal error */
+    JET_ERR space_err;             /* state_lock: the last checkpoint failed for
+                                      lack of space (writers wait for the next) */
+    uint64_t ckpt_done;            /* state_lock: checkpoints finished, either way */
     int stopping;                  /* state_lock */
     int backup_running;            /* state_lock */
     int backup_cancel;             /* state_lock: JET_ERR to stop the job with, 0 none */
@@ -217,6 +227,29 @@ static inline int inst_logging(const js_instance *inst)
     return !inst->params.no_log;
 }
 
+/*
+ * Failures: sticky or transient (the contract is in jetsnap.h).
+ *   Sticky: inst->fatal (and log->fatal for the log), set by inst_set_fatal
+ *   on any I/O error but ENOSPC/EDQUOT (JET_errDiskFull from os.c), on a
+ *   failed rename, on a failed fsync of jetsnap.edb whatever its errno, and
+ *   when a logged transaction cannot be installed.  Every call then returns
+ *   JET_errInstanceUnavailable until the instance is closed and reopened.
+ *   Transient: lack of space.  It never sets inst->fatal; it leaves
+ *     log->full   a log write to retry (log.c): new write transactions are
+ *                 refused with JET_errLogDiskFull until a flush succeeds;
+ *     inst->space_err  a checkpoint that could not write pages or grow the
+ *                 file (checkpoint.c; its pages stay dirty, edb.chk keeps the
+ *                 previous redo point): writers ask for a checkpoint and wait
+ *                 for it (inst_check_writable) and get JET_errDiskFull while
+ *                 it fails;
+ *   and a refused roll, which leaves the current generation open.
+ *   Reads never look at either.
+ */
+static inline int err_is_space(JET_ERR err)
+{
+    return err == JET_errDiskFull || err == JET_errLogDiskFull;
+}
+
 /* instance.c */
 /** Open dir for restore's redo: like js_instance_new, but a being-restored
  *  header and a raw backup copy are accepted, and no log is opened. */
@@ -225,8 +258,17 @@ JET_ERR inst_new_for_restore(const char *dir, js_instance **out);
 void inst_discard(js_instance *inst);
 /** The sticky fatal error, or 0. */
 JET_ERR inst_check_usable(js_instance *inst);
-/** Make the instance fatal with err (JET_errInstanceUnavailable afterwards). */
+/** Make the instance fatal with err (JET_errInstanceUnavailable afterwards).
+ *  Never called with a lack of space (err_is_space). */
 void inst_set_fatal(js_instance *inst, JET_ERR err);
+/** Before a write transaction takes the writer lock: retry a log write that
+ *  failed for lack of space, and, when the last checkpoint failed for lack
+ *  of space, ask for one more and wait for it.  JET_errLogDiskFull or
+ *  JET_errDiskFull while space is still missing. */
+JET_ERR inst_check_writable(js_instance *inst);
+/** Record the outcome of a checkpoint (ckpt_run): sets or clears
+ *  space_err and wakes inst_check_writable. */
+void inst_checkpoint_done(js_instance *inst, JET_ERR err);
 /** Write the header (both copies) from inst->hdr under hdr_lock. */
 JET_ERR inst_write_header(js_instance *inst);
 /** Raise an event to the sink. */
@@ -279,7 +321,11 @@ void log_close(log_state *lg);
 JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32_t prev_digest, uint32_t prev_blocks);
 /** Append one transaction: the records in recs (already encoded, n bytes,
  *  record boundaries given by lens) followed by a commit record.  *commit_lsn
- *  receives the commit record's position, *end_lsn the position after it. */
+ *  receives the commit record's position, *end_lsn the position after it.
+ *  On failure nothing of the transaction counts: what was appended is
+ *  cancelled by an abort record.  JET_errLogDiskFull when log->full is set
+ *  or a roll found no space (transient), JET_errOutOfMemory, or a sticky
+ *  JET_errLogWriteFail. */
 JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *lens, size_t nrec,
                        uint64_t txn_id, uint64_t *commit_lsn, uint64_t *end_lsn);
 /** Close the current generation at block end_blk (writing the close block
@@ -289,8 +335,18 @@ JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int alrea
  *  none, so a roll does not allocate a file while committers wait.  Called
  *  by the instance's background thread without log->lock. */
 void log_prepare_spare(log_state *lg);
-/** Make every record starting below lsn durable (group commit). */
+/** Make every record starting below lsn durable (group commit).
+ *  JET_errLogDiskFull when the write that carried lsn failed for lack of
+ *  space (log->full is then set; the blocks stay pending for a retry);
+ *  JET_errLogWriteFail (sticky) for any other failure. */
 JET_ERR log_flush(js_instance *inst, uint64_t lsn);
+/** When log->full: flush everything pending (the retry).  JET_errSuccess
+ *  when nothing waits. */
+JET_ERR log_retry_stalled(js_instance *inst);
+/** Append and flush an abort record for a transaction recovery found
+ *  unfinished at the end of the log (redo_result.unfinished), so records
+ *  appended later cannot complete it. */
+JET_ERR log_abort_unfinished(js_instance *inst);
 /** Position where the next record starts. */
 uint64_t log_position(log_state *lg);
 /** Close the current generation and start the next. */
@@ -363,6 +419,8 @@ typedef struct redo_result {
     loggen_hdr last_hdr;        /* the newest generation replayed */
     loggen_scan_result last_scan;
     uint64_t txns_applied;
+    int unfinished;             /* the log ends inside a transaction (records
+                                   without their commit or abort record) */
 } redo_result;
 /** stop_at_gap: a missing generation, a foreign signature or a broken chain
  *  ends the replay quietly (roll-forward of extra logs at restore) instead

@@ -5,6 +5,9 @@
  * States (enum js_instance_state):
  *   STARTING --js_instance_start--> RECOVERING --redo done--> READY
  *   READY --js_close--> STOPPING;  any --fatal I/O error--> FATAL
+ * A full disk is not fatal: the state stays READY, writes fail with
+ * JET_errLogDiskFull / JET_errDiskFull and resume once space is freed
+ * (which errors are sticky and which transient: inst.h, jetsnap.h).
  * Header state (enum js_db_state): js_create writes just-created; an open
  * writes dirty-shutdown before the first change; a clean close writes
  * clean-shutdown after its final checkpoint.  A restore in progress has
@@ -77,6 +80,41 @@ JET_ERR inst_check_usable(js_instance *inst)
     return err;
 }
 
+JET_ERR inst_check_writable(js_instance *inst)
+{
+    JET_ERR err = log_retry_stalled(inst);
+    if (err)
+        return err;
+    pthread_mutex_lock(&inst->state_lock);
+    if (inst->space_err && !inst->fatal && !inst->stopping) {
+        /* Dirty pages cannot leave the pool while checkpoints fail, so do
+         * not add to them: have one more checkpoint tried, and wait for it. */
+        uint64_t seen = inst->ckpt_done;
+        inst->ckpt_requested = 1;
+        pthread_cond_broadcast(&inst->ckpt_wake);
+        while (inst->ckpt_done == seen && inst->space_err && !inst->fatal && !inst->stopping)
+            pthread_cond_wait(&inst->state_cond, &inst->state_lock);
+        err = inst->space_err;
+    }
+    pthread_mutex_unlock(&inst->state_lock);
+    if (err)
+        return js_fail(err, "instance %s: checkpoints fail for lack of space (%s); writes resume once space is freed",
+                       inst->dir, js_errname(err));
+    return JET_errSuccess;
+}
+
+void inst_checkpoint_done(js_instance *inst, JET_ERR err)
+{
+    pthread_mutex_lock(&inst->state_lock);
+    if (!err)
+        inst->space_err = 0;
+    else if (err_is_space(err))
+        inst->space_err = err;
+    inst->ckpt_done++;
+    pthread_cond_broadcast(&inst->state_cond);
+    pthread_mutex_unlock(&inst->state_lock);
+}
+
 void inst_set_fatal(js_instance *inst, JET_ERR err)
 {
     pthread_mutex_lock(&inst->state_lock);
@@ -120,7 +158,9 @@ JET_ERR inst_write_header(js_instance *inst)
     JET_ERR err = dbh_write(inst->db_fd, inst->db_path, &inst->hdr);
     rl_unlock(&inst->rl, slot);
     pthread_mutex_unlock(&inst->hdr_lock);
-    if (err)
+    /* Lack of space leaves the copy being written torn at worst, and the
+     * read rule then takes the other one: the caller fails, nothing more. */
+    if (err && !err_is_space(err))
         inst_set_fatal(inst, err);
     return err;
 }
@@ -407,6 +447,7 @@ static JET_ERR log_finish_open(js_instance *inst, const redo_result *rr)
 static void *ckpt_thread_main(void *arg)
 {
     js_instance *inst = arg;
+    JET_ERR last = JET_errSuccess;   /* said once per spell of lack of space */
     pthread_mutex_lock(&inst->state_lock);
     while (!inst->stopping && !inst->fatal) {
         struct timespec ts;
@@ -419,15 +460,23 @@ static void *ckpt_thread_main(void *arg)
         if (inst->stopping || inst->fatal)
             break;
         inst->ckpt_requested = 0;
+        int retry = inst->space_err != 0;
         pthread_mutex_unlock(&inst->state_lock);
-        if (pool_ndirty(&inst->pool)) {
+        if (pool_ndirty(&inst->pool) || retry) {
             JET_ERR err = ckpt_run(inst);
-            if (err)
-                inst_event(inst, 0, JS_EV_ERROR, "checkpoint failed: %s (%d): %s", js_errname(err), err,
-                           js_errdetail());
+            /* While the disk stays full every writer asks for another try:
+             * say it when it starts and when it ends, not at every try. */
+            if (err && (!err_is_space(err) || err != last))
+                inst_event(inst, 0, err_is_space(err) ? JS_EV_WARNING : JS_EV_ERROR,
+                           "checkpoint failed: %s (%d): %s", js_errname(err), err, js_errdetail());
+            else if (!err && err_is_space(last))
+                inst_event(inst, 0, JS_EV_INFO, "checkpoint succeeded again: space was freed");
+            last = err;
         }
         pthread_mutex_lock(&inst->state_lock);
     }
+    /* Writers waiting for a checkpoint (inst_check_writable) get no more. */
+    pthread_cond_broadcast(&inst->state_cond);
     pthread_mutex_unlock(&inst->state_lock);
     return NULL;
 }
@@ -452,7 +501,9 @@ static void *flush_thread_main(void *arg)
         pthread_mutex_lock(&inst->log.lock);
         uint64_t pos = log_position(&inst->log);
         pthread_mutex_unlock(&inst->log.lock);
-        (void)log_flush(inst, pos);   /* a failure makes the instance fatal */
+        /* An I/O error makes the instance fatal; lack of space is retried
+         * here every round until it succeeds. */
+        (void)log_flush(inst, pos);
         if (inst_logging(inst))
             log_prepare_spare(&inst->log);
         pthread_mutex_lock(&inst->state_lock);
@@ -494,6 +545,8 @@ JET_ERR js_instance_start(js_instance *inst)
             inst_event(inst, 301, JS_EV_INFO, "recovery replayed %llu transactions through generation %08X",
                        (unsigned long long)rr.txns_applied, rr.last_gen);
         err = log_finish_open(inst, &rr);
+        if (!err && rr.unfinished)
+            err = log_abort_unfinished(inst);
         if (err)
             goto fail;
     }

@@ -19,15 +19,39 @@
  *    read-only transactions before it installs.
  *  - Group commit releases the writer lock before the fsync, so a reader may
  *    see a commit whose log is not yet on disk (its committer has not been
- *    told "done" yet).  The committer learns of a failed fsync; the instance
- *    then turns fatal (JET_errInstanceUnavailable) so nothing is built on a
- *    lost commit.
+ *    told "done" yet).  The committer learns of a failed log write: an I/O
+ *    error turns the instance fatal (JET_errInstanceUnavailable) so nothing
+ *    is built on a lost commit; a full disk does not (see below).
  *  - Errors are ESE's numbers (negative int).  A function that fails leaves
  *    a human-readable detail (naming the file and page or generation) in a
  *    per-thread buffer read by js_errdetail().
- *  - After a fatal I/O error (log or header write) every later call on the
- *    instance returns JET_errInstanceUnavailable until it is closed and
- *    reopened, so one I/O error can never become silent corruption.
+ *  - Which I/O errors are sticky and which are transient:
+ *      sticky (fatal): any I/O error other than ENOSPC/EDQUOT on a file of
+ *        DBDIR (EIO, a torn write, a failed rename), and a failed fsync of
+ *        jetsnap.edb whatever its errno (the kernel may have dropped the
+ *        pages it could not write).  Every later call on the instance
+ *        returns JET_errInstanceUnavailable until it is closed and reopened,
+ *        so one I/O error can never become silent corruption.
+ *      transient (a full disk: ENOSPC or EDQUOT): writes fail with
+ *        JET_errLogDiskFull when the log cannot grow or be written, and
+ *        with JET_errDiskFull when the checkpoint cannot write pages or
+ *        grow jetsnap.edb; reads go on; nothing acknowledged is lost; and
+ *        writes resume by themselves once space is freed (the next write
+ *        retries the failed log write, or asks for a checkpoint and waits
+ *        for it).  A transaction refused before its commit record was
+ *        appended to the log (the usual case: the next log generation could
+ *        not be allocated) is rolled back and nothing of it is visible.
+ *        One whose commit record was appended but whose log write then
+ *        failed (a write into the already allocated generation: file
+ *        systems without fallocate, quotas) was already visible to readers
+ *        under group commit: its committer gets JET_errLogDiskFull, the log
+ *        keeps its records and rewrites them at the same position, and once
+ *        that succeeds the transaction is durable; as after a failed fsync,
+ *        its outcome was unknown to its committer.  No new write
+ *        transaction starts before that rewrite succeeds.  Lazy commits
+ *        are kept and rewritten the same way; closing the instance while
+ *        the disk is still full loses those not yet written, as a crash
+ *        would.
  */
 #ifndef JETSNAP_H
 #define JETSNAP_H
@@ -58,6 +82,7 @@ typedef int JET_ERR;
 #define JET_errMakeBackupDirectoryFail        (-525)
 #define JET_errInvalidBackup                  (-526)
 #define JET_errMissingLogFile                 (-528)
+#define JET_errLogDiskFull                    (-529)
 #define JET_errBadLogSignature                (-530)
 #define JET_errBadDbSignature                 (-531)
 #define JET_errCheckpointCorrupt              (-533)
@@ -172,7 +197,9 @@ JET_ERR js_instance_new(const char *dir, const js_params *p, js_instance **out);
 /** Second half: crash recovery (redo from the checkpoint), then start the
  *  checkpoint and log threads.  Errors: JET_errMissingLogFile,
  *  JET_errBadLogSignature, JET_errLogReadVerifyFailure,
- *  JET_errReadVerifyFailure, I/O errors.  On error the instance stays
+ *  JET_errReadVerifyFailure, I/O errors; JET_errDiskFull or
+ *  JET_errLogDiskFull when recovery cannot write for lack of space (nothing
+ *  is lost: open again once space is freed).  On error the instance stays
  *  unusable; call js_close(). */
 JET_ERR js_instance_start(js_instance *inst);
 
@@ -186,17 +213,25 @@ int js_instance_state(const js_instance *inst);
  *  JET_errClientRequestToStopJetService), wait for sessions' transactions
  *  to end (callers must end their sessions first), checkpoint, mark the
  *  header clean-shutdown, unlock and free.  Returns the first error met;
- *  the instance is freed in every case.  NULL is a no-op. */
+ *  the instance is freed in every case.  On a full disk the final
+ *  checkpoint may fail (JET_errDiskFull, JET_errLogDiskFull): the header
+ *  then stays dirty-shutdown and the next open recovers from the log, which
+ *  holds every commit acknowledged as durable.  NULL is a no-op. */
 JET_ERR js_close(js_instance *inst);
 
 /** Force a checkpoint now: flush every dirty page, fsync, write edb.chk.
  *  Under circular logging, delete generations below it.  An I/O error
- *  makes the instance fatal (the log still holds everything). */
+ *  makes the instance fatal (the log still holds everything).  A full disk
+ *  (JET_errDiskFull, JET_errLogDiskFull) does not: pages not written stay
+ *  dirty, edb.chk keeps the previous redo point, and writers are refused
+ *  with JET_errDiskFull until a checkpoint succeeds. */
 JET_ERR js_checkpoint(js_instance *inst);
 
 /** Close the current log generation and start the next one.  *closed_gen
  *  (may be NULL) receives the generation just closed.
- *  Errors: JET_errLoggingDisabled, JET_errLogWriteFail. */
+ *  Errors: JET_errLoggingDisabled, JET_errLogWriteFail (the instance is then
+ *  fatal), JET_errLogDiskFull (no space for the next generation or the close:
+ *  the current generation stays open). */
 JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen);
 
 /** Read bytes [off, off+len) of the database file as it is on disk, under
@@ -226,7 +261,10 @@ void js_session_close(js_session *s);
  *  keep it short, and never write through another session from the thread
  *  that holds it (that would wait for itself).
  *  Errors: JET_errInTransaction, JET_errInstanceUnavailable,
- *  JET_errTermInProgress. */
+ *  JET_errTermInProgress; for a read-write transaction also
+ *  JET_errLogDiskFull (a log write failed for lack of space and retrying it
+ *  now fails too) and JET_errDiskFull (checkpoints fail for lack of space
+ *  and one more attempt, made for this call, failed too). */
 JET_ERR js_txn_begin(js_session *s, unsigned flags);
 
 #define JS_COMMIT_FLAG_LAZY    0x1u  /* do not wait for the log flush */
@@ -234,7 +272,9 @@ JET_ERR js_txn_begin(js_session *s, unsigned flags);
 /** Commit.  With the instance's commit mode durable (or
  *  JS_COMMIT_FLAG_DURABLE) the commit is on disk when this returns.
  *  Errors: JET_errNotInTransaction, JET_errLogWriteFail (the instance is then
- *  fatal), JET_errDiskFull. */
+ *  fatal), JET_errLogDiskFull (no space for the log; what the transaction
+ *  leaves is told under "transient" above).  The transaction is over in
+ *  every case. */
 JET_ERR js_txn_commit(js_session *s, unsigned flags);
 /** Roll back: nothing of the transaction stays.  JET_errNotInTransaction. */
 JET_ERR js_txn_rollback(js_session *s);
@@ -242,7 +282,8 @@ JET_ERR js_txn_rollback(js_session *s);
 /** Insert or replace.  Outside a transaction it runs in its own
  *  transaction.  Errors: JET_errKeyTooBig (key 0 or >255 bytes: klen 0 gives
  *  JET_errInvalidParameter), JET_errRecordTooBig (value > 1 MiB); nothing is
- *  stored then. */
+ *  stored then.  Outside a transaction also the errors of js_txn_begin and
+ *  js_txn_commit (JET_errLogDiskFull, JET_errDiskFull). */
 JET_ERR js_put(js_session *s, const void *key, size_t klen, const void *val, size_t vlen);
 /** Delete.  JET_errRecordNotFound when absent. */
 JET_ERR js_del(js_session *s, const void *key, size_t klen);
@@ -416,9 +457,11 @@ JET_ERR js_verify(const char *backup, js_check_report *rep, js_status_fn status,
 /* ------------------------------------------------------------------ */
 /* Fault injection (tests only; affects the calling process)            */
 /* ------------------------------------------------------------------ */
-enum js_fault_op { JS_FAULT_WRITE = 0, JS_FAULT_FSYNC = 1, JS_FAULT_RENAME = 2, JS_FAULT_OPS };
+enum js_fault_op { JS_FAULT_WRITE = 0, JS_FAULT_FSYNC = 1, JS_FAULT_RENAME = 2, JS_FAULT_ALLOCATE = 3,
+                   JS_FAULT_OPS };
 /** Make the nth (1-based, counted from now) operation of kind op fail with
- *  errno err (EIO, ENOSPC).  For JS_FAULT_WRITE, tear_at >= 0 writes only
+ *  errno err (EIO, ENOSPC).  JS_FAULT_ALLOCATE counts reservations of file
+ *  space (a new log generation, the growth of jetsnap.edb).  For JS_FAULT_WRITE, tear_at >= 0 writes only
  *  the first tear_at bytes and then fails.  nth 0 disarms.  path_substr
  *  (may be NULL) restricts counting to paths containing it. */
 void js_fault_arm(int op, uint64_t nth, int err, long tear_at, const char *path_substr);

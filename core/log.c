@@ -5,22 +5,40 @@
  * Group commit: appenders copy their records into the pending blocks under
  * log->lock.  A committer that needs durability becomes the leader when no
  * flush runs: it seals every pending block (the last, partial one is padded
- * and never written again), swaps the pending buffer with the I/O buffer,
- * drops the lock, writes and fdatasyncs, and wakes everyone whose records
- * are now durable.  Committers arriving meanwhile append to the fresh buffer
- * and are served by the next flush: one fsync for all of them.
+ * and never written again), copies them to the I/O buffer, drops the lock,
+ * writes and fdatasyncs, drops the blocks from the pending buffer once they
+ * are durable, and wakes everyone whose records are now durable.
+ * Committers arriving meanwhile append after the sealed blocks and are
+ * served by the next flush: one fsync for all of them.
  *
  * Rolling (full generation, or on demand) happens under log->lock once no
  * flush runs, in this crash-safe order:
- *   1. write the pending blocks and the close block in one write; fdatasync
- *   2. edbtmp.log (pre-built in the background when possible): write the
+ *   1. edbtmp.log (pre-built in the background when possible): write the
  *      next header; fdatasync
+ *   2. write the pending blocks and the close block in one write; fdatasync
  *   3. rename edb.log -> edbXXXXXXXX.log
  *   4. rename edbtmp.log -> edb.log; fsync the directory
- * A crash after 1 leaves a closed edb.log, after 3 no edb.log at all; open
+ * A crash after 2 leaves a closed edb.log, after 3 no edb.log at all; open
  * (log_finish_open) completes the roll in both cases.
- * A failed log write is sticky: every later append or flush fails with
- * JET_errLogWriteFail and the instance turns fatal.
+ *
+ * Failures (the rule is in inst.h):
+ *  - A log write that fails for lack of space (ENOSPC, EDQUOT) is
+ *    transient.  The written blocks leave the pending buffer only once they
+ *    are durable, so a failed flush leaves them there: the committers it
+ *    carried get JET_errLogDiskFull, log->full refuses new transactions,
+ *    and the next flush (the background thread every 50 ms, or
+ *    js_txn_begin) rewrites the same blocks at the same position, after
+ *    the last acknowledged one.  Nothing acknowledged is ever rewritten.
+ *  - A roll makes the next generation's file (the step that takes new
+ *    space) before it writes anything to the current one, so a full disk
+ *    leaves the current generation open.  A transaction whose records were
+ *    partly appended when its roll failed is cancelled by an abort record
+ *    (REC_ABORT, format in loggen.c), for which log_room() always keeps
+ *    space; so is a transaction recovery found unfinished at the end of the
+ *    log (log_abort_unfinished), before anything else is appended.
+ *  - Any other failed write, and a failed rename, is sticky: every later
+ *    append or flush fails with JET_errLogWriteFail and the instance turns
+ *    fatal.
  */
 #include "inst.h"
 #include "err.h"
@@ -79,11 +97,25 @@ uint64_t log_position(log_state *lg)
     return LSN_MAKE(lg->gen, (uint64_t)lg->blk * LOG_BLOCK + LOG_BLK_HDR + lg->used);
 }
 
+/* A write that cannot go on: sticky. */
 static JET_ERR log_fatal(log_state *lg, JET_ERR cause)
 {
+    (void)cause;
     if (!lg->fatal)
-        lg->fatal = cause == JET_errDiskFull ? JET_errDiskFull : JET_errLogWriteFail;
+        lg->fatal = JET_errLogWriteFail;
     return lg->fatal;
+}
+
+/* Sort a failed log write: lack of space (and of memory, which fails
+ * before any write) leaves the log as it was and is retried later; any
+ * other error is sticky. */
+static JET_ERR log_fail(log_state *lg, JET_ERR err)
+{
+    if (err == JET_errDiskFull || err == JET_errLogDiskFull)
+        return JET_errLogDiskFull;
+    if (err == JET_errOutOfMemory)
+        return err;
+    return log_fatal(lg, err);
 }
 
 /* Make room in the pending buffer for block blk. */
@@ -104,13 +136,15 @@ static JET_ERR pend_reserve(log_state *lg, uint32_t blk)
     return JET_errSuccess;
 }
 
+/* Copy len bytes into the pending blocks.  The room is reserved first, so
+ * a failure appends nothing (half a record would garble the stream). */
 static JET_ERR append_bytes(log_state *lg, const void *data, size_t len)
 {
     const uint8_t *src = data;
+    JET_ERR err = pend_reserve(lg, lg->blk + (uint32_t)((lg->used + len) / LOG_PAYLOAD));
+    if (err)
+        return err;
     while (len) {
-        JET_ERR err = pend_reserve(lg, lg->blk);
-        if (err)
-            return err;
         uint8_t *blk = lg->pend + (size_t)(lg->blk - lg->pend_first) * LOG_BLOCK;
         size_t room = LOG_PAYLOAD - lg->used;
         size_t take = len < room ? len : room;
@@ -126,22 +160,27 @@ static JET_ERR append_bytes(log_state *lg, const void *data, size_t len)
     return JET_errSuccess;
 }
 
-/* Payload bytes still free in this generation (the last block is kept for
- * the close block). */
+/* Payload bytes still free in this generation for transaction records.
+ * The last block is kept for the close block, and the one before it for
+ * an abort record (append_abort), so that a transaction whose roll fails
+ * halfway can always be cancelled in the generation that holds its
+ * records. */
 static uint64_t log_room(const log_state *lg)
 {
-    uint32_t last_data = lg->nblocks - 2;
-    if (lg->blk > last_data)
+    uint32_t last_data = lg->nblocks - 3;
+    if (lg->nblocks < 4 || lg->blk > last_data)
         return 0;
     return (uint64_t)(last_data - lg->blk) * LOG_PAYLOAD + (LOG_PAYLOAD - lg->used);
 }
 
-/* Seal the pending blocks [pend_first, end) in order, extending the digest.
- * Returns the number of blocks. */
-static uint32_t seal_pending(log_state *lg)
+/* Seal the blocks appended since the last seal, in order, extending the
+ * digest; a partial last block is padded and never written to again.
+ * Blocks sealed earlier whose write failed stay as they are (their CRC is
+ * in the digest once), so a retry rewrites the very same bytes. */
+static void seal_pending(log_state *lg)
 {
     uint32_t end = lg->blk + (lg->used ? 1 : 0);
-    for (uint32_t b = lg->pend_first; b < end; b++) {
+    for (uint32_t b = lg->sealed; b < end; b++) {
         uint8_t *blk = lg->pend + (size_t)(b - lg->pend_first) * LOG_BLOCK;
         uint32_t used = (b == lg->blk) ? lg->used : LOG_PAYLOAD;
         pg_put32(blk + 4, lg->gen);
@@ -154,13 +193,53 @@ static uint32_t seal_pending(log_state *lg)
         uint32_t crc = pg_u32(blk);
         lg->digest = js_crc32c(lg->digest, &crc, 4);
     }
-    return end - lg->pend_first;
+    if (end > lg->sealed)
+        lg->sealed = end;
+    if (lg->used) {
+        lg->blk++;
+        lg->used = 0;
+    }
+}
+
+/* Drop the first n blocks of the pending buffer (written and durable). */
+static void pend_drop(log_state *lg, uint32_t n)
+{
+    size_t cap_blocks = lg->pend_cap / LOG_BLOCK;
+    size_t have = (size_t)(lg->blk - lg->pend_first) + 1;
+    if (have > cap_blocks)
+        have = cap_blocks;
+    size_t live = have - n;
+    memmove(lg->pend, lg->pend + (size_t)n * LOG_BLOCK, live * LOG_BLOCK);
+    memset(lg->pend + live * LOG_BLOCK, 0, (size_t)n * LOG_BLOCK);
+    lg->pend_first += n;
+}
+
+/* Under lg->lock: note a lack of space (now_full) or a successful write;
+ * returns the event to raise once the lock is released (0: none), so the
+ * administrator hears once when the log starts lacking space and once
+ * when it is over, not at every retry. */
+static int space_transition(log_state *lg, int now_full)
+{
+    if (now_full == lg->space_said)
+        return 0;
+    lg->space_said = now_full;
+    return now_full ? 1 : -1;
+}
+
+static void space_event(js_instance *inst, int ev)
+{
+    if (ev > 0)
+        inst_event(inst, 0, JS_EV_WARNING, "no space for the log in %s (%s); writes are refused until space is freed",
+                   inst->log.dir, js_errdetail());
+    else if (ev < 0)
+        inst_event(inst, 0, JS_EV_INFO, "the log in %s can be written again; writes resume", inst->log.dir);
 }
 
 JET_ERR log_flush(js_instance *inst, uint64_t lsn)
 {
     log_state *lg = &inst->log;
     JET_ERR err = JET_errSuccess;
+    int ev = 0;
     if (!inst_logging(inst))
         return JET_errSuccess;
     pthread_mutex_lock(&lg->lock);
@@ -172,53 +251,87 @@ JET_ERR log_flush(js_instance *inst, uint64_t lsn)
         if (lsn <= lg->flushed)
             break;
         if (lg->flushing) {
+            /* A flush that fails for lack of space fails exactly the
+             * commits it carried; a later one retries them. */
+            uint64_t fails = lg->nfail;
             pthread_cond_wait(&lg->done, &lg->lock);
+            if (lg->nfail != fails && lsn <= lg->fail_target && lsn > lg->flushed) {
+                err = js_fail(JET_errLogDiskFull, "no space to write the log");
+                break;
+            }
             continue;
         }
+        seal_pending(lg);
         uint32_t first = lg->pend_first;
-        uint32_t n = seal_pending(lg);
+        uint32_t n = lg->sealed - first;
+        uint64_t target = log_position(lg);
         if (n == 0) {
-            lg->flushed = log_position(lg);
+            lg->flushed = target;
             break;
         }
-        /* Swap buffers: appenders continue in a clean one. */
-        uint8_t *io = lg->pend;
-        size_t io_cap = lg->pend_cap;
-        lg->pend = lg->io;
-        lg->pend_cap = lg->io_cap;
-        lg->io = io;
-        lg->io_cap = io_cap;
-        if (lg->used) {
-            lg->blk++;
-            lg->used = 0;
+        /* The blocks stay in the pending buffer until they are durable:
+         * a failed write leaves them for the next flush, which rewrites
+         * them at the same position (after the last acknowledged block). */
+        size_t bytes = (size_t)n * LOG_BLOCK;
+        if (lg->io_cap < bytes) {
+            uint8_t *io = realloc(lg->io, bytes);
+            if (!io) {
+                err = js_fail(JET_errOutOfMemory, "log I/O buffer of %zu bytes", bytes);
+                break;
+            }
+            lg->io = io;
+            lg->io_cap = bytes;
         }
-        lg->pend_first = lg->blk;
-        uint64_t target = log_position(lg);
+        memcpy(lg->io, lg->pend, bytes);
         lg->flushing = 1;
         int fd = lg->fd;
         char path[PATH_MAX];
         memcpy(path, lg->cur_path, sizeof path);
         pthread_mutex_unlock(&lg->lock);
 
-        err = os_pwrite(fd, path, io, (size_t)n * LOG_BLOCK, (uint64_t)first * LOG_BLOCK);
+        err = os_pwrite(fd, path, lg->io, bytes, (uint64_t)first * LOG_BLOCK);
         if (!err)
             err = os_fsync(fd, path);
-        memset(io, 0, (size_t)n * LOG_BLOCK);
 
         pthread_mutex_lock(&lg->lock);
         lg->flushing = 0;
-        if (err)
-            log_fatal(lg, err);
-        else if (target > lg->flushed)
-            lg->flushed = target;
+        if (!err) {
+            pend_drop(lg, n);
+            if (target > lg->flushed)
+                lg->flushed = target;
+            lg->full = 0;
+            ev = space_transition(lg, 0);
+        } else if ((err = log_fail(lg, err)) == JET_errLogDiskFull) {
+            lg->nfail++;
+            lg->fail_target = target;
+            lg->full = err;
+            ev = space_transition(lg, 1);
+        }
         pthread_cond_broadcast(&lg->done);
+        if (err)
+            break;
     }
+    int fatal = lg->fatal != 0;
     pthread_mutex_unlock(&lg->lock);
+    space_event(inst, ev);
     if (err) {
-        inst_set_fatal(inst, err);
+        if (fatal)
+            inst_set_fatal(inst, err);
         return js_fail(err, "log %s: write failed (%s)", lg->cur_path, js_errdetail());
     }
     return JET_errSuccess;
+}
+
+JET_ERR log_retry_stalled(js_instance *inst)
+{
+    log_state *lg = &inst->log;
+    if (!inst_logging(inst))
+        return JET_errSuccess;
+    pthread_mutex_lock(&lg->lock);
+    int stalled = lg->full != 0;
+    uint64_t pos = log_position(lg);
+    pthread_mutex_unlock(&lg->lock);
+    return stalled ? log_flush(inst, pos) : JET_errSuccess;
 }
 
 static void tmp_path(const log_state *lg, char *out, size_t cap)
@@ -233,19 +346,25 @@ void log_prepare_spare(log_state *lg)
     pthread_mutex_lock(&lg->spare_lock);
     if (lg->spare_fd < 0 && lg->file_size) {
         int fd = -1;
-        /* A failure only means the next roll allocates the file itself. */
+        /* A failure only means the next roll allocates the file itself; a
+         * partly allocated file would hold space a full disk needs. */
         if (os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd) == JET_errSuccess) {
-            if (os_allocate(fd, tmp, lg->file_size) == JET_errSuccess)
+            if (os_allocate(fd, tmp, lg->file_size) == JET_errSuccess) {
                 lg->spare_fd = fd;
-            else
+            } else {
                 os_close(fd);
+                (void)os_unlink(tmp, 1);
+            }
         }
     }
     pthread_mutex_unlock(&lg->spare_lock);
 }
 
 /* edbtmp.log holding generation gen's header, durable: the pre-built spare
- * when there is one, else a new file.  *fd_out receives the descriptor. */
+ * when there is one, else a new file.  *fd_out receives the descriptor;
+ * spare_lock stays held until the caller has renamed edbtmp.log away
+ * (promote_next) or handed the file back (keep_spare).  On failure nothing
+ * is left behind and spare_lock is released. */
 static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int64_t prev_created,
                               uint32_t prev_digest, uint32_t prev_blocks, int *fd_out)
 {
@@ -276,7 +395,6 @@ static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int6
         err = os_fsync(fd, tmp);
     if (err)
         goto fail;
-    /* Held until the caller has renamed edbtmp.log away (promote_next). */
     *fd_out = fd;
     return JET_errSuccess;
 fail:
@@ -286,19 +404,25 @@ fail:
     return err;
 }
 
-/* Steps 2-4 of a roll: edbtmp.log for gen+1 becomes edb.log, the current
- * file (already closed by its close block) becomes edbXXXXXXXX.log. */
-static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t closed_created, uint32_t digest,
-                            uint32_t close_blk, int have_current)
+/* Give a prepared edbtmp.log back as the spare (a roll that failed after
+ * create_tmp_gen): the next roll rewrites its header.  Releases spare_lock. */
+static void keep_spare(log_state *lg, int fd)
 {
-    int fd = -1;
+    lg->spare_fd = fd;
+    pthread_mutex_unlock(&lg->spare_lock);
+}
+
+/* Steps 3-4 of a roll: edbtmp.log (fd, from create_tmp_gen, spare_lock
+ * held) becomes edb.log for closed_gen + 1, the current file (already
+ * closed by its close block) becomes edbXXXXXXXX.log.  A failure here is
+ * sticky: the current generation is closed on disk, and open finishes the
+ * roll. */
+static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t created, int fd, int have_current)
+{
     char closed[PATH_MAX], tmp[PATH_MAX];
-    int64_t created = now_ms();
-    JET_ERR err = create_tmp_gen(lg, closed_gen + 1, created, closed_created, digest, close_blk, &fd);
-    if (err)
-        return err;
+    JET_ERR err = JET_errSuccess;
     log_gen_name(closed, sizeof closed, lg->dir, closed_gen);
-    snprintf(tmp, sizeof tmp, "%s/%s", lg->dir, JS_LOG_TMP_FILE);
+    tmp_path(lg, tmp, sizeof tmp);
     if (have_current) {
         err = os_rename(lg->cur_path, closed);
         if (err)
@@ -319,6 +443,7 @@ static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t closed_c
     lg->blk = 1;
     lg->used = 0;
     lg->pend_first = 1;
+    lg->sealed = 1;
     lg->digest = 0;
     lg->created = created;
     lg->flushed = log_position(lg);
@@ -362,40 +487,58 @@ static void wait_no_flush(log_state *lg)
         pthread_cond_wait(&lg->done, &lg->lock);
 }
 
-/* Step 1 of a roll: the pending blocks and the close block after them, in
- * one write and one fdatasync.  No flush may be running (wait_no_flush). */
+/* Step 2 of a roll: the pending blocks (sealed) and the close block after
+ * them, in one write and one fdatasync.  No flush may be running.  A
+ * failure leaves the blocks pending and the generation open: whatever of
+ * the close block reached the file is overwritten by the next write at
+ * that index (or, after a crash, closes the generation at the same place
+ * with the same digest). */
 static JET_ERR close_current(log_state *lg)
 {
-    if (lg->fatal)
-        return lg->fatal;
     uint32_t first = lg->pend_first;
-    seal_pending(lg);
-    if (lg->used) {
-        lg->blk++;
-        lg->used = 0;
-    }
     JET_ERR err = pend_reserve(lg, lg->blk);
     if (err)
         return err;
     uint32_t n = lg->blk - first + 1;
-    encode_close_block(lg, lg->pend + (size_t)(n - 1) * LOG_BLOCK);
+    uint8_t *cb = lg->pend + (size_t)(n - 1) * LOG_BLOCK;
+    encode_close_block(lg, cb);
     err = os_pwrite(lg->fd, lg->cur_path, lg->pend, (size_t)n * LOG_BLOCK, (uint64_t)first * LOG_BLOCK);
     if (!err)
         err = os_fsync(lg->fd, lg->cur_path);
+    if (err) {
+        memset(cb, 0, LOG_BLOCK);
+        return err;
+    }
     memset(lg->pend, 0, (size_t)n * LOG_BLOCK);
     lg->pend_first = lg->blk;
-    return err;
+    return JET_errSuccess;
 }
 
+/* A roll, in the order of the file comment.  The next generation's file is
+ * made (the one step that needs new space) before anything is written to
+ * the current one, so a full disk leaves the current generation open and
+ * unchanged: JET_errLogDiskFull, retried by the next roll. */
 static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
 {
     wait_no_flush(lg);
+    if (lg->fatal)
+        return lg->fatal;
     uint32_t gen = lg->gen;   /* only now: another roll may have run while we waited */
-    JET_ERR err = close_current(lg);
-    if (!err)
-        err = promote_next(lg, gen, lg->created, lg->digest, lg->blk, 1);
+    seal_pending(lg);
+    int64_t created = now_ms();
+    int fd = -1;
+    JET_ERR err = create_tmp_gen(lg, gen + 1, created, lg->created, lg->digest, lg->blk, &fd);
+    if (err)
+        return log_fail(lg, err);
+    err = close_current(lg);
+    if (err) {
+        keep_spare(lg, fd);
+        return log_fail(lg, err);
+    }
+    err = promote_next(lg, gen, created, fd, 1);
     if (err)
         return log_fatal(lg, err);
+    lg->full = 0;   /* every pending block is durable now */
     if (closed_gen)
         *closed_gen = gen;
     return JET_errSuccess;
@@ -408,9 +551,13 @@ JET_ERR log_roll(js_instance *inst, uint32_t *closed_gen)
         return js_fail(JET_errLoggingDisabled, "the instance runs without a log (no_log)");
     pthread_mutex_lock(&lg->lock);
     JET_ERR err = roll_locked(lg, closed_gen);
+    int fatal = lg->fatal != 0;
+    int ev = err == JET_errLogDiskFull ? space_transition(lg, 1) : !err ? space_transition(lg, 0) : 0;
     pthread_mutex_unlock(&lg->lock);
+    space_event(inst, ev);
     if (err) {
-        inst_set_fatal(inst, err);
+        if (fatal)
+            inst_set_fatal(inst, err);
         return js_fail(err, "log roll in %s failed: %s", lg->dir, js_errdetail());
     }
     return JET_errSuccess;
@@ -422,14 +569,36 @@ JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen)
     return err ? err : log_roll(inst, closed_gen);
 }
 
+/* Append an abort record: redo drops the records of the transaction it
+ * ends.  It may use the block log_room() keeps for it. */
+static JET_ERR append_abort(log_state *lg, uint64_t txn_id)
+{
+    uint8_t rec[REC_HDR + 8];
+    rec[0] = REC_ABORT;
+    rec[1] = 0;
+    pg_put16(rec + 2, 0);
+    pg_put32(rec + 4, 8);
+    pg_put64(rec + REC_HDR, txn_id);
+    if (lg->blk + (lg->used + sizeof rec) / LOG_PAYLOAD > lg->nblocks - 2)
+        return js_fail(JET_errLogWriteFail, "no room left for an abort record in generation %08X", lg->gen);
+    return append_bytes(lg, rec, sizeof rec);
+}
+
 JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *lens, size_t nrec,
                        uint64_t txn_id, uint64_t *commit_lsn, uint64_t *end_lsn)
 {
     log_state *lg = &inst->log;
     JET_ERR err = JET_errSuccess;
+    int appended = 0, rolled = 0;
     pthread_mutex_lock(&lg->lock);
     if (lg->fatal) {
         err = lg->fatal;
+        goto out;
+    }
+    if (lg->full) {
+        /* A log write waits for space: nothing new is logged before it is
+         * rewritten (js_txn_begin retries it). */
+        err = js_fail(JET_errLogDiskFull, "no space to write the log in %s", lg->dir);
         goto out;
     }
     size_t off = 0;
@@ -459,6 +628,7 @@ JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *l
                 err = roll_locked(lg, NULL);
                 if (err)
                     goto out;
+                rolled = 1;
             }
         }
         if (i == nrec)
@@ -466,13 +636,34 @@ JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *l
         err = append_bytes(lg, rec, len);
         if (err)
             goto out;
+        appended = 1;
     }
     *end_lsn = log_position(lg);
 out:
+    if (err && appended && !lg->fatal) {
+        /* Records of this transaction may already be in the file (a flush
+         * or a roll wrote them): cancel them for redo. */
+        JET_ERR e2 = append_abort(lg, txn_id);
+        if (e2)
+            err = log_fatal(lg, e2);
+    }
+    int fatal = lg->fatal != 0;
+    int ev = err == JET_errLogDiskFull ? space_transition(lg, 1) : rolled ? space_transition(lg, 0) : 0;
     pthread_mutex_unlock(&lg->lock);
-    if (err && err != JET_errOutOfMemory)
+    space_event(inst, ev);
+    if (err && fatal)
         inst_set_fatal(inst, err);
     return err;
+}
+
+JET_ERR log_abort_unfinished(js_instance *inst)
+{
+    log_state *lg = &inst->log;
+    pthread_mutex_lock(&lg->lock);
+    JET_ERR err = append_abort(lg, 0);
+    uint64_t pos = log_position(lg);
+    pthread_mutex_unlock(&lg->lock);
+    return err ? err : log_flush(inst, pos);
 }
 
 JET_ERR log_open_current(js_instance *inst, uint32_t gen, uint32_t resume_blk, int64_t created, uint32_t digest)
@@ -485,6 +676,7 @@ JET_ERR log_open_current(js_instance *inst, uint32_t gen, uint32_t resume_blk, i
     lg->blk = resume_blk;
     lg->used = 0;
     lg->pend_first = resume_blk;
+    lg->sealed = resume_blk;
     lg->digest = digest;
     lg->created = created;
     lg->flushed = log_position(lg);
@@ -494,7 +686,10 @@ JET_ERR log_open_current(js_instance *inst, uint32_t gen, uint32_t resume_blk, i
 JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32_t prev_digest, uint32_t prev_blocks)
 {
     /* No current file: make generation gen from scratch. */
-    return promote_next(lg, gen - 1, prev_created, prev_digest, prev_blocks, 0);
+    int64_t created = now_ms();
+    int fd = -1;
+    JET_ERR err = create_tmp_gen(lg, gen, created, prev_created, prev_digest, prev_blocks, &fd);
+    return err ? err : promote_next(lg, gen - 1, created, fd, 0);
 }
 
 /* Close the current generation at its scanned end (used after a torn tail
@@ -504,11 +699,19 @@ JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int alrea
     lg->blk = end_blk;
     lg->used = 0;
     lg->pend_first = end_blk;
+    lg->sealed = end_blk;
     lg->digest = digest;
-    JET_ERR err = already_closed ? JET_errSuccess : write_close_block(lg);
-    if (!err)
-        err = promote_next(lg, lg->gen, lg->created, digest, end_blk, 1);
-    return err;
+    int64_t created = now_ms();
+    int fd = -1;
+    JET_ERR err = create_tmp_gen(lg, lg->gen + 1, created, lg->created, digest, end_blk, &fd);
+    if (err)
+        return err;
+    err = already_closed ? JET_errSuccess : write_close_block(lg);
+    if (err) {
+        keep_spare(lg, fd);
+        return err;
+    }
+    return promote_next(lg, lg->gen, created, fd, 1);
 }
 
 void log_close(log_state *lg)

@@ -16,10 +16,16 @@
  *   generation's close-block index  72 u64 file size  80 u32 page size
  * Data blocks carry a byte stream of records; a record never crosses a
  * generation, and a flush pads the block it ends in, so a block that was
- * acknowledged is never rewritten.  Records: u8 type, u8 flags, u16 0,
- * u32 length, then the payload (REC_IMAGE: u32 pgno + page; REC_DELTA: u32
- * pgno, u16 nruns, runs of {u16 offset, u16 length, bytes}; REC_COMMIT: u64
- * transaction id, i64 time in ms).  A record's LSN is (gen << 32) | the byte
+ * acknowledged is never rewritten (a flush that failed rewrites its own
+ * blocks, unchanged, at the same place).  Records: u8 type, u8 flags, u16 0,
+ * u32 length, then the payload (REC_IMAGE = 1: u32 pgno + page; REC_DELTA =
+ * 2: u32 pgno, u16 nruns, runs of {u16 offset, u16 length, bytes};
+ * REC_COMMIT = 3: u64 transaction id, i64 time in ms; REC_ABORT = 4: u64
+ * transaction id, 0 when written by recovery).  A transaction is its
+ * records up to its REC_COMMIT, which may lie in a later generation; a
+ * REC_ABORT instead cancels them (the transaction failed after some of its
+ * records were appended, or recovery found it unfinished at the end of
+ * the log).  The block before the close block is kept for an abort record.  A record's LSN is (gen << 32) | the byte
  * offset of its first byte in the file.
  * A closed generation ends with a BLK_CLOSE block whose payload holds
  * {u32 its own index, u32 digest, i64 close time}; the digest is the running
@@ -208,7 +214,7 @@ JET_ERR loggen_scan(const char *path, int is_current, uint64_t start_lsn,
                 if (ra.have == REC_HDR) {
                     uint32_t len = pg_u32(ra.buf + 4);
                     uint8_t type = ra.buf[0];
-                    if (type < REC_IMAGE || type > REC_COMMIT || len + REC_HDR > ra.cap) {
+                    if (type < REC_IMAGE || type > REC_ABORT || len + REC_HDR > ra.cap) {
                         err = JS_CORRUPT(JET_errLogReadVerifyFailure,
                                          "generation %08X (%s): block %u holds a malformed record", hdr.gen,
                                          path, i);

@@ -2,7 +2,7 @@
  * os.c - the core's only door to the file system, and the fault seam.
  *
  * Fault injection: js_fault_arm() sets, per operation kind (write, fsync,
- * rename), the ordinal of the call that fails and the errno it fails with;
+ * rename, allocate), the ordinal of the call that fails and the errno it fails with;
  * a write may also be torn (its first tear_at bytes reach the file).  The
  * counters are process-wide because the seam sits below every instance; they
  * are only ever armed by tests.
@@ -213,6 +213,9 @@ JET_ERR os_link(const char *from, const char *to)
 
 JET_ERR os_allocate(int fd, const char *path, uint64_t len)
 {
+    int inject = fault_check(JS_FAULT_ALLOCATE, path, NULL);
+    if (inject)
+        return os_err(inject, "allocate", path);
     int rc = posix_fallocate(fd, 0, (off_t)len);
     if (rc == 0)
         return JET_errSuccess;

@@ -4,7 +4,8 @@
  * and by restore (hard recovery, from the backup's first generation).
  *
  * Records of a transaction are buffered until its commit record; a
- * transaction whose commit never reached the log is dropped.  A page image
+ * transaction whose commit never reached the log, or that ends with an
+ * abort record, is dropped.  A page image
  * is always applied (it may rebuild a torn page); a delta is applied only
  * when the page's LSN is older than the transaction's commit LSN.  Images
  * and deltas are applied in log order, so a page copied at any moment
@@ -78,6 +79,10 @@ out:
 static JET_ERR redo_record(void *vctx, uint64_t lsn, int type, const uint8_t *payload, uint32_t len)
 {
     redo_ctx *c = vctx;
+    if (type == REC_ABORT) {
+        c->len = 0;   /* the transaction failed: none of it counts */
+        return JET_errSuccess;
+    }
     if (type != REC_COMMIT) {
         size_t need = c->len + 8 + len;
         if (need > c->cap) {
@@ -212,6 +217,7 @@ JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
         res->last_scan = prev_scan;
     }
     res->txns_applied = ctx.txns;
+    res->unfinished = ctx.len != 0;
 out:
     inst->recovering = 0;
     free(ctx.buf);

@@ -13,6 +13,9 @@
  *   4. release the writer lock, then (durable) wait for the log flush, which
  *      group commit shares with every transaction that committed meanwhile.
  * Rollback drops the private copies: nothing reached the log or the pool.
+ * A commit the log refuses (no space: JET_errLogDiskFull, see jetsnap.h)
+ * is rolled back the same way; one whose flush fails after step 3 stays
+ * installed and is rewritten by the log's retry.
  * Readers outside a write transaction take the tree latch shared for each
  * call, so they only ever see installed (committed) pages.  A read-only
  * transaction holds the latch shared from begin to end: every read in it
@@ -116,6 +119,10 @@ static JET_ERR begin_locked(js_session *s, unsigned flags)
     if (flags & JS_TXN_READONLY) {
         pthread_rwlock_rdlock(&s->inst->tree_latch);
     } else {
+        /* Before the writer lock: the checkpoint this may wait for takes it. */
+        err = inst_check_writable(s->inst);
+        if (err)
+            return err;
         pthread_mutex_lock(&s->inst->writer_lock);
         /* The instance may have turned fatal or started stopping while we
          * waited for the writer lock. */
@@ -188,7 +195,8 @@ static JET_ERR commit_locked(js_session *s, unsigned flags)
     JET_ERR err = JET_errSuccess;
     uint8_t *recs = NULL;
     uint32_t *lens = NULL;
-    size_t nrec = 0, used = 0;
+    frame **imaged = NULL;          /* frames logged whole in this commit */
+    size_t nrec = 0, used = 0, nimaged = 0;
     int logging = inst_logging(inst);
     uint64_t commit_lsn = 0, end_lsn = 0;
 
@@ -197,7 +205,8 @@ static JET_ERR commit_locked(js_session *s, unsigned flags)
     if (logging) {
         recs = malloc(v->npages * (REC_HDR + 4 + (size_t)ps));
         lens = malloc(v->npages * sizeof *lens);
-        if (!recs || !lens) {
+        imaged = malloc(v->npages * sizeof *imaged);
+        if (!recs || !lens || !imaged) {
             err = js_fail(JET_errOutOfMemory, "commit records");
             goto done;
         }
@@ -227,14 +236,18 @@ static JET_ERR commit_locked(js_session *s, unsigned flags)
                 memcpy(r + REC_HDR + 4, tp->data, ps);
                 len = REC_HDR + 4 + ps;
                 if (tp->orig)
-                    tp->orig->fpi_epoch = inst->ckpt_epoch;
+                    imaged[nimaged++] = tp->orig;
             }
             lens[nrec++] = len;
             used += len;
         }
         err = log_append_txn(inst, recs, lens, nrec, ++inst->txn_seq, &commit_lsn, &end_lsn);
         if (err)
-            goto done;
+            goto done;   /* nothing of it counts (log.c): rolled back */
+        /* Only now: a transaction refused by the log leaves no full image,
+         * so the next change of these pages must log one. */
+        for (size_t i = 0; i < nimaged; i++)
+            imaged[i]->fpi_epoch = inst->ckpt_epoch;
     }
 
     pthread_rwlock_wrlock(&inst->tree_latch);
@@ -262,6 +275,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags)
 done:
     free(recs);
     free(lens);
+    free(imaged);
     txn_end(s);
     if (!err && logging && end_lsn) {
         int durable = (flags & JS_COMMIT_FLAG_DURABLE) ||
