@@ -1,0 +1,382 @@
+/*
+ * test_dest.c - a backup's DEST and a restore's TARGET (and its set) are
+ * held, not named (issue 8, item 1; core/backup.c and core/restore.c).
+ *
+ * Each test renames a directory on the job's path away while the job runs
+ * and puts a symlink to somewhere else in its place (swap()), at a chosen
+ * moment: the status callback runs on the job thread at every phase change
+ * and progress report, so the swap happens deterministically at a phase.
+ * Then it asserts that the job went on in the directory it had opened
+ * (found under its new name) and that nothing outside it was read, written
+ * or removed: the live instance's directory (DBDIR) keeps exactly its own
+ * files, still serves, passes js_check and holds every key; a decoy tree
+ * keeps its listing and every file's SHA-256.
+ *
+ * Layout in the test's mkdtemp directory T:
+ *   live/db        DBDIR of the live instance (named "db" on purpose)
+ *   R/q/db         DEST (or TARGET); R/q is swapped for a symlink to live/,
+ *                  so that R/q/db names DBDIR after the swap
+ *   R/q.real       where R/q went: the job's held directory lives here
+ * The last tests go through the daemon (fs_dest suite): backup_root, the
+ * control file and a throttled copy, as an administrator would meet it.
+ */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jetsnap.h"
+
+#define OK(x)                                                                                            \
+    do {                                                                                                 \
+        JET_ERR e_ = (x);                                                                                \
+        cr_assert_eq(e_, JET_errSuccess, "%s -> %s (%d): %s", #x, js_errname(e_), e_, js_errdetail());   \
+    } while (0)
+
+/* ------------------------------------------------------------------ */
+/* Scratch directory, shell                                              */
+/* ------------------------------------------------------------------ */
+static char T[PATH_MAX];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+    (void)sb;
+    (void)flag;
+    (void)f;
+    remove(p);
+    return 0;
+}
+
+static void setup(void)
+{
+    char t[] = "/tmp/jsdest.XXXXXX";
+    cr_assert_not_null(mkdtemp(t));
+    cr_assert_not_null(realpath(t, T));
+    js_fault_reset();
+}
+
+static void teardown(void)
+{
+    js_fault_reset();
+    if (T[0])
+        nftw(T, rm_one, 16, FTW_DEPTH | FTW_PHYS);   /* never through a symlink */
+}
+
+TestSuite(dest, .init = setup, .fini = teardown, .timeout = 60);
+
+/* A path inside T (rotating static buffers). */
+static char *tp(const char *fmt, ...)
+{
+    static char bufs[32][PATH_MAX];
+    static int next;
+    char *p = bufs[next++ % 32];
+    char rel[PATH_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rel, sizeof rel, fmt, ap);
+    va_end(ap);
+    cr_assert_lt(snprintf(p, PATH_MAX, "%s/%s", T, rel), PATH_MAX);
+    return p;
+}
+
+static int sh(const char *fmt, ...)
+{
+    char cmd[4 * PATH_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+static char *sh_out(const char *fmt, ...)
+{
+    char cmd[4 * PATH_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f, "popen %s", cmd);
+    size_t cap = 4096, len = 0, n;
+    char *out = malloc(cap);
+    while ((n = fread(out + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 2)
+            out = realloc(out, cap *= 2);
+    }
+    out[len] = '\0';
+    pclose(f);
+    return out;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+/* Every entry under dir (type and name, symlinks with their target) and
+ * every regular file's SHA-256: equal snapshots mean an untouched tree. */
+static char *tree_snapshot(const char *dir)
+{
+    if (!exists(dir))
+        return strdup("<absent>");
+    return sh_out("cd '%s' && { find . -printf '%%y %%p %%l\\n' | LC_ALL=C sort; find . -type f -print0 | "
+                  "LC_ALL=C sort -z | xargs -0 -r sha256sum; }",
+                  dir);
+}
+
+/* DBDIR's entries apart from closed log generations (which the job's
+ * roll and truncation legitimately add and remove) and the spare next
+ * generation (edbtmp.log, prepared in the background), with their types. */
+static char *dbdir_names(const char *dir)
+{
+    return sh_out("cd '%s' && find . -mindepth 1 -printf '%%y %%p\\n' | "
+                  "grep -v -e '^f ./edb[0-9A-F]\\{8\\}\\.log$' -e '^f ./edbtmp\\.log$' | LC_ALL=C sort",
+                  dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* Instance and data                                                     */
+/* ------------------------------------------------------------------ */
+static js_params test_params(void)
+{
+    js_params p;
+    js_params_default(&p);
+    p.page_size = 4096;
+    p.log_file_size = 64 << 10;
+    p.commit_mode = JS_COMMIT_LAZY;
+    p.cache_size = 32 << 20;
+    p.checkpoint_ms = 3600 * 1000;
+    return p;
+}
+
+static js_instance *open_inst(const char *dir)
+{
+    js_params p = test_params();
+    js_instance *inst = NULL;
+    OK(js_open(dir, &p, &inst));
+    return inst;
+}
+
+static void fill(js_instance *inst, const char *prefix, int from, int to)
+{
+    js_session *s;
+    char key[64], val[256];
+    OK(js_session_open(inst, &s));
+    for (int i = from; i < to;) {
+        OK(js_txn_begin(s, 0));
+        for (int k = 0; k < 50 && i < to; k++, i++) {
+            int kl = snprintf(key, sizeof key, "%s:%06d", prefix, i);
+            int vl = snprintf(val, sizeof val, "%s=%d:%0200d", prefix, i, i);
+            OK(js_put(s, key, (size_t)kl, val, (size_t)vl));
+        }
+        OK(js_txn_commit(s, 0));
+    }
+    js_session_close(s);
+}
+
+/* Every key prefix:i, i in [from, to), holds its value. */
+static void check_fill(js_instance *inst, const char *prefix, int from, int to)
+{
+    js_session *s;
+    char key[64], val[256];
+    OK(js_session_open(inst, &s));
+    for (int i = from; i < to; i++) {
+        int kl = snprintf(key, sizeof key, "%s:%06d", prefix, i);
+        int vl = snprintf(val, sizeof val, "%s=%d:%0200d", prefix, i, i);
+        void *v = NULL;
+        size_t got = 0;
+        JET_ERR e = js_get(s, key, (size_t)kl, &v, &got);
+        cr_assert_eq(e, JET_errSuccess, "%s: %s", key, js_errname(e));
+        cr_assert(got == (size_t)vl && !memcmp(v, val, got), "%s has a wrong value", key);
+        free(v);
+    }
+    js_session_close(s);
+}
+
+/* The live instance still serves: a write and its read back. */
+static void still_serves(js_instance *inst)
+{
+    js_session *s;
+    void *v = NULL;
+    size_t vl = 0;
+    OK(js_session_open(inst, &s));
+    OK(js_put(s, "probe", 5, "alive", 5));
+    OK(js_get(s, "probe", 5, &v, &vl));
+    cr_assert(vl == 5 && !memcmp(v, "alive", 5));
+    free(v);
+    js_session_close(s);
+}
+
+/* DBDIR after the job: closed, it passes js_check and holds every key. */
+static void dbdir_intact(const char *db, int nkeys, int mkeys)
+{
+    js_check_report rep;
+    cr_assert(exists(tp("live/db/" JS_DB_FILE)), "DBDIR lost its " JS_DB_FILE);
+    JET_ERR e = js_check(db, &rep);
+    cr_assert_eq(e, JET_errSuccess, "js_check of DBDIR: %s: %s", js_errname(e), rep.first_error);
+    js_instance *inst = open_inst(db);
+    check_fill(inst, "k", 0, nkeys);
+    check_fill(inst, "m", 0, mkeys);
+    OK(js_close(inst));
+}
+
+/* ------------------------------------------------------------------ */
+/* The swap                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Rename dir to real and put a symlink to elsewhere in its place. */
+static void swap(const char *dir, const char *real, const char *elsewhere)
+{
+    cr_assert_eq(rename(dir, real), 0, "rename %s: %s", dir, strerror(errno));
+    cr_assert_eq(symlink(elsewhere, dir), 0, "symlink %s: %s", dir, strerror(errno));
+}
+
+typedef struct swapper {
+    const char *at;             /* "begin", or the phase that triggers it */
+    const char *dir, *real, *elsewhere;
+    int cancel;                 /* and cancel the job right there */
+    const char *fail_path;      /* and fail the next fail_op matching this */
+    int fail_op;
+    int done;
+} swapper;
+
+static int swap_cb(void *ctx, int snp, int snt, const js_progress *p)
+{
+    swapper *w = ctx;
+    (void)snp;
+    if (w->done || snt == JS_SNT_FAIL || snt == JS_SNT_COMPLETE)
+        return 0;
+    int hit = !strcmp(w->at, "begin") ? snt == JS_SNT_BEGIN
+                                      : p && p->phase && !strcmp(p->phase, w->at) && snt == JS_SNT_PROGRESS;
+    if (!hit)
+        return 0;
+    w->done = 1;
+    swap(w->dir, w->real, w->elsewhere);
+    if (w->fail_path)
+        js_fault_arm(w->fail_op, 1, EIO, -1, w->fail_path);
+    return w->cancel;
+}
+
+/* ------------------------------------------------------------------ */
+/* Backup jobs                                                           */
+/* ------------------------------------------------------------------ */
+enum job { FULL_PLAIN, FULL_ATOMIC, INC_PLAIN, INC_ATOMIC };
+enum when { AT_PREPARE, AT_COPY, AT_PUBLISH, AT_PUBLISH_FAILING, AT_FAILURE, AT_CANCEL };
+
+#define NKEYS 600
+#define MKEYS 300
+
+static void backup_swap(enum job job, enum when when)
+{
+    const char *db = tp("live/db"), *dest = tp("R/q/db");
+    int inc = job == INC_PLAIN || job == INC_ATOMIC, atomic = job == FULL_ATOMIC || job == INC_ATOMIC;
+    unsigned flags = (atomic ? JS_BACKUP_ATOMIC : 0) | (inc ? JS_BACKUP_INCREMENTAL : JS_BACKUP_CREATE_DIR);
+    js_params p = test_params();
+    cr_assert_eq(sh("mkdir -p '%s' '%s'", tp("live"), tp("R/q")), 0);
+    OK(js_create(db, &p));
+    js_instance *inst = open_inst(db);
+    fill(inst, "k", 0, NKEYS);
+    if (inc)
+        OK(js_backup(inst, dest, JS_BACKUP_CREATE_DIR | (atomic ? JS_BACKUP_ATOMIC : 0), NULL, NULL));
+    fill(inst, "m", 0, MKEYS);
+    char *q_before = tree_snapshot(tp("R/q"));
+    char *names_before = dbdir_names(db);
+
+    swapper w = { .dir = tp("R/q"), .real = tp("R/q.real"), .elsewhere = tp("live") };
+    const char *copy_phase = inc ? "copy-logs" : "copy-database";
+    switch (when) {
+    case AT_PREPARE: w.at = "begin"; break;
+    case AT_COPY: w.at = copy_phase; break;
+    case AT_PUBLISH: w.at = "publish"; break;
+    case AT_PUBLISH_FAILING: w.at = "publish"; w.fail_op = JS_FAULT_FSYNC; w.fail_path = dest; break;
+    case AT_FAILURE: w.at = copy_phase; w.fail_op = JS_FAULT_WRITE; w.fail_path = "backup.info"; break;
+    case AT_CANCEL: w.at = copy_phase; w.cancel = 1; break;
+    }
+    JET_ERR r = js_backup(inst, dest, flags, swap_cb, &w);
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", js_errdetail());
+    js_fault_reset();
+    cr_assert(w.done, "the swap at %s never happened", w.at);
+
+    /* Outside: DBDIR keeps its own files and serves; nothing next to it. */
+    char *names_after = dbdir_names(db);
+    cr_expect_str_eq(names_after, names_before, "DBDIR's entries changed:\n%s\nwere:\n%s", names_after, names_before);
+    char *beside = sh_out("ls -A '%s'", tp("live"));
+    cr_expect_str_eq(beside, "db\n", "something was made next to DBDIR");
+    free(beside);
+    char link[PATH_MAX] = "";
+    ssize_t l = readlink(tp("R/q"), link, sizeof link - 1);
+    cr_expect(l > 0 && !strcmp((link[l] = '\0', link), tp("live")), "the swapped-in symlink was changed");
+    still_serves(inst);
+    OK(js_close(inst));
+    dbdir_intact(db, NKEYS, MKEYS);
+
+    /* Inside: the job worked in the directory it held. */
+    const char *held = tp("R/q.real/db");
+    if (when == AT_FAILURE || when == AT_CANCEL || when == AT_PUBLISH_FAILING) {
+        cr_expect_eq(r, when == AT_CANCEL ? JET_errBackupAbortByServer : JET_errDiskIO, "the job: %s (%d): %s",
+                     js_errname(r), r, detail);
+        char *q_after = tree_snapshot(tp("R/q.real"));
+        cr_expect_str_eq(q_after, q_before, "a failed job left its directory changed");
+        free(q_after);
+    } else {
+        cr_assert_eq(r, JET_errSuccess, "the job failed: %s (%d): %s", js_errname(r), r, detail);
+        cr_expect_eq(sh("cd '%s%s' && sha256sum -c --quiet SHA256SUMS >/dev/null", held, atomic ? "/new" : ""), 0,
+                     "the set in the held directory does not pass sha256sum -c");
+        cr_expect(!exists(tp("R/q.real/db/temp")) && !exists(tp("R/q.real/db/old")) &&
+                      !exists(tp("R/q.real/db/.jetsnap-incremental")),
+                  "the job left its work directories behind");
+        /* And it restores, with the data of the moment. */
+        OK(js_restore(held, tp("restored"), NULL, 0, NULL, NULL));
+        inst = open_inst(tp("restored"));
+        check_fill(inst, "k", 0, NKEYS);
+        check_fill(inst, "m", 0, MKEYS);
+        OK(js_close(inst));
+    }
+    free(q_before);
+    free(names_before);
+    free(names_after);
+}
+
+Test(dest, full_plain_swap_at_prepare) { backup_swap(FULL_PLAIN, AT_PREPARE); }
+Test(dest, full_plain_swap_at_copy) { backup_swap(FULL_PLAIN, AT_COPY); }
+/* A plain full backup's publish only makes the set durable: the swap there
+ * matters when publishing fails and the job cleans up. */
+Test(dest, full_plain_swap_at_publish_then_failure) { backup_swap(FULL_PLAIN, AT_PUBLISH_FAILING); }
+Test(dest, full_plain_swap_then_failure) { backup_swap(FULL_PLAIN, AT_FAILURE); }
+Test(dest, full_plain_swap_then_cancel) { backup_swap(FULL_PLAIN, AT_CANCEL); }
+Test(dest, full_atomic_swap_at_prepare) { backup_swap(FULL_ATOMIC, AT_PREPARE); }
+Test(dest, full_atomic_swap_at_copy) { backup_swap(FULL_ATOMIC, AT_COPY); }
+Test(dest, full_atomic_swap_at_publish) { backup_swap(FULL_ATOMIC, AT_PUBLISH); }
+Test(dest, full_atomic_swap_at_publish_then_failure) { backup_swap(FULL_ATOMIC, AT_PUBLISH_FAILING); }
+Test(dest, full_atomic_swap_then_failure) { backup_swap(FULL_ATOMIC, AT_FAILURE); }
+Test(dest, full_atomic_swap_then_cancel) { backup_swap(FULL_ATOMIC, AT_CANCEL); }
+Test(dest, incremental_plain_swap_at_prepare) { backup_swap(INC_PLAIN, AT_PREPARE); }
+Test(dest, incremental_plain_swap_at_copy) { backup_swap(INC_PLAIN, AT_COPY); }
+Test(dest, incremental_plain_swap_at_publish) { backup_swap(INC_PLAIN, AT_PUBLISH); }
+Test(dest, incremental_plain_swap_at_publish_then_failure) { backup_swap(INC_PLAIN, AT_PUBLISH_FAILING); }
+Test(dest, incremental_plain_swap_then_failure) { backup_swap(INC_PLAIN, AT_FAILURE); }
+Test(dest, incremental_plain_swap_then_cancel) { backup_swap(INC_PLAIN, AT_CANCEL); }
+Test(dest, incremental_atomic_swap_at_prepare) { backup_swap(INC_ATOMIC, AT_PREPARE); }
+Test(dest, incremental_atomic_swap_at_copy) { backup_swap(INC_ATOMIC, AT_COPY); }
+Test(dest, incremental_atomic_swap_at_publish) { backup_swap(INC_ATOMIC, AT_PUBLISH); }
+Test(dest, incremental_atomic_swap_at_publish_then_failure) { backup_swap(INC_ATOMIC, AT_PUBLISH_FAILING); }
+Test(dest, incremental_atomic_swap_then_failure) { backup_swap(INC_ATOMIC, AT_FAILURE); }
+Test(dest, incremental_atomic_swap_then_cancel) { backup_swap(INC_ATOMIC, AT_CANCEL); }
