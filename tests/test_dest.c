@@ -380,3 +380,163 @@ Test(dest, incremental_atomic_swap_at_publish) { backup_swap(INC_ATOMIC, AT_PUBL
 Test(dest, incremental_atomic_swap_at_publish_then_failure) { backup_swap(INC_ATOMIC, AT_PUBLISH_FAILING); }
 Test(dest, incremental_atomic_swap_then_failure) { backup_swap(INC_ATOMIC, AT_FAILURE); }
 Test(dest, incremental_atomic_swap_then_cancel) { backup_swap(INC_ATOMIC, AT_CANCEL); }
+
+/* ------------------------------------------------------------------ */
+/* Restore's TARGET and its set                                          */
+/* ------------------------------------------------------------------ */
+enum rs_when { RS_BEGIN, RS_COPY, RS_REPLAY, RS_CANCEL };
+
+/* A live instance with data, closed (so its directory can be hashed), and
+ * a full backup of it in T/set. */
+static void live_and_set(void)
+{
+    js_params p = test_params();
+    cr_assert_eq(sh("mkdir -p '%s' '%s'", tp("live"), tp("R/q")), 0);
+    OK(js_create(tp("live/db"), &p));
+    js_instance *inst = open_inst(tp("live/db"));
+    fill(inst, "k", 0, NKEYS);
+    fill(inst, "m", 0, MKEYS);
+    OK(js_backup(inst, tp("set"), JS_BACKUP_CREATE_DIR, NULL, NULL));
+    OK(js_close(inst));
+}
+
+static void restore_swap(enum rs_when when)
+{
+    live_and_set();
+    char *live_before = tree_snapshot(tp("live"));
+    swapper w = { .dir = tp("R/q"), .real = tp("R/q.real"), .elsewhere = tp("live") };
+    switch (when) {
+    case RS_BEGIN: w.at = "begin"; break;
+    case RS_COPY: w.at = "copy-database"; break;
+    case RS_REPLAY: w.at = "replay"; break;
+    case RS_CANCEL: w.at = "copy-database"; w.cancel = 1; break;
+    }
+    JET_ERR r = js_restore(tp("set"), tp("R/q/db"), NULL, 0, swap_cb, &w);
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", js_errdetail());
+    cr_assert(w.done, "the swap at %s never happened", w.at);
+
+    char *live_after = tree_snapshot(tp("live"));
+    cr_expect_str_eq(live_after, live_before, "DBDIR (or something next to it) changed");
+    dbdir_intact(tp("live/db"), NKEYS, MKEYS);
+    if (when == RS_CANCEL) {
+        cr_expect_eq(r, JET_errBackupAbortByServer, "the restore: %s (%d): %s", js_errname(r), r, detail);
+        char *left = sh_out("ls -A '%s'", tp("R/q.real"));
+        cr_expect_str_eq(left, "", "a failed restore left TARGET behind");
+        free(left);
+    } else {
+        cr_assert_eq(r, JET_errSuccess, "the restore failed: %s (%d): %s", js_errname(r), r, detail);
+        js_instance *inst = open_inst(tp("R/q.real/db"));
+        check_fill(inst, "k", 0, NKEYS);
+        check_fill(inst, "m", 0, MKEYS);
+        OK(js_close(inst));
+    }
+    free(live_before);
+    free(live_after);
+}
+
+Test(dest, restore_target_swap_before_it_is_made) { restore_swap(RS_BEGIN); }
+Test(dest, restore_target_swap_during_copy) { restore_swap(RS_COPY); }
+Test(dest, restore_target_swap_during_replay) { restore_swap(RS_REPLAY); }
+Test(dest, restore_target_swap_then_cancel) { restore_swap(RS_CANCEL); }
+
+/* The set a restore reads is the one it resolved first: BACKUP swapped for
+ * a symlink to another (valid) set mid-copy does not mix the two. */
+Test(dest, restore_reads_the_set_it_resolved)
+{
+    live_and_set();
+    js_params p = test_params();
+    cr_assert_eq(mkdir(tp("other"), 0700), 0);
+    OK(js_create(tp("other/db"), &p));
+    js_instance *inst = open_inst(tp("other/db"));
+    fill(inst, "x", 0, 200);
+    OK(js_backup(inst, tp("other/set"), JS_BACKUP_CREATE_DIR, NULL, NULL));
+    OK(js_close(inst));
+    cr_assert_eq(sh("mkdir -p '%s' && mv '%s' '%s'", tp("S"), tp("set"), tp("S/set")), 0);
+    swapper w = { .at = "copy-database", .dir = tp("S"), .real = tp("S.real"), .elsewhere = tp("other") };
+    JET_ERR r = js_restore(tp("S/set"), tp("restored"), NULL, 0, swap_cb, &w);
+    cr_assert(w.done);
+    cr_assert_eq(r, JET_errSuccess, "the restore failed: %s (%d): %s", js_errname(r), r, js_errdetail());
+    inst = open_inst(tp("restored"));
+    check_fill(inst, "k", 0, NKEYS);
+    check_fill(inst, "m", 0, MKEYS);
+    OK(js_close(inst));
+}
+
+/* ------------------------------------------------------------------ */
+/* Beneath a backup root (js_backup_beneath)                             */
+/* ------------------------------------------------------------------ */
+
+/* The issue's second case: an atomic job into R/p/d, R/p swapped for a
+ * symlink to a directory outside R before publishing.  The previous set
+ * goes to old/ and is removed in the held DEST; OUTSIDE/d/old/ keeps its
+ * file. */
+Test(dest, atomic_beneath_root_swap_to_outside)
+{
+    js_params p = test_params();
+    cr_assert_eq(sh("mkdir -p '%s' '%s' '%s' '%s' && echo keep > '%s' && echo keep > '%s'", tp("live"),
+                    tp("R/p"), tp("out/d/old"), tp("out/d/new"), tp("out/d/old/file"), tp("out/d/new/backup.info")),
+                 0);
+    OK(js_create(tp("live/db"), &p));
+    js_instance *inst = open_inst(tp("live/db"));
+    fill(inst, "k", 0, NKEYS);
+    int root_fd = open(tp("R"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(root_fd, 0);
+    OK(js_backup_beneath(inst, root_fd, tp("R"), tp("R/p/d"), JS_BACKUP_ATOMIC | JS_BACKUP_CREATE_DIR, NULL,
+                         NULL));
+    fill(inst, "m", 0, MKEYS);
+    char *out_before = tree_snapshot(tp("out"));
+    swapper w = { .at = "publish", .dir = tp("R/p"), .real = tp("R/p.real"), .elsewhere = tp("out") };
+    JET_ERR r = js_backup_beneath(inst, root_fd, tp("R"), tp("R/p/d"), JS_BACKUP_ATOMIC, swap_cb, &w);
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", js_errdetail());
+    close(root_fd);
+    still_serves(inst);
+    OK(js_close(inst));
+    cr_assert(w.done);
+    cr_assert_eq(r, JET_errSuccess, "the job failed: %s (%d): %s", js_errname(r), r, detail);
+    char *out_after = tree_snapshot(tp("out"));
+    cr_expect_str_eq(out_after, out_before, "the job wrote or removed outside the backup root");
+    cr_expect_eq(sh("cd '%s' && sha256sum -c --quiet SHA256SUMS >/dev/null", tp("R/p.real/d/new")), 0);
+    cr_expect(!exists(tp("R/p.real/d/old")) && !exists(tp("R/p.real/d/temp")));
+    dbdir_intact(tp("live/db"), NKEYS, MKEYS);
+    free(out_before);
+    free(out_after);
+}
+
+/* What is refused when the job is accepted: outside the root, a symlink
+ * on the way or at the end, a parent missing.  Nothing is made anywhere. */
+Test(dest, beneath_root_refusals)
+{
+    js_params p = test_params();
+    cr_assert_eq(sh("mkdir -p '%s' '%s' '%s' && ln -s '%s' '%s' && ln -s '%s' '%s'", tp("live"), tp("R/in"),
+                    tp("out"), tp("out"), tp("R/link"), tp("out"), tp("R/in/last")),
+                 0);
+    OK(js_create(tp("live/db"), &p));
+    js_instance *inst = open_inst(tp("live/db"));
+    int root_fd = open(tp("R"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(root_fd, 0);
+    struct { const char *dest; unsigned flags; JET_ERR want; } cases[] = {
+        { tp("out/x"), JS_BACKUP_CREATE_DIR, JET_errInvalidPath },
+        { tp("Rx/y"), JS_BACKUP_CREATE_DIR, JET_errInvalidPath },          /* a prefix, not beneath */
+        { tp("R/link/x"), JS_BACKUP_CREATE_DIR, JET_errInvalidPath },      /* symlink on the way */
+        { tp("R/link"), JS_BACKUP_ATOMIC, JET_errInvalidPath },            /* symlink at the end */
+        { tp("R/in/last"), JS_BACKUP_ATOMIC | JS_BACKUP_CREATE_DIR, JET_errInvalidPath },
+        { tp("R/in/../../out"), JS_BACKUP_ATOMIC, JET_errInvalidPath },    /* .. out of the root */
+        { tp("R/in/missing"), JS_BACKUP_ATOMIC, JET_errInvalidPath },
+        { tp("R/no/such/x"), JS_BACKUP_CREATE_DIR, JET_errMakeBackupDirectoryFail },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        JET_ERR r = js_backup_beneath(inst, root_fd, tp("R"), cases[i].dest, cases[i].flags, NULL, NULL);
+        cr_expect_eq(r, cases[i].want, "%s: %s (%d) [%s], expected %s", cases[i].dest, js_errname(r), r,
+                     js_errdetail(), js_errname(cases[i].want));
+    }
+    char *left = sh_out("ls -A '%s'; ls -A '%s'", tp("out"), tp("R/in"));
+    cr_expect_str_eq(left, "last\n", "a refused job made something");
+    free(left);
+    /* Beneath the root, without symlinks: accepted. */
+    OK(js_backup_beneath(inst, root_fd, tp("R"), tp("R/in/ok"), JS_BACKUP_CREATE_DIR, NULL, NULL));
+    cr_expect_eq(sh("cd '%s' && sha256sum -c --quiet SHA256SUMS >/dev/null", tp("R/in/ok")), 0);
+    close(root_fd);
+    OK(js_close(inst));
+}
