@@ -505,8 +505,10 @@ JET_ERR js_verify(const char *backup, js_check_report *rep_out, js_status_fn sta
         return err;
     rs_proc_path(set_fd, setproc, sizeof setproc);
     err = mf_info_readat(set_fd, set, &info);
-    if (!err)
+    if (!err) {
         err = js_check(setproc, rep);
+        rs_unproc(rep->first_error, sizeof rep->first_error, setproc, set);
+    }
     if (err)
         goto out;
     const char *tmpdir = getenv("TMPDIR");

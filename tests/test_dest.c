@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -468,14 +469,15 @@ Test(dest, restore_reads_the_set_it_resolved)
 /* ------------------------------------------------------------------ */
 
 /* The issue's second case: an atomic job into R/p/d, R/p swapped for a
- * symlink to a directory outside R before publishing.  The previous set
- * goes to old/ and is removed in the held DEST; OUTSIDE/d/old/ keeps its
- * file. */
+ * symlink to a directory outside R (with d/old/, d/new/ and d/temp/ in
+ * it) before publishing.  The previous set goes to old/ and is removed in
+ * the held DEST; OUTSIDE/d/old/ keeps its file. */
 Test(dest, atomic_beneath_root_swap_to_outside)
 {
     js_params p = test_params();
-    cr_assert_eq(sh("mkdir -p '%s' '%s' '%s' '%s' && echo keep > '%s' && echo keep > '%s'", tp("live"),
-                    tp("R/p"), tp("out/d/old"), tp("out/d/new"), tp("out/d/old/file"), tp("out/d/new/backup.info")),
+    cr_assert_eq(sh("mkdir -p '%s' '%s' '%s' '%s' '%s' && echo keep > '%s' && echo keep > '%s'", tp("live"),
+                    tp("R/p"), tp("out/d/old"), tp("out/d/new"), tp("out/d/temp"), tp("out/d/old/file"),
+                    tp("out/d/new/backup.info")),
                  0);
     OK(js_create(tp("live/db"), &p));
     js_instance *inst = open_inst(tp("live/db"));
@@ -539,4 +541,347 @@ Test(dest, beneath_root_refusals)
     cr_expect_eq(sh("cd '%s' && sha256sum -c --quiet SHA256SUMS >/dev/null", tp("R/in/ok")), 0);
     close(root_fd);
     OK(js_close(inst));
+}
+
+/* ------------------------------------------------------------------ */
+/* Through the daemon: backup_root, the control file, a throttled copy   */
+/* ------------------------------------------------------------------ */
+static char M[PATH_MAX], mdb[PATH_MAX], mnt[PATH_MAX], mlog[PATH_MAX], daemon_bin[PATH_MAX];
+static pid_t daemon_pid = -1;
+
+static char *mp(const char *rel)
+{
+    static char bufs[16][PATH_MAX];
+    static int next;
+    char *p = bufs[next++ % 16];
+    snprintf(p, PATH_MAX, "%s/%s", M, rel);
+    return p;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static int is_mounted(const char *path)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[8192], m[PATH_MAX];
+    int found = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "%*u %*u %*s %*s %4095s", m) == 1 && !strcmp(m, path) && strstr(line, " - fuse"))
+            found = 1;
+    fclose(f);
+    return found;
+}
+
+static char *slurp(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    ssize_t n;
+    while ((n = read(fd, buf + len, cap - len)) > 0 || (n < 0 && errno == EINTR)) {
+        if (n > 0)
+            len += (size_t)n;
+        if (len == cap)
+            buf = realloc(buf, (cap *= 2) + 1);
+    }
+    close(fd);
+    buf[len] = '\0';
+    return buf;
+}
+
+static void dump_log(void)
+{
+    char *l = slurp(mlog);
+    if (l && *l)
+        fprintf(stderr, "---- daemon output (%s):\n%s----\n", mlog, l);
+    free(l);
+}
+
+/* Value of `key: ` in the mount's status file. */
+static void status_get(const char *key, char *out, size_t cap)
+{
+    char path[PATH_MAX + 16], pat[64];
+    snprintf(path, sizeof path, "%s/status", mnt);
+    char *s = slurp(path);
+    if (!s) {
+        dump_log();
+        cr_assert_fail("cannot read status: %s", strerror(errno));
+    }
+    snprintf(pat, sizeof pat, "\n%s: ", key);
+    char *at = strstr(s, pat);
+    if (!at && !strncmp(s, pat + 1, strlen(pat + 1)))
+        at = s - 1;
+    cr_assert_not_null(at, "no key %s in status:\n%s", key, s);
+    at += strlen(pat);
+    snprintf(out, cap, "%.*s", (int)strcspn(at, "\n"), at);
+    free(s);
+}
+
+/* Wait until status `state` is one of the |-separated words. */
+static void wait_state(const char *states, long timeout_ms, char *state_out)
+{
+    char st[64], pat[80], hay[256];
+    int64_t end = now_ms() + timeout_ms;
+    snprintf(hay, sizeof hay, "|%s|", states);
+    for (;;) {
+        status_get("state", st, sizeof st);
+        snprintf(pat, sizeof pat, "|%s|", st);
+        if (strstr(hay, pat))
+            break;
+        cr_assert(now_ms() < end, "status state stayed '%s', wanted %s", st, states);
+        sleep_ms(20);
+    }
+    if (state_out)
+        strcpy(state_out, st);
+}
+
+static void msetup(void)
+{
+    char t[] = "/tmp/jsdest-fs.XXXXXX";
+    const char *b = getenv("BUILD");
+    char p[PATH_MAX];
+    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        cr_skip_test("/dev/fuse cannot be opened");
+    close(fd);
+    cr_assert_not_null(mkdtemp(t));
+    cr_assert_not_null(realpath(t, M));
+    snprintf(mdb, sizeof mdb, "%s/live/db", M);
+    snprintf(mnt, sizeof mnt, "%s/mnt", M);
+    snprintf(mlog, sizeof mlog, "%s/daemon.log", M);
+    cr_assert_eq(sh("mkdir -p '%s' '%s' '%s'", mp("live"), mnt, mp("R")), 0);
+    snprintf(p, sizeof p, "%s/jetsnapfs", b && *b ? b : "build");
+    cr_assert_not_null(realpath(p, daemon_bin), "no daemon at %s (build it first)", p);
+    daemon_pid = -1;
+}
+
+static void mteardown(void)
+{
+    if (daemon_pid > 0) {
+        kill(daemon_pid, SIGKILL);
+        waitpid(daemon_pid, NULL, 0);
+        daemon_pid = -1;
+    }
+    if (M[0]) {
+        for (int i = 0; i < 50 && is_mounted(mnt); i++) {
+            umount2(mnt, MNT_DETACH);
+            sleep_ms(20);
+        }
+        nftw(M, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    }
+}
+
+TestSuite(fs_dest, .init = msetup, .fini = mteardown, .timeout = 90);
+
+/* A database of mib MiB of incompressible values (k000000...). */
+static void fill_big(int mib)
+{
+    js_instance *inst;
+    js_session *s;
+    js_params prm;
+    char key[32];
+    size_t vsize = 1 << 20;
+    uint8_t *v = malloc(vsize);
+    uint64_t x = 88172645463325252ull;
+    OK(js_create(mdb, NULL));
+    js_params_default(&prm);
+    prm.commit_mode = JS_COMMIT_LAZY;
+    OK(js_open(mdb, &prm, &inst));
+    OK(js_session_open(inst, &s));
+    for (int i = 0; i < mib; i++) {
+        for (size_t j = 0; j < vsize; j++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v[j] = (uint8_t)x;
+        }
+        snprintf(key, sizeof key, "k%06d", i);
+        OK(js_put(s, key, strlen(key), v, vsize));
+    }
+    js_session_close(s);
+    OK(js_close(inst));
+    free(v);
+}
+
+/* jetsnapfs -f -o auto_unmount,OPTS DBDIR MNT, mounted and idle. */
+static void start_daemon(const char *opts)
+{
+    char o[2048];
+    int64_t end = now_ms() + 15000;
+    struct stat sb;
+    int status;
+    snprintf(o, sizeof o, "auto_unmount,%s", opts);
+    daemon_pid = fork();
+    cr_assert(daemon_pid >= 0);
+    if (daemon_pid == 0) {
+        int fd = open(mlog, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(daemon_bin, daemon_bin, "-f", "-o", o, mdb, mnt, (char *)NULL);
+        _exit(127);
+    }
+    while (!is_mounted(mnt) || stat(mnt, &sb) != 0) {
+        if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
+            daemon_pid = -1;
+            dump_log();
+            cr_assert_fail("daemon exited before mounting (status %d)", status);
+        }
+        cr_assert(now_ms() < end, "not mounted after 15 s");
+        sleep_ms(10);
+    }
+    wait_state("idle", 30000, NULL);
+}
+
+static void stop_daemon(void)
+{
+    int status = -1;
+    int64_t end = now_ms() + 20000;
+    kill(daemon_pid, SIGTERM);
+    while (waitpid(daemon_pid, &status, WNOHANG) != daemon_pid) {
+        if (now_ms() > end) {
+            kill(daemon_pid, SIGKILL);
+            waitpid(daemon_pid, &status, 0);
+            daemon_pid = -1;
+            cr_assert_fail("daemon did not stop within 20 s");
+        }
+        sleep_ms(5);
+    }
+    daemon_pid = -1;
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "daemon exit status %d", status);
+}
+
+/* One write(2) of cmd to control: 0 or errno. */
+static int control(const char *cmd)
+{
+    char ctl[PATH_MAX + 16], line[PATH_MAX + 64];
+    int n = snprintf(line, sizeof line, "%s\n", cmd), rc = 0;
+    snprintf(ctl, sizeof ctl, "%s/control", mnt);
+    int fd = open(ctl, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    if (write(fd, line, (size_t)n) != n)
+        rc = errno;
+    close(fd);
+    return rc;
+}
+
+/* Wait for the running job to be copying (status phase), then swap. */
+static void swap_while_copying(const char *dir, const char *real, const char *elsewhere)
+{
+    char phase[64], state[64];
+    int64_t end = now_ms() + 30000;
+    for (;;) {
+        status_get("phase", phase, sizeof phase);
+        if (!strcmp(phase, "copy-database"))
+            break;
+        cr_assert(now_ms() < end, "the job never reached copy-database (phase %s)", phase);
+        sleep_ms(5);
+    }
+    swap(dir, real, elsewhere);
+    status_get("phase", phase, sizeof phase);
+    status_get("state", state, sizeof state);
+    cr_assert(!strcmp(state, "running") && !strcmp(phase, "copy-database"),
+              "the copy ended before the swap (state %s, phase %s): the copy is too fast to test", state, phase);
+}
+
+#define BIG_MIB 16
+
+/* After the job: DBDIR passes js_check and holds every key. */
+static void big_dbdir_intact(void)
+{
+    js_check_report rep;
+    js_instance *inst;
+    js_session *s;
+    uint64_t n = 0;
+    JET_ERR e = js_check(mdb, &rep);
+    cr_assert_eq(e, JET_errSuccess, "js_check of DBDIR: %s: %s", js_errname(e), rep.first_error);
+    OK(js_open(mdb, NULL, &inst));
+    OK(js_session_open(inst, &s));
+    OK(js_count(s, &n));
+    cr_expect_eq(n, BIG_MIB, "DBDIR holds %llu keys, not %d", (unsigned long long)n, BIG_MIB);
+    js_session_close(s);
+    OK(js_close(inst));
+}
+
+/* The issue's first case, as reported: `R/q/db create`, and while it
+ * copies `mv R/q R/q.real && ln -s DBDIR_PARENT R/q`.  The job used to fail
+ * with EEXIST on a log copy and its cleanup unlinked R/q/db/jetsnap.edb,
+ * which then was DBDIR's. */
+Test(fs_dest, backup_root_swap_to_dbdir_parent_while_copying)
+{
+    char cmd[PATH_MAX + 64], state[64];
+    fill_big(BIG_MIB);
+    cr_assert_eq(mkdir(mp("R/q"), 0700), 0);
+    snprintf(cmd, sizeof cmd, "backup_root=%s,backup_max_rate=4M", mp("R"));
+    start_daemon(cmd);
+    char *names_before = dbdir_names(mdb);
+    snprintf(cmd, sizeof cmd, "%s create", mp("R/q/db"));
+    cr_assert_eq(control(cmd), 0);
+    swap_while_copying(mp("R/q"), mp("R/q.real"), mp("live"));
+    wait_state("succeeded|failed|cancelled", 60000, state);
+    char result[256] = "", message[512] = "";
+    status_get("result", result, sizeof result);
+    status_get("message", message, sizeof message);
+    char *names_after = dbdir_names(mdb);
+    stop_daemon();
+    cr_expect_str_eq(state, "succeeded", "the job: %s: %s", result, message);
+    cr_expect_str_eq(names_after, names_before, "DBDIR's entries changed:\n%s\nwere:\n%s", names_after,
+                     names_before);
+    cr_expect_eq(sh("cd '%s' && sha256sum -c --quiet SHA256SUMS >/dev/null", mp("R/q.real/db")), 0,
+                 "the set in the held DEST does not pass sha256sum -c");
+    big_dbdir_intact();
+    free(names_before);
+    free(names_after);
+}
+
+/* The issue's second case: an atomic job into R/p/d (which holds a set),
+ * R/p swapped for a symlink to OUTSIDE while it copies.  The job used to
+ * succeed, write its set into OUTSIDE/d and delete OUTSIDE/d/old/'s file. */
+Test(fs_dest, backup_root_atomic_swap_to_outside_while_copying)
+{
+    char cmd[PATH_MAX + 64], state[64];
+    fill_big(BIG_MIB);
+    cr_assert_eq(sh("mkdir -p '%s' '%s' '%s' '%s' && echo keep > '%s' && echo keep > '%s'", mp("R/p"),
+                    mp("out/d/old"), mp("out/d/new"), mp("out/d/temp"), mp("out/d/old/file"),
+                    mp("out/d/new/backup.info")),
+                 0);
+    snprintf(cmd, sizeof cmd, "backup_root=%s,backup_max_rate=8M", mp("R"));
+    start_daemon(cmd);
+    snprintf(cmd, sizeof cmd, "%s create atomic wait", mp("R/p/d"));
+    cr_assert_eq(control(cmd), 0);
+    char *out_before = tree_snapshot(mp("out"));
+    snprintf(cmd, sizeof cmd, "%s atomic", mp("R/p/d"));
+    cr_assert_eq(control(cmd), 0);
+    swap_while_copying(mp("R/p"), mp("R/p.real"), mp("out"));
+    wait_state("succeeded|failed|cancelled", 60000, state);
+    char result[256] = "", message[512] = "";
+    status_get("result", result, sizeof result);
+    status_get("message", message, sizeof message);
+    stop_daemon();
+    cr_expect_str_eq(state, "succeeded", "the job: %s: %s", result, message);
+    char *out_after = tree_snapshot(mp("out"));
+    cr_expect_str_eq(out_after, out_before, "the job wrote or removed outside backup_root");
+    cr_expect_eq(sh("cd '%s' && sha256sum -c --quiet SHA256SUMS >/dev/null", mp("R/p.real/d/new")), 0,
+                 "the new set in the held DEST does not pass sha256sum -c");
+    cr_expect(!exists(mp("R/p.real/d/old")) && !exists(mp("R/p.real/d/temp")));
+    big_dbdir_intact();
+    free(out_before);
+    free(out_after);
 }
