@@ -24,6 +24,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -506,9 +511,26 @@ Test(dest, atomic_beneath_root_swap_to_outside)
     free(out_after);
 }
 
+/* Make openat2 fail with ENOSYS in this process (each test runs in its
+ * own), as on kernels before 5.6, so os_open_beneath takes its walk. */
+static void without_openat2(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof f / sizeof f[0], .filter = f };
+    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0, "seccomp: %s", strerror(errno));
+    cr_assert_eq(syscall(SYS_openat2, AT_FDCWD, ".", NULL, 0), -1);
+    cr_assert_eq(errno, ENOSYS);
+}
+
 /* What is refused when the job is accepted: outside the root, a symlink
  * on the way or at the end, a parent missing.  Nothing is made anywhere. */
-Test(dest, beneath_root_refusals)
+static void beneath_root_refusals(void)
 {
     js_params p = test_params();
     cr_assert_eq(sh("mkdir -p '%s' '%s' '%s' && ln -s '%s' '%s' && ln -s '%s' '%s'", tp("live"), tp("R/in"),
@@ -541,6 +563,14 @@ Test(dest, beneath_root_refusals)
     cr_expect_eq(sh("cd '%s' && sha256sum -c --quiet SHA256SUMS >/dev/null", tp("R/in/ok")), 0);
     close(root_fd);
     OK(js_close(inst));
+}
+
+Test(dest, beneath_root_refusals) { beneath_root_refusals(); }
+
+Test(dest, beneath_root_refusals_without_openat2)
+{
+    without_openat2();
+    beneath_root_refusals();
 }
 
 /* ------------------------------------------------------------------ */
