@@ -195,6 +195,8 @@ static JET_ERR bk_note_written(bk_job *j, const char *name)
 {
     if (j->nwritten == BK_MAX_WRITTEN)
         return js_fail(JET_errInvalidParameter, "too many files in one backup");
+    if (strlen(name) >= sizeof j->written[0])   /* cleanup must unlink exactly this name */
+        return js_fail(JET_errInvalidParameter, "file name too long for a backup set: %s", name);
     snprintf(j->written[j->nwritten++], sizeof j->written[0], "%s", name);
     return JET_errSuccess;
 }
