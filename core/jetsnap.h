@@ -394,7 +394,14 @@ JET_ERR js_backup_cancel(js_instance *inst);
  *  Errors: JET_errGivenLogFileIsNotContiguous, JET_errMissingRestoreLogFiles,
  *  JET_errStartingRestoreLogTooHigh, JET_errEndingRestoreLogTooLow,
  *  JET_errBadLogSignature, JET_errLogReadVerifyFailure,
- *  JET_errReadVerifyFailure, JET_errInvalidPath. */
+ *  JET_errReadVerifyFailure, JET_errInvalidPath.
+ *  The set directory (backup, backup/new or backup/old) and target are
+ *  resolved once and held open: every file of the set is read, and every
+ *  file of target written, relative to them, so a rename or symlink swapped
+ *  into either path meanwhile changes nothing.  A symlink as target's last
+ *  component is refused (JET_errInvalidPath); a missing target is made in
+ *  its held parent.  A failed restore removes only the files it makes, and
+ *  target only if it made it. */
 JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
                    uint32_t until_gen, js_status_fn status, void *ctx);
 
