@@ -23,6 +23,32 @@
  * Incremental: steps 4, 5 (from the generation after the set's gen_high),
  * 6 (the new logs are staged, then moved into the set, then the manifests
  * are replaced), 7 (last_incremental_backup) and 8.
+ *
+ * A job holds its directories; names are resolved once; cleanup removes
+ * only what it created, by fd.
+ *   - DEST is resolved once, when the job is accepted (bk_validate_path):
+ *     beneath a root (fsd's backup_root) by the kernel with openat2
+ *     RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS (os_open_beneath), otherwise by
+ *     opening its parent and then DEST with O_NOFOLLOW.  A DEST that does
+ *     not exist yet is made later with mkdirat on the held parent and
+ *     opened with O_NOFOLLOW, and used only if it is an empty directory of
+ *     ours (what mkdirat made, unless someone raced us with an empty one).
+ *   - The job keeps descriptors of DEST, of the directory it writes in
+ *     (DEST itself, DEST/temp, or DEST/.jetsnap-incremental) and of the set
+ *     an incremental adds to (DEST or DEST/new).  Every later create, write,
+ *     fsync, link, rename, readdir and removal is an *at() call relative to
+ *     one of them, so renaming a directory on DEST's path and putting a
+ *     symlink in its place, at any moment, cannot make the job read, write
+ *     or delete anything outside the directory it was given: it goes on
+ *     working in the directory it opened, wherever that now is.
+ *   - The strings j->dest, j->work and j->target only name things in
+ *     messages and for the fault filter; they are never resolved.
+ *   - Cleanup unlinks, relative to the held directory, only the names this
+ *     job created there, and removes a directory only if this job made it
+ *     and the name still holds that very directory (same device and inode).
+ *     The previous set (DEST/old) and a leftover of an interrupted job
+ *     (DEST/temp) are removed by os_rmtreeat: opened with O_NOFOLLOW, so a
+ *     symlink there is refused, never followed.
  */
 #include "inst.h"
 #include "err.h"
@@ -44,16 +70,25 @@
 #define BK_BATCH_PAGES 256u
 #define BK_WRITEBACK_BYTES (32u << 20)
 #define BK_MAX_WRITTEN 4096
+#define BK_NAME_MAX 64
 
 typedef struct bk_job {
     js_instance *inst;
     unsigned flags;
     js_status_fn status;
     void *ctx;
+    /* Paths for messages and the fault filter only (see the top). */
     char dest[PATH_MAX];
     char work[PATH_MAX];        /* where this job writes */
     char target[PATH_MAX];      /* the set it adds to (incremental) */
+    /* The held directories (-1: not open). */
+    int parent_fd;              /* DEST's parent, while DEST is still to be made */
+    int dest_fd, work_fd, target_fd;
+    char dest_name[BK_NAME_MAX * 4];    /* DEST's name in parent_fd */
+    const char *work_name;      /* work's name in dest_fd; NULL: work is DEST */
+    struct stat dest_st, work_st;       /* what this job made (created_*) */
     int created_dest, created_work, work_is_dest;
+    int wrote_manifests, linked_prev;   /* names this job made in work */
     uint32_t gen_low, gen_high, copy_from;
     js_progress prog;
     uint64_t last_pct;
@@ -62,7 +97,7 @@ typedef struct bk_job {
     mf_sums *sums;
     mf_info info;
     char truncated[48];         /* status key `truncated` */
-    char written[BK_MAX_WRITTEN][24];   /* names written into work */
+    char written[BK_MAX_WRITTEN][BK_NAME_MAX];   /* names this job made in work */
     size_t nwritten;
     mf_pipe *pipe;              /* SHA-256 on the second core while copying */
 } bk_job;
@@ -160,13 +195,61 @@ static JET_ERR bk_note_written(bk_job *j, const char *name)
 {
     if (j->nwritten == BK_MAX_WRITTEN)
         return js_fail(JET_errInvalidParameter, "too many files in one backup");
+    if (strlen(name) >= sizeof j->written[0])   /* cleanup must unlink exactly this name */
+        return js_fail(JET_errInvalidParameter, "file name too long for a backup set: %s", name);
     snprintf(j->written[j->nwritten++], sizeof j->written[0], "%s", name);
     return JET_errSuccess;
 }
 
 /* ---------------- validation ---------------- */
 
-static JET_ERR bk_validate_path(bk_job *j, const char *dest)
+/* 1 when the directory fd is dir (dev, ino) or lies beneath it: walked up
+ * through ".." from the descriptor, so no path is resolved. */
+static int bk_beneath(int fd, dev_t dev, ino_t ino)
+{
+    int cur = openat(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC), inside = 0;
+    for (int depth = 0; cur >= 0 && depth < 4096; depth++) {
+        struct stat st, up;
+        if (fstat(cur, &st) < 0)
+            break;
+        if (st.st_dev == dev && st.st_ino == ino) {
+            inside = 1;
+            break;
+        }
+        int next = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (next < 0 || fstat(next, &up) < 0 || (up.st_dev == st.st_dev && up.st_ino == st.st_ino)) {
+            os_close(next);
+            break;   /* the file system's root */
+        }
+        close(cur);
+        cur = next;
+    }
+    os_close(cur);
+    return inside;
+}
+
+/* Split path into its parent (into parent, cap bytes) and last component,
+ * trailing slashes ignored.  Returns the last component ("" for "/"). */
+static const char *bk_split(const char *path, char *parent, size_t cap)
+{
+    snprintf(parent, cap, "%s", path);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        return "";
+    const char *base = path + (slash - parent) + 1;
+    if (slash == parent)
+        parent[1] = '\0';
+    else
+        *slash = '\0';
+    return base;
+}
+
+/* Resolve DEST once.  On success j->dest_fd holds DEST, or (DEST missing,
+ * `create` given) j->parent_fd holds its parent and j->dest_name its name. */
+static JET_ERR bk_validate_path(bk_job *j, const char *dest, int root_fd, const char *root)
 {
     if (!*dest || dest[0] != '/')
         return js_fail(JET_errInvalidParameter, "backup path \"%s\" is not absolute", dest);
@@ -175,25 +258,106 @@ static JET_ERR bk_validate_path(bk_job *j, const char *dest)
     if (strchr(dest, '\n'))
         return js_fail(JET_errInvalidParameter, "backup path contains a newline");
     snprintf(j->dest, sizeof j->dest, "%s", dest);
-    struct stat st;
-    if (stat(dest, &st) < 0) {
-        if (errno != ENOENT)
-            return os_err(errno, "stat", dest);
-        if (!(j->flags & JS_BACKUP_CREATE_DIR))
+    char parent[PATH_MAX], base[sizeof j->dest_name];
+    const char *last = bk_split(dest, parent, sizeof parent);
+    size_t blen = strcspn(last, "/");
+    if (blen >= sizeof base)
+        return js_fail(JET_errInvalidParameter, "backup directory name is too long");
+    memcpy(base, last, blen);
+    base[blen] = '\0';
+    int plain = blen && strcmp(base, ".") && strcmp(base, "..");
+    JET_ERR err;
+    int why = 0;
+    if (root_fd >= 0) {
+        size_t rlen = strlen(root);
+        while (rlen > 1 && root[rlen - 1] == '/')
+            rlen--;
+        if (!strcmp(root, "/"))
+            rlen = 0;
+        else if (strncmp(dest, root, rlen) || (dest[rlen] != '/' && dest[rlen] != '\0'))
+            return js_fail(JET_errInvalidPath, "%s is outside the backup root %s", dest, root);
+        const char *rel = dest + rlen + strspn(dest + rlen, "/");
+        err = os_open_beneath(root_fd, rel, dest, &j->dest_fd, &why);
+        if (err && why == ENOENT && plain && (j->flags & JS_BACKUP_CREATE_DIR)) {
+            /* The parent beneath the root, then DEST made in it. */
+            size_t plen = strlen(parent) > rlen ? strlen(parent) - rlen : 0;
+            char prel[PATH_MAX];
+            snprintf(prel, sizeof prel, "%.*s", (int)plen, parent + rlen);
+            err = os_open_beneath(root_fd, prel + strspn(prel, "/"), parent, &j->parent_fd, &why);
+            if (err && why == ENOENT)
+                return js_fail(JET_errMakeBackupDirectoryFail, "cannot make %s: its parent is missing", dest);
+        }
+        if (err && why == ENOENT && !(j->flags & JS_BACKUP_CREATE_DIR))
             return js_fail(JET_errInvalidPath, "%s does not exist (add `create` to make it)", dest);
-        return JET_errSuccess;
+        if (err)
+            return err;
+    } else if (!plain) {
+        /* "/" (or a path ending in . or ..): nothing to refuse a symlink at. */
+        err = os_open(dest, O_RDONLY | O_DIRECTORY, 0, &j->dest_fd);
+        if (err)
+            return js_fail(JET_errInvalidPath, "%s is not a directory: %s", dest, js_errdetail());
+    } else {
+        err = os_open(parent, O_RDONLY | O_DIRECTORY, 0, &j->parent_fd);
+        if (err == JET_errFileNotFound && (j->flags & JS_BACKUP_CREATE_DIR))
+            return js_fail(JET_errMakeBackupDirectoryFail, "cannot make %s: its parent is missing", dest);
+        if (err)
+            return js_fail(JET_errInvalidPath, "%s: its parent is not a directory: %s", dest, js_errdetail());
+        int fd = openat(j->parent_fd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            j->dest_fd = fd;
+        } else if (errno == ENOENT) {
+            if (!(j->flags & JS_BACKUP_CREATE_DIR))
+                return js_fail(JET_errInvalidPath, "%s does not exist (add `create` to make it)", dest);
+        } else if (errno == ENOTDIR || errno == ELOOP) {
+            return js_fail(JET_errInvalidPath, "%s is not a directory (a symlink is not followed)", dest);
+        } else {
+            return os_err(errno, "open", dest);
+        }
     }
-    if (!S_ISDIR(st.st_mode))
-        return js_fail(JET_errInvalidPath, "%s is not a directory", dest);
-    char rd[PATH_MAX], ri[PATH_MAX];
-    if (realpath(dest, rd) && realpath(j->inst->dir, ri)) {
-        size_t n = strlen(ri);
-        if (!strcmp(rd, ri) || (!strncmp(rd, ri, n) && rd[n] == '/'))
-            return js_fail(JET_errInvalidPath, "%s is inside the instance directory %s", dest, ri);
+    if (j->dest_fd >= 0) {
+        os_close(j->parent_fd);   /* DEST exists: this job never makes or removes it */
+        j->parent_fd = -1;
+    }
+    snprintf(j->dest_name, sizeof j->dest_name, "%s", base);
+    struct stat ist;
+    if (stat(j->inst->dir, &ist) == 0 && bk_beneath(j->dest_fd >= 0 ? j->dest_fd : j->parent_fd, ist.st_dev, ist.st_ino))
+        return js_fail(JET_errInvalidPath, "%s is inside the instance directory %s", dest, j->inst->dir);
+    return JET_errSuccess;
+}
+
+/* Make dirfd/name (mkdirat) and open what is there now with O_NOFOLLOW: it
+ * is used only if it is an empty directory owned by us, so a swap between
+ * the two calls can at most hand us an empty directory in the same place.
+ * *st receives its identity, which cleanup checks before removing it. */
+static JET_ERR bk_make_dir(int dirfd, const char *name, const char *shown, int *fd, struct stat *st)
+{
+    JET_ERR err = os_mkdirat(dirfd, name, shown, 0700);
+    if (err)
+        return js_fail(err == JET_errDiskFull ? err : JET_errMakeBackupDirectoryFail, "cannot make %s: %s", shown,
+                       js_errdetail());
+    *fd = -1;
+    err = os_openat(dirfd, name, shown, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, fd);
+    if (!err && (fstat(*fd, st) < 0 || st->st_uid != geteuid() || !os_dir_empty_fd(*fd)))
+        err = js_fail(JET_errMakeBackupDirectoryFail, "%s was replaced while it was made", shown);
+    if (err) {
+        /* What is there now may not be ours: it stays. */
+        os_close(*fd);
+        *fd = -1;
+        return err == JET_errMakeBackupDirectoryFail ? err
+                                                     : js_fail(JET_errMakeBackupDirectoryFail, "%s", js_errdetail());
     }
     return JET_errSuccess;
 }
 
+/* Remove the directory dirfd/name that this job made, if the name still
+ * holds it (made is its identity) and it is empty.  Best effort. */
+static void bk_remove_made_dir(int dirfd, const char *name, const struct stat *made)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) && st.st_dev == made->st_dev &&
+        st.st_ino == made->st_ino)
+        (void)unlinkat(dirfd, name, AT_REMOVEDIR);
+}
 
 /* ---------------- copying ---------------- */
 
@@ -213,7 +377,7 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
     int fd = -1;
     JET_ERR err;
     snprintf(path, sizeof path, "%s/%s", j->work, JS_DB_FILE);
-    err = os_open(path, O_WRONLY | O_CREAT | O_EXCL, 0600, &fd);
+    err = os_openat(j->work_fd, JS_DB_FILE, path, O_WRONLY | O_CREAT | O_EXCL, 0600, &fd);
     if (err)
         return err;
     err = bk_note_written(j, JS_DB_FILE);
@@ -314,7 +478,7 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
 
     err = os_open(src, O_RDONLY, 0, &in);
     if (!err)
-        err = os_open(dst, O_WRONLY | O_CREAT | O_EXCL, 0600, &out_fd);
+        err = os_openat(j->work_fd, name, dst, O_WRONLY | O_CREAT | O_EXCL, 0600, &out_fd);
     if (err)
         goto out;
     err = bk_note_written(j, name);
@@ -371,12 +535,13 @@ static JET_ERR bk_copy_logs(bk_job *j, uint32_t from, uint32_t to)
     return err;
 }
 
-/* backup.info and SHA256SUMS into dir. */
-static JET_ERR bk_write_manifests(bk_job *j, const char *dir)
+/* backup.info and SHA256SUMS into work. */
+static JET_ERR bk_write_manifests(bk_job *j)
 {
     char text[2048], hex[65];
     size_t len = mf_info_render(&j->info, text, sizeof text);
-    JET_ERR err = os_write_file_durable(dir, "backup.info", text, len, 0600);
+    j->wrote_manifests = 1;
+    JET_ERR err = os_write_file_durable_at(j->work_fd, j->work, "backup.info", text, len, 0600);
     if (err)
         return err;
     mf_hash *h = mf_hash_new();
@@ -386,7 +551,7 @@ static JET_ERR bk_write_manifests(bk_job *j, const char *dir)
     mf_hash_final(h, hex);
     err = mf_sums_set(j->sums, "backup.info", hex);
     if (!err)
-        err = mf_sums_write(dir, j->sums);
+        err = mf_sums_writeat(j->work_fd, j->work, j->sums);
     return err;
 }
 
@@ -395,62 +560,60 @@ static JET_ERR bk_write_manifests(bk_job *j, const char *dir)
 static JET_ERR bk_prepare_dirs(bk_job *j)
 {
     JET_ERR err;
-    struct stat st;
     int incremental = (j->flags & JS_BACKUP_INCREMENTAL) != 0;
     int atomic = (j->flags & JS_BACKUP_ATOMIC) != 0;
-    if (stat(j->dest, &st) < 0) {
-        err = os_mkdir(j->dest, 0700, 0);
+    if (j->dest_fd < 0) {
+        err = bk_make_dir(j->parent_fd, j->dest_name, j->dest, &j->dest_fd, &j->dest_st);
         if (err)
-            return js_fail(err == JET_errDiskFull ? err : JET_errMakeBackupDirectoryFail,
-                           "cannot make %s: %s", j->dest, js_errdetail());
+            return err;
         j->created_dest = 1;
     }
     if (atomic) {
         /* Full or incremental: a whole set is built here, then swapped in. */
-        snprintf(j->work, sizeof j->work, "%s/temp", j->dest);
+        j->work_name = "temp";
         snprintf(j->target, sizeof j->target, "%s/new", j->dest);
-        err = os_rmtree(j->work);   /* a leftover of an interrupted job */
-        if (err)
-            return err;
     } else if (incremental) {
-        snprintf(j->work, sizeof j->work, "%s/.jetsnap-incremental", j->dest);
-        snprintf(j->target, sizeof j->target, "%s", j->dest);
-        err = os_rmtree(j->work);
-        if (err)
-            return err;
+        j->work_name = ".jetsnap-incremental";
     } else {
-        if (!os_dir_empty(j->dest, NULL))
+        if (!os_dir_empty_fd(j->dest_fd))
             return js_fail(JET_errBackupDirectoryNotEmpty, "%s is not empty (use `atomic`, or an empty directory)",
                            j->dest);
         snprintf(j->work, sizeof j->work, "%s", j->dest);
+        j->work_fd = dup(j->dest_fd);
+        if (j->work_fd < 0)
+            return os_err(errno, "dup", j->dest);
         j->work_is_dest = 1;
         return JET_errSuccess;
     }
-    err = os_mkdir(j->work, 0700, 0);
+    snprintf(j->work, sizeof j->work, "%s/%s", j->dest, j->work_name);
+    err = os_rmtreeat(j->dest_fd, j->work_name, j->work);   /* a leftover of an interrupted job */
     if (err)
-        return js_fail(err == JET_errDiskFull ? err : JET_errMakeBackupDirectoryFail, "cannot make %s: %s",
-                       j->work, js_errdetail());
+        return err;
+    err = bk_make_dir(j->dest_fd, j->work_name, j->work, &j->work_fd, &j->work_st);
+    if (err)
+        return err;
     j->created_work = 1;
     return JET_errSuccess;
 }
 
+/* Undo a failed job: unlink, in the directory it wrote in, the names it
+ * made there, then the directories it made (see the top of the file). */
 static void bk_cleanup(bk_job *j)
 {
-    char path[PATH_MAX];
-    if (j->created_work) {
-        (void)os_rmtree(j->work);   /* best effort: the job already failed */
-    } else if (j->work_is_dest) {
-        for (size_t i = 0; i < j->nwritten; i++) {
-            snprintf(path, sizeof path, "%s/%s", j->work, j->written[i]);
-            unlink(path);
-        }
-        snprintf(path, sizeof path, "%s/backup.info", j->work);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/SHA256SUMS", j->work);
-        unlink(path);
+    static const char *const made[] = { "backup.info", "SHA256SUMS" };
+    static const char *const prev[] = { ".prev.info", ".prev.sums" };
+    if (j->work_fd >= 0 && (j->created_work || j->work_is_dest)) {
+        for (size_t i = 0; i < j->nwritten; i++)
+            (void)unlinkat(j->work_fd, j->written[i], 0);   /* best effort: the job already failed */
+        for (size_t i = 0; j->wrote_manifests && i < 2; i++)
+            (void)unlinkat(j->work_fd, made[i], 0);
+        for (size_t i = 0; j->linked_prev && i < 2; i++)
+            (void)unlinkat(j->work_fd, prev[i], 0);
     }
+    if (j->created_work)
+        bk_remove_made_dir(j->dest_fd, j->work_name, &j->work_st);
     if (j->created_dest)
-        rmdir(j->dest);
+        bk_remove_made_dir(j->parent_fd, j->dest_name, &j->dest_st);
 }
 
 /* Publish a set built in DEST/temp (atomic jobs), or make a plain one
@@ -458,15 +621,16 @@ static void bk_cleanup(bk_job *j)
  * succeeds every step is undone on failure, so the previous set stays as it
  * was; after it the new set is the published one and removing DEST/old is
  * housekeeping (a crash that brings old back is harmless: restore prefers
- * new, and the next atomic job removes a leftover old first). */
+ * new, and the next atomic job removes a leftover old first).  Every step
+ * is relative to the held DEST. */
 static JET_ERR bk_publish_full(bk_job *j)
 {
-    JET_ERR err = os_fsync_dir(j->work);
+    JET_ERR err = os_fsync_fd(j->work_fd, j->work);
     if (err || !(j->flags & JS_BACKUP_ATOMIC)) {
         if (!err && j->created_dest) {
             char parent[PATH_MAX];
             snprintf(parent, sizeof parent, "%s/..", j->dest);
-            err = os_fsync_dir(parent);
+            err = os_fsync_fd(j->parent_fd, parent);
         }
         return err;
     }
@@ -475,55 +639,63 @@ static JET_ERR bk_publish_full(bk_job *j)
     int had_new = 0, moved_new = 0;
     snprintf(newd, sizeof newd, "%s/new", j->dest);
     snprintf(oldd, sizeof oldd, "%s/old", j->dest);
-    err = os_rmtree(oldd);
+    err = os_rmtreeat(j->dest_fd, "old", oldd);
     if (err)
         return err;
-    had_new = stat(newd, &st) == 0;
+    had_new = fstatat(j->dest_fd, "new", &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (had_new) {
-        err = os_rename(newd, oldd);
+        err = os_renameat(j->dest_fd, "new", j->dest_fd, "old", oldd);
         if (err)
             return err;
     }
-    err = os_rename(j->work, newd);
+    err = os_renameat(j->dest_fd, j->work_name, j->dest_fd, "new", newd);
     if (!err) {
         moved_new = 1;
-        err = os_fsync_dir(j->dest);
+        err = os_fsync_fd(j->dest_fd, j->dest);
     }
     if (err) {
         /* Undo, best effort: the job has already failed with err. */
         if (moved_new)
-            (void)os_rename(newd, j->work);
+            (void)renameat(j->dest_fd, "new", j->dest_fd, j->work_name);
         if (had_new)
-            (void)os_rename(oldd, newd);
-        (void)os_fsync_dir(j->dest);
+            (void)renameat(j->dest_fd, "old", j->dest_fd, "new");
+        (void)os_fsync_fd(j->dest_fd, j->dest);
         return err;
     }
     j->created_work = 0;   /* it is the published set now */
-    if (had_new && os_rmtree(oldd) != JET_errSuccess)
+    if (had_new && os_rmtreeat(j->dest_fd, "old", oldd) != JET_errSuccess)
         inst_event(j->inst, 227, JS_EV_WARNING, "could not remove the previous set %s: %s", oldd, js_errdetail());
     return JET_errSuccess;
 }
 
 /* Atomic incremental: the new set in DEST/temp shares the previous set's
- * files through hard links (copies where links are impossible), so
- * publishing it is the same swap as a full backup. */
+ * files through hard links, so publishing it is the same swap as a full
+ * backup.  Only regular files are linked, and each link is recorded as made
+ * by this job (cleanup unlinks it from DEST/temp). */
 static JET_ERR bk_share_previous_set(bk_job *j)
 {
-    DIR *d = opendir(j->target);
-    if (!d)
-        return os_err(errno, "opendir", j->target);
+    int rd = openat(j->target_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = rd < 0 ? NULL : fdopendir(rd);
+    if (!d) {
+        JET_ERR e = os_err(errno, "opendir", j->target);
+        os_close(rd);
+        return e;
+    }
     JET_ERR err = JET_errSuccess;
     struct dirent *de;
     while (!err && (de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.' || !strcmp(de->d_name, "backup.info") || !strcmp(de->d_name, "SHA256SUMS"))
             continue;
-        char from[PATH_MAX], to[PATH_MAX];
+        char to[PATH_MAX];
         struct stat st;
-        snprintf(from, sizeof from, "%s/%s", j->target, de->d_name);
-        snprintf(to, sizeof to, "%s/%s", j->work, de->d_name);
-        if (stat(to, &st) == 0)
+        if (fstatat(j->target_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (fstatat(j->work_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
             continue;   /* this job's own copy of a generation wins */
-        err = os_link(from, to);
+        snprintf(to, sizeof to, "%s/%s", j->work, de->d_name);
+        err = bk_note_written(j, de->d_name);
+        if (!err)
+            err = os_linkat(j->target_fd, de->d_name, j->work_fd, de->d_name, to);
     }
     closedir(d);
     return err;
@@ -534,53 +706,57 @@ static JET_ERR bk_share_previous_set(bk_job *j)
  * are kept as hard links for that), so a failed job leaves DEST as it was. */
 static JET_ERR bk_publish_incremental(bk_job *j)
 {
-    char from[PATH_MAX], to[PATH_MAX], prev_info[PATH_MAX], prev_sums[PATH_MAX];
-    char t_info[PATH_MAX], t_sums[PATH_MAX];
+    char to[PATH_MAX], t_info[PATH_MAX], t_sums[PATH_MAX], shown[PATH_MAX];
     size_t moved = 0;
     int info_moved = 0, sums_moved = 0;
-    snprintf(prev_info, sizeof prev_info, "%s/.prev.info", j->work);
-    snprintf(prev_sums, sizeof prev_sums, "%s/.prev.sums", j->work);
     snprintf(t_info, sizeof t_info, "%s/backup.info", j->target);
     snprintf(t_sums, sizeof t_sums, "%s/SHA256SUMS", j->target);
-    JET_ERR err = bk_write_manifests(j, j->work);
-    if (!err)
-        err = os_link(t_info, prev_info);
-    if (!err)
-        err = os_link(t_sums, prev_sums);
+    JET_ERR err = bk_write_manifests(j);
+    if (!err) {
+        j->linked_prev = 1;
+        snprintf(shown, sizeof shown, "%s/.prev.info", j->work);
+        err = os_linkat(j->target_fd, "backup.info", j->work_fd, ".prev.info", shown);
+    }
+    if (!err) {
+        snprintf(shown, sizeof shown, "%s/.prev.sums", j->work);
+        err = os_linkat(j->target_fd, "SHA256SUMS", j->work_fd, ".prev.sums", shown);
+    }
     for (; !err && moved < j->nwritten; moved++) {
-        snprintf(from, sizeof from, "%s/%s", j->work, j->written[moved]);
         snprintf(to, sizeof to, "%s/%s", j->target, j->written[moved]);
-        err = os_rename(from, to);
+        err = os_renameat(j->work_fd, j->written[moved], j->target_fd, j->written[moved], to);
         if (err)
             break;
     }
     if (!err) {
-        snprintf(from, sizeof from, "%s/SHA256SUMS", j->work);
-        err = os_rename(from, t_sums);
+        err = os_renameat(j->work_fd, "SHA256SUMS", j->target_fd, "SHA256SUMS", t_sums);
         sums_moved = !err;
     }
     if (!err) {
-        snprintf(from, sizeof from, "%s/backup.info", j->work);
-        err = os_rename(from, t_info);
+        err = os_renameat(j->work_fd, "backup.info", j->target_fd, "backup.info", t_info);
         info_moved = !err;
     }
     if (!err)
-        err = os_fsync_dir(j->target);
+        err = os_fsync_fd(j->target_fd, j->target);
     if (err) {
-        /* Undo, best effort: the job has already failed with err. */
+        /* Undo, best effort: the job has already failed with err.  Only the
+         * names this job moved into the set are touched. */
         if (info_moved)
-            (void)os_rename(prev_info, t_info);
+            (void)renameat(j->work_fd, ".prev.info", j->target_fd, "backup.info");
         if (sums_moved)
-            (void)os_rename(prev_sums, t_sums);
-        for (size_t i = 0; i < moved; i++) {
-            snprintf(to, sizeof to, "%s/%s", j->target, j->written[i]);
-            unlink(to);
-        }
-        (void)os_fsync_dir(j->target);
+            (void)renameat(j->work_fd, ".prev.sums", j->target_fd, "SHA256SUMS");
+        for (size_t i = 0; i < moved; i++)
+            (void)unlinkat(j->target_fd, j->written[i], 0);
+        (void)os_fsync_fd(j->target_fd, j->target);
         return err;
     }
-    if (os_rmtree(j->work) == JET_errSuccess)
-        j->created_work = 0;
+    /* Published: the staging directory holds only the two links now. */
+    (void)unlinkat(j->work_fd, ".prev.info", 0);
+    (void)unlinkat(j->work_fd, ".prev.sums", 0);
+    j->linked_prev = 0;
+    j->nwritten = 0;
+    j->wrote_manifests = 0;
+    bk_remove_made_dir(j->dest_fd, j->work_name, &j->work_st);
+    j->created_work = 0;
     return JET_errSuccess;
 }
 
@@ -604,7 +780,7 @@ static JET_ERR bk_truncate(bk_job *j, uint32_t below)
     return JET_errSuccess;   /* a failed delete leaves a longer, still contiguous chain */
 }
 
-static JET_ERR bk_validate(bk_job *j, const char *dest)
+static JET_ERR bk_validate(bk_job *j, const char *dest, int root_fd, const char *root)
 {
     js_instance *inst = j->inst;
     unsigned known = JS_BACKUP_ATOMIC | JS_BACKUP_INCREMENTAL | JS_BACKUP_CREATE_DIR;
@@ -629,7 +805,7 @@ static JET_ERR bk_validate(bk_job *j, const char *dest)
     if ((j->flags & JS_BACKUP_INCREMENTAL) && inst->params.circular_log)
         return js_fail(JET_errInvalidBackup, "incremental backups are refused under circular logging");
     if (dest)
-        return bk_validate_path(j, dest);
+        return bk_validate_path(j, dest, root_fd, root);
     return JET_errSuccess;
 }
 
@@ -643,7 +819,13 @@ static JET_ERR bk_incremental_plan(bk_job *j)
         return js_fail(JET_errMissingFullBackup, "this instance has no full backup yet");
     }
     snprintf(j->target, sizeof j->target, "%s%s", j->dest, (j->flags & JS_BACKUP_ATOMIC) ? "/new" : "");
-    JET_ERR err = mf_info_read(j->target, &j->info);
+    JET_ERR err = JET_errRestoreOfNonBackupDatabase;
+    if (j->dest_fd >= 0)
+        j->target_fd = (j->flags & JS_BACKUP_ATOMIC)
+                           ? openat(j->dest_fd, "new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                           : dup(j->dest_fd);
+    if (j->target_fd >= 0)
+        err = mf_info_readat(j->target_fd, j->target, &j->info);
     if (err) {
         inst_event(inst, 206, JS_EV_ERROR, "%s holds no full backup to add to", j->target);
         return js_fail(JET_errMissingFullBackup, "%s holds no full backup to add to", j->target);
@@ -737,7 +919,7 @@ static JET_ERR bk_run_full(bk_job *j)
     i->pages_verified = j->prog.pages_verified;
     i->log_records_verified = j->prog.log_records_verified;
     i->version = 1;
-    err = bk_write_manifests(j, j->work);
+    err = bk_write_manifests(j);
     if (!err)
         err = bk_phase(j, "publish");
     if (!err)
@@ -753,7 +935,7 @@ static JET_ERR bk_run_incremental(bk_job *j)
     j->gen_low = j->copy_from;
     /* The set's digests, extended by bk_copy_gen as each generation is
      * copied and hashed. */
-    err = mf_sums_read(j->target, j->sums);
+    err = mf_sums_readat(j->target_fd, j->target, j->sums);
     if (!err)
         err = bk_prepare_dirs(j);
     if (!err)
@@ -772,7 +954,7 @@ static JET_ERR bk_run_incremental(bk_job *j)
     if (j->flags & JS_BACKUP_ATOMIC) {
         err = bk_share_previous_set(j);
         if (!err)
-            err = bk_write_manifests(j, j->work);
+            err = bk_write_manifests(j);
         if (!err)
             err = bk_publish_full(j);
         return err;
@@ -805,14 +987,34 @@ static void bk_job_end(js_instance *inst)
     pthread_mutex_unlock(&inst->state_lock);
 }
 
+static void bk_free(bk_job *j)
+{
+    os_close(j->parent_fd);
+    os_close(j->dest_fd);
+    os_close(j->work_fd);
+    os_close(j->target_fd);
+    free(j->sums);
+    mf_pipe_free(j->pipe);
+    free(j);
+}
+
 JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags, js_status_fn status, void *ctx)
+{
+    return js_backup_beneath(inst, -1, NULL, dest, flags, status, ctx);
+}
+
+JET_ERR js_backup_beneath(js_instance *inst, int root_fd, const char *root, const char *dest, unsigned flags,
+                          js_status_fn status, void *ctx)
 {
     if (!inst)
         return js_fail(JET_errNotInitialized, "no instance");
     js_errclear();
+    if (root_fd >= 0 && (!root || root[0] != '/'))
+        return js_fail(JET_errInvalidParameter, "a backup root needs its absolute path");
     bk_job *j = calloc(1, sizeof *j);
     if (!j)
         return js_fail(JET_errOutOfMemory, "backup job");
+    j->parent_fd = j->dest_fd = j->work_fd = j->target_fd = -1;
     j->inst = inst;
     j->flags = flags;
     j->status = status;
@@ -823,15 +1025,15 @@ JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags, js_status
     j->prog.truncated = "none";
     snprintf(j->truncated, sizeof j->truncated, "none");
     int incremental = (flags & JS_BACKUP_INCREMENTAL) != 0;
-    JET_ERR err = bk_validate(j, dest);
+    JET_ERR err = bk_validate(j, dest, root_fd, root);
     if (err) {
-        free(j);
+        bk_free(j);
         return err;
     }
     pthread_mutex_lock(&inst->state_lock);
     if (inst->backup_running) {
         pthread_mutex_unlock(&inst->state_lock);
-        free(j);
+        bk_free(j);
         return js_fail(JET_errBackupInProgress, "a backup is already running on %s", inst->dir);
     }
     inst->backup_running = 1;
@@ -842,11 +1044,11 @@ JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags, js_status
      * begins, so a caller that does not wait sees them as refusals. */
     if (dest && incremental)
         err = bk_incremental_plan(j);
-    else if (dest && !(flags & JS_BACKUP_ATOMIC) && !os_dir_empty(dest, NULL))
+    else if (dest && !(flags & JS_BACKUP_ATOMIC) && j->dest_fd >= 0 && !os_dir_empty_fd(j->dest_fd))
         err = js_fail(JET_errBackupDirectoryNotEmpty, "%s is not empty (use `atomic`, or an empty directory)", dest);
     if (err) {
         bk_job_end(inst);
-        free(j);
+        bk_free(j);
         return err;
     }
 
@@ -903,9 +1105,7 @@ done:
         (void)bk_report(j, JS_SNT_COMPLETE);
     }
     bk_job_end(inst);
-    free(j->sums);
-    mf_pipe_free(j->pipe);
-    free(j);
+    bk_free(j);
     return err;
 }
 

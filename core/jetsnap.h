@@ -418,9 +418,26 @@ void js_set_event_sink(js_instance *inst, js_event_fn fn, void *ctx);
  *  checkpoint (core/page.h) it must be valid, so a zeroed used page fails
  *  with JET_errReadVerifyFailure "page N of jetsnap.edb: zeroed"; the
  *  copy's header records that bound for check and restore.
- *  On failure nothing this job wrote stays and no live log is truncated. */
+ *  On failure nothing this job wrote stays and no live log is truncated.
+ *  DEST is resolved once, when the job is accepted, and held open: the job
+ *  works relative to that directory to the end, so renaming a directory on
+ *  the path or putting a symlink in its place while it runs cannot make it
+ *  read, write or delete anything elsewhere.  A symlink as DEST's last
+ *  component is refused (JET_errInvalidPath); `create` makes DEST in its
+ *  (held) parent.  On failure only what this job made is removed. */
 JET_ERR js_backup(js_instance *inst, const char *dest, unsigned flags,
                   js_status_fn status, void *ctx);
+/** js_backup with DEST confined beneath a root directory (jetsnapfs's
+ *  backup_root).  root_fd: the root, open (O_PATH is enough); root: its
+ *  absolute path, used only to take DEST's part beneath it.  DEST must be
+ *  root or lie under it and is resolved by the kernel beneath root_fd with
+ *  no symlink followed on the way (openat2 RESOLVE_BENEATH |
+ *  RESOLVE_NO_SYMLINKS; component by component with O_NOFOLLOW where the
+ *  kernel lacks openat2).  Outside, through a symlink, or missing (without
+ *  `create`, or its parent missing): JET_errInvalidPath.  root_fd -1 is
+ *  js_backup. */
+JET_ERR js_backup_beneath(js_instance *inst, int root_fd, const char *root, const char *dest,
+                          unsigned flags, js_status_fn status, void *ctx);
 /** Ask the running backup to stop (it fails with
  *  JET_errBackupAbortByServer).  Any thread.  No job: JET_errInvalidParameter. */
 JET_ERR js_backup_cancel(js_instance *inst);
@@ -443,7 +460,14 @@ JET_ERR js_backup_cancel(js_instance *inst);
  *  JET_errStartingRestoreLogTooHigh, JET_errEndingRestoreLogTooLow,
  *  JET_errBadLogSignature, JET_errBadDbSignature, JET_errPageSizeMismatch,
  *  JET_errInvalidBackup, JET_errLogReadVerifyFailure,
- *  JET_errReadVerifyFailure, JET_errInvalidPath. */
+ *  JET_errReadVerifyFailure, JET_errInvalidPath.
+ *  The set directory (backup, backup/new or backup/old) and target are
+ *  resolved once and held open: every file of the set is read, and every
+ *  file of target written, relative to them, so a rename or symlink swapped
+ *  into either path meanwhile changes nothing.  A symlink as target's last
+ *  component is refused (JET_errInvalidPath); a missing target is made in
+ *  its held parent.  A failed restore removes only the files it makes, and
+ *  target only if it made it. */
 JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
                    uint32_t until_gen, js_status_fn status, void *ctx);
 

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct mf_hash {
     EVP_MD_CTX *ctx;
@@ -60,8 +61,13 @@ void mf_hash_final(mf_hash *h, char hex[65])
 
 JET_ERR mf_hash_file(const char *path, char hex[65])
 {
+    return mf_hash_fileat(AT_FDCWD, path, path, hex);
+}
+
+JET_ERR mf_hash_fileat(int dirfd, const char *name, const char *path, char hex[65])
+{
     int fd = -1;
-    JET_ERR err = os_open(path, O_RDONLY, 0, &fd);
+    JET_ERR err = os_openat(dirfd, name, path, O_RDONLY | (dirfd == AT_FDCWD ? 0 : O_NOFOLLOW), 0, &fd);
     if (err)
         return err;
     mf_hash *h = mf_hash_new();
@@ -231,12 +237,30 @@ JET_ERR mf_sums_set(mf_sums *s, const char *name, const char hex[65])
     return JET_errSuccess;
 }
 
+/* fopen of dirfd/name without following a symlink at name; NULL with
+ * errno set. */
+static FILE *fopenat_ro(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "r");
+    if (!f)
+        close(fd);
+    return f;
+}
+
 JET_ERR mf_sums_read(const char *dir, mf_sums *s)
+{
+    return mf_sums_readat(AT_FDCWD, dir, s);
+}
+
+JET_ERR mf_sums_readat(int dirfd, const char *dir, mf_sums *s)
 {
     char path[PATH_MAX], line[256];
     s->n = 0;
     snprintf(path, sizeof path, "%s/SHA256SUMS", dir);
-    FILE *f = fopen(path, "r");
+    FILE *f = dirfd == AT_FDCWD ? fopen(path, "r") : fopenat_ro(dirfd, "SHA256SUMS");
     if (!f)
         return JET_errSuccess;
     JET_ERR err = JET_errSuccess;
@@ -258,6 +282,11 @@ static int entry_cmp(const void *a, const void *b)
 
 JET_ERR mf_sums_write(const char *dir, const mf_sums *s)
 {
+    return mf_sums_writeat(AT_FDCWD, dir, s);
+}
+
+JET_ERR mf_sums_writeat(int dirfd, const char *dir, const mf_sums *s)
+{
     mf_entry *sorted = malloc((s->n + 1) * sizeof *sorted);
     char *text = malloc(s->n * 140 + 1);
     JET_ERR err;
@@ -270,7 +299,8 @@ JET_ERR mf_sums_write(const char *dir, const mf_sums *s)
     size_t len = 0;
     for (size_t i = 0; i < s->n; i++)
         len += (size_t)sprintf(text + len, "%s  %s\n", sorted[i].hex, sorted[i].name);
-    err = os_write_file_durable(dir, "SHA256SUMS", text, len, 0600);
+    err = dirfd == AT_FDCWD ? os_write_file_durable(dir, "SHA256SUMS", text, len, 0600)
+                            : os_write_file_durable_at(dirfd, dir, "SHA256SUMS", text, len, 0600);
 out:
     free(sorted);
     free(text);
@@ -300,6 +330,30 @@ int mf_find_in_set_dirs(const char *dir, const char *marker, char *out, size_t c
     return -1;
 }
 
+JET_ERR mf_open_set(const char *backup, int *fd, char *shown, size_t cap)
+{
+    static const char *const sub[] = { ".", "new", "old" };
+    int bfd = open(backup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (bfd < 0)
+        return js_fail(JET_errInvalidPath, "%s is not a directory", backup);
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        int sfd = openat(bfd, sub[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sfd < 0)
+            continue;
+        if (fstatat(sfd, "backup.info", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+            snprintf(shown, cap, "%s%s%s", backup, i ? "/" : "", i ? sub[i] : "");
+            close(bfd);
+            *fd = sfd;
+            return JET_errSuccess;
+        }
+        close(sfd);
+    }
+    close(bfd);
+    return js_fail(JET_errRestoreOfNonBackupDatabase, "%s holds no backup set (no backup.info in it, new/ or old/)",
+                   backup);
+}
+
 size_t mf_info_render(const mf_info *i, char *buf, size_t cap)
 {
     int n = snprintf(buf, cap,
@@ -317,10 +371,15 @@ size_t mf_info_render(const mf_info *i, char *buf, size_t cap)
 
 JET_ERR mf_info_read(const char *dir, mf_info *out)
 {
+    return mf_info_readat(AT_FDCWD, dir, out);
+}
+
+JET_ERR mf_info_readat(int dirfd, const char *dir, mf_info *out)
+{
     char path[PATH_MAX], line[256];
     memset(out, 0, sizeof *out);
     snprintf(path, sizeof path, "%s/backup.info", dir);
-    FILE *f = fopen(path, "r");
+    FILE *f = dirfd == AT_FDCWD ? fopen(path, "r") : fopenat_ro(dirfd, "backup.info");
     if (!f)
         return js_fail(JET_errRestoreOfNonBackupDatabase, "%s: no backup.info: not a backup set", dir);
     int seen = 0;

@@ -19,6 +19,9 @@ void mf_hash_update(mf_hash *h, const void *buf, size_t len);
 void mf_hash_final(mf_hash *h, char hex[65]);
 /** Hash a whole file. */
 JET_ERR mf_hash_file(const char *path, char hex[65]);
+/** Hash dirfd/name (never through a symlink at name); path names it in
+ *  messages only. */
+JET_ERR mf_hash_fileat(int dirfd, const char *name, const char *path, char hex[65]);
 
 /* A hashing pipeline: buffers handed to it are hashed by a second thread
  * while the caller reads and writes the next one, so SHA-256 costs no wall
@@ -54,6 +57,11 @@ JET_ERR mf_sums_set(mf_sums *s, const char *name, const char hex[65]);
 JET_ERR mf_sums_read(const char *dir, mf_sums *s);
 /** Write DIR/SHA256SUMS durably (sorted by name). */
 JET_ERR mf_sums_write(const char *dir, const mf_sums *s);
+/* The *at forms work in an open directory dirfd (AT_FDCWD: dir is a path)
+ * and never follow a symlink at the file's name; dir names it in messages
+ * (and for the fault filter) only. */
+JET_ERR mf_sums_readat(int dirfd, const char *dir, mf_sums *s);
+JET_ERR mf_sums_writeat(int dirfd, const char *dir, const mf_sums *s);
 
 typedef struct mf_info {
     char type[16];              /* "full" or "incremental" */
@@ -70,9 +78,18 @@ typedef struct mf_info {
 /** Where a set lives: the first of DIR, DIR/new, DIR/old (SPEC section 4's
  *  order) that holds a file named marker, into out.  0 when found. */
 int mf_find_in_set_dirs(const char *dir, const char *marker, char *out, size_t cap);
+/** Open the set directory of BACKUP (BACKUP, BACKUP/new or BACKUP/old,
+ *  the first holding a regular backup.info; new and old are opened with
+ *  O_NOFOLLOW) into *fd, its path for messages into shown.  Resolving it
+ *  once and reading every file relative to *fd means a swap of BACKUP's
+ *  path cannot make a reader mix two sets.  JET_errInvalidPath when BACKUP
+ *  is not a directory, JET_errRestoreOfNonBackupDatabase when none holds a
+ *  set. */
+JET_ERR mf_open_set(const char *backup, int *fd, char *shown, size_t cap);
 /** Parse DIR/backup.info.  JET_errRestoreOfNonBackupDatabase when missing
  *  or malformed. */
 JET_ERR mf_info_read(const char *dir, mf_info *out);
+JET_ERR mf_info_readat(int dirfd, const char *dir, mf_info *out);
 /** Render info as backup.info text into buf (cap bytes); returns length. */
 size_t mf_info_render(const mf_info *info, char *buf, size_t cap);
 /** Current time as RFC 3339 UTC. */

@@ -14,11 +14,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct fault_slot {
@@ -317,5 +319,230 @@ JET_ERR os_write_file_durable(const char *dir, const char *name, const void *buf
 out:
     if (err)
         unlink(tmp);
+    return err;
+}
+
+/* ---------------- directory-relative operations ---------------- */
+
+JET_ERR os_openat(int dirfd, const char *name, const char *shown, int flags, mode_t mode, int *fd)
+{
+    int f = openat(dirfd, name, flags | O_CLOEXEC, mode);
+    if (f < 0)
+        return os_err(errno, "open", shown);
+    *fd = f;
+    return JET_errSuccess;
+}
+
+/* The walk for kernels without openat2 (before 5.6): each component is
+ * opened with O_NOFOLLOW, so a symlink anywhere fails with ELOOP (or
+ * ENOTDIR with O_PATH), and ".." is refused rather than checked. */
+static int open_beneath_walk(int root_fd, const char *rel, int *fd)
+{
+    char comp[NAME_MAX + 1];
+    int cur = openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cur < 0)
+        return errno;
+    const char *p = rel;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        size_t n = strcspn(p, "/");
+        if (n > NAME_MAX) {
+            close(cur);
+            return ENAMETOOLONG;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        p += n;
+        if (!strcmp(comp, "."))
+            continue;
+        if (!strcmp(comp, "..")) {
+            close(cur);
+            return EXDEV;
+        }
+        int next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        if (next < 0) {
+            struct stat st;
+            /* O_PATH|O_NOFOLLOW on a symlink with O_DIRECTORY: ENOTDIR;
+             * tell a symlink (an escape attempt) from a plain file. */
+            if (e == ENOTDIR && fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                e = EXDEV;
+            if (e == ELOOP)
+                e = EXDEV;
+            close(cur);
+            return e;
+        }
+        close(cur);
+        cur = next;
+    }
+    *fd = cur;
+    return 0;
+}
+
+JET_ERR os_open_beneath(int root_fd, const char *rel, const char *shown, int *fd, int *why)
+{
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+    int e = 0;
+    int f = (int)syscall(SYS_openat2, root_fd, *rel ? rel : ".", &how, sizeof how);
+    if (f < 0) {
+        e = errno;
+        if (e == ENOSYS)
+            e = open_beneath_walk(root_fd, rel, &f);
+        else if (e == ELOOP)
+            e = EXDEV;   /* RESOLVE_NO_SYMLINKS met a symlink */
+    }
+    if (e == 0) {
+        /* The O_PATH descriptor names the directory; reopen it through
+         * itself for reading and fsync (no path is resolved). */
+        int rd = openat(f, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        e = rd < 0 ? errno : 0;
+        close(f);
+        f = rd;
+    }
+    if (why)
+        *why = e;
+    if (e == 0) {
+        *fd = f;
+        return JET_errSuccess;
+    }
+    if (e == EXDEV)
+        return js_fail(JET_errInvalidPath, "%s: outside the backup root or through a symlink", shown);
+    if (e == ENOENT || e == ENOTDIR)
+        return js_fail(JET_errInvalidPath, "%s: %s", shown, strerror(e));
+    return os_err(e, "open", shown);
+}
+
+JET_ERR os_mkdirat(int dirfd, const char *name, const char *shown, mode_t mode)
+{
+    if (mkdirat(dirfd, name, mode) < 0)
+        return os_err(errno, "mkdir", shown);
+    return JET_errSuccess;
+}
+
+JET_ERR os_unlinkat(int dirfd, const char *name, const char *shown, int flags, int missing_ok)
+{
+    if (unlinkat(dirfd, name, flags) < 0 && !(missing_ok && errno == ENOENT))
+        return os_err(errno, flags & AT_REMOVEDIR ? "rmdir" : "unlink", shown);
+    return JET_errSuccess;
+}
+
+JET_ERR os_renameat(int fromfd, const char *from, int tofd, const char *to, const char *shown_to)
+{
+    int inject = fault_check(JS_FAULT_RENAME, shown_to, NULL);
+    if (inject)
+        return os_err(inject, "rename", shown_to);
+    if (renameat(fromfd, from, tofd, to) < 0)
+        return os_err(errno, "rename", shown_to);
+    return JET_errSuccess;
+}
+
+JET_ERR os_linkat(int fromfd, const char *from, int tofd, const char *to, const char *shown_to)
+{
+    if (linkat(fromfd, from, tofd, to, 0) < 0)
+        return os_err(errno, "link", shown_to);
+    return JET_errSuccess;
+}
+
+JET_ERR os_fsync_fd(int fd, const char *shown)
+{
+    int inject = fault_check(JS_FAULT_FSYNC, shown, NULL);
+    if (inject)
+        return os_err(inject, "fsync", shown);
+    if (fsync(fd) < 0)
+        return os_err(errno, "fsync", shown);
+    return JET_errSuccess;
+}
+
+int os_dir_empty_fd(int fd)
+{
+    int rd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rd < 0)
+        return 0;
+    DIR *d = fdopendir(rd);
+    if (!d) {
+        close(rd);
+        return 0;
+    }
+    struct dirent *de;
+    int empty = 1;
+    while (empty && (de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            empty = 0;
+    closedir(d);
+    return empty;
+}
+
+/* Depth bounds the descriptors a hostile tree can make us hold. */
+static JET_ERR rmtreeat_depth(int dirfd, const char *name, const char *shown, int depth)
+{
+    if (depth > 32)
+        return js_fail(JET_errInvalidPath, "%s: directory tree too deep to remove", shown);
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return JET_errSuccess;
+        if (errno == ENOTDIR || errno == ELOOP)
+            return js_fail(JET_errInvalidPath, "%s is not a directory: not removed", shown);
+        return os_err(errno, "open directory", shown);
+    }
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        JET_ERR e = os_err(errno, "opendir", shown);
+        close(fd);
+        return e;
+    }
+    JET_ERR err = JET_errSuccess;
+    struct dirent *de;
+    char child[PATH_MAX];
+    while (err == JET_errSuccess && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        snprintf(child, sizeof child, "%s/%s", shown, de->d_name);
+        struct stat st;
+        if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            err = errno == ENOENT ? JET_errSuccess : os_err(errno, "stat", child);
+        else if (S_ISDIR(st.st_mode))
+            err = rmtreeat_depth(fd, de->d_name, child, depth + 1);
+        else
+            err = os_unlinkat(fd, de->d_name, child, 0, 1);
+    }
+    closedir(d);
+    if (err == JET_errSuccess)
+        err = os_unlinkat(dirfd, name, shown, AT_REMOVEDIR, 1);
+    return err;
+}
+
+JET_ERR os_rmtreeat(int dirfd, const char *name, const char *shown)
+{
+    return rmtreeat_depth(dirfd, name, shown, 0);
+}
+
+JET_ERR os_write_file_durable_at(int dirfd, const char *shown_dir, const char *name, const void *buf, size_t len,
+                                 mode_t mode)
+{
+    char tmp[NAME_MAX + 1], shown_tmp[PATH_MAX], shown[PATH_MAX];
+    snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+    snprintf(shown_tmp, sizeof shown_tmp, "%s/%s", shown_dir, tmp);
+    snprintf(shown, sizeof shown, "%s/%s", shown_dir, name);
+    int fd = -1;
+    JET_ERR err = os_openat(dirfd, tmp, shown_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode, &fd);
+    if (err)
+        return err;
+    err = os_pwrite(fd, shown_tmp, buf, len, 0);
+    if (!err)
+        err = os_fsync(fd, shown_tmp);
+    os_close(fd);
+    if (!err)
+        err = os_renameat(dirfd, tmp, dirfd, name, shown);
+    if (!err)
+        err = os_fsync_fd(dirfd, shown_dir);
+    if (err)
+        (void)unlinkat(dirfd, tmp, 0);
     return err;
 }

@@ -54,4 +54,45 @@ JET_ERR os_rmtree(const char *path);
 /** Write a whole small file durably: temp, fsync, rename, fsync dir. */
 JET_ERR os_write_file_durable(const char *dir, const char *name, const void *buf, size_t len, mode_t mode);
 
+/* Directory-relative operations.  A job that writes into a directory holds
+ * that directory open and names everything relative to the descriptor, so
+ * no rename or symlink swapped into the path after the directory was
+ * opened can redirect a create, rename or removal (core/backup.c).  `shown`
+ * is the path used only for messages and the fault filter: it is never
+ * resolved. */
+
+/** openat(2) (O_CLOEXEC is added); *fd receives the descriptor. */
+JET_ERR os_openat(int dirfd, const char *name, const char *shown, int flags, mode_t mode, int *fd);
+/** Open the directory rel beneath root_fd, refusing any resolution that
+ *  leaves root_fd or crosses a symlink: openat2(RESOLVE_BENEATH |
+ *  RESOLVE_NO_SYMLINKS), or where the kernel lacks openat2 a walk that opens
+ *  one component at a time with O_NOFOLLOW | O_DIRECTORY and refuses "..".
+ *  rel "" or "." is root_fd itself.  Refusals are JET_errInvalidPath with
+ *  *why (may be NULL) set to EXDEV (escape or symlink), ENOENT or ENOTDIR. */
+JET_ERR os_open_beneath(int root_fd, const char *rel, const char *shown, int *fd, int *why);
+/** mkdirat(2) (an existing entry is an error: the caller must know it made
+ *  the directory). */
+JET_ERR os_mkdirat(int dirfd, const char *name, const char *shown, mode_t mode);
+/** unlinkat(2); flags 0 or AT_REMOVEDIR; a missing entry is success when
+ *  missing_ok. */
+JET_ERR os_unlinkat(int dirfd, const char *name, const char *shown, int flags, int missing_ok);
+/** renameat(2) (fault seam: rename, matched against shown_to). */
+JET_ERR os_renameat(int fromfd, const char *from, int tofd, const char *to, const char *shown_to);
+/** linkat(2) without following a symlink at from. */
+JET_ERR os_linkat(int fromfd, const char *from, int tofd, const char *to, const char *shown_to);
+/** fsync(2) of an open directory (or file) (fault seam: fsync). */
+JET_ERR os_fsync_fd(int fd, const char *shown);
+/** 1 when the open directory fd has no entries, 0 when it has or cannot be
+ *  read.  fd keeps its position (a separate description is read). */
+int os_dir_empty_fd(int fd);
+/** Remove the directory tree dirfd/name: name is opened with O_NOFOLLOW |
+ *  O_DIRECTORY, its entries are removed with unlinkat relative to that
+ *  descriptor, subdirectories likewise (never through a symlink), then the
+ *  directory itself.  Missing is success; name not a directory (a symlink
+ *  included) is JET_errInvalidPath and nothing is removed. */
+JET_ERR os_rmtreeat(int dirfd, const char *name, const char *shown);
+/** os_write_file_durable into an open directory. */
+JET_ERR os_write_file_durable_at(int dirfd, const char *shown_dir, const char *name, const void *buf, size_t len,
+                                 mode_t mode);
+
 #endif

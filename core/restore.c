@@ -15,6 +15,25 @@
  * generation chained to the last one replayed, writes edb.chk, and only
  * then marks the header clean-shutdown.  An interrupted restore leaves
  * being-restored, which open refuses; a failed one removes what it wrote.
+ *
+ * A job holds its directories; names are resolved once; cleanup removes
+ * only what it created, by fd (the rule of core/backup.c):
+ *   - the set directory (BACKUP, BACKUP/new or BACKUP/old) is opened once
+ *     (mf_open_set) and every file of it is opened relative to that
+ *     descriptor with O_NOFOLLOW, so a swap of BACKUP's path cannot mix two
+ *     sets or make restore read outside the set;
+ *   - TARGET is opened once: its parent, then TARGET with O_NOFOLLOW; a
+ *     missing TARGET is made with mkdirat in the held parent and used only
+ *     if what is there is an empty directory of ours.  The database copy is
+ *     created with openat in it;
+ *   - the modules that take a directory path (the instance, redo, edb.chk,
+ *     log creation) are handed /proc/self/fd/N of the held descriptor: the
+ *     kernel resolves that magic link to the very directory held, wherever
+ *     it has been moved, so the replay, the new generation and the final
+ *     clean-shutdown header all land in it (messages show the path given);
+ *   - a failed restore unlinks, relative to the held TARGET, only the names
+ *     restore makes, and removes TARGET only if it made it and the name
+ *     still holds that directory.
  */
 #include "inst.h"
 #include "err.h"
@@ -61,28 +80,90 @@ static JET_ERR rs_progress(rs_job *r, uint64_t add)
     return rs_report(r, JS_SNT_PROGRESS);
 }
 
-/* The set directory: BACKUP, BACKUP/new or BACKUP/old. */
-static JET_ERR rs_find_set(const char *backup, char *set, size_t cap)
+/* The path through which other modules reach the held directory fd. */
+static void rs_proc_path(int fd, char *out, size_t cap)
 {
-    struct stat st;
-    if (stat(backup, &st) < 0 || !S_ISDIR(st.st_mode))
-        return js_fail(JET_errInvalidPath, "%s is not a directory", backup);
-    if (mf_find_in_set_dirs(backup, "backup.info", set, cap) == 0)
+    snprintf(out, cap, "/proc/self/fd/%d", fd);
+}
+
+/* Replace each proc path (see rs_proc_path) in detail by the path the
+ * caller gave, so messages name what the administrator knows. */
+static void rs_unproc(char *detail, size_t cap, const char *proc, const char *shown)
+{
+    size_t plen = strlen(proc);
+    char *at = detail;
+    while ((at = strstr(at, proc)) != NULL) {
+        if (at[plen] >= '0' && at[plen] <= '9') {   /* fd 1 is not fd 12 */
+            at += plen;
+            continue;
+        }
+        char rest[512];
+        snprintf(rest, sizeof rest, "%s", at + plen);
+        size_t off = (size_t)(at - detail);
+        snprintf(at, cap - off, "%s%s", shown, rest);
+        at += strlen(shown) < cap - off ? strlen(shown) : cap - off - 1;
+    }
+}
+
+/* Open TARGET once: its parent (the path as given), then TARGET with
+ * O_NOFOLLOW.  *fd -1 when it does not exist yet (*parent_fd and name then
+ * say where restore will make it). */
+static JET_ERR rs_open_target(const char *target, int *parent_fd, char *name, size_t cap, int *fd)
+{
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", target);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    const char *base = slash ? slash + 1 : parent;
+    if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || strlen(base) >= cap) {
+        /* Nothing to refuse a symlink at (or to make): open it as it is. */
+        JET_ERR err = os_open(target, O_RDONLY | O_DIRECTORY, 0, fd);
+        return err ? js_fail(JET_errInvalidPath, "restore target %s is not a directory", target) : JET_errSuccess;
+    }
+    snprintf(name, cap, "%s", base);
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == parent)
+        parent[1] = '\0';
+    else
+        *slash = '\0';
+    if (os_open(parent, O_RDONLY | O_DIRECTORY, 0, parent_fd))
+        return js_fail(JET_errInvalidPath, "the parent of restore target %s is not a directory", target);
+    *fd = openat(*parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (*fd >= 0 || errno == ENOENT)
         return JET_errSuccess;
-    return js_fail(JET_errRestoreOfNonBackupDatabase, "%s holds no backup set (no backup.info in it, new/ or old/)",
-                   backup);
+    if (errno == ENOTDIR || errno == ELOOP)
+        return js_fail(JET_errInvalidPath, "restore target %s is not a directory (a symlink is not followed)",
+                       target);
+    return os_err(errno, "open", target);
+}
+
+/* Make TARGET in its held parent and open it (see the top). */
+static JET_ERR rs_make_target(int parent_fd, const char *name, const char *target, int *fd, struct stat *st)
+{
+    JET_ERR err = os_mkdirat(parent_fd, name, target, 0700);
+    if (!err)
+        err = os_openat(parent_fd, name, target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, fd);
+    if (!err && (fstat(*fd, st) < 0 || st->st_uid != geteuid() || !os_dir_empty_fd(*fd))) {
+        os_close(*fd);
+        *fd = -1;
+        err = js_fail(JET_errInvalidPath, "restore target %s was replaced while it was made", target);
+    }
+    return err;
 }
 
 /* Every file SHA256SUMS lists must hash to its digest.  The database copy,
  * the one big file, is hashed while it is copied (rs_copy_db) instead of in
  * a pass of its own: *db_hex receives its expected digest. */
-static JET_ERR rs_check_sums(rs_job *r, const char *set, char db_hex[65])
+static JET_ERR rs_check_sums(rs_job *r, int set_fd, const char *set, char db_hex[65])
 {
     mf_sums *sums = calloc(1, sizeof *sums);
     JET_ERR err;
     if (!sums)
         return js_fail(JET_errOutOfMemory, "SHA256SUMS");
-    err = mf_sums_read(set, sums);
+    err = mf_sums_readat(set_fd, set, sums);
     if (!err && sums->n == 0)
         err = js_fail(JET_errRestoreOfNonBackupDatabase, "%s/SHA256SUMS is missing or empty", set);
     for (size_t i = 0; i < sums->n && !err; i++) {
@@ -95,12 +176,12 @@ static JET_ERR rs_check_sums(rs_job *r, const char *set, char db_hex[65])
             memcpy(db_hex, sums->e[i].hex, 65);
             continue;
         }
-        if (stat(path, &st) < 0) {
+        if (fstatat(set_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
             err = js_fail(is_log ? JET_errMissingRestoreLogFiles : JET_errRestoreOfNonBackupDatabase,
                           "%s is listed in SHA256SUMS but missing", path);
             break;
         }
-        err = mf_hash_file(path, hex);
+        err = mf_hash_fileat(set_fd, name, path, hex);
         if (err)
             break;
         if (strcmp(hex, sums->e[i].hex)) {
@@ -127,11 +208,12 @@ static JET_ERR rs_check_sums(rs_job *r, const char *set, char db_hex[65])
  * that goes on past gen_high would restore quietly short of its end); and
  * every generation of the range is listed in SHA256SUMS.  Called once the
  * range itself is known to be complete and chained. */
-static JET_ERR rs_check_manifest(const char *set, const mf_info *info, const db_header *hdr)
+static JET_ERR rs_check_manifest(int set_fd, const char *set, const mf_info *info, const db_header *hdr)
 {
-    char path[PATH_MAX], sig[40];
+    char path[PATH_MAX], sig[40], setproc[64];
     struct stat st;
     uint32_t lo, hi;
+    rs_proc_path(set_fd, setproc, sizeof setproc);
     snprintf(path, sizeof path, "%s/%s", set, JS_DB_FILE);
     dbh_sig_hex(hdr->db_sig, sig);
     if (strcmp(sig, info->db_signature))
@@ -143,12 +225,12 @@ static JET_ERR rs_check_manifest(const char *set, const mf_info *info, const db_
     if (hdr->backup_gen_low != info->gen_low)
         return js_fail(JET_errInvalidBackup, "%s starts at generation %08X, but backup.info says gen_low %08X", path,
                        hdr->backup_gen_low, info->gen_low);
-    if (stat(path, &st) < 0)
+    if (fstatat(set_fd, JS_DB_FILE, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return os_err(errno, "stat", path);
     if ((uint64_t)st.st_size != info->pages * hdr->page_size)
         return js_fail(JET_errInvalidBackup, "%s holds %llu bytes, but backup.info says %llu pages of %u bytes",
                        path, (unsigned long long)st.st_size, (unsigned long long)info->pages, hdr->page_size);
-    JET_ERR err = log_list_gens(set, &lo, &hi);
+    JET_ERR err = log_list_gens(setproc, &lo, &hi);
     if (err)
         return err;
     if (lo && (lo < info->gen_low || hi > info->gen_high))
@@ -162,7 +244,7 @@ static JET_ERR rs_check_manifest(const char *set, const mf_info *info, const db_
         err = js_fail(JET_errOutOfMemory, "SHA256SUMS");
         goto out;
     }
-    err = mf_sums_read(set, sums);
+    err = mf_sums_readat(set_fd, set, sums);
     for (size_t i = 0; i < sums->n && !err; i++) {
         unsigned g;
         char tail[8];
@@ -181,12 +263,13 @@ out:
 }
 
 /* The database copy and the generations of the set agree. */
-static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until_gen, db_header *hdr)
+static JET_ERR rs_check_set(int set_fd, const char *set, const mf_info *info, uint32_t until_gen, db_header *hdr)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], setproc[64];
     int fd = -1;
+    rs_proc_path(set_fd, setproc, sizeof setproc);
     snprintf(path, sizeof path, "%s/%s", set, JS_DB_FILE);
-    JET_ERR err = os_open(path, O_RDONLY, 0, &fd);
+    JET_ERR err = os_openat(set_fd, JS_DB_FILE, path, O_RDONLY | O_NOFOLLOW, 0, &fd);
     if (!err)
         err = dbh_read(fd, path, hdr);
     os_close(fd);
@@ -216,9 +299,12 @@ static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until
     memset(&ps, 0, sizeof ps);
     for (uint32_t g = info->gen_low; g <= info->gen_high; g++) {
         struct stat st;
-        log_gen_name(path, sizeof path, set, g);
-        if (stat(path, &st) < 0)
+        char name[24];
+        snprintf(name, sizeof name, "edb%08X.log", g);
+        if (fstatat(set_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
             return js_fail(JET_errMissingRestoreLogFiles, "log generation %08X is missing from the set (%s)", g, set);
+        /* loggen reads by path: through the held set directory. */
+        log_gen_name(path, sizeof path, setproc, g);
         err = loggen_scan(path, 0, 0, NULL, NULL, &h, &s);
         if (err)
             return err;
@@ -233,7 +319,7 @@ static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until
         ph = h;
         ps = s;
     }
-    return rs_check_manifest(set, info, hdr);
+    return rs_check_manifest(set_fd, set, info, hdr);
 }
 
 /* Copy the database copy into TARGET, hashing it on the second core as it
@@ -241,8 +327,8 @@ static JET_ERR rs_check_set(const char *set, const mf_info *info, uint32_t until
  * then removes what it wrote).  The header is replaced in the very first
  * write by one saying being-restored, so a restore interrupted at any later
  * moment leaves a database that open refuses. */
-static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, const db_header *restoring,
-                          uint32_t valid_below, const char want_hex[65])
+static JET_ERR rs_copy_db(rs_job *r, int set_fd, const char *set, int target_fd, const char *target,
+                          const db_header *restoring, uint32_t valid_below, const char want_hex[65])
 {
     uint32_t ps = restoring->page_size;
     char src[PATH_MAX], dst[PATH_MAX], hex[65];
@@ -254,9 +340,9 @@ static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, const 
     snprintf(dst, sizeof dst, "%s/%s", target, JS_DB_FILE);
     if (!pipe)
         return js_fail(JET_errOutOfMemory, "hashing pipeline");
-    err = os_open(src, O_RDONLY, 0, &in);
+    err = os_openat(set_fd, JS_DB_FILE, src, O_RDONLY | O_NOFOLLOW, 0, &in);
     if (!err)
-        err = os_open(dst, O_RDWR | O_CREAT | O_EXCL, 0600, &out);
+        err = os_openat(target_fd, JS_DB_FILE, dst, O_RDWR | O_CREAT | O_EXCL, 0600, &out);
     if (!err) {
         uint8_t *hdr = malloc(2 * (size_t)ps);
         if (!hdr) {
@@ -311,13 +397,13 @@ static JET_ERR rs_copy_db(rs_job *r, const char *set, const char *target, const 
 JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
                    uint32_t until_gen, js_status_fn status, void *ctx)
 {
-    char set[PATH_MAX];
+    char set[PATH_MAX], setproc[64] = "", tproc[64] = "", tname[256] = "";
     mf_info info;
     db_header hdr;
     rs_job r = { .status = status, .ctx = ctx };
     js_instance *inst = NULL;
-    int wrote = 0, exists = 0;
-    struct stat st;
+    int wrote = 0, created = 0, set_fd = -1, tparent_fd = -1, target_fd = -1;
+    struct stat st, made;
     JET_ERR err;
     js_errclear();
     r.prog.phase = "verify";
@@ -325,27 +411,32 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     r.prog.truncated = "none";
     if (!backup || !target)
         return js_fail(JET_errInvalidParameter, "restore needs a backup set and a target");
-    err = rs_find_set(backup, set, sizeof set);
+    /* Both directories are resolved here, once, and held to the end. */
+    err = mf_open_set(backup, &set_fd, set, sizeof set);
+    if (!err)
+        err = mf_info_readat(set_fd, set, &info);
+    if (!err)
+        err = rs_open_target(target, &tparent_fd, tname, sizeof tname, &target_fd);
+    if (!err && target_fd >= 0 && !os_dir_empty_fd(target_fd))
+        err = js_fail(JET_errInvalidPath, "restore target %s is not empty", target);
+    if (!err && logs_dir && (stat(logs_dir, &st) < 0 || !S_ISDIR(st.st_mode)))
+        err = js_fail(JET_errInvalidPath, "--logs %s is not a directory", logs_dir);
     if (err)
-        return err;
-    err = mf_info_read(set, &info);
-    if (err)
-        return err;
-    if (!os_dir_empty(target, &exists))
-        return js_fail(JET_errInvalidPath, "restore target %s is not empty", target);
-    if (logs_dir && (stat(logs_dir, &st) < 0 || !S_ISDIR(st.st_mode)))
-        return js_fail(JET_errInvalidPath, "--logs %s is not a directory", logs_dir);
+        goto refused;
+    rs_proc_path(set_fd, setproc, sizeof setproc);
     r.prog.gen_low = info.gen_low;
     r.prog.gen_high = info.gen_high;
     /* Progress: hashing the logs, copying (and hashing) the database, then
      * replaying the logs. */
     uint64_t db_bytes = 0, log_bytes = 0;
-    DIR *d = opendir(set);
+    int rd = openat(set_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = rd < 0 ? NULL : fdopendir(rd);
+    if (!d)
+        os_close(rd);
     struct dirent *de;
     while (d && (de = readdir(d)) != NULL) {
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", set, de->d_name);
-        if (de->d_name[0] == '.' || stat(p, &st) != 0 || !S_ISREG(st.st_mode))
+        if (de->d_name[0] == '.' || fstatat(set_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode))
             continue;
         if (!strcmp(de->d_name, JS_DB_FILE))
             db_bytes = (uint64_t)st.st_size;
@@ -358,37 +449,39 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     err = rs_report(&r, JS_SNT_BEGIN);
     char db_hex[65] = "";
     if (!err)
-        err = rs_check_sums(&r, set, db_hex);
+        err = rs_check_sums(&r, set_fd, set, db_hex);
     if (!err)
-        err = rs_check_set(set, &info, until_gen, &hdr);
+        err = rs_check_set(set_fd, set, &info, until_gen, &hdr);
     if (err)
         goto fail;
 
     /* Checks passed: from here on TARGET is written. */
     r.prog.phase = "copy-database";
-    if (!exists) {
-        err = os_mkdir(target, 0700, 0);
+    if (target_fd < 0) {
+        err = rs_make_target(tparent_fd, tname, target, &target_fd, &made);
         if (err)
             goto fail;
+        created = 1;
     }
+    rs_proc_path(target_fd, tproc, sizeof tproc);
     wrote = 1;
     db_header restoring = hdr;
     restoring.state = JS_DB_BEING_RESTORED;
     restoring.backup_gen_low = restoring.backup_gen_high = 0;
     restoring.valid_below = 0;
-    err = rs_copy_db(&r, set, target, &restoring, hdr.valid_below, db_hex);
+    err = rs_copy_db(&r, set_fd, set, target_fd, target, &restoring, hdr.valid_below, db_hex);
     if (err)
         goto fail;
 
     r.prog.phase = "replay";
-    err = inst_new_for_restore(target, &inst);
+    err = inst_new_for_restore(tproc, &inst);
     if (err)
         goto fail;
     redo_result rr, rr2;
     /* until_gen may stop inside the set (never below what the database copy
      * needs: rs_check_set refused that). */
     uint32_t set_end = until_gen && until_gen < info.gen_high ? until_gen : info.gen_high;
-    err = redo_run(inst, set, LSN_MAKE(info.gen_low, 0), set_end, 0, NULL, &rr);
+    err = redo_run(inst, setproc, LSN_MAKE(info.gen_low, 0), set_end, 0, NULL, &rr);
     if (!err && rr.last_gen != set_end)
         err = js_fail(JET_errMissingRestoreLogFiles, "replay of the set stopped at generation %08X, before %08X",
                       rr.last_gen, set_end);
@@ -428,7 +521,7 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
         goto fail;
     chk_file chk = { .redo_lsn = log_position(lg), .valid_below = atomic_load(&inst->valid_below) };
     memcpy(chk.log_sig, inst->hdr.log_sig, JS_SIG_LEN);
-    err = chk_write(target, &chk);
+    err = chk_write(tproc, &chk);
     if (err)
         goto fail;
     inst->hdr.state = JS_DB_CLEAN_SHUTDOWN;
@@ -439,58 +532,78 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     memset(&inst->hdr.inc, 0, sizeof inst->hdr.inc);
     err = dbh_write(inst->db_fd, inst->db_path, &inst->hdr);
     if (!err)
-        err = os_fsync_dir(target);
+        err = os_fsync_fd(target_fd, target);
     if (err)
         goto fail;
     inst_discard(inst);
+    os_close(set_fd);
+    os_close(target_fd);
+    os_close(tparent_fd);
     r.prog.phase = "done";
     (void)rs_report(&r, JS_SNT_COMPLETE);
     return JET_errSuccess;
 fail:;
     char detail[512];
     snprintf(detail, sizeof detail, "%s", js_errdetail());
+    if (tproc[0])
+        rs_unproc(detail, sizeof detail, tproc, target);
+    rs_unproc(detail, sizeof detail, setproc, set);
     if (inst)
         inst_discard(inst);
     if (wrote) {
         /* A failed restore leaves nothing that could be mistaken for an
-         * instance: what it wrote goes, and the target is left as found. */
-        char p[PATH_MAX];
+         * instance: the names it makes go (relative to the held TARGET),
+         * and TARGET is left as found. */
         const char *names[] = { JS_DB_FILE, JS_CHK_FILE, JS_LOG_FILE, JS_LOG_TMP_FILE, JS_LOCK_FILE };
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-            snprintf(p, sizeof p, "%s/%s", target, names[i]);
-            unlink(p);
-        }
-        if (!exists)
-            rmdir(target);
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            (void)unlinkat(target_fd, names[i], 0);
+        if (created && fstatat(tparent_fd, tname, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == made.st_dev &&
+            st.st_ino == made.st_ino)
+            (void)unlinkat(tparent_fd, tname, AT_REMOVEDIR);
     }
+    os_close(set_fd);
+    os_close(target_fd);
+    os_close(tparent_fd);
     r.prog.err = err;
     r.prog.message = detail;
     (void)rs_report(&r, JS_SNT_FAIL);
     return js_fail(err, "%s", detail);
+refused:
+    os_close(set_fd);
+    os_close(target_fd);
+    os_close(tparent_fd);
+    return err;
 }
 
 JET_ERR js_verify(const char *backup, js_check_report *rep_out, js_status_fn status, void *ctx)
 {
     js_check_report local;
     js_check_report *rep = rep_out ? rep_out : &local;
-    char set[PATH_MAX], tmpl[PATH_MAX];
+    char set[PATH_MAX], setproc[64], tmpl[PATH_MAX];
     mf_info info;
-    JET_ERR err = rs_find_set(backup, set, sizeof set);
+    int set_fd = -1;
+    /* The set is resolved once: the check and the trial restore read the
+     * same directory through its descriptor. */
+    JET_ERR err = mf_open_set(backup, &set_fd, set, sizeof set);
     if (err)
         return err;
-    err = mf_info_read(set, &info);
+    rs_proc_path(set_fd, setproc, sizeof setproc);
+    err = mf_info_readat(set_fd, set, &info);
+    if (!err) {
+        err = js_check(setproc, rep);
+        rs_unproc(rep->first_error, sizeof rep->first_error, setproc, set);
+    }
     if (err)
-        return err;
-    err = js_check(set, rep);
-    if (err)
-        return err;
+        goto out;
     const char *tmpdir = getenv("TMPDIR");
     snprintf(tmpl, sizeof tmpl, "%s/jetsnap-verify-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    if (!mkdtemp(tmpl))
-        return os_err(errno, "mkdtemp", tmpl);
+    if (!mkdtemp(tmpl)) {
+        err = os_err(errno, "mkdtemp", tmpl);
+        goto out;
+    }
     char target[PATH_MAX];
     snprintf(target, sizeof target, "%s/restore", tmpl);
-    err = js_restore(set, target, NULL, 0, status, ctx);
+    err = js_restore(setproc, target, NULL, 0, status, ctx);
     if (!err) {
         js_instance *inst = NULL;
         js_params p;
@@ -504,6 +617,14 @@ JET_ERR js_verify(const char *backup, js_check_report *rep_out, js_status_fn sta
     snprintf(detail, sizeof detail, "%s", js_errdetail());
     (void)os_rmtree(tmpl);
     if (err)
-        return js_fail(err, "trial restore failed: %s", detail);
-    return JET_errSuccess;
+        err = js_fail(err, "trial restore failed: %s", detail);
+out:
+    if (err) {
+        char d2[512];
+        snprintf(d2, sizeof d2, "%s", js_errdetail());
+        rs_unproc(d2, sizeof d2, setproc, set);
+        js_fail(err, "%s", d2);
+    }
+    os_close(set_fd);
+    return err;
 }

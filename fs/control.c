@@ -499,7 +499,7 @@ static void *job_main(void *arg)
     struct ctl *c = arg;
     struct ctl_job *job;
     uint32_t lo0, hi0, lo1, hi1;
-    char detail[1024], truncated[64];
+    char detail[1024], truncated[64], root[PATH_MAX];
     ctl_done_fn done = NULL;
     void *done_ctx = NULL;
     JET_ERR err;
@@ -510,8 +510,14 @@ static void *job_main(void *arg)
     pthread_mutex_unlock(&c->lock);
 
     scan_gens(c->dbdir, &lo0, &hi0);
-    err = js_backup(c->inst, job->cmd.kind == CTL_BACKUP ? job->dest : NULL,
-                    job->cmd.js_flags, job_status, c);
+    /* The engine resolves DEST again, once, beneath the held root, and holds
+     * it from then on: the check above only chose the errno of a refusal.
+     * job->dest is canonical (fd_path), so the root is named the same way. */
+    if (c->root_fd >= 0 && fd_path(c->root_fd, root) != 0)
+        snprintf(root, sizeof(root), "%s", c->backup_root);
+    err = js_backup_beneath(c->inst, c->root_fd, c->root_fd >= 0 ? root : NULL,
+                            job->cmd.kind == CTL_BACKUP ? job->dest : NULL,
+                            job->cmd.js_flags, job_status, c);
     snprintf(detail, sizeof(detail), "%s", err != JET_errSuccess ? js_errdetail() : "");
     scan_gens(c->dbdir, &lo1, &hi1);
     /* The engine's own account when it gave one; otherwise from DBDIR:
