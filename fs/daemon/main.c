@@ -39,7 +39,7 @@
 #include "events.h"
 #include "mount.h"
 #include "opts.h"
-#include "server.h"
+#include "redis/server.h"
 #include "status.h"
 
 #include <errno.h>
