@@ -34,11 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jetsnap.h"
+#include "cli.h"
 #include "proto/proto.h"
-
-int js_cli_follow(const char *mountpoint, const char *line, const char *label,
-                  int incremental);
 
 #define CM_POLL_MS      200     /* status re-read period */
 #define CM_APPEAR_MS    10000   /* how long the new job may take to show up */
@@ -378,8 +375,10 @@ static int cm_is_final(const char *state)
 /* the follow loop                                                      */
 /* ------------------------------------------------------------------ */
 
-int js_cli_follow(const char *mountpoint, const char *line, const char *label,
-                  int incremental)
+/* Write `line` to MOUNTPOINT/control and follow MOUNTPOINT/status until the
+ * job ends; returns the exit status. */
+static int cm_follow(const char *mountpoint, const char *line, const char *label,
+                     int incremental)
 {
     struct cm_view v = { label, isatty(STDERR_FILENO), 0, 0, -1, "" };
     int ask = v.tty && isatty(STDIN_FILENO);
@@ -489,4 +488,87 @@ int js_cli_follow(const char *mountpoint, const char *line, const char *label,
 out_restore:
     sigaction(SIGINT, &old_sa, NULL);
     return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the commands                                                         */
+/* ------------------------------------------------------------------ */
+
+/* DEST as an absolute path: the daemon runs elsewhere and refuses relative
+ * paths.  Lexical only (DEST may not exist yet, and symlink rules are the
+ * daemon's to enforce). */
+static char *cli_absolute(const char *dest)
+{
+    char cwd[PATH_MAX];
+    char *out = NULL;
+
+    if (dest[0] == '/')
+        return strdup(dest);
+    while (dest[0] == '.' && dest[1] == '/') {
+        dest += 2;
+        while (*dest == '/')
+            dest++;
+    }
+    if (!getcwd(cwd, sizeof cwd))
+        return NULL;
+    if (strcmp(dest, ".") == 0 || dest[0] == '\0')
+        return strdup(cwd);
+    if (asprintf(&out, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", dest) < 0)
+        return NULL;
+    return out;
+}
+
+int cli_run_backup(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_opt opts[] = {
+        { "--incremental", CLI_OPT_FLAG, NULL, 0 },
+        { "--atomic", CLI_OPT_FLAG, NULL, 0 },
+        { "--create", CLI_OPT_FLAG, NULL, 0 },
+        { NULL, CLI_OPT_FLAG, NULL, 0 },
+    };
+    struct cli_args a;
+    char *dest = NULL, *line = NULL;
+    int rc, n;
+
+    rc = cli_parse(cmd, argc, argv, opts, 2, 2, 2, &a);
+    if (rc != CLI_PARSED)
+        return rc;
+    /* The control grammar separates words by single spaces and ends the
+     * command at a newline, so neither can be part of a path. */
+    if (strchr(a.pos[1], '\n') || strchr(a.pos[1], ' '))
+        return cli_usage(cmd, "DEST must not contain a space or a newline");
+    dest = cli_absolute(a.pos[1]);
+    if (!dest) {
+        fprintf(stderr, "jetsnap: cannot make DEST absolute: %s\n", strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    n = asprintf(&line, "%s%s%s%s\n", dest, opts[0].set ? " incremental" : "",
+                 opts[1].set ? " atomic" : "", opts[2].set ? " create" : "");
+    if (n < 0) {
+        line = NULL;
+        fprintf(stderr, "jetsnap: %s\n", strerror(errno));
+        rc = CLI_EXIT_FAIL;
+        goto out_free;
+    }
+    if (n > CTL_CMD_MAX) {
+        rc = cli_usage(cmd, "DEST is too long for one control command (%d bytes)",
+                       CTL_CMD_MAX);
+        goto out_free;
+    }
+    rc = cm_follow(a.pos[0], line, "backup", opts[0].set);
+out_free:
+    free(line);
+    free(dest);
+    return rc;
+}
+
+int cli_run_truncate(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    int rc;
+
+    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, 1, &a);
+    if (rc != CLI_PARSED)
+        return rc;
+    return cm_follow(a.pos[0], "truncate\n", "truncate", 0);
 }
