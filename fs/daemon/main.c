@@ -435,15 +435,6 @@ static int run(struct daemon *d, const sigset_t *sigs)
     }
 
     memset(&mc, 0, sizeof(mc));
-    {
-        /* The page size cuts live/jetsnap.edb reads into whole pages. */
-        js_info info;
-        if ((jerr = js_info_read(d->dbdir, &info)) != JET_errSuccess) {
-            report_jet(d, d->dbdir, jerr);
-            goto out_close;
-        }
-        mc.page_size = info.page_size;
-    }
     mc.dbdir = d->dbdir;
     mc.mountpoint = d->mountpoint;
     mc.uid = getuid();
