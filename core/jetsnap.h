@@ -215,6 +215,11 @@ JET_ERR js_db_read(js_instance *inst, uint64_t off, void *buf, size_t len, size_
 /** The instance directory (as given to js_instance_new). */
 const char *js_instance_dir(const js_instance *inst);
 
+/** Milliseconds since the epoch (CLOCK_REALTIME): times shown to people. */
+int64_t js_time_ms(void);
+/** Milliseconds of CLOCK_MONOTONIC: deadlines and durations. */
+int64_t js_mono_ms(void);
+
 /* ------------------------------------------------------------------ */
 /* Live view: the files of DBDIR, read from outside the engine          */
 /* ------------------------------------------------------------------ */

@@ -316,13 +316,6 @@ static int signal_within(int sfd, int ms)
     return poll(&pf, 1, ms) == 1;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Create the instance if asked, then open it.  While another process holds
  * it, retry for up to INSTANCE_WAIT_MS (a stopping daemon releases it last,
  * after its socket and mount are gone), unless a signal asks us to stop. */
@@ -330,7 +323,7 @@ static int acquire_instance(struct daemon *d, int sfd)
 {
     struct stat sb;
     char path[PATH_MAX + 32];
-    int64_t deadline = mono_ms() + INSTANCE_WAIT_MS;
+    int64_t deadline = js_mono_ms() + INSTANCE_WAIT_MS;
     int told = 0;
     JET_ERR err;
 
@@ -344,7 +337,7 @@ static int acquire_instance(struct daemon *d, int sfd)
     }
     for (;;) {
         err = js_instance_new(d->dbdir, &d->o.params, &d->inst);
-        if (err != JET_errDatabaseInUse || mono_ms() >= deadline)
+        if (err != JET_errDatabaseInUse || js_mono_ms() >= deadline)
             break;
         if (!told) {
             syslog(LOG_NOTICE, "%s is open in another process: waiting up to %d s for it",

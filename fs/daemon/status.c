@@ -71,7 +71,7 @@ uint64_t st_job_begin(struct st_status *st, const char *operation, const char *p
     snprintf(st->phase, sizeof(st->phase), "checkpoint");
     st->percent = st->bytes_done = st->bytes_total = 0;
     st->pages_verified = st->log_records_verified = 0;
-    st->started_ms = ev_now_ms();
+    st->started_ms = js_time_ms();
     st->finished_ms = 0;
     st->gen_low = st->gen_high = 0;
     st->truncated[0] = '\0';
@@ -102,7 +102,7 @@ void st_job_progress(struct st_status *st, const js_progress *p)
 void st_job_end(struct st_status *st, JET_ERR err, const char *message, const char *truncated)
 {
     pthread_mutex_lock(&st->lock);
-    st->finished_ms = ev_now_ms();
+    st->finished_ms = js_time_ms();
     st->result = err;
     st->state = err == JET_errSuccess ? ST_SUCCEEDED
               : err == JET_errBackupAbortByServer ? ST_CANCELLED : ST_FAILED;
@@ -181,7 +181,7 @@ size_t st_render(struct st_status *st, char *buf, size_t cap)
 {
     char num[PST_NKEYS][64];
     const char *val[PST_NKEYS] = { NULL };
-    int64_t now = ev_now_ms();
+    int64_t now = js_time_ms();
     size_t len;
 
     pthread_mutex_lock(&st->lock);

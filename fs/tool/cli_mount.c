@@ -78,14 +78,6 @@ static void cm_on_sigint(int sig)
     cm_sigints++;
 }
 
-static int64_t cm_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------ */
 /* status                                                               */
 /* ------------------------------------------------------------------ */
@@ -413,7 +405,7 @@ static int cm_follow(const char *mountpoint, const char *line, const char *label
     if (cm_control_write(control, line, incremental, "") != 0)
         goto out_restore;
 
-    appear_by = cm_now_ms() + CM_APPEAR_MS;
+    appear_by = js_mono_ms() + CM_APPEAR_MS;
     for (;;) {
         struct pollfd pfd = { STDIN_FILENO, POLLIN, 0 };
 
@@ -465,7 +457,7 @@ static int cm_follow(const char *mountpoint, const char *line, const char *label
             if (seen && !prompting && strcmp(st.state, "running") == 0)
                 cm_show(&v, &st);
         }
-        if (!seen && cm_now_ms() > appear_by) {
+        if (!seen && js_mono_ms() > appear_by) {
             cm_break_bar(&v);
             fprintf(stderr, "jetsnap: the daemon took the command but %s shows no new "
                     "job (still %s%s)\n", status, old_job[0] ? "job " : "no job", old_job);
