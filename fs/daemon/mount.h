@@ -52,9 +52,6 @@ void mnt_detach_instance(struct mnt *m);
  *  no-op.  Call before js_close(). */
 void mnt_unmount(struct mnt *m);
 
-/** 1 once the session loop has returned (e.g. after fusermount3 -u). */
-int mnt_loop_ended(struct mnt *m);
-
 /** Bounded shutdown (about 3 s worst case, even while a client holds a
  *  file open): lazy unmount, brief wait for open handles, exit the session,
  *  wake the loop with SIGUSR1 every 100 ms, join, unmount, destroy.  Frees
