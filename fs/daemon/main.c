@@ -392,6 +392,57 @@ static int prepare_mountpoint(struct daemon *d)
     return 0;
 }
 
+/* Serve until a signal, the end of the FUSE session or a failed start:
+ * finish the start when the start thread reports (recovery done: backups
+ * allowed, sockets listening, ready announced).  Returns the exit status. */
+static int serve(struct daemon *d, int sfd)
+{
+    int exit_code = 0;
+    JET_ERR jerr;
+
+    for (;;) {
+        struct pollfd pf[3] = {
+            { sfd, POLLIN, 0 }, { d->ended_fd, POLLIN, 0 }, { d->start_fd, POLLIN, 0 } };
+        if (poll(pf, d->start_joinable ? 3 : 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            report(d, "poll: %s", strerror(errno));
+            exit_code = 1;
+            break;
+        }
+        if (pf[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) == sizeof(si))
+                syslog(LOG_INFO, "signal %u: stopping", si.ssi_signo);
+            break;
+        }
+        if (pf[1].revents & POLLIN) {
+            syslog(LOG_INFO, "%s was unmounted: stopping", d->mountpoint);
+            break;
+        }
+        if (d->start_joinable && (pf[2].revents & POLLIN)) {
+            pthread_join(d->start_thread, NULL);
+            d->start_joinable = 0;
+            if (d->start_err != JET_errSuccess) {
+                exit_code = 1;  /* start_main() reported why */
+                break;
+            }
+            st_set_recovering(d->st, 0);
+            ctl_set_ready(d->ctl, 1);
+            jerr = srv_start(d->inst, (const char *const *)d->o.listen, d->o.n_listen,
+                             backup_info, d->st, &d->srv);
+            if (jerr != JET_errSuccess) {
+                report_jet(d, "listen", jerr);
+                d->srv = NULL;
+                exit_code = 1;
+                break;
+            }
+            announce_ready(d);
+        }
+    }
+    return exit_code;
+}
+
 static int run(struct daemon *d, const sigset_t *sigs)
 {
     struct ctl_config cc;
@@ -449,47 +500,7 @@ static int run(struct daemon *d, const sigset_t *sigs)
     syslog(LOG_INFO, "mounted %s on %s", d->dbdir, d->mountpoint);
     sd_notify(0, "STATUS=recovering");
 
-    exit_code = 0;
-    for (;;) {
-        struct pollfd pf[3] = {
-            { sfd, POLLIN, 0 }, { d->ended_fd, POLLIN, 0 }, { d->start_fd, POLLIN, 0 } };
-        if (poll(pf, d->start_joinable ? 3 : 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            report(d, "poll: %s", strerror(errno));
-            exit_code = 1;
-            break;
-        }
-        if (pf[0].revents & POLLIN) {
-            struct signalfd_siginfo si;
-            if (read(sfd, &si, sizeof(si)) == sizeof(si))
-                syslog(LOG_INFO, "signal %u: stopping", si.ssi_signo);
-            break;
-        }
-        if (pf[1].revents & POLLIN) {
-            syslog(LOG_INFO, "%s was unmounted: stopping", d->mountpoint);
-            break;
-        }
-        if (d->start_joinable && (pf[2].revents & POLLIN)) {
-            pthread_join(d->start_thread, NULL);
-            d->start_joinable = 0;
-            if (d->start_err != JET_errSuccess) {
-                exit_code = 1;  /* start_main() reported why */
-                break;
-            }
-            st_set_recovering(d->st, 0);
-            ctl_set_ready(d->ctl, 1);
-            jerr = srv_start(d->inst, (const char *const *)d->o.listen, d->o.n_listen,
-                             backup_info, d->st, &d->srv);
-            if (jerr != JET_errSuccess) {
-                report_jet(d, "listen", jerr);
-                d->srv = NULL;
-                exit_code = 1;
-                break;
-            }
-            announce_ready(d);
-        }
-    }
+    exit_code = serve(d, sfd);
 
     sd_notify(0, "STOPPING=1\nSTATUS=stopping: checkpoint and clean shutdown");
     ctl_shutdown(d->ctl);

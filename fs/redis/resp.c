@@ -291,6 +291,7 @@ static int split_inline(resp_parser *p, const char *s, size_t n)
     return 0;
 }
 
+/* lint: long-function (the protocol parser's resumable state machine reads best as one switch) */
 int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
 {
     size_t i = 0;
