@@ -1,6 +1,6 @@
 /*
  * status.c - state of the running or last backup job, fed by the job
- * thread (fs/control.c) from js_backup's status callback, read by the
+ * thread (control.c) from js_backup's status callback, read by the
  * `status` file and by INFO.
  */
 #include "status.h"
