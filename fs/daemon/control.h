@@ -3,9 +3,9 @@
  * the write, and the backup job thread.  The grammar (ctl_parse, CTL_CMD_MAX)
  * is fs/proto's, shared with the jetsnap tool.
  *
- * One write() is one command.  ctl_submit() checks everything it can (caller uid,
- * grammar, shutdown, instance readiness, a running job, DEST) and then
- * starts js_backup() in a job thread.  The write is answered from the job
+ * One write() is one command.  ctl_submit() checks everything it can
+ * (caller uid, grammar, shutdown, instance readiness, a running job, DEST)
+ * and then starts js_backup() in a job thread.  The write is answered from the job
  * thread: when the engine reports BEGIN (accepted, unless `wait`), when
  * js_backup() returns before BEGIN (the engine refused it: nothing started),
  * or when the job ends (`wait`).  So no FUSE worker is held by a job.
