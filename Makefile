@@ -28,22 +28,29 @@ FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUZZ_CFLAGS  = $(FUSE_CFLAGS)
 FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null)
 SSL_LIBS    := $(shell pkg-config --libs libcrypto 2>/dev/null)
-# sd_notify() for Type=notify units: only the daemon's main.c calls it.
+# sd_notify() for Type=notify units: only fs/daemon/main.c calls it.
 SYSTEMD_CFLAGS := $(shell pkg-config --cflags libsystemd 2>/dev/null)
 SYSTEMD_LIBS   := $(shell pkg-config --libs libsystemd 2>/dev/null)
 
-CORE_SRC := $(filter-out core/cli%.c,$(wildcard core/*.c))
-CLI_SRC  := $(wildcard core/cli*.c)
-FS_SRC   := $(wildcard fs/*.c)
+# core/ is the library; fs/ holds the programs: the daemon's FUSE side
+# (fs/daemon), its Redis side (fs/redis), the jetsnap tool (fs/tool) and the
+# protocol both programs speak (fs/proto).
+CORE_SRC   := $(wildcard core/*.c)
+PROTO_SRC  := $(wildcard fs/proto/*.c)
+DAEMON_SRC := $(wildcard fs/daemon/*.c)
+REDIS_SRC  := $(wildcard fs/redis/*.c)
+TOOL_SRC   := $(wildcard fs/tool/*.c)
+FS_SRC     := $(DAEMON_SRC) $(REDIS_SRC) $(PROTO_SRC)
 TEST_SRC := $(wildcard tests/test_*.c)
 TESTLIB_SRC := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
 
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
-CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+PROTO_OBJ := $(PROTO_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 FS_OBJ   := $(FS_SRC:%.c=$(BUILD)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-FS_LIBOBJ := $(filter-out $(BUILD)/fs/main.o,$(FS_OBJ))
+FS_LIBOBJ := $(filter-out $(BUILD)/fs/daemon/main.o,$(FS_OBJ))
 
 LIB      := $(BUILD)/libjetsnap.a
 BINS     := $(BUILD)/jetsnap $(if $(FS_SRC),$(BUILD)/jetsnapfs)
@@ -53,21 +60,21 @@ all: $(LIB) $(BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),$(FUSE_CFLAGS)) $(if $(filter fs/main.c,$<),$(SYSTEMD_CFLAGS)) -c $< -o $@
+	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),-Ifs $(FUSE_CFLAGS)) $(if $(filter fs/daemon/main.c,$<),$(SYSTEMD_CFLAGS)) -c $< -o $@
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/jetsnap: $(CLI_OBJ) $(LIB)
+$(BUILD)/jetsnap: $(TOOL_OBJ) $(PROTO_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 $(BUILD)/jetsnapfs: $(FS_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS) $(SSL_LIBS) $(SYSTEMD_LIBS)
 
 # Each tests/test_*.c is one Criterion binary; tests/*.c without the prefix
-# are helpers linked into every test; fs/ objects (minus main) are linked so
-# the daemon's modules can be tested in-process.
+# are helpers linked into every test; the daemon's objects (minus its main)
+# and fs/proto are linked so they can be tested in-process.
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(FS_LIBOBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(FUSE_LIBS) $(SSL_LIBS) -lsqlite3
 
@@ -107,7 +114,7 @@ install: all
 # the on-disk readers; each runs FUZZ_SECONDS (default 60).
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_SRC     := $(CORE_SRC) $(filter-out fs/main.c,$(FS_SRC))
+FUZZ_SRC     := $(CORE_SRC) $(filter-out fs/daemon/main.c,$(FS_SRC))
 fuzz: all
 	@mkdir -p build-fuzz/corpus/readers
 	@# Seeds for the readers: real files of a small instance.

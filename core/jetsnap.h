@@ -128,10 +128,18 @@ const char *js_errmsg(JET_ERR err);
 /** The errno the control file maps an error to (SPEC section 6); EIO for
  *  errors that have no row there. */
 int js_err_to_errno(JET_ERR err);
+/** The ESE code of a failed system call's errno, as the engine reports it:
+ *  ENOSPC/EDQUOT JET_errDiskFull, EACCES/EPERM JET_errFileAccessDenied,
+ *  ENOENT JET_errFileNotFound, anything else JET_errDiskIO. */
+JET_ERR js_err_from_errno(int e);
 /** Detail of the last error raised in the calling thread ("page 812 of
  *  jetsnap.edb: checksum mismatch"); "" when none.  Valid until the next
  *  jetsnap call in the same thread. */
 const char *js_errdetail(void);
+/** Record err with a printf-style detail for js_errdetail() in the calling
+ *  thread and return it: how a program built on the library reports its own
+ *  failures the library's way (`return js_fail(JET_errX, "...")`). */
+JET_ERR js_fail(JET_ERR err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------------------ */
 /* Limits and file names                                                */
@@ -241,6 +249,63 @@ JET_ERR js_db_read(js_instance *inst, uint64_t off, void *buf, size_t len, size_
 
 /** The instance directory (as given to js_instance_new). */
 const char *js_instance_dir(const js_instance *inst);
+
+/** Milliseconds since the epoch (CLOCK_REALTIME): times shown to people. */
+int64_t js_time_ms(void);
+/** Milliseconds of CLOCK_MONOTONIC: deadlines and durations. */
+int64_t js_mono_ms(void);
+
+/* ------------------------------------------------------------------ */
+/* Live view: the files of DBDIR, read from outside the engine          */
+/* ------------------------------------------------------------------ */
+/*
+ * What a program that shows an instance's directory (the daemon's live/)
+ * needs, so it never opens DBDIR's files itself: the files the view shows
+ * (every regular file of DBDIR but JS_LOCK_FILE), their attributes as on
+ * disk, and reads at any offset and length.  jetsnap.edb is read through
+ * the instance under the page-range lock, and a handle keeps the image of
+ * a page a read cut in two until its other part is read too, so a reader
+ * whose one read(2) arrives as several calls cut mid-page (FUSE direct_io
+ * with an unaligned buffer) never sees a torn page.  A js_live holds DBDIR
+ * by an fd and needs no open instance; everything is thread-safe.
+ */
+typedef struct js_live js_live;
+typedef struct js_live_file js_live_file;
+struct stat;
+
+/** Open the live view of dbdir.  Errors: JET_errOutOfMemory,
+ *  JET_errFileNotFound, JET_errFileAccessDenied, JET_errDiskIO. */
+JET_ERR js_live_new(const char *dbdir, js_live **out);
+/** Close the view (after every js_live_file of it may still be open: they
+ *  hold their own fds).  NULL is a no-op. */
+void js_live_free(js_live *lv);
+
+/** 1 when name may be shown by the view (one path component, not "." or
+ *  "..", not JS_LOCK_FILE), 0 otherwise. */
+int js_live_name_ok(const char *name);
+
+/** Call fn(ctx, name) for each regular file of DBDIR the view shows, in
+ *  directory order, until fn returns non-zero.  Errors as js_live_new. */
+JET_ERR js_live_list(js_live *lv, int (*fn)(void *ctx, const char *name), void *ctx);
+
+/** *st gets the attributes of DBDIR itself (name NULL) or of a file the
+ *  view shows, as on disk (symlinks not followed).  Errors:
+ *  JET_errFileNotFound (missing, not shown, or not a regular file),
+ *  JET_errFileAccessDenied, JET_errDiskIO. */
+JET_ERR js_live_stat(js_live *lv, const char *name, struct stat *st);
+
+/** Open a file of the view for js_live_read().  Errors as js_live_stat,
+ *  and JET_errOutOfMemory. */
+JET_ERR js_live_open(js_live *lv, const char *name, js_live_file **out);
+/** Read [off, off+len) of an open live file into buf; *got receives the
+ *  bytes read (short at end of file).  inst is the open instance of DBDIR,
+ *  needed for jetsnap.edb (JET_errNotInitialized without it) and unused for
+ *  other files.  Errors: those of js_db_read, JET_errOutOfMemory,
+ *  JET_errDiskIO. */
+JET_ERR js_live_read(js_live_file *f, js_instance *inst, uint64_t off, void *buf, size_t len,
+                     size_t *got);
+/** Close a live file; NULL is a no-op.  Needs no instance. */
+void js_live_close(js_live_file *f);
 
 /* ------------------------------------------------------------------ */
 /* Sessions, transactions, data                                         */

@@ -84,18 +84,22 @@ static int fault_check(int op, const char *path, long *tear)
     return inject;
 }
 
-JET_ERR os_err(int e, const char *what, const char *path)
+/* The one errno -> ESE map, shared with the programs through jetsnap.h. */
+JET_ERR js_err_from_errno(int e)
 {
-    JET_ERR err;
     switch (e) {
     case ENOSPC:
-    case EDQUOT: err = JET_errDiskFull; break;
+    case EDQUOT: return JET_errDiskFull;
     case EACCES:
-    case EPERM: err = JET_errFileAccessDenied; break;
-    case ENOENT: err = JET_errFileNotFound; break;
-    default: err = JET_errDiskIO; break;
+    case EPERM: return JET_errFileAccessDenied;
+    case ENOENT: return JET_errFileNotFound;
+    default: return JET_errDiskIO;
     }
-    return js_fail(err, "%s %s: %s", what, path ? path : "", strerror(e));
+}
+
+JET_ERR os_err(int e, const char *what, const char *path)
+{
+    return js_fail(js_err_from_errno(e), "%s %s: %s", what, path ? path : "", strerror(e));
 }
 
 JET_ERR os_open(const char *path, int flags, mode_t mode, int *fd)

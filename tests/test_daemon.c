@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
-#include "../fs/opts.h"
+#include "../fs/daemon/opts.h"
 
 #define NOBODY 65534
 

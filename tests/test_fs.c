@@ -42,10 +42,10 @@
 
 #include "jetsnap.h"
 #include "page.h"
-#include "../fs/control.h"
-#include "../fs/events.h"
-#include "../fs/opts.h"
-#include "../fs/status.h"
+#include "../fs/daemon/control.h"
+#include "../fs/daemon/events.h"
+#include "../fs/daemon/opts.h"
+#include "../fs/daemon/status.h"
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */

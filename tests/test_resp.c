@@ -28,9 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../fs/commands.h"
-#include "../fs/resp.h"
-#include "../fs/server.h"
+#include "../fs/redis/commands.h"
+#include "../fs/redis/resp.h"
+#include "../fs/redis/server.h"
 #include "jetsnap.h"
 
 /* ------------------------------------------------------------------ */

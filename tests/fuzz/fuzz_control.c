@@ -1,13 +1,13 @@
 /*
  * fuzz_control.c - libFuzzer harness for the control-file grammar
- * (ctl_parse in fs/control.c): any write is either refused with one of the
+ * (ctl_parse in fs/daemon/control.c): any write is either refused with one of the
  * documented errors or yields a command whose path is absolute.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "control.h"
+#include "daemon/control.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,5 +1,5 @@
 /*
- * fuzz_resp.c - libFuzzer harness for the RESP parser (fs/resp.c).
+ * fuzz_resp.c - libFuzzer harness for the RESP parser (fs/redis/resp.c).
  * The input is fed in pieces whose sizes come from its first byte, so the
  * resumable state machine is exercised at arbitrary split points.  Every
  * complete command's arguments must lie within what was fed; a protocol
@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "resp.h"
+#include "redis/resp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -6,8 +6,8 @@
  * Lifecycle: mnt_clear_stale() -> mnt_start() (mounted, loop running) ...
  * mnt_unmount() and mnt_detach_instance() (both before js_close, so a
  * daemon started next finds MOUNTPOINT free once it holds the instance) ->
- * mnt_stop() (bounded shutdown, frees).  See fs/mount.c for the shutdown
- * sequence and why it is shaped so.
+ * mnt_stop() (bounded shutdown, frees).  See mount.c for the shutdown
+ * sequence and why it is shaped so; mount_int.h for the files of this side.
  */
 #ifndef JS_FS_MOUNT_H
 #define JS_FS_MOUNT_H
@@ -23,8 +23,7 @@ struct mnt_config {
     const char *dbdir;          /* canonical */
     const char *mountpoint;     /* canonical */
     uid_t uid;                  /* owner of /, control, status, events (live/ */
-    gid_t gid;                  /*   shows DBDIR's owners: see mount.c) */
-    uint32_t page_size;         /* of jetsnap.edb (js_info_read) */
+    gid_t gid;                  /*   shows DBDIR's owners: see live_view.c) */
     int allow_other, auto_unmount, debug;
     int ended_fd;               /* eventfd written once when the loop ends */
 };
@@ -52,9 +51,6 @@ void mnt_detach_instance(struct mnt *m);
  *  control) keep being served until mnt_stop().  Idempotent; NULL is a
  *  no-op.  Call before js_close(). */
 void mnt_unmount(struct mnt *m);
-
-/** 1 once the session loop has returned (e.g. after fusermount3 -u). */
-int mnt_loop_ended(struct mnt *m);
 
 /** Bounded shutdown (about 3 s worst case, even while a client holds a
  *  file open): lazy unmount, brief wait for open handles, exit the session,

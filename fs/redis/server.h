@@ -1,7 +1,7 @@
 /*
  * server.h - the Redis-protocol (RESP2) front of jetsnapfs.
  *
- * The daemon (fs/main.c) starts one server per instance after the instance is
+ * The daemon (fs/daemon/main.c) starts one server per instance after the instance is
  * ready and stops it before closing the instance.  The server owns its
  * listening sockets, its connection threads and its sessions.
  */

@@ -26,14 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Parser states (RP_: the RESP parser's; ST_ is status.c's). */
 enum {
-    ST_START = 0,
-    ST_MBULK_LINE,
-    ST_BULK_LINE,
-    ST_BULK_DATA,
-    ST_BULK_CRLF,
-    ST_INLINE,
-    ST_DEAD
+    RP_START = 0,
+    RP_MBULK_LINE,
+    RP_BULK_LINE,
+    RP_BULK_DATA,
+    RP_BULK_CRLF,
+    RP_INLINE,
+    RP_DEAD
 };
 
 /* What one argument costs besides its bytes: the offset, the length, the
@@ -48,7 +49,7 @@ enum {
 void resp_parser_init(resp_parser *p)
 {
     memset(p, 0, sizeof *p);
-    p->state = ST_START;
+    p->state = RP_START;
 }
 
 void resp_parser_free(resp_parser *p)
@@ -59,7 +60,7 @@ void resp_parser_free(resp_parser *p)
     free(p->alen);
     free(p->argv);
     memset(p, 0, sizeof *p);
-    p->state = ST_DEAD;
+    p->state = RP_DEAD;
 }
 
 size_t resp_argc(const resp_parser *p) { return p->argc; }
@@ -69,7 +70,7 @@ const char *resp_errmsg(const resp_parser *p) { return p->err ? p->err : ""; }
 static int fail(resp_parser *p, const char *msg)
 {
     p->err = msg;
-    p->state = ST_DEAD;
+    p->state = RP_DEAD;
     return RESP_PROTO;
 }
 
@@ -181,7 +182,7 @@ static int finish_command(resp_parser *p)
         p->argv[i].len = p->alen[i];
     }
     p->complete = 1;
-    p->state = ST_START;
+    p->state = RP_START;
     return RESP_CMD;
 }
 
@@ -290,12 +291,13 @@ static int split_inline(resp_parser *p, const char *s, size_t n)
     return 0;
 }
 
+/* lint: long-function (the protocol parser's resumable state machine reads best as one switch) */
 int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
 {
     size_t i = 0;
     int rc;
 
-    if (p->state == ST_DEAD) {
+    if (p->state == RP_DEAD) {
         *used = 0;
         return RESP_PROTO;
     }
@@ -304,18 +306,18 @@ int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
 
     while (i < len) {
         switch (p->state) {
-        case ST_START:
+        case RP_START:
             p->line_len = 0;
             if (buf[i] == '*') {
                 i++;
-                p->state = ST_MBULK_LINE;
+                p->state = RP_MBULK_LINE;
             } else {
                 p->inl_len = 0;
-                p->state = ST_INLINE;
+                p->state = RP_INLINE;
             }
             break;
 
-        case ST_MBULK_LINE: {
+        case RP_MBULK_LINE: {
             long long n;
             rc = collect_line(p, buf, len, &i, "Protocol error: too big mbulk count string");
             if (rc <= 0)
@@ -323,16 +325,16 @@ int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
             if (resp_parse_ll(p->line, p->line_len, &n) || n > (long long)RESP_MAX_ARGS)
                 return fail(p, "Protocol error: invalid multibulk length");
             if (n <= 0) {
-                p->state = ST_START; /* an empty request: nothing to run */
+                p->state = RP_START; /* an empty request: nothing to run */
                 break;
             }
             p->multi_left = n;
             p->line_len = 0;
-            p->state = ST_BULK_LINE;
+            p->state = RP_BULK_LINE;
             break;
         }
 
-        case ST_BULK_LINE: {
+        case RP_BULK_LINE: {
             long long n;
             if (p->line_len == 0 && buf[i] != '$') {
                 unsigned char c = (unsigned char)buf[i];
@@ -351,11 +353,11 @@ int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
             if (arg_reserve(p, (size_t)n))
                 return RESP_PROTO;
             p->bulk_left = n;
-            p->state = ST_BULK_DATA;
+            p->state = RP_BULK_DATA;
             break;
         }
 
-        case ST_BULK_DATA: {
+        case RP_BULK_DATA: {
             size_t take = len - i;
             if ((unsigned long long)take > (unsigned long long)p->bulk_left)
                 take = (size_t)p->bulk_left;
@@ -366,12 +368,12 @@ int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
             if (p->bulk_left == 0) {
                 p->data[p->data_len++] = '\0';
                 p->crlf_left = 2;
-                p->state = ST_BULK_CRLF;
+                p->state = RP_BULK_CRLF;
             }
             break;
         }
 
-        case ST_BULK_CRLF:
+        case RP_BULK_CRLF:
             if (buf[i] != (p->crlf_left == 2 ? '\r' : '\n'))
                 return fail(p, "Protocol error: bulk not followed by CRLF");
             i++;
@@ -380,13 +382,13 @@ int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
             p->argc++;
             if (--p->multi_left > 0) {
                 p->line_len = 0;
-                p->state = ST_BULK_LINE;
+                p->state = RP_BULK_LINE;
                 break;
             }
             *used = i;
             return finish_command(p);
 
-        case ST_INLINE: {
+        case RP_INLINE: {
             const char *nl = memchr(buf + i, '\n', len - i);
             size_t take = nl ? (size_t)(nl - (buf + i)) : len - i;
             if (p->inl_len + take > RESP_MAX_INLINE)
@@ -409,7 +411,7 @@ int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used)
             p->inl_len = 0;
             if (p->argc == 0) {
                 reset_command(p);
-                p->state = ST_START; /* a blank line: nothing to run */
+                p->state = RP_START; /* a blank line: nothing to run */
                 break;
             }
             *used = i;
@@ -490,7 +492,7 @@ void resp_add_status(resp_buf *b, const char *s)
     resp_add_raw(b, "\r\n", 2);
 }
 
-void resp_add_verror(resp_buf *b, const char *fmt, va_list ap)
+static void resp_add_verror(resp_buf *b, const char *fmt, va_list ap)
 {
     char msg[512];
     int n = vsnprintf(msg, sizeof msg, fmt, ap);

@@ -41,13 +41,6 @@ static const char *level_name(int level)
     }
 }
 
-int64_t ev_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void ev_format_time(int64_t time_ms, char *buf, size_t cap)
 {
     time_t secs = (time_t)(time_ms / 1000);
@@ -123,7 +116,7 @@ void ev_add(struct ev_log *l, int id, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    add(l, ev_now_ms(), id, level, msg);
+    add(l, js_time_ms(), id, level, msg);
 }
 
 char *ev_render(struct ev_log *l, size_t *len)

@@ -39,7 +39,7 @@
 #include "events.h"
 #include "mount.h"
 #include "opts.h"
-#include "server.h"
+#include "redis/server.h"
 #include "status.h"
 
 #include <errno.h>
@@ -316,13 +316,6 @@ static int signal_within(int sfd, int ms)
     return poll(&pf, 1, ms) == 1;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Create the instance if asked, then open it.  While another process holds
  * it, retry for up to INSTANCE_WAIT_MS (a stopping daemon releases it last,
  * after its socket and mount are gone), unless a signal asks us to stop. */
@@ -330,7 +323,7 @@ static int acquire_instance(struct daemon *d, int sfd)
 {
     struct stat sb;
     char path[PATH_MAX + 32];
-    int64_t deadline = mono_ms() + INSTANCE_WAIT_MS;
+    int64_t deadline = js_mono_ms() + INSTANCE_WAIT_MS;
     int told = 0;
     JET_ERR err;
 
@@ -344,7 +337,7 @@ static int acquire_instance(struct daemon *d, int sfd)
     }
     for (;;) {
         err = js_instance_new(d->dbdir, &d->o.params, &d->inst);
-        if (err != JET_errDatabaseInUse || mono_ms() >= deadline)
+        if (err != JET_errDatabaseInUse || js_mono_ms() >= deadline)
             break;
         if (!told) {
             syslog(LOG_NOTICE, "%s is open in another process: waiting up to %d s for it",
@@ -399,73 +392,14 @@ static int prepare_mountpoint(struct daemon *d)
     return 0;
 }
 
-static int run(struct daemon *d, const sigset_t *sigs)
+/* Serve until a signal, the end of the FUSE session or a failed start:
+ * finish the start when the start thread reports (recovery done: backups
+ * allowed, sockets listening, ready announced).  Returns the exit status. */
+static int serve(struct daemon *d, int sfd)
 {
-    struct ctl_config cc;
-    struct mnt_config mc;
-    char err[512];
-    int sfd = -1, exit_code = 1, rc;
+    int exit_code = 0;
     JET_ERR jerr;
 
-    d->start_fd = eventfd(0, EFD_CLOEXEC);
-    d->ended_fd = eventfd(0, EFD_CLOEXEC);
-    sfd = signalfd(-1, sigs, SFD_CLOEXEC);
-    d->ev = ev_new(1);
-    d->st = st_new();
-    if (d->start_fd < 0 || d->ended_fd < 0 || sfd < 0 || d->ev == NULL || d->st == NULL) {
-        report(d, "out of resources: %s", strerror(errno));
-        goto out_free;
-    }
-    if (prepare_paths(d) != 0 || acquire_instance(d, sfd) != 0)
-        goto out_free;
-    if (prepare_mountpoint(d) != 0)
-        goto out_close;
-    js_set_event_sink(d->inst, ev_sink, d->ev);
-
-    memset(&cc, 0, sizeof(cc));
-    cc.owner = getuid();
-    cc.dbdir = d->dbdir;
-    cc.mountpoint = d->mountpoint;
-    cc.backup_root = d->o.backup_root != NULL ? d->backup_root : NULL;
-    cc.no_log = d->o.params.no_log;
-    cc.circular_log = d->o.params.circular_log;
-    if ((jerr = ctl_new(&cc, d->inst, d->st, &d->ctl)) != JET_errSuccess) {
-        report_jet(d, "control", jerr);
-        goto out_close;
-    }
-
-    memset(&mc, 0, sizeof(mc));
-    {
-        /* The page size cuts live/jetsnap.edb reads into whole pages. */
-        js_info info;
-        if ((jerr = js_info_read(d->dbdir, &info)) != JET_errSuccess) {
-            report_jet(d, d->dbdir, jerr);
-            goto out_close;
-        }
-        mc.page_size = info.page_size;
-    }
-    mc.dbdir = d->dbdir;
-    mc.mountpoint = d->mountpoint;
-    mc.uid = getuid();
-    mc.gid = getgid();
-    mc.allow_other = d->o.allow_other;
-    mc.auto_unmount = d->o.auto_unmount;
-    mc.debug = d->o.debug;
-    mc.ended_fd = d->ended_fd;
-    if ((rc = mnt_start(&mc, d->inst, d->ctl, d->st, d->ev, &d->mnt, err, sizeof(err))) != 0) {
-        report(d, "%s", err);
-        goto out_close;
-    }
-    st_set_recovering(d->st, 1);
-    if ((rc = pthread_create(&d->start_thread, NULL, start_main, d)) != 0) {
-        report(d, "cannot start recovery: %s", strerror(rc));
-        goto out_unmount;
-    }
-    d->start_joinable = 1;
-    syslog(LOG_INFO, "mounted %s on %s", d->dbdir, d->mountpoint);
-    sd_notify(0, "STATUS=recovering");
-
-    exit_code = 0;
     for (;;) {
         struct pollfd pf[3] = {
             { sfd, POLLIN, 0 }, { d->ended_fd, POLLIN, 0 }, { d->start_fd, POLLIN, 0 } };
@@ -506,6 +440,67 @@ static int run(struct daemon *d, const sigset_t *sigs)
             announce_ready(d);
         }
     }
+    return exit_code;
+}
+
+static int run(struct daemon *d, const sigset_t *sigs)
+{
+    struct ctl_config cc;
+    struct mnt_config mc;
+    char err[512];
+    int sfd = -1, exit_code = 1, rc;
+    JET_ERR jerr;
+
+    d->start_fd = eventfd(0, EFD_CLOEXEC);
+    d->ended_fd = eventfd(0, EFD_CLOEXEC);
+    sfd = signalfd(-1, sigs, SFD_CLOEXEC);
+    d->ev = ev_new(1);
+    d->st = st_new();
+    if (d->start_fd < 0 || d->ended_fd < 0 || sfd < 0 || d->ev == NULL || d->st == NULL) {
+        report(d, "out of resources: %s", strerror(errno));
+        goto out_free;
+    }
+    if (prepare_paths(d) != 0 || acquire_instance(d, sfd) != 0)
+        goto out_free;
+    if (prepare_mountpoint(d) != 0)
+        goto out_close;
+    js_set_event_sink(d->inst, ev_sink, d->ev);
+
+    memset(&cc, 0, sizeof(cc));
+    cc.owner = getuid();
+    cc.dbdir = d->dbdir;
+    cc.mountpoint = d->mountpoint;
+    cc.backup_root = d->o.backup_root != NULL ? d->backup_root : NULL;
+    cc.no_log = d->o.params.no_log;
+    cc.circular_log = d->o.params.circular_log;
+    if ((jerr = ctl_new(&cc, d->inst, d->st, &d->ctl)) != JET_errSuccess) {
+        report_jet(d, "control", jerr);
+        goto out_close;
+    }
+
+    memset(&mc, 0, sizeof(mc));
+    mc.dbdir = d->dbdir;
+    mc.mountpoint = d->mountpoint;
+    mc.uid = getuid();
+    mc.gid = getgid();
+    mc.allow_other = d->o.allow_other;
+    mc.auto_unmount = d->o.auto_unmount;
+    mc.debug = d->o.debug;
+    mc.ended_fd = d->ended_fd;
+    if ((rc = mnt_start(&mc, d->inst, d->ctl, d->st, d->ev, &d->mnt, err, sizeof(err))) != 0) {
+        report(d, "%s", err);
+        goto out_close;
+    }
+    st_set_recovering(d->st, 1);
+    if ((rc = pthread_create(&d->start_thread, NULL, start_main, d)) != 0) {
+        report(d, "cannot start recovery: %s", strerror(rc));
+        goto out_unmount;
+    }
+    d->start_joinable = 1;
+    syslog(LOG_INFO, "mounted %s on %s", d->dbdir, d->mountpoint);
+    sd_notify(0, "STATUS=recovering");
+
+    exit_code = serve(d, sfd);
 
     sd_notify(0, "STOPPING=1\nSTATUS=stopping: checkpoint and clean shutdown");
     ctl_shutdown(d->ctl);

@@ -36,7 +36,4 @@ char *ev_render(struct ev_log *l, size_t *len);
 /** RFC 3339 UTC with milliseconds: "2026-11-21T21:04:23.123Z"; cap >= 25. */
 void ev_format_time(int64_t time_ms, char *buf, size_t cap);
 
-/** Milliseconds since the epoch (CLOCK_REALTIME). */
-int64_t ev_now_ms(void);
-
 #endif

@@ -1,14 +1,14 @@
 /*
  * status.c - state of the running or last backup job, fed by the job
- * thread (fs/control.c) from js_backup's status callback, read by the
+ * thread (control.c) from js_backup's status callback, read by the
  * `status` file and by INFO.
  */
 #include "status.h"
 #include "events.h"
+#include "proto/proto.h"
 
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +71,7 @@ uint64_t st_job_begin(struct st_status *st, const char *operation, const char *p
     snprintf(st->phase, sizeof(st->phase), "checkpoint");
     st->percent = st->bytes_done = st->bytes_total = 0;
     st->pages_verified = st->log_records_verified = 0;
-    st->started_ms = ev_now_ms();
+    st->started_ms = js_time_ms();
     st->finished_ms = 0;
     st->gen_low = st->gen_high = 0;
     st->truncated[0] = '\0';
@@ -102,7 +102,7 @@ void st_job_progress(struct st_status *st, const js_progress *p)
 void st_job_end(struct st_status *st, JET_ERR err, const char *message, const char *truncated)
 {
     pthread_mutex_lock(&st->lock);
-    st->finished_ms = ev_now_ms();
+    st->finished_ms = js_time_ms();
     st->result = err;
     st->state = err == JET_errSuccess ? ST_SUCCEEDED
               : err == JET_errBackupAbortByServer ? ST_CANCELLED : ST_FAILED;
@@ -113,26 +113,6 @@ void st_job_end(struct st_status *st, JET_ERR err, const char *message, const ch
     snprintf(st->message, sizeof(st->message), "%s", message != NULL ? message : "");
     snprintf(st->truncated, sizeof(st->truncated), "%s", truncated != NULL ? truncated : "none");
     pthread_mutex_unlock(&st->lock);
-}
-
-struct out {
-    char *buf;
-    size_t cap, len;
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (o->len + 1 >= o->cap)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        o->len = o->len + (size_t)n < o->cap ? o->len + (size_t)n : o->cap - 1;
 }
 
 static const char *state_name(const struct st_status *st)
@@ -146,84 +126,70 @@ static const char *state_name(const struct st_status *st)
     }
 }
 
-/* The message is one line: newlines from an engine detail become spaces. */
-static void put_line_value(struct out *o, const char *key, const char *v)
+/* The values of a job, one per key of fs/proto's table; num holds the
+ * numbers' text.  Called with st->lock held. */
+static void job_values(const struct st_status *st, int64_t now, char num[PST_NKEYS][64],
+                       const char *val[PST_NKEYS])
 {
-    size_t i, start = o->len;
+    int running = st->state == ST_RUNNING;
+    int64_t elapsed = (running ? now : st->finished_ms) - st->started_ms;
+    uint64_t rate = elapsed > 0 ? st->bytes_done * 1000 / (uint64_t)elapsed : 0;
+    static const int nums[] = { PST_JOB, PST_PROGRESS_PERCENT, PST_BYTES_DONE, PST_BYTES_TOTAL,
+                                PST_PAGES_VERIFIED, PST_LOG_RECORDS_VERIFIED,
+                                PST_RATE_BYTES_PER_S };
+    const uint64_t numv[] = { st->job, st->percent, st->bytes_done, st->bytes_total,
+                              st->pages_verified, st->log_records_verified, rate };
 
-    put(o, "%s: %s", key, v[0] != '\0' ? v : "-");
-    for (i = start + strlen(key) + 2; i < o->len; i++)
-        if ((unsigned char)o->buf[i] < 0x20)
-            o->buf[i] = ' ';
-    put(o, "\n");
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        snprintf(num[nums[i]], 64, "%llu", (unsigned long long)numv[i]);
+        val[nums[i]] = num[nums[i]];
+    }
+    val[PST_OPERATION] = st->operation;
+    val[PST_PATH] = st->path;
+    val[PST_FLAGS] = st->flags;
+    val[PST_PHASE] = st->phase;
+    if (!running)
+        val[PST_ETA_S] = "0";
+    else if (rate > 0 && st->bytes_total >= st->bytes_done) {
+        snprintf(num[PST_ETA_S], 64, "%llu",
+                 (unsigned long long)((st->bytes_total - st->bytes_done) / rate));
+        val[PST_ETA_S] = num[PST_ETA_S];
+    }
+    ev_format_time(st->started_ms, num[PST_STARTED], 64);
+    val[PST_STARTED] = num[PST_STARTED];
+    if (!running) {
+        ev_format_time(st->finished_ms, num[PST_FINISHED], 64);
+        val[PST_FINISHED] = num[PST_FINISHED];
+    }
+    if (st->gen_low != 0) {
+        snprintf(num[PST_GEN_LOW], 64, "%08X", st->gen_low);
+        val[PST_GEN_LOW] = num[PST_GEN_LOW];
+    }
+    if (st->gen_high != 0) {
+        snprintf(num[PST_GEN_HIGH], 64, "%08X", st->gen_high);
+        val[PST_GEN_HIGH] = num[PST_GEN_HIGH];
+    }
+    if (!running) {
+        val[PST_TRUNCATED] = st->truncated;
+        snprintf(num[PST_RESULT], 64, "%d %s", st->result, js_errname(st->result));
+        val[PST_RESULT] = num[PST_RESULT];
+    }
+    val[PST_MESSAGE] = st->message;
 }
 
 size_t st_render(struct st_status *st, char *buf, size_t cap)
 {
-    struct out o = { buf, cap, 0 };
-    char tbuf[40];
-    int64_t now = ev_now_ms(), elapsed;
-    uint64_t rate = 0;
+    char num[PST_NKEYS][64];
+    const char *val[PST_NKEYS] = { NULL };
+    int64_t now = js_time_ms();
+    size_t len;
 
-    if (cap == 0)
-        return 0;
-    buf[0] = '\0';
     pthread_mutex_lock(&st->lock);
-    put(&o, "state: %s\n", state_name(st));
-    if (st->job == 0) {
-        static const char *const rest[] = {
-            "job", "operation", "path", "flags", "phase", "progress_percent",
-            "bytes_done", "bytes_total", "pages_verified", "log_records_verified",
-            "rate_bytes_per_s", "eta_s", "started", "finished", "gen_low", "gen_high",
-            "truncated", "result", "message" };
-        size_t i;
-        for (i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
-            put(&o, "%s: -\n", rest[i]);
-        goto out_unlock;
-    }
-    put(&o, "job: %llu\n", (unsigned long long)st->job);
-    put(&o, "operation: %s\n", st->operation);
-    put_line_value(&o, "path", st->path);
-    put_line_value(&o, "flags", st->flags);
-    put(&o, "phase: %s\n", st->phase);
-    put(&o, "progress_percent: %llu\n", (unsigned long long)st->percent);
-    put(&o, "bytes_done: %llu\n", (unsigned long long)st->bytes_done);
-    put(&o, "bytes_total: %llu\n", (unsigned long long)st->bytes_total);
-    put(&o, "pages_verified: %llu\n", (unsigned long long)st->pages_verified);
-    put(&o, "log_records_verified: %llu\n", (unsigned long long)st->log_records_verified);
-    elapsed = (st->state == ST_RUNNING ? now : st->finished_ms) - st->started_ms;
-    if (elapsed > 0)
-        rate = st->bytes_done * 1000 / (uint64_t)elapsed;
-    put(&o, "rate_bytes_per_s: %llu\n", (unsigned long long)rate);
-    if (st->state != ST_RUNNING)
-        put(&o, "eta_s: 0\n");
-    else if (rate > 0 && st->bytes_total >= st->bytes_done)
-        put(&o, "eta_s: %llu\n", (unsigned long long)((st->bytes_total - st->bytes_done) / rate));
-    else
-        put(&o, "eta_s: -\n");
-    ev_format_time(st->started_ms, tbuf, sizeof(tbuf));
-    put(&o, "started: %s\n", tbuf);
-    if (st->state == ST_RUNNING) {
-        put(&o, "finished: -\n");
-    } else {
-        ev_format_time(st->finished_ms, tbuf, sizeof(tbuf));
-        put(&o, "finished: %s\n", tbuf);
-    }
-    if (st->gen_low != 0)
-        put(&o, "gen_low: %08X\n", st->gen_low);
-    else
-        put(&o, "gen_low: -\n");
-    if (st->gen_high != 0)
-        put(&o, "gen_high: %08X\n", st->gen_high);
-    else
-        put(&o, "gen_high: -\n");
-    put(&o, "truncated: %s\n", st->state == ST_RUNNING ? "-" : st->truncated);
-    if (st->state == ST_RUNNING)
-        put(&o, "result: -\n");
-    else
-        put(&o, "result: %d %s\n", st->result, js_errname(st->result));
-    put_line_value(&o, "message", st->message);
-out_unlock:
+    val[PST_STATE] = state_name(st);
+    if (st->job != 0)
+        job_values(st, now, num, val);
+    /* Under the lock: the values point into st. */
+    len = proto_status_write(buf, cap, val);
     pthread_mutex_unlock(&st->lock);
-    return o.len;
+    return len;
 }

@@ -46,7 +46,6 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "err.h"
 #include "resp.h"
 
 #define SRV_MAX_CLIENTS  4096
@@ -354,11 +353,6 @@ static int split_tcp(const char *ep, char *host, size_t hcap, char *port, size_t
     return 1;
 }
 
-static JET_ERR errno_to_jet(int e)
-{
-    return (e == EACCES || e == EPERM || e == EROFS) ? JET_errFileAccessDenied : JET_errDiskIO;
-}
-
 static JET_ERR listen_unix(const char *path, srv_listener *l)
 {
     struct sockaddr_un sa;
@@ -396,23 +390,23 @@ static JET_ERR listen_unix(const char *path, srv_listener *l)
             goto out_close;
         }
         if (unlink(path) != 0 && errno != ENOENT) {
-            rc = js_fail(errno_to_jet(errno), "listen=%s: cannot remove stale socket: %s", path,
+            rc = js_fail(js_err_from_errno(errno), "listen=%s: cannot remove stale socket: %s", path,
                          strerror(errno));
             goto out_close;
         }
     }
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        rc = js_fail(errno_to_jet(errno), "listen=%s: bind: %s", path, strerror(errno));
+        rc = js_fail(js_err_from_errno(errno), "listen=%s: bind: %s", path, strerror(errno));
         goto out_close;
     }
     /* Set the mode before listen(): until then no client can connect, so
      * the umask-derived mode is never usable by anyone. */
     if (chmod(path, 0660) != 0 || lstat(path, &st) != 0) {
-        rc = js_fail(errno_to_jet(errno), "listen=%s: chmod 0660: %s", path, strerror(errno));
+        rc = js_fail(js_err_from_errno(errno), "listen=%s: chmod 0660: %s", path, strerror(errno));
         goto out_unlink;
     }
     if (listen(fd, SRV_BACKLOG) != 0) {
-        rc = js_fail(errno_to_jet(errno), "listen=%s: listen: %s", path, strerror(errno));
+        rc = js_fail(js_err_from_errno(errno), "listen=%s: listen: %s", path, strerror(errno));
         goto out_unlink;
     }
     l->path = strdup(path);
@@ -460,7 +454,7 @@ static JET_ERR listen_tcp(const char *ep, const char *host, const char *port, sr
     }
     freeaddrinfo(res);
     if (fd < 0)
-        return js_fail(errno_to_jet(err), "listen=%s: %s", ep, strerror(err));
+        return js_fail(js_err_from_errno(err), "listen=%s: %s", ep, strerror(err));
     l->fd = fd;
     l->path = NULL;
     return JET_errSuccess;

@@ -8,6 +8,63 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* SCAN cursor [MATCH pattern] [COUNT n]: 0, or -1 after the error reply. */
+static int scan_args(cmd_conn *c, size_t argc, const resp_arg *argv, unsigned long long *cursor,
+                     unsigned long long *count, const resp_arg **match)
+{
+    long long cursor_arg;
+
+    /* A cursor counts keys, so it never exceeds what a long long holds. */
+    if (resp_parse_ll(argv[1].p, argv[1].len, &cursor_arg) != 0 || cursor_arg < 0) {
+        resp_add_error(c->out, "ERR invalid cursor");
+        return -1;
+    }
+    *cursor = (unsigned long long)cursor_arg;
+    for (size_t i = 2; i < argc; i += 2) {
+        if (i + 1 >= argc) {
+            resp_add_error(c->out, "ERR syntax error");
+            return -1;
+        }
+        if (cmd_arg_is(&argv[i], "MATCH")) {
+            *match = &argv[i + 1];
+        } else if (cmd_arg_is(&argv[i], "COUNT")) {
+            long long n;
+            if (resp_parse_ll(argv[i + 1].p, argv[i + 1].len, &n) != 0) {
+                resp_add_error(c->out, "ERR value is not an integer or out of range");
+                return -1;
+            }
+            if (n < 1) {
+                resp_add_error(c->out, "ERR syntax error");
+                return -1;
+            }
+            *count = (unsigned long long)n;
+        } else {
+            resp_add_error(c->out, "ERR syntax error");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Remember where cursor `next` stops (after key last); reuse a slot holding
+ * the same number so one cursor never has two positions. */
+static void scan_remember(cmd_conn *c, unsigned long long next, const unsigned char *last,
+                          size_t last_len)
+{
+    cmd_scan_pos *slot = NULL;
+
+    for (unsigned i = 0; i < CMD_SCAN_SLOTS; i++)
+        if (c->scan[i].cursor == next)
+            slot = &c->scan[i];
+    if (!slot) {
+        slot = &c->scan[c->scan_next];
+        c->scan_next = (c->scan_next + 1) % CMD_SCAN_SLOTS;
+    }
+    slot->cursor = next;
+    slot->klen = last_len;
+    memcpy(slot->key, last, last_len);
+}
+
 /* SCAN cursor [MATCH pattern] [COUNT n]
  *
  * The cursor counts the keys this scan has passed.  The connection
@@ -20,7 +77,6 @@
 void cmd_scan(cmd_conn *c, size_t argc, const resp_arg *argv)
 {
     unsigned long long cursor, count = 10, examined = 0;
-    long long cursor_arg;
     const resp_arg *match = NULL;
     js_cursor *cur = NULL;
     cmd_scan_pos *pos = NULL;
@@ -32,35 +88,8 @@ void cmd_scan(cmd_conn *c, size_t argc, const resp_arg *argv)
     JET_ERR rc;
 
     resp_buf_init(&keys);
-    /* A cursor counts keys, so it never exceeds what a long long holds. */
-    if (resp_parse_ll(argv[1].p, argv[1].len, &cursor_arg) != 0 || cursor_arg < 0) {
-        resp_add_error(c->out, "ERR invalid cursor");
+    if (scan_args(c, argc, argv, &cursor, &count, &match) != 0)
         goto out;
-    }
-    cursor = (unsigned long long)cursor_arg;
-    for (size_t i = 2; i < argc; i += 2) {
-        if (i + 1 >= argc) {
-            resp_add_error(c->out, "ERR syntax error");
-            goto out;
-        }
-        if (cmd_arg_is(&argv[i], "MATCH")) {
-            match = &argv[i + 1];
-        } else if (cmd_arg_is(&argv[i], "COUNT")) {
-            long long n;
-            if (resp_parse_ll(argv[i + 1].p, argv[i + 1].len, &n) != 0) {
-                resp_add_error(c->out, "ERR value is not an integer or out of range");
-                goto out;
-            }
-            if (n < 1) {
-                resp_add_error(c->out, "ERR syntax error");
-                goto out;
-            }
-            count = (unsigned long long)n;
-        } else {
-            resp_add_error(c->out, "ERR syntax error");
-            goto out;
-        }
-    }
     if (cursor != 0)
         for (unsigned i = 0; i < CMD_SCAN_SLOTS; i++)
             if (c->scan[i].cursor == cursor)
@@ -124,19 +153,7 @@ out_engine:
         char num[32];
         if (!at_end) {
             next = cursor + examined;
-            /* Remember where this cursor stops; reuse a slot holding the same
-             * number so one cursor never has two positions. */
-            cmd_scan_pos *slot = NULL;
-            for (unsigned i = 0; i < CMD_SCAN_SLOTS; i++)
-                if (c->scan[i].cursor == next)
-                    slot = &c->scan[i];
-            if (!slot) {
-                slot = &c->scan[c->scan_next];
-                c->scan_next = (c->scan_next + 1) % CMD_SCAN_SLOTS;
-            }
-            slot->cursor = next;
-            slot->klen = last_len;
-            memcpy(slot->key, last, last_len);
+            scan_remember(c, next, last, last_len);
         }
         int n = snprintf(num, sizeof num, "%llu", next);
         resp_add_array(c->out, 2);

@@ -37,7 +37,8 @@ struct fs_opts {
 int opts_parse(int argc, char **argv, struct fs_opts *o, char *err, size_t errcap);
 void opts_free(struct fs_opts *o);
 
-/** "64K", "5M", "1G", "8192" -> bytes; -1 on a malformed number. */
+/** "64K", "5M", "1G", "8192" -> bytes; -1 on a malformed number.  The one
+ *  parser is fs/proto's proto_parse_size(); this name stays for the tests. */
 int opts_parse_size(const char *s, uint64_t *out);
 
 /** The --help text. */

@@ -109,7 +109,6 @@ void resp_add_status(resp_buf *b, const char *s);
 /** "-<formatted>\r\n"; CR and LF in the message become spaces, as in Redis.
  *  The caller writes the code ("ERR ...", "EXECABORT ..."). */
 void resp_add_error(resp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void resp_add_verror(resp_buf *b, const char *fmt, va_list ap);
 void resp_add_int(resp_buf *b, long long v);
 void resp_add_bulk(resp_buf *b, const void *data, size_t len);
 void resp_add_cbulk(resp_buf *b, const char *s);

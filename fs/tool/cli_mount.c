@@ -34,10 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jetsnap.h"
-
-int js_cli_follow(const char *mountpoint, const char *line, const char *label,
-                  int incremental);
+#include "cli.h"
+#include "proto/proto.h"
 
 #define CM_POLL_MS      200     /* status re-read period */
 #define CM_APPEAR_MS    10000   /* how long the new job may take to show up */
@@ -80,90 +78,43 @@ static void cm_on_sigint(int sig)
     cm_sigints++;
 }
 
-static int64_t cm_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------ */
 /* status                                                               */
 /* ------------------------------------------------------------------ */
 
-static void cm_status_set(struct cm_status *st, const char *key, const char *val)
+/* The fields the tool shows, from the values of fs/proto's key table. */
+static void cm_status_set(struct cm_status *st, const char *const val[PST_NKEYS])
 {
     char *end;
 
-#define CM_COPY(field) snprintf(st->field, sizeof st->field, "%s", val)
-    if (strcmp(key, "state") == 0) {
-        CM_COPY(state);
-    } else if (strcmp(key, "job") == 0) {
-        CM_COPY(job);
-    } else if (strcmp(key, "operation") == 0) {
-        CM_COPY(operation);
-    } else if (strcmp(key, "path") == 0) {
-        CM_COPY(path);
-    } else if (strcmp(key, "phase") == 0) {
-        CM_COPY(phase);
-    } else if (strcmp(key, "result") == 0) {
-        CM_COPY(result);
-    } else if (strcmp(key, "message") == 0) {
-        CM_COPY(message);
-    } else if (strcmp(key, "truncated") == 0) {
-        CM_COPY(truncated);
-    } else if (strcmp(key, "gen_low") == 0) {
-        CM_COPY(gen_low);
-    } else if (strcmp(key, "gen_high") == 0) {
-        CM_COPY(gen_high);
-    } else if (strcmp(key, "progress_percent") == 0) {
-        st->percent = strtod(val, &end);
-        st->have_percent = end != val && st->percent >= 0 && st->percent <= 100;
-    } else if (strcmp(key, "bytes_done") == 0) {
-        st->bytes_done = strtoull(val, NULL, 10);
-    } else if (strcmp(key, "bytes_total") == 0) {
-        st->bytes_total = strtoull(val, NULL, 10);
-    } else if (strcmp(key, "rate_bytes_per_s") == 0) {
-        st->rate = strtoull(val, NULL, 10);
-    } else if (strcmp(key, "eta_s") == 0) {
-        st->eta = strtoll(val, &end, 10);
-        st->have_eta = end != val && st->eta >= 0;
-    }
-#undef CM_COPY
-}
-
-/* Parse `key: value` lines; unknown keys are ignored so the daemon may add
- * more. */
-static void cm_status_parse(char *text, struct cm_status *st)
-{
-    char *save = NULL;
-
     memset(st, 0, sizeof *st);
-    for (char *ln = strtok_r(text, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
-        char *colon = strchr(ln, ':'), *val;
-        size_t vl;
-
-        if (!colon)
-            continue;
-        *colon = '\0';
-        val = colon + 1;
-        while (*val == ' ')
-            val++;
-        vl = strlen(val);
-        while (vl && (val[vl - 1] == '\r' || val[vl - 1] == ' '))
-            val[--vl] = '\0';
-        /* The daemon writes "-" for a value that has none yet. */
-        if (strcmp(val, "-") == 0)
-            val[0] = '\0';
-        cm_status_set(st, ln, val);
-    }
+#define CM_COPY(field, key) snprintf(st->field, sizeof st->field, "%s", val[key])
+    CM_COPY(state, PST_STATE);
+    CM_COPY(job, PST_JOB);
+    CM_COPY(operation, PST_OPERATION);
+    CM_COPY(path, PST_PATH);
+    CM_COPY(phase, PST_PHASE);
+    CM_COPY(result, PST_RESULT);
+    CM_COPY(message, PST_MESSAGE);
+    CM_COPY(truncated, PST_TRUNCATED);
+    CM_COPY(gen_low, PST_GEN_LOW);
+    CM_COPY(gen_high, PST_GEN_HIGH);
+#undef CM_COPY
+    st->percent = strtod(val[PST_PROGRESS_PERCENT], &end);
+    st->have_percent = end != val[PST_PROGRESS_PERCENT] && st->percent >= 0 &&
+                       st->percent <= 100;
+    st->bytes_done = strtoull(val[PST_BYTES_DONE], NULL, 10);
+    st->bytes_total = strtoull(val[PST_BYTES_TOTAL], NULL, 10);
+    st->rate = strtoull(val[PST_RATE_BYTES_PER_S], NULL, 10);
+    st->eta = strtoll(val[PST_ETA_S], &end, 10);
+    st->have_eta = end != val[PST_ETA_S] && st->eta >= 0;
 }
 
 /* Read the whole status file (fresh at every open).  -1 with errno set. */
 static int cm_status_read(const char *path, struct cm_status *st)
 {
     static char buf[CM_STATUS_MAX + 1];
+    const char *val[PST_NKEYS];
     size_t n = 0;
     int fd, rc = -1, saved;
 
@@ -182,7 +133,8 @@ static int cm_status_read(const char *path, struct cm_status *st)
         n += (size_t)r;
     }
     buf[n] = '\0';
-    cm_status_parse(buf, st);
+    proto_status_parse(buf, val);
+    cm_status_set(st, val);
     rc = 0;
 out_close:
     saved = errno;
@@ -195,41 +147,10 @@ out_close:
 /* control                                                              */
 /* ------------------------------------------------------------------ */
 
-/* errno of a refused control write back to SPEC section 6.  Several codes
- * share an errno; the hint names the alternatives. */
-static JET_ERR cm_errno_to_jet(int e, int incremental, const char **hint)
-{
-    *hint = "";
-    switch (e) {
-    case ENOTEMPTY: return JET_errBackupDirectoryNotEmpty;
-    case EBUSY:
-        *hint = " (a backup is already running, or the instance is being restored)";
-        return JET_errBackupInProgress;
-    case EAGAIN:
-        *hint = " (the instance is still starting or recovering)";
-        return JET_errBackupNotAllowedYet;
-    case EOPNOTSUPP:
-        *hint = " (logging is disabled, or an incremental backup under circular logging)";
-        return incremental ? JET_errInvalidBackup : JET_errLoggingDisabled;
-    case ENODATA:
-        *hint = " (no previous full backup, or a log generation since it is gone)";
-        return JET_errMissingFullBackup;
-    case ECANCELED: return JET_errBackupAbortByServer;
-    case EINVAL: return JET_errInvalidParameter;
-    case ESHUTDOWN:
-        *hint = " (the daemon is shutting down)";
-        return JET_errTermInProgress;
-    case ENOENT: case ENOTDIR: case EXDEV: return JET_errInvalidPath;
-    case EACCES: case EPERM: case EROFS: return JET_errMakeBackupDirectoryFail;
-    case ENOSPC: return JET_errDiskFull;
-    default: return JET_errSuccess;
-    }
-}
-
 static void cm_report_errno(const char *what, int e, int incremental)
 {
     const char *hint;
-    JET_ERR err = cm_errno_to_jet(e, incremental, &hint);
+    JET_ERR err = proto_ctl_errno_to_err(e, incremental, &hint);
 
     if (err < 0)
         fprintf(stderr, "jetsnap: %s%s (%d): %s%s\n", what, js_errname(err), err,
@@ -446,8 +367,10 @@ static int cm_is_final(const char *state)
 /* the follow loop                                                      */
 /* ------------------------------------------------------------------ */
 
-int js_cli_follow(const char *mountpoint, const char *line, const char *label,
-                  int incremental)
+/* Write `line` to MOUNTPOINT/control and follow MOUNTPOINT/status until the
+ * job ends; returns the exit status. */
+static int cm_follow(const char *mountpoint, const char *line, const char *label,
+                     int incremental)
 {
     struct cm_view v = { label, isatty(STDERR_FILENO), 0, 0, -1, "" };
     int ask = v.tty && isatty(STDIN_FILENO);
@@ -482,7 +405,7 @@ int js_cli_follow(const char *mountpoint, const char *line, const char *label,
     if (cm_control_write(control, line, incremental, "") != 0)
         goto out_restore;
 
-    appear_by = cm_now_ms() + CM_APPEAR_MS;
+    appear_by = js_mono_ms() + CM_APPEAR_MS;
     for (;;) {
         struct pollfd pfd = { STDIN_FILENO, POLLIN, 0 };
 
@@ -534,7 +457,7 @@ int js_cli_follow(const char *mountpoint, const char *line, const char *label,
             if (seen && !prompting && strcmp(st.state, "running") == 0)
                 cm_show(&v, &st);
         }
-        if (!seen && cm_now_ms() > appear_by) {
+        if (!seen && js_mono_ms() > appear_by) {
             cm_break_bar(&v);
             fprintf(stderr, "jetsnap: the daemon took the command but %s shows no new "
                     "job (still %s%s)\n", status, old_job[0] ? "job " : "no job", old_job);
@@ -557,4 +480,87 @@ int js_cli_follow(const char *mountpoint, const char *line, const char *label,
 out_restore:
     sigaction(SIGINT, &old_sa, NULL);
     return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the commands                                                         */
+/* ------------------------------------------------------------------ */
+
+/* DEST as an absolute path: the daemon runs elsewhere and refuses relative
+ * paths.  Lexical only (DEST may not exist yet, and symlink rules are the
+ * daemon's to enforce). */
+static char *cli_absolute(const char *dest)
+{
+    char cwd[PATH_MAX];
+    char *out = NULL;
+
+    if (dest[0] == '/')
+        return strdup(dest);
+    while (dest[0] == '.' && dest[1] == '/') {
+        dest += 2;
+        while (*dest == '/')
+            dest++;
+    }
+    if (!getcwd(cwd, sizeof cwd))
+        return NULL;
+    if (strcmp(dest, ".") == 0 || dest[0] == '\0')
+        return strdup(cwd);
+    if (asprintf(&out, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", dest) < 0)
+        return NULL;
+    return out;
+}
+
+int cli_run_backup(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_opt opts[] = {
+        { "--incremental", CLI_OPT_FLAG, NULL, 0 },
+        { "--atomic", CLI_OPT_FLAG, NULL, 0 },
+        { "--create", CLI_OPT_FLAG, NULL, 0 },
+        { NULL, CLI_OPT_FLAG, NULL, 0 },
+    };
+    struct cli_args a;
+    char *dest = NULL, *line = NULL;
+    int rc, n;
+
+    rc = cli_parse(cmd, argc, argv, opts, 2, 2, 2, &a);
+    if (rc != CLI_PARSED)
+        return rc;
+    /* The control grammar separates words by single spaces and ends the
+     * command at a newline, so neither can be part of a path. */
+    if (strchr(a.pos[1], '\n') || strchr(a.pos[1], ' '))
+        return cli_usage(cmd, "DEST must not contain a space or a newline");
+    dest = cli_absolute(a.pos[1]);
+    if (!dest) {
+        fprintf(stderr, "jetsnap: cannot make DEST absolute: %s\n", strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    n = asprintf(&line, "%s%s%s%s\n", dest, opts[0].set ? " incremental" : "",
+                 opts[1].set ? " atomic" : "", opts[2].set ? " create" : "");
+    if (n < 0) {
+        line = NULL;
+        fprintf(stderr, "jetsnap: %s\n", strerror(errno));
+        rc = CLI_EXIT_FAIL;
+        goto out_free;
+    }
+    if (n > CTL_CMD_MAX) {
+        rc = cli_usage(cmd, "DEST is too long for one control command (%d bytes)",
+                       CTL_CMD_MAX);
+        goto out_free;
+    }
+    rc = cm_follow(a.pos[0], line, "backup", opts[0].set);
+out_free:
+    free(line);
+    free(dest);
+    return rc;
+}
+
+int cli_run_truncate(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    int rc;
+
+    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, 1, &a);
+    if (rc != CLI_PARSED)
+        return rc;
+    return cm_follow(a.pos[0], "truncate\n", "truncate", 0);
 }

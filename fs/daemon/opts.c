@@ -6,6 +6,7 @@
  * usage error.
  */
 #include "opts.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -24,26 +25,7 @@ static int fail(char *err, size_t cap, const char *fmt, ...)
 
 int opts_parse_size(const char *s, uint64_t *out)
 {
-    char *end;
-    uint64_t mult = 1, v;
-
-    if (s == NULL || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0)
-        return -1;
-    switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': mult = 1ull << 10; end++; break;
-    case 'm': case 'M': mult = 1ull << 20; end++; break;
-    case 'g': case 'G': mult = 1ull << 30; end++; break;
-    default: return -1;
-    }
-    if (*end != '\0' || (v != 0 && mult > UINT64_MAX / v))
-        return -1;
-    *out = v * mult;
-    return 0;
+    return proto_parse_size(s, out);
 }
 
 static int add_listen(struct fs_opts *o, const char *ep)
@@ -112,20 +94,20 @@ static int parse_one(struct fs_opts *o, char *item, char *err, size_t cap)
     if (val == NULL)
         return fail(err, cap, "unknown option '%s'", item);
     if (strcmp(item, "page_size") == 0) {
-        if (opts_parse_size(val, &n) != 0 ||
+        if (proto_parse_size(val, &n) != 0 ||
             (n != 4096 && n != 8192 && n != 16384 && n != 32768))
             return fail(err, cap, "page_size=%s: must be 4096, 8192, 16384 or 32768", val);
         o->params.page_size = (uint32_t)n;
     } else if (strcmp(item, "log_file_size") == 0) {
-        if (opts_parse_size(val, &n) != 0 || n < (64u << 10) || n > (1u << 30))
+        if (proto_parse_size(val, &n) != 0 || n < (64u << 10) || n > (1u << 30))
             return fail(err, cap, "log_file_size=%s: must be 64K..1G", val);
         o->params.log_file_size = n;
     } else if (strcmp(item, "cache_size") == 0) {
-        if (opts_parse_size(val, &n) != 0 || n == 0)
+        if (proto_parse_size(val, &n) != 0 || n == 0)
             return fail(err, cap, "cache_size=%s: not a size", val);
         o->params.cache_size = n;
     } else if (strcmp(item, "backup_max_rate") == 0) {
-        if (opts_parse_size(val, &n) != 0 || n < (1u << 20))
+        if (proto_parse_size(val, &n) != 0 || n < (1u << 20))
             return fail(err, cap, "backup_max_rate=%s: a rate in bytes/s, at least 1M", val);
         o->params.backup_max_rate = n;
     } else if (strcmp(item, "commit") == 0) {

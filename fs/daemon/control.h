@@ -1,14 +1,11 @@
 /*
- * control.h - the mount's `control` file: command grammar (SPEC section 3),
- * validation inside the write, and the backup job thread.
+ * control.h - the mount's `control` file (SPEC section 3): validation inside
+ * the write, and the backup job thread.  The grammar (ctl_parse, CTL_CMD_MAX)
+ * is fs/proto's, shared with the jetsnap tool.
  *
- *   command = PATH *( " " flag ) | "truncate" [ " wait" ] | "cancel"
- *   flag    = "full" | "incremental" | "atomic" | "create" | "wait"
- *
- * One write() is one command of at most CTL_CMD_MAX bytes with at most one
- * trailing newline.  ctl_submit() checks everything it can (caller uid,
- * grammar, shutdown, instance readiness, a running job, DEST) and then
- * starts js_backup() in a job thread.  The write is answered from the job
+ * One write() is one command.  ctl_submit() checks everything it can
+ * (caller uid, grammar, shutdown, instance readiness, a running job, DEST)
+ * and then starts js_backup() in a job thread.  The write is answered from the job
  * thread: when the engine reports BEGIN (accepted, unless `wait`), when
  * js_backup() returns before BEGIN (the engine refused it: nothing started),
  * or when the job ends (`wait`).  So no FUSE worker is held by a job.
@@ -32,24 +29,7 @@
 #include <sys/types.h>
 #include "jetsnap.h"
 #include "status.h"
-
-#define CTL_CMD_MAX 4096
-
-enum ctl_kind { CTL_BACKUP = 0, CTL_TRUNCATE, CTL_CANCEL };
-
-struct ctl_cmd {
-    enum ctl_kind kind;
-    char path[PATH_MAX];        /* CTL_BACKUP: as written */
-    unsigned js_flags;          /* JS_BACKUP_* */
-    int wait;                   /* the `wait` flag */
-    char flags[128];            /* flag words as written, space separated */
-};
-
-/** Parse one command (pure; fuzzable).  Errors: JET_errInvalidParameter
- *  (empty, over CTL_CMD_MAX, NUL or newline inside, relative path, path of
- *  PATH_MAX or more), JET_errInvalidGrbit (unknown flag, `full
- *  incremental`, flags after truncate/cancel other than truncate's wait). */
-JET_ERR ctl_parse(const char *buf, size_t len, struct ctl_cmd *cmd);
+#include "proto/proto.h"
 
 struct ctl_config {
     uid_t owner;                /* only this uid may write commands */

@@ -1,0 +1,125 @@
+/*
+ * mount_int.h - what the files of the FUSE side share (not for the rest of
+ * the daemon, which sees mount.h): the mount's state, the open handles and
+ * the inode numbers.
+ *
+ *   mount.c      session lifecycle: mount, loop thread, bounded stop
+ *   mountinfo.c  mountinfo and fusectl: find, probe, detach, abort a mount
+ *   inode.c      the inode table: fixed inodes, one per live name, attributes
+ *   live_view.c  the live view: live/ and its files through core's js_live
+ *   handlers.c   fuse_lowlevel_ops: every handler replies exactly once
+ *
+ *   ino 1 /          dr-xr-xr-x        ino 4 /events   r--r--r--
+ *   ino 2 /control   --w-------        ino 5 /live/    as DBDIR, minus w
+ *   ino 3 /status    r--r--r--         ino 16+i        live/<name i>, as the file, minus w
+ *
+ * Locking: mnt.inst_lock (rwlock) guards mnt.inst; mnt.live_lock guards the
+ * live name table; mnt.fh_lock guards the handle list.  None is held while
+ * another is taken, and none is held across a reply.
+ */
+#ifndef JS_FS_MOUNT_INT_H
+#define JS_FS_MOUNT_INT_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "mount.h"
+
+enum {
+    INO_ROOT = 1, INO_CONTROL = 2, INO_STATUS = 3, INO_EVENTS = 4, INO_LIVE = 5,
+    INO_LIVE_BASE = 16
+};
+
+enum fh_kind { FH_TEXT, FH_LIVE_DB, FH_LIVE_FILE, FH_CONTROL, FH_DIR };
+
+struct mnt_fh {
+    struct mnt_fh *prev, *next;     /* mnt.fhs, under mnt.fh_lock */
+    enum fh_kind kind;
+    js_live_file *lf;           /* FH_LIVE_DB, FH_LIVE_FILE */
+    char *data;                 /* FH_TEXT, FH_DIR: the snapshot */
+    size_t len;
+};
+
+struct mnt {
+    struct fuse_session *se;
+    pthread_t loop_thread;
+    atomic_int loop_done;
+    atomic_int open_handles;    /* opens and opendirs not yet released */
+    int ended_fd;
+    char *dbdir, *mountpoint;
+    js_live *live;              /* DBDIR, for live/ */
+    uid_t uid;
+    gid_t gid;
+    time_t mount_time;
+    unsigned conn_minor;        /* fusectl connection number, 0 unknown */
+    int unmounted;              /* mnt_unmount() ran (main thread only) */
+    int detached;               /*   and nothing of ours is mounted on the path */
+
+    pthread_rwlock_t inst_lock; /* guards inst */
+    js_instance *inst;
+
+    struct ctl *ctl;
+    struct st_status *st;
+    struct ev_log *ev;
+
+    /* Handles a client may still hold when we stop (no RELEASE will come
+     * for them): freed by mnt_stop().  fh_lock is a leaf lock. */
+    pthread_mutex_t fh_lock;
+    struct mnt_fh *fhs;
+
+    pthread_mutex_t live_lock;  /* guards live_names, live_n, live_cap */
+    char **live_names;
+    size_t live_n, live_cap;
+};
+
+#define M(req) ((struct mnt *)fuse_req_userdata(req))
+#define FH(fi) ((struct mnt_fh *)(uintptr_t)(fi)->fh)
+
+/* handlers.c */
+extern const struct fuse_lowlevel_ops mnt_ops;
+/** Unlink and free a handle (NULL is a no-op). */
+void mnt_fh_free(struct mnt *m, struct mnt_fh *fh);
+
+/* inode.c */
+/** Inode of a live name, added on first sight; 0 when out of memory. */
+fuse_ino_t mnt_live_ino(struct mnt *m, const char *name);
+/** Copy the name of a live inode; -1 when unknown. */
+int mnt_live_name(struct mnt *m, fuse_ino_t ino, char *out, size_t cap);
+/** Attributes of the fixed inodes (root, control, status, events, live/
+ *  before mnt_live_dir_attr() fills in DBDIR's). */
+void mnt_fill_static(struct mnt *m, fuse_ino_t ino, struct stat *st);
+/** Attributes of any inode; 0 or an errno. */
+int mnt_getattr(struct mnt *m, fuse_ino_t ino, struct stat *st);
+/** Free the live name table (mnt_stop). */
+void mnt_live_names_free(struct mnt *m);
+
+/* live_view.c */
+/** Attributes of live/ itself; 0 or an errno. */
+int mnt_live_dir_attr(struct mnt *m, struct stat *st);
+/** Attributes of a live file (st_ino set to ino); 0 or an errno. */
+int mnt_live_stat(struct mnt *m, const char *name, fuse_ino_t ino, struct stat *st);
+/** Add live/'s files to a directory snapshot with add(req, fh, cap, name,
+ *  ino, mode); 0 or an errno. */
+int mnt_live_list(struct mnt *m, fuse_req_t req, struct mnt_fh *fh, size_t *cap,
+                  int (*add)(fuse_req_t, struct mnt_fh *, size_t *, const char *, fuse_ino_t,
+                             mode_t));
+/** Open live file ino into fh (kind and lf); 0 or an errno. */
+int mnt_live_open(struct mnt *m, fuse_ino_t ino, struct mnt_fh *fh);
+/** Read an open live file into buf; *got the bytes read; 0 or an errno. */
+int mnt_live_read(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size, char *buf,
+                  size_t *got);
+
+/* mountinfo.c */
+/** Find the topmost FUSE mount at path in /proc/self/mountinfo: 1 and its
+ *  minor device number (the fusectl connection), or 0. */
+int mnt_find_fuse_mount(const char *path, unsigned *minor_out);
+/** Lazily detach path (umount2, or `fusermount3 -u -z` when not root);
+ *  0 or an errno. */
+int mnt_detach_path(const char *path);
+/** Abort the connection through fusectl (mounting it if need be). */
+void mnt_fusectl_abort(unsigned conn_minor);
+
+#endif
