@@ -40,7 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../fs/server.h"
+#include "../fs/redis/server.h"
 #include "jetsnap.h"
 
 #define OK(x)                                                                                       \
