@@ -36,7 +36,7 @@ CORE_SRC := $(filter-out core/cli%.c,$(wildcard core/*.c))
 CLI_SRC  := $(wildcard core/cli*.c)
 FS_SRC   := $(wildcard fs/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
-TESTLIB_SRC := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
 
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -53,7 +53,7 @@ all: $(LIB) $(BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),$(FUSE_CFLAGS)) $(if $(filter fs/main.c,$<),$(SYSTEMD_CFLAGS)) -c $< -o $@
+	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),$(FUSE_CFLAGS)) $(if $(filter tests/%,$<),-Itests/lib) $(if $(filter fs/main.c,$<),$(SYSTEMD_CFLAGS)) -c $< -o $@
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -65,9 +65,10 @@ $(BUILD)/jetsnap: $(CLI_OBJ) $(LIB)
 $(BUILD)/jetsnapfs: $(FS_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS) $(SSL_LIBS) $(SYSTEMD_LIBS)
 
-# Each tests/test_*.c is one Criterion binary; tests/*.c without the prefix
-# are helpers linked into every test; fs/ objects (minus main) are linked so
-# the daemon's modules can be tested in-process.
+# Each tests/test_*.c is one Criterion binary; tests/lib/*.c are the helpers
+# every suite shares (seen as -Itests/lib), linked into every test; fs/
+# objects (minus main) are linked so the daemon's modules can be tested
+# in-process.
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(FS_LIBOBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(FUSE_LIBS) $(SSL_LIBS) -lsqlite3
 
