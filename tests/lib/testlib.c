@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -213,4 +214,31 @@ js_params tl_test_params(void)
     p.cache_size = 32 << 20;
     p.checkpoint_ms = 3600 * 1000;
     return p;
+}
+
+js_params tl_lazy_params(void)
+{
+    js_params p;
+    js_params_default(&p);
+    p.commit_mode = JS_COMMIT_LAZY;
+    p.log_file_size = 256 << 10;
+    p.cache_size = 8 << 20;
+    return p;
+}
+
+void tl_in_crashing_child(const char *dir, const js_params *p, void (*fn)(js_instance *, js_session *))
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        js_instance *inst;
+        js_session *s;
+        if (js_open(dir, p, &inst) || js_session_open(inst, &s))
+            _exit(3);
+        fn(inst, s);
+        _exit(0);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed: status %d", st);
 }

@@ -93,4 +93,13 @@ void tl_flip_byte(const char *path, off_t off);
  * no background checkpoint (only those a test or a backup makes). */
 js_params tl_test_params(void);
 
+/* Parameters of the engine suites: lazy commits, 256 KiB log generations,
+ * an 8 MiB cache (eviction happens). */
+js_params tl_lazy_params(void);
+
+/* Run fn in a child that opens dir with *p and a session, then leaves
+ * without closing them (a crash as far as the files can tell); asserts the
+ * child exited 0 (fn _exits non-zero to report a failure). */
+void tl_in_crashing_child(const char *dir, const js_params *p, void (*fn)(js_instance *, js_session *));
+
 #endif
