@@ -70,6 +70,11 @@ void tl_fs_setup(const char *name, int root_mode)
     tl_daemon_pid = -1;
 }
 
+void tl_fs_mount_setup(void)
+{
+    tl_fs_setup("jetsnap-fs", 0);
+}
+
 void tl_fs_unmount(void)
 {
     if (tl_daemon_pid > 0) {

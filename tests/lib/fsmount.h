@@ -32,6 +32,9 @@ int tl_is_mounted(const char *path);
  * mnt/ and bk/, fill the paths above, find the daemon binary. */
 void tl_fs_setup(const char *name, int root_mode);
 
+/* The fs_mount suites' .init: tl_fs_setup("jetsnap-fs", 0). */
+void tl_fs_mount_setup(void);
+
 /* SIGKILL tl_daemon_pid if any, then detach whatever is still mounted on
  * MNT (a failed test leaves nothing behind). */
 void tl_fs_unmount(void);
