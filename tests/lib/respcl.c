@@ -33,15 +33,6 @@ tl_client *tl_cl_open(const char *path)
     return c;
 }
 
-tl_client *tl_cl_of_fd(int fd)
-{
-    tl_client *c = calloc(1, sizeof *c);
-
-    cr_assert_not_null(c);
-    c->fd = fd;
-    return c;
-}
-
 void tl_cl_close(tl_client *c)
 {
     close(c->fd);
@@ -73,12 +64,7 @@ static int cl_byte(tl_client *c)
     return (unsigned char)c->buf[c->off++];
 }
 
-typedef struct dbuf {
-    char *p;
-    size_t len, cap;
-} dbuf;
-
-static void db_put(dbuf *d, int ch)
+void tl_dbuf_put(tl_dbuf *d, int ch)
 {
     if (d->len + 1 >= d->cap) {
         d->cap = d->cap ? d->cap * 2 : 256;
@@ -90,7 +76,7 @@ static void db_put(dbuf *d, int ch)
 }
 
 /* Read one complete reply, raw, into d.  Returns -1 on EOF. */
-static int read_reply_into(tl_client *c, dbuf *d)
+static int read_reply_into(tl_client *c, tl_dbuf *d)
 {
     size_t start = d->len;
     long long n;
@@ -100,7 +86,7 @@ static int read_reply_into(tl_client *c, dbuf *d)
     do {
         if ((ch = cl_byte(c)) < 0)
             return -1;
-        db_put(d, ch);
+        tl_dbuf_put(d, ch);
     } while (!(ch == '\n' && d->len - start >= 2 && d->p[d->len - 2] == '\r'));
     type = d->p[start];
     n = strtoll(d->p + start + 1, NULL, 10);
@@ -108,7 +94,7 @@ static int read_reply_into(tl_client *c, dbuf *d)
         for (long long i = 0; i < n + 2; i++) {
             if ((ch = cl_byte(c)) < 0)
                 return -1;
-            db_put(d, ch);
+            tl_dbuf_put(d, ch);
         }
     } else if (type == '*') {
         for (long long i = 0; i < n; i++)
@@ -120,7 +106,7 @@ static int read_reply_into(tl_client *c, dbuf *d)
 
 char *tl_cl_reply(tl_client *c, size_t *len)
 {
-    dbuf d = { 0 };
+    tl_dbuf d = { 0 };
 
     if (read_reply_into(c, &d) < 0) {
         free(d.p);
@@ -135,20 +121,20 @@ char *tl_cl_reply(tl_client *c, size_t *len)
 
 void tl_cl_cmdv(tl_client *c, size_t n, const char *const *av, const size_t *al)
 {
-    dbuf d = { 0 };
+    tl_dbuf d = { 0 };
     char hdr[64];
     int k = snprintf(hdr, sizeof hdr, "*%zu\r\n", n);
 
     for (int i = 0; i < k; i++)
-        db_put(&d, hdr[i]);
+        tl_dbuf_put(&d, hdr[i]);
     for (size_t a = 0; a < n; a++) {
         k = snprintf(hdr, sizeof hdr, "$%zu\r\n", al[a]);
         for (int i = 0; i < k; i++)
-            db_put(&d, hdr[i]);
+            tl_dbuf_put(&d, hdr[i]);
         for (size_t i = 0; i < al[a]; i++)
-            db_put(&d, av[a][i]);
-        db_put(&d, '\r');
-        db_put(&d, '\n');
+            tl_dbuf_put(&d, av[a][i]);
+        tl_dbuf_put(&d, '\r');
+        tl_dbuf_put(&d, '\n');
     }
     tl_cl_send(c, d.p, d.len);
     free(d.p);

@@ -15,12 +15,18 @@ typedef struct tl_client {
     size_t len, off;            /* buffered bytes not yet consumed: [off, len) */
 } tl_client;
 
+/* A growing byte buffer (p NUL-terminated, len bytes; start it zeroed). */
+typedef struct tl_dbuf {
+    char *p;
+    size_t len, cap;
+} tl_dbuf;
+
+/* Append the byte ch to d. */
+void tl_dbuf_put(tl_dbuf *d, int ch);
+
 /* Connect to the Unix socket at path (asserts it works); a reply that
  * does not come within 20 s then reads as end of file. */
 tl_client *tl_cl_open(const char *path);
-
-/* A client on an already connected descriptor (TCP, say). */
-tl_client *tl_cl_of_fd(int fd);
 
 /* Close the connection and free c. */
 void tl_cl_close(tl_client *c);
