@@ -242,3 +242,12 @@ void tl_in_crashing_child(const char *dir, const js_params *p, void (*fn)(js_ins
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed: status %d", st);
 }
+
+int tl_count_lines(const char *s)
+{
+    int n = 0;
+
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}

@@ -85,6 +85,9 @@ char *tl_slurp(const char *path, size_t *len);
 /* Write text as the whole content of path (created or truncated). */
 void tl_spit(const char *path, const char *text);
 
+/* How many newlines s holds. */
+int tl_count_lines(const char *s);
+
 /* XOR the byte at off of path with 0x5a (damage that any checksum sees). */
 void tl_flip_byte(const char *path, off_t off);
 
