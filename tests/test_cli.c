@@ -466,7 +466,7 @@ Test(cli, dump_escaping_exact)
 /* check                                                                */
 /* ------------------------------------------------------------------ */
 
-static void fill(const char *dir, int n)
+static void fill_dir(const char *dir, int n)
 {
     js_instance *inst;
     js_session *s;
@@ -503,7 +503,7 @@ Test(cli, check_passes_then_names_the_bad_page)
     cr_assert_not_null(info_val(r.out, "pages_checked", v, sizeof v));
     tl_run_free(&r);
 
-    fill(d, 400);
+    fill_dir(d, 400);
     RUN(&r, "check", d);
     cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
     tl_run_free(&r);

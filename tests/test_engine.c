@@ -52,7 +52,7 @@ static size_t rand_len(unsigned *seed)
     return (size_t)(20000 + rand_r(seed) % 60000);   /* overflow chains */
 }
 
-static void fill(unsigned char *v, size_t n, unsigned *seed)
+static void fill_random(unsigned char *v, size_t n, unsigned *seed)
 {
     for (size_t i = 0; i < n; i++)
         v[i] = (unsigned char)rand_r(seed);
@@ -117,7 +117,7 @@ Test(engine, reference_model_100k, .timeout = 600)
         key_of(id, k, &kl);
         if (r < 45) {
             size_t n = rand_len(&seed);
-            fill(buf, n, &seed);
+            fill_random(buf, n, &seed);
             OK(js_put(s, k, kl, buf, n));
             free(m[id].val);
             m[id].val = malloc(n + 1);
@@ -149,7 +149,7 @@ Test(engine, reference_model_100k, .timeout = 600)
                 } else {
                     lens[i] = rand_len(&seed);
                     vals[i] = malloc(lens[i] + 1);
-                    fill(vals[i], lens[i], &seed);
+                    fill_random(vals[i], lens[i], &seed);
                     OK(js_put(s, k, kl, vals[i], lens[i]));
                 }
             }

@@ -52,7 +52,7 @@ js_instance *tl_reopen(const char *dir)
     return inst;
 }
 
-size_t tl_make_val(char *buf, const char *prefix, int i, size_t vlen)
+static size_t make_val(char *buf, const char *prefix, int i, size_t vlen)
 {
     int n = snprintf(buf, vlen + 1, "%s=%d:", prefix, i);
     for (size_t k = (size_t)n; k < vlen; k++)
@@ -70,7 +70,7 @@ void tl_fill(js_instance *inst, const char *prefix, int from, int to, size_t vle
         OK(js_txn_begin(s, 0));
         for (int k = 0; k < 50 && i < to; k++, i++) {
             int kl = snprintf(key, sizeof key, "%s:%06d", prefix, i);
-            size_t vl = tl_make_val(val, prefix, i, vlen);
+            size_t vl = make_val(val, prefix, i, vlen);
             OK(js_put(s, key, (size_t)kl, val, vl));
         }
         OK(js_txn_commit(s, 0));
@@ -102,7 +102,7 @@ void tl_check_fill(js_instance *inst, const char *prefix, int from, int to, size
     OK(js_session_open(inst, &s));
     for (int i = from; i < to; i++) {
         int kl = snprintf(key, sizeof key, "%s:%06d", prefix, i);
-        size_t wl = tl_make_val(want, prefix, i, vlen);
+        size_t wl = make_val(want, prefix, i, vlen);
         void *v = NULL;
         size_t vl = 0;
         JET_ERR e = js_get(s, key, (size_t)kl, &v, &vl);
@@ -393,9 +393,9 @@ void tl_restore_ok(const char *backup, const char *target, const char *logs, uin
 }
 
 
-size_t tl_seq_val(char *buf, uint64_t n)
+static size_t seq_val(char *buf, uint64_t n)
 {
-    return tl_make_val(buf, "seq", (int)n, 120);
+    return make_val(buf, "seq", (int)n, 120);
 }
 
 void *tl_mwriter_main(void *arg)
@@ -406,7 +406,7 @@ void *tl_mwriter_main(void *arg)
     w->err = js_session_open(w->inst, &s);
     for (uint64_t n = atomic_load(&w->acked) + 1; !w->err && !atomic_load(&w->stop) && n <= w->limit; n++) {
         int kl = snprintf(key, sizeof key, "seq:%llu", (unsigned long long)n);
-        size_t vl = tl_seq_val(val, n);
+        size_t vl = seq_val(val, n);
         int cl = snprintf(cnt, sizeof cnt, "%llu", (unsigned long long)n);
         w->err = js_txn_begin(s, 0);
         if (!w->err)
@@ -475,7 +475,7 @@ uint64_t tl_check_monotonic(js_instance *inst, uint64_t extra)
         e = js_get(s, key, (size_t)kl, &v, &vl);
         cr_assert_eq(e, JET_errSuccess, "seq:%llu missing (counter %llu): a gap", (unsigned long long)n,
                      (unsigned long long)m);
-        size_t wl = tl_seq_val(want, n);
+        size_t wl = seq_val(want, n);
         cr_assert(vl == wl && !memcmp(v, want, wl), "seq:%llu has a wrong value", (unsigned long long)n);
         free(v);
     }

@@ -86,10 +86,6 @@ js_instance *tl_create_open(const char *dir, const js_params *p);
 /* js_open of dir with tl_test_params() (must succeed). */
 js_instance *tl_reopen(const char *dir);
 
-/* The value of PREFIX:i, vlen bytes (at least its "prefix=i:" head)
- * into buf (vlen + 64 bytes); its length. */
-size_t tl_make_val(char *buf, const char *prefix, int i, size_t vlen);
-
 /* Put PREFIX:i for i in [from, to), 50 keys a transaction. */
 void tl_fill(js_instance *inst, const char *prefix, int from, int to, size_t vlen);
 
@@ -155,9 +151,6 @@ void tl_backup_ok(js_instance *inst, const char *dest, unsigned flags);
 
 /* Restore that must succeed and leave a clean-shutdown instance. */
 void tl_restore_ok(const char *backup, const char *target, const char *logs, uint32_t until);
-
-/* The value of seq:N. */
-size_t tl_seq_val(char *buf, uint64_t n);
 
 /* The writer thread's body (arg: a tl_mwriter set up by hand, for a child
  * process that cannot assert). */

@@ -22,7 +22,7 @@ char tl_root[PATH_MAX], tl_dbdir[PATH_MAX], tl_mnt[PATH_MAX], tl_bk[PATH_MAX];
 char tl_log[PATH_MAX], tl_sock[PATH_MAX], tl_daemon_bin[PATH_MAX];
 pid_t tl_daemon_pid = -1;
 
-int tl_fuse_usable(void)
+static int fuse_usable(void)
 {
     int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 
@@ -52,7 +52,7 @@ void tl_fs_setup(const char *name, int root_mode)
 {
     char t[PATH_MAX];
 
-    if (!tl_fuse_usable())
+    if (!fuse_usable())
         cr_skip_test("/dev/fuse cannot be opened");
     snprintf(t, sizeof t, "/tmp/%s.XXXXXX", name);
     cr_assert_not_null(mkdtemp(t));

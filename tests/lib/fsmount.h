@@ -22,9 +22,6 @@ extern char tl_sock[PATH_MAX];   /* DBDIR/jetsnap.sock: its default RESP socket 
 extern char tl_daemon_bin[PATH_MAX];  /* $BUILD/jetsnapfs */
 extern pid_t tl_daemon_pid;      /* a daemon the test started, or -1 */
 
-/* 1 when /dev/fuse can be opened. */
-int tl_fuse_usable(void);
-
 /* 1 when a FUSE file system is mounted at path (/proc/self/mountinfo). */
 int tl_is_mounted(const char *path);
 

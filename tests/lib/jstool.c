@@ -16,7 +16,7 @@ void tl_cli_setup(void)
     tl_build_bin(tl_jetsnap_bin, "jetsnap");
 }
 
-pid_t tl_cli_spawn(const char *cwd, int out, int err, const char *const *args)
+static pid_t cli_spawn(const char *cwd, int out, int err, const char *const *args)
 {
     const char *argv[32];
     int n = 0;
@@ -34,13 +34,13 @@ pid_t tl_cli_spawn_bg(const char *cwd, int *out, int *err, const char *const *ar
 {
     *out = tl_memfd();
     *err = tl_memfd();
-    return tl_cli_spawn(cwd, *out, *err, args);
+    return cli_spawn(cwd, *out, *err, args);
 }
 
 void tl_cli_run(struct tl_run *r, const char *cwd, const char *const *args)
 {
     int out = tl_memfd(), err = tl_memfd();
-    pid_t pid = tl_cli_spawn(cwd, out, err, args);
+    pid_t pid = cli_spawn(cwd, out, err, args);
 
     r->status = tl_reap(pid, 60000);
     r->out = tl_slurp_fd(out, &r->outlen);

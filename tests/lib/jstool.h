@@ -22,11 +22,9 @@ struct tl_run {
 /* The cli suites' .init: tl_tmp ("jetsnap-cli") and tl_jetsnap_bin. */
 void tl_cli_setup(void);
 
-/* Start `jetsnap ARGS` (args NULL-terminated) in cwd (NULL: ours), stdout
- * and stderr into out and err. */
-pid_t tl_cli_spawn(const char *cwd, int out, int err, const char *const *args);
-
-/* tl_cli_spawn with fresh memfds for its output, returned in *out, *err. */
+/* Start `jetsnap ARGS` (args NULL-terminated) in cwd (NULL: ours), stdin
+ * from /dev/null, stdout and stderr into fresh memfds returned in *out and
+ * *err (read them with tl_slurp_fd while it runs). */
 pid_t tl_cli_spawn_bg(const char *cwd, int *out, int *err, const char *const *args);
 
 /* Run `jetsnap ARGS` in cwd to completion (60 s at most) into *r. */
