@@ -1,7 +1,7 @@
 /*
  * test_engine.c - the engine against a reference model, limits, sessions,
- * bad input, error names, snapshots and readers under eviction.  The log,
- * crashes, damaged files and commit modes: test_engine_log.c.
+ * bad input, error names, snapshots, commit modes and readers under
+ * eviction.  The log, crashes and damaged files: test_engine_log.c.
  */
 #include <criterion/criterion.h>
 
@@ -470,6 +470,61 @@ Test(engine, readonly_transaction_is_a_snapshot, .timeout = 60)
     cr_assert_eq(get1(r, "y"), '2');
     js_session_close(r);
     js_session_close(w);
+    OK(js_close(inst));
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
+}
+
+/* Commit modes: a durable commit is on disk when it returns; a lazy one
+ * within 100 ms (the test allows 20 times that before it "crashes"). */
+static void durable_then_crash(js_instance *inst, js_session *s)
+{
+    if (js_put(s, "durable", 7, "1", 1))
+        _exit(4);
+    /* no close, no flush: the process ends right after the commit */
+}
+
+static void lazy_then_crash(js_instance *inst, js_session *s)
+{
+    if (js_put(s, "lazy", 4, "1", 1))
+        _exit(4);
+    usleep(2000 * 1000);
+}
+
+static void lazy_flag_then_crash(js_instance *inst, js_session *s)
+{
+    /* JS_COMMIT_FLAG_DURABLE overrides a lazy instance for one commit. */
+    if (js_txn_begin(s, 0) || js_put(s, "forced", 6, "1", 1) || js_txn_commit(s, JS_COMMIT_FLAG_DURABLE))
+        _exit(4);
+}
+
+Test(engine, commit_modes, .timeout = 60)
+{
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_rolling_params();
+    p.commit_mode = JS_COMMIT_DURABLE;
+    OK(js_create(dir, &p));
+    tl_in_crashing_child(dir, &p, durable_then_crash);
+    p.commit_mode = JS_COMMIT_LAZY;
+    tl_in_crashing_child(dir, &p, lazy_then_crash);
+    tl_in_crashing_child(dir, &p, lazy_flag_then_crash);
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    const char *keys[] = { "durable", "lazy", "forced" };
+    for (int i = 0; i < 3; i++) {
+        void *v;
+        size_t vl;
+        JET_ERR e = js_get(s, keys[i], strlen(keys[i]), &v, &vl);
+        cr_assert_eq(e, JET_errSuccess, "%s commit lost after a crash: %s", keys[i], js_errname(e));
+        free(v);
+    }
+    cr_assert_eq(js_txn_commit(s, 7), JET_errNotInTransaction);
+    OK(js_txn_begin(s, 0));
+    cr_assert_eq(js_txn_commit(s, 0x100), JET_errInvalidGrbit);
+    OK(js_txn_rollback(s));
+    js_session_close(s);
     OK(js_close(inst));
     cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);

@@ -2,9 +2,9 @@
  * test_engine_log.c - the engine's log and files under damage: crash
  * recovery over closed generations, a flipped, missing or foreign
  * generation, a torn tail, a flipped page and header shadow copies,
- * circular logging and no_log, a write cut between the blocks of one
- * record, and what each commit mode leaves after a crash.  (test_engine.c:
- * the model, limits, sessions, bad input.)
+ * circular logging and no_log, and a write cut between the blocks of one
+ * record.  (test_engine.c: the model, limits, sessions, bad input, commit
+ * modes.)
  */
 #include <criterion/criterion.h>
 
@@ -39,14 +39,6 @@ static void write_many(js_instance *inst, js_session *s)
         _exit(5);
 }
 
-static js_params rolling_params(void)
-{
-    js_params p = tl_lazy_params();
-    p.log_file_size = 64 << 10;
-    p.checkpoint_ms = 3600 * 1000;   /* keep the checkpoint at the start */
-    return p;
-}
-
 static int count_gens(const char *dir)
 {
     char cmd[600];
@@ -62,7 +54,7 @@ static int count_gens(const char *dir)
 Test(engine, crash_recovery_replays_closed_generations, .timeout = 120)
 {
     char *dir = tl_tmpdir("jsengine");
-    js_params p = rolling_params();
+    js_params p = tl_rolling_params();
     OK(js_create(dir, &p));
     tl_in_crashing_child(dir, &p, write_many);
     cr_assert(count_gens(dir) >= 3, "expected several closed generations");
@@ -87,7 +79,7 @@ Test(engine, crash_recovery_replays_closed_generations, .timeout = 120)
 Test(engine, flipped_byte_in_closed_generation, .timeout = 120)
 {
     char *dir = tl_tmpdir("jsengine");
-    js_params p = rolling_params();
+    js_params p = tl_rolling_params();
     OK(js_create(dir, &p));
     tl_in_crashing_child(dir, &p, write_many);
     char path[600];
@@ -106,7 +98,7 @@ Test(engine, flipped_byte_in_closed_generation, .timeout = 120)
 Test(engine, missing_middle_generation, .timeout = 120)
 {
     char *dir = tl_tmpdir("jsengine");
-    js_params p = rolling_params();
+    js_params p = tl_rolling_params();
     OK(js_create(dir, &p));
     tl_in_crashing_child(dir, &p, write_many);
     char path[600];
@@ -122,7 +114,7 @@ Test(engine, missing_middle_generation, .timeout = 120)
 Test(engine, foreign_generation_bad_signature, .timeout = 120)
 {
     char *a = tl_tmpdir("jsengine"), *b = tl_tmpdir("jsengine");
-    js_params p = rolling_params();
+    js_params p = tl_rolling_params();
     OK(js_create(a, &p));
     OK(js_create(b, &p));
     tl_in_crashing_child(a, &p, write_many);
@@ -162,7 +154,7 @@ static void torn_commit(js_instance *inst, js_session *s)
 Test(engine, torn_tail_is_recovered, .timeout = 120)
 {
     char *dir = tl_tmpdir("jsengine");
-    js_params p = rolling_params();
+    js_params p = tl_rolling_params();
     OK(js_create(dir, &p));
     tl_in_crashing_child(dir, &p, torn_commit);
     js_instance *inst;
@@ -282,7 +274,7 @@ static void roll_a_few(js_instance *inst, js_session *s)
 Test(engine, circular_logging_deletes_below_checkpoint, .timeout = 120)
 {
     char *dir = tl_tmpdir("jsengine");
-    js_params p = rolling_params();
+    js_params p = tl_rolling_params();
     p.circular_log = 1;
     OK(js_create(dir, &p));
     js_instance *inst;
@@ -303,7 +295,7 @@ Test(engine, circular_logging_deletes_below_checkpoint, .timeout = 120)
     OK(js_close(inst));
     /* Without circular logging nothing is deleted. */
     char *d2 = tl_tmpdir("jsengine");
-    js_params q = rolling_params();
+    js_params q = tl_rolling_params();
     OK(js_create(d2, &q));
     OK(js_open(d2, &q, &inst));
     OK(js_session_open(inst, &s));
@@ -366,7 +358,7 @@ static void cut_between_blocks(js_instance *inst, js_session *s)
 Test(engine, write_cut_between_blocks_of_a_record, .timeout = 120)
 {
     char *dir = tl_tmpdir("jsengine");
-    js_params p = rolling_params();
+    js_params p = tl_rolling_params();
     OK(js_create(dir, &p));
     tl_in_crashing_child(dir, &p, cut_between_blocks);
     js_instance *inst;
@@ -387,61 +379,6 @@ Test(engine, write_cut_between_blocks_of_a_record, .timeout = 120)
     OK(js_close(inst));
     js_check_report rep;
     OK(js_check(dir, &rep));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
-}
-
-/* Commit modes: a durable commit is on disk when it returns; a lazy one
- * within 100 ms (the test allows 20 times that before it "crashes"). */
-static void durable_then_crash(js_instance *inst, js_session *s)
-{
-    if (js_put(s, "durable", 7, "1", 1))
-        _exit(4);
-    /* no close, no flush: the process ends right after the commit */
-}
-
-static void lazy_then_crash(js_instance *inst, js_session *s)
-{
-    if (js_put(s, "lazy", 4, "1", 1))
-        _exit(4);
-    usleep(2000 * 1000);
-}
-
-static void lazy_flag_then_crash(js_instance *inst, js_session *s)
-{
-    /* JS_COMMIT_FLAG_DURABLE overrides a lazy instance for one commit. */
-    if (js_txn_begin(s, 0) || js_put(s, "forced", 6, "1", 1) || js_txn_commit(s, JS_COMMIT_FLAG_DURABLE))
-        _exit(4);
-}
-
-Test(engine, commit_modes, .timeout = 60)
-{
-    char *dir = tl_tmpdir("jsengine");
-    js_params p = rolling_params();
-    p.commit_mode = JS_COMMIT_DURABLE;
-    OK(js_create(dir, &p));
-    tl_in_crashing_child(dir, &p, durable_then_crash);
-    p.commit_mode = JS_COMMIT_LAZY;
-    tl_in_crashing_child(dir, &p, lazy_then_crash);
-    tl_in_crashing_child(dir, &p, lazy_flag_then_crash);
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    const char *keys[] = { "durable", "lazy", "forced" };
-    for (int i = 0; i < 3; i++) {
-        void *v;
-        size_t vl;
-        JET_ERR e = js_get(s, keys[i], strlen(keys[i]), &v, &vl);
-        cr_assert_eq(e, JET_errSuccess, "%s commit lost after a crash: %s", keys[i], js_errname(e));
-        free(v);
-    }
-    cr_assert_eq(js_txn_commit(s, 7), JET_errNotInTransaction);
-    OK(js_txn_begin(s, 0));
-    cr_assert_eq(js_txn_commit(s, 0x100), JET_errInvalidGrbit);
-    OK(js_txn_rollback(s));
-    js_session_close(s);
-    OK(js_close(inst));
     cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }

@@ -226,6 +226,14 @@ js_params tl_lazy_params(void)
     return p;
 }
 
+js_params tl_rolling_params(void)
+{
+    js_params p = tl_lazy_params();
+    p.log_file_size = 64 << 10;
+    p.checkpoint_ms = 3600 * 1000;   /* keep the checkpoint at the start */
+    return p;
+}
+
 void tl_in_crashing_child(const char *dir, const js_params *p, void (*fn)(js_instance *, js_session *))
 {
     pid_t pid = fork();

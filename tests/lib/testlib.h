@@ -100,6 +100,10 @@ js_params tl_test_params(void);
  * an 8 MiB cache (eviction happens). */
 js_params tl_lazy_params(void);
 
+/* tl_lazy_params with 64 KiB log generations (the log rolls often) and
+ * no background checkpoint (it stays where the instance began). */
+js_params tl_rolling_params(void);
+
 /* Run fn in a child that opens dir with *p and a session, then leaves
  * without closing them (a crash as far as the files can tell); asserts the
  * child exited 0 (fn _exits non-zero to report a failure). */
