@@ -42,7 +42,7 @@ REDIS_SRC  := $(wildcard fs/redis/*.c)
 TOOL_SRC   := $(wildcard fs/tool/*.c)
 FS_SRC     := $(DAEMON_SRC) $(REDIS_SRC) $(PROTO_SRC)
 TEST_SRC := $(wildcard tests/test_*.c)
-TESTLIB_SRC := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
 
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 PROTO_OBJ := $(PROTO_SRC:%.c=$(BUILD)/%.o)
@@ -60,7 +60,7 @@ all: $(LIB) $(BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),-Ifs $(FUSE_CFLAGS)) $(if $(filter fs/daemon/main.c,$<),$(SYSTEMD_CFLAGS)) -c $< -o $@
+	$(CC) $(CFLAGS) $(if $(filter fs/% tests/%,$<),-Ifs $(FUSE_CFLAGS)) $(if $(filter tests/%,$<),-Itests/lib) $(if $(filter fs/daemon/main.c,$<),$(SYSTEMD_CFLAGS)) -c $< -o $@
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -72,9 +72,10 @@ $(BUILD)/jetsnap: $(TOOL_OBJ) $(PROTO_OBJ) $(LIB)
 $(BUILD)/jetsnapfs: $(FS_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS) $(SSL_LIBS) $(SYSTEMD_LIBS)
 
-# Each tests/test_*.c is one Criterion binary; tests/*.c without the prefix
-# are helpers linked into every test; the daemon's objects (minus its main)
-# and fs/proto are linked so they can be tested in-process.
+# Each tests/test_*.c is one Criterion binary; tests/lib/*.c are the helpers
+# every suite shares (seen as -Itests/lib), linked into every test; the
+# daemon's objects (minus its main) and fs/proto are linked so they can be
+# tested in-process.
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(FS_LIBOBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(FUSE_LIBS) $(SSL_LIBS) -lsqlite3
 

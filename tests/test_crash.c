@@ -18,12 +18,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
-
-#define OK(x)                                                                                       \
-    do {                                                                                            \
-        JET_ERR e_ = (x);                                                                           \
-        cr_assert_eq(e_, JET_errSuccess, "%s -> %s (%d): %s", #x, js_errname(e_), e_, js_errdetail()); \
-    } while (0)
+#include "testlib.h"
 
 #define ROUNDS 100
 
@@ -130,8 +125,7 @@ static long verify(const char *dir, long acked_max, long first)
 
 Test(crash, sigkill_during_durable_commits, .timeout = 900)
 {
-    char dir[] = "/tmp/jscrash-XXXXXX";
-    cr_assert(mkdtemp(dir));
+    char *dir = tl_tmpdir("jscrash");
     char inst_dir[64];
     snprintf(inst_dir, sizeof inst_dir, "%s/db", dir);
     js_params p = crash_params();
@@ -189,7 +183,6 @@ Test(crash, sigkill_during_durable_commits, .timeout = 900)
     cr_log_info("%d rounds, %ld transactions acknowledged", ROUNDS, acked_max);
     js_check_report rep;
     OK(js_check(inst_dir, &rep));
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
 }

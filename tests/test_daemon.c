@@ -17,7 +17,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
@@ -39,88 +38,13 @@
 
 #include "jetsnap.h"
 #include "../fs/daemon/opts.h"
+#include "fsmount.h"
+#include "proc.h"
+#include "respcl.h"
+#include "testlib.h"
 
 #define NOBODY 65534
 
-static char root[PATH_MAX], dbdir[PATH_MAX], mnt[PATH_MAX], daemon_bin[PATH_MAX];
-static char errpath[PATH_MAX], sockpath[PATH_MAX];
-static pid_t fg_pid = -1;        /* a -f daemon of the test, if any */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-static void pathf(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void pathf(char *out, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, PATH_MAX, fmt, ap);
-    va_end(ap);
-}
-
-static int is_mounted(const char *path)
-{
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char line[8192], mp[PATH_MAX];
-    int found = 0;
-
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "%*u %*u %*s %*s %4095s", mp) == 1 && strcmp(mp, path) == 0 &&
-            strstr(line, " - fuse") != NULL)
-            found = 1;
-    fclose(f);
-    return found;
-}
-
-static char *slurp(const char *path, size_t *len_out)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    size_t cap = 1 << 16, len = 0;
-    char *buf;
-
-    if (fd < 0)
-        return NULL;
-    buf = malloc(cap + 1);
-    for (;;) {
-        ssize_t n;
-        if (len == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap + 1);
-        }
-        n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    if (len_out != NULL)
-        *len_out = len;
-    return buf;
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb;
-    (void)flag;
-    (void)f;
-    remove(p);
-    return 0;
-}
 
 /* 1 when no process holds DBDIR's instance (the lock file is free). */
 static int instance_free(void)
@@ -128,7 +52,7 @@ static int instance_free(void)
     char p[PATH_MAX];
     int fd, free_ = 1;
 
-    pathf(p, "%s/%s", dbdir, JS_LOCK_FILE);
+    tl_pathf(p, "%s/%s", tl_dbdir, JS_LOCK_FILE);
     fd = open(p, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return 1;
@@ -140,10 +64,10 @@ static int instance_free(void)
 
 static void wait_instance_free(long timeout_ms)
 {
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = tl_now_ms() + timeout_ms;
     while (!instance_free()) {
-        cr_assert(now_ms() < end, "instance still held %ld ms after the unmount", timeout_ms);
-        sleep_ms(5);
+        cr_assert(tl_now_ms() < end, "instance still held %ld ms after the unmount", timeout_ms);
+        tl_sleep_ms(5);
     }
 }
 
@@ -156,20 +80,20 @@ static void kill_lock_holders(void)
     DIR *proc = opendir("/proc"), *fds;
     struct dirent *pe, *fe;
 
-    pathf(lock, "%s/%s", dbdir, JS_LOCK_FILE);
+    tl_pathf(lock, "%s/%s", tl_dbdir, JS_LOCK_FILE);
     if (proc == NULL)
         return;
     while ((pe = readdir(proc)) != NULL) {
         pid_t pid = (pid_t)atoi(pe->d_name);
         if (pid <= 0 || pid == getpid())
             continue;
-        pathf(fdpath, "/proc/%d/fd", (int)pid);
+        tl_pathf(fdpath, "/proc/%d/fd", (int)pid);
         if ((fds = opendir(fdpath)) == NULL)
             continue;
         while ((fe = readdir(fds)) != NULL) {
             char link[PATH_MAX];
             ssize_t n;
-            pathf(link, "%s/%s", fdpath, fe->d_name);
+            tl_pathf(link, "%s/%s", fdpath, fe->d_name);
             n = readlink(link, target, sizeof(target) - 1);
             if (n > 0) {
                 target[n] = '\0';
@@ -184,182 +108,56 @@ static void kill_lock_holders(void)
     closedir(proc);
 }
 
-static int fuse_usable(void)
-{
-    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    close(fd);
-    return 1;
-}
-
+/* ROOT is 0755: another uid must be able to reach MNT (the mount decides
+ * the rest). */
 static void setup(void)
 {
-    char t[] = "/tmp/jetsnap-daemon.XXXXXX";
-    const char *b = getenv("BUILD");
-    char p[PATH_MAX];
-
-    if (!fuse_usable())
-        cr_skip_test("/dev/fuse cannot be opened");
-    cr_assert_not_null(mkdtemp(t));
-    cr_assert_not_null(realpath(t, root));
-    /* Another uid must be able to reach MNT (the mount decides the rest). */
-    cr_assert_eq(chmod(root, 0755), 0);
-    pathf(dbdir, "%s/db", root);
-    pathf(mnt, "%s/mnt", root);
-    pathf(errpath, "%s/daemon.err", root);
-    pathf(sockpath, "%s/%s", dbdir, "jetsnap.sock");
-    cr_assert_eq(mkdir(mnt, 0755), 0);
-    pathf(p, "%s/jetsnapfs", b != NULL && *b != '\0' ? b : "build");
-    cr_assert_not_null(realpath(p, daemon_bin), "no daemon at %s (build it first)", p);
-    fg_pid = -1;
+    tl_fs_setup("jetsnap-daemon", 0755);
 }
 
 static void teardown(void)
 {
-    if (fg_pid > 0) {
-        kill(fg_pid, SIGKILL);
-        waitpid(fg_pid, NULL, 0);
-        fg_pid = -1;
-    }
-    if (root[0] == '\0')
+    tl_fs_unmount();
+    if (tl_root[0] == '\0')
         return;
     /* A daemonized jetsnapfs stops by itself once its mount is gone. */
-    for (int i = 0; i < 50 && is_mounted(mnt); i++) {
-        umount2(mnt, MNT_DETACH);
-        sleep_ms(20);
-    }
     for (int i = 0; i < 500 && !instance_free(); i++)
-        sleep_ms(10);
+        tl_sleep_ms(10);
     kill_lock_holders();
-    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tl_rmrf(tl_root);
 }
 
-static void dump_err(void)
-{
-    char *e = slurp(errpath, NULL);
-    if (e != NULL && *e != '\0')
-        fprintf(stderr, "---- daemon stderr:\n%s----\n", e);
-    free(e);
-}
-
-/* Run `jetsnapfs [-f] -o OPTS DBDIR MNT` with stderr to daemon.err.  Daemon
+/* Run `jetsnapfs [-f] -o OPTS DBDIR MNT` with stderr to daemon.log.  Daemon
  * mode (fg 0): wait for the program to return, give its exit status.
- * Foreground: return at once (pid in fg_pid), status 0. */
+ * Foreground: return at once (pid in tl_daemon_pid), status 0. */
 static int run_daemon(int fg, const char *opts, char *const extra_env)
 {
-    pid_t pid;
+    pid_t pid = tl_fs_exec(fg, opts, 0, extra_env);
     int status;
 
-    pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            close(fd);
-        }
-        if (extra_env != NULL)
-            putenv(extra_env);
-        if (fg)
-            execl(daemon_bin, daemon_bin, "-f", "-o", opts, dbdir, mnt, (char *)NULL);
-        else
-            execl(daemon_bin, daemon_bin, "-o", opts, dbdir, mnt, (char *)NULL);
-        _exit(127);
-    }
     if (fg) {
-        fg_pid = pid;
+        tl_daemon_pid = pid;
         return 0;
     }
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     return status;
 }
 
-/* Run argv (NULL-terminated) to completion; its exit status, or -1. */
-static int run_prog(const char *prog, ...)
-{
-    const char *argv[16];
-    va_list ap;
-    pid_t pid;
-    int n = 0, status;
-
-    argv[n++] = prog;
-    va_start(ap, prog);
-    while (n < 15 && (argv[n] = va_arg(ap, const char *)) != NULL)
-        n++;
-    va_end(ap);
-    argv[n] = NULL;
-    pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execvp(prog, (char *const *)argv);
-        _exit(127);
-    }
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-        return -1;
-    return WEXITSTATUS(status);
-}
-
-/* One PING over the Unix socket at path: 1 if "+PONG" came back. */
-static int ping(const char *path)
-{
-    struct sockaddr_un sa;
-    char buf[64];
-    ssize_t n;
-    size_t got = 0;
-    int fd, ok = 0;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        goto out;
-    if (write(fd, "PING\r\n", 6) != 6)
-        goto out;
-    while (got < 7 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
-        got += (size_t)n;
-    buf[got] = '\0';
-    ok = strncmp(buf, "+PONG\r\n", 7) == 0;
-out:
-    close(fd);
-    return ok;
-}
-
 /* Wait until the -f daemon answers PING on sock. */
 static void wait_ping(const char *sock)
 {
-    int64_t end = now_ms() + 20000;
+    int64_t end = tl_now_ms() + 20000;
     int status;
 
-    while (!ping(sock)) {
-        if (fg_pid > 0 && waitpid(fg_pid, &status, WNOHANG) == fg_pid) {
-            fg_pid = -1;
-            dump_err();
+    while (!tl_resp_ping(sock)) {
+        if (tl_daemon_pid > 0 && waitpid(tl_daemon_pid, &status, WNOHANG) == tl_daemon_pid) {
+            tl_daemon_pid = -1;
+            tl_fs_dump_log();
             cr_assert_fail("daemon exited before answering (status %d)", status);
         }
-        cr_assert(now_ms() < end, "no PONG on %s after 20 s", sock);
-        sleep_ms(10);
+        cr_assert(tl_now_ms() < end, "no PONG on %s after 20 s", sock);
+        tl_sleep_ms(10);
     }
-}
-
-static int stop_fg(int sig)
-{
-    int status = -1;
-    int64_t end = now_ms() + 20000;
-
-    kill(fg_pid, sig);
-    while (waitpid(fg_pid, &status, WNOHANG) != fg_pid) {
-        cr_assert(now_ms() < end, "daemon still running 20 s after signal %d", sig);
-        sleep_ms(5);
-    }
-    fg_pid = -1;
-    return status;
 }
 
 /* ------------------------------------------------------------------ */
@@ -425,24 +223,24 @@ static int as_other_uid(const char *const *closed, const char *const *open_, int
 
         if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)
             _exit(OTHER_SETUID);
-        pathf(p, "%s/status", mnt);
-        s = slurp(p, NULL);
+        tl_pathf(p, "%s/status", tl_mnt);
+        s = tl_slurp(p, NULL);
         if (s == NULL || strstr(s, "state: ") == NULL)
             bad |= OTHER_STATUS;
         free(s);
-        pathf(p, "%s/events", mnt);
+        tl_pathf(p, "%s/events", tl_mnt);
         if ((fd = open(p, O_RDONLY)) < 0)
             bad |= OTHER_EVENTS;
         else
             close(fd);
-        pathf(p, "%s/live", mnt);
+        tl_pathf(p, "%s/live", tl_mnt);
         fd = open(p, O_RDONLY | O_DIRECTORY);
         if (live_dir_open ? fd < 0 : (fd >= 0 || errno != EACCES))
             bad |= OTHER_LIVE_DIR;
         if (fd >= 0)
             close(fd);
         for (; closed != NULL && *closed != NULL; closed++) {
-            pathf(p, "%s/live/%s", mnt, *closed);
+            tl_pathf(p, "%s/live/%s", tl_mnt, *closed);
             fd = open(p, O_RDONLY);
             if (fd >= 0 || errno != EACCES)
                 bad |= OTHER_LIVE_FILE;
@@ -452,18 +250,18 @@ static int as_other_uid(const char *const *closed, const char *const *open_, int
         for (; open_ != NULL && *open_ != NULL; open_++) {
             size_t la, lb;
             char *a, *b;
-            pathf(p, "%s/live/%s", mnt, *open_);
-            pathf(q, "%s/%s", dbdir, *open_);
-            a = slurp(p, &la);
+            tl_pathf(p, "%s/live/%s", tl_mnt, *open_);
+            tl_pathf(q, "%s/%s", tl_dbdir, *open_);
+            a = tl_slurp(p, &la);
             /* DBDIR itself is readable to NOBODY here (that is the point).
              * Sizes only: the engine may rewrite the file in between. */
-            b = slurp(q, &lb);
+            b = tl_slurp(q, &lb);
             if (a == NULL || b == NULL || la != lb || la == 0)
                 bad |= OTHER_READABLE;
             free(a);
             free(b);
         }
-        pathf(p, "%s/control", mnt);
+        tl_pathf(p, "%s/control", tl_mnt);
         fd = open(p, O_WRONLY);
         if (fd >= 0 || errno != EACCES)
             bad |= OTHER_CONTROL;
@@ -486,21 +284,21 @@ Test(daemon, live_modes_follow_dbdir_under_allow_other)
     if (getuid() != 0)
         cr_skip_test("needs root (setuid to another uid)");
     cr_assert_eq(run_daemon(1, "create,allow_other,auto_unmount", NULL), 0);
-    wait_ping(sockpath);
+    wait_ping(tl_sock);
 
     /* Default modes: DBDIR 0700, its files 0600. */
-    cr_assert_eq(chmod(dbdir, 0700), 0);
+    cr_assert_eq(chmod(tl_dbdir, 0700), 0);
     for (const char *const *n = all; *n != NULL; n++) {
-        pathf(p, "%s/%s", dbdir, *n);
+        tl_pathf(p, "%s/%s", tl_dbdir, *n);
         cr_assert_eq(chmod(p, 0600), 0, "%s: %s", p, strerror(errno));
     }
-    pathf(p, "%s/live", mnt);
+    tl_pathf(p, "%s/live", tl_mnt);
     cr_assert_eq(stat(p, &lb), 0);
-    cr_assert_eq(stat(dbdir, &sb), 0);
+    cr_assert_eq(stat(tl_dbdir, &sb), 0);
     cr_expect_eq(lb.st_mode, S_IFDIR | 0500, "live/ mode %o", lb.st_mode);
     cr_expect_eq(lb.st_uid, sb.st_uid);
     cr_expect_eq(lb.st_gid, sb.st_gid);
-    pathf(p, "%s/live/%s", mnt, JS_DB_FILE);
+    tl_pathf(p, "%s/live/%s", tl_mnt, JS_DB_FILE);
     cr_assert_eq(stat(p, &lb), 0);
     cr_expect_eq(lb.st_mode, S_IFREG | 0400, "live/%s mode %o", JS_DB_FILE, lb.st_mode);
     bad = as_other_uid(all, NULL, 0);
@@ -511,10 +309,10 @@ Test(daemon, live_modes_follow_dbdir_under_allow_other)
     /* DBDIR opened up, one file readable by others: that file, and only it,
      * is readable through the mount; a file of NOBODY's own stays closed
      * when its owner bits say so. */
-    cr_assert_eq(chmod(dbdir, 0755), 0);
-    pathf(p, "%s/%s", dbdir, JS_CHK_FILE);
+    cr_assert_eq(chmod(tl_dbdir, 0755), 0);
+    tl_pathf(p, "%s/%s", tl_dbdir, JS_CHK_FILE);
     cr_assert_eq(chmod(p, 0644), 0);
-    pathf(p, "%s/live", mnt);
+    tl_pathf(p, "%s/live", tl_mnt);
     cr_assert_eq(stat(p, &lb), 0);
     cr_expect_eq(lb.st_mode, S_IFDIR | 0555, "live/ mode %o after chmod 0755", lb.st_mode);
     bad = as_other_uid(db_only, chk_only, 1);
@@ -522,17 +320,17 @@ Test(daemon, live_modes_follow_dbdir_under_allow_other)
                  "(4 live/ closed, 8 %s not EACCES, 32 %s not readable)", NOBODY, JS_CHK_FILE,
                  bad, JS_DB_FILE, JS_CHK_FILE);
 
-    pathf(p, "%s/%s", dbdir, JS_CHK_FILE);
+    tl_pathf(p, "%s/%s", tl_dbdir, JS_CHK_FILE);
     cr_assert_eq(chown(p, NOBODY, NOBODY), 0);
     cr_assert_eq(chmod(p, 0044), 0);
-    pathf(p, "%s/live/%s", mnt, JS_CHK_FILE);
+    tl_pathf(p, "%s/live/%s", tl_mnt, JS_CHK_FILE);
     cr_assert_eq(stat(p, &lb), 0);
     cr_expect_eq(lb.st_uid, (uid_t)NOBODY);
     cr_expect_eq(lb.st_mode, S_IFREG | 0044);
     bad = as_other_uid(chk_only, NULL, 1);
     cr_expect_eq(bad, 0, "as uid %d, owner of a 0044 %s: failed checks 0x%x", NOBODY,
                  JS_CHK_FILE, bad);
-    cr_assert_eq(stop_fg(SIGTERM), 0);
+    cr_assert_eq(tl_fs_stop(SIGTERM, NULL), 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -547,12 +345,12 @@ Test(daemon, daemon_mode_returns_when_socket_answers)
     for (int round = 0; round < 20; round++) {
         status = run_daemon(0, round == 0 ? "create" : "", NULL);
         if (status != 0)
-            dump_err();
+            tl_fs_dump_log();
         cr_assert_eq(status, 0, "round %d: jetsnapfs exited with status %d", round, status);
-        cr_assert(ping(sockpath), "round %d: jetsnapfs returned but %s does not answer PING",
-                  round, sockpath);
-        cr_assert(is_mounted(mnt), "round %d: returned before the mount", round);
-        cr_assert_eq(run_prog("fusermount3", "-u", mnt, NULL), 0, "round %d", round);
+        cr_assert(tl_resp_ping(tl_sock), "round %d: jetsnapfs returned but %s does not answer PING",
+                  round, tl_sock);
+        cr_assert(tl_is_mounted(tl_mnt), "round %d: returned before the mount", round);
+        cr_assert_eq(tl_run("fusermount3", "-u", tl_mnt, NULL), 0, "round %d", round);
         wait_instance_free(10000);
     }
 }
@@ -566,17 +364,17 @@ Test(daemon, daemon_mode_reports_startup_failure)
     char *e;
     int fd, status;
 
-    pathf(file, "%s/not-a-socket", root);
+    tl_pathf(file, "%s/not-a-socket", tl_root);
     fd = open(file, O_WRONLY | O_CREAT, 0644);
     cr_assert_geq(fd, 0);
     close(fd);
     snprintf(opts, sizeof(opts), "create,listen=%s", file);
     status = run_daemon(0, opts, NULL);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 1, "exit status %d, wanted 1", status);
-    e = slurp(errpath, NULL);
+    e = tl_slurp(tl_log, NULL);
     cr_expect(e != NULL && strstr(e, "not a socket") != NULL, "stderr: %s", e);
     free(e);
-    cr_expect(!is_mounted(mnt), "left mounted after a failed start");
+    cr_expect(!tl_is_mounted(tl_mnt), "left mounted after a failed start");
     cr_expect(instance_free(), "instance still held after a failed start");
 }
 
@@ -588,31 +386,31 @@ Test(daemon, restart_never_loses_its_socket)
     int pong = 0, in_use = 0, status;
 
     cr_assert_eq(run_daemon(0, "create", NULL), 0);
-    wait_ping(sockpath);
+    wait_ping(tl_sock);
     for (int round = 0; round < 50; round++) {
-        run_prog("fusermount3", "-u", mnt, NULL);
+        tl_run("fusermount3", "-u", tl_mnt, NULL);
         status = run_daemon(0, "", NULL);
         if (status == 0) {
-            cr_assert(ping(sockpath), "round %d: daemon started, no PONG on %s", round, sockpath);
+            cr_assert(tl_resp_ping(tl_sock), "round %d: daemon started, no PONG on %s", round, tl_sock);
             pong++;
         } else {
-            char *e = slurp(errpath, NULL);
+            char *e = tl_slurp(tl_log, NULL);
             cr_assert(e != NULL && strstr(e, "JET_errDatabaseInUse") != NULL,
                       "round %d: start failed (status %d) with: %s", round, status, e);
             free(e);
             in_use++;
             /* The previous daemon is gone or going: nothing may answer on a
              * socket that no daemon serves, and none may be half up. */
-            cr_assert(!is_mounted(mnt) || ping(sockpath), "round %d: mounted, no socket", round);
+            cr_assert(!tl_is_mounted(tl_mnt) || tl_resp_ping(tl_sock), "round %d: mounted, no socket", round);
         }
     }
     cr_log_info("50 restarts: %d answered PONG, %d refused with JET_errDatabaseInUse", pong,
                 in_use);
     cr_expect_gt(pong, 0);
     /* The last one keeps running and answering. */
-    if (is_mounted(mnt)) {
-        sleep_ms(200);
-        cr_expect(ping(sockpath), "the last daemon lost its socket");
+    if (tl_is_mounted(tl_mnt)) {
+        tl_sleep_ms(200);
+        cr_expect(tl_resp_ping(tl_sock), "the last daemon lost its socket");
     }
 }
 
@@ -660,18 +458,18 @@ Test(daemon, restart_after_sigterm_without_waiting)
     int pong = 0, status;
 
     cr_assert_eq(run_daemon(0, "create", NULL), 0);
-    wait_ping(sockpath);
+    wait_ping(tl_sock);
     for (int round = 0; round < 20; round++) {
-        pid_t old = info_pid(sockpath);
+        pid_t old = info_pid(tl_sock);
         cr_assert_gt(old, 0, "round %d: no process_id from INFO server", round);
         cr_assert_eq(kill(old, SIGTERM), 0);
         status = run_daemon(0, "", NULL);
         if (status == 0) {
-            cr_assert(ping(sockpath), "round %d: daemon started, no PONG on %s", round, sockpath);
-            cr_assert_neq(info_pid(sockpath), old, "round %d: the old daemon answers", round);
+            cr_assert(tl_resp_ping(tl_sock), "round %d: daemon started, no PONG on %s", round, tl_sock);
+            cr_assert_neq(info_pid(tl_sock), old, "round %d: the old daemon answers", round);
             pong++;
         } else {
-            char *e = slurp(errpath, NULL);
+            char *e = tl_slurp(tl_log, NULL);
             cr_assert(e != NULL && strstr(e, "JET_errDatabaseInUse") != NULL,
                       "round %d: start failed (status %d) with: %s", round, status, e);
             free(e);
@@ -707,50 +505,50 @@ static int mount_helper_child(void)
 
     if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
         return 1;
-    pathf(bin, "%s/bin", root);
-    pathf(link, "%s/jetsnapfs", bin);
-    if (mkdir(bin, 0755) != 0 || symlink(daemon_bin, link) != 0 ||
+    tl_pathf(bin, "%s/bin", tl_root);
+    tl_pathf(link, "%s/jetsnapfs", bin);
+    if (mkdir(bin, 0755) != 0 || symlink(tl_daemon_bin, link) != 0 ||
         mount(bin, "/usr/local/bin", NULL, MS_BIND, NULL) != 0)
         return 1;
-    pathf(alt, "%s/alt.sock", root);
+    tl_pathf(alt, "%s/alt.sock", tl_root);
     /* Generic options mount(8) and mount.fuse3 mix in, and ours: listen=
      * proves the list reached the daemon. */
     snprintf(opts, sizeof(opts),
              "rw,nofail,_netdev,noatime,exec,x-systemd.requires=local-fs.target,create,"
              "listen=%s", alt);
-    if (run_prog("mount", "-t", "fuse.jetsnapfs", dbdir, mnt, "-o", opts, NULL) != 0)
+    if (tl_run("mount", "-t", "fuse.jetsnapfs", tl_dbdir, tl_mnt, "-o", opts, NULL) != 0)
         return 2;
-    if (!is_mounted(mnt))
+    if (!tl_is_mounted(tl_mnt))
         bad |= 4;
-    if (!ping(alt))
+    if (!tl_resp_ping(alt))
         bad |= 8;
-    pathf(p, "%s/status", mnt);
-    s = slurp(p, NULL);
+    tl_pathf(p, "%s/status", tl_mnt);
+    s = tl_slurp(p, NULL);
     if (s == NULL || strstr(s, "state: idle") == NULL)
         bad |= 16;
     free(s);
-    if (run_prog("umount", mnt, NULL) != 0)
+    if (tl_run("umount", tl_mnt, NULL) != 0)
         bad |= 32;
     for (int i = 0; i < 1000 && !instance_free(); i++)
-        sleep_ms(10);
+        tl_sleep_ms(10);
 
     /* The same through an fstab line (noauto and x-systemd.automount as a
      * real one would carry). */
-    pathf(fstab, "%s/fstab", root);
+    tl_pathf(fstab, "%s/fstab", tl_root);
     snprintf(line, sizeof(line),
              "%s %s fuse.jetsnapfs noauto,nofail,_netdev,x-systemd.automount,"
-             "x-systemd.mount-timeout=30,listen=%s 0 0\n", dbdir, mnt, alt);
+             "x-systemd.mount-timeout=30,listen=%s 0 0\n", tl_dbdir, tl_mnt, alt);
     fd = open(fstab, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line))
         return 1;
     close(fd);
-    if (run_prog("mount", "-T", fstab, mnt, NULL) != 0)
+    if (tl_run("mount", "-T", fstab, tl_mnt, NULL) != 0)
         return bad | 64;
-    if (!is_mounted(mnt) || !ping(alt))
+    if (!tl_is_mounted(tl_mnt) || !tl_resp_ping(alt))
         bad |= 128;
-    run_prog("umount", mnt, NULL);
+    tl_run("umount", tl_mnt, NULL);
     for (int i = 0; i < 1000 && !instance_free(); i++)
-        sleep_ms(10);
+        tl_sleep_ms(10);
     return bad;
 }
 
@@ -770,7 +568,7 @@ Test(daemon, mount_t_fuse_jetsnapfs_and_fstab)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status), "child status %d", status);
     if (WEXITSTATUS(status) != 0)
-        dump_err();
+        tl_fs_dump_log();
     cr_expect_eq(WEXITSTATUS(status), 0,
                  "failed checks 0x%x (1 setup, 2 `mount -t fuse.jetsnapfs` failed, "
                  "4 not mounted, 8 listen= socket silent, 16 status, 32 umount, "
@@ -795,11 +593,11 @@ static ssize_t recv_within(int fd, char *buf, size_t cap, int ms)
 /* Wait for a notification holding line (e.g. "READY=1"); 1 if it came. */
 static int wait_notify(int fd, const char *line, long timeout_ms, char *seen, size_t seencap)
 {
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = tl_now_ms() + timeout_ms;
     char buf[4096];
 
-    while (now_ms() < end) {
-        ssize_t n = recv_within(fd, buf, sizeof(buf), (int)(end - now_ms()));
+    while (tl_now_ms() < end) {
+        ssize_t n = recv_within(fd, buf, sizeof(buf), (int)(end - tl_now_ms()));
         if (n < 0)
             break;
         strncat(seen, buf, seencap - strlen(seen) - 2);
@@ -823,25 +621,25 @@ Test(daemon, sd_notify_ready_after_ping_and_stopping)
 
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", root);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", tl_root);
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     cr_assert_geq(fd, 0);
     cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", sa.sun_path);
     cr_assert_eq(run_daemon(1, "create,auto_unmount", env), 0);
     if (!wait_notify(fd, "READY=1", 20000, seen, sizeof(seen))) {
-        dump_err();
+        tl_fs_dump_log();
         cr_assert_fail("no READY=1 within 20 s (got: %s)", seen);
     }
     /* READY=1 means ready: no retry here. */
-    cr_expect(ping(sockpath), "READY=1 came before %s answered PING", sockpath);
-    cr_expect(is_mounted(mnt), "READY=1 came before the mount");
-    pathf(p, "%s/status", mnt);
+    cr_expect(tl_resp_ping(tl_sock), "READY=1 came before %s answered PING", tl_sock);
+    cr_expect(tl_is_mounted(tl_mnt), "READY=1 came before the mount");
+    tl_pathf(p, "%s/status", tl_mnt);
     cr_expect_eq(stat(p, &sb), 0);
-    kill(fg_pid, SIGTERM);
+    kill(tl_daemon_pid, SIGTERM);
     cr_expect(wait_notify(fd, "STOPPING=1", 20000, seen, sizeof(seen)),
               "no STOPPING=1 after SIGTERM (got: %s)", seen);
-    status = stop_fg(SIGTERM);
+    status = tl_fs_stop(SIGTERM, NULL);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
     close(fd);
 }

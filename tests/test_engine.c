@@ -1,6 +1,7 @@
 /*
  * test_engine.c - the engine against a reference model, limits, sessions,
- * corruption detection, circular logging, no_log, and bad input.
+ * bad input, error names, snapshots, commit modes and readers under
+ * eviction.  The log, crashes and damaged files: test_engine_log.c.
  */
 #include <criterion/criterion.h>
 
@@ -17,47 +18,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
-
-#define OK(x)                                                                                       \
-    do {                                                                                            \
-        JET_ERR e_ = (x);                                                                           \
-        cr_assert_eq(e_, JET_errSuccess, "%s -> %s (%d): %s", #x, js_errname(e_), e_, js_errdetail()); \
-    } while (0)
-
-static char *tmpdir(void)
-{
-    char *t = strdup("/tmp/jsengine-XXXXXX");
-    cr_assert(mkdtemp(t));
-    return t;
-}
-
-static void rmrf(const char *d)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    cr_assert_eq(system(cmd), 0);
-}
-
-static js_params lazy_params(void)
-{
-    js_params p;
-    js_params_default(&p);
-    p.commit_mode = JS_COMMIT_LAZY;
-    p.log_file_size = 256 << 10;
-    p.cache_size = 8 << 20;
-    return p;
-}
-
-static void flip_byte(const char *path, off_t off)
-{
-    int fd = open(path, O_RDWR);
-    cr_assert(fd >= 0, "open %s", path);
-    unsigned char b;
-    cr_assert_eq(pread(fd, &b, 1, off), 1);
-    b ^= 0x5a;
-    cr_assert_eq(pwrite(fd, &b, 1, off), 1);
-    close(fd);
-}
+#include "testlib.h"
 
 /* ---------------- reference model ---------------- */
 
@@ -91,7 +52,7 @@ static size_t rand_len(unsigned *seed)
     return (size_t)(20000 + rand_r(seed) % 60000);   /* overflow chains */
 }
 
-static void fill(unsigned char *v, size_t n, unsigned *seed)
+static void fill_random(unsigned char *v, size_t n, unsigned *seed)
 {
     for (size_t i = 0; i < n; i++)
         v[i] = (unsigned char)rand_r(seed);
@@ -137,8 +98,8 @@ static void model_check_all(js_session *s, model_entry *m)
 
 Test(engine, reference_model_100k, .timeout = 600)
 {
-    char *dir = tmpdir();
-    js_params p = lazy_params();
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
     OK(js_create(dir, &p));
     js_instance *inst;
     js_session *s;
@@ -156,7 +117,7 @@ Test(engine, reference_model_100k, .timeout = 600)
         key_of(id, k, &kl);
         if (r < 45) {
             size_t n = rand_len(&seed);
-            fill(buf, n, &seed);
+            fill_random(buf, n, &seed);
             OK(js_put(s, k, kl, buf, n));
             free(m[id].val);
             m[id].val = malloc(n + 1);
@@ -188,7 +149,7 @@ Test(engine, reference_model_100k, .timeout = 600)
                 } else {
                     lens[i] = rand_len(&seed);
                     vals[i] = malloc(lens[i] + 1);
-                    fill(vals[i], lens[i], &seed);
+                    fill_random(vals[i], lens[i], &seed);
                     OK(js_put(s, k, kl, vals[i], lens[i]));
                 }
             }
@@ -243,7 +204,7 @@ Test(engine, reference_model_100k, .timeout = 600)
         free(m[i].val);
     free(m);
     free(buf);
-    rmrf(dir);
+    cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }
 
@@ -251,8 +212,8 @@ Test(engine, reference_model_100k, .timeout = 600)
 
 Test(engine, key_and_value_limits, .timeout = 60)
 {
-    char *dir = tmpdir();
-    js_params p = lazy_params();
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
     OK(js_create(dir, &p));
     js_instance *inst;
     js_session *s;
@@ -293,14 +254,14 @@ Test(engine, key_and_value_limits, .timeout = 60)
     js_session_close(s);
     OK(js_close(inst));
     free(val);
-    rmrf(dir);
+    cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }
 
 Test(engine, freed_pages_are_reused, .timeout = 120)
 {
-    char *dir = tmpdir();
-    js_params p = lazy_params();
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
     OK(js_create(dir, &p));
     js_instance *inst;
     js_session *s;
@@ -330,7 +291,7 @@ Test(engine, freed_pages_are_reused, .timeout = 120)
     js_session_close(s);
     OK(js_close(inst));
     free(val);
-    rmrf(dir);
+    cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }
 
@@ -350,8 +311,8 @@ static void *blocked_put(void *p)
 
 Test(engine, session_sharing_violation, .timeout = 60)
 {
-    char *dir = tmpdir();
-    js_params p = lazy_params();
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
     OK(js_create(dir, &p));
     js_instance *inst;
     js_session *s1, *s2;
@@ -380,345 +341,7 @@ Test(engine, session_sharing_violation, .timeout = 60)
     js_session_close(s1);
     js_session_close(s2);
     OK(js_close(inst));
-    rmrf(dir);
-    free(dir);
-}
-
-/* ---------------- crash helpers ---------------- */
-
-/* Run fn in a child that leaves without closing the instance (a crash as
- * far as the files can tell). */
-static void in_crashing_child(const char *dir, const js_params *p, void (*fn)(js_instance *, js_session *))
-{
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        js_instance *inst;
-        js_session *s;
-        if (js_open(dir, p, &inst) || js_session_open(inst, &s))
-            _exit(3);
-        fn(inst, s);
-        _exit(0);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed: status %d", st);
-}
-
-static void write_many(js_instance *inst, js_session *s)
-{
-    char k[32], v[200];
-    memset(v, 'v', sizeof v);
-    for (int i = 0; i < 4000; i++) {
-        snprintf(k, sizeof k, "key%06d", i);
-        if (js_put(s, k, strlen(k), v, sizeof v))
-            _exit(4);
-    }
-    /* Make the tail durable, then "crash". */
-    if (js_txn_begin(s, 0) || js_put(s, "last", 4, "1", 1) || js_txn_commit(s, JS_COMMIT_FLAG_DURABLE))
-        _exit(5);
-}
-
-static js_params crash_params(void)
-{
-    js_params p = lazy_params();
-    p.log_file_size = 64 << 10;
-    p.checkpoint_ms = 3600 * 1000;   /* keep the checkpoint at the start */
-    return p;
-}
-
-static int count_gens(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '^edb[0-9A-F]\\{8\\}\\.log$'", dir);
-    FILE *f = popen(cmd, "r");
-    int n = 0;
-    cr_assert(f);
-    cr_assert_eq(fscanf(f, "%d", &n), 1);
-    pclose(f);
-    return n;
-}
-
-Test(engine, crash_recovery_replays_closed_generations, .timeout = 120)
-{
-    char *dir = tmpdir();
-    js_params p = crash_params();
-    OK(js_create(dir, &p));
-    in_crashing_child(dir, &p, write_many);
-    cr_assert(count_gens(dir) >= 3, "expected several closed generations");
-    js_info info;
-    OK(js_info_read(dir, &info));
-    cr_assert_eq(info.state, JS_DB_DIRTY_SHUTDOWN);
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    uint64_t n;
-    OK(js_count(s, &n));
-    cr_assert_eq(n, 4001);
-    js_session_close(s);
-    OK(js_close(inst));
-    OK(js_info_read(dir, &info));
-    cr_assert_eq(info.state, JS_DB_CLEAN_SHUTDOWN);
-    rmrf(dir);
-    free(dir);
-}
-
-Test(engine, flipped_byte_in_closed_generation, .timeout = 120)
-{
-    char *dir = tmpdir();
-    js_params p = crash_params();
-    OK(js_create(dir, &p));
-    in_crashing_child(dir, &p, write_many);
-    char path[600];
-    snprintf(path, sizeof path, "%s/edb00000002.log", dir);
-    flip_byte(path, 600);
-    js_instance *inst;
-    JET_ERR e = js_open(dir, &p, &inst);
-    cr_assert_eq(e, JET_errLogReadVerifyFailure, "got %s: %s", js_errname(e), js_errdetail());
-    cr_assert(strstr(js_errdetail(), "00000002"), "detail does not name the generation: %s", js_errdetail());
-    js_check_report rep;
-    cr_assert_eq(js_check(dir, &rep), JET_errLogReadVerifyFailure);
-    rmrf(dir);
-    free(dir);
-}
-
-Test(engine, missing_middle_generation, .timeout = 120)
-{
-    char *dir = tmpdir();
-    js_params p = crash_params();
-    OK(js_create(dir, &p));
-    in_crashing_child(dir, &p, write_many);
-    char path[600];
-    snprintf(path, sizeof path, "%s/edb00000002.log", dir);
-    cr_assert_eq(unlink(path), 0);
-    js_instance *inst;
-    JET_ERR e = js_open(dir, &p, &inst);
-    cr_assert_eq(e, JET_errMissingLogFile, "got %s: %s", js_errname(e), js_errdetail());
-    rmrf(dir);
-    free(dir);
-}
-
-Test(engine, foreign_generation_bad_signature, .timeout = 120)
-{
-    char *a = tmpdir(), *b = tmpdir();
-    js_params p = crash_params();
-    OK(js_create(a, &p));
-    OK(js_create(b, &p));
-    in_crashing_child(a, &p, write_many);
-    in_crashing_child(b, &p, write_many);
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "cp '%s/edb00000002.log' '%s/edb00000002.log'", b, a);
-    cr_assert_eq(system(cmd), 0);
-    js_instance *inst;
-    JET_ERR e = js_open(a, &p, &inst);
-    cr_assert_eq(e, JET_errBadLogSignature, "got %s: %s", js_errname(e), js_errdetail());
-    rmrf(a);
-    rmrf(b);
-    free(a);
-    free(b);
-}
-
-static void torn_commit(js_instance *inst, js_session *s)
-{
-    char k[32];
-    for (int i = 0; i < 50; i++) {
-        snprintf(k, sizeof k, "acked%03d", i);
-        if (js_txn_begin(s, 0) || js_put(s, k, strlen(k), "v", 1) || js_txn_commit(s, JS_COMMIT_FLAG_DURABLE))
-            _exit(4);
-    }
-    /* The next flush writes only its first 700 bytes, then fails. */
-    js_fault_arm(JS_FAULT_WRITE, 1, EIO, 700, "edb.log");
-    unsigned char big[3000];
-    memset(big, 'z', sizeof big);
-    if (js_txn_begin(s, 0) || js_put(s, "torn", 4, big, sizeof big))
-        _exit(5);
-    if (js_txn_commit(s, JS_COMMIT_FLAG_DURABLE) != JET_errLogWriteFail)
-        _exit(6);
-    if (js_put(s, "after", 5, "x", 1) != JET_errInstanceUnavailable)
-        _exit(7);
-}
-
-Test(engine, torn_tail_is_recovered, .timeout = 120)
-{
-    char *dir = tmpdir();
-    js_params p = crash_params();
-    OK(js_create(dir, &p));
-    in_crashing_child(dir, &p, torn_commit);
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    uint64_t n;
-    OK(js_count(s, &n));
-    cr_assert_eq(n, 50, "expected exactly the 50 acknowledged keys, got %llu", (unsigned long long)n);
-    void *v;
-    size_t vl;
-    cr_assert_eq(js_get(s, "torn", 4, &v, &vl), JET_errRecordNotFound);
-    OK(js_put(s, "later", 5, "y", 1));   /* the log goes on after the torn tail */
-    js_session_close(s);
-    OK(js_close(inst));
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    OK(js_count(s, &n));
-    cr_assert_eq(n, 51);
-    js_session_close(s);
-    OK(js_close(inst));
-    rmrf(dir);
-    free(dir);
-}
-
-/* ---------------- pages and headers ---------------- */
-
-static void fill_clean(const char *dir, const js_params *p, int n)
-{
-    js_instance *inst;
-    js_session *s;
-    char k[32], v[100];
-    memset(v, 'q', sizeof v);
-    OK(js_open(dir, p, &inst));
-    OK(js_session_open(inst, &s));
-    for (int i = 0; i < n; i++) {
-        snprintf(k, sizeof k, "key%06d", i);
-        OK(js_put(s, k, strlen(k), v, sizeof v));
-    }
-    js_session_close(s);
-    OK(js_close(inst));
-}
-
-Test(engine, flipped_page_byte_is_reported, .timeout = 120)
-{
-    char *dir = tmpdir();
-    js_params p = lazy_params();
-    OK(js_create(dir, &p));
-    fill_clean(dir, &p, 2000);
-    char db[600];
-    snprintf(db, sizeof db, "%s/jetsnap.edb", dir);
-    flip_byte(db, 5 * 8192 + 300);
-    js_check_report rep;
-    JET_ERR e = js_check(dir, &rep);
-    cr_assert_eq(e, JET_errReadVerifyFailure);
-    cr_assert_eq(rep.first_bad_page, 5);
-    cr_assert(strstr(js_errdetail(), "page 5 "), "detail: %s", js_errdetail());
-    /* A read that reaches the page fails and names it. */
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    JET_ERR seen = JET_errSuccess;
-    char k[32];
-    for (int i = 0; i < 2000 && !seen; i++) {
-        void *v;
-        size_t vl;
-        snprintf(k, sizeof k, "key%06d", i);
-        seen = js_get(s, k, strlen(k), &v, &vl);
-        if (!seen)
-            free(v);
-    }
-    cr_assert_eq(seen, JET_errReadVerifyFailure);
-    cr_assert(strstr(js_errdetail(), "page 5 "), "detail: %s", js_errdetail());
-    js_session_close(s);
-    OK(js_close(inst));
-    rmrf(dir);
-    free(dir);
-}
-
-Test(engine, header_shadow_fallback, .timeout = 60)
-{
-    char *dir = tmpdir();
-    js_params p = lazy_params();
-    OK(js_create(dir, &p));
-    fill_clean(dir, &p, 10);
-    char db[600];
-    snprintf(db, sizeof db, "%s/jetsnap.edb", dir);
-    flip_byte(db, 100);                       /* primary copy damaged */
-    js_info info;
-    OK(js_info_read(dir, &info));
-    cr_assert_eq(info.page_size, 8192);
-    js_instance *inst;
-    OK(js_open(dir, &p, &inst));              /* reads the shadow, rewrites both */
-    OK(js_close(inst));
-    js_check_report rep;
-    OK(js_check(dir, &rep));
-    flip_byte(db, 100);
-    flip_byte(db, 8192 + 100);                /* both copies damaged */
-    cr_assert_eq(js_open(dir, &p, &inst), JET_errReadVerifyFailure);
-    rmrf(dir);
-    free(dir);
-}
-
-/* ---------------- logging modes ---------------- */
-
-static void roll_a_few(js_instance *inst, js_session *s)
-{
-    char k[32], v[500];
-    memset(v, 'c', sizeof v);
-    for (int i = 0; i < 1000; i++) {
-        snprintf(k, sizeof k, "c%05d", i);
-        cr_assert_eq(js_put(s, k, strlen(k), v, sizeof v), 0);
-    }
-}
-
-Test(engine, circular_logging_deletes_below_checkpoint, .timeout = 120)
-{
-    char *dir = tmpdir();
-    js_params p = crash_params();
-    p.circular_log = 1;
-    OK(js_create(dir, &p));
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    roll_a_few(inst, s);
-    cr_assert(count_gens(dir) >= 3);
-    OK(js_checkpoint(inst));
-    js_info info;
-    OK(js_info_read(dir, &info));
-    cr_assert(info.circular_log);
-    /* Every closed generation below the checkpoint's is gone, the
-     * checkpoint's own (the current one) stays. */
-    cr_assert_eq(count_gens(dir), 0, "closed generations left: %d", count_gens(dir));
-    cr_assert_eq(info.log_gen_min, info.checkpoint_gen);
-    js_session_close(s);
-    OK(js_close(inst));
-    /* Without circular logging nothing is deleted. */
-    char *d2 = tmpdir();
-    js_params q = crash_params();
-    OK(js_create(d2, &q));
-    OK(js_open(d2, &q, &inst));
-    OK(js_session_open(inst, &s));
-    roll_a_few(inst, s);
-    int before = count_gens(d2);
-    OK(js_checkpoint(inst));
-    cr_assert_eq(count_gens(d2), before);
-    js_session_close(s);
-    OK(js_close(inst));
-    rmrf(dir);
-    rmrf(d2);
-    free(dir);
-    free(d2);
-}
-
-static void write_few(js_instance *inst, js_session *s)
-{
-    if (js_put(s, "a", 1, "b", 1))
-        _exit(4);
-}
-
-Test(engine, no_log_crash_is_refused, .timeout = 60)
-{
-    char *dir = tmpdir();
-    js_params p = lazy_params();
-    OK(js_create(dir, &p));
-    p.no_log = 1;
-    fill_clean(dir, &p, 100);   /* a clean no_log session is fine */
-    in_crashing_child(dir, &p, write_few);
-    js_instance *inst;
-    JET_ERR e = js_open(dir, &p, &inst);
-    cr_assert_eq(e, JET_errDatabaseDirtyShutdown, "got %s", js_errname(e));
-    p.no_log = 0;
-    cr_assert_eq(js_open(dir, &p, &inst), JET_errDatabaseDirtyShutdown);
-    rmrf(dir);
+    cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }
 
@@ -726,8 +349,8 @@ Test(engine, no_log_crash_is_refused, .timeout = 60)
 
 Test(engine, bad_input_changes_nothing, .timeout = 60)
 {
-    char *dir = tmpdir();
-    js_params p = lazy_params();
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
     js_instance *inst;
     char path[600];
     snprintf(path, sizeof path, "%s/missing", dir);
@@ -776,7 +399,7 @@ Test(engine, bad_input_changes_nothing, .timeout = 60)
     js_instance *second;
     cr_assert_eq(js_open(path, &q, &second), JET_errDatabaseInUse);
     OK(js_close(inst));
-    rmrf(dir);
+    cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }
 
@@ -822,8 +445,8 @@ static char get1(js_session *s, const char *k)
 
 Test(engine, readonly_transaction_is_a_snapshot, .timeout = 60)
 {
-    char *dir = tmpdir();
-    js_params p = lazy_params();
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
     OK(js_create(dir, &p));
     js_instance *inst;
     js_session *r, *w;
@@ -848,7 +471,7 @@ Test(engine, readonly_transaction_is_a_snapshot, .timeout = 60)
     js_session_close(r);
     js_session_close(w);
     OK(js_close(inst));
-    rmrf(dir);
+    cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }
 
@@ -877,14 +500,14 @@ static void lazy_flag_then_crash(js_instance *inst, js_session *s)
 
 Test(engine, commit_modes, .timeout = 60)
 {
-    char *dir = tmpdir();
-    js_params p = crash_params();
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_rolling_params();
     p.commit_mode = JS_COMMIT_DURABLE;
     OK(js_create(dir, &p));
-    in_crashing_child(dir, &p, durable_then_crash);
+    tl_in_crashing_child(dir, &p, durable_then_crash);
     p.commit_mode = JS_COMMIT_LAZY;
-    in_crashing_child(dir, &p, lazy_then_crash);
-    in_crashing_child(dir, &p, lazy_flag_then_crash);
+    tl_in_crashing_child(dir, &p, lazy_then_crash);
+    tl_in_crashing_child(dir, &p, lazy_flag_then_crash);
     js_instance *inst;
     js_session *s;
     OK(js_open(dir, &p, &inst));
@@ -903,7 +526,7 @@ Test(engine, commit_modes, .timeout = 60)
     OK(js_txn_rollback(s));
     js_session_close(s);
     OK(js_close(inst));
-    rmrf(dir);
+    cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }
 
@@ -976,8 +599,8 @@ static void *stress_writer(void *arg)
 
 Test(engine, concurrent_readers_under_eviction, .timeout = 120)
 {
-    char *dir = tmpdir();
-    js_params p = lazy_params();
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
     p.cache_size = 64 * 8192;    /* 64 frames for hundreds of pages */
     p.checkpoint_ms = 50;
     OK(js_create(dir, &p));
@@ -1005,55 +628,6 @@ Test(engine, concurrent_readers_under_eviction, .timeout = 120)
     OK(js_close(st.inst));
     js_check_report rep;
     OK(js_check(dir, &rep));
-    rmrf(dir);
-    free(dir);
-}
-
-/* A crash that cuts a log write exactly between two blocks of one record
- * (a kill during a multi-page write does that) leaves a tail that is all
- * valid blocks but ends inside a record.  Recovery must not append there:
- * the next open would find a new record spliced onto half an old one. */
-static void cut_between_blocks(js_instance *inst, js_session *s)
-{
-    char k[32];
-    for (int i = 0; i < 10; i++) {
-        snprintf(k, sizeof k, "acked%03d", i);
-        if (js_txn_begin(s, 0) || js_put(s, k, strlen(k), "v", 1) || js_txn_commit(s, JS_COMMIT_FLAG_DURABLE))
-            _exit(4);
-    }
-    js_fault_arm(JS_FAULT_WRITE, 1, EIO, 1024, "edb.log");   /* two whole blocks, then nothing */
-    unsigned char big[6000];
-    memset(big, 'z', sizeof big);
-    if (js_txn_begin(s, 0) || js_put(s, "cut", 3, big, sizeof big))
-        _exit(5);
-    if (js_txn_commit(s, JS_COMMIT_FLAG_DURABLE) != JET_errLogWriteFail)
-        _exit(6);
-}
-
-Test(engine, write_cut_between_blocks_of_a_record, .timeout = 120)
-{
-    char *dir = tmpdir();
-    js_params p = crash_params();
-    OK(js_create(dir, &p));
-    in_crashing_child(dir, &p, cut_between_blocks);
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    uint64_t n;
-    OK(js_count(s, &n));
-    cr_assert_eq(n, 10);
-    OK(js_put(s, "after", 5, "1", 1));
-    js_session_close(s);
-    OK(js_close(inst));
-    OK(js_open(dir, &p, &inst));   /* the log after the cut reads cleanly */
-    OK(js_session_open(inst, &s));
-    OK(js_count(s, &n));
-    cr_assert_eq(n, 11);
-    js_session_close(s);
-    OK(js_close(inst));
-    js_check_report rep;
-    OK(js_check(dir, &rep));
-    rmrf(dir);
+    cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }

@@ -14,12 +14,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
-
-#define OK(x)                                                                                       \
-    do {                                                                                            \
-        JET_ERR e_ = (x);                                                                           \
-        cr_assert_eq(e_, JET_errSuccess, "%s -> %s (%d): %s", #x, js_errname(e_), e_, js_errdetail()); \
-    } while (0)
+#include "testlib.h"
 
 static js_params fault_params(void)
 {
@@ -85,8 +80,7 @@ static void expect_exactly(const char *dir, int n, int maybe_one)
 
 static void run_fault(int op, int err, long tear, const char *filter, int nth, JET_ERR want, int roll)
 {
-    char dir[] = "/tmp/jsfault-XXXXXX";
-    cr_assert(mkdtemp(dir));
+    char *dir = tl_tmpdir("jsfault");
     js_params p = fault_params();
     if (!roll)
         p.log_file_size = 16 << 20;   /* no roll inside the test */
@@ -114,9 +108,8 @@ static void run_fault(int op, int err, long tear, const char *filter, int nth, J
     js_session_close(s);
     js_close(inst);   /* returns the first error; the files stay as they are */
     expect_exactly(dir, done, space || op == JS_FAULT_FSYNC || op == JS_FAULT_RENAME);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
 }
 
 Test(fault, log_write_eio_during_commit)
@@ -152,8 +145,7 @@ Test(fault, fsync_eio_during_roll)
 
 static void checkpoint_fault(int op, int err, const char *filter, JET_ERR want)
 {
-    char dir[] = "/tmp/jsfault-XXXXXX";
-    cr_assert(mkdtemp(dir));
+    char *dir = tl_tmpdir("jsfault");
     js_params p = fault_params();
     OK(js_create(dir, &p));
     js_instance *inst;
@@ -176,9 +168,8 @@ static void checkpoint_fault(int op, int err, const char *filter, JET_ERR want)
     js_session_close(s);
     js_close(inst);
     expect_exactly(dir, done, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
 }
 
 Test(fault, checkpoint_page_write_eio)
@@ -203,14 +194,12 @@ Test(fault, checkpoint_file_write_eio)
 
 Test(fault, counters_count_and_filter)
 {
-    char dir[] = "/tmp/jsfault-XXXXXX";
-    cr_assert(mkdtemp(dir));
+    char *dir = tl_tmpdir("jsfault");
     js_params p = fault_params();
     js_fault_reset();
     js_fault_arm(JS_FAULT_WRITE, 0, 0, -1, "edb.chk");
     OK(js_create(dir, &p));
     cr_assert_eq(js_fault_count(JS_FAULT_WRITE), 2, "edb.chk is written as two copies");
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
 }

@@ -23,7 +23,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -36,104 +35,24 @@
 
 #include "jetsnap.h"
 #include "page.h"
+#include "bkset.h"
+#include "proc.h"
+#include "testlib.h"
 
 #define PS 4096u
 #define META_NEXT_OFF 40u        /* inst.h META_NEXT */
 #define HDR_VALID_BELOW_OFF (PG_HDR_SIZE + 120u)   /* inst.h: header field valid_below */
 
-#define OK(x)                                                                                            \
-    do {                                                                                                 \
-        JET_ERR e_ = (x);                                                                                \
-        cr_assert_eq(e_, JET_errSuccess, "%s -> %s (%d): %s", #x, js_errname(e_), e_, js_errdetail());   \
-    } while (0)
-
-#define FAILS_WITH(x, want)                                                                              \
-    do {                                                                                                 \
-        JET_ERR e_ = (x);                                                                                \
-        cr_assert_eq(e_, (want), "%s -> %s (%d) [%s], expected %s (%d)", #x, js_errname(e_), e_,         \
-                     js_errdetail(), js_errname(want), (want));                                          \
-    } while (0)
-
-static char T[PATH_MAX];
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb;
-    (void)flag;
-    (void)f;
-    remove(p);
-    return 0;
-}
-
 static void setup(void)
 {
-    char t[] = "/tmp/jspages.XXXXXX";
-    cr_assert_not_null(mkdtemp(t));
-    cr_assert_not_null(realpath(t, T));
+    tl_tmp_setup("jspages");
 }
 
-static void teardown(void)
-{
-    if (T[0])
-        nftw(T, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-TestSuite(pages, .init = setup, .fini = teardown, .timeout = 120);
-
-static char *tp(const char *fmt, ...)
-{
-    static char bufs[32][PATH_MAX];
-    static int next;
-    char *p = bufs[next++ % 32];
-    char rel[PATH_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(rel, sizeof rel, fmt, ap);
-    va_end(ap);
-    cr_assert_lt(snprintf(p, PATH_MAX, "%s/%s", T, rel), PATH_MAX);
-    return p;
-}
-
-static int sh(const char *fmt, ...)
-{
-    char cmd[4 * PATH_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
+TestSuite(pages, .init = setup, .fini = tl_tmp_teardown, .timeout = 120);
 
 /* ------------------------------------------------------------------ */
 /* Instances and sets                                                    */
 /* ------------------------------------------------------------------ */
-static js_params test_params(void)
-{
-    js_params p;
-    js_params_default(&p);
-    p.page_size = PS;
-    p.log_file_size = 64 << 10;
-    p.commit_mode = JS_COMMIT_LAZY;
-    p.cache_size = 32 << 20;
-    p.checkpoint_ms = 3600 * 1000;   /* explicit checkpoints only */
-    return p;
-}
-
-static js_instance *open_dir(const char *dir)
-{
-    js_params p = test_params();
-    js_instance *inst = NULL;
-    OK(js_open(dir, &p, &inst));
-    return inst;
-}
-
 static void put_range(js_instance *inst, const char *prefix, int from, int to, size_t vlen)
 {
     js_session *s;
@@ -154,32 +73,18 @@ static void put_range(js_instance *inst, const char *prefix, int from, int to, s
     free(val);
 }
 
-static void del_range(js_instance *inst, const char *prefix, int from, int to)
-{
-    js_session *s;
-    char key[64];
-    OK(js_session_open(inst, &s));
-    OK(js_txn_begin(s, 0));
-    for (int i = from; i < to; i++) {
-        int kl = snprintf(key, sizeof key, "%s:%06d", prefix, i);
-        OK(js_del(s, key, (size_t)kl));
-    }
-    OK(js_txn_commit(s, 0));
-    js_session_close(s);
-}
-
 /* An instance with every kind of used page: a tree of two levels (leaves
  * and branches), overflow chains (10 KB values) and free-list pages (the
  * chains of deleted big values).  Left open and quiet: rolled and
  * checkpointed, so every page is on disk. */
 static js_instance *make_instance(const char *dir)
 {
-    js_params p = test_params();
+    js_params p = tl_test_params();
     OK(js_create(dir, &p));
-    js_instance *inst = open_dir(dir);
+    js_instance *inst = tl_reopen(dir);
     put_range(inst, "small", 0, 1500, 100);
     put_range(inst, "big", 0, 12, 10000);
-    del_range(inst, "big", 0, 6);
+    tl_del_some(inst, "big", 0, 6, 1);
     /* A roll: a backup's generations then hold no change of these pages,
      * so a damaged page in a set is one replay does not rewrite. */
     OK(js_log_roll(inst, NULL));
@@ -188,47 +93,19 @@ static js_instance *make_instance(const char *dir)
 }
 
 /* A full backup into dest, made while the instance is quiet. */
-static void make_set(js_instance *inst, const char *dest)
+static void make_full_set(js_instance *inst, const char *dest)
 {
     OK(js_backup(inst, dest, JS_BACKUP_CREATE_DIR, NULL, NULL));
 }
 
-/* Rewrite SHA256SUMS so it matches the set's files as they are now. */
-static void regen_sums(const char *set)
+/* tl_regen_sums, then the edited set passes sha256sum -c again. */
+static void regen_sums_checked(const char *set)
 {
-    cr_assert_eq(sh("cd '%s' && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%%f\\n' | LC_ALL=C sort | "
-                    "xargs -r sha256sum > '%s/sums.tmp' && mv '%s/sums.tmp' SHA256SUMS",
-                    set, T, T),
-                 0);
-    cr_assert_eq(sh("cd '%s' && sha256sum -c --quiet --strict SHA256SUMS >/dev/null 2>&1", set), 0);
+    tl_regen_sums(set);
+    cr_assert_eq(tl_sh("cd '%s' && sha256sum -c --quiet --strict SHA256SUMS >/dev/null 2>&1", set), 0);
 }
 
 /* Replace the value of key in backup.info. */
-static void edit_binfo(const char *set, const char *key, const char *value)
-{
-    char path[PATH_MAX], line[256], out[4096] = "";
-    size_t len = 0;
-    int found = 0;
-    snprintf(path, sizeof path, "%s/backup.info", set);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    while (fgets(line, sizeof line, f)) {
-        size_t kl = strlen(key);
-        if (!strncmp(line, key, kl) && line[kl] == ':') {
-            len += (size_t)snprintf(out + len, sizeof out - len, "%s: %s\n", key, value);
-            found = 1;
-        } else {
-            len += (size_t)snprintf(out + len, sizeof out - len, "%s", line);
-        }
-    }
-    fclose(f);
-    cr_assert(found, "no %s in %s", key, path);
-    f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(out, f);
-    fclose(f);
-}
-
 /* The value of key in backup.info (static buffer). */
 static const char *binfo_get(const char *set, const char *key)
 {
@@ -338,16 +215,16 @@ static void assert_names_page(const char *what, uint32_t pgno, enum damage how)
  * (being-restored): never an instance. */
 static void assert_target_unusable(const char *target)
 {
-    if (!exists(target))
+    if (!tl_exists(target))
         return;
     char db[PATH_MAX];
     snprintf(db, sizeof db, "%s/jetsnap.edb", target);
-    if (exists(db)) {
+    if (tl_exists(db)) {
         js_info info;
         OK(js_info_read(target, &info));
         cr_assert_eq(info.state, JS_DB_BEING_RESTORED, "a refused restore left %s in state %d", target, info.state);
     }
-    js_params p = test_params();
+    js_params p = tl_test_params();
     js_instance *inst = NULL;
     cr_assert_neq(js_open(target, &p, &inst), JET_errSuccess, "a refused restore left %s openable", target);
 }
@@ -363,13 +240,13 @@ static void assert_target_unusable(const char *target)
  * Before the fix a zeroed page passed the backup and the open check. */
 Test(pages, live_damage_refused_by_backup_and_check, .timeout = 120)
 {
-    js_instance *tmpl = make_instance(tp("tmpl"));
+    js_instance *tmpl = make_instance(tl_tp("tmpl"));
     OK(js_close(tmpl));
     for (size_t k = 0; k < NKINDS; k++) {
         for (int how = ZERO; how <= FLIP; how++) {
-            char *dir = tp("live_%zu_%d", k, how), *db = tp("live_%zu_%d/jetsnap.edb", k, how);
-            cr_assert_eq(sh("cp -a '%s' '%s'", tp("tmpl"), dir), 0);
-            js_instance *inst = open_dir(dir);
+            char *dir = tl_tp("live_%zu_%d", k, how), *db = tl_tp("live_%zu_%d/jetsnap.edb", k, how);
+            cr_assert_eq(tl_sh("cp -a '%s' '%s'", tl_tp("tmpl"), dir), 0);
+            js_instance *inst = tl_reopen(dir);
             OK(js_checkpoint(inst));
             uint32_t pg = find_page(db, KINDS[k].type);
             damage_page(db, pg, (enum damage)how);
@@ -381,10 +258,10 @@ Test(pages, live_damage_refused_by_backup_and_check, .timeout = 120)
             assert_names_page(what, pg, (enum damage)how);
             cr_assert_eq(rep.first_bad_page, pg, "%s: check reports page %u first", what, rep.first_bad_page);
 
-            FAILS_WITH(js_backup(inst, tp("bk_%zu_%d", k, how), JS_BACKUP_CREATE_DIR, NULL, NULL),
+            FAILS_WITH(js_backup(inst, tl_tp("bk_%zu_%d", k, how), JS_BACKUP_CREATE_DIR, NULL, NULL),
                          JET_errReadVerifyFailure);
             assert_names_page(what, pg, (enum damage)how);
-            cr_assert(!exists(tp("bk_%zu_%d", k, how)) || sh("test -z \"$(ls -A '%s')\"", tp("bk_%zu_%d", k, how)) == 0,
+            cr_assert(!tl_exists(tl_tp("bk_%zu_%d", k, how)) || tl_sh("test -z \"$(ls -A '%s')\"", tl_tp("bk_%zu_%d", k, how)) == 0,
                       "%s: the failed backup left files", what);
             OK(js_close(inst));
 
@@ -403,26 +280,26 @@ Test(pages, live_damage_refused_by_backup_and_check, .timeout = 120)
  * backups succeeded. */
 Test(pages, zero_page_at_the_high_water_mark_boundary, .timeout = 120)
 {
-    js_instance *inst = make_instance(tp("inst"));
-    const char *db = tp("inst/jetsnap.edb");
+    js_instance *inst = make_instance(tl_tp("inst"));
+    const char *db = tl_tp("inst/jetsnap.edb");
     uint32_t hwm = hwm_of(db);
     cr_assert_lt(hwm, file_pages(db), "the file's extent ends at the high-water mark %u", hwm);
 
     /* Unallocated: zero (as the extent already is) and accepted. */
     damage_page(db, hwm, ZERO);
     damage_page(db, file_pages(db) - 1, ZERO);
-    OK(js_check(tp("inst"), NULL));
-    OK(js_backup(inst, tp("bk"), JS_BACKUP_CREATE_DIR, NULL, NULL));
-    OK(js_check(tp("bk"), NULL));
-    OK(js_verify(tp("bk"), NULL, NULL, NULL));
-    OK(js_restore(tp("bk"), tp("r"), NULL, 0, NULL, NULL));
-    OK(js_check(tp("r"), NULL));
+    OK(js_check(tl_tp("inst"), NULL));
+    OK(js_backup(inst, tl_tp("bk"), JS_BACKUP_CREATE_DIR, NULL, NULL));
+    OK(js_check(tl_tp("bk"), NULL));
+    OK(js_verify(tl_tp("bk"), NULL, NULL, NULL));
+    OK(js_restore(tl_tp("bk"), tl_tp("r"), NULL, 0, NULL, NULL));
+    OK(js_check(tl_tp("r"), NULL));
 
     /* In use: refused. */
     damage_page(db, hwm - 1, ZERO);
-    FAILS_WITH(js_backup(inst, tp("bk2"), JS_BACKUP_CREATE_DIR, NULL, NULL), JET_errReadVerifyFailure);
+    FAILS_WITH(js_backup(inst, tl_tp("bk2"), JS_BACKUP_CREATE_DIR, NULL, NULL), JET_errReadVerifyFailure);
     assert_names_page("page hwm-1 zeroed", hwm - 1, ZERO);
-    FAILS_WITH(js_check(tp("inst"), NULL), JET_errReadVerifyFailure);
+    FAILS_WITH(js_check(tl_tp("inst"), NULL), JET_errReadVerifyFailure);
     assert_names_page("page hwm-1 zeroed", hwm - 1, ZERO);
     OK(js_close(inst));
 }
@@ -438,17 +315,17 @@ Test(pages, zero_page_at_the_high_water_mark_boundary, .timeout = 120)
  * restore. */
 Test(pages, set_damage_refused_by_check_verify_restore, .timeout = 120)
 {
-    js_instance *inst = make_instance(tp("inst"));
-    make_set(inst, tp("tmpl"));
+    js_instance *inst = make_instance(tl_tp("inst"));
+    make_full_set(inst, tl_tp("tmpl"));
     OK(js_close(inst));
     for (size_t k = 0; k < NKINDS; k++) {
         for (int how = ZERO; how <= FLIP; how++) {
-            char *set = tp("set_%zu_%d", k, how), *db = tp("set_%zu_%d/jetsnap.edb", k, how);
-            char *target = tp("r_%zu_%d", k, how);
-            cr_assert_eq(sh("cp -a '%s' '%s'", tp("tmpl"), set), 0);
+            char *set = tl_tp("set_%zu_%d", k, how), *db = tl_tp("set_%zu_%d/jetsnap.edb", k, how);
+            char *target = tl_tp("r_%zu_%d", k, how);
+            cr_assert_eq(tl_sh("cp -a '%s' '%s'", tl_tp("tmpl"), set), 0);
             uint32_t pg = find_page(db, KINDS[k].type);
             damage_page(db, pg, (enum damage)how);
-            regen_sums(set);
+            regen_sums_checked(set);
             char what[128];
             snprintf(what, sizeof what, "set: %s page %u %s", KINDS[k].name, pg, how == ZERO ? "zeroed" : "flipped");
 
@@ -486,10 +363,10 @@ static uint32_t crc32c(uint32_t crc, const uint8_t *p, size_t n)
  * fix the restore succeeded and left a database whose dump fails. */
 Test(pages, set_without_bound_restore_checks_after_replay, .timeout = 120)
 {
-    js_instance *inst = make_instance(tp("inst"));
-    make_set(inst, tp("bk"));
+    js_instance *inst = make_instance(tl_tp("inst"));
+    make_full_set(inst, tl_tp("bk"));
     OK(js_close(inst));
-    const char *db = tp("bk/jetsnap.edb");
+    const char *db = tl_tp("bk/jetsnap.edb");
     uint8_t pg[PS];
     for (uint32_t copy = 0; copy < 2; copy++) {
         read_page(db, copy, pg);
@@ -499,16 +376,16 @@ Test(pages, set_without_bound_restore_checks_after_replay, .timeout = 120)
         cr_assert_eq(pg_verify(pg, PS, copy), PG_OK);
         write_page(db, copy, pg);
     }
-    regen_sums(tp("bk"));
-    OK(js_restore(tp("bk"), tp("r_ok"), NULL, 0, NULL, NULL));   /* old sets still restore */
+    regen_sums_checked(tl_tp("bk"));
+    OK(js_restore(tl_tp("bk"), tl_tp("r_ok"), NULL, 0, NULL, NULL));   /* old sets still restore */
 
     uint32_t leaf = find_page(db, PG_LEAF);
     damage_page(db, leaf, ZERO);
-    regen_sums(tp("bk"));
-    FAILS_WITH(js_restore(tp("bk"), tp("r"), NULL, 0, NULL, NULL), JET_errReadVerifyFailure);
+    regen_sums_checked(tl_tp("bk"));
+    FAILS_WITH(js_restore(tl_tp("bk"), tl_tp("r"), NULL, 0, NULL, NULL), JET_errReadVerifyFailure);
     assert_names_page("old set, leaf zeroed", leaf, ZERO);
-    assert_target_unusable(tp("r"));
-    FAILS_WITH(js_verify(tp("bk"), NULL, NULL, NULL), JET_errReadVerifyFailure);
+    assert_target_unusable(tl_tp("r"));
+    FAILS_WITH(js_verify(tl_tp("bk"), NULL, NULL, NULL), JET_errReadVerifyFailure);
     assert_names_page("old set, leaf zeroed (verify)", leaf, ZERO);
 }
 
@@ -523,16 +400,16 @@ Test(pages, set_without_bound_restore_checks_after_replay, .timeout = 120)
  * edits were not noticed at all. */
 Test(pages, edited_manifest_refused, .timeout = 120)
 {
-    js_instance *inst = make_instance(tp("inst"));
-    make_set(inst, tp("orig"));
+    js_instance *inst = make_instance(tl_tp("inst"));
+    make_full_set(inst, tl_tp("orig"));
     put_range(inst, "later", 0, 400, 300);
-    OK(js_backup(inst, tp("orig"), JS_BACKUP_INCREMENTAL, NULL, NULL));
+    OK(js_backup(inst, tl_tp("orig"), JS_BACKUP_INCREMENTAL, NULL, NULL));
     OK(js_close(inst));
-    uint32_t gen_low = (uint32_t)strtoul(binfo_get(tp("orig"), "gen_low"), NULL, 16);
-    uint32_t gen_high = (uint32_t)strtoul(binfo_get(tp("orig"), "gen_high"), NULL, 16);
-    uint32_t full_high = (uint32_t)strtoul(binfo_get(tp("orig"), "full_gen_high"), NULL, 16);
+    uint32_t gen_low = (uint32_t)strtoul(binfo_get(tl_tp("orig"), "gen_low"), NULL, 16);
+    uint32_t gen_high = (uint32_t)strtoul(binfo_get(tl_tp("orig"), "gen_high"), NULL, 16);
+    uint32_t full_high = (uint32_t)strtoul(binfo_get(tl_tp("orig"), "full_gen_high"), NULL, 16);
     cr_assert_gt(gen_high, full_high, "the incremental added no generation");
-    OK(js_restore(tp("orig"), tp("r_orig"), NULL, 0, NULL, NULL));
+    OK(js_restore(tl_tp("orig"), tl_tp("r_orig"), NULL, 0, NULL, NULL));
 
     char v[64], name[32];
     struct edit {
@@ -558,15 +435,15 @@ Test(pages, edited_manifest_refused, .timeout = 120)
     snprintf(cases[n++].needle, 64, "%08X", gen_low + 1);
 
     for (int i = 0; i < n; i++) {
-        char *set = tp("set%d", i), *target = tp("r%d", i);
-        cr_assert_eq(sh("cp -a '%s' '%s'", tp("orig"), set), 0);
+        char *set = tl_tp("set%d", i), *target = tl_tp("r%d", i);
+        cr_assert_eq(tl_sh("cp -a '%s' '%s'", tl_tp("orig"), set), 0);
         if (cases[i].key) {
-            edit_binfo(set, cases[i].key, cases[i].value);
-            regen_sums(set);
+            tl_edit_binfo(set, cases[i].key, cases[i].value);
+            regen_sums_checked(set);
         } else {
             snprintf(name, sizeof name, "edb%08X.log", gen_low + 1);
-            cr_assert_eq(sh("cd '%s' && grep -v ' %s$' SHA256SUMS > s.tmp && mv s.tmp SHA256SUMS", set, name), 0);
-            cr_assert_eq(sh("cd '%s' && sha256sum -c --quiet SHA256SUMS >/dev/null 2>&1", set), 0);
+            cr_assert_eq(tl_sh("cd '%s' && grep -v ' %s$' SHA256SUMS > s.tmp && mv s.tmp SHA256SUMS", set, name), 0);
+            cr_assert_eq(tl_sh("cd '%s' && sha256sum -c --quiet SHA256SUMS >/dev/null 2>&1", set), 0);
         }
         snprintf(v, sizeof v, "%s edited", cases[i].key ? cases[i].key : name);
         JET_ERR e = js_restore(set, target, NULL, 0, NULL, NULL);
@@ -589,12 +466,10 @@ Test(pages, edited_manifest_refused, .timeout = 120)
 static int jetsnap(const char **err, const char *args)
 {
     static char buf[4096];
-    const char *b = getenv("BUILD");
-    char bin[PATH_MAX], path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/jetsnap", b && *b ? b : "build");
-    cr_assert_not_null(realpath(path, bin), "no jetsnap binary at %s (build it first)", path);
-    int rc = sh("'%s' %s >/dev/null 2>'%s/stderr'", bin, args, T);
-    FILE *f = fopen(tp("stderr"), "r");
+    char bin[PATH_MAX];
+    tl_build_bin(bin, "jetsnap");
+    int rc = tl_sh("'%s' %s >/dev/null 2>'%s/stderr'", bin, args, tl_tmp);
+    FILE *f = fopen(tl_tp("stderr"), "r");
     cr_assert_not_null(f);
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     buf[n] = '\0';
@@ -610,16 +485,16 @@ static int jetsnap(const char **err, const char *args)
  * Before the fix the set passed verify and restored. */
 Test(pages, cli_refuses_zeroed_page, .timeout = 120)
 {
-    js_instance *inst = make_instance(tp("inst"));
-    make_set(inst, tp("bk"));
-    const char *db = tp("inst/jetsnap.edb"), *err;
+    js_instance *inst = make_instance(tl_tp("inst"));
+    make_full_set(inst, tl_tp("bk"));
+    const char *db = tl_tp("inst/jetsnap.edb"), *err;
     uint32_t leaf = find_page(db, PG_LEAF);
     damage_page(db, leaf, ZERO);
     char want[64];
     snprintf(want, sizeof want, "page %u of ", leaf);
     char args[2 * PATH_MAX];
 
-    snprintf(args, sizeof args, "check '%s'", tp("inst"));
+    snprintf(args, sizeof args, "check '%s'", tl_tp("inst"));
     cr_assert_eq(jetsnap(&err, args), 1, "%s: %s", args, err);
     cr_assert(strstr(err, "JET_errReadVerifyFailure (-1018)") && strstr(err, want) && strstr(err, "zeroed"),
               "%s: stderr '%s'", args, err);
@@ -628,23 +503,23 @@ Test(pages, cli_refuses_zeroed_page, .timeout = 120)
     cr_assert_eq(jetsnap(&err, args), 1, "%s: %s", args, err);
     cr_assert(strstr(err, want) && strstr(err, "zeroed"), "%s: stderr '%s'", args, err);
 
-    const char *sdb = tp("bk/jetsnap.edb");
+    const char *sdb = tl_tp("bk/jetsnap.edb");
     uint32_t sleaf = find_page(sdb, PG_LEAF);
     damage_page(sdb, sleaf, ZERO);
-    regen_sums(tp("bk"));
+    regen_sums_checked(tl_tp("bk"));
     snprintf(want, sizeof want, "page %u of ", sleaf);
     const char *cmds[] = { "check '%s'", "check '%s/jetsnap.edb'", "verify '%s'" };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        snprintf(args, sizeof args, cmds[i], tp("bk"));
+        snprintf(args, sizeof args, cmds[i], tl_tp("bk"));
         cr_assert_eq(jetsnap(&err, args), 1, "%s: %s", args, err);
         cr_assert(strstr(err, "(-1018)") && strstr(err, want) && strstr(err, "zeroed"), "%s: stderr '%s'", args,
                   err);
     }
-    cr_assert_eq(mkdir(tp("target"), 0700), 0);
-    snprintf(args, sizeof args, "restore '%s' '%s'", tp("bk"), tp("target"));
+    cr_assert_eq(mkdir(tl_tp("target"), 0700), 0);
+    snprintf(args, sizeof args, "restore '%s' '%s'", tl_tp("bk"), tl_tp("target"));
     cr_assert_eq(jetsnap(&err, args), 1, "%s: %s", args, err);
     cr_assert(strstr(err, "(-1018)") && strstr(err, want) && strstr(err, "zeroed"), "%s: stderr '%s'", args, err);
-    snprintf(args, sizeof args, "dump '%s'", tp("target"));
+    snprintf(args, sizeof args, "dump '%s'", tl_tp("target"));
     cr_assert_neq(jetsnap(&err, args), 0, "dump of a refused restore's target succeeded");
-    assert_target_unusable(tp("target"));
+    assert_target_unusable(tl_tp("target"));
 }

@@ -1,0 +1,66 @@
+/*
+ * respsrv.c - the RESP server fixture (see respsrv.h).
+ */
+#include "respsrv.h"
+#include "testlib.h"
+
+#include <stdio.h>
+#include <string.h>
+
+char tl_srv_root[64], tl_srv_dbdir[128], tl_srv_sock[128];
+js_instance *tl_srv_inst;
+srv_server *tl_srv;
+
+/* What INFO backup shows: a job in progress, fixed. */
+static size_t backup_info(void *ctx, char *buf, size_t cap)
+{
+    return (size_t)snprintf(buf, cap, "state: running\njob: 7\nphase: copy-database\nprogress_percent: 42\n");
+}
+
+void tl_srv_start_instance(int commit_mode)
+{
+    js_params prm;
+    JET_ERR rc;
+
+    strcpy(tl_srv_root, "/tmp/jsresp.XXXXXX");
+    cr_assert_not_null(mkdtemp(tl_srv_root));
+    snprintf(tl_srv_dbdir, sizeof tl_srv_dbdir, "%s/db", tl_srv_root);
+    snprintf(tl_srv_sock, sizeof tl_srv_sock, "%s/s.sock", tl_srv_root);
+    js_params_default(&prm);
+    prm.commit_mode = commit_mode;
+    rc = js_create(tl_srv_dbdir, &prm);
+    cr_assert_eq(rc, 0, "js_create: %d %s", rc, js_errdetail());
+    rc = js_open(tl_srv_dbdir, &prm, &tl_srv_inst);
+    cr_assert_eq(rc, 0, "js_open: %d %s", rc, js_errdetail());
+}
+
+void tl_srv_start_server(void)
+{
+    const char *eps[] = { tl_srv_sock };
+    JET_ERR rc = srv_start(tl_srv_inst, eps, 1, backup_info, NULL, &tl_srv);
+
+    cr_assert_eq(rc, 0, "srv_start: %d %s", rc, js_errdetail());
+}
+
+void tl_srv_setup_lazy(void)
+{
+    tl_srv_start_instance(JS_COMMIT_LAZY);
+    tl_srv_start_server();
+}
+
+void tl_srv_setup_durable(void)
+{
+    tl_srv_start_instance(JS_COMMIT_DURABLE);
+    tl_srv_start_server();
+}
+
+void tl_srv_teardown(void)
+{
+    srv_stop(tl_srv);
+    tl_srv = NULL;
+    if (tl_srv_inst)
+        js_close(tl_srv_inst);
+    tl_srv_inst = NULL;
+    if (tl_srv_root[0])
+        tl_rmrf(tl_srv_root);
+}

@@ -1,0 +1,35 @@
+/*
+ * respsrv.h - the RESP server fixture: a real instance in a scratch
+ * directory and srv_start listening on a Unix socket beside it, in-process
+ * (the fs/ objects are linked into every test binary).
+ */
+#ifndef TL_RESPSRV_H
+#define TL_RESPSRV_H
+
+#include "jetsnap.h"
+#include "../../fs/redis/server.h"
+
+extern char tl_srv_root[64];    /* the scratch directory */
+extern char tl_srv_dbdir[128];  /* the instance: ROOT/db */
+extern char tl_srv_sock[128];   /* the socket: ROOT/s.sock */
+extern js_instance *tl_srv_inst;
+extern srv_server *tl_srv;
+
+/* Make the scratch directory and create and open an instance there with
+ * the given commit mode. */
+void tl_srv_start_instance(int commit_mode);
+
+/* srv_start on tl_srv_sock with a fixed INFO backup section. */
+void tl_srv_start_server(void);
+
+/* A suite's .init: the instance with lazy commits, then the server. */
+void tl_srv_setup_lazy(void);
+
+/* A suite's .init: the instance with durable commits, then the server. */
+void tl_srv_setup_durable(void);
+
+/* A suite's .fini: stop the server, close the instance, remove the
+ * scratch directory (each only if it is there). */
+void tl_srv_teardown(void);
+
+#endif
