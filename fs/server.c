@@ -46,7 +46,7 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "err.h"
+#include "base/err.h"
 #include "resp.h"
 
 #define SRV_MAX_CLIENTS  4096

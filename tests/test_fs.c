@@ -41,7 +41,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
-#include "page.h"
+#include "store/page.h"
 #include "../fs/control.h"
 #include "../fs/events.h"
 #include "../fs/opts.h"

@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
-#include "page.h"
+#include "store/page.h"
 
 #define PS 4096u
 #define META_NEXT_OFF 40u        /* inst.h META_NEXT */
