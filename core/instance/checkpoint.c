@@ -22,6 +22,11 @@
  * the checkpoint thread, and at once when a writer asks (instance.h).  Any
  * other failure is sticky.
  *
+ * The checkpoint thread runs one every checkpoint_ms (or at once when asked:
+ * half the pool dirty, a writer waiting for space); the flush thread makes
+ * lazy commits durable every 50 ms (log_tick).  Both stop when the instance
+ * stops or turns fatal.
+ *
  * edb.chk format: two 512-byte copies at offsets 0 and 512, each
  *   0 u32 crc (CRC32C of bytes 4..511)  4 "JSNAPCHK"  12 u32 version
  *  16 u64 redo LSN  24 i64 time (ms)  32 u8[16] log signature
@@ -251,6 +256,83 @@ out:
     free(buf);
     free(list);
     return err;
+}
+
+static void *ckpt_thread_main(void *arg)
+{
+    js_instance *inst = arg;
+    JET_ERR last = JET_errSuccess;   /* said once per spell of lack of space */
+    js_mutex_lock(&inst->state_lock);
+    while (!inst->stopping && !health_fatal(&inst->health)) {
+        struct timespec ts = js_deadline_ms(inst->params.checkpoint_ms);
+        if (!inst->ckpt_requested)
+            js_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
+        if (inst->stopping || health_fatal(&inst->health))
+            break;
+        inst->ckpt_requested = 0;
+        int retry = inst->space_err != 0;
+        js_mutex_unlock(&inst->state_lock);
+        if (pool_ndirty(&inst->store.pool) || retry) {
+            JET_ERR err = ckpt_run(inst);
+            /* While the disk stays full every writer asks for another try:
+             * say it when it starts and when it ends, not at every try. */
+            if (err && (!err_is_space(err) || err != last))
+                inst_event(inst, 0, err_is_space(err) ? JS_EV_WARNING : JS_EV_ERROR,
+                           "checkpoint failed: %s (%d): %s", js_errname(err), err, js_errdetail());
+            else if (!err && err_is_space(last))
+                inst_event(inst, 0, JS_EV_INFO, "checkpoint succeeded again: space was freed");
+            last = err;
+        }
+        js_mutex_lock(&inst->state_lock);
+    }
+    /* Writers waiting for a checkpoint (inst_check_writable) get no more. */
+    pthread_cond_broadcast(&inst->state_cond);
+    js_mutex_unlock(&inst->state_lock);
+    return NULL;
+}
+
+/* Lazy commits: flushed within 100 ms. */
+static void *flush_thread_main(void *arg)
+{
+    js_instance *inst = arg;
+    js_mutex_lock(&inst->state_lock);
+    while (!inst->stopping && !health_fatal(&inst->health)) {
+        struct timespec ts = js_deadline_ms(50);
+        js_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
+        if (inst->stopping || health_fatal(&inst->health))
+            break;
+        js_mutex_unlock(&inst->state_lock);
+        log_tick(&inst->log);
+        js_mutex_lock(&inst->state_lock);
+    }
+    js_mutex_unlock(&inst->state_lock);
+    return NULL;
+}
+
+JET_ERR ckpt_start_threads(js_instance *inst)
+{
+    if (pthread_create(&inst->ckpt_thread, NULL, ckpt_thread_main, inst) != 0)
+        return js_fail(JET_errOutOfMemory, "cannot start the instance threads");
+    if (pthread_create(&inst->flush_thread, NULL, flush_thread_main, inst) != 0) {
+        /* The checkpoint thread runs: stop it before failing. */
+        js_mutex_lock(&inst->state_lock);
+        inst->stopping = 1;
+        pthread_cond_broadcast(&inst->ckpt_wake);
+        js_mutex_unlock(&inst->state_lock);
+        pthread_join(inst->ckpt_thread, NULL);
+        return js_fail(JET_errOutOfMemory, "cannot start the instance threads");
+    }
+    inst->threads_started = 1;
+    return JET_errSuccess;
+}
+
+void ckpt_join_threads(js_instance *inst)
+{
+    if (!inst->threads_started)
+        return;
+    pthread_join(inst->ckpt_thread, NULL);
+    pthread_join(inst->flush_thread, NULL);
+    inst->threads_started = 0;
 }
 
 JET_ERR js_checkpoint(js_instance *inst)

@@ -1,6 +1,8 @@
 /*
  * instance.c - create, open (header checks, then recovery), run (the
- * checkpoint and lazy-flush threads), and close an instance.
+ * checkpoint and lazy-flush threads, started from checkpoint.c), and close
+ * an instance; the instance's state, its fatal state's callbacks and the
+ * tree's hooks.
  *
  * States (enum js_instance_state):
  *   STARTING --js_instance_start--> RECOVERING --redo done--> READY
@@ -460,87 +462,6 @@ fail:
     return err;
 }
 
-/* After redo: continue appending to edb.log, or finish a roll a crash
- * interrupted, or start the first generation after a torn tail. */
-static JET_ERR log_finish_open(js_instance *inst, const redo_result *rr)
-{
-    log_state *lg = &inst->log;
-    JET_ERR err;
-    if (rr->have_current) {
-        err = log_open_current(lg, rr->cur_hdr.gen, rr->cur_scan.end_blk, rr->cur_hdr.created, rr->cur_scan.digest);
-        if (err)
-            return err;
-        if (rr->cur_scan.torn || rr->cur_scan.closed || rr->cur_scan.partial ||
-            rr->cur_scan.end_blk + 1 >= lg->nblocks) {
-            /* Never append after garbage, half a record or a close block:
-             * close here (a crash during a roll may have done so already)
-             * and move on to a fresh generation. */
-            err = log_close_at(lg, rr->cur_scan.end_blk, rr->cur_scan.digest, rr->cur_scan.closed);
-            return err;
-        }
-        return JET_errSuccess;
-    }
-    if (rr->last_gen)
-        return log_create_gen(lg, rr->last_gen + 1, rr->last_hdr.created, rr->last_scan.digest,
-                              rr->last_scan.end_blk);
-    return log_create_gen(lg, 1, 0, 0, 0);
-}
-
-static void *ckpt_thread_main(void *arg)
-{
-    js_instance *inst = arg;
-    JET_ERR last = JET_errSuccess;   /* said once per spell of lack of space */
-    js_mutex_lock(&inst->state_lock);
-    while (!inst->stopping && !health_fatal(&inst->health)) {
-        struct timespec ts = js_deadline_ms(inst->params.checkpoint_ms);
-        if (!inst->ckpt_requested)
-            js_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
-        if (inst->stopping || health_fatal(&inst->health))
-            break;
-        inst->ckpt_requested = 0;
-        int retry = inst->space_err != 0;
-        js_mutex_unlock(&inst->state_lock);
-        if (pool_ndirty(&inst->store.pool) || retry) {
-            JET_ERR err = ckpt_run(inst);
-            /* While the disk stays full every writer asks for another try:
-             * say it when it starts and when it ends, not at every try. */
-            if (err && (!err_is_space(err) || err != last))
-                inst_event(inst, 0, err_is_space(err) ? JS_EV_WARNING : JS_EV_ERROR,
-                           "checkpoint failed: %s (%d): %s", js_errname(err), err, js_errdetail());
-            else if (!err && err_is_space(last))
-                inst_event(inst, 0, JS_EV_INFO, "checkpoint succeeded again: space was freed");
-            last = err;
-        }
-        js_mutex_lock(&inst->state_lock);
-    }
-    /* Writers waiting for a checkpoint (inst_check_writable) get no more. */
-    pthread_cond_broadcast(&inst->state_cond);
-    js_mutex_unlock(&inst->state_lock);
-    return NULL;
-}
-
-/* Lazy commits: flushed within 100 ms. */
-static void *flush_thread_main(void *arg)
-{
-    js_instance *inst = arg;
-    js_mutex_lock(&inst->state_lock);
-    while (!inst->stopping && !health_fatal(&inst->health)) {
-        struct timespec ts = js_deadline_ms(50);
-        js_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
-        if (inst->stopping || health_fatal(&inst->health))
-            break;
-        js_mutex_unlock(&inst->state_lock);
-        /* An I/O error makes the instance fatal; lack of space is retried
-         * here every round until it succeeds. */
-        (void)log_flush_all(&inst->log);
-        if (inst_logging(inst))
-            log_prepare_spare(&inst->log);
-        js_mutex_lock(&inst->state_lock);
-    }
-    js_mutex_unlock(&inst->state_lock);
-    return NULL;
-}
-
 JET_ERR js_instance_start(js_instance *inst)
 {
     if (!inst)
@@ -573,7 +494,7 @@ JET_ERR js_instance_start(js_instance *inst)
         if (rr.txns_applied)
             inst_event(inst, 301, JS_EV_INFO, "recovery replayed %llu transactions through generation %08X",
                        (unsigned long long)rr.txns_applied, rr.last_gen);
-        err = log_finish_open(inst, &rr);
+        err = log_resume(&inst->log, &rr);
         if (!err && rr.unfinished)
             err = log_abort_unfinished(&inst->log);
         if (err)
@@ -595,12 +516,9 @@ JET_ERR js_instance_start(js_instance *inst)
     err = ckpt_run(inst);
     if (err)
         goto fail;
-    if (pthread_create(&inst->ckpt_thread, NULL, ckpt_thread_main, inst) != 0 ||
-        pthread_create(&inst->flush_thread, NULL, flush_thread_main, inst) != 0) {
-        err = js_fail(JET_errOutOfMemory, "cannot start the instance threads");
+    err = ckpt_start_threads(inst);
+    if (err)
         goto fail;
-    }
-    inst->threads_started = 1;
     return JET_errSuccess;
 fail:
     /* Through the one fatal state, with its broadcast (a failed start is
@@ -647,10 +565,7 @@ JET_ERR js_close(js_instance *inst)
     int fatal = health_fatal(&inst->health) != 0;
     pthread_cond_broadcast(&inst->ckpt_wake);
     js_mutex_unlock(&inst->state_lock);
-    if (inst->threads_started) {
-        pthread_join(inst->ckpt_thread, NULL);
-        pthread_join(inst->flush_thread, NULL);
-    }
+    ckpt_join_threads(inst);
     if (started && !fatal && inst->hdr.state == JS_DB_DIRTY_SHUTDOWN) {
         err = ckpt_run(inst);
         if (!err) {

@@ -25,8 +25,11 @@
  *                db_write_pages, store.file_pages
  *   eng.writer_lock, eng.tree_latch        (tree.h)
  *   log.lock, log.spare_lock               (log.h)
- *   hdr_lock     the header in memory (hdr) and its writes; taken holding
- *                none of the locks above
+ *   hdr_lock     the header in memory (hdr) and its writes to the file;
+ *                taken holding none of the locks above.  The signatures and
+ *                page size in hdr never change after open and are read
+ *                without it; so are full/inc by the one running backup job,
+ *                their only writer (under hdr_lock) while it runs
  *   store.pool.lock | store.rl.lock        (store.h; hdr_lock before rl)
  *   state_lock   state, backup job flags, sessions, event sink; last: a
  *                thread holding it takes no other lock and does no I/O
@@ -129,6 +132,11 @@ JET_ERR inst_finish_restore(js_instance *inst, const redo_result *last, uint32_t
 /** Write every dirty page, record the redo point in edb.chk, and (circular
  *  logging) delete the generations no longer needed.  Takes ckpt_lock. */
 JET_ERR ckpt_run(js_instance *inst);
+/** Start the checkpoint and flush threads (js_instance_start). */
+JET_ERR ckpt_start_threads(js_instance *inst);
+/** Wait for them to end (once stopping or fatal is set and ckpt_wake
+ *  broadcast); nothing when they were not started. */
+void ckpt_join_threads(js_instance *inst);
 typedef struct chk_file {
     uint64_t redo_lsn;
     int64_t time;

@@ -17,7 +17,7 @@
  * being-restored, which open refuses; a failed one removes what it wrote.
  *
  * A job holds its directories; names are resolved once; cleanup removes
- * only what it created, by fd (the rule of core/backup.c):
+ * only what it created, by fd (the rule of jobs/backup.c):
  *   - the set directory (BACKUP, BACKUP/new or BACKUP/old) is opened once
  *     (mf_open_set) and every file of it is opened relative to that
  *     descriptor with O_NOFOLLOW, so a swap of BACKUP's path cannot mix two

@@ -189,6 +189,7 @@ static void seal_pending(log_state *lg)
 /* Drop the first n blocks of the pending buffer (written and durable). */
 static void pend_drop(log_state *lg, uint32_t n)
 {
+    JS_ASSERT_HELD(&lg->lock);
     size_t cap_blocks = lg->pend_cap / LOG_BLOCK;
     size_t have = (size_t)(lg->blk - lg->pend_first) + 1;
     if (have > cap_blocks)
@@ -205,6 +206,7 @@ static void pend_drop(log_state *lg, uint32_t n)
  * when it is over, not at every retry. */
 static int space_transition(log_state *lg, int now_full)
 {
+    JS_ASSERT_HELD(&lg->lock);
     if (now_full == lg->space_said)
         return 0;
     lg->space_said = now_full;
@@ -394,6 +396,7 @@ fail:
  * create_tmp_gen): the next roll rewrites its header.  Releases spare_lock. */
 static void keep_spare(log_state *lg, int fd)
 {
+    JS_ASSERT_HELD(&lg->spare_lock);
     lg->spare_fd = fd;
     js_mutex_unlock(&lg->spare_lock);
 }
@@ -405,6 +408,7 @@ static void keep_spare(log_state *lg, int fd)
  * roll. */
 static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t created, int fd, int have_current)
 {
+    JS_ASSERT_HELD(&lg->spare_lock);
     char closed[PATH_MAX], tmp[PATH_MAX];
     JET_ERR err = JET_errSuccess;
     loggen_name(closed, sizeof closed, lg->dir, closed_gen);
@@ -507,6 +511,7 @@ static JET_ERR close_current(log_state *lg)
  * unchanged: JET_errLogDiskFull, retried by the next roll. */
 static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
 {
+    JS_ASSERT_HELD(&lg->lock);
     wait_no_flush(lg);
     JET_ERR sticky = log_sticky(lg);
     if (sticky)
@@ -701,6 +706,41 @@ void log_init(log_state *lg, const char *dir, uint64_t file_size, uint32_t page_
     lg->page_size = page_size;
     memcpy(lg->log_sig, log_sig, JS_SIG_LEN);
     memcpy(lg->db_sig, db_sig, JS_SIG_LEN);
+}
+
+/* After redo: continue appending to edb.log, or finish a roll a crash
+ * interrupted, or start the first generation after a torn tail. */
+JET_ERR log_resume(log_state *lg, const redo_result *rr)
+{
+    JET_ERR err;
+    if (rr->have_current) {
+        err = log_open_current(lg, rr->cur_hdr.gen, rr->cur_scan.end_blk, rr->cur_hdr.created, rr->cur_scan.digest);
+        if (err)
+            return err;
+        if (rr->cur_scan.torn || rr->cur_scan.closed || rr->cur_scan.partial ||
+            rr->cur_scan.end_blk + 1 >= lg->nblocks) {
+            /* Never append after garbage, half a record or a close block:
+             * close here (a crash during a roll may have done so already)
+             * and move on to a fresh generation. */
+            err = log_close_at(lg, rr->cur_scan.end_blk, rr->cur_scan.digest, rr->cur_scan.closed);
+            return err;
+        }
+        return JET_errSuccess;
+    }
+    if (rr->last_gen)
+        return log_create_gen(lg, rr->last_gen + 1, rr->last_hdr.created, rr->last_scan.digest,
+                              rr->last_scan.end_blk);
+    return log_create_gen(lg, 1, 0, 0, 0);
+}
+
+void log_tick(log_state *lg)
+{
+    if (!lg->enabled)
+        return;
+    /* An I/O error makes the instance fatal; lack of space is retried
+     * here every round until it succeeds. */
+    (void)log_flush_all(lg);
+    log_prepare_spare(lg);
 }
 
 void log_pin(log_state *lg, uint32_t gen)

@@ -35,6 +35,8 @@
 enum rec_type { REC_IMAGE = 1, REC_DELTA = 2, REC_COMMIT = 3, REC_ABORT = 4 };
 #define REC_HDR 8u   /* u8 type, u8 flags, u16 0, u32 payload length */
 
+typedef struct redo_result redo_result;   /* recover.c, below */
+
 typedef struct log_state {
     js_mutex lock;
     pthread_cond_t done;        /* a flush or roll finished */
@@ -125,6 +127,14 @@ JET_ERR log_abort_unfinished(log_state *lg);
 uint64_t log_position(log_state *lg);
 /** The same, taking log->lock. */
 uint64_t log_position_now(log_state *lg);
+/** After redo (rr, from redo_run): continue appending to edb.log, or finish
+ *  a roll a crash interrupted, or start the next generation after a torn
+ *  tail (or the first one of an empty log). */
+JET_ERR log_resume(log_state *lg, const redo_result *rr);
+/** One round of the instance's background flusher: make lazy commits
+ *  durable, retry a write that lacked space, pre-build the next
+ *  generation's file.  Holding no lock. */
+void log_tick(log_state *lg);
 /** Close the current generation and start the next. */
 JET_ERR log_roll(log_state *lg, uint32_t *closed_gen);
 /** Keep every generation >= gen from log_delete_below (a backup copying
@@ -180,7 +190,7 @@ JET_ERR loggen_list(const char *dir, uint32_t *min_gen, uint32_t *max_gen);
 /** Redo from start_lsn (0: the oldest generation present) through the log
  *  generations in logdir (which must carry log_sig), into st's pool.  Leaves the current generation's
  *  scan facts for the caller to resume appending. */
-typedef struct redo_result {
+struct redo_result {
     uint32_t last_gen;          /* newest generation seen */
     int have_current;           /* edb.log existed */
     loggen_hdr cur_hdr;
@@ -190,7 +200,7 @@ typedef struct redo_result {
     uint64_t txns_applied;
     int unfinished;             /* the log ends inside a transaction (records
                                    without their commit or abort record) */
-} redo_result;
+};
 /** stop_at_gap: a missing generation, a foreign signature or a broken chain
  *  ends the replay quietly (roll-forward of extra logs at restore) instead
  *  of failing.  until_gen 0: no limit. */
