@@ -442,6 +442,13 @@ JET_ERR os_renameat(int fromfd, const char *from, int tofd, const char *to, cons
     return JET_errSuccess;
 }
 
+JET_ERR os_mkdtemp(char *tmpl)
+{
+    if (!mkdtemp(tmpl))
+        return os_err(errno, "mkdtemp", tmpl);
+    return JET_errSuccess;
+}
+
 int os_unlinkat_quiet(int dirfd, const char *name, int flags)
 {
     return unlinkat(dirfd, name, flags) < 0 ? errno : 0;

@@ -593,10 +593,9 @@ JET_ERR js_verify(const char *backup, js_check_report *rep_out, js_status_fn sta
         goto out;
     const char *tmpdir = getenv("TMPDIR");
     snprintf(tmpl, sizeof tmpl, "%s/jetsnap-verify-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    if (!mkdtemp(tmpl)) {
-        err = os_err(errno, "mkdtemp", tmpl);
+    err = os_mkdtemp(tmpl);
+    if (err)
         goto out;
-    }
     char target[PATH_MAX];
     snprintf(target, sizeof target, "%s/restore", tmpl);
     err = js_restore(setproc, target, NULL, 0, status, ctx);
