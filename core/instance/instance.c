@@ -74,7 +74,11 @@ JET_ERR inst_check_usable(js_instance *inst)
     return err;
 }
 
-JET_ERR inst_check_writable(js_instance *inst)
+/* Before a write transaction takes the writer lock: retry a log write that
+ * failed for lack of space, and, when the last checkpoint failed for lack
+ * of space, ask for one more and wait for it.  JET_errLogDiskFull or
+ * JET_errDiskFull while space is still missing. */
+static JET_ERR inst_check_writable(js_instance *inst)
 {
     JET_ERR err = log_retry_stalled(&inst->log);
     if (err)
@@ -128,6 +132,15 @@ static void on_fatal(void *ctx, JET_ERR err)
 static void on_event(void *ctx, int id, int level, const char *msg)
 {
     inst_event(ctx, id, level, "%s", msg);
+}
+
+/* Ask the checkpoint thread to run soon. */
+static void inst_request_checkpoint(js_instance *inst)
+{
+    js_mutex_lock(&inst->state_lock);
+    inst->ckpt_requested = 1;
+    pthread_cond_broadcast(&inst->ckpt_wake);
+    js_mutex_unlock(&inst->state_lock);
 }
 
 /* The tree's hooks (tree.h). */
@@ -222,13 +235,6 @@ JET_ERR inst_write_header(js_instance *inst)
     return err;
 }
 
-void inst_request_checkpoint(js_instance *inst)
-{
-    js_mutex_lock(&inst->state_lock);
-    inst->ckpt_requested = 1;
-    pthread_cond_broadcast(&inst->ckpt_wake);
-    js_mutex_unlock(&inst->state_lock);
-}
 
 /* ---------------- create ---------------- */
 

@@ -15,7 +15,7 @@
  *   space_err   a checkpoint that could not write pages or grow the file
  *               (checkpoint.c; its pages stay dirty, edb.chk keeps the
  *               previous redo point): writers ask for a checkpoint and wait
- *               for it (inst_check_writable) and get JET_errDiskFull while
+ *               for it (instance.c, the tree's writable hook) and get JET_errDiskFull while
  *               it fails;
  * and a refused roll, which leaves the current generation open.  Reads
  * never look at either.
@@ -101,11 +101,6 @@ JET_ERR inst_check_usable(js_instance *inst);
 /** Make the instance fatal with err (JET_errInstanceUnavailable afterwards).
  *  Never called with a lack of space (err_is_space). */
 void inst_set_fatal(js_instance *inst, JET_ERR err);
-/** Before a write transaction takes the writer lock: retry a log write that
- *  failed for lack of space, and, when the last checkpoint failed for lack
- *  of space, ask for one more and wait for it.  JET_errLogDiskFull or
- *  JET_errDiskFull while space is still missing. */
-JET_ERR inst_check_writable(js_instance *inst);
 /** Record the outcome of a checkpoint (ckpt_run): sets or clears
  *  space_err and wakes inst_check_writable. */
 void inst_checkpoint_done(js_instance *inst, JET_ERR err);
@@ -114,8 +109,6 @@ JET_ERR inst_write_header(js_instance *inst);
 /** Raise an event to the sink. */
 void inst_event(js_instance *inst, int id, int level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/** Ask the checkpoint thread to run soon. */
-void inst_request_checkpoint(js_instance *inst);
 /** Replay the log generations in logdir into the instance's pool (restore:
  *  its private instance), checking them against the header's log
  *  signature.  Arguments as redo_run (log.h). */

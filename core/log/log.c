@@ -61,7 +61,7 @@ static uint64_t position(const log_state *lg)
     return LSN_MAKE(lg->gen, (uint64_t)lg->blk * LOG_BLOCK + LOG_BLK_HDR + lg->used);
 }
 
-uint64_t log_position(log_state *lg)
+static uint64_t log_position(log_state *lg)
 {
     JS_ASSERT_HELD(&lg->lock);
     return position(lg);
@@ -327,7 +327,10 @@ static void tmp_path(const log_state *lg, char *out, size_t cap)
     snprintf(out, cap, "%s/%s", lg->dir, JS_LOG_TMP_FILE);
 }
 
-void log_prepare_spare(log_state *lg)
+/* Pre-build edbtmp.log (allocated, zero) for the next roll when there is
+ * none, so a roll does not allocate a file while committers wait (log_tick,
+ * without log->lock). */
+static void log_prepare_spare(log_state *lg)
 {
     char tmp[PATH_MAX];
     tmp_path(lg, tmp, sizeof tmp);
@@ -642,7 +645,8 @@ JET_ERR log_abort_unfinished(log_state *lg)
     return err ? err : log_flush(lg, pos);
 }
 
-JET_ERR log_open_current(log_state *lg, uint32_t gen, uint32_t resume_blk, int64_t created, uint32_t digest)
+/* Resume appending to edb.log (generation gen) at block resume_blk. */
+static JET_ERR log_open_current(log_state *lg, uint32_t gen, uint32_t resume_blk, int64_t created, uint32_t digest)
 {
     JET_ERR err = os_open(lg->cur_path, O_RDWR, 0, &lg->fd);
     if (err)
@@ -669,7 +673,7 @@ JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32
 
 /* Close the current generation at its scanned end (used after a torn tail
  * or a crash in the middle of a roll) and start the next one. */
-JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int already_closed)
+static JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int already_closed)
 {
     lg->blk = end_blk;
     lg->used = 0;
@@ -782,15 +786,8 @@ JET_ERR log_delete_below(log_state *lg, uint32_t gen, uint32_t *lo, uint32_t *hi
     return err;
 }
 
-void log_destroy(log_state *lg)
-{
-    log_close(lg);
-    js_mutex_destroy(&lg->lock);
-    pthread_cond_destroy(&lg->done);
-    js_mutex_destroy(&lg->spare_lock);
-}
 
-void log_close(log_state *lg)
+static void log_close(log_state *lg)
 {
     os_close(lg->fd);
     lg->fd = -1;
@@ -800,4 +797,12 @@ void log_close(log_state *lg)
     free(lg->io);
     lg->pend = lg->io = NULL;
     lg->pend_cap = lg->io_cap = 0;
+}
+
+void log_destroy(log_state *lg)
+{
+    log_close(lg);
+    js_mutex_destroy(&lg->lock);
+    pthread_cond_destroy(&lg->done);
+    js_mutex_destroy(&lg->spare_lock);
 }

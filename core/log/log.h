@@ -83,12 +83,8 @@ typedef struct log_state {
  *  (js_create, restore: nothing to report to). */
 void log_init(log_state *lg, const char *dir, uint64_t file_size, uint32_t page_size,
               const uint8_t log_sig[JS_SIG_LEN], const uint8_t db_sig[JS_SIG_LEN], int enabled, js_health *health);
-/** Close the files and free the buffers; the locks stay (log_destroy). */
-void log_close(log_state *lg);
-/** log_close, then destroy the locks. */
+/** Close the files, free the buffers, destroy the locks. */
 void log_destroy(log_state *lg);
-/** Resume appending to edb.log (generation gen) at block resume_blk. */
-JET_ERR log_open_current(log_state *lg, uint32_t gen, uint32_t resume_blk, int64_t created, uint32_t digest);
 /** Create a fresh edb.log for generation gen (chained to the previous
  *  generation's close facts). */
 JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32_t prev_digest, uint32_t prev_blocks);
@@ -101,13 +97,6 @@ JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32
  *  JET_errLogWriteFail. */
 JET_ERR log_append_txn(log_state *lg, const uint8_t *recs, const uint32_t *lens, size_t nrec,
                        uint64_t txn_id, uint64_t *commit_lsn, uint64_t *end_lsn);
-/** Close the current generation at block end_blk (writing the close block
- *  unless already_closed), rename it, and start the next generation. */
-JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int already_closed);
-/** Pre-build edbtmp.log (allocated, zero) for the next roll when there is
- *  none, so a roll does not allocate a file while committers wait.  Called
- *  by the instance's background thread without log->lock. */
-void log_prepare_spare(log_state *lg);
 /** Make every record starting below lsn durable (group commit).
  *  JET_errLogDiskFull when the write that carried lsn failed for lack of
  *  space (log->full is then set; the blocks stay pending for a retry);
@@ -123,9 +112,7 @@ JET_ERR log_retry_stalled(log_state *lg);
  *  unfinished at the end of the log (redo_result.unfinished), so records
  *  appended later cannot complete it. */
 JET_ERR log_abort_unfinished(log_state *lg);
-/** Position where the next record starts.  log->lock held. */
-uint64_t log_position(log_state *lg);
-/** The same, taking log->lock. */
+/** Position where the next record starts (takes log->lock). */
 uint64_t log_position_now(log_state *lg);
 /** After redo (rr, from redo_run): continue appending to edb.log, or finish
  *  a roll a crash interrupted, or start the next generation after a torn
