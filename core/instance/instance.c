@@ -318,7 +318,7 @@ static void inst_free(js_instance *inst)
     log_destroy(&inst->log);
     os_close(inst->store.fd);
     os_close(inst->lock_fd);   /* releases the flock */
-    engine_destroy(&inst->eng);
+    txn_engine_destroy(&inst->eng);
     js_mutex_destroy(&inst->hdr_lock);
     js_mutex_destroy(&inst->ckpt_lock);
     js_mutex_destroy(&inst->state_lock);
@@ -385,7 +385,7 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
     snprintf(inst->dir, sizeof inst->dir, "%s", dir);
     snprintf(inst->store.path, sizeof inst->store.path, "%s/%s", dir, JS_DB_FILE);
     health_init(&inst->health, on_fatal, on_event, inst);
-    engine_init(&inst->eng);
+    txn_engine_init(&inst->eng);
     inst->eng.store = &inst->store;
     inst->eng.log = &inst->log;
     inst->eng.health = &inst->health;

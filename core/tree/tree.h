@@ -50,8 +50,8 @@ typedef struct js_engine {
 
 /* txn.c */
 /** Set up the locks; the caller fills the pointers and hooks. */
-void engine_init(js_engine *eng);
-void engine_destroy(js_engine *eng);
+void txn_engine_init(js_engine *eng);
+void txn_engine_destroy(js_engine *eng);
 /** A new session on eng (js_session_open, after the instance's checks). */
 JET_ERR txn_session_new(js_engine *eng, js_session **out);
 

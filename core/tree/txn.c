@@ -60,13 +60,13 @@ static void leave(js_session *s)
     atomic_store(&s->inside, 0);
 }
 
-void engine_init(js_engine *eng)
+void txn_engine_init(js_engine *eng)
 {
     js_mutex_init(&eng->writer_lock);
     js_rwlock_init(&eng->tree_latch);
 }
 
-void engine_destroy(js_engine *eng)
+void txn_engine_destroy(js_engine *eng)
 {
     js_mutex_destroy(&eng->writer_lock);
     js_rwlock_destroy(&eng->tree_latch);
