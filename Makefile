@@ -35,7 +35,7 @@ SYSTEMD_LIBS   := $(shell pkg-config --libs libsystemd 2>/dev/null)
 # core/ is the library; fs/ holds the programs: the daemon's FUSE side
 # (fs/daemon), its Redis side (fs/redis), the jetsnap tool (fs/tool) and the
 # protocol both programs speak (fs/proto).
-CORE_SRC   := $(wildcard core/*.c)
+CORE_SRC   := $(shell find core -name '*.c' | sort)
 PROTO_SRC  := $(wildcard fs/proto/*.c)
 DAEMON_SRC := $(wildcard fs/daemon/*.c)
 REDIS_SRC  := $(wildcard fs/redis/*.c)

@@ -417,7 +417,7 @@ typedef struct js_check_report {
 
 /** Offline check of an instance directory, a backup set or a lone .edb:
  *  every page checksum, every log block checksum and the generation chain.
- *  Zero is corruption where a page is in use (core/page.h): every page
+ *  Zero is corruption where a page is in use (core/store/page.h): every page
  *  below the file's written bound must be valid, and an all-zero one there
  *  fails as "page N of FILE: zeroed".  The bound is the meta page's
  *  high-water mark for a clean-shutdown database, the last checkpoint's
@@ -480,7 +480,7 @@ void js_set_event_sink(js_instance *inst, js_event_fn fn, void *ctx);
  *  JET_errReadVerifyFailure, JET_errLogReadVerifyFailure, JET_errDiskFull,
  *  JET_errBackupAbortByServer, JET_errClientRequestToStopJetService.
  *  Every page copied is verified: below the written bound of the job's
- *  checkpoint (core/page.h) it must be valid, so a zeroed used page fails
+ *  checkpoint (core/store/page.h) it must be valid, so a zeroed used page fails
  *  with JET_errReadVerifyFailure "page N of jetsnap.edb: zeroed"; the
  *  copy's header records that bound for check and restore.
  *  On failure nothing this job wrote stays and no live log is truncated.
@@ -516,7 +516,7 @@ JET_ERR js_backup_cancel(js_instance *inst);
  *  (one outside the range, or one not listed in SHA256SUMS, is
  *  JET_errInvalidBackup; one missing inside, JET_errMissingRestoreLogFiles).
  *  Every page it copies is checked (checksum, page number, and zero below
- *  the copy's written bound, core/page.h), and after replay so are the
+ *  the copy's written bound, core/store/page.h), and after replay so are the
  *  pages between that bound and the final high-water mark: a failure is
  *  JET_errReadVerifyFailure "page N of FILE: zeroed" (or "checksum
  *  mismatch").  A refused restore removes what it wrote; one cut short

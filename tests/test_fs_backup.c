@@ -42,7 +42,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
-#include "page.h"
+#include "store/page.h"
 #include "../fs/daemon/control.h"
 #include "../fs/daemon/events.h"
 #include "../fs/daemon/opts.h"

@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
-#include "page.h"
+#include "store/page.h"
 #include "bkset.h"
 #include "proc.h"
 #include "testlib.h"

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "inst.h"
+#include "instance/instance.h"
 
 static char dir[64];
 

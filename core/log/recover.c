@@ -11,10 +11,7 @@
  * and deltas are applied in log order, so a page copied at any moment
  * (backup) or torn by a crash ends up in its last committed state.
  */
-#include "inst.h"
-#include "err.h"
-#include "os.h"
-#include "page.h"
+#include "log/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,15 +21,15 @@
 #include <unistd.h>
 
 typedef struct redo_ctx {
-    js_instance *inst;
+    db_store *st;
     uint8_t *buf;           /* buffered records of the open transaction */
     size_t len, cap;
     uint64_t txns;
 } redo_ctx;
 
-JET_ERR redo_apply_txn_record(js_instance *inst, int type, const uint8_t *p, uint32_t len, uint64_t commit_lsn)
+static JET_ERR redo_apply_txn_record(db_store *st, int type, const uint8_t *p, uint32_t len, uint64_t commit_lsn)
 {
-    uint32_t ps = inst->page_size;
+    uint32_t ps = st->page_size;
     JET_ERR err = JET_errSuccess;
     frame *f = NULL;
     if (len < 4)
@@ -41,12 +38,12 @@ JET_ERR redo_apply_txn_record(js_instance *inst, int type, const uint8_t *p, uin
     if (type == REC_IMAGE) {
         if (len != 4 + ps)
             return JS_CORRUPT(JET_errLogReadVerifyFailure, "image of page %u has %u bytes", pgno, len - 4);
-        err = pool_get_for_install(inst, pgno, &f);
+        err = pool_get_for_install(&st->pool, pgno, &f);
         if (err)
             return err;
         memcpy(f->data, p + 4, ps);
     } else {
-        err = pool_get(inst, pgno, 1, &f);
+        err = pool_get(st, pgno, 1, &f);
         if (err)
             return err;
         if (pg_lsn(f->data) >= commit_lsn)
@@ -70,9 +67,9 @@ JET_ERR redo_apply_txn_record(js_instance *inst, int type, const uint8_t *p, uin
         }
     }
     pg_set_lsn(f->data, commit_lsn);
-    pool_mark_dirty(&inst->pool, f);
+    pool_mark_dirty(&st->pool, f);
 out:
-    pool_unpin(&inst->pool, f);
+    pool_unpin(&st->pool, f);
     return err;
 }
 
@@ -103,7 +100,7 @@ static JET_ERR redo_record(void *vctx, uint64_t lsn, int type, const uint8_t *pa
     }
     for (size_t off = 0; off < c->len;) {
         uint32_t t = pg_u32(c->buf + off), l = pg_u32(c->buf + off + 4);
-        JET_ERR err = redo_apply_txn_record(c->inst, (int)t, c->buf + off + 8, l, lsn);
+        JET_ERR err = redo_apply_txn_record(c->st, (int)t, c->buf + off + 8, l, lsn);
         if (err)
             return err;
         off += 8 + l;
@@ -119,10 +116,10 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
+JET_ERR redo_run(db_store *st, const uint8_t log_sig[JS_SIG_LEN], const char *logdir, uint64_t start_lsn,
                  uint32_t until_gen, int stop_at_gap, const redo_result *chain_from, redo_result *res)
 {
-    redo_ctx ctx = { .inst = inst };
+    redo_ctx ctx = { .st = st };
     JET_ERR err = JET_errSuccess;
     char path[PATH_MAX], cur[PATH_MAX];
     uint32_t min_gen, max_gen;
@@ -136,7 +133,7 @@ JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
         have_prev = 1;
     }
 
-    err = log_list_gens(logdir, &min_gen, &max_gen);
+    err = loggen_list(logdir, &min_gen, &max_gen);
     if (err)
         return err;
     snprintf(cur, sizeof cur, "%s/%s", logdir, JS_LOG_FILE);
@@ -154,12 +151,12 @@ JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
     uint32_t g = LSN_GEN(start_lsn);
     if (g == 0)
         g = min_gen ? min_gen : cur_gen;
-    inst->recovering = 1;
+    st->recovering = 1;
     for (; g; g++) {
         if (until_gen && g > until_gen)
             break;
         int is_current = 0;
-        log_gen_name(path, sizeof path, logdir, g);
+        loggen_name(path, sizeof path, logdir, g);
         if (!file_exists(path)) {
             if (cur_gen == g) {
                 memcpy(path, cur, sizeof path);
@@ -182,7 +179,7 @@ JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
             err = JS_CORRUPT(JET_errLogReadVerifyFailure, "%s holds generation %08X, not %08X", path, hdr.gen, g);
             goto out;
         }
-        if (memcmp(hdr.log_sig, inst->hdr.log_sig, JS_SIG_LEN) != 0) {
+        if (memcmp(hdr.log_sig, log_sig, JS_SIG_LEN) != 0) {
             if (stop_at_gap)
                 break;
             err = js_fail(JET_errBadLogSignature, "%s belongs to another log stream", path);
@@ -219,7 +216,7 @@ JET_ERR redo_run(js_instance *inst, const char *logdir, uint64_t start_lsn,
     res->txns_applied = ctx.txns;
     res->unfinished = ctx.len != 0;
 out:
-    inst->recovering = 0;
+    st->recovering = 0;
     free(ctx.buf);
     return err;
 }

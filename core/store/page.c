@@ -1,8 +1,8 @@
 /*
  * page.c - seal and verify pages (format in page.h).
  */
-#include "page.h"
-#include "crc32c.h"
+#include "store/page.h"
+#include "base/crc32c.h"
 
 #include <stdio.h>
 

@@ -2,7 +2,7 @@
  * crc32c.c - CRC32C with the SSE4.2 instruction when available (about
  * 6 GB/s a core here) and a byte table otherwise.
  */
-#include "crc32c.h"
+#include "base/crc32c.h"
 
 #include <string.h>
 

@@ -9,7 +9,7 @@
 #ifndef JS_TVIEW_H
 #define JS_TVIEW_H
 
-#include "inst.h"
+#include "store/store.h"
 
 typedef struct tpage {
     uint32_t pgno;          /* 0: empty slot */
@@ -18,7 +18,7 @@ typedef struct tpage {
 } tpage;
 
 typedef struct tview {
-    js_instance *inst;
+    db_store *st;
     int writable;
     frame **pins;           /* committed frames pinned by this view */
     size_t npins, pins_cap;
@@ -26,7 +26,7 @@ typedef struct tview {
     size_t npages, pages_cap;
 } tview;
 
-void tv_init(tview *v, js_instance *inst, int writable);
+void tv_init(tview *v, db_store *st, int writable);
 /** Unpin every frame; drop private pages (rollback) unless kept. */
 void tv_release(tview *v);
 /** The page as this view sees it (private copy first).  NULL on error. */

@@ -3,11 +3,7 @@
  * an instance directory, a backup set (BACKUP, BACKUP/new, BACKUP/old) or a
  * lone .edb file.  Read-only; safe on the files of a mounted instance.
  */
-#include "inst.h"
-#include "err.h"
-#include "os.h"
-#include "page.h"
-#include "manifest.h"
+#include "jobs/jobs.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -83,7 +79,7 @@ JET_ERR js_info_read(const char *path, js_info *out)
         if (chk_read(dir, &chk) == JET_errSuccess)
             out->checkpoint_gen = LSN_GEN(chk.redo_lsn);
         uint32_t lo, hi;
-        if (log_list_gens(dir, &lo, &hi) == JET_errSuccess) {
+        if (loggen_list(dir, &lo, &hi) == JET_errSuccess) {
             out->log_gen_min = lo;
             out->log_gen_max = hi;
         }
@@ -265,7 +261,7 @@ static JET_ERR check_logs(const char *dir, const uint8_t *log_sig, js_check_repo
 {
     uint32_t lo, hi;
     char path[PATH_MAX];
-    JET_ERR err = log_list_gens(dir, &lo, &hi), first = JET_errSuccess;
+    JET_ERR err = loggen_list(dir, &lo, &hi), first = JET_errSuccess;
     if (err)
         return err;
     loggen_hdr h, prev_h;
@@ -281,7 +277,7 @@ static JET_ERR check_logs(const char *dir, const uint8_t *log_sig, js_check_repo
         return JET_errSuccess;
     for (uint32_t g = lo ? lo : 1; ; g++) {
         int is_cur = 0;
-        log_gen_name(path, sizeof path, dir, g);
+        loggen_name(path, sizeof path, dir, g);
         if (g > last || stat(path, &st) != 0) {
             if (g <= last) {
                 rep->log_files_bad++;

@@ -9,7 +9,7 @@
 #ifndef JS_BTREE_H
 #define JS_BTREE_H
 
-#include "tview.h"
+#include "tree/tview.h"
 
 /** Insert or replace. */
 JET_ERR bt_put(tview *v, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen);

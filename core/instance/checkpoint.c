@@ -9,7 +9,7 @@
  * With R it reads the meta page's high-water mark H: every page below H was
  * allocated by a transaction committed before R, so it was either written
  * by an earlier checkpoint or is dirty at R and written by this one.  After
- * the fsync, H is the written bound (page.h): inst->valid_below and edb.chk
+ * the fsync, H is the written bound (page.h): store.valid_below and edb.chk
  * record it.  (The meta page written may be newer than R, so its own mark
  * is no such bound: a page allocated after R may still be zero on disk.)
  * Recovery starts at R.  Generations below R's are no longer needed for
@@ -19,8 +19,13 @@
  * A checkpoint that fails for lack of space (a page write, the growth of
  * jetsnap.edb, the WAL flush, edb.chk) leaves every page it did not write
  * dirty and edb.chk at the previous redo point, and is simply retried: by
- * the checkpoint thread, and at once when a writer asks (inst.h).  Any
+ * the checkpoint thread, and at once when a writer asks (instance.h).  Any
  * other failure is sticky.
+ *
+ * The checkpoint thread runs one every checkpoint_ms (or at once when asked:
+ * half the pool dirty, a writer waiting for space); the flush thread makes
+ * lazy commits durable every 50 ms (log_tick).  Both stop when the instance
+ * stops or turns fatal.
  *
  * edb.chk format: two 512-byte copies at offsets 0 and 512, each
  *   0 u32 crc (CRC32C of bytes 4..511)  4 "JSNAPCHK"  12 u32 version
@@ -30,11 +35,7 @@
  * Written like the database header: copy 0, fsync, copy 1, fsync; read:
  * the first valid copy.
  */
-#include "inst.h"
-#include "err.h"
-#include "os.h"
-#include "page.h"
-#include "crc32c.h"
+#include "instance/instance.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -104,42 +105,11 @@ JET_ERR chk_write(const char *dir, const chk_file *chk)
     return err;
 }
 
-JET_ERR log_delete_below(js_instance *inst, uint32_t gen, uint32_t *lo, uint32_t *hi)
-{
-    uint32_t min_gen, max_gen;
-    char path[PATH_MAX];
-    *lo = *hi = 0;
-    JET_ERR err = log_list_gens(inst->dir, &min_gen, &max_gen);
-    if (err || !min_gen)
-        return err;
-    pthread_mutex_lock(&inst->log.lock);
-    uint32_t pin = inst->log.pin_gen;
-    pthread_mutex_unlock(&inst->log.lock);
-    for (uint32_t g = min_gen; g < gen && g <= max_gen; g++) {
-        if (pin && g >= pin)
-            break;
-        log_gen_name(path, sizeof path, inst->dir, g);
-        /* Oldest first, stop at the first failure: the chain that stays is
-         * always contiguous. */
-        err = os_unlink(path, 0);
-        if (err)
-            break;
-        if (!*lo)
-            *lo = g;
-        *hi = g;
-    }
-    if (*lo) {
-        JET_ERR e2 = os_fsync_dir(inst->dir);
-        if (!err)
-            err = e2;
-    }
-    return err;
-}
-
 /* Write pages [i, j) of list (already sorted) as contiguous runs. */
 static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t n, uint64_t redo_lsn, uint8_t *buf)
 {
-    uint32_t ps = inst->page_size;
+    db_store *st = &inst->store;
+    uint32_t ps = st->page_size;
     uint64_t max_lsn = 0;
     size_t m = 0;
     uint32_t pgnos[CKPT_BATCH];
@@ -149,13 +119,14 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
     /* Each copied frame stays pinned until its page is on disk: a clean,
      * unpinned frame may be evicted, and a reader reloading it before the
      * write lands would find the old page (or none) in the file. */
-    pthread_rwlock_rdlock(&inst->tree_latch);
+    JS_ASSERT_HELD(&inst->ckpt_lock);
+    js_rdlock(&inst->eng.tree_latch);
     for (size_t i = 0; i < n; i++) {
-        frame *f = pool_lookup(&inst->pool, list[i]);
+        frame *f = pool_lookup(&st->pool, list[i]);
         if (!f)
             continue;
         if (!f->dirty) {
-            pool_unpin(&inst->pool, f);
+            pool_unpin(&st->pool, f);
             continue;
         }
         memcpy(buf + (size_t)m * ps, f->data, ps);
@@ -163,33 +134,29 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
         pgnos[m++] = list[i];
         if (pg_lsn(f->data) > max_lsn)
             max_lsn = pg_lsn(f->data);
-        pool_clear_dirty(&inst->pool, f);
+        pool_clear_dirty(&st->pool, f);
     }
-    pthread_rwlock_unlock(&inst->tree_latch);
+    js_rwunlock(&inst->eng.tree_latch);
 
     /* WAL rule: a page newer than the redo point may only reach the file
      * once its log records are durable. */
-    if (max_lsn >= redo_lsn && inst_logging(inst)) {
-        pthread_mutex_lock(&inst->log.lock);
-        uint64_t pos = log_position(&inst->log);
-        pthread_mutex_unlock(&inst->log.lock);
-        err = log_flush(inst, pos);
-    }
+    if (max_lsn >= redo_lsn && inst_logging(inst))
+        err = log_flush_all(&inst->log);
     for (size_t i = 0; i < m; i++)
         pg_seal(buf + i * ps, ps, pgnos[i]);
     for (size_t i = 0; i < m && !err;) {
         size_t j = i + 1;
         while (j < m && pgnos[j] == pgnos[j - 1] + 1)
             j++;
-        err = db_write_pages(inst, pgnos[i], buf + i * ps, (uint32_t)(j - i));
+        err = db_write_pages(st, pgnos[i], buf + i * ps, (uint32_t)(j - i));
         i = j;
     }
     for (size_t i = 0; i < m; i++) {
         /* Not written (or maybe not): dirty again, for the next checkpoint.
          * Rewriting a page that did reach the file is harmless. */
         if (err)
-            pool_mark_dirty(&inst->pool, held[i]);
-        pool_unpin(&inst->pool, held[i]);
+            pool_mark_dirty(&st->pool, held[i]);
+        pool_unpin(&st->pool, held[i]);
     }
     return err;
 }
@@ -199,13 +166,14 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
 static JET_ERR ckpt_read_hwm(js_instance *inst, uint32_t *hwm)
 {
     frame *f = NULL;
-    JET_ERR err = pool_get(inst, PG_META_PGNO, 0, &f);
+    JS_ASSERT_HELD(&inst->eng.writer_lock);
+    JET_ERR err = pool_get(&inst->store, PG_META_PGNO, 0, &f);
     if (err)
         return err;
-    pthread_rwlock_rdlock(&inst->tree_latch);
+    js_rdlock(&inst->eng.tree_latch);
     *hwm = pg_u32(f->data + META_NEXT);
-    pthread_rwlock_unlock(&inst->tree_latch);
-    pool_unpin(&inst->pool, f);
+    js_rwunlock(&inst->eng.tree_latch);
+    pool_unpin(&inst->store.pool, f);
     return JET_errSuccess;
 }
 
@@ -217,31 +185,26 @@ JET_ERR ckpt_run(js_instance *inst)
     uint8_t *buf = NULL;
     uint32_t hwm = 0;
 
-    pthread_mutex_lock(&inst->ckpt_lock);
-    pthread_mutex_lock(&inst->writer_lock);
+    js_mutex_lock(&inst->ckpt_lock);
+    js_mutex_lock(&inst->eng.writer_lock);
     err = ckpt_read_hwm(inst, &hwm);
     if (err) {
-        pthread_mutex_unlock(&inst->writer_lock);
+        js_mutex_unlock(&inst->eng.writer_lock);
         goto out;
     }
-    uint64_t redo = 0;
-    if (inst_logging(inst)) {
-        pthread_mutex_lock(&inst->log.lock);
-        redo = log_position(&inst->log);
-        pthread_mutex_unlock(&inst->log.lock);
-    }
-    inst->ckpt_epoch++;
-    err = pool_dirty_list(&inst->pool, &list, &n);
-    pthread_mutex_unlock(&inst->writer_lock);
+    uint64_t redo = inst_logging(inst) ? log_position_now(&inst->log) : 0;
+    inst->eng.ckpt_epoch++;
+    err = pool_dirty_list(&inst->store.pool, &list, &n);
+    js_mutex_unlock(&inst->eng.writer_lock);
     if (err)
         goto out;
 
     if (redo) {
-        err = log_flush(inst, redo);
+        err = log_flush(&inst->log, redo);
         if (err)
             goto out;
     }
-    buf = aligned_alloc(4096, (size_t)CKPT_BATCH * inst->page_size);
+    buf = aligned_alloc(4096, (size_t)CKPT_BATCH * inst->store.page_size);
     if (!buf) {
         err = js_fail(JET_errOutOfMemory, "checkpoint buffer");
         goto out;
@@ -250,7 +213,7 @@ JET_ERR ckpt_run(js_instance *inst)
         err = ckpt_write_batch(inst, list + i, n - i < CKPT_BATCH ? n - i : CKPT_BATCH, redo, buf);
     int written = !err;
     if (!err && n)
-        err = os_fsync(inst->db_fd, inst->db_path);
+        err = os_fsync(inst->store.fd, inst->store.path);
     if (err) {
         /* A failed write: the pages of its batch are dirty again, later
          * batches were never taken, and edb.chk keeps the previous redo
@@ -263,13 +226,11 @@ JET_ERR ckpt_run(js_instance *inst)
             inst_set_fatal(inst, err);
         goto out;
     }
-    if (hwm > atomic_load(&inst->valid_below))
-        atomic_store(&inst->valid_below, hwm);   /* only this function stores it, under ckpt_lock */
+    if (hwm > atomic_load(&inst->store.valid_below))
+        atomic_store(&inst->store.valid_below, hwm);   /* only this function stores it, under ckpt_lock */
     if (redo) {
-        chk_file chk = { .redo_lsn = redo, .valid_below = atomic_load(&inst->valid_below) };
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        chk.time = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        chk_file chk = { .redo_lsn = redo, .valid_below = atomic_load(&inst->store.valid_below),
+                         .time = js_time_ms() };
         memcpy(chk.log_sig, inst->hdr.log_sig, JS_SIG_LEN);
         err = chk_write(inst->dir, &chk);
         if (err) {
@@ -284,17 +245,94 @@ JET_ERR ckpt_run(js_instance *inst)
             uint32_t lo, hi;
             /* A failed delete only leaves an extra generation behind (the
              * chain stays contiguous); say so and go on. */
-            if (log_delete_below(inst, LSN_GEN(redo), &lo, &hi) != JET_errSuccess)
+            if (log_delete_below(&inst->log, LSN_GEN(redo), &lo, &hi) != JET_errSuccess)
                 inst_event(inst, 227, JS_EV_WARNING, "circular logging could not delete a generation: %s",
                            js_errdetail());
         }
     }
 out:
     inst_checkpoint_done(inst, err);
-    pthread_mutex_unlock(&inst->ckpt_lock);
+    js_mutex_unlock(&inst->ckpt_lock);
     free(buf);
     free(list);
     return err;
+}
+
+static void *ckpt_thread_main(void *arg)
+{
+    js_instance *inst = arg;
+    JET_ERR last = JET_errSuccess;   /* said once per spell of lack of space */
+    js_mutex_lock(&inst->state_lock);
+    while (!inst->stopping && !health_fatal(&inst->health)) {
+        struct timespec ts = js_deadline_ms(inst->params.checkpoint_ms);
+        if (!inst->ckpt_requested)
+            js_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
+        if (inst->stopping || health_fatal(&inst->health))
+            break;
+        inst->ckpt_requested = 0;
+        int retry = inst->space_err != 0;
+        js_mutex_unlock(&inst->state_lock);
+        if (pool_ndirty(&inst->store.pool) || retry) {
+            JET_ERR err = ckpt_run(inst);
+            /* While the disk stays full every writer asks for another try:
+             * say it when it starts and when it ends, not at every try. */
+            if (err && (!err_is_space(err) || err != last))
+                inst_event(inst, 0, err_is_space(err) ? JS_EV_WARNING : JS_EV_ERROR,
+                           "checkpoint failed: %s (%d): %s", js_errname(err), err, js_errdetail());
+            else if (!err && err_is_space(last))
+                inst_event(inst, 0, JS_EV_INFO, "checkpoint succeeded again: space was freed");
+            last = err;
+        }
+        js_mutex_lock(&inst->state_lock);
+    }
+    /* Writers waiting for a checkpoint (inst_check_writable) get no more. */
+    pthread_cond_broadcast(&inst->state_cond);
+    js_mutex_unlock(&inst->state_lock);
+    return NULL;
+}
+
+/* Lazy commits: flushed within 100 ms. */
+static void *flush_thread_main(void *arg)
+{
+    js_instance *inst = arg;
+    js_mutex_lock(&inst->state_lock);
+    while (!inst->stopping && !health_fatal(&inst->health)) {
+        struct timespec ts = js_deadline_ms(50);
+        js_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
+        if (inst->stopping || health_fatal(&inst->health))
+            break;
+        js_mutex_unlock(&inst->state_lock);
+        log_tick(&inst->log);
+        js_mutex_lock(&inst->state_lock);
+    }
+    js_mutex_unlock(&inst->state_lock);
+    return NULL;
+}
+
+JET_ERR ckpt_start_threads(js_instance *inst)
+{
+    if (pthread_create(&inst->ckpt_thread, NULL, ckpt_thread_main, inst) != 0)
+        return js_fail(JET_errOutOfMemory, "cannot start the instance threads");
+    if (pthread_create(&inst->flush_thread, NULL, flush_thread_main, inst) != 0) {
+        /* The checkpoint thread runs: stop it before failing. */
+        js_mutex_lock(&inst->state_lock);
+        inst->stopping = 1;
+        pthread_cond_broadcast(&inst->ckpt_wake);
+        js_mutex_unlock(&inst->state_lock);
+        pthread_join(inst->ckpt_thread, NULL);
+        return js_fail(JET_errOutOfMemory, "cannot start the instance threads");
+    }
+    inst->threads_started = 1;
+    return JET_errSuccess;
+}
+
+void ckpt_join_threads(js_instance *inst)
+{
+    if (!inst->threads_started)
+        return;
+    pthread_join(inst->ckpt_thread, NULL);
+    pthread_join(inst->flush_thread, NULL);
+    inst->threads_started = 0;
 }
 
 JET_ERR js_checkpoint(js_instance *inst)

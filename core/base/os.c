@@ -7,8 +7,8 @@
  * counters are process-wide because the seam sits below every instance; they
  * are only ever armed by tests.
  */
-#include "os.h"
-#include "err.h"
+#include "base/os.h"
+#include "base/err.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -444,6 +444,23 @@ JET_ERR os_renameat(int fromfd, const char *from, int tofd, const char *to, cons
     if (renameat(fromfd, from, tofd, to) < 0)
         return os_err(errno, "rename", shown_to);
     return JET_errSuccess;
+}
+
+JET_ERR os_mkdtemp(char *tmpl)
+{
+    if (!mkdtemp(tmpl))
+        return os_err(errno, "mkdtemp", tmpl);
+    return JET_errSuccess;
+}
+
+int os_unlinkat_quiet(int dirfd, const char *name, int flags)
+{
+    return unlinkat(dirfd, name, flags) < 0 ? errno : 0;
+}
+
+int os_renameat_quiet(int fromfd, const char *from, int tofd, const char *to)
+{
+    return renameat(fromfd, from, tofd, to) < 0 ? errno : 0;
 }
 
 JET_ERR os_linkat(int fromfd, const char *from, int tofd, const char *to, const char *shown_to)

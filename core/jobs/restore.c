@@ -17,7 +17,7 @@
  * being-restored, which open refuses; a failed one removes what it wrote.
  *
  * A job holds its directories; names are resolved once; cleanup removes
- * only what it created, by fd (the rule of core/backup.c):
+ * only what it created, by fd (the rule of jobs/backup.c):
  *   - the set directory (BACKUP, BACKUP/new or BACKUP/old) is opened once
  *     (mf_open_set) and every file of it is opened relative to that
  *     descriptor with O_NOFOLLOW, so a swap of BACKUP's path cannot mix two
@@ -35,11 +35,7 @@
  *     restore makes, and removes TARGET only if it made it and the name
  *     still holds that directory.
  */
-#include "inst.h"
-#include "err.h"
-#include "manifest.h"
-#include "os.h"
-#include "page.h"
+#include "jobs/jobs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -230,7 +226,7 @@ static JET_ERR rs_check_manifest(int set_fd, const char *set, const mf_info *inf
     if ((uint64_t)st.st_size != info->pages * hdr->page_size)
         return js_fail(JET_errInvalidBackup, "%s holds %llu bytes, but backup.info says %llu pages of %u bytes",
                        path, (unsigned long long)st.st_size, (unsigned long long)info->pages, hdr->page_size);
-    JET_ERR err = log_list_gens(setproc, &lo, &hi);
+    JET_ERR err = loggen_list(setproc, &lo, &hi);
     if (err)
         return err;
     if (lo && (lo < info->gen_low || hi > info->gen_high))
@@ -304,7 +300,7 @@ static JET_ERR rs_check_set(int set_fd, const char *set, const mf_info *info, ui
         if (fstatat(set_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
             return js_fail(JET_errMissingRestoreLogFiles, "log generation %08X is missing from the set (%s)", g, set);
         /* loggen reads by path: through the held set directory. */
-        log_gen_name(path, sizeof path, setproc, g);
+        loggen_name(path, sizeof path, setproc, g);
         err = loggen_scan(path, 0, 0, NULL, NULL, &h, &s);
         if (err)
             return err;
@@ -393,6 +389,71 @@ static JET_ERR rs_copy_db(rs_job *r, int set_fd, const char *set, int target_fd,
     return err;
 }
 
+/* Sizes of the set's files, for progress: the database copy, the logs. */
+static void rs_size_set(int set_fd, uint64_t *db_bytes, uint64_t *log_bytes)
+{
+    struct stat st;
+    int rd = openat(set_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = rd < 0 ? NULL : fdopendir(rd);
+    if (!d)
+        os_close(rd);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || fstatat(set_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode))
+            continue;
+        if (!strcmp(de->d_name, JS_DB_FILE))
+            *db_bytes = (uint64_t)st.st_size;
+        else
+            *log_bytes += (uint64_t)st.st_size;
+    }
+    if (d)
+        closedir(d);
+}
+
+/* Replay the set's generations, then (roll-forward) those of logs_dir, into
+ * the restore's private instance; *last: the result of the last replay that
+ * reached a generation. */
+static JET_ERR rs_replay(rs_job *r, js_instance *inst, const char *setproc, const char *logs_dir,
+                         const mf_info *info, uint32_t until_gen, redo_result *rr, redo_result *rr2,
+                         redo_result **last)
+{
+    /* until_gen may stop inside the set (never below what the database copy
+     * needs: rs_check_set refused that). */
+    uint32_t set_end = until_gen && until_gen < info->gen_high ? until_gen : info->gen_high;
+    JET_ERR err = inst_redo(inst, setproc, LSN_MAKE(info->gen_low, 0), set_end, 0, NULL, rr);
+    if (!err && rr->last_gen != set_end)
+        err = js_fail(JET_errMissingRestoreLogFiles, "replay of the set stopped at generation %08X, before %08X",
+                      rr->last_gen, set_end);
+    if (err)
+        return err;
+    r->prog.log_records_verified += rr->txns_applied;
+    *last = rr;
+    if (logs_dir && (!until_gen || until_gen > info->gen_high)) {
+        err = inst_redo(inst, logs_dir, LSN_MAKE(info->gen_high + 1, 0), until_gen, 1, rr, rr2);
+        if (err)
+            return err;
+        if (rr2->last_gen)
+            *last = rr2;
+    }
+    r->prog.gen_high = (*last)->last_gen;
+    return JET_errSuccess;
+}
+
+/* A failed restore leaves nothing that could be mistaken for an instance:
+ * the names it makes go (relative to the held TARGET), and TARGET is left
+ * as found: removed when it made it (tparent_fd >= 0) and the name still
+ * holds that directory.  Best effort, keeping the job's error detail. */
+static void rs_undo(int target_fd, int tparent_fd, const char *tname, const struct stat *made)
+{
+    struct stat st;
+    const char *names[] = { JS_DB_FILE, JS_CHK_FILE, JS_LOG_FILE, JS_LOG_TMP_FILE, JS_LOCK_FILE };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        (void)os_unlinkat_quiet(target_fd, names[i], 0);
+    if (tparent_fd >= 0 && fstatat(tparent_fd, tname, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == made->st_dev &&
+        st.st_ino == made->st_ino)
+        (void)os_unlinkat_quiet(tparent_fd, tname, AT_REMOVEDIR);
+}
 
 JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
                    uint32_t until_gen, js_status_fn status, void *ctx)
@@ -429,22 +490,7 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     /* Progress: hashing the logs, copying (and hashing) the database, then
      * replaying the logs. */
     uint64_t db_bytes = 0, log_bytes = 0;
-    int rd = openat(set_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = rd < 0 ? NULL : fdopendir(rd);
-    if (!d)
-        os_close(rd);
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || fstatat(set_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-            !S_ISREG(st.st_mode))
-            continue;
-        if (!strcmp(de->d_name, JS_DB_FILE))
-            db_bytes = (uint64_t)st.st_size;
-        else
-            log_bytes += (uint64_t)st.st_size;
-    }
-    if (d)
-        closedir(d);
+    rs_size_set(set_fd, &db_bytes, &log_bytes);
     r.prog.bytes_total = db_bytes + 2 * log_bytes;
     err = rs_report(&r, JS_SNT_BEGIN);
     char db_hex[65] = "";
@@ -475,62 +521,21 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
 
     r.prog.phase = "replay";
     err = inst_new_for_restore(tproc, &inst);
-    if (err)
-        goto fail;
-    redo_result rr, rr2;
-    /* until_gen may stop inside the set (never below what the database copy
-     * needs: rs_check_set refused that). */
-    uint32_t set_end = until_gen && until_gen < info.gen_high ? until_gen : info.gen_high;
-    err = redo_run(inst, setproc, LSN_MAKE(info.gen_low, 0), set_end, 0, NULL, &rr);
-    if (!err && rr.last_gen != set_end)
-        err = js_fail(JET_errMissingRestoreLogFiles, "replay of the set stopped at generation %08X, before %08X",
-                      rr.last_gen, set_end);
-    if (err)
-        goto fail;
-    r.prog.log_records_verified += rr.txns_applied;
-    redo_result *last = &rr;
-    if (logs_dir && (!until_gen || until_gen > info.gen_high)) {
-        err = redo_run(inst, logs_dir, LSN_MAKE(info.gen_high + 1, 0), until_gen, 1, &rr, &rr2);
-        if (err)
-            goto fail;
-        if (rr2.last_gen)
-            last = &rr2;
-    }
-    r.prog.gen_high = last->last_gen;
-    err = rs_progress(&r, log_bytes);
+    redo_result rr, rr2, *last = NULL;
+    if (!err)
+        err = rs_replay(&r, inst, setproc, logs_dir, &info, until_gen, &rr, &rr2, &last);
+    if (!err)
+        err = rs_progress(&r, log_bytes);
     if (err)
         goto fail;
 
     r.prog.phase = "flush";
-    err = ckpt_run(inst);   /* no log open: writes every page and fsyncs */
-    if (err)
-        goto fail;
     /* Every page below the final high-water mark is in use.  Those below
      * the copy's bound (within the file) were checked as they were copied;
      * the others must have been written by replay, or been valid in the
      * copy: a short re-read of that range, not of the whole file. */
     uint64_t checked = hdr.valid_below < info.pages ? hdr.valid_below : info.pages;
-    err = db_verify_range(inst, checked > PG_META_PGNO ? (uint32_t)checked : PG_META_PGNO,
-                          atomic_load(&inst->valid_below));
-    if (err)
-        goto fail;
-    log_state *lg = &inst->log;
-    err = log_create_gen(lg, last->last_gen + 1, last->last_hdr.created, last->last_scan.digest,
-                         last->last_scan.end_blk);
-    if (err)
-        goto fail;
-    chk_file chk = { .redo_lsn = log_position(lg), .valid_below = atomic_load(&inst->valid_below) };
-    memcpy(chk.log_sig, inst->hdr.log_sig, JS_SIG_LEN);
-    err = chk_write(tproc, &chk);
-    if (err)
-        goto fail;
-    inst->hdr.state = JS_DB_CLEAN_SHUTDOWN;
-    inst->hdr.backup_gen_low = inst->hdr.backup_gen_high = 0;
-    inst->hdr.flags &= ~DBH_UNLOGGED;
-    inst->hdr.consistent_lsn = chk.redo_lsn;
-    memset(&inst->hdr.full, 0, sizeof inst->hdr.full);
-    memset(&inst->hdr.inc, 0, sizeof inst->hdr.inc);
-    err = dbh_write(inst->db_fd, inst->db_path, &inst->hdr);
+    err = inst_finish_restore(inst, last, checked > PG_META_PGNO ? (uint32_t)checked : PG_META_PGNO);
     if (!err)
         err = os_fsync_fd(target_fd, target);
     if (err)
@@ -550,17 +555,8 @@ fail:;
     rs_unproc(detail, sizeof detail, setproc, set);
     if (inst)
         inst_discard(inst);
-    if (wrote) {
-        /* A failed restore leaves nothing that could be mistaken for an
-         * instance: the names it makes go (relative to the held TARGET),
-         * and TARGET is left as found. */
-        const char *names[] = { JS_DB_FILE, JS_CHK_FILE, JS_LOG_FILE, JS_LOG_TMP_FILE, JS_LOCK_FILE };
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-            (void)unlinkat(target_fd, names[i], 0);
-        if (created && fstatat(tparent_fd, tname, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == made.st_dev &&
-            st.st_ino == made.st_ino)
-            (void)unlinkat(tparent_fd, tname, AT_REMOVEDIR);
-    }
+    if (wrote)
+        rs_undo(target_fd, created ? tparent_fd : -1, tname, &made);
     os_close(set_fd);
     os_close(target_fd);
     os_close(tparent_fd);
@@ -597,10 +593,9 @@ JET_ERR js_verify(const char *backup, js_check_report *rep_out, js_status_fn sta
         goto out;
     const char *tmpdir = getenv("TMPDIR");
     snprintf(tmpl, sizeof tmpl, "%s/jetsnap-verify-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    if (!mkdtemp(tmpl)) {
-        err = os_err(errno, "mkdtemp", tmpl);
+    err = os_mkdtemp(tmpl);
+    if (err)
         goto out;
-    }
     char target[PATH_MAX];
     snprintf(target, sizeof target, "%s/restore", tmpl);
     err = js_restore(setproc, target, NULL, 0, status, ctx);

@@ -9,7 +9,7 @@
  * meanwhile (it asks for a checkpoint when half the frames are dirty).
  *
  * Locking: pool->lock guards changes to the hash chains and the dirty
- * bits; frame content is guarded by inst->tree_latch (see inst.h).  A frame
+ * bits; frame content is guarded by the tree layer's tree_latch (tree.h).  A frame
  * being read from disk has loading set; other threads wait on pool->loaded.
  *
  * Cached pages are found without the lock (pool_pin_fast), because every
@@ -21,10 +21,7 @@
  * pgno and then re-reads pins.  At least one of them sees the other and
  * backs off (the reader then takes the locked path).
  */
-#include "inst.h"
-#include "err.h"
-#include "os.h"
-#include "page.h"
+#include "store/store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,18 +31,19 @@
 void rl_init(range_lock *rl)
 {
     memset(rl, 0, sizeof *rl);
-    pthread_mutex_init(&rl->lock, NULL);
+    js_mutex_init(&rl->lock);
     pthread_cond_init(&rl->changed, NULL);
 }
 
 void rl_destroy(range_lock *rl)
 {
-    pthread_mutex_destroy(&rl->lock);
+    js_mutex_destroy(&rl->lock);
     pthread_cond_destroy(&rl->changed);
 }
 
 static int rl_conflicts(const range_lock *rl, uint64_t lo, uint64_t hi, int writer)
 {
+    JS_ASSERT_HELD(&((range_lock *)rl)->lock);
     for (int i = 0; i < RL_SLOTS; i++)
         if (rl->used[i] && (rl->writer[i] || writer) && rl->lo[i] < hi && lo < rl->hi[i])
             return 1;
@@ -54,7 +52,7 @@ static int rl_conflicts(const range_lock *rl, uint64_t lo, uint64_t hi, int writ
 
 int rl_lock(range_lock *rl, uint64_t lo, uint64_t hi, int writer)
 {
-    pthread_mutex_lock(&rl->lock);
+    js_mutex_lock(&rl->lock);
     for (;;) {
         int slot = -1;
         for (int i = 0; i < RL_SLOTS && slot < 0; i++)
@@ -65,19 +63,19 @@ int rl_lock(range_lock *rl, uint64_t lo, uint64_t hi, int writer)
             rl->lo[slot] = lo;
             rl->hi[slot] = hi;
             rl->writer[slot] = writer;
-            pthread_mutex_unlock(&rl->lock);
+            js_mutex_unlock(&rl->lock);
             return slot;
         }
-        pthread_cond_wait(&rl->changed, &rl->lock);
+        js_cond_wait(&rl->changed, &rl->lock);
     }
 }
 
 void rl_unlock(range_lock *rl, int slot)
 {
-    pthread_mutex_lock(&rl->lock);
+    js_mutex_lock(&rl->lock);
     rl->used[slot] = 0;
     pthread_cond_broadcast(&rl->changed);
-    pthread_mutex_unlock(&rl->lock);
+    js_mutex_unlock(&rl->lock);
 }
 
 /* ---------------- pool ---------------- */
@@ -103,7 +101,7 @@ JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes)
         free(pool->frames);
         return js_fail(JET_errOutOfMemory, "buffer pool of %zu frames", pool->cap);
     }
-    pthread_mutex_init(&pool->lock, NULL);
+    js_mutex_init(&pool->lock);
     pthread_cond_init(&pool->loaded, NULL);
     return JET_errSuccess;
 }
@@ -116,13 +114,14 @@ void pool_destroy(buf_pool *pool)
     }
     free(pool->frames);
     free(pool->hash);
-    pthread_mutex_destroy(&pool->lock);
+    js_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->loaded);
     memset(pool, 0, sizeof *pool);
 }
 
 static frame *pool_find_locked(buf_pool *pool, uint32_t pgno)
 {
+    JS_ASSERT_HELD(&pool->lock);
     for (frame *f = pool->hash[pool_bucket(pool, pgno)]; f; f = f->hnext)
         if (f->pgno == pgno)
             return f;
@@ -133,6 +132,7 @@ static frame *pool_find_locked(buf_pool *pool, uint32_t pgno)
  * lock-free reader standing on f can still walk on. */
 static void pool_unhash_locked(buf_pool *pool, frame *f, uint32_t pgno)
 {
+    JS_ASSERT_HELD(&pool->lock);
     _Atomic(frame *) *pp = &pool->hash[pool_bucket(pool, pgno)];
     while (*pp && *pp != f)
         pp = &(*pp)->hnext;
@@ -166,6 +166,7 @@ static frame *pool_pin_fast(buf_pool *pool, uint32_t pgno)
  * NULL on allocation failure. */
 static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno, int loading)
 {
+    JS_ASSERT_HELD(&pool->lock);
     frame *f = NULL;
     if (pool->nframes >= pool->cap) {
         for (size_t tries = 0; tries < pool->nframes * 2 && !f; tries++) {
@@ -224,12 +225,13 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno, int loading)
  * page is not in the pool.  Called and returns with pool->lock held. */
 static frame *pool_pin_locked(buf_pool *pool, uint32_t pgno)
 {
+    JS_ASSERT_HELD(&pool->lock);
     frame *f;
     for (;;) {
         f = pool_find_locked(pool, pgno);
         if (!f || !f->loading)
             break;
-        pthread_cond_wait(&pool->loaded, &pool->lock);
+        js_cond_wait(&pool->loaded, &pool->lock);
     }
     if (f) {
         f->pins++;
@@ -238,48 +240,48 @@ static frame *pool_pin_locked(buf_pool *pool, uint32_t pgno)
     return f;
 }
 
-JET_ERR pool_get(js_instance *inst, uint32_t pgno, int allow_zero, frame **out)
+JET_ERR pool_get(db_store *st, uint32_t pgno, int allow_zero, frame **out)
 {
-    buf_pool *pool = &inst->pool;
+    buf_pool *pool = &st->pool;
     JET_ERR err = JET_errSuccess;
     frame *f = pool_pin_fast(pool, pgno);
     if (f) {
         *out = f;
         return JET_errSuccess;
     }
-    pthread_mutex_lock(&pool->lock);
+    js_mutex_lock(&pool->lock);
     f = pool_pin_locked(pool, pgno);
     if (f) {
-        pthread_mutex_unlock(&pool->lock);
+        js_mutex_unlock(&pool->lock);
         *out = f;
         return JET_errSuccess;
     }
     f = pool_take_frame_locked(pool, pgno, 1);
     if (!f) {
-        pthread_mutex_unlock(&pool->lock);
+        js_mutex_unlock(&pool->lock);
         return js_fail(JET_errOutOfMemory, "buffer pool: no frame for page %u", pgno);
     }
-    pthread_mutex_unlock(&pool->lock);
+    js_mutex_unlock(&pool->lock);
 
     size_t got = 0;
-    int slot = rl_lock(&inst->rl, pgno, (uint64_t)pgno + 1, 0);
-    err = os_pread(inst->db_fd, inst->db_path, f->data, pool->page_size,
+    int slot = rl_lock(&st->rl, pgno, (uint64_t)pgno + 1, 0);
+    err = os_pread(st->fd, st->path, f->data, pool->page_size,
                    (uint64_t)pgno * pool->page_size, &got);
-    rl_unlock(&inst->rl, slot);
+    rl_unlock(&st->rl, slot);
     if (!err) {
         if (got < pool->page_size)
             memset(f->data + got, 0, pool->page_size - got);
         /* A page the tree or the free list names is in use: all zero is
          * damage (page.h), except while redo has yet to write it. */
         char why[64];
-        int st = pg_check(f->data, pool->page_size, pgno, allow_zero ? 0 : UINT32_MAX, why, sizeof why);
-        if (st == PG_BAD)
+        int vst = pg_check(f->data, pool->page_size, pgno, allow_zero ? 0 : UINT32_MAX, why, sizeof why);
+        if (vst == PG_BAD)
             err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of " JS_DB_FILE ": %s", pgno, why);
-        else if (st == PG_ZERO)
+        else if (vst == PG_ZERO)
             memset(f->data, 0, pool->page_size);
     }
 
-    pthread_mutex_lock(&pool->lock);
+    js_mutex_lock(&pool->lock);
     if (err) {
         /* Invalidate before clearing loading: a lock-free reader must never
          * see this page number on a frame that is not loaded. */
@@ -289,20 +291,19 @@ JET_ERR pool_get(js_instance *inst, uint32_t pgno, int allow_zero, frame **out)
     }
     f->loading = 0;
     pthread_cond_broadcast(&pool->loaded);
-    pthread_mutex_unlock(&pool->lock);
+    js_mutex_unlock(&pool->lock);
     if (!err)
         *out = f;
     return err;
 }
 
-JET_ERR pool_get_for_install(js_instance *inst, uint32_t pgno, frame **out)
+JET_ERR pool_get_for_install(buf_pool *pool, uint32_t pgno, frame **out)
 {
-    buf_pool *pool = &inst->pool;
-    pthread_mutex_lock(&pool->lock);
+    js_mutex_lock(&pool->lock);
     frame *f = pool_pin_locked(pool, pgno);
     if (!f)
         f = pool_take_frame_locked(pool, pgno, 0);
-    pthread_mutex_unlock(&pool->lock);
+    js_mutex_unlock(&pool->lock);
     if (!f)
         return js_fail(JET_errOutOfMemory, "buffer pool: no frame for page %u", pgno);
     *out = f;
@@ -311,13 +312,13 @@ JET_ERR pool_get_for_install(js_instance *inst, uint32_t pgno, frame **out)
 
 frame *pool_lookup(buf_pool *pool, uint32_t pgno)
 {
-    pthread_mutex_lock(&pool->lock);
+    js_mutex_lock(&pool->lock);
     frame *f = pool_find_locked(pool, pgno);
     if (f && f->loading)
         f = NULL;
     if (f)
         f->pins++;
-    pthread_mutex_unlock(&pool->lock);
+    js_mutex_unlock(&pool->lock);
     return f;
 }
 
@@ -329,29 +330,29 @@ void pool_unpin(buf_pool *pool, frame *f)
 
 void pool_mark_dirty(buf_pool *pool, frame *f)
 {
-    pthread_mutex_lock(&pool->lock);
+    js_mutex_lock(&pool->lock);
     if (!f->dirty) {
         f->dirty = 1;
         pool->ndirty++;
     }
-    pthread_mutex_unlock(&pool->lock);
+    js_mutex_unlock(&pool->lock);
 }
 
 void pool_clear_dirty(buf_pool *pool, frame *f)
 {
-    pthread_mutex_lock(&pool->lock);
+    js_mutex_lock(&pool->lock);
     if (f->dirty) {
         f->dirty = 0;
         pool->ndirty--;
     }
-    pthread_mutex_unlock(&pool->lock);
+    js_mutex_unlock(&pool->lock);
 }
 
 size_t pool_ndirty(buf_pool *pool)
 {
-    pthread_mutex_lock(&pool->lock);
+    js_mutex_lock(&pool->lock);
     size_t n = pool->ndirty;
-    pthread_mutex_unlock(&pool->lock);
+    js_mutex_unlock(&pool->lock);
     return n;
 }
 
@@ -363,14 +364,14 @@ static int cmp_u32(const void *a, const void *b)
 
 JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n)
 {
-    pthread_mutex_lock(&pool->lock);
+    js_mutex_lock(&pool->lock);
     size_t cnt = 0;
     uint32_t *list = malloc((pool->ndirty + 1) * sizeof *list);
     if (list)
         for (size_t i = 0; i < pool->nframes; i++)
             if (pool->frames[i]->dirty)
                 list[cnt++] = pool->frames[i]->pgno;
-    pthread_mutex_unlock(&pool->lock);
+    js_mutex_unlock(&pool->lock);
     if (!list)
         return js_fail(JET_errOutOfMemory, "dirty page list");
     qsort(list, cnt, sizeof *list, cmp_u32);

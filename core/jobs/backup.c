@@ -50,11 +50,7 @@
  *     (DEST/temp) are removed by os_rmtreeat: opened with O_NOFOLLOW, so a
  *     symlink there is refused, never followed.
  */
-#include "inst.h"
-#include "err.h"
-#include "manifest.h"
-#include "os.h"
-#include "page.h"
+#include "jobs/bkjob.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -67,47 +63,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BK_BATCH_PAGES 256u
-#define BK_WRITEBACK_BYTES (32u << 20)
-#define BK_MAX_WRITTEN 4096
-#define BK_NAME_MAX 64
 
-typedef struct bk_job {
-    js_instance *inst;
-    unsigned flags;
-    js_status_fn status;
-    void *ctx;
-    /* Paths for messages and the fault filter only (see the top). */
-    char dest[PATH_MAX];
-    char work[PATH_MAX];        /* where this job writes */
-    char target[PATH_MAX];      /* the set it adds to (incremental) */
-    /* The held directories (-1: not open). */
-    int parent_fd;              /* DEST's parent, while DEST is still to be made */
-    int dest_fd, work_fd, target_fd;
-    char dest_name[BK_NAME_MAX * 4];    /* DEST's name in parent_fd */
-    const char *work_name;      /* work's name in dest_fd; NULL: work is DEST */
-    struct stat dest_st, work_st;       /* what this job made (created_*) */
-    int created_dest, created_work, work_is_dest;
-    int wrote_manifests, linked_prev;   /* names this job made in work */
-    uint32_t gen_low, gen_high, copy_from;
-    js_progress prog;
-    uint64_t last_pct;
-    int64_t last_report_ms;
-    int64_t start_ms;           /* for backup_max_rate */
-    mf_sums *sums;
-    mf_info info;
-    char truncated[48];         /* status key `truncated` */
-    char written[BK_MAX_WRITTEN][BK_NAME_MAX];   /* names this job made in work */
-    size_t nwritten;
-    mf_pipe *pipe;              /* SHA-256 on the second core while copying */
-} bk_job;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static JET_ERR bk_report(bk_job *j, int snt)
 {
@@ -136,12 +92,12 @@ static void bk_throttle(bk_job *j)
     if (!rate)
         return;
     int64_t due_ms = j->start_ms + (int64_t)(j->prog.bytes_done * 1000 / rate);
-    int64_t now = mono_ms();
+    int64_t now = js_mono_ms();
     while (now < due_ms && bk_check_cancel(j) == JET_errSuccess) {
         int64_t step = due_ms - now < 100 ? due_ms - now : 100;
         struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
         nanosleep(&ts, NULL);
-        now = mono_ms();
+        now = js_mono_ms();
     }
 }
 
@@ -150,7 +106,7 @@ static JET_ERR bk_progress(bk_job *j)
 {
     bk_throttle(j);
     uint64_t pct = j->prog.bytes_total ? j->prog.bytes_done * 100 / j->prog.bytes_total : 0;
-    int64_t now = mono_ms();
+    int64_t now = js_mono_ms();
     if (pct <= j->last_pct && now - j->last_report_ms < 500)
         return JET_errSuccess;
     j->last_pct = pct;
@@ -169,12 +125,12 @@ static JET_ERR bk_check_cancel(bk_job *j)
 {
     js_instance *inst = j->inst;
     JET_ERR err = JET_errSuccess;
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     if (inst->backup_cancel)
         err = inst->backup_cancel;
-    else if (inst->fatal)
+    else if (health_fatal(&inst->health))
         err = JET_errInstanceUnavailable;
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
     if (err == JET_errBackupAbortByServer)
         return js_fail(err, "the backup was cancelled");
     if (err == JET_errClientRequestToStopJetService)
@@ -186,177 +142,7 @@ static JET_ERR bk_check_cancel(bk_job *j)
 
 static void bk_pin(js_instance *inst, uint32_t gen)
 {
-    pthread_mutex_lock(&inst->log.lock);
-    inst->log.pin_gen = gen;
-    pthread_mutex_unlock(&inst->log.lock);
-}
-
-static JET_ERR bk_note_written(bk_job *j, const char *name)
-{
-    if (j->nwritten == BK_MAX_WRITTEN)
-        return js_fail(JET_errInvalidParameter, "too many files in one backup");
-    if (strlen(name) >= sizeof j->written[0])   /* cleanup must unlink exactly this name */
-        return js_fail(JET_errInvalidParameter, "file name too long for a backup set: %s", name);
-    snprintf(j->written[j->nwritten++], sizeof j->written[0], "%s", name);
-    return JET_errSuccess;
-}
-
-/* ---------------- validation ---------------- */
-
-/* 1 when the directory fd is dir (dev, ino) or lies beneath it: walked up
- * through ".." from the descriptor, so no path is resolved. */
-static int bk_beneath(int fd, dev_t dev, ino_t ino)
-{
-    int cur = openat(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC), inside = 0;
-    for (int depth = 0; cur >= 0 && depth < 4096; depth++) {
-        struct stat st, up;
-        if (fstat(cur, &st) < 0)
-            break;
-        if (st.st_dev == dev && st.st_ino == ino) {
-            inside = 1;
-            break;
-        }
-        int next = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (next < 0 || fstat(next, &up) < 0 || (up.st_dev == st.st_dev && up.st_ino == st.st_ino)) {
-            os_close(next);
-            break;   /* the file system's root */
-        }
-        close(cur);
-        cur = next;
-    }
-    os_close(cur);
-    return inside;
-}
-
-/* Split path into its parent (into parent, cap bytes) and last component,
- * trailing slashes ignored.  Returns the last component ("" for "/"). */
-static const char *bk_split(const char *path, char *parent, size_t cap)
-{
-    snprintf(parent, cap, "%s", path);
-    size_t n = strlen(parent);
-    while (n > 1 && parent[n - 1] == '/')
-        parent[--n] = '\0';
-    char *slash = strrchr(parent, '/');
-    if (!slash)
-        return "";
-    const char *base = path + (slash - parent) + 1;
-    if (slash == parent)
-        parent[1] = '\0';
-    else
-        *slash = '\0';
-    return base;
-}
-
-/* Resolve DEST once.  On success j->dest_fd holds DEST, or (DEST missing,
- * `create` given) j->parent_fd holds its parent and j->dest_name its name. */
-static JET_ERR bk_validate_path(bk_job *j, const char *dest, int root_fd, const char *root)
-{
-    if (!*dest || dest[0] != '/')
-        return js_fail(JET_errInvalidParameter, "backup path \"%s\" is not absolute", dest);
-    if (strlen(dest) >= PATH_MAX - 64)
-        return js_fail(JET_errInvalidParameter, "backup path is too long");
-    if (strchr(dest, '\n'))
-        return js_fail(JET_errInvalidParameter, "backup path contains a newline");
-    snprintf(j->dest, sizeof j->dest, "%s", dest);
-    char parent[PATH_MAX], base[sizeof j->dest_name];
-    const char *last = bk_split(dest, parent, sizeof parent);
-    size_t blen = strcspn(last, "/");
-    if (blen >= sizeof base)
-        return js_fail(JET_errInvalidParameter, "backup directory name is too long");
-    memcpy(base, last, blen);
-    base[blen] = '\0';
-    int plain = blen && strcmp(base, ".") && strcmp(base, "..");
-    JET_ERR err;
-    int why = 0;
-    if (root_fd >= 0) {
-        size_t rlen = strlen(root);
-        while (rlen > 1 && root[rlen - 1] == '/')
-            rlen--;
-        if (!strcmp(root, "/"))
-            rlen = 0;
-        else if (strncmp(dest, root, rlen) || (dest[rlen] != '/' && dest[rlen] != '\0'))
-            return js_fail(JET_errInvalidPath, "%s is outside the backup root %s", dest, root);
-        const char *rel = dest + rlen + strspn(dest + rlen, "/");
-        err = os_open_beneath(root_fd, rel, dest, &j->dest_fd, &why);
-        if (err && why == ENOENT && plain && (j->flags & JS_BACKUP_CREATE_DIR)) {
-            /* The parent beneath the root, then DEST made in it. */
-            size_t plen = strlen(parent) > rlen ? strlen(parent) - rlen : 0;
-            char prel[PATH_MAX];
-            snprintf(prel, sizeof prel, "%.*s", (int)plen, parent + rlen);
-            err = os_open_beneath(root_fd, prel + strspn(prel, "/"), parent, &j->parent_fd, &why);
-            if (err && why == ENOENT)
-                return js_fail(JET_errMakeBackupDirectoryFail, "cannot make %s: its parent is missing", dest);
-        }
-        if (err && why == ENOENT && !(j->flags & JS_BACKUP_CREATE_DIR))
-            return js_fail(JET_errInvalidPath, "%s does not exist (add `create` to make it)", dest);
-        if (err)
-            return err;
-    } else if (!plain) {
-        /* "/" (or a path ending in . or ..): nothing to refuse a symlink at. */
-        err = os_open(dest, O_RDONLY | O_DIRECTORY, 0, &j->dest_fd);
-        if (err)
-            return js_fail(JET_errInvalidPath, "%s is not a directory: %s", dest, js_errdetail());
-    } else {
-        err = os_open(parent, O_RDONLY | O_DIRECTORY, 0, &j->parent_fd);
-        if (err == JET_errFileNotFound && (j->flags & JS_BACKUP_CREATE_DIR))
-            return js_fail(JET_errMakeBackupDirectoryFail, "cannot make %s: its parent is missing", dest);
-        if (err)
-            return js_fail(JET_errInvalidPath, "%s: its parent is not a directory: %s", dest, js_errdetail());
-        int fd = openat(j->parent_fd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0) {
-            j->dest_fd = fd;
-        } else if (errno == ENOENT) {
-            if (!(j->flags & JS_BACKUP_CREATE_DIR))
-                return js_fail(JET_errInvalidPath, "%s does not exist (add `create` to make it)", dest);
-        } else if (errno == ENOTDIR || errno == ELOOP) {
-            return js_fail(JET_errInvalidPath, "%s is not a directory (a symlink is not followed)", dest);
-        } else {
-            return os_err(errno, "open", dest);
-        }
-    }
-    if (j->dest_fd >= 0) {
-        os_close(j->parent_fd);   /* DEST exists: this job never makes or removes it */
-        j->parent_fd = -1;
-    }
-    snprintf(j->dest_name, sizeof j->dest_name, "%s", base);
-    struct stat ist;
-    if (stat(j->inst->dir, &ist) == 0 && bk_beneath(j->dest_fd >= 0 ? j->dest_fd : j->parent_fd, ist.st_dev, ist.st_ino))
-        return js_fail(JET_errInvalidPath, "%s is inside the instance directory %s", dest, j->inst->dir);
-    return JET_errSuccess;
-}
-
-/* Make dirfd/name (mkdirat) and open what is there now with O_NOFOLLOW: it
- * is used only if it is an empty directory owned by us, so a swap between
- * the two calls can at most hand us an empty directory in the same place.
- * *st receives its identity, which cleanup checks before removing it. */
-static JET_ERR bk_make_dir(int dirfd, const char *name, const char *shown, int *fd, struct stat *st)
-{
-    JET_ERR err = os_mkdirat(dirfd, name, shown, 0700);
-    if (err)
-        return js_fail(err == JET_errDiskFull ? err : JET_errMakeBackupDirectoryFail, "cannot make %s: %s", shown,
-                       js_errdetail());
-    *fd = -1;
-    err = os_openat(dirfd, name, shown, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, fd);
-    if (!err && (fstat(*fd, st) < 0 || st->st_uid != geteuid() || !os_dir_empty_fd(*fd)))
-        err = js_fail(JET_errMakeBackupDirectoryFail, "%s was replaced while it was made", shown);
-    if (err) {
-        /* What is there now may not be ours: it stays. */
-        os_close(*fd);
-        *fd = -1;
-        return err == JET_errMakeBackupDirectoryFail ? err
-                                                     : js_fail(JET_errMakeBackupDirectoryFail, "%s", js_errdetail());
-    }
-    return JET_errSuccess;
-}
-
-/* Remove the directory dirfd/name that this job made, if the name still
- * holds it (made is its identity) and it is empty.  Best effort. */
-static void bk_remove_made_dir(int dirfd, const char *name, const struct stat *made)
-{
-    struct stat st;
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) && st.st_dev == made->st_dev &&
-        st.st_ino == made->st_ino)
-        (void)unlinkat(dirfd, name, AT_REMOVEDIR);
+    log_pin(&inst->log, gen);
 }
 
 /* ---------------- copying ---------------- */
@@ -369,8 +155,8 @@ static void bk_remove_made_dir(int dirfd, const char *name, const struct stat *m
 static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
 {
     js_instance *inst = j->inst;
-    uint32_t ps = inst->page_size;
-    uint32_t valid_below = atomic_load(&inst->valid_below);
+    uint32_t ps = inst->store.page_size;
+    uint32_t valid_below = atomic_load(&inst->store.valid_below);
     if (valid_below > npages)
         valid_below = (uint32_t)npages;   /* a later checkpoint grew the file */
     char path[PATH_MAX], hex[65];
@@ -388,10 +174,10 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
     for (uint64_t p = 0; p < npages; p += BK_BATCH_PAGES) {
         uint32_t n = npages - p < BK_BATCH_PAGES ? (uint32_t)(npages - p) : BK_BATCH_PAGES;
         uint8_t *buf = mf_pipe_buffer(j->pipe);
-        int slot = rl_lock(&inst->rl, p, p + n, 0);
+        int slot = rl_lock(&inst->store.rl, p, p + n, 0);
         size_t got = 0;
-        err = os_pread(inst->db_fd, inst->db_path, buf, (size_t)n * ps, p * ps, &got);
-        rl_unlock(&inst->rl, slot);
+        err = os_pread(inst->store.fd, inst->store.path, buf, (size_t)n * ps, p * ps, &got);
+        rl_unlock(&inst->store.rl, slot);
         if (err)
             goto out;
         if (got < (size_t)n * ps)
@@ -406,9 +192,9 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
             /* The copy's header marks it a raw backup copy starting at
              * gen_low, so only restore (never a plain open) will use it. */
             db_header hdr;
-            pthread_mutex_lock(&inst->hdr_lock);
+            js_mutex_lock(&inst->hdr_lock);
             hdr = inst->hdr;
-            pthread_mutex_unlock(&inst->hdr_lock);
+            js_mutex_unlock(&inst->hdr_lock);
             hdr.backup_gen_low = j->gen_low;
             hdr.backup_gen_high = 0;
             hdr.valid_below = valid_below;
@@ -452,7 +238,7 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
     JET_ERR err;
     loggen_hdr h;
     loggen_scan_result s;
-    log_gen_name(src, sizeof src, inst->dir, g);
+    loggen_name(src, sizeof src, inst->dir, g);
     snprintf(name, sizeof name, "edb%08X.log", g);
     snprintf(dst, sizeof dst, "%s/%s", j->work, name);
     struct stat st;
@@ -487,7 +273,7 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
     /* Only the blocks through the close block: the rest of a closed
      * generation is unused, and the copy is a valid generation without it. */
     const uint64_t used = (uint64_t)(s.end_blk + 1) * LOG_BLOCK;
-    const size_t chunk = (size_t)BK_BATCH_PAGES * inst->page_size;
+    const size_t chunk = (size_t)BK_BATCH_PAGES * inst->store.page_size;
     for (uint64_t off = 0; off < used;) {
         size_t want = used - off < chunk ? (size_t)(used - off) : chunk, got = 0;
         uint8_t *buf = mf_pipe_buffer(j->pipe);
@@ -535,230 +321,7 @@ static JET_ERR bk_copy_logs(bk_job *j, uint32_t from, uint32_t to)
     return err;
 }
 
-/* backup.info and SHA256SUMS into work. */
-static JET_ERR bk_write_manifests(bk_job *j)
-{
-    char text[2048], hex[65];
-    size_t len = mf_info_render(&j->info, text, sizeof text);
-    j->wrote_manifests = 1;
-    JET_ERR err = os_write_file_durable_at(j->work_fd, j->work, "backup.info", text, len, 0600);
-    if (err)
-        return err;
-    mf_hash *h = mf_hash_new();
-    if (!h)
-        return js_fail(JET_errOutOfMemory, "hash");
-    mf_hash_update(h, text, len);
-    mf_hash_final(h, hex);
-    err = mf_sums_set(j->sums, "backup.info", hex);
-    if (!err)
-        err = mf_sums_writeat(j->work_fd, j->work, j->sums);
-    return err;
-}
-
 /* ---------------- the job ---------------- */
-
-static JET_ERR bk_prepare_dirs(bk_job *j)
-{
-    JET_ERR err;
-    int incremental = (j->flags & JS_BACKUP_INCREMENTAL) != 0;
-    int atomic = (j->flags & JS_BACKUP_ATOMIC) != 0;
-    if (j->dest_fd < 0) {
-        err = bk_make_dir(j->parent_fd, j->dest_name, j->dest, &j->dest_fd, &j->dest_st);
-        if (err)
-            return err;
-        j->created_dest = 1;
-    }
-    if (atomic) {
-        /* Full or incremental: a whole set is built here, then swapped in. */
-        j->work_name = "temp";
-        snprintf(j->target, sizeof j->target, "%s/new", j->dest);
-    } else if (incremental) {
-        j->work_name = ".jetsnap-incremental";
-    } else {
-        if (!os_dir_empty_fd(j->dest_fd))
-            return js_fail(JET_errBackupDirectoryNotEmpty, "%s is not empty (use `atomic`, or an empty directory)",
-                           j->dest);
-        snprintf(j->work, sizeof j->work, "%s", j->dest);
-        j->work_fd = dup(j->dest_fd);
-        if (j->work_fd < 0)
-            return os_err(errno, "dup", j->dest);
-        j->work_is_dest = 1;
-        return JET_errSuccess;
-    }
-    snprintf(j->work, sizeof j->work, "%s/%s", j->dest, j->work_name);
-    err = os_rmtreeat(j->dest_fd, j->work_name, j->work);   /* a leftover of an interrupted job */
-    if (err)
-        return err;
-    err = bk_make_dir(j->dest_fd, j->work_name, j->work, &j->work_fd, &j->work_st);
-    if (err)
-        return err;
-    j->created_work = 1;
-    return JET_errSuccess;
-}
-
-/* Undo a failed job: unlink, in the directory it wrote in, the names it
- * made there, then the directories it made (see the top of the file). */
-static void bk_cleanup(bk_job *j)
-{
-    static const char *const made[] = { "backup.info", "SHA256SUMS" };
-    static const char *const prev[] = { ".prev.info", ".prev.sums" };
-    if (j->work_fd >= 0 && (j->created_work || j->work_is_dest)) {
-        for (size_t i = 0; i < j->nwritten; i++)
-            (void)unlinkat(j->work_fd, j->written[i], 0);   /* best effort: the job already failed */
-        for (size_t i = 0; j->wrote_manifests && i < 2; i++)
-            (void)unlinkat(j->work_fd, made[i], 0);
-        for (size_t i = 0; j->linked_prev && i < 2; i++)
-            (void)unlinkat(j->work_fd, prev[i], 0);
-    }
-    if (j->created_work)
-        bk_remove_made_dir(j->dest_fd, j->work_name, &j->work_st);
-    if (j->created_dest)
-        bk_remove_made_dir(j->parent_fd, j->dest_name, &j->dest_st);
-}
-
-/* Publish a set built in DEST/temp (atomic jobs), or make a plain one
- * durable.  Atomic: new -> old, temp -> new, fsync DEST.  Until that fsync
- * succeeds every step is undone on failure, so the previous set stays as it
- * was; after it the new set is the published one and removing DEST/old is
- * housekeeping (a crash that brings old back is harmless: restore prefers
- * new, and the next atomic job removes a leftover old first).  Every step
- * is relative to the held DEST. */
-static JET_ERR bk_publish_full(bk_job *j)
-{
-    JET_ERR err = os_fsync_fd(j->work_fd, j->work);
-    if (err || !(j->flags & JS_BACKUP_ATOMIC)) {
-        if (!err && j->created_dest) {
-            char parent[PATH_MAX];
-            snprintf(parent, sizeof parent, "%s/..", j->dest);
-            err = os_fsync_fd(j->parent_fd, parent);
-        }
-        return err;
-    }
-    char newd[PATH_MAX], oldd[PATH_MAX];
-    struct stat st;
-    int had_new = 0, moved_new = 0;
-    snprintf(newd, sizeof newd, "%s/new", j->dest);
-    snprintf(oldd, sizeof oldd, "%s/old", j->dest);
-    err = os_rmtreeat(j->dest_fd, "old", oldd);
-    if (err)
-        return err;
-    had_new = fstatat(j->dest_fd, "new", &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (had_new) {
-        err = os_renameat(j->dest_fd, "new", j->dest_fd, "old", oldd);
-        if (err)
-            return err;
-    }
-    err = os_renameat(j->dest_fd, j->work_name, j->dest_fd, "new", newd);
-    if (!err) {
-        moved_new = 1;
-        err = os_fsync_fd(j->dest_fd, j->dest);
-    }
-    if (err) {
-        /* Undo, best effort: the job has already failed with err. */
-        if (moved_new)
-            (void)renameat(j->dest_fd, "new", j->dest_fd, j->work_name);
-        if (had_new)
-            (void)renameat(j->dest_fd, "old", j->dest_fd, "new");
-        (void)os_fsync_fd(j->dest_fd, j->dest);
-        return err;
-    }
-    j->created_work = 0;   /* it is the published set now */
-    if (had_new && os_rmtreeat(j->dest_fd, "old", oldd) != JET_errSuccess)
-        inst_event(j->inst, 227, JS_EV_WARNING, "could not remove the previous set %s: %s", oldd, js_errdetail());
-    return JET_errSuccess;
-}
-
-/* Atomic incremental: the new set in DEST/temp shares the previous set's
- * files through hard links, so publishing it is the same swap as a full
- * backup.  Only regular files are linked, and each link is recorded as made
- * by this job (cleanup unlinks it from DEST/temp). */
-static JET_ERR bk_share_previous_set(bk_job *j)
-{
-    int rd = openat(j->target_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = rd < 0 ? NULL : fdopendir(rd);
-    if (!d) {
-        JET_ERR e = os_err(errno, "opendir", j->target);
-        os_close(rd);
-        return e;
-    }
-    JET_ERR err = JET_errSuccess;
-    struct dirent *de;
-    while (!err && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !strcmp(de->d_name, "backup.info") || !strcmp(de->d_name, "SHA256SUMS"))
-            continue;
-        char to[PATH_MAX];
-        struct stat st;
-        if (fstatat(j->target_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (fstatat(j->work_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-            continue;   /* this job's own copy of a generation wins */
-        snprintf(to, sizeof to, "%s/%s", j->work, de->d_name);
-        err = bk_note_written(j, de->d_name);
-        if (!err)
-            err = os_linkat(j->target_fd, de->d_name, j->work_fd, de->d_name, to);
-    }
-    closedir(d);
-    return err;
-}
-
-/* Plain incremental: move the staged logs and manifests into DEST.  Every
- * step before the final fsync is undone on failure (the previous manifests
- * are kept as hard links for that), so a failed job leaves DEST as it was. */
-static JET_ERR bk_publish_incremental(bk_job *j)
-{
-    char to[PATH_MAX], t_info[PATH_MAX], t_sums[PATH_MAX], shown[PATH_MAX];
-    size_t moved = 0;
-    int info_moved = 0, sums_moved = 0;
-    snprintf(t_info, sizeof t_info, "%s/backup.info", j->target);
-    snprintf(t_sums, sizeof t_sums, "%s/SHA256SUMS", j->target);
-    JET_ERR err = bk_write_manifests(j);
-    if (!err) {
-        j->linked_prev = 1;
-        snprintf(shown, sizeof shown, "%s/.prev.info", j->work);
-        err = os_linkat(j->target_fd, "backup.info", j->work_fd, ".prev.info", shown);
-    }
-    if (!err) {
-        snprintf(shown, sizeof shown, "%s/.prev.sums", j->work);
-        err = os_linkat(j->target_fd, "SHA256SUMS", j->work_fd, ".prev.sums", shown);
-    }
-    for (; !err && moved < j->nwritten; moved++) {
-        snprintf(to, sizeof to, "%s/%s", j->target, j->written[moved]);
-        err = os_renameat(j->work_fd, j->written[moved], j->target_fd, j->written[moved], to);
-        if (err)
-            break;
-    }
-    if (!err) {
-        err = os_renameat(j->work_fd, "SHA256SUMS", j->target_fd, "SHA256SUMS", t_sums);
-        sums_moved = !err;
-    }
-    if (!err) {
-        err = os_renameat(j->work_fd, "backup.info", j->target_fd, "backup.info", t_info);
-        info_moved = !err;
-    }
-    if (!err)
-        err = os_fsync_fd(j->target_fd, j->target);
-    if (err) {
-        /* Undo, best effort: the job has already failed with err.  Only the
-         * names this job moved into the set are touched. */
-        if (info_moved)
-            (void)renameat(j->work_fd, ".prev.info", j->target_fd, "backup.info");
-        if (sums_moved)
-            (void)renameat(j->work_fd, ".prev.sums", j->target_fd, "SHA256SUMS");
-        for (size_t i = 0; i < moved; i++)
-            (void)unlinkat(j->target_fd, j->written[i], 0);
-        (void)os_fsync_fd(j->target_fd, j->target);
-        return err;
-    }
-    /* Published: the staging directory holds only the two links now. */
-    (void)unlinkat(j->work_fd, ".prev.info", 0);
-    (void)unlinkat(j->work_fd, ".prev.sums", 0);
-    j->linked_prev = 0;
-    j->nwritten = 0;
-    j->wrote_manifests = 0;
-    bk_remove_made_dir(j->dest_fd, j->work_name, &j->work_st);
-    j->created_work = 0;
-    return JET_errSuccess;
-}
 
 static JET_ERR bk_truncate(bk_job *j, uint32_t below)
 {
@@ -767,7 +330,7 @@ static JET_ERR bk_truncate(bk_job *j, uint32_t below)
     if (err)
         return err;
     if (!j->inst->params.circular_log)
-        err = log_delete_below(j->inst, below, &lo, &hi);
+        err = log_delete_below(&j->inst->log, below, &lo, &hi);
     if (lo) {
         inst_event(j->inst, 224, JS_EV_INFO, "deleting log files edb%08X.log to edb%08X.log", lo, hi);
         j->prog.gen_low = lo;
@@ -788,10 +351,10 @@ static JET_ERR bk_validate(bk_job *j, const char *dest, int root_fd, const char 
         return js_fail(JET_errInvalidGrbit, "unknown backup flags 0x%x", j->flags & ~known);
     if (!dest && (j->flags & (JS_BACKUP_ATOMIC | JS_BACKUP_INCREMENTAL)))
         return js_fail(JET_errInvalidGrbit, "a truncate-only job takes no atomic or incremental flag");
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     int state = inst->state, stopping = inst->stopping;
-    JET_ERR fatal = inst->fatal;
-    pthread_mutex_unlock(&inst->state_lock);
+    JET_ERR fatal = health_fatal(&inst->health);
+    js_mutex_unlock(&inst->state_lock);
     if (stopping)
         return js_fail(JET_errTermInProgress, "the instance is shutting down");
     if (fatal)
@@ -837,15 +400,13 @@ static JET_ERR bk_incremental_plan(bk_job *j)
         return js_fail(JET_errMissingFullBackup, "%s holds a backup of another database", j->target);
     }
     j->copy_from = j->info.gen_high + 1;
-    pthread_mutex_lock(&inst->log.lock);
-    uint32_t cur = LSN_GEN(log_position(&inst->log));
-    pthread_mutex_unlock(&inst->log.lock);
+    uint32_t cur = LSN_GEN(log_position_now(&inst->log));
     /* Every closed generation since the set must still be here (the
      * current one is closed by this job's roll). */
     for (uint32_t g = j->copy_from; g < cur; g++) {
         char path[PATH_MAX];
         struct stat st;
-        log_gen_name(path, sizeof path, inst->dir, g);
+        loggen_name(path, sizeof path, inst->dir, g);
         if (stat(path, &st) != 0) {
             inst_event(inst, 459, JS_EV_ERROR, "log file edb%08X.log is missing", g);
             return js_fail(JET_errMissingFileToBackup,
@@ -865,7 +426,7 @@ static JET_ERR bk_roll_and_copy(bk_job *j, uint32_t from)
 {
     JET_ERR err = bk_phase(j, "roll-log");
     if (!err)
-        err = log_roll(j->inst, &j->gen_high);
+        err = log_roll(&j->inst->log, &j->gen_high);
     if (err)
         return err;
     j->prog.bytes_total = j->prog.bytes_done + (uint64_t)(j->gen_high - from + 1) * j->inst->log.file_size;
@@ -881,9 +442,7 @@ static JET_ERR bk_run_full(bk_job *j)
     JET_ERR err = bk_phase(j, "checkpoint");
     if (err)
         return err;
-    pthread_mutex_lock(&inst->log.lock);
-    uint32_t cur = LSN_GEN(log_position(&inst->log));
-    pthread_mutex_unlock(&inst->log.lock);
+    uint32_t cur = LSN_GEN(log_position_now(&inst->log));
     bk_pin(inst, cur);
     err = ckpt_run(inst);
     if (err)
@@ -891,10 +450,10 @@ static JET_ERR bk_run_full(bk_job *j)
     j->gen_low = LSN_GEN(inst->ckpt_lsn);
     bk_pin(inst, j->gen_low);
     uint64_t fsize = 0;
-    err = os_size(inst->db_fd, inst->db_path, &fsize);
+    err = os_size(inst->store.fd, inst->store.path, &fsize);
     if (err)
         return err;
-    uint64_t npages = fsize / inst->page_size;
+    uint64_t npages = fsize / inst->store.page_size;
     j->prog.bytes_total = fsize + (uint64_t)(cur - j->gen_low + 1) * inst->log.file_size;
     err = bk_prepare_dirs(j);
     if (!err)
@@ -914,7 +473,7 @@ static JET_ERR bk_run_full(bk_job *j)
     i->full_gen_high = j->gen_high;
     dbh_sig_hex(inst->hdr.db_sig, i->db_signature);
     dbh_sig_hex(inst->hdr.log_sig, i->log_signature);
-    i->page_size = inst->page_size;
+    i->page_size = inst->store.page_size;
     i->pages = npages;
     i->pages_verified = j->prog.pages_verified;
     i->log_records_verified = j->prog.log_records_verified;
@@ -965,7 +524,7 @@ static JET_ERR bk_run_incremental(bk_job *j)
 static JET_ERR bk_stamp(bk_job *j, int incremental)
 {
     js_instance *inst = j->inst;
-    pthread_mutex_lock(&inst->hdr_lock);
+    js_mutex_lock(&inst->hdr_lock);
     js_backup_stamp st = { .gen_low = j->gen_low, .gen_high = j->gen_high, .time = time(NULL) };
     if (incremental) {
         inst->hdr.inc = st;
@@ -973,18 +532,18 @@ static JET_ERR bk_stamp(bk_job *j, int incremental)
         inst->hdr.full = st;
         memset(&inst->hdr.inc, 0, sizeof inst->hdr.inc);
     }
-    pthread_mutex_unlock(&inst->hdr_lock);
+    js_mutex_unlock(&inst->hdr_lock);
     return inst_write_header(inst);
 }
 
 /* The job is over: let the next one start and wake js_close. */
 static void bk_job_end(js_instance *inst)
 {
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     inst->backup_running = 0;
     inst->backup_cancel = 0;
     pthread_cond_broadcast(&inst->state_cond);
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
 }
 
 static void bk_free(bk_job *j)
@@ -1020,7 +579,7 @@ JET_ERR js_backup_beneath(js_instance *inst, int root_fd, const char *root, cons
     j->status = status;
     j->ctx = ctx;
     j->prog.phase = "checkpoint";
-    j->start_ms = mono_ms();
+    j->start_ms = js_mono_ms();
     j->prog.message = "";
     j->prog.truncated = "none";
     snprintf(j->truncated, sizeof j->truncated, "none");
@@ -1030,15 +589,15 @@ JET_ERR js_backup_beneath(js_instance *inst, int root_fd, const char *root, cons
         bk_free(j);
         return err;
     }
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     if (inst->backup_running) {
-        pthread_mutex_unlock(&inst->state_lock);
+        js_mutex_unlock(&inst->state_lock);
         bk_free(j);
         return js_fail(JET_errBackupInProgress, "a backup is already running on %s", inst->dir);
     }
     inst->backup_running = 1;
     inst->backup_cancel = 0;
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
 
     /* Refusals that depend on DEST and the log are decided before the job
      * begins, so a caller that does not wait sees them as refusals. */
@@ -1053,7 +612,7 @@ JET_ERR js_backup_beneath(js_instance *inst, int root_fd, const char *root, cons
     }
 
     j->sums = calloc(1, sizeof *j->sums);
-    j->pipe = mf_pipe_new((size_t)BK_BATCH_PAGES * inst->page_size);
+    j->pipe = mf_pipe_new((size_t)BK_BATCH_PAGES * inst->store.page_size);
     if (!j->sums || !j->pipe) {
         err = js_fail(JET_errOutOfMemory, "backup buffers");
         goto done;
@@ -1114,11 +673,11 @@ JET_ERR js_backup_cancel(js_instance *inst)
     if (!inst)
         return js_fail(JET_errNotInitialized, "no instance");
     JET_ERR err = JET_errSuccess;
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     if (!inst->backup_running)
         err = js_fail(JET_errInvalidParameter, "no backup is running");
     else if (!inst->backup_cancel)
         inst->backup_cancel = JET_errBackupAbortByServer;
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
     return err;
 }

@@ -17,9 +17,7 @@
  * left with one child is collapsed, so deletes give pages back to the free
  * list; partially filled pages are not merged.
  */
-#include "btree.h"
-#include "err.h"
-#include "page.h"
+#include "tree/btree.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +33,7 @@ typedef struct bt_path {
     int depth;                    /* number of levels; leaf at depth-1 */
 } bt_path;
 
-static uint32_t ps_of(const tview *v) { return v->inst->page_size; }
+static uint32_t ps_of(const tview *v) { return v->st->page_size; }
 
 static uint16_t slot(const uint8_t *pg, uint32_t i) { return pg_u16(pg + PG_HDR_SIZE + 2 * i); }
 

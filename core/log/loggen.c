@@ -36,13 +36,12 @@
  * (edb.log) ends at its first bad block; that block may be torn (a crash
  * during a write), but if any later block is valid the file is corrupt.
  */
-#include "inst.h"
-#include "err.h"
-#include "os.h"
-#include "page.h"
-#include "crc32c.h"
+#include "log/log.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +51,33 @@
 #define LOG_MAGIC "JSNAPLOG"
 #define LOG_VERSION 1u
 #define SCAN_CHUNK_BLOCKS 2048u
+
+void loggen_name(char *out, size_t cap, const char *dir, uint32_t gen)
+{
+    snprintf(out, cap, "%s/edb%08X.log", dir, gen);
+}
+
+JET_ERR loggen_list(const char *dir, uint32_t *min_gen, uint32_t *max_gen)
+{
+    DIR *d = opendir(dir);
+    *min_gen = *max_gen = 0;
+    if (!d)
+        return os_err(errno, "opendir", dir);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        unsigned g;
+        char tail[8];
+        if (strlen(de->d_name) == 15 && sscanf(de->d_name, "edb%8X%4s", &g, tail) == 2 && !strcmp(tail, ".log") &&
+            strspn(de->d_name + 3, "0123456789ABCDEF") == 8 && g > 0) {
+            if (!*min_gen || g < *min_gen)
+                *min_gen = g;
+            if (g > *max_gen)
+                *max_gen = g;
+        }
+    }
+    closedir(d);
+    return JET_errSuccess;
+}
 
 void loggen_seal_block(uint8_t *blk)
 {
@@ -125,6 +151,75 @@ struct rec_asm {
     uint32_t cap, have, need;   /* need: total record size once the header is in */
     uint64_t lsn;
 };
+
+/* Feed the records of data block i (valid) into the assembler, calling fn
+ * for every complete record at or after start_lsn. */
+static JET_ERR scan_block_records(struct rec_asm *ra, const uint8_t *blk, uint32_t i, const loggen_hdr *hdr,
+                                  const char *path, uint64_t start_lsn, loggen_rec_fn fn, void *ctx,
+                                  loggen_scan_result *res)
+{
+    JET_ERR err = JET_errSuccess;
+    uint32_t used = pg_u16(blk + 12);
+    uint32_t off = 0;
+    while (off < used) {
+        if (ra->have == 0)
+            ra->lsn = LSN_MAKE(hdr->gen, (uint64_t)i * LOG_BLOCK + LOG_BLK_HDR + off);
+        uint32_t want = ra->have < REC_HDR ? REC_HDR - ra->have : ra->need - ra->have;
+        uint32_t take = used - off < want ? used - off : want;
+        memcpy(ra->buf + ra->have, blk + LOG_BLK_HDR + off, take);
+        ra->have += take;
+        off += take;
+        if (ra->have == REC_HDR) {
+            uint32_t len = pg_u32(ra->buf + 4);
+            uint8_t type = ra->buf[0];
+            if (type < REC_IMAGE || type > REC_ABORT || len + REC_HDR > ra->cap) {
+                err = JS_CORRUPT(JET_errLogReadVerifyFailure,
+                                 "generation %08X (%s): block %u holds a malformed record", hdr->gen,
+                                 path, i);
+                return err;
+            }
+            ra->need = REC_HDR + len;
+        }
+        if (ra->have >= REC_HDR && ra->have == ra->need) {
+            res->records++;
+            if (fn && ra->lsn >= start_lsn) {
+                err = fn(ctx, ra->lsn, ra->buf[0], ra->buf + REC_HDR, ra->need - REC_HDR);
+                if (err)
+                    return err;
+            }
+            ra->have = ra->need = 0;
+        }
+    }
+    if (used < LOG_PAYLOAD && ra->have != 0) {
+        err = JS_CORRUPT(JET_errLogReadVerifyFailure,
+                         "generation %08X (%s): record cut by padding at block %u", hdr->gen, path, i);
+        return err;
+    }
+    return JET_errSuccess;
+}
+
+/* The current generation ended at end_blk: nothing valid may follow it, or
+ * the end was a damaged block in the middle, not a torn tail. */
+static JET_ERR scan_after_end(int fd, const char *path, uint8_t *chunk, uint32_t gen, uint32_t end_blk,
+                              uint32_t nblocks)
+{
+    for (uint32_t j = end_blk + 1; j < nblocks;) {
+        uint32_t n = nblocks - j < SCAN_CHUNK_BLOCKS ? nblocks - j : SCAN_CHUNK_BLOCKS;
+        size_t got = 0;
+        JET_ERR err = os_pread(fd, path, chunk, (size_t)n * LOG_BLOCK, (uint64_t)j * LOG_BLOCK, &got);
+        if (err)
+            return err;
+        n = (uint32_t)(got / LOG_BLOCK);
+        if (n == 0)
+            break;
+        for (uint32_t k = 0; k < n; k++, j++)
+            if (blk_valid(chunk + (size_t)k * LOG_BLOCK, gen, j))
+                return JS_CORRUPT(JET_errLogReadVerifyFailure,
+                                  "generation %08X (%s): block %u fails its checksum but block %u after it is valid",
+                                  gen, path, end_blk, j);
+    }
+    return JET_errSuccess;
+}
 
 JET_ERR loggen_scan(const char *path, int is_current, uint64_t start_lsn,
                     loggen_rec_fn fn, void *ctx, loggen_hdr *hdr_out, loggen_scan_result *res)
@@ -201,42 +296,9 @@ JET_ERR loggen_scan(const char *path, int is_current, uint64_t start_lsn,
             uint32_t crc = pg_u32(blk);
             digest = js_crc32c(digest, &crc, 4);
             res->blocks++;
-            uint32_t used = pg_u16(blk + 12);
-            uint32_t off = 0;
-            while (off < used) {
-                if (ra.have == 0)
-                    ra.lsn = LSN_MAKE(hdr.gen, (uint64_t)i * LOG_BLOCK + LOG_BLK_HDR + off);
-                uint32_t want = ra.have < REC_HDR ? REC_HDR - ra.have : ra.need - ra.have;
-                uint32_t take = used - off < want ? used - off : want;
-                memcpy(ra.buf + ra.have, blk + LOG_BLK_HDR + off, take);
-                ra.have += take;
-                off += take;
-                if (ra.have == REC_HDR) {
-                    uint32_t len = pg_u32(ra.buf + 4);
-                    uint8_t type = ra.buf[0];
-                    if (type < REC_IMAGE || type > REC_ABORT || len + REC_HDR > ra.cap) {
-                        err = JS_CORRUPT(JET_errLogReadVerifyFailure,
-                                         "generation %08X (%s): block %u holds a malformed record", hdr.gen,
-                                         path, i);
-                        goto out;
-                    }
-                    ra.need = REC_HDR + len;
-                }
-                if (ra.have >= REC_HDR && ra.have == ra.need) {
-                    res->records++;
-                    if (fn && ra.lsn >= start_lsn) {
-                        err = fn(ctx, ra.lsn, ra.buf[0], ra.buf + REC_HDR, ra.need - REC_HDR);
-                        if (err)
-                            goto out;
-                    }
-                    ra.have = ra.need = 0;
-                }
-            }
-            if (used < LOG_PAYLOAD && ra.have != 0) {
-                err = JS_CORRUPT(JET_errLogReadVerifyFailure,
-                                 "generation %08X (%s): record cut by padding at block %u", hdr.gen, path, i);
+            err = scan_block_records(&ra, blk, i, &hdr, path, start_lsn, fn, ctx, res);
+            if (err)
                 goto out;
-            }
         }
     }
     if (!ended) {
@@ -248,27 +310,8 @@ JET_ERR loggen_scan(const char *path, int is_current, uint64_t start_lsn,
     }
     res->digest = digest;
     res->partial = ra.have != 0;
-    /* In the current generation nothing valid may follow the end: that
-     * would be a damaged block in the middle, not a torn tail. */
-    if (is_current && !res->closed) {
-        for (uint32_t j = res->end_blk + 1; j < nblocks;) {
-            uint32_t n = nblocks - j < SCAN_CHUNK_BLOCKS ? nblocks - j : SCAN_CHUNK_BLOCKS;
-            size_t got = 0;
-            err = os_pread(fd, path, chunk, (size_t)n * LOG_BLOCK, (uint64_t)j * LOG_BLOCK, &got);
-            if (err)
-                goto out;
-            n = (uint32_t)(got / LOG_BLOCK);
-            if (n == 0)
-                break;
-            for (uint32_t k = 0; k < n; k++, j++)
-                if (blk_valid(chunk + (size_t)k * LOG_BLOCK, hdr.gen, j)) {
-                    err = JS_CORRUPT(JET_errLogReadVerifyFailure,
-                                     "generation %08X (%s): block %u fails its checksum but block %u after it is valid",
-                                     hdr.gen, path, res->end_blk, j);
-                    goto out;
-                }
-        }
-    }
+    if (is_current && !res->closed)
+        err = scan_after_end(fd, path, chunk, hdr.gen, res->end_blk, nblocks);
 out:
     free(chunk);
     free(ra.buf);

@@ -1,7 +1,7 @@
 /*
  * txn.c - sessions, transactions, and the commit path.
  *
- * One write transaction at a time (inst->writer_lock, held from begin to
+ * One write transaction at a time (eng->writer_lock, held from begin to
  * commit or rollback).  Its changes are private page copies (tview).  Commit:
  *   1. encode one log record per changed page: a full image for a new page
  *      and for the first change of a page since the last checkpoint began
@@ -21,16 +21,13 @@
  * transaction holds the latch shared from begin to end: every read in it
  * sees the same commit (a snapshot), and commits wait to install meanwhile.
  */
-#include "inst.h"
-#include "btree.h"
-#include "err.h"
-#include "page.h"
+#include "tree/tree.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 struct js_session {
-    js_instance *inst;
+    js_engine *eng;
     atomic_int inside;          /* a thread is executing a call on it */
     int in_txn;
     int readonly;
@@ -63,21 +60,25 @@ static void leave(js_session *s)
     atomic_store(&s->inside, 0);
 }
 
-JET_ERR js_session_open(js_instance *inst, js_session **out)
+void txn_engine_init(js_engine *eng)
 {
-    if (!inst || !out)
-        return js_fail(JET_errInvalidParameter, "NULL argument");
-    JET_ERR err = inst_check_usable(inst);
-    if (err)
-        return err;
+    js_mutex_init(&eng->writer_lock);
+    js_rwlock_init(&eng->tree_latch);
+}
+
+void txn_engine_destroy(js_engine *eng)
+{
+    js_mutex_destroy(&eng->writer_lock);
+    js_rwlock_destroy(&eng->tree_latch);
+}
+
+JET_ERR txn_session_new(js_engine *eng, js_session **out)
+{
     js_session *s = calloc(1, sizeof *s);
     if (!s)
         return js_fail(JET_errOutOfMemory, "session");
-    s->inst = inst;
-    tv_init(&s->view, inst, 1);
-    pthread_mutex_lock(&inst->state_lock);
-    inst->sessions++;
-    pthread_mutex_unlock(&inst->state_lock);
+    s->eng = eng;
+    tv_init(&s->view, eng->store, 1);
     *out = s;
     return JET_errSuccess;
 }
@@ -86,9 +87,9 @@ static void txn_end(js_session *s)
 {
     tv_release(&s->view);
     if (s->in_txn && !s->readonly)
-        pthread_mutex_unlock(&s->inst->writer_lock);
+        js_mutex_unlock(&s->eng->writer_lock);
     if (s->in_txn && s->readonly)
-        pthread_rwlock_unlock(&s->inst->tree_latch);
+        js_rwunlock(&s->eng->tree_latch);
     s->in_txn = 0;
     s->readonly = 0;
 }
@@ -99,12 +100,9 @@ void js_session_close(js_session *s)
         return;
     if (s->in_txn)
         txn_end(s);
-    js_instance *inst = s->inst;
-    pthread_mutex_lock(&inst->state_lock);
-    inst->sessions--;
-    pthread_cond_broadcast(&inst->state_cond);
-    pthread_mutex_unlock(&inst->state_lock);
+    js_engine *eng = s->eng;
     free(s);
+    eng->hooks.session_closed(eng->hooks.ctx);
 }
 
 /* ---------------- transactions ---------------- */
@@ -113,28 +111,29 @@ static JET_ERR begin_locked(js_session *s, unsigned flags)
 {
     if (s->in_txn)
         return js_fail(JET_errInTransaction, "a transaction is already open on this session");
-    JET_ERR err = inst_check_usable(s->inst);
+    js_engine *eng = s->eng;
+    JET_ERR err = eng->hooks.usable(eng->hooks.ctx);
     if (err)
         return err;
     if (flags & JS_TXN_READONLY) {
-        pthread_rwlock_rdlock(&s->inst->tree_latch);
+        js_rdlock(&eng->tree_latch);
     } else {
         /* Before the writer lock: the checkpoint this may wait for takes it. */
-        err = inst_check_writable(s->inst);
+        err = eng->hooks.writable(eng->hooks.ctx);
         if (err)
             return err;
-        pthread_mutex_lock(&s->inst->writer_lock);
+        js_mutex_lock(&eng->writer_lock);
         /* The instance may have turned fatal or started stopping while we
          * waited for the writer lock. */
-        err = inst_check_usable(s->inst);
+        err = eng->hooks.usable(eng->hooks.ctx);
         if (err) {
-            pthread_mutex_unlock(&s->inst->writer_lock);
+            js_mutex_unlock(&eng->writer_lock);
             return err;
         }
     }
     s->in_txn = 1;
     s->readonly = (flags & JS_TXN_READONLY) != 0;
-    tv_init(&s->view, s->inst, !s->readonly);
+    tv_init(&s->view, eng->store, !s->readonly);
     return JET_errSuccess;
 }
 
@@ -189,15 +188,17 @@ static uint32_t encode_delta(const uint8_t *old, const uint8_t *new_, uint32_t p
 
 static JET_ERR commit_locked(js_session *s, unsigned flags)
 {
-    js_instance *inst = s->inst;
+    js_engine *eng = s->eng;
     tview *v = &s->view;
-    uint32_t ps = inst->page_size;
+    uint32_t ps = eng->store->page_size;
     JET_ERR err = JET_errSuccess;
     uint8_t *recs = NULL;
     uint32_t *lens = NULL;
     frame **imaged = NULL;          /* frames logged whole in this commit */
     size_t nrec = 0, used = 0, nimaged = 0;
-    int logging = inst_logging(inst);
+    int logging = eng->log->enabled;
+
+    JS_ASSERT_HELD(&eng->writer_lock);
     uint64_t commit_lsn = 0, end_lsn = 0;
 
     if (v->npages == 0)
@@ -216,7 +217,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags)
                 continue;
             uint8_t *r = recs + used;
             uint32_t len = 0;
-            if (tp->orig && tp->orig->fpi_epoch == inst->ckpt_epoch) {
+            if (tp->orig && tp->orig->fpi_epoch == eng->ckpt_epoch) {
                 uint32_t dl = encode_delta(tp->orig->data, tp->data, ps, r);
                 if (dl) {
                     r[0] = REC_DELTA;
@@ -241,36 +242,36 @@ static JET_ERR commit_locked(js_session *s, unsigned flags)
             lens[nrec++] = len;
             used += len;
         }
-        err = log_append_txn(inst, recs, lens, nrec, ++inst->txn_seq, &commit_lsn, &end_lsn);
+        err = log_append_txn(eng->log, recs, lens, nrec, ++eng->txn_seq, &commit_lsn, &end_lsn);
         if (err)
             goto done;   /* nothing of it counts (log.c): rolled back */
         /* Only now: a transaction refused by the log leaves no full image,
          * so the next change of these pages must log one. */
         for (size_t i = 0; i < nimaged; i++)
-            imaged[i]->fpi_epoch = inst->ckpt_epoch;
+            imaged[i]->fpi_epoch = eng->ckpt_epoch;
     }
 
-    pthread_rwlock_wrlock(&inst->tree_latch);
+    js_wrlock(&eng->tree_latch);
     for (size_t i = 0; i < v->pages_cap && !err; i++) {
         tpage *tp = &v->pages[i];
         if (!tp->pgno)
             continue;
         frame *f = tp->orig;
         if (!f) {
-            err = pool_get_for_install(inst, tp->pgno, &f);
+            err = pool_get_for_install(&eng->store->pool, tp->pgno, &f);
             if (err)
                 break;
-            f->fpi_epoch = inst->ckpt_epoch;   /* a new page was logged whole */
+            f->fpi_epoch = eng->ckpt_epoch;   /* a new page was logged whole */
         }
         memcpy(f->data, tp->data, ps);
         pg_set_lsn(f->data, commit_lsn);
-        pool_mark_dirty(&inst->pool, f);
+        pool_mark_dirty(&eng->store->pool, f);
         if (!tp->orig)
-            pool_unpin(&inst->pool, f);
+            pool_unpin(&eng->store->pool, f);
     }
-    pthread_rwlock_unlock(&inst->tree_latch);
+    js_rwunlock(&eng->tree_latch);
     if (err)
-        inst_set_fatal(inst, err);   /* logged but not installed: stop here */
+        health_set_fatal(eng->health, err);   /* logged but not installed: stop here */
 
 done:
     free(recs);
@@ -279,12 +280,12 @@ done:
     txn_end(s);
     if (!err && logging && end_lsn) {
         int durable = (flags & JS_COMMIT_FLAG_DURABLE) ||
-                      (!(flags & JS_COMMIT_FLAG_LAZY) && inst->params.commit_mode == JS_COMMIT_DURABLE);
+                      (!(flags & JS_COMMIT_FLAG_LAZY) && eng->durable);
         if (durable)
-            err = log_flush(inst, end_lsn);
+            err = log_flush(eng->log, end_lsn);
     }
-    if (!err && pool_ndirty(&inst->pool) > inst->pool.cap / 2)
-        inst_request_checkpoint(inst);
+    if (!err && pool_ndirty(&eng->store->pool) > eng->store->pool.cap / 2)
+        eng->hooks.want_checkpoint(eng->hooks.ctx);
     return err;
 }
 
@@ -386,7 +387,7 @@ static JET_ERR read_op(js_session *s, read_fn fn, void *arg)
     JET_ERR err = enter(s);
     if (err)
         return err;
-    err = inst_check_usable(s->inst);
+    err = s->eng->hooks.usable(s->eng->hooks.ctx);
     if (err)
         goto out;
     if (s->in_txn && !s->readonly) {
@@ -395,13 +396,13 @@ static JET_ERR read_op(js_session *s, read_fn fn, void *arg)
         /* A read-only transaction already holds the latch. */
         int own_latch = !s->in_txn;
         tview rv;
-        tv_init(&rv, s->inst, 0);
+        tv_init(&rv, s->eng->store, 0);
         if (own_latch)
-            pthread_rwlock_rdlock(&s->inst->tree_latch);
+            js_rdlock(&s->eng->tree_latch);
         err = fn(&rv, arg);
         tv_release(&rv);
         if (own_latch)
-            pthread_rwlock_unlock(&s->inst->tree_latch);
+            js_rwunlock(&s->eng->tree_latch);
     }
 out:
     leave(s);

@@ -1,6 +1,6 @@
 /*
  * dbfile.c - jetsnap.edb: the header stored twice (format and rules in
- * inst.h), the one write path of pages, untorn reads for outsiders (the
+ * store.h), the one write path of pages, untorn reads for outsiders (the
  * FUSE live view and backups), and the check of pages read raw from a file
  * against its written bound (the rule in page.h: zero is corruption where
  * a page is in use).
@@ -10,10 +10,7 @@
  * file (js_db_read, backup) hold it for reading, so neither ever sees a page
  * half-written by the other.
  */
-#include "inst.h"
-#include "err.h"
-#include "os.h"
-#include "page.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,37 +162,34 @@ JET_ERR dbh_write(int fd, const char *path, const db_header *hdr)
     return err;
 }
 
-JET_ERR db_write_pages(js_instance *inst, uint32_t pgno, const uint8_t *pages, uint32_t n)
+JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
 {
     uint64_t end = (uint64_t)pgno + n;
     JET_ERR err = JET_errSuccess;
-    if (end > inst->db_file_pages) {
+    if (end > st->file_pages) {
         /* Grow in extents so the file does not fragment page by page. */
-        uint64_t per = DB_EXTENT_BYTES / inst->page_size;
+        uint64_t per = DB_EXTENT_BYTES / st->page_size;
         uint64_t want = (end + per - 1) / per * per;
-        err = os_allocate(inst->db_fd, inst->db_path, want * inst->page_size);
+        err = os_allocate(st->fd, st->path, want * st->page_size);
         if (err)
             return err;
-        inst->db_file_pages = want;
+        st->file_pages = want;
     }
-    int slot = rl_lock(&inst->rl, pgno, end, 1);
-    err = os_pwrite(inst->db_fd, inst->db_path, pages, (size_t)n * inst->page_size,
-                    (uint64_t)pgno * inst->page_size);
-    rl_unlock(&inst->rl, slot);
+    int slot = rl_lock(&st->rl, pgno, end, 1);
+    err = os_pwrite(st->fd, st->path, pages, (size_t)n * st->page_size, (uint64_t)pgno * st->page_size);
+    rl_unlock(&st->rl, slot);
     return err;
 }
 
-JET_ERR js_db_read(js_instance *inst, uint64_t off, void *buf, size_t len, size_t *got)
+JET_ERR db_read(db_store *st, uint64_t off, void *buf, size_t len, size_t *got)
 {
-    if (!inst || !buf || !got)
-        return js_fail(JET_errInvalidParameter, "js_db_read: NULL argument");
     *got = 0;
     if (len == 0)
         return JET_errSuccess;
-    uint64_t lo = off / inst->page_size, hi = (off + len + inst->page_size - 1) / inst->page_size;
-    int slot = rl_lock(&inst->rl, lo, hi, 0);
-    JET_ERR err = os_pread(inst->db_fd, inst->db_path, buf, len, off, got);
-    rl_unlock(&inst->rl, slot);
+    uint64_t lo = off / st->page_size, hi = (off + len + st->page_size - 1) / st->page_size;
+    int slot = rl_lock(&st->rl, lo, hi, 0);
+    JET_ERR err = os_pread(st->fd, st->path, buf, len, off, got);
+    rl_unlock(&st->rl, slot);
     return err;
 }
 
@@ -213,9 +207,9 @@ JET_ERR db_check_pages(const uint8_t *buf, uint32_t page_size, uint32_t pgno, ui
     return JET_errSuccess;
 }
 
-JET_ERR db_verify_range(js_instance *inst, uint32_t lo, uint32_t hi)
+JET_ERR db_verify_range(db_store *st, uint32_t lo, uint32_t hi)
 {
-    const uint32_t batch = 256, ps = inst->page_size;
+    const uint32_t batch = 256, ps = st->page_size;
     JET_ERR err = JET_errSuccess;
     if (lo >= hi)
         return JET_errSuccess;
@@ -225,15 +219,15 @@ JET_ERR db_verify_range(js_instance *inst, uint32_t lo, uint32_t hi)
     for (uint32_t p = lo; p < hi && !err; p += batch) {
         uint32_t n = hi - p < batch ? hi - p : batch;
         size_t got = 0;
-        err = os_pread(inst->db_fd, inst->db_path, buf, (size_t)n * ps, (uint64_t)p * ps, &got);
+        err = os_pread(st->fd, st->path, buf, (size_t)n * ps, (uint64_t)p * ps, &got);
         if (err)
             break;
         if (got < (size_t)n * ps) {
             err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: beyond the end of the file",
-                             p + (uint32_t)(got / ps), inst->db_path);
+                             p + (uint32_t)(got / ps), st->path);
             break;
         }
-        err = db_check_pages(buf, ps, p, n, hi, inst->db_path, NULL);
+        err = db_check_pages(buf, ps, p, n, hi, st->path, NULL);
     }
     free(buf);
     return err;

@@ -1,32 +1,30 @@
 /*
  * tview.c - page access for read and write views (see tview.h).
  */
-#include "tview.h"
-#include "err.h"
-#include "page.h"
+#include "tree/tview.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-void tv_init(tview *v, js_instance *inst, int writable)
+void tv_init(tview *v, db_store *st, int writable)
 {
     memset(v, 0, sizeof *v);
-    v->inst = inst;
+    v->st = st;
     v->writable = writable;
 }
 
 void tv_release(tview *v)
 {
     for (size_t i = 0; i < v->npins; i++)
-        pool_unpin(&v->inst->pool, v->pins[i]);
+        pool_unpin(&v->st->pool, v->pins[i]);
     free(v->pins);
     for (size_t i = 0; i < v->pages_cap; i++)
         free(v->pages[i].data);
     free(v->pages);
-    js_instance *inst = v->inst;
+    db_store *st = v->st;
     int w = v->writable;
     memset(v, 0, sizeof *v);
-    v->inst = inst;
+    v->st = st;
     v->writable = w;
 }
 
@@ -86,7 +84,7 @@ static JET_ERR tv_pin(tview *v, uint32_t pgno, frame **out)
         v->pins = np;
         v->pins_cap = ncap;
     }
-    JET_ERR err = pool_get(v->inst, pgno, v->inst->recovering, out);
+    JET_ERR err = pool_get(v->st, pgno, v->st->recovering, out);
     if (!err)
         v->pins[v->npins++] = *out;
     return err;
@@ -111,7 +109,7 @@ uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
     *err = tv_pin(v, pgno, &f);
     if (*err)
         return NULL;
-    uint8_t *copy = malloc(v->inst->page_size);
+    uint8_t *copy = malloc(v->st->page_size);
     if (!copy) {
         *err = js_fail(JET_errOutOfMemory, "private copy of page %u", pgno);
         return NULL;
@@ -121,7 +119,7 @@ uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
         free(copy);
         return NULL;
     }
-    memcpy(copy, f->data, v->inst->page_size);
+    memcpy(copy, f->data, v->st->page_size);
     tp->data = copy;
     tp->orig = f;
     return copy;
@@ -129,7 +127,7 @@ uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
 
 uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err)
 {
-    uint32_t ps = v->inst->page_size;
+    uint32_t ps = v->st->page_size;
     uint8_t *meta = tv_write(v, PG_META_PGNO, err);
     if (!meta)
         return NULL;

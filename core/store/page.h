@@ -24,7 +24,7 @@
  * Page sizes up to 32 KiB keep every in-page offset within a u16.
  *
  * Which pages must be valid (zero is corruption where a page is in use):
- * every page below the meta page's high-water mark (META_NEXT in inst.h) is
+ * every page below the meta page's high-water mark (META_NEXT in store.h) is
  * in use: a B+tree, overflow or free-list page (a freed page is rewritten as
  * PG_FREE, never zeroed).  Pages 0..2 are written when the file is created.
  * A page is first written by the checkpoint after the transaction that
@@ -33,7 +33,7 @@
  * A checkpoint reads the high-water mark H at its redo point and writes
  * every page dirty there, so once it has fsynced, every page below H is on
  * disk and valid: H is the checkpoint's "written bound" (inst->valid_below,
- * kept in edb.chk and in a backup copy's header, see inst.h).  Hence:
+ * kept in edb.chk and in a backup copy's header, see store.h).  Hence:
  *   - below the written bound a page must be valid; all zero there is
  *     corruption ("page N of FILE: zeroed", JET_errReadVerifyFailure);
  *   - at or above it an all-zero page is "not written yet" (replay or the

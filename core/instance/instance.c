@@ -1,22 +1,22 @@
 /*
  * instance.c - create, open (header checks, then recovery), run (the
- * checkpoint and lazy-flush threads), and close an instance.
+ * checkpoint and lazy-flush threads, started from checkpoint.c), and close
+ * an instance; the instance's state, its fatal state's callbacks and the
+ * tree's hooks.
  *
  * States (enum js_instance_state):
  *   STARTING --js_instance_start--> RECOVERING --redo done--> READY
  *   READY --js_close--> STOPPING;  any --fatal I/O error--> FATAL
  * A full disk is not fatal: the state stays READY, writes fail with
  * JET_errLogDiskFull / JET_errDiskFull and resume once space is freed
- * (which errors are sticky and which transient: inst.h, jetsnap.h).
+ * (which errors are sticky and which transient: base.h, instance.h,
+ * jetsnap.h).
  * Header state (enum js_db_state): js_create writes just-created; an open
  * writes dirty-shutdown before the first change; a clean close writes
  * clean-shutdown after its final checkpoint.  A restore in progress has
  * being-restored, which open refuses.
  */
-#include "inst.h"
-#include "err.h"
-#include "os.h"
-#include "page.h"
+#include "instance/instance.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,13 +42,6 @@ void js_params_default(js_params *p)
     p->checkpoint_ms = 1000;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 const char *js_instance_dir(const js_instance *inst)
 {
     return inst ? inst->dir : "";
@@ -57,9 +50,9 @@ const char *js_instance_dir(const js_instance *inst)
 int js_instance_state(const js_instance *inst)
 {
     js_instance *m = (js_instance *)inst;
-    pthread_mutex_lock(&m->state_lock);
+    js_mutex_lock(&m->state_lock);
     int st = m->state;
-    pthread_mutex_unlock(&m->state_lock);
+    js_mutex_unlock(&m->state_lock);
     return st;
 }
 
@@ -68,35 +61,40 @@ JET_ERR inst_check_usable(js_instance *inst)
     if (!inst)
         return js_fail(JET_errNotInitialized, "no instance");
     JET_ERR err = JET_errSuccess;
-    pthread_mutex_lock(&inst->state_lock);
-    if (inst->fatal)
+    js_mutex_lock(&inst->state_lock);
+    JET_ERR fatal = health_fatal(&inst->health);
+    if (fatal)
         err = js_fail(JET_errInstanceUnavailable, "instance %s is unavailable after %s", inst->dir,
-                      js_errname(inst->fatal));
+                      js_errname(fatal));
     else if (inst->stopping)
         err = js_fail(JET_errTermInProgress, "instance %s is shutting down", inst->dir);
     else if (inst->state != JS_INST_READY && inst->state != JS_INST_RECOVERING)
         err = js_fail(JET_errNotInitialized, "instance %s is not started", inst->dir);
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
     return err;
 }
 
-JET_ERR inst_check_writable(js_instance *inst)
+/* Before a write transaction takes the writer lock: retry a log write that
+ * failed for lack of space, and, when the last checkpoint failed for lack
+ * of space, ask for one more and wait for it.  JET_errLogDiskFull or
+ * JET_errDiskFull while space is still missing. */
+static JET_ERR inst_check_writable(js_instance *inst)
 {
-    JET_ERR err = log_retry_stalled(inst);
+    JET_ERR err = log_retry_stalled(&inst->log);
     if (err)
         return err;
-    pthread_mutex_lock(&inst->state_lock);
-    if (inst->space_err && !inst->fatal && !inst->stopping) {
+    js_mutex_lock(&inst->state_lock);
+    if (inst->space_err && !health_fatal(&inst->health) && !inst->stopping) {
         /* Dirty pages cannot leave the pool while checkpoints fail, so do
          * not add to them: have one more checkpoint tried, and wait for it. */
         uint64_t seen = inst->ckpt_done;
         inst->ckpt_requested = 1;
         pthread_cond_broadcast(&inst->ckpt_wake);
-        while (inst->ckpt_done == seen && inst->space_err && !inst->fatal && !inst->stopping)
-            pthread_cond_wait(&inst->state_cond, &inst->state_lock);
+        while (inst->ckpt_done == seen && inst->space_err && !health_fatal(&inst->health) && !inst->stopping)
+            js_cond_wait(&inst->state_cond, &inst->state_lock);
         err = inst->space_err;
     }
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
     if (err)
         return js_fail(err, "instance %s: checkpoints fail for lack of space (%s); writes resume once space is freed",
                        inst->dir, js_errname(err));
@@ -105,33 +103,105 @@ JET_ERR inst_check_writable(js_instance *inst)
 
 void inst_checkpoint_done(js_instance *inst, JET_ERR err)
 {
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     if (!err)
         inst->space_err = 0;
     else if (err_is_space(err))
         inst->space_err = err;
     inst->ckpt_done++;
     pthread_cond_broadcast(&inst->state_cond);
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
 }
 
 void inst_set_fatal(js_instance *inst, JET_ERR err)
 {
-    pthread_mutex_lock(&inst->state_lock);
-    if (!inst->fatal) {
-        inst->fatal = err ? err : JET_errInstanceUnavailable;
-        inst->state = JS_INST_FATAL;
-    }
+    health_set_fatal(&inst->health, err);
+}
+
+/* js_health's on_fatal: the first sticky error of any layer lands here. */
+static void on_fatal(void *ctx, JET_ERR err)
+{
+    js_instance *inst = ctx;
+    (void)err;
+    js_mutex_lock(&inst->state_lock);
+    inst->state = JS_INST_FATAL;
     pthread_cond_broadcast(&inst->state_cond);
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
+}
+
+static void on_event(void *ctx, int id, int level, const char *msg)
+{
+    inst_event(ctx, id, level, "%s", msg);
+}
+
+/* Ask the checkpoint thread to run soon. */
+static void inst_request_checkpoint(js_instance *inst)
+{
+    js_mutex_lock(&inst->state_lock);
+    inst->ckpt_requested = 1;
+    pthread_cond_broadcast(&inst->ckpt_wake);
+    js_mutex_unlock(&inst->state_lock);
+}
+
+/* The tree's hooks (tree.h). */
+static JET_ERR hook_usable(void *ctx)
+{
+    return inst_check_usable(ctx);
+}
+
+static JET_ERR hook_writable(void *ctx)
+{
+    return inst_check_writable(ctx);
+}
+
+static void hook_want_checkpoint(void *ctx)
+{
+    inst_request_checkpoint(ctx);
+}
+
+static void hook_session_closed(void *ctx)
+{
+    js_instance *inst = ctx;
+    js_mutex_lock(&inst->state_lock);
+    inst->sessions--;
+    pthread_cond_broadcast(&inst->state_cond);
+    js_mutex_unlock(&inst->state_lock);
+}
+
+JET_ERR js_session_open(js_instance *inst, js_session **out)
+{
+    if (!inst || !out)
+        return js_fail(JET_errInvalidParameter, "NULL argument");
+    JET_ERR err = inst_check_usable(inst);
+    if (!err)
+        err = txn_session_new(&inst->eng, out);
+    if (err)
+        return err;
+    js_mutex_lock(&inst->state_lock);
+    inst->sessions++;
+    js_mutex_unlock(&inst->state_lock);
+    return JET_errSuccess;
+}
+
+JET_ERR js_db_read(js_instance *inst, uint64_t off, void *buf, size_t len, size_t *got)
+{
+    if (!inst || !buf || !got)
+        return js_fail(JET_errInvalidParameter, "js_db_read: NULL argument");
+    return db_read(&inst->store, off, buf, len, got);
+}
+
+JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen)
+{
+    JET_ERR err = inst_check_usable(inst);
+    return err ? err : log_roll(&inst->log, closed_gen);
 }
 
 void js_set_event_sink(js_instance *inst, js_event_fn fn, void *ctx)
 {
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     inst->event_fn = fn;
     inst->event_ctx = ctx;
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
 }
 
 void inst_event(js_instance *inst, int id, int level, const char *fmt, ...)
@@ -141,23 +211,23 @@ void inst_event(js_instance *inst, int id, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     js_event_fn fn = inst->event_fn;
     void *ctx = inst->event_ctx;
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
     if (fn) {
-        js_event ev = { .time_ms = wall_ms(), .id = id, .level = level, .message = msg };
+        js_event ev = { .time_ms = js_time_ms(), .id = id, .level = level, .message = msg };
         fn(ctx, &ev);
     }
 }
 
 JET_ERR inst_write_header(js_instance *inst)
 {
-    pthread_mutex_lock(&inst->hdr_lock);
-    int slot = rl_lock(&inst->rl, 0, 2, 1);
-    JET_ERR err = dbh_write(inst->db_fd, inst->db_path, &inst->hdr);
-    rl_unlock(&inst->rl, slot);
-    pthread_mutex_unlock(&inst->hdr_lock);
+    js_mutex_lock(&inst->hdr_lock);
+    int slot = rl_lock(&inst->store.rl, 0, 2, 1);
+    JET_ERR err = dbh_write(inst->store.fd, inst->store.path, &inst->hdr);
+    rl_unlock(&inst->store.rl, slot);
+    js_mutex_unlock(&inst->hdr_lock);
     /* Lack of space leaves the copy being written torn at worst, and the
      * read rule then takes the other one: the caller fails, nothing more. */
     if (err && !err_is_space(err))
@@ -165,13 +235,6 @@ JET_ERR inst_write_header(js_instance *inst)
     return err;
 }
 
-void inst_request_checkpoint(js_instance *inst)
-{
-    pthread_mutex_lock(&inst->state_lock);
-    inst->ckpt_requested = 1;
-    pthread_cond_broadcast(&inst->ckpt_wake);
-    pthread_mutex_unlock(&inst->state_lock);
-}
 
 /* ---------------- create ---------------- */
 
@@ -207,7 +270,7 @@ JET_ERR js_create(const char *dir, const js_params *p)
     if (err)
         return err;
     db_header h = { .page_size = p->page_size, .state = JS_DB_JUST_CREATED,
-                    .flags = p->circular_log ? DBH_CIRCULAR : 0, .created = wall_ms() / 1000,
+                    .flags = p->circular_log ? DBH_CIRCULAR : 0, .created = js_time_ms() / 1000,
                     .log_file_size = p->log_file_size };
     dbh_new_signature(h.db_sig);
     dbh_new_signature(h.log_sig);
@@ -230,23 +293,14 @@ JET_ERR js_create(const char *dir, const js_params *p)
 
     /* Generation 1 and a checkpoint pointing at its start. */
     log_state lg;
-    memset(&lg, 0, sizeof lg);
-    lg.fd = lg.spare_fd = -1;
-    pthread_mutex_init(&lg.spare_lock, NULL);
-    snprintf(lg.dir, sizeof lg.dir, "%s", dir);
-    snprintf(lg.cur_path, sizeof lg.cur_path, "%s/%s", dir, JS_LOG_FILE);
-    lg.file_size = p->log_file_size;
-    lg.page_size = p->page_size;
-    memcpy(lg.log_sig, h.log_sig, JS_SIG_LEN);
-    memcpy(lg.db_sig, h.db_sig, JS_SIG_LEN);
+    log_init(&lg, dir, p->log_file_size, p->page_size, h.log_sig, h.db_sig, 1, NULL);
     err = log_create_gen(&lg, 1, 0, 0, 0);
     if (!err) {
-        chk_file chk = { .redo_lsn = log_position(&lg), .time = wall_ms() };
+        chk_file chk = { .redo_lsn = log_position_now(&lg), .time = js_time_ms() };
         memcpy(chk.log_sig, h.log_sig, JS_SIG_LEN);
         err = chk_write(dir, &chk);
     }
-    os_close(lg.fd);
-    pthread_mutex_destroy(&lg.spare_lock);
+    log_destroy(&lg);
     if (!err)
         err = os_fsync_dir(dir);
 out:
@@ -259,21 +313,17 @@ out:
 
 static void inst_free(js_instance *inst)
 {
-    pool_destroy(&inst->pool);
-    rl_destroy(&inst->rl);
-    log_close(&inst->log);
-    os_close(inst->db_fd);
+    pool_destroy(&inst->store.pool);
+    rl_destroy(&inst->store.rl);
+    log_destroy(&inst->log);
+    os_close(inst->store.fd);
     os_close(inst->lock_fd);   /* releases the flock */
-    pthread_mutex_destroy(&inst->writer_lock);
-    pthread_rwlock_destroy(&inst->tree_latch);
-    pthread_mutex_destroy(&inst->hdr_lock);
-    pthread_mutex_destroy(&inst->ckpt_lock);
-    pthread_mutex_destroy(&inst->state_lock);
+    txn_engine_destroy(&inst->eng);
+    js_mutex_destroy(&inst->hdr_lock);
+    js_mutex_destroy(&inst->ckpt_lock);
+    js_mutex_destroy(&inst->state_lock);
     pthread_cond_destroy(&inst->state_cond);
     pthread_cond_destroy(&inst->ckpt_wake);
-    pthread_mutex_destroy(&inst->log.lock);
-    pthread_cond_destroy(&inst->log.done);
-    pthread_mutex_destroy(&inst->log.spare_lock);
     free(inst);
 }
 
@@ -331,21 +381,26 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
         inst->params.cache_size = 256ull << 20;
     if (!inst->params.checkpoint_ms)
         inst->params.checkpoint_ms = 1000;
-    inst->lock_fd = inst->db_fd = inst->log.fd = -1;
+    inst->lock_fd = inst->store.fd = -1;
     snprintf(inst->dir, sizeof inst->dir, "%s", dir);
-    snprintf(inst->db_path, sizeof inst->db_path, "%s/%s", dir, JS_DB_FILE);
-    pthread_mutex_init(&inst->writer_lock, NULL);
-    pthread_rwlock_init(&inst->tree_latch, NULL);
-    pthread_mutex_init(&inst->hdr_lock, NULL);
-    pthread_mutex_init(&inst->ckpt_lock, NULL);
-    pthread_mutex_init(&inst->state_lock, NULL);
+    snprintf(inst->store.path, sizeof inst->store.path, "%s/%s", dir, JS_DB_FILE);
+    health_init(&inst->health, on_fatal, on_event, inst);
+    txn_engine_init(&inst->eng);
+    inst->eng.store = &inst->store;
+    inst->eng.log = &inst->log;
+    inst->eng.health = &inst->health;
+    inst->eng.durable = inst->params.commit_mode == JS_COMMIT_DURABLE;
+    inst->eng.hooks = (tree_hooks){ .usable = hook_usable, .writable = hook_writable,
+                                    .want_checkpoint = hook_want_checkpoint,
+                                    .session_closed = hook_session_closed, .ctx = inst };
+    /* The log's constants come with the header; until then, a closed log. */
+    log_init(&inst->log, dir, 0, 0, inst->hdr.log_sig, inst->hdr.db_sig, !inst->params.no_log, &inst->health);
+    js_mutex_init(&inst->hdr_lock);
+    js_mutex_init(&inst->ckpt_lock);
+    js_mutex_init(&inst->state_lock);
     pthread_cond_init(&inst->state_cond, NULL);
     pthread_cond_init(&inst->ckpt_wake, NULL);
-    pthread_mutex_init(&inst->log.lock, NULL);
-    pthread_cond_init(&inst->log.done, NULL);
-    pthread_mutex_init(&inst->log.spare_lock, NULL);
-    inst->log.spare_fd = -1;
-    rl_init(&inst->rl);
+    rl_init(&inst->store.rl);
     inst->state = JS_INST_STARTING;
 
     struct stat st;
@@ -353,19 +408,19 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
         err = js_fail(JET_errFileNotFound, "%s: no such instance directory", dir);
         goto fail;
     }
-    if (stat(inst->db_path, &st) < 0) {
+    if (stat(inst->store.path, &st) < 0) {
         err = js_fail(JET_errFileNotFound, "%s: no jetsnap instance here (no " JS_DB_FILE ")", dir);
         goto fail;
     }
     /* Refusals come before the lock file is made, so refusing changes
      * nothing in the directory (a backup set stays a plain set). */
-    err = os_open(inst->db_path, O_RDONLY, 0, &inst->db_fd);
+    err = os_open(inst->store.path, O_RDONLY, 0, &inst->store.fd);
     if (!err)
-        err = dbh_read(inst->db_fd, inst->db_path, &inst->hdr);
+        err = dbh_read(inst->store.fd, inst->store.path, &inst->hdr);
     if (!err)
-        err = inst_refusal(&inst->hdr, dir, inst->db_path, for_restore);
-    os_close(inst->db_fd);
-    inst->db_fd = -1;
+        err = inst_refusal(&inst->hdr, dir, inst->store.path, for_restore);
+    os_close(inst->store.fd);
+    inst->store.fd = -1;
     if (err)
         goto fail;
     char lockpath[PATH_MAX];
@@ -378,39 +433,34 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
         goto fail;
     }
     /* Read again under the lock: another process may have changed it. */
-    err = os_open(inst->db_path, O_RDWR, 0, &inst->db_fd);
+    err = os_open(inst->store.path, O_RDWR, 0, &inst->store.fd);
     if (err)
         goto fail;
-    err = dbh_read(inst->db_fd, inst->db_path, &inst->hdr);
+    err = dbh_read(inst->store.fd, inst->store.path, &inst->hdr);
     if (!err)
-        err = inst_refusal(&inst->hdr, dir, inst->db_path, for_restore);
+        err = inst_refusal(&inst->hdr, dir, inst->store.path, for_restore);
     if (err)
         goto fail;
-    inst->page_size = inst->hdr.page_size;
-    if (p->page_size && p->page_size != inst->page_size && p->page_size != 8192) {
+    inst->store.page_size = inst->hdr.page_size;
+    if (p->page_size && p->page_size != inst->store.page_size && p->page_size != 8192) {
         /* 8192 is the default, so it cannot tell "asked for" from "unset". */
-        err = js_fail(JET_errPageSizeMismatch, "%s has %u-byte pages, not %u", dir, inst->page_size, p->page_size);
+        err = js_fail(JET_errPageSizeMismatch, "%s has %u-byte pages, not %u", dir, inst->store.page_size,
+                      p->page_size);
         goto fail;
     }
     if (inst->hdr.flags & DBH_CIRCULAR)
         inst->params.circular_log = 1;
     uint64_t fsize = 0;
-    err = os_size(inst->db_fd, inst->db_path, &fsize);
+    err = os_size(inst->store.fd, inst->store.path, &fsize);
     if (err)
         goto fail;
-    inst->db_file_pages = fsize / inst->page_size;
-    err = pool_init(&inst->pool, inst->page_size, inst->params.cache_size);
+    inst->store.file_pages = fsize / inst->store.page_size;
+    err = pool_init(&inst->store.pool, inst->store.page_size, inst->params.cache_size);
     if (err)
         goto fail;
-
-    log_state *lg = &inst->log;
-    snprintf(lg->dir, sizeof lg->dir, "%s", dir);
-    snprintf(lg->cur_path, sizeof lg->cur_path, "%s/%s", dir, JS_LOG_FILE);
-    lg->file_size = inst->hdr.log_file_size;
-    lg->nblocks = (uint32_t)(lg->file_size / LOG_BLOCK);
-    lg->page_size = inst->page_size;
-    memcpy(lg->log_sig, inst->hdr.log_sig, JS_SIG_LEN);
-    memcpy(lg->db_sig, inst->hdr.db_sig, JS_SIG_LEN);
+    log_destroy(&inst->log);
+    log_init(&inst->log, dir, inst->hdr.log_file_size, inst->store.page_size, inst->hdr.log_sig, inst->hdr.db_sig,
+             !inst->params.no_log, &inst->health);
     *out = inst;
     return JET_errSuccess;
 fail:
@@ -418,112 +468,18 @@ fail:
     return err;
 }
 
-/* After redo: continue appending to edb.log, or finish a roll a crash
- * interrupted, or start the first generation after a torn tail. */
-static JET_ERR log_finish_open(js_instance *inst, const redo_result *rr)
-{
-    log_state *lg = &inst->log;
-    JET_ERR err;
-    if (rr->have_current) {
-        err = log_open_current(inst, rr->cur_hdr.gen, rr->cur_scan.end_blk, rr->cur_hdr.created, rr->cur_scan.digest);
-        if (err)
-            return err;
-        if (rr->cur_scan.torn || rr->cur_scan.closed || rr->cur_scan.partial ||
-            rr->cur_scan.end_blk + 1 >= lg->nblocks) {
-            /* Never append after garbage, half a record or a close block:
-             * close here (a crash during a roll may have done so already)
-             * and move on to a fresh generation. */
-            err = log_close_at(lg, rr->cur_scan.end_blk, rr->cur_scan.digest, rr->cur_scan.closed);
-            return err;
-        }
-        return JET_errSuccess;
-    }
-    if (rr->last_gen)
-        return log_create_gen(lg, rr->last_gen + 1, rr->last_hdr.created, rr->last_scan.digest,
-                              rr->last_scan.end_blk);
-    return log_create_gen(lg, 1, 0, 0, 0);
-}
-
-static void *ckpt_thread_main(void *arg)
-{
-    js_instance *inst = arg;
-    JET_ERR last = JET_errSuccess;   /* said once per spell of lack of space */
-    pthread_mutex_lock(&inst->state_lock);
-    while (!inst->stopping && !inst->fatal) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)inst->params.checkpoint_ms * 1000000ull;
-        ts.tv_sec += (time_t)(ns / 1000000000ull);
-        ts.tv_nsec = (long)(ns % 1000000000ull);
-        if (!inst->ckpt_requested)
-            pthread_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
-        if (inst->stopping || inst->fatal)
-            break;
-        inst->ckpt_requested = 0;
-        int retry = inst->space_err != 0;
-        pthread_mutex_unlock(&inst->state_lock);
-        if (pool_ndirty(&inst->pool) || retry) {
-            JET_ERR err = ckpt_run(inst);
-            /* While the disk stays full every writer asks for another try:
-             * say it when it starts and when it ends, not at every try. */
-            if (err && (!err_is_space(err) || err != last))
-                inst_event(inst, 0, err_is_space(err) ? JS_EV_WARNING : JS_EV_ERROR,
-                           "checkpoint failed: %s (%d): %s", js_errname(err), err, js_errdetail());
-            else if (!err && err_is_space(last))
-                inst_event(inst, 0, JS_EV_INFO, "checkpoint succeeded again: space was freed");
-            last = err;
-        }
-        pthread_mutex_lock(&inst->state_lock);
-    }
-    /* Writers waiting for a checkpoint (inst_check_writable) get no more. */
-    pthread_cond_broadcast(&inst->state_cond);
-    pthread_mutex_unlock(&inst->state_lock);
-    return NULL;
-}
-
-/* Lazy commits: flushed within 100 ms. */
-static void *flush_thread_main(void *arg)
-{
-    js_instance *inst = arg;
-    pthread_mutex_lock(&inst->state_lock);
-    while (!inst->stopping && !inst->fatal) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
-        if (inst->stopping || inst->fatal)
-            break;
-        pthread_mutex_unlock(&inst->state_lock);
-        pthread_mutex_lock(&inst->log.lock);
-        uint64_t pos = log_position(&inst->log);
-        pthread_mutex_unlock(&inst->log.lock);
-        /* An I/O error makes the instance fatal; lack of space is retried
-         * here every round until it succeeds. */
-        (void)log_flush(inst, pos);
-        if (inst_logging(inst))
-            log_prepare_spare(&inst->log);
-        pthread_mutex_lock(&inst->state_lock);
-    }
-    pthread_mutex_unlock(&inst->state_lock);
-    return NULL;
-}
-
 JET_ERR js_instance_start(js_instance *inst)
 {
     if (!inst)
         return js_fail(JET_errInvalidParameter, "NULL instance");
     JET_ERR err = JET_errSuccess;
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     if (inst->state != JS_INST_STARTING) {
-        pthread_mutex_unlock(&inst->state_lock);
+        js_mutex_unlock(&inst->state_lock);
         return js_fail(JET_errInvalidParameter, "instance already started");
     }
     inst->state = JS_INST_RECOVERING;
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
 
     if (!inst->params.no_log) {
         chk_file chk;
@@ -538,15 +494,15 @@ JET_ERR js_instance_start(js_instance *inst)
         if (err)
             goto fail;
         redo_result rr;
-        err = redo_run(inst, inst->dir, start, 0, 0, NULL, &rr);
+        err = inst_redo(inst, inst->dir, start, 0, 0, NULL, &rr);
         if (err)
             goto fail;
         if (rr.txns_applied)
             inst_event(inst, 301, JS_EV_INFO, "recovery replayed %llu transactions through generation %08X",
                        (unsigned long long)rr.txns_applied, rr.last_gen);
-        err = log_finish_open(inst, &rr);
+        err = log_resume(&inst->log, &rr);
         if (!err && rr.unfinished)
-            err = log_abort_unfinished(inst);
+            err = log_abort_unfinished(&inst->log);
         if (err)
             goto fail;
     }
@@ -560,25 +516,23 @@ JET_ERR js_instance_start(js_instance *inst)
     err = inst_write_header(inst);
     if (err)
         goto fail;
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     inst->state = JS_INST_READY;
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
     err = ckpt_run(inst);
     if (err)
         goto fail;
-    if (pthread_create(&inst->ckpt_thread, NULL, ckpt_thread_main, inst) != 0 ||
-        pthread_create(&inst->flush_thread, NULL, flush_thread_main, inst) != 0) {
-        err = js_fail(JET_errOutOfMemory, "cannot start the instance threads");
+    err = ckpt_start_threads(inst);
+    if (err)
         goto fail;
-    }
-    inst->threads_started = 1;
     return JET_errSuccess;
 fail:
-    pthread_mutex_lock(&inst->state_lock);
+    /* Through the one fatal state, with its broadcast (a failed start is
+     * fatal whatever err is, lack of space included). */
+    health_set_fatal(&inst->health, err);
+    js_mutex_lock(&inst->state_lock);
     inst->state = JS_INST_FATAL;
-    if (!inst->fatal)
-        inst->fatal = err;
-    pthread_mutex_unlock(&inst->state_lock);
+    js_mutex_unlock(&inst->state_lock);
     return err;
 }
 
@@ -605,28 +559,23 @@ JET_ERR js_close(js_instance *inst)
     if (!inst)
         return JET_errSuccess;
     JET_ERR err = JET_errSuccess;
-    pthread_mutex_lock(&inst->state_lock);
+    js_mutex_lock(&inst->state_lock);
     int started = inst->state == JS_INST_READY || inst->state == JS_INST_FATAL;
     inst->stopping = 1;
     if (inst->backup_running && !inst->backup_cancel)
         inst->backup_cancel = JET_errClientRequestToStopJetService;
     while (inst->backup_running)
-        pthread_cond_wait(&inst->state_cond, &inst->state_lock);
+        js_cond_wait(&inst->state_cond, &inst->state_lock);
     if (inst->state == JS_INST_READY)
         inst->state = JS_INST_STOPPING;
-    int fatal = inst->fatal;
+    int fatal = health_fatal(&inst->health) != 0;
     pthread_cond_broadcast(&inst->ckpt_wake);
-    pthread_mutex_unlock(&inst->state_lock);
-    if (inst->threads_started) {
-        pthread_join(inst->ckpt_thread, NULL);
-        pthread_join(inst->flush_thread, NULL);
-    }
+    js_mutex_unlock(&inst->state_lock);
+    ckpt_join_threads(inst);
     if (started && !fatal && inst->hdr.state == JS_DB_DIRTY_SHUTDOWN) {
         err = ckpt_run(inst);
         if (!err) {
-            pthread_mutex_lock(&inst->log.lock);
-            inst->hdr.consistent_lsn = inst_logging(inst) ? log_position(&inst->log) : 0;
-            pthread_mutex_unlock(&inst->log.lock);
+            inst->hdr.consistent_lsn = inst_logging(inst) ? log_position_now(&inst->log) : 0;
             inst->hdr.state = JS_DB_CLEAN_SHUTDOWN;
             inst->hdr.flags &= ~DBH_UNLOGGED;
             err = inst_write_header(inst);
@@ -634,4 +583,34 @@ JET_ERR js_close(js_instance *inst)
     }
     inst_free(inst);
     return err;
+}
+
+JET_ERR inst_redo(js_instance *inst, const char *logdir, uint64_t start_lsn, uint32_t until_gen, int stop_at_gap,
+                  const redo_result *chain_from, redo_result *res)
+{
+    return redo_run(&inst->store, inst->hdr.log_sig, logdir, start_lsn, until_gen, stop_at_gap, chain_from, res);
+}
+
+JET_ERR inst_finish_restore(js_instance *inst, const redo_result *last, uint32_t verify_from)
+{
+    JET_ERR err = ckpt_run(inst);   /* no log open: writes every page and fsyncs */
+    if (!err)
+        err = db_verify_range(&inst->store, verify_from, atomic_load(&inst->store.valid_below));
+    if (!err)
+        err = log_create_gen(&inst->log, last->last_gen + 1, last->last_hdr.created, last->last_scan.digest,
+                             last->last_scan.end_blk);
+    if (err)
+        return err;
+    chk_file chk = { .redo_lsn = log_position_now(&inst->log), .valid_below = atomic_load(&inst->store.valid_below) };
+    memcpy(chk.log_sig, inst->hdr.log_sig, JS_SIG_LEN);
+    err = chk_write(inst->dir, &chk);
+    if (err)
+        return err;
+    inst->hdr.state = JS_DB_CLEAN_SHUTDOWN;
+    inst->hdr.backup_gen_low = inst->hdr.backup_gen_high = 0;
+    inst->hdr.flags &= ~DBH_UNLOGGED;
+    inst->hdr.consistent_lsn = chk.redo_lsn;
+    memset(&inst->hdr.full, 0, sizeof inst->hdr.full);
+    memset(&inst->hdr.inc, 0, sizeof inst->hdr.inc);
+    return dbh_write(inst->store.fd, inst->store.path, &inst->hdr);
 }

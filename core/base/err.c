@@ -5,7 +5,7 @@
  * The detail lives in thread-local storage, like errno: it is the one piece of
  * state outside an instance, and each thread sees only its own.
  */
-#include "err.h"
+#include "base/err.h"
 
 #include <errno.h>
 #include <stdarg.h>

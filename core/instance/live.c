@@ -19,9 +19,9 @@
  * Locking: js_live_file.partial_lock guards the kept images and the stamp;
  * it is a leaf except that js_db_read() (the page-range lock) runs under it.
  */
-#include "inst.h"
-#include "err.h"
-#include "os.h"
+#include "instance/instance.h"
+#include "base/err.h"
+#include "base/os.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -188,7 +188,7 @@ void js_live_close(js_live_file *f)
 static JET_ERR partial_copy(js_live_file *f, js_instance *inst, uint64_t pgno, size_t from,
                             size_t n, uint8_t *dst, size_t *got)
 {
-    const uint32_t ps = inst->page_size;
+    const uint32_t ps = inst->store.page_size;
     struct partial_page *pp = NULL, *victim = NULL;
     JET_ERR err = JET_errSuccess;
     int i;
@@ -239,7 +239,7 @@ out_unlock:
 static JET_ERR read_db(js_live_file *f, js_instance *inst, uint64_t off, uint8_t *buf,
                        size_t size, size_t *got)
 {
-    const uint64_t ps = inst->page_size;
+    const uint64_t ps = inst->store.page_size;
     size_t done = 0, n;
     JET_ERR err;
 

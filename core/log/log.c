@@ -21,7 +21,7 @@
  * A crash after 2 leaves a closed edb.log, after 3 no edb.log at all; open
  * (log_finish_open) completes the roll in both cases.
  *
- * Failures (the rule is in inst.h):
+ * Failures (the rule is in base.h and log.h):
  *  - A log write that fails for lack of space (ENOSPC, EDQUOT) is
  *    transient.  The written blocks leave the pending buffer only once they
  *    are durable, so a failed flush leaves them there: the committers it
@@ -38,13 +38,9 @@
  *    log (log_abort_unfinished), before anything else is appended.
  *  - Any other failed write, and a failed rename, is sticky: every later
  *    append or flush fails with JET_errLogWriteFail and the instance turns
- *    fatal.
+ *    fatal (through the js_health the log was given).
  */
-#include "inst.h"
-#include "err.h"
-#include "os.h"
-#include "page.h"
-#include "crc32c.h"
+#include "log/log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -58,52 +54,39 @@
 #define BLK_DATA 1
 #define BLK_CLOSE 2
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void log_gen_name(char *out, size_t cap, const char *dir, uint32_t gen)
-{
-    snprintf(out, cap, "%s/edb%08X.log", dir, gen);
-}
-
-JET_ERR log_list_gens(const char *dir, uint32_t *min_gen, uint32_t *max_gen)
-{
-    DIR *d = opendir(dir);
-    *min_gen = *max_gen = 0;
-    if (!d)
-        return os_err(errno, "opendir", dir);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        unsigned g;
-        char tail[8];
-        if (strlen(de->d_name) == 15 && sscanf(de->d_name, "edb%8X%4s", &g, tail) == 2 && !strcmp(tail, ".log") &&
-            strspn(de->d_name + 3, "0123456789ABCDEF") == 8 && g > 0) {
-            if (!*min_gen || g < *min_gen)
-                *min_gen = g;
-            if (g > *max_gen)
-                *max_gen = g;
-        }
-    }
-    closedir(d);
-    return JET_errSuccess;
-}
-
-uint64_t log_position(log_state *lg)
+/* Position of the next record, for callers that own lg alone (open,
+ * create) or hold log->lock. */
+static uint64_t position(const log_state *lg)
 {
     return LSN_MAKE(lg->gen, (uint64_t)lg->blk * LOG_BLOCK + LOG_BLK_HDR + lg->used);
 }
 
-/* A write that cannot go on: sticky. */
+static uint64_t log_position(log_state *lg)
+{
+    JS_ASSERT_HELD(&lg->lock);
+    return position(lg);
+}
+
+uint64_t log_position_now(log_state *lg)
+{
+    js_mutex_lock(&lg->lock);
+    uint64_t pos = position(lg);
+    js_mutex_unlock(&lg->lock);
+    return pos;
+}
+
+/* The instance's sticky error (0: none).  health is NULL only while js_create
+ * or a restore owns lg alone. */
+static JET_ERR log_sticky(log_state *lg)
+{
+    return lg->health ? health_fatal(lg->health) : 0;
+}
+
+/* A write that cannot go on: sticky for the whole instance. */
 static JET_ERR log_fatal(log_state *lg, JET_ERR cause)
 {
     (void)cause;
-    if (!lg->fatal)
-        lg->fatal = JET_errLogWriteFail;
-    return lg->fatal;
+    return lg->health ? health_set_fatal(lg->health, JET_errLogWriteFail) : JET_errLogWriteFail;
 }
 
 /* Sort a failed log write: lack of space (and of memory, which fails
@@ -140,6 +123,7 @@ static JET_ERR pend_reserve(log_state *lg, uint32_t blk)
  * a failure appends nothing (half a record would garble the stream). */
 static JET_ERR append_bytes(log_state *lg, const void *data, size_t len)
 {
+    JS_ASSERT_HELD(&lg->lock);
     const uint8_t *src = data;
     JET_ERR err = pend_reserve(lg, lg->blk + (uint32_t)((lg->used + len) / LOG_PAYLOAD));
     if (err)
@@ -179,6 +163,7 @@ static uint64_t log_room(const log_state *lg)
  * in the digest once), so a retry rewrites the very same bytes. */
 static void seal_pending(log_state *lg)
 {
+    JS_ASSERT_HELD(&lg->lock);
     uint32_t end = lg->blk + (lg->used ? 1 : 0);
     for (uint32_t b = lg->sealed; b < end; b++) {
         uint8_t *blk = lg->pend + (size_t)(b - lg->pend_first) * LOG_BLOCK;
@@ -204,6 +189,7 @@ static void seal_pending(log_state *lg)
 /* Drop the first n blocks of the pending buffer (written and durable). */
 static void pend_drop(log_state *lg, uint32_t n)
 {
+    JS_ASSERT_HELD(&lg->lock);
     size_t cap_blocks = lg->pend_cap / LOG_BLOCK;
     size_t have = (size_t)(lg->blk - lg->pend_first) + 1;
     if (have > cap_blocks)
@@ -220,41 +206,43 @@ static void pend_drop(log_state *lg, uint32_t n)
  * when it is over, not at every retry. */
 static int space_transition(log_state *lg, int now_full)
 {
+    JS_ASSERT_HELD(&lg->lock);
     if (now_full == lg->space_said)
         return 0;
     lg->space_said = now_full;
     return now_full ? 1 : -1;
 }
 
-static void space_event(js_instance *inst, int ev)
+static void space_event(log_state *lg, int ev)
 {
+    if (!lg->health)
+        return;
     if (ev > 0)
-        inst_event(inst, 0, JS_EV_WARNING, "no space for the log in %s (%s); writes are refused until space is freed",
-                   inst->log.dir, js_errdetail());
+        health_event(lg->health, 0, JS_EV_WARNING,
+                     "no space for the log in %s (%s); writes are refused until space is freed", lg->dir,
+                     js_errdetail());
     else if (ev < 0)
-        inst_event(inst, 0, JS_EV_INFO, "the log in %s can be written again; writes resume", inst->log.dir);
+        health_event(lg->health, 0, JS_EV_INFO, "the log in %s can be written again; writes resume", lg->dir);
 }
 
-JET_ERR log_flush(js_instance *inst, uint64_t lsn)
+JET_ERR log_flush(log_state *lg, uint64_t lsn)
 {
-    log_state *lg = &inst->log;
     JET_ERR err = JET_errSuccess;
     int ev = 0;
-    if (!inst_logging(inst))
+    if (!lg->enabled)
         return JET_errSuccess;
-    pthread_mutex_lock(&lg->lock);
+    JS_ASSERT_NOT_HELD(&lg->lock);
+    js_mutex_lock(&lg->lock);
     for (;;) {
-        if (lg->fatal) {
-            err = lg->fatal;
+        if ((err = log_sticky(lg)) != 0)
             break;
-        }
         if (lsn <= lg->flushed)
             break;
         if (lg->flushing) {
             /* A flush that fails for lack of space fails exactly the
              * commits it carried; a later one retries them. */
             uint64_t fails = lg->nfail;
-            pthread_cond_wait(&lg->done, &lg->lock);
+            js_cond_wait(&lg->done, &lg->lock);
             if (lg->nfail != fails && lsn <= lg->fail_target && lsn > lg->flushed) {
                 err = js_fail(JET_errLogDiskFull, "no space to write the log");
                 break;
@@ -287,13 +275,13 @@ JET_ERR log_flush(js_instance *inst, uint64_t lsn)
         int fd = lg->fd;
         char path[PATH_MAX];
         memcpy(path, lg->cur_path, sizeof path);
-        pthread_mutex_unlock(&lg->lock);
+        js_mutex_unlock(&lg->lock);
 
         err = os_pwrite(fd, path, lg->io, bytes, (uint64_t)first * LOG_BLOCK);
         if (!err)
             err = os_fsync(fd, path);
 
-        pthread_mutex_lock(&lg->lock);
+        js_mutex_lock(&lg->lock);
         lg->flushing = 0;
         if (!err) {
             pend_drop(lg, n);
@@ -311,27 +299,27 @@ JET_ERR log_flush(js_instance *inst, uint64_t lsn)
         if (err)
             break;
     }
-    int fatal = lg->fatal != 0;
-    pthread_mutex_unlock(&lg->lock);
-    space_event(inst, ev);
-    if (err) {
-        if (fatal)
-            inst_set_fatal(inst, err);
+    js_mutex_unlock(&lg->lock);
+    space_event(lg, ev);
+    if (err)
         return js_fail(err, "log %s: write failed (%s)", lg->cur_path, js_errdetail());
-    }
     return JET_errSuccess;
 }
 
-JET_ERR log_retry_stalled(js_instance *inst)
+JET_ERR log_flush_all(log_state *lg)
 {
-    log_state *lg = &inst->log;
-    if (!inst_logging(inst))
+    return lg->enabled ? log_flush(lg, log_position_now(lg)) : JET_errSuccess;
+}
+
+JET_ERR log_retry_stalled(log_state *lg)
+{
+    if (!lg->enabled)
         return JET_errSuccess;
-    pthread_mutex_lock(&lg->lock);
+    js_mutex_lock(&lg->lock);
     int stalled = lg->full != 0;
     uint64_t pos = log_position(lg);
-    pthread_mutex_unlock(&lg->lock);
-    return stalled ? log_flush(inst, pos) : JET_errSuccess;
+    js_mutex_unlock(&lg->lock);
+    return stalled ? log_flush(lg, pos) : JET_errSuccess;
 }
 
 static void tmp_path(const log_state *lg, char *out, size_t cap)
@@ -339,11 +327,14 @@ static void tmp_path(const log_state *lg, char *out, size_t cap)
     snprintf(out, cap, "%s/%s", lg->dir, JS_LOG_TMP_FILE);
 }
 
-void log_prepare_spare(log_state *lg)
+/* Pre-build edbtmp.log (allocated, zero) for the next roll when there is
+ * none, so a roll does not allocate a file while committers wait (log_tick,
+ * without log->lock). */
+static void log_prepare_spare(log_state *lg)
 {
     char tmp[PATH_MAX];
     tmp_path(lg, tmp, sizeof tmp);
-    pthread_mutex_lock(&lg->spare_lock);
+    js_mutex_lock(&lg->spare_lock);
     if (lg->spare_fd < 0 && lg->file_size) {
         int fd = -1;
         /* A failure only means the next roll allocates the file itself; a
@@ -357,7 +348,7 @@ void log_prepare_spare(log_state *lg)
             }
         }
     }
-    pthread_mutex_unlock(&lg->spare_lock);
+    js_mutex_unlock(&lg->spare_lock);
 }
 
 /* edbtmp.log holding generation gen's header, durable: the pre-built spare
@@ -373,7 +364,7 @@ static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int6
     int fd = -1;
     uint8_t blk[LOG_BLOCK];
     JET_ERR err = JET_errSuccess;
-    pthread_mutex_lock(&lg->spare_lock);
+    js_mutex_lock(&lg->spare_lock);
     if (lg->spare_fd >= 0) {
         fd = lg->spare_fd;
         lg->spare_fd = -1;
@@ -399,8 +390,8 @@ static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int6
     return JET_errSuccess;
 fail:
     os_close(fd);
-    unlink(tmp);
-    pthread_mutex_unlock(&lg->spare_lock);
+    (void)os_unlink(tmp, 1);   /* best effort: the roll already failed */
+    js_mutex_unlock(&lg->spare_lock);
     return err;
 }
 
@@ -408,8 +399,9 @@ fail:
  * create_tmp_gen): the next roll rewrites its header.  Releases spare_lock. */
 static void keep_spare(log_state *lg, int fd)
 {
+    JS_ASSERT_HELD(&lg->spare_lock);
     lg->spare_fd = fd;
-    pthread_mutex_unlock(&lg->spare_lock);
+    js_mutex_unlock(&lg->spare_lock);
 }
 
 /* Steps 3-4 of a roll: edbtmp.log (fd, from create_tmp_gen, spare_lock
@@ -419,9 +411,10 @@ static void keep_spare(log_state *lg, int fd)
  * roll. */
 static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t created, int fd, int have_current)
 {
+    JS_ASSERT_HELD(&lg->spare_lock);
     char closed[PATH_MAX], tmp[PATH_MAX];
     JET_ERR err = JET_errSuccess;
-    log_gen_name(closed, sizeof closed, lg->dir, closed_gen);
+    loggen_name(closed, sizeof closed, lg->dir, closed_gen);
     tmp_path(lg, tmp, sizeof tmp);
     if (have_current) {
         err = os_rename(lg->cur_path, closed);
@@ -431,7 +424,7 @@ static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t created,
     err = os_rename(tmp, lg->cur_path);
     if (err)
         goto fail;
-    pthread_mutex_unlock(&lg->spare_lock);
+    js_mutex_unlock(&lg->spare_lock);
     err = os_fsync_dir(lg->dir);
     if (err) {
         os_close(fd);
@@ -446,11 +439,11 @@ static JET_ERR promote_next(log_state *lg, uint32_t closed_gen, int64_t created,
     lg->sealed = 1;
     lg->digest = 0;
     lg->created = created;
-    lg->flushed = log_position(lg);
+    lg->flushed = position(lg);
     return JET_errSuccess;
 fail:
     os_close(fd);
-    pthread_mutex_unlock(&lg->spare_lock);
+    js_mutex_unlock(&lg->spare_lock);
     return err;
 }
 
@@ -464,7 +457,7 @@ static void encode_close_block(const log_state *lg, uint8_t *blk)
     blk[14] = BLK_CLOSE;
     pg_put32(blk + LOG_BLK_HDR, lg->blk);
     pg_put32(blk + LOG_BLK_HDR + 4, lg->digest);
-    pg_put64(blk + LOG_BLK_HDR + 8, (uint64_t)now_ms());
+    pg_put64(blk + LOG_BLK_HDR + 8, (uint64_t)js_time_ms());
     loggen_seal_block(blk);
 }
 
@@ -483,8 +476,9 @@ static JET_ERR write_close_block(log_state *lg)
  * happened while we waited. */
 static void wait_no_flush(log_state *lg)
 {
+    JS_ASSERT_HELD(&lg->lock);
     while (lg->flushing)
-        pthread_cond_wait(&lg->done, &lg->lock);
+        js_cond_wait(&lg->done, &lg->lock);
 }
 
 /* Step 2 of a roll: the pending blocks (sealed) and the close block after
@@ -520,12 +514,14 @@ static JET_ERR close_current(log_state *lg)
  * unchanged: JET_errLogDiskFull, retried by the next roll. */
 static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
 {
+    JS_ASSERT_HELD(&lg->lock);
     wait_no_flush(lg);
-    if (lg->fatal)
-        return lg->fatal;
+    JET_ERR sticky = log_sticky(lg);
+    if (sticky)
+        return sticky;
     uint32_t gen = lg->gen;   /* only now: another roll may have run while we waited */
     seal_pending(lg);
-    int64_t created = now_ms();
+    int64_t created = js_time_ms();
     int fd = -1;
     JET_ERR err = create_tmp_gen(lg, gen + 1, created, lg->created, lg->digest, lg->blk, &fd);
     if (err)
@@ -544,35 +540,25 @@ static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
     return JET_errSuccess;
 }
 
-JET_ERR log_roll(js_instance *inst, uint32_t *closed_gen)
+JET_ERR log_roll(log_state *lg, uint32_t *closed_gen)
 {
-    log_state *lg = &inst->log;
-    if (!inst_logging(inst))
+    if (!lg->enabled)
         return js_fail(JET_errLoggingDisabled, "the instance runs without a log (no_log)");
-    pthread_mutex_lock(&lg->lock);
+    js_mutex_lock(&lg->lock);
     JET_ERR err = roll_locked(lg, closed_gen);
-    int fatal = lg->fatal != 0;
     int ev = err == JET_errLogDiskFull ? space_transition(lg, 1) : !err ? space_transition(lg, 0) : 0;
-    pthread_mutex_unlock(&lg->lock);
-    space_event(inst, ev);
-    if (err) {
-        if (fatal)
-            inst_set_fatal(inst, err);
+    js_mutex_unlock(&lg->lock);
+    space_event(lg, ev);
+    if (err)
         return js_fail(err, "log roll in %s failed: %s", lg->dir, js_errdetail());
-    }
     return JET_errSuccess;
-}
-
-JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen)
-{
-    JET_ERR err = inst_check_usable(inst);
-    return err ? err : log_roll(inst, closed_gen);
 }
 
 /* Append an abort record: redo drops the records of the transaction it
  * ends.  It may use the block log_room() keeps for it. */
 static JET_ERR append_abort(log_state *lg, uint64_t txn_id)
 {
+    JS_ASSERT_HELD(&lg->lock);
     uint8_t rec[REC_HDR + 8];
     rec[0] = REC_ABORT;
     rec[1] = 0;
@@ -584,17 +570,14 @@ static JET_ERR append_abort(log_state *lg, uint64_t txn_id)
     return append_bytes(lg, rec, sizeof rec);
 }
 
-JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *lens, size_t nrec,
+JET_ERR log_append_txn(log_state *lg, const uint8_t *recs, const uint32_t *lens, size_t nrec,
                        uint64_t txn_id, uint64_t *commit_lsn, uint64_t *end_lsn)
 {
-    log_state *lg = &inst->log;
     JET_ERR err = JET_errSuccess;
     int appended = 0, rolled = 0;
-    pthread_mutex_lock(&lg->lock);
-    if (lg->fatal) {
-        err = lg->fatal;
+    js_mutex_lock(&lg->lock);
+    if ((err = log_sticky(lg)) != 0)
         goto out;
-    }
     if (lg->full) {
         /* A log write waits for space: nothing new is logged before it is
          * rewritten (js_txn_begin retries it). */
@@ -616,7 +599,7 @@ JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *l
             pg_put16(commit + 2, 0);
             pg_put32(commit + 4, 16);
             pg_put64(commit + REC_HDR, txn_id);
-            pg_put64(commit + REC_HDR + 8, (uint64_t)now_ms());
+            pg_put64(commit + REC_HDR + 8, (uint64_t)js_time_ms());
             rec = commit;
             len = sizeof commit;
         }
@@ -640,35 +623,31 @@ JET_ERR log_append_txn(js_instance *inst, const uint8_t *recs, const uint32_t *l
     }
     *end_lsn = log_position(lg);
 out:
-    if (err && appended && !lg->fatal) {
+    if (err && appended && !log_sticky(lg)) {
         /* Records of this transaction may already be in the file (a flush
          * or a roll wrote them): cancel them for redo. */
         JET_ERR e2 = append_abort(lg, txn_id);
         if (e2)
             err = log_fatal(lg, e2);
     }
-    int fatal = lg->fatal != 0;
     int ev = err == JET_errLogDiskFull ? space_transition(lg, 1) : rolled ? space_transition(lg, 0) : 0;
-    pthread_mutex_unlock(&lg->lock);
-    space_event(inst, ev);
-    if (err && fatal)
-        inst_set_fatal(inst, err);
+    js_mutex_unlock(&lg->lock);
+    space_event(lg, ev);
     return err;
 }
 
-JET_ERR log_abort_unfinished(js_instance *inst)
+JET_ERR log_abort_unfinished(log_state *lg)
 {
-    log_state *lg = &inst->log;
-    pthread_mutex_lock(&lg->lock);
+    js_mutex_lock(&lg->lock);
     JET_ERR err = append_abort(lg, 0);
     uint64_t pos = log_position(lg);
-    pthread_mutex_unlock(&lg->lock);
-    return err ? err : log_flush(inst, pos);
+    js_mutex_unlock(&lg->lock);
+    return err ? err : log_flush(lg, pos);
 }
 
-JET_ERR log_open_current(js_instance *inst, uint32_t gen, uint32_t resume_blk, int64_t created, uint32_t digest)
+/* Resume appending to edb.log (generation gen) at block resume_blk. */
+static JET_ERR log_open_current(log_state *lg, uint32_t gen, uint32_t resume_blk, int64_t created, uint32_t digest)
 {
-    log_state *lg = &inst->log;
     JET_ERR err = os_open(lg->cur_path, O_RDWR, 0, &lg->fd);
     if (err)
         return err;
@@ -679,14 +658,14 @@ JET_ERR log_open_current(js_instance *inst, uint32_t gen, uint32_t resume_blk, i
     lg->sealed = resume_blk;
     lg->digest = digest;
     lg->created = created;
-    lg->flushed = log_position(lg);
+    lg->flushed = position(lg);
     return JET_errSuccess;
 }
 
 JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32_t prev_digest, uint32_t prev_blocks)
 {
     /* No current file: make generation gen from scratch. */
-    int64_t created = now_ms();
+    int64_t created = js_time_ms();
     int fd = -1;
     JET_ERR err = create_tmp_gen(lg, gen, created, prev_created, prev_digest, prev_blocks, &fd);
     return err ? err : promote_next(lg, gen - 1, created, fd, 0);
@@ -694,14 +673,14 @@ JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32
 
 /* Close the current generation at its scanned end (used after a torn tail
  * or a crash in the middle of a roll) and start the next one. */
-JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int already_closed)
+static JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int already_closed)
 {
     lg->blk = end_blk;
     lg->used = 0;
     lg->pend_first = end_blk;
     lg->sealed = end_blk;
     lg->digest = digest;
-    int64_t created = now_ms();
+    int64_t created = js_time_ms();
     int fd = -1;
     JET_ERR err = create_tmp_gen(lg, lg->gen + 1, created, lg->created, digest, end_blk, &fd);
     if (err)
@@ -714,7 +693,101 @@ JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, int alrea
     return promote_next(lg, lg->gen, created, fd, 1);
 }
 
-void log_close(log_state *lg)
+void log_init(log_state *lg, const char *dir, uint64_t file_size, uint32_t page_size,
+              const uint8_t log_sig[JS_SIG_LEN], const uint8_t db_sig[JS_SIG_LEN], int enabled, js_health *health)
+{
+    memset(lg, 0, sizeof *lg);
+    js_mutex_init(&lg->lock);
+    pthread_cond_init(&lg->done, NULL);
+    js_mutex_init(&lg->spare_lock);
+    lg->fd = lg->spare_fd = -1;
+    lg->enabled = enabled;
+    lg->health = health;
+    snprintf(lg->dir, sizeof lg->dir, "%s", dir);
+    snprintf(lg->cur_path, sizeof lg->cur_path, "%s/%s", dir, JS_LOG_FILE);
+    lg->file_size = file_size;
+    lg->nblocks = (uint32_t)(file_size / LOG_BLOCK);
+    lg->page_size = page_size;
+    memcpy(lg->log_sig, log_sig, JS_SIG_LEN);
+    memcpy(lg->db_sig, db_sig, JS_SIG_LEN);
+}
+
+/* After redo: continue appending to edb.log, or finish a roll a crash
+ * interrupted, or start the first generation after a torn tail. */
+JET_ERR log_resume(log_state *lg, const redo_result *rr)
+{
+    JET_ERR err;
+    if (rr->have_current) {
+        err = log_open_current(lg, rr->cur_hdr.gen, rr->cur_scan.end_blk, rr->cur_hdr.created, rr->cur_scan.digest);
+        if (err)
+            return err;
+        if (rr->cur_scan.torn || rr->cur_scan.closed || rr->cur_scan.partial ||
+            rr->cur_scan.end_blk + 1 >= lg->nblocks) {
+            /* Never append after garbage, half a record or a close block:
+             * close here (a crash during a roll may have done so already)
+             * and move on to a fresh generation. */
+            err = log_close_at(lg, rr->cur_scan.end_blk, rr->cur_scan.digest, rr->cur_scan.closed);
+            return err;
+        }
+        return JET_errSuccess;
+    }
+    if (rr->last_gen)
+        return log_create_gen(lg, rr->last_gen + 1, rr->last_hdr.created, rr->last_scan.digest,
+                              rr->last_scan.end_blk);
+    return log_create_gen(lg, 1, 0, 0, 0);
+}
+
+void log_tick(log_state *lg)
+{
+    if (!lg->enabled)
+        return;
+    /* An I/O error makes the instance fatal; lack of space is retried
+     * here every round until it succeeds. */
+    (void)log_flush_all(lg);
+    log_prepare_spare(lg);
+}
+
+void log_pin(log_state *lg, uint32_t gen)
+{
+    js_mutex_lock(&lg->lock);
+    lg->pin_gen = gen;
+    js_mutex_unlock(&lg->lock);
+}
+
+JET_ERR log_delete_below(log_state *lg, uint32_t gen, uint32_t *lo, uint32_t *hi)
+{
+    uint32_t min_gen, max_gen;
+    char path[PATH_MAX];
+    *lo = *hi = 0;
+    JET_ERR err = loggen_list(lg->dir, &min_gen, &max_gen);
+    if (err || !min_gen)
+        return err;
+    js_mutex_lock(&lg->lock);
+    uint32_t pin = lg->pin_gen;
+    js_mutex_unlock(&lg->lock);
+    for (uint32_t g = min_gen; g < gen && g <= max_gen; g++) {
+        if (pin && g >= pin)
+            break;
+        loggen_name(path, sizeof path, lg->dir, g);
+        /* Oldest first, stop at the first failure: the chain that stays is
+         * always contiguous. */
+        err = os_unlink(path, 0);
+        if (err)
+            break;
+        if (!*lo)
+            *lo = g;
+        *hi = g;
+    }
+    if (*lo) {
+        JET_ERR e2 = os_fsync_dir(lg->dir);
+        if (!err)
+            err = e2;
+    }
+    return err;
+}
+
+
+static void log_close(log_state *lg)
 {
     os_close(lg->fd);
     lg->fd = -1;
@@ -724,4 +797,12 @@ void log_close(log_state *lg)
     free(lg->io);
     lg->pend = lg->io = NULL;
     lg->pend_cap = lg->io_cap = 0;
+}
+
+void log_destroy(log_state *lg)
+{
+    log_close(lg);
+    js_mutex_destroy(&lg->lock);
+    pthread_cond_destroy(&lg->done);
+    js_mutex_destroy(&lg->spare_lock);
 }

@@ -9,9 +9,9 @@
  * gen_low..gen_high is what restore replays; full_gen_high is the last
  * generation the database copy itself needs (its backup's roll).
  */
-#include "manifest.h"
-#include "err.h"
-#include "os.h"
+#include "jobs/manifest.h"
+#include "base/err.h"
+#include "base/os.h"
 
 #include <fcntl.h>
 #include <inttypes.h>

@@ -95,4 +95,14 @@ JET_ERR os_rmtreeat(int dirfd, const char *name, const char *shown);
 JET_ERR os_write_file_durable_at(int dirfd, const char *shown_dir, const char *name, const void *buf, size_t len,
                                  mode_t mode);
 
+/** mkdtemp(3): tmpl ends in XXXXXX, which become the new directory's name. */
+JET_ERR os_mkdtemp(char *tmpl);
+
+/** Cleanup forms of unlinkat and renameat, for undoing a failed job: they
+ *  set no error detail (the job's own must stay) and return the errno (0:
+ *  done).  Not counted by the fault seam: a test arms the failure that
+ *  starts the cleanup, never one inside it. */
+int os_unlinkat_quiet(int dirfd, const char *name, int flags);
+int os_renameat_quiet(int fromfd, const char *from, int tofd, const char *to);
+
 #endif

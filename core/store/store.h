@@ -1,0 +1,182 @@
+/*
+ * store.h - the page store layer: the page format (page.h), jetsnap.edb and
+ * its header (dbfile.c), the page-range lock and the buffer pool (buf.c).
+ * Below it only base; above it the log (which replays into the pool) and
+ * the tree.  Everything a higher layer needs of the database file is in a
+ * db_store, which the instance embeds.
+ *
+ * Lock rules: pool->lock (frame table, pins, dirty bits) and rl->lock (the
+ * page-range lock's table) are leaves: a thread holding either does no I/O
+ * and takes no other lock.  Frame content is guarded by the tree layer's
+ * tree_latch; the header copy in memory by the instance's hdr_lock, which
+ * is taken before rl->lock (header writes lock pages 0-1 for writing).
+ * Lock order, this layer: [hdr_lock (instance)] -> pool->lock | rl->lock.
+ * db_write_pages callers are serialized by the instance (ckpt_lock), which
+ * guards file_pages.
+ */
+#ifndef JS_STORE_H
+#define JS_STORE_H
+
+#include <limits.h>
+#include <stdint.h>
+#include "base/base.h"
+#include "store/page.h"
+
+#define JS_SIG_LEN 16
+
+/* ---------------- database header (pages 0 and 1) ---------------- */
+/*
+ * Stored at offset 32 of pages 0 and 1 (after the page header), little-endian:
+ *   0  char[8] magic "JSNAPDB1"     8 u32 version      12 u32 page_size
+ *  16  u32 state (enum js_db_state) 20 u32 flags (DBH_*)
+ *  24  u8[16] db_signature         40 u8[16] log_signature
+ *  56  i64 created                 64 u64 log_file_size
+ *  72  u32 full_low  76 u32 full_high  80 i64 full_time
+ *  88  u32 inc_low   92 u32 inc_high   96 i64 inc_time
+ * 104  u32 backup_gen_low (non-zero: a raw backup copy, not openable)
+ * 108  u32 backup_gen_high (the set's last generation, stamped by backup)
+ * 112  u64 consistent_lsn (log position at the last clean shutdown)
+ * 120  u32 valid_below (a raw backup copy: its written bound, page.h: every
+ *      page below it was valid on disk when the copy was made, so a zero
+ *      page there is corruption; pages at or above it may be zero, replay
+ *      writes them.  0 in a live database and in copies made before the
+ *      field existed: unknown, zero pages accepted)
+ * Read rule: page 0 valid: use it (page 1 valid and different: still page 0);
+ * only page 1 valid: use it; neither: JET_errReadVerifyFailure.
+ * Write rule: page 0, fsync, page 1, fsync.
+ */
+#define DBH_MAGIC "JSNAPDB1"
+#define DBH_VERSION 1u
+#define DBH_CIRCULAR 0x1u   /* created with circular logging */
+#define DBH_UNLOGGED 0x2u   /* opened with no_log: a dirty state is unrecoverable */
+
+typedef struct db_header {
+    uint32_t page_size;
+    uint32_t state;
+    uint32_t flags;
+    uint8_t db_sig[JS_SIG_LEN];
+    uint8_t log_sig[JS_SIG_LEN];
+    int64_t created;
+    uint64_t log_file_size;
+    js_backup_stamp full, inc;
+    uint32_t backup_gen_low, backup_gen_high;
+    uint64_t consistent_lsn;
+    uint32_t valid_below;
+} db_header;
+
+/** Serialize hdr into a header page for pgno 0 or 1 (sealed). */
+void dbh_encode(const db_header *hdr, uint8_t *page, uint32_t pgno);
+/** Read the header of an open database file with the read rule above.
+ *  JET_errInvalidDatabase when neither copy is a jetsnap header,
+ *  JET_errReadVerifyFailure when both fail their checksum. */
+JET_ERR dbh_read(int fd, const char *path, db_header *out);
+/** Write both copies with the write rule.  page_size from hdr. */
+JET_ERR dbh_write(int fd, const char *path, const db_header *hdr);
+/** Random signature bytes (getrandom). */
+void dbh_new_signature(uint8_t sig[JS_SIG_LEN]);
+/** Hex of a signature into out (33 bytes). */
+void dbh_sig_hex(const uint8_t sig[JS_SIG_LEN], char *out);
+
+/* Meta page (page 2) fields, after the page header. */
+#define META_ROOT   32u   /* u32 root page (0: empty tree) */
+#define META_FREE   36u   /* u32 head of the free-page list */
+#define META_NEXT   40u   /* u32 first never-used page number (high water) */
+#define META_COUNT  48u   /* u64 number of keys */
+
+/* ---------------- page-range lock ---------------- */
+#define RL_SLOTS 16
+typedef struct range_lock {
+    js_mutex lock;                  /* guards the arrays below */
+    pthread_cond_t changed;
+    uint64_t lo[RL_SLOTS], hi[RL_SLOTS];
+    int writer[RL_SLOTS];           /* 1: flusher writing, 0: reader */
+    int used[RL_SLOTS];
+} range_lock;
+
+void rl_init(range_lock *rl);
+void rl_destroy(range_lock *rl);
+/** Lock pages [lo, hi) for reading (writer 0) or writing (writer 1): readers
+ *  exclude writers over overlapping ranges, and the reverse.  Returns a
+ *  slot to pass to rl_unlock. */
+int rl_lock(range_lock *rl, uint64_t lo, uint64_t hi, int writer);
+void rl_unlock(range_lock *rl, int slot);
+
+/* ---------------- buffer pool ---------------- */
+typedef struct frame {
+    _Atomic uint32_t pgno;      /* written under pool->lock; read lock-free */
+    _Atomic uint32_t pins;      /* changed lock-free (see buf.c) */
+    uint8_t dirty;              /* pool->lock */
+    _Atomic uint8_t ref;        /* clock bit, a hint */
+    _Atomic uint8_t loading;    /* a thread is reading it from disk */
+    uint32_t fpi_epoch;         /* the tree's writer_lock: checkpoint epoch of the last full image */
+    _Atomic(struct frame *) hnext; /* written under pool->lock; read lock-free */
+    uint8_t *data;              /* content: the tree's tree_latch (tree.h) */
+} frame;
+
+typedef struct buf_pool {
+    js_mutex lock;
+    pthread_cond_t loaded;
+    _Atomic(frame *) *hash;     /* heads written under lock, read lock-free */
+    size_t nbuckets;
+    frame **frames;
+    size_t nframes, frames_cap;
+    size_t cap;             /* soft limit in frames */
+    size_t clock;
+    size_t ndirty;
+    uint32_t page_size;
+} buf_pool;
+
+/* ---------------- the database file ---------------- */
+typedef struct db_store {
+    int fd;                        /* jetsnap.edb, -1 when closed */
+    char path[PATH_MAX];
+    uint32_t page_size;
+    range_lock rl;
+    buf_pool pool;
+    uint64_t file_pages;           /* pages allocated in the file: written by
+                                      db_write_pages only, whose callers the
+                                      instance serializes (ckpt_lock) */
+    _Atomic uint32_t valid_below;  /* written bound (page.h): every page below it is
+                                      valid on disk; raised by a checkpoint after its
+                                      fsync, never lowered; 0 before the first */
+    int recovering;                /* set during redo: zero pages allowed */
+} db_store;
+
+/* buf.c */
+JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes);
+void pool_destroy(buf_pool *pool);
+/** Pin page pgno, reading it from the database file when absent (verified;
+ *  JET_errReadVerifyFailure names the page).  allow_zero: a never-written
+ *  page comes back zeroed instead of failing (recovery). */
+JET_ERR pool_get(db_store *st, uint32_t pgno, int allow_zero, frame **out);
+/** Pin the frame of pgno, creating an empty one without reading when absent
+ *  (the caller overwrites its content under the exclusive tree latch). */
+JET_ERR pool_get_for_install(buf_pool *pool, uint32_t pgno, frame **out);
+void pool_unpin(buf_pool *pool, frame *f);
+void pool_mark_dirty(buf_pool *pool, frame *f);
+/** Collect the numbers of dirty pages, sorted; *out malloc'd. */
+JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n);
+/** Look up without reading: pinned frame or NULL. */
+frame *pool_lookup(buf_pool *pool, uint32_t pgno);
+void pool_clear_dirty(buf_pool *pool, frame *f);
+size_t pool_ndirty(buf_pool *pool);
+
+/* dbfile.c: the one write path of pages to jetsnap.edb */
+/** Write n sealed pages starting at pgno (contiguous) under the range lock;
+ *  grows the file in extents. */
+JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n);
+/** Read len bytes at off of the file, untorn (under the range lock). */
+JET_ERR db_read(db_store *st, uint64_t off, void *buf, size_t len, size_t *got);
+/** Check n pages read from file (named in errors) into buf, the first being
+ *  pgno, with the rule of page.h for a file whose written bound is
+ *  valid_below.  The first bad page fails with JET_errReadVerifyFailure
+ *  "page N of FILE: zeroed" (or "checksum mismatch", "holds page M");
+ *  *nvalid (may be NULL) is raised by the number of valid pages. */
+JET_ERR db_check_pages(const uint8_t *buf, uint32_t page_size, uint32_t pgno, uint32_t n, uint32_t valid_below,
+                       const char *file, uint64_t *nvalid);
+/** Read pages [lo, hi) of the file and require every one to be valid
+ *  (restore: the pages above the copy's bound once replay and the final
+ *  checkpoint have written theirs).  Errors as db_check_pages. */
+JET_ERR db_verify_range(db_store *st, uint32_t lo, uint32_t hi);
+
+#endif
