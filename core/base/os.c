@@ -210,13 +210,6 @@ JET_ERR os_unlink(const char *path, int missing_ok)
     return JET_errSuccess;
 }
 
-JET_ERR os_link(const char *from, const char *to)
-{
-    if (link(from, to) < 0)
-        return os_err(errno, "link", to);
-    return JET_errSuccess;
-}
-
 JET_ERR os_allocate(int fd, const char *path, uint64_t len)
 {
     int inject = fault_check(JS_FAULT_ALLOCATE, path, NULL);
@@ -429,7 +422,9 @@ JET_ERR os_mkdirat(int dirfd, const char *name, const char *shown, mode_t mode)
     return JET_errSuccess;
 }
 
-JET_ERR os_unlinkat(int dirfd, const char *name, const char *shown, int flags, int missing_ok)
+/* unlinkat(2); flags 0 or AT_REMOVEDIR; a missing
+ * entry is success when missing_ok. */
+static JET_ERR os_unlinkat(int dirfd, const char *name, const char *shown, int flags, int missing_ok)
 {
     if (unlinkat(dirfd, name, flags) < 0 && !(missing_ok && errno == ENOENT))
         return os_err(errno, flags & AT_REMOVEDIR ? "rmdir" : "unlink", shown);

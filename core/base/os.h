@@ -43,9 +43,6 @@ JET_ERR os_allocate(int fd, const char *path, uint64_t len);
 JET_ERR os_size(int fd, const char *path, uint64_t *size);
 /** mkdir(2) with mode; an existing directory is success when exist_ok. */
 JET_ERR os_mkdir(const char *path, mode_t mode, int exist_ok);
-/** Hard link (same file system); used to keep or share set files without
- *  copying them. */
-JET_ERR os_link(const char *from, const char *to);
 /** 1 when path is an empty directory or does not exist (*exists, may be
  *  NULL, tells which), 0 when it has entries or cannot be read. */
 int os_dir_empty(const char *path, int *exists);
@@ -73,9 +70,6 @@ JET_ERR os_open_beneath(int root_fd, const char *rel, const char *shown, int *fd
 /** mkdirat(2) (an existing entry is an error: the caller must know it made
  *  the directory). */
 JET_ERR os_mkdirat(int dirfd, const char *name, const char *shown, mode_t mode);
-/** unlinkat(2); flags 0 or AT_REMOVEDIR; a missing entry is success when
- *  missing_ok. */
-JET_ERR os_unlinkat(int dirfd, const char *name, const char *shown, int flags, int missing_ok);
 /** renameat(2) (fault seam: rename, matched against shown_to). */
 JET_ERR os_renameat(int fromfd, const char *from, int tofd, const char *to, const char *shown_to);
 /** linkat(2) without following a symlink at from. */

@@ -59,11 +59,6 @@ void mf_hash_final(mf_hash *h, char hex[65])
     free(h);
 }
 
-JET_ERR mf_hash_file(const char *path, char hex[65])
-{
-    return mf_hash_fileat(AT_FDCWD, path, path, hex);
-}
-
 JET_ERR mf_hash_fileat(int dirfd, const char *name, const char *path, char hex[65])
 {
     int fd = -1;
@@ -250,11 +245,6 @@ static FILE *fopenat_ro(int dirfd, const char *name)
     return f;
 }
 
-JET_ERR mf_sums_read(const char *dir, mf_sums *s)
-{
-    return mf_sums_readat(AT_FDCWD, dir, s);
-}
-
 JET_ERR mf_sums_readat(int dirfd, const char *dir, mf_sums *s)
 {
     char path[PATH_MAX], line[256];
@@ -278,11 +268,6 @@ JET_ERR mf_sums_readat(int dirfd, const char *dir, mf_sums *s)
 static int entry_cmp(const void *a, const void *b)
 {
     return strcmp(((const mf_entry *)a)->name, ((const mf_entry *)b)->name);
-}
-
-JET_ERR mf_sums_write(const char *dir, const mf_sums *s)
-{
-    return mf_sums_writeat(AT_FDCWD, dir, s);
 }
 
 JET_ERR mf_sums_writeat(int dirfd, const char *dir, const mf_sums *s)
@@ -367,11 +352,6 @@ size_t mf_info_render(const mf_info *i, char *buf, size_t cap)
     if (n > 0 && (size_t)n < cap)
         n += snprintf(buf + n, cap - (size_t)n, "version: %d\n", i->version);
     return n > 0 ? (size_t)n : 0;
-}
-
-JET_ERR mf_info_read(const char *dir, mf_info *out)
-{
-    return mf_info_readat(AT_FDCWD, dir, out);
 }
 
 JET_ERR mf_info_readat(int dirfd, const char *dir, mf_info *out)

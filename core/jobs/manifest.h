@@ -17,8 +17,6 @@ mf_hash *mf_hash_new(void);
 void mf_hash_update(mf_hash *h, const void *buf, size_t len);
 /** Finish into 65 bytes of lower-case hex and free h. */
 void mf_hash_final(mf_hash *h, char hex[65]);
-/** Hash a whole file. */
-JET_ERR mf_hash_file(const char *path, char hex[65]);
 /** Hash dirfd/name (never through a symlink at name); path names it in
  *  messages only. */
 JET_ERR mf_hash_fileat(int dirfd, const char *name, const char *path, char hex[65]);
@@ -53,10 +51,6 @@ typedef struct mf_sums {
 
 /** Add or replace the digest of name. */
 JET_ERR mf_sums_set(mf_sums *s, const char *name, const char hex[65]);
-/** Parse DIR/SHA256SUMS (missing file: empty list). */
-JET_ERR mf_sums_read(const char *dir, mf_sums *s);
-/** Write DIR/SHA256SUMS durably (sorted by name). */
-JET_ERR mf_sums_write(const char *dir, const mf_sums *s);
 /* The *at forms work in an open directory dirfd (AT_FDCWD: dir is a path)
  * and never follow a symlink at the file's name; dir names it in messages
  * (and for the fault filter) only. */
@@ -86,9 +80,9 @@ int mf_find_in_set_dirs(const char *dir, const char *marker, char *out, size_t c
  *  is not a directory, JET_errRestoreOfNonBackupDatabase when none holds a
  *  set. */
 JET_ERR mf_open_set(const char *backup, int *fd, char *shown, size_t cap);
-/** Parse DIR/backup.info.  JET_errRestoreOfNonBackupDatabase when missing
- *  or malformed. */
-JET_ERR mf_info_read(const char *dir, mf_info *out);
+/** Parse backup.info in the open directory dirfd (dir names it in
+ *  messages).  JET_errRestoreOfNonBackupDatabase when missing or
+ *  malformed. */
 JET_ERR mf_info_readat(int dirfd, const char *dir, mf_info *out);
 /** Render info as backup.info text into buf (cap bytes); returns length. */
 size_t mf_info_render(const mf_info *info, char *buf, size_t cap);
