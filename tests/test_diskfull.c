@@ -1,125 +1,55 @@
 /*
- * test_diskfull.c - a full disk is transient, an I/O error is not.
+ * test_diskfull.c - a full disk is transient: the real thing.
  *
- *  - DBDIR on a small tmpfs filled by writes (through the engine API, and
- *    once through the RESP server to see the -ERR text) until writes fail
- *    with JET_errLogDiskFull or JET_errDiskFull; reads still work; a filler
- *    file placed there first is deleted and writes resume without a
- *    restart; every acknowledged key is there after a clean close and
- *    reopen, and after a SIGKILL and recovery.
- *  - The fault seam (core/os.c) fails the log flush, the log roll, the
- *    checkpoint's page writes and the growth of jetsnap.edb with ENOSPC:
- *    writes resume, nothing acknowledged is lost, a transaction refused by
- *    the log leaves nothing behind, even through redo; the same faults with
- *    EIO still make the instance JET_errInstanceUnavailable.
- *  - SIGKILL during crash recovery itself, twice, then a third open:
- *    nothing acknowledged is lost.
+ * DBDIR on a small tmpfs filled by writes (through the engine API, and
+ * once through the RESP server to see the -ERR text) until writes fail
+ * with JET_errLogDiskFull or JET_errDiskFull; reads still work; a filler
+ * file placed there first is deleted and writes resume without a restart;
+ * every acknowledged key is there after a clean close and reopen, and
+ * after a SIGKILL and recovery.  test_diskfull_faults.c fails each write
+ * through the fault seam instead, and kills recovery itself.
  *
  * The tests run as root (tmpfs mounts).  Every mount is made in a mkdtemp
- * directory /tmp/jsdf-PID-*, recorded, and unmounted by the suite's fini
- * even when an assertion fails; the suite's init sweeps those of a test
- * process that died before its fini.
+ * directory /tmp/jsdf-PID-* and unmounted by the suite's fini even when an
+ * assertion fails; the suite's init sweeps those of a test process that
+ * died before its fini (tests/lib/diskfull.h).
  */
 #include <criterion/criterion.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/time.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../fs/redis/server.h"
 #include "jetsnap.h"
-
-#define OK(x)                                                                                       \
-    do {                                                                                            \
-        JET_ERR e_ = (x);                                                                           \
-        cr_assert_eq(e_, JET_errSuccess, "%s -> %s (%d): %s", #x, js_errname(e_), e_, js_errdetail()); \
-    } while (0)
+#include "diskfull.h"
+#include "respcl.h"
+#include "testlib.h"
 
 #define IS_SPACE(e) ((e) == JET_errLogDiskFull || (e) == JET_errDiskFull)
 
-/* ------------------------------------------------------------------ */
-/* Directories and mounts, swept by fini                                */
-/* ------------------------------------------------------------------ */
-
-static char g_root[64];      /* mkdtemp directory (a tmpfs when g_mounted) */
-static int g_mounted;
-static char g_sockdir[64];   /* mkdtemp directory for a socket, or "" */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
+static char sockdir[64];   /* the RESP test's socket directory, or "" */
 
 static void sweep(void)
 {
-    js_fault_reset();
-    if (g_mounted) {
-        umount2(g_root, MNT_DETACH);
-        g_mounted = 0;
-    }
-    if (g_root[0])
-        nftw(g_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    g_root[0] = '\0';
-    if (g_sockdir[0])
-        nftw(g_sockdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    g_sockdir[0] = '\0';
+    if (sockdir[0])
+        tl_rmrf(sockdir);
+    sockdir[0] = '\0';
+    tl_df_sweep();
 }
 
-/* Mounts and directories left by a test process that died before its fini
- * (a crash, a timeout): their names carry the owner's pid. */
-static void sweep_stale(void)
-{
-    DIR *d = opendir("/tmp");
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL) {
-        int pid;
-        char path[512];
-        if (sscanf(de->d_name, "jsdf-%d-", &pid) != 1 || kill(pid, 0) == 0 || errno != ESRCH)
-            continue;
-        snprintf(path, sizeof path, "/tmp/%s", de->d_name);
-        umount2(path, MNT_DETACH);   /* fails harmlessly when it is no mount */
-        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    }
-    if (d)
-        closedir(d);
-}
+TestSuite(diskfull, .init = tl_df_sweep_stale, .fini = sweep, .timeout = 240);
 
-TestSuite(diskfull, .init = sweep_stale, .fini = sweep, .timeout = 240);
-
-/* A tmpfs of size_kib under a fresh /tmp/jsdf-PID-* directory. */
-static void mount_small_tmpfs(unsigned size_kib)
-{
-    char opts[64];
-    snprintf(g_root, sizeof g_root, "/tmp/jsdf-%d-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(g_root));
-    snprintf(opts, sizeof opts, "size=%uk,mode=0700", size_kib);
-    cr_assert_eq(mount("tmpfs", g_root, "tmpfs", MS_NOSUID | MS_NODEV, opts), 0, "mount tmpfs on %s: %s",
-                 g_root, strerror(errno));
-    g_mounted = 1;
-}
-
-static void plain_root(void)
-{
-    snprintf(g_root, sizeof g_root, "/tmp/jsdf-%d-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(g_root));
-}
+/* ------------------------------------------------------------------ */
+/* Filling the disk                                                     */
+/* ------------------------------------------------------------------ */
 
 /* A file of real (allocated) bytes, to be deleted to free space. */
 static void make_filler(const char *path, size_t bytes)
@@ -139,56 +69,17 @@ static void make_filler(const char *path, size_t bytes)
     close(fd);
 }
 
-/* A filler that leaves only `leave` bytes free on g_root's file system. */
+/* A filler that leaves only `leave` bytes free on tl_df_root's file system. */
 static size_t make_filler_leaving(const char *path, size_t leave)
 {
     struct statvfs sv;
-    cr_assert_eq(statvfs(g_root, &sv), 0);
+    cr_assert_eq(statvfs(tl_df_root, &sv), 0);
     size_t avail = (size_t)sv.f_bavail * sv.f_frsize;
-    cr_assert_gt(avail, leave + (2u << 20), "only %zu bytes free on %s", avail, g_root);
+    cr_assert_gt(avail, leave + (2u << 20), "only %zu bytes free on %s", avail, tl_df_root);
     make_filler(path, avail - leave);
     return avail - leave;
 }
 
-/* ------------------------------------------------------------------ */
-/* Keys                                                                 */
-/* ------------------------------------------------------------------ */
-
-#define VAL_LEN 1500
-
-static int key_of(char *k, size_t cap, long n)
-{
-    return snprintf(k, cap, "key:%08ld", n);
-}
-
-static void val_of(unsigned char *v, long n)
-{
-    for (size_t i = 0; i < VAL_LEN; i++)
-        v[i] = (unsigned char)(n * 31 + (long)i);
-}
-
-static JET_ERR put_key(js_session *s, long n)
-{
-    char k[32];
-    unsigned char v[VAL_LEN];
-    int kl = key_of(k, sizeof k, n);
-    val_of(v, n);
-    return js_put(s, k, (size_t)kl, v, sizeof v);
-}
-
-static void expect_key(js_session *s, long n)
-{
-    char k[32];
-    unsigned char want[VAL_LEN];
-    int kl = key_of(k, sizeof k, n);
-    void *v = NULL;
-    size_t vl = 0;
-    JET_ERR e = js_get(s, k, (size_t)kl, &v, &vl);
-    cr_assert_eq(e, JET_errSuccess, "acknowledged key %s: %s (%s)", k, js_errname(e), js_errdetail());
-    val_of(want, n);
-    cr_assert(vl == VAL_LEN && memcmp(v, want, VAL_LEN) == 0, "key %s has the wrong value", k);
-    free(v);
-}
 
 static js_params small_params(void)
 {
@@ -223,11 +114,11 @@ static void create_pregrown(const char *dir)
     OK(js_open(dir, &p, &inst));
     OK(js_session_open(inst, &s));
     for (long i = 0; i < 600; i++)
-        OK(put_key(s, 1000000 + i));
+        OK(tl_df_put_key(s, 1000000 + i));
     OK(js_checkpoint(inst));
     for (long i = 0; i < 600; i++) {
         char k[32];
-        int kl = key_of(k, sizeof k, 1000000 + i);
+        int kl = tl_df_key_of(k, sizeof k, 1000000 + i);
         OK(js_del(s, k, (size_t)kl));
     }
     OK(js_checkpoint(inst));
@@ -245,7 +136,7 @@ static void verify_reopen(const char *dir, long n)
     OK(js_open(dir, &p, &inst));
     OK(js_session_open(inst, &s));
     for (long i = 0; i < n; i++)
-        expect_key(s, i);
+        tl_df_expect_key(s, i);
     js_session_close(s);
     OK(js_close(inst));
 }
@@ -262,7 +153,7 @@ static JET_ERR fill_until_full(js_instance *inst, js_session *s, long *next, lon
             cr_assert(c == JET_errSuccess || IS_SPACE(c), "checkpoint: %s (%d): %s", js_errname(c), c,
                       js_errdetail());
         }
-        JET_ERR e = put_key(s, *next);
+        JET_ERR e = tl_df_put_key(s, *next);
         if (e) {
             cr_assert(IS_SPACE(e), "put %ld failed with %s (%d), not for lack of space: %s", *next,
                       js_errname(e), e, js_errdetail());
@@ -280,10 +171,10 @@ static JET_ERR fill_until_full(js_instance *inst, js_session *s, long *next, lon
 
 Test(diskfull, tmpfs_fill_free_resume_then_clean_reopen)
 {
-    mount_small_tmpfs(8192);
+    tl_df_mount_tmpfs(8192);
     char dir[128], filler[128];
-    snprintf(dir, sizeof dir, "%s/db", g_root);
-    snprintf(filler, sizeof filler, "%s/filler", g_root);
+    snprintf(dir, sizeof dir, "%s/db", tl_df_root);
+    snprintf(filler, sizeof filler, "%s/filler", tl_df_root);
     make_filler(filler, 3 << 20);
     js_params p = small_params();
     OK(js_create(dir, &p));
@@ -297,12 +188,12 @@ Test(diskfull, tmpfs_fill_free_resume_then_clean_reopen)
     cr_assert_gt(next, 50, "only %ld keys before the disk was full", next);
     cr_log_info("disk full after %ld keys: %s", next, js_errname(e));
     /* Still full: still refused, and the instance is not fatal. */
-    e = put_key(s, next);
+    e = tl_df_put_key(s, next);
     cr_assert(IS_SPACE(e), "a second put gave %s (%d): %s", js_errname(e), e, js_errdetail());
     cr_assert_eq(js_instance_state(inst), JS_INST_READY);
     /* Reads go on. */
-    expect_key(s, 0);
-    expect_key(s, next - 1);
+    tl_df_expect_key(s, 0);
+    tl_df_expect_key(s, next - 1);
     uint64_t count = 0;
     OK(js_count(s, &count));
     cr_assert_geq(count, (uint64_t)next);
@@ -311,11 +202,11 @@ Test(diskfull, tmpfs_fill_free_resume_then_clean_reopen)
     cr_assert_eq(unlink(filler), 0);
     long resumed_from = next;
     for (int i = 0; i < 100; i++) {
-        OK(put_key(s, next));
+        OK(tl_df_put_key(s, next));
         next++;
     }
     for (long i = resumed_from; i < next; i++)
-        expect_key(s, i);
+        tl_df_expect_key(s, i);
     js_session_close(s);
     OK(js_close(inst));
     verify_reopen(dir, next);
@@ -323,10 +214,10 @@ Test(diskfull, tmpfs_fill_free_resume_then_clean_reopen)
 
 Test(diskfull, tmpfs_fill_free_resume_then_sigkill_recovery)
 {
-    mount_small_tmpfs(8192);
+    tl_df_mount_tmpfs(8192);
     char dir[128], filler[128];
-    snprintf(dir, sizeof dir, "%s/db", g_root);
-    snprintf(filler, sizeof filler, "%s/filler", g_root);
+    snprintf(dir, sizeof dir, "%s/db", tl_df_root);
+    snprintf(filler, sizeof filler, "%s/filler", tl_df_root);
     create_pregrown(dir);
     make_filler_leaving(filler, 512 << 10);
     js_params p = log_fill_params();
@@ -346,7 +237,7 @@ Test(diskfull, tmpfs_fill_free_resume_then_sigkill_recovery)
             _exit(3);
         long n = 0, full = 0;
         for (;;) {
-            JET_ERR e = put_key(s, n);
+            JET_ERR e = tl_df_put_key(s, n);
             if (e && !full) {
                 long code = e;
                 if (write(fds[1], &code, sizeof code) != sizeof code)
@@ -392,73 +283,23 @@ Test(diskfull, tmpfs_fill_free_resume_then_sigkill_recovery)
 /* The same through the RESP server                                     */
 /* ------------------------------------------------------------------ */
 
-static int cl_connect(const char *path)
-{
-    struct sockaddr_un sa;
-    struct timeval tv = { .tv_sec = 30 };
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect %s: %s", path, strerror(errno));
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
+#define FULL_ERR "-ERR JET_errLogDiskFull (-529)"
 
-/* Send one command (array of bulk strings) and read one reply line (plus
- * a bulk body for '$').  The reply, without CRLF, goes to out. */
-static void cl_call(int fd, char *out, size_t cap, int argc, const char *const *argv, const size_t *lens)
-{
-    char hdr[64];
-    size_t need = 32;
-    for (int i = 0; i < argc; i++)
-        need += lens[i] + 32;
-    char *buf = malloc(need), *w = buf;
-    w += sprintf(w, "*%d\r\n", argc);
-    for (int i = 0; i < argc; i++) {
-        w += sprintf(w, "$%zu\r\n", lens[i]);
-        memcpy(w, argv[i], lens[i]);
-        w += lens[i];
-        *w++ = '\r';
-        *w++ = '\n';
-    }
-    for (char *p = buf; p < w;) {
-        ssize_t n = send(fd, p, (size_t)(w - p), MSG_NOSIGNAL);
-        cr_assert_gt(n, 0, "send: %s", strerror(errno));
-        p += n;
-    }
-    free(buf);
-    size_t len = 0;
-    char c;
-    for (;;) {
-        ssize_t n = recv(fd, &c, 1, 0);
-        cr_assert_eq(n, 1, "no reply from the server");
-        if (c == '\n' && len && out[len - 1] == '\r') {
-            out[--len] = '\0';
-            break;
-        }
-        if (len + 1 < cap)
-            out[len++] = c;
-    }
-    if (out[0] == '$' && atol(out + 1) >= 0) {
-        long body = atol(out + 1) + 2;
-        (void)hdr;
-        for (long i = 0; i < body; i++)
-            cr_assert_eq(recv(fd, &c, 1, MSG_WAITALL), 1);
-    }
-}
-
-static void cl_set(int fd, long n, char *reply, size_t cap)
+/* SET key n to its value; the raw reply (malloc'd). */
+static char *set_key(tl_client *c, long n)
 {
     char k[32];
-    unsigned char v[VAL_LEN];
-    int kl = key_of(k, sizeof k, n);
-    val_of(v, n);
+    unsigned char v[TL_DF_VAL_LEN];
+    int kl = tl_df_key_of(k, sizeof k, n);
+    tl_df_val_of(v, n);
     const char *argv[] = { "SET", k, (const char *)v };
-    size_t lens[] = { 3, (size_t)kl, VAL_LEN };
-    cl_call(fd, reply, cap, 3, argv, lens);
+    size_t lens[] = { 3, (size_t)kl, TL_DF_VAL_LEN };
+    tl_cl_cmdv(c, 3, argv, lens);
+    char *reply = tl_cl_reply(c, NULL);
+    cr_assert_not_null(reply, "no reply from the server");
+    return reply;
 }
+
 
 /* Events about the log's lack of space: one when it starts, one when it
  * is over, however many writes were refused in between. */
@@ -478,13 +319,12 @@ static void count_events(void *ctx, const js_event *ev)
 
 Test(diskfull, resp_client_sees_disk_full_then_resumes)
 {
-    mount_small_tmpfs(8192);
+    tl_df_mount_tmpfs(8192);
     char dir[128], filler[128], sock[128];
-    snprintf(dir, sizeof dir, "%s/db", g_root);
-    snprintf(filler, sizeof filler, "%s/filler", g_root);
-    snprintf(g_sockdir, sizeof g_sockdir, "/tmp/jsdf-%d-sock-XXXXXX", (int)getpid());
-    cr_assert_not_null(mkdtemp(g_sockdir));
-    snprintf(sock, sizeof sock, "%s/s.sock", g_sockdir);
+    snprintf(dir, sizeof dir, "%s/db", tl_df_root);
+    snprintf(filler, sizeof filler, "%s/filler", tl_df_root);
+    tl_df_side_dir(sockdir, sizeof sockdir, "sock");
+    snprintf(sock, sizeof sock, "%s/s.sock", sockdir);
     create_pregrown(dir);
     make_filler_leaving(filler, 512 << 10);
     js_params p = log_fill_params();
@@ -494,37 +334,42 @@ Test(diskfull, resp_client_sees_disk_full_then_resumes)
     const char *eps[] = { sock };
     srv_server *srv = NULL;
     OK(srv_start(inst, eps, 1, NULL, NULL, &srv));
-    int fd = cl_connect(sock);
+    tl_client *c = tl_cl_open(sock);
 
-    char reply[1024];
+    char *reply = NULL;
     long next = 0;
     for (;; next++) {
         cr_assert_lt(next, 20000, "the disk never filled up");
-        cl_set(fd, next, reply, sizeof reply);
-        if (strcmp(reply, "+OK") != 0)
+        free(reply);
+        reply = set_key(c, next);
+        if (strcmp(reply, "+OK\r\n") != 0)
             break;
     }
     cr_log_info("after %ld SETs: %s", next, reply);
-    cr_assert(strstr(reply, "-ERR JET_errLogDiskFull (-529)") == reply, "reply to a SET on a full disk: %s", reply);
+    cr_assert(strncmp(reply, FULL_ERR, strlen(FULL_ERR)) == 0, "reply to a SET on a full disk: %s", reply);
+    free(reply);
     /* Reads go on. */
     char k[32];
-    key_of(k, sizeof k, 0);
-    const char *get[] = { "GET", k };
-    size_t getl[] = { 3, strlen(k) };
-    cl_call(fd, reply, sizeof reply, 2, get, getl);
-    cr_assert_eq(strcmp(reply, "$1500"), 0, "GET on a full disk: %s", reply);
+    tl_df_key_of(k, sizeof k, 0);
+    tl_cl_cmd(c, "GET", k, NULL);
+    reply = tl_cl_reply(c, NULL);
+    cr_assert_not_null(reply, "no reply from the server");
+    cr_assert_eq(strncmp(reply, "$1500\r\n", 7), 0, "GET on a full disk: %.40s", reply);
+    free(reply);
     for (int i = 0; i < 5; i++) {
-        cl_set(fd, next, reply, sizeof reply);
-        cr_assert(strstr(reply, "-ERR JET_errLogDiskFull (-529)") == reply, "SET while still full: %s", reply);
+        reply = set_key(c, next);
+        cr_assert(strncmp(reply, FULL_ERR, strlen(FULL_ERR)) == 0, "SET while still full: %s", reply);
+        free(reply);
     }
     /* Space freed: the same connection writes again, no restart. */
     cr_assert_eq(unlink(filler), 0);
     long resumed = next;
     for (; next < resumed + 50; next++) {
-        cl_set(fd, next, reply, sizeof reply);
-        cr_assert_eq(strcmp(reply, "+OK"), 0, "SET after space was freed: %s", reply);
+        reply = set_key(c, next);
+        cr_assert_eq(strcmp(reply, "+OK\r\n"), 0, "SET after space was freed: %s", reply);
+        free(reply);
     }
-    close(fd);
+    tl_cl_close(c);
     srv_stop(srv);
     pthread_mutex_lock(&ev_lock);
     cr_assert(ev_full == 1 && ev_resumed == 1, "events: %d about the full log, %d about writes resuming", ev_full,
@@ -538,634 +383,8 @@ Test(diskfull, resp_client_sees_disk_full_then_resumes)
     OK(js_open(dir, &p, &again));
     OK(js_session_open(again, &s));
     for (long i = resumed + 1; i < next; i++)
-        expect_key(s, i);
+        tl_df_expect_key(s, i);
     js_session_close(s);
     OK(js_close(again));
 }
 
-/* ------------------------------------------------------------------ */
-/* The fault seam: every place that writes                              */
-/* ------------------------------------------------------------------ */
-
-static js_params seam_params(void)
-{
-    js_params p;
-    js_params_default(&p);
-    p.log_file_size = 64 << 10;
-    p.cache_size = 16 << 20;
-    p.checkpoint_ms = 3600 * 1000;   /* checkpoints when the test asks */
-    return p;
-}
-
-/* Run body in a child that leaves without closing (a crash, as far as the
- * files are concerned), so the parent's open runs redo over what the child
- * logged.  The child reports the key count it acknowledged; 0-exit only. */
-typedef long (*child_body)(const char *dir, int err);
-
-static long run_and_crash(const char *dir, child_body body, int err)
-{
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(fds[0]);
-        long n = body(dir, err);
-        if (write(fds[1], &n, sizeof n) != sizeof n)
-            _exit(90);
-        _exit(0);
-    }
-    close(fds[1]);
-    long n = -1;
-    ssize_t r = read(fds[0], &n, sizeof n);
-    close(fds[0]);
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0 && r == sizeof n,
-              "child failed: exit %d (see the CHILD_FAIL codes in the body)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    return n;
-}
-
-/* In a child, an assertion cannot report: exit codes name the step. */
-#define CHILD_OK(x, code)                                                                           \
-    do {                                                                                            \
-        JET_ERR e_ = (x);                                                                           \
-        if (e_) {                                                                                   \
-            fprintf(stderr, "%s -> %s (%d): %s\n", #x, js_errname(e_), e_, js_errdetail());         \
-            _exit(code);                                                                            \
-        }                                                                                           \
-    } while (0)
-#define CHILD_EXPECT(cond, code)                                                                    \
-    do {                                                                                            \
-        if (!(cond)) {                                                                              \
-            fprintf(stderr, "failed: %s (%s)\n", #cond, js_errdetail());                            \
-            _exit(code);                                                                            \
-        }                                                                                           \
-    } while (0)
-
-/* The log flush: the nth write (or fsync) of edb.log fails.  ENOSPC: the
- * commit carried by it gets JET_errLogDiskFull, the next write goes
- * through (retrying the failed blocks), nothing acknowledged is lost;
- * EIO: sticky.  Returns keys acknowledged (all of [0, n)). */
-static long flush_body_common(const char *dir, int err, int op)
-{
-    js_params p = seam_params();
-    js_instance *inst;
-    js_session *s;
-    CHILD_OK(js_open(dir, &p, &inst), 10);
-    CHILD_OK(js_session_open(inst, &s), 11);
-    long n = 0;
-    for (; n < 20; n++)
-        CHILD_OK(put_key(s, n), 12);
-    js_fault_arm(op, 3, err, -1, "edb.log");
-    JET_ERR e = JET_errSuccess;
-    for (int i = 0; i < 50 && !e; i++)
-        if (!(e = put_key(s, n)))
-            n++;
-    if (err == EIO) {
-        CHILD_EXPECT(e == JET_errLogWriteFail, 13);
-        CHILD_EXPECT(put_key(s, 9999) == JET_errInstanceUnavailable, 14);
-        CHILD_EXPECT(js_instance_state(inst) == JS_INST_FATAL, 15);
-        return n;
-    }
-    CHILD_EXPECT(e == JET_errLogDiskFull, 16);
-    CHILD_EXPECT(js_instance_state(inst) == JS_INST_READY, 17);
-    long failed = n;   /* its outcome is unknown: skip its number */
-    n++;
-    for (int i = 0; i < 30; i++, n++)
-        CHILD_OK(put_key(s, n), 18);
-    /* Reported as two ranges: [0, failed) and (failed, n). */
-    return failed * 100000 + n;
-}
-
-static long flush_write_body(const char *dir, int err)
-{
-    return flush_body_common(dir, err, JS_FAULT_WRITE);
-}
-
-static long flush_fsync_body(const char *dir, int err)
-{
-    return flush_body_common(dir, err, JS_FAULT_FSYNC);
-}
-
-static void check_ranges(const char *dir, long code, int sticky)
-{
-    js_params p = seam_params();
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    long failed = sticky ? code : code / 100000, end = sticky ? code : code % 100000;
-    for (long i = 0; i < failed; i++)
-        expect_key(s, i);
-    for (long i = failed + 1; i < end; i++)
-        expect_key(s, i);
-    js_session_close(s);
-    OK(js_close(inst));
-}
-
-static void seam_flush(child_body body, int err)
-{
-    plain_root();
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s/db", g_root);
-    js_params p = seam_params();
-    OK(js_create(dir, &p));
-    long code = run_and_crash(dir, body, err);
-    check_ranges(dir, code, err == EIO);
-}
-
-Test(diskfull, seam_log_flush_write_enospc) { seam_flush(flush_write_body, ENOSPC); }
-Test(diskfull, seam_log_flush_fsync_enospc) { seam_flush(flush_fsync_body, ENOSPC); }
-Test(diskfull, seam_log_flush_write_eio_sticky) { seam_flush(flush_write_body, EIO); }
-
-/* The log roll, in the middle of a transaction: transactions of 8 keys
- * with 3000-byte values log more than half a 64 KiB generation, so most
- * roll between their records.  The header write of the next generation
- * fails.  ENOSPC: that commit gets JET_errLogDiskFull and is rolled back
- * (none of its keys visible, now or after redo, though some of its
- * records were in the log); later transactions commit.  EIO: sticky. */
-#define ROLL_KEYS 8
-
-static JET_ERR roll_txn(js_session *s, long t)
-{
-    JET_ERR e = js_txn_begin(s, 0);
-    if (e)
-        return e;
-    for (long i = 0; i < ROLL_KEYS && !e; i++) {
-        char k[32];
-        static unsigned char v[3000];
-        int kl = snprintf(k, sizeof k, "roll:%04ld:%ld", t, i);
-        memset(v, (int)(t + i), sizeof v);
-        e = js_put(s, k, (size_t)kl, v, sizeof v);
-    }
-    if (e) {
-        js_txn_rollback(s);
-        return e;
-    }
-    return js_txn_commit(s, 0);
-}
-
-static int roll_txn_visible(js_session *s, long t)
-{
-    int seen = 0;
-    for (long i = 0; i < ROLL_KEYS; i++) {
-        char k[32];
-        void *v = NULL;
-        size_t vl = 0;
-        int kl = snprintf(k, sizeof k, "roll:%04ld:%ld", t, i);
-        JET_ERR e = js_get(s, k, (size_t)kl, &v, &vl);
-        if (e == JET_errSuccess) {
-            seen++;
-            free(v);
-        } else {
-            cr_assert_eq(e, JET_errRecordNotFound, "get %s: %s", k, js_errname(e));
-        }
-    }
-    return seen;
-}
-
-static long roll_body(const char *dir, int err)
-{
-    js_params p = seam_params();
-    js_instance *inst;
-    js_session *s;
-    CHILD_OK(js_open(dir, &p, &inst), 20);
-    CHILD_OK(js_session_open(inst, &s), 21);
-    long t = 0;
-    for (; t < 3; t++)
-        CHILD_OK(roll_txn(s, t), 22);
-    js_fault_arm(JS_FAULT_WRITE, 1, err, -1, "edbtmp.log");
-    JET_ERR e = JET_errSuccess;
-    for (int i = 0; i < 20 && !e; i++)
-        if (!(e = roll_txn(s, t)))
-            t++;
-    if (err == EIO) {
-        CHILD_EXPECT(e == JET_errLogWriteFail, 23);
-        CHILD_EXPECT(roll_txn(s, 999) == JET_errInstanceUnavailable, 24);
-        return t;
-    }
-    CHILD_EXPECT(e == JET_errLogDiskFull, 25);
-    long failed = t;
-    /* Rolled back: nothing of it is visible. */
-    int seen = 0;
-    for (long i = 0; i < ROLL_KEYS; i++) {
-        char k[32];
-        void *v;
-        size_t vl;
-        int kl = snprintf(k, sizeof k, "roll:%04ld:%ld", failed, i);
-        if (js_get(s, k, (size_t)kl, &v, &vl) == JET_errSuccess) {
-            seen++;
-            free(v);
-        }
-    }
-    CHILD_EXPECT(seen == 0, 26);
-    for (t = failed + 1; t < failed + 8; t++)
-        CHILD_OK(roll_txn(s, t), 27);
-    uint32_t closed = 0;
-    CHILD_OK(js_log_roll(inst, &closed), 28);
-    return failed * 100000 + t;
-}
-
-static void seam_roll(int err)
-{
-    plain_root();
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s/db", g_root);
-    js_params p = seam_params();
-    OK(js_create(dir, &p));
-    long code = run_and_crash(dir, roll_body, err);
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    long failed = err == EIO ? code : code / 100000, end = err == EIO ? code : code % 100000;
-    for (long t = 0; t < failed; t++)
-        cr_assert_eq(roll_txn_visible(s, t), ROLL_KEYS, "acknowledged transaction %ld is not whole", t);
-    if (err != EIO) {
-        cr_assert_eq(roll_txn_visible(s, failed), 0, "the refused transaction %ld came back through redo", failed);
-        for (long t = failed + 1; t < end; t++)
-            cr_assert_eq(roll_txn_visible(s, t), ROLL_KEYS, "acknowledged transaction %ld is not whole", t);
-    }
-    js_session_close(s);
-    OK(js_close(inst));
-    js_check_report rep;
-    OK(js_check(dir, &rep));
-}
-
-Test(diskfull, seam_log_roll_enospc_rolls_back) { seam_roll(ENOSPC); }
-Test(diskfull, seam_log_roll_eio_sticky) { seam_roll(EIO); }
-
-/* The checkpoint: a page write (op JS_FAULT_WRITE) or the growth of
- * jetsnap.edb (JS_FAULT_ALLOCATE) fails.  ENOSPC: js_checkpoint says
- * JET_errDiskFull, writes go on (the next one asks for a checkpoint), a
- * later checkpoint succeeds and writes the pages the failed one did not,
- * then the child crashes: redo starts at that later checkpoint, so a page
- * the failed one dropped would be lost.  EIO: sticky. */
-static long ckpt_body(const char *dir, int err, int op)
-{
-    js_params p = seam_params();
-    js_instance *inst;
-    js_session *s;
-    CHILD_OK(js_open(dir, &p, &inst), 30);
-    CHILD_OK(js_session_open(inst, &s), 31);
-    long n = 0;
-    for (; n < 400; n++)
-        CHILD_OK(put_key(s, n), 32);
-    js_fault_arm(op, 1, err, -1, "jetsnap.edb");
-    JET_ERR e = js_checkpoint(inst);
-    if (err == EIO) {
-        CHILD_EXPECT(e == JET_errDiskIO, 33);
-        CHILD_EXPECT(put_key(s, 9999) == JET_errInstanceUnavailable, 34);
-        return n;
-    }
-    CHILD_EXPECT(e == JET_errDiskFull, 35);
-    CHILD_EXPECT(js_instance_state(inst) == JS_INST_READY, 36);
-    for (long i = 0; i < 100; i++, n++)
-        CHILD_OK(put_key(s, n), 37);
-    CHILD_OK(js_checkpoint(inst), 38);
-    for (long i = 0; i < 10; i++, n++)
-        CHILD_OK(put_key(s, n), 39);
-    return n;
-}
-
-static long ckpt_write_body(const char *dir, int err)
-{
-    return ckpt_body(dir, err, JS_FAULT_WRITE);
-}
-
-static long ckpt_grow_body(const char *dir, int err)
-{
-    return ckpt_body(dir, err, JS_FAULT_ALLOCATE);
-}
-
-static void seam_ckpt(child_body body, int err)
-{
-    plain_root();
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s/db", g_root);
-    js_params p = seam_params();
-    OK(js_create(dir, &p));
-    long n = run_and_crash(dir, body, err);
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    for (long i = 0; i < n; i++)
-        expect_key(s, i);
-    js_session_close(s);
-    OK(js_close(inst));
-    js_check_report rep;
-    OK(js_check(dir, &rep));
-}
-
-Test(diskfull, seam_checkpoint_page_write_enospc) { seam_ckpt(ckpt_write_body, ENOSPC); }
-Test(diskfull, seam_checkpoint_db_growth_enospc) { seam_ckpt(ckpt_grow_body, ENOSPC); }
-Test(diskfull, seam_checkpoint_page_write_eio_sticky) { seam_ckpt(ckpt_write_body, EIO); }
-Test(diskfull, seam_checkpoint_db_growth_eio_sticky) { seam_ckpt(ckpt_grow_body, EIO); }
-
-/* ------------------------------------------------------------------ */
-/* SIGKILL during crash recovery itself                                 */
-/* ------------------------------------------------------------------ */
-
-/* Each transaction n rewrites slot n % RK_SLOTS with a 128 KiB value
- * stamped with n (so the log grows by about that much per transaction:
- * the overflow pages are new every time) and adds the unique key u:n.
- * One commit in RK_DURABLE_EVERY is durable and acknowledged with its n;
- * the lazy ones before it are durable then too. */
-#define RK_SLOTS 48
-#define RK_VAL (128u << 10)
-#define RK_DURABLE_EVERY 8
-#define RK_LOG_BYTES (320ull << 20)
-
-static js_params rk_params(void)
-{
-    js_params p;
-    js_params_default(&p);
-    p.log_file_size = 16 << 20;
-    p.cache_size = 1ull << 30;         /* no checkpoint asked for by dirty pages */
-    p.checkpoint_ms = 3600 * 1000;     /* and none by time: redo covers the whole log */
-    p.commit_mode = JS_COMMIT_LAZY;
-    return p;
-}
-
-static void rk_writer(const char *dir, int ackfd)
-{
-    js_params p = rk_params();
-    js_instance *inst;
-    js_session *s;
-    if (js_open(dir, &p, &inst) || js_session_open(inst, &s))
-        _exit(40);
-    static unsigned char val[RK_VAL];
-    for (long n = 0;; n++) {
-        char slot[32], uk[32];
-        int sl = snprintf(slot, sizeof slot, "slot:%02ld", n % RK_SLOTS);
-        int ul = snprintf(uk, sizeof uk, "u:%08ld", n);
-        memset(val, (int)(n & 0xff), sizeof val);
-        memcpy(val, &n, sizeof n);
-        int durable = n % RK_DURABLE_EVERY == RK_DURABLE_EVERY - 1;
-        if (js_txn_begin(s, 0) || js_put(s, slot, (size_t)sl, val, sizeof val) ||
-            js_put(s, uk, (size_t)ul, &n, sizeof n) ||
-            js_txn_commit(s, durable ? JS_COMMIT_FLAG_DURABLE : JS_COMMIT_FLAG_LAZY))
-            _exit(41);
-        if (durable && write(ackfd, &n, sizeof n) != sizeof n)
-            _exit(42);
-    }
-}
-
-/* rchar or wchar of a process (/proc/PID/io), 0 when it is gone. */
-static unsigned long long proc_io(pid_t pid, const char *field)
-{
-    char path[64], line[128];
-    unsigned long long v = 0;
-    snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t fl = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, field, fl) && line[fl] == ':')
-            v = strtoull(line + fl + 1, NULL, 10);
-    fclose(f);
-    return v;
-}
-
-/* Start a recovery (js_open) in a child and SIGKILL it once its field of
- * /proc/PID/io passes threshold.  Returns 1 when the kill landed before
- * the open returned (the child reports that through a pipe). */
-static int kill_during_recovery(const char *dir, const char *field, unsigned long long threshold)
-{
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(fds[0]);
-        js_params p = rk_params();
-        js_instance *inst;
-        if (js_open(dir, &p, &inst))
-            _exit(50);
-        char done = 1;
-        if (write(fds[1], &done, 1) != 1)
-            _exit(51);
-        for (;;)
-            pause();
-    }
-    close(fds[1]);
-    while (proc_io(pid, field) < threshold) {
-        int st;
-        cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the recovering child ended (status %d)", st);
-        usleep(200);
-    }
-    kill(pid, SIGKILL);
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    char done = 0;
-    int finished = read(fds[0], &done, 1) == 1;
-    close(fds[0]);
-    cr_assert(WIFSIGNALED(st), "the recovering child failed (status %d)", WEXITSTATUS(st));
-    return !finished;
-}
-
-Test(diskfull, sigkill_during_recovery_then_recover_again, .timeout = 600)
-{
-    plain_root();
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s/db", g_root);
-    js_params p = rk_params();
-    OK(js_create(dir, &p));
-
-    /* A long log: RK_LOG_BYTES of transactions, then SIGKILL. */
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        close(fds[0]);
-        rk_writer(dir, fds[1]);
-    }
-    close(fds[1]);
-    long acked = -1, n;
-    const long target = (long)(RK_LOG_BYTES / RK_VAL);
-    while (acked < target && read(fds[0], &n, sizeof n) == sizeof n)
-        acked = n;
-    kill(pid, SIGKILL);
-    while (read(fds[0], &n, sizeof n) == sizeof n)
-        acked = n;
-    close(fds[0]);
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFSIGNALED(st), "the writer stopped by itself (status %d)", WEXITSTATUS(st));
-    cr_assert_geq(acked, target);
-
-    /* Recovery killed while it reads the log (a third of the way in), then
-     * while it writes (the checkpoint that ends recovery), then a third
-     * open that must find every acknowledged transaction. */
-    int mid_redo = kill_during_recovery(dir, "rchar", RK_LOG_BYTES / 3);
-    int mid_write = kill_during_recovery(dir, "wchar", 4u << 20);
-    cr_log_info("acknowledged %ld transactions; kills landed inside recovery: redo %d, writes %d", acked, mid_redo,
-                mid_write);
-
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    for (long i = 0; i <= acked; i++) {
-        char uk[32];
-        int ul = snprintf(uk, sizeof uk, "u:%08ld", i);
-        void *v = NULL;
-        size_t vl = 0;
-        JET_ERR e = js_get(s, uk, (size_t)ul, &v, &vl);
-        cr_assert_eq(e, JET_errSuccess, "acknowledged transaction %ld lost: %s", i, js_errname(e));
-        cr_assert(vl == sizeof(long) && !memcmp(v, &i, sizeof i));
-        free(v);
-    }
-    /* Every slot holds the last acknowledged write to it, or the one in
-     * flight just after (committed, not yet acknowledged). */
-    for (long j = 0; j < RK_SLOTS; j++) {
-        char slot[32];
-        int sl = snprintf(slot, sizeof slot, "slot:%02ld", j);
-        void *v = NULL;
-        size_t vl = 0;
-        OK(js_get(s, slot, (size_t)sl, &v, &vl));
-        long got;
-        memcpy(&got, v, sizeof got);
-        long want = acked - ((acked - j) % RK_SLOTS + RK_SLOTS) % RK_SLOTS;
-        cr_assert(vl == RK_VAL && got >= want && got <= acked + RK_SLOTS && got % RK_SLOTS == j,
-                  "slot %ld holds transaction %ld, acknowledged up to %ld", j, got, want);
-        cr_assert_eq(((unsigned char *)v)[RK_VAL - 1], (unsigned char)(got & 0xff), "slot %ld is torn", j);
-        free(v);
-    }
-    js_session_close(s);
-    OK(js_close(inst));
-}
-
-/* ------------------------------------------------------------------ */
-/* Group commit: a failed flush fails exactly the commits it carried     */
-/* ------------------------------------------------------------------ */
-
-#define GC_THREADS 4
-#define GC_PUTS 150
-
-typedef struct gc_arg {
-    js_instance *inst;
-    int id;
-    unsigned char acked[GC_PUTS];   /* 1: the put returned success */
-    int refused, other;
-} gc_arg;
-
-static void *gc_thread(void *p)
-{
-    gc_arg *a = p;
-    js_session *s;
-    if (js_session_open(a->inst, &s)) {
-        a->other++;
-        return NULL;
-    }
-    for (int i = 0; i < GC_PUTS; i++) {
-        char k[32];
-        int kl = snprintf(k, sizeof k, "gc:%d:%04d", a->id, i);
-        JET_ERR e = js_put(s, k, (size_t)kl, k, (size_t)kl);
-        if (e == JET_errSuccess)
-            a->acked[i] = 1;
-        else if (e == JET_errLogDiskFull)
-            a->refused++;
-        else
-            a->other++;
-    }
-    js_session_close(s);
-    return NULL;
-}
-
-Test(diskfull, group_commit_flush_enospc_with_concurrent_committers)
-{
-    plain_root();
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s/db", g_root);
-    js_params p = seam_params();
-    p.log_file_size = 16 << 20;
-    OK(js_create(dir, &p));
-    js_instance *inst;
-    OK(js_open(dir, &p, &inst));
-    /* A failed write, then a failed fsync, of edb.log while four threads
-     * commit durably. */
-    static gc_arg args[2][GC_THREADS];
-    const int ops[2] = { JS_FAULT_WRITE, JS_FAULT_FSYNC };
-    int refused = 0;
-    for (int r = 0; r < 2; r++) {
-        pthread_t th[GC_THREADS];
-        js_fault_arm(ops[r], 30, ENOSPC, -1, "edb.log");
-        for (int t = 0; t < GC_THREADS; t++) {
-            memset(&args[r][t], 0, sizeof args[r][t]);
-            args[r][t].inst = inst;
-            args[r][t].id = r * GC_THREADS + t;
-            cr_assert_eq(pthread_create(&th[t], NULL, gc_thread, &args[r][t]), 0);
-        }
-        for (int t = 0; t < GC_THREADS; t++)
-            pthread_join(th[t], NULL);
-        for (int t = 0; t < GC_THREADS; t++) {
-            cr_assert_eq(args[r][t].other, 0, "a committer got an error other than JET_errLogDiskFull");
-            refused += args[r][t].refused;
-        }
-    }
-    cr_assert_geq(refused, 2, "the injected failures reached no committer");
-    cr_assert_eq(js_instance_state(inst), JS_INST_READY);
-    js_fault_reset();
-    OK(js_close(inst));
-
-    /* Every acknowledged put is there after a clean close; js_check
-     * agrees with the files. */
-    OK(js_open(dir, &p, &inst));
-    js_session *s;
-    OK(js_session_open(inst, &s));
-    for (int r = 0; r < 2; r++)
-        for (int t = 0; t < GC_THREADS; t++)
-            for (int i = 0; i < GC_PUTS; i++) {
-                if (!args[r][t].acked[i])
-                    continue;
-                char k[32];
-                int kl = snprintf(k, sizeof k, "gc:%d:%04d", args[r][t].id, i);
-                void *v;
-                size_t vl;
-                JET_ERR e = js_get(s, k, (size_t)kl, &v, &vl);
-                cr_assert_eq(e, JET_errSuccess, "acknowledged %s lost", k);
-                cr_assert(vl == (size_t)kl && !memcmp(v, k, vl));
-                free(v);
-            }
-    js_session_close(s);
-    OK(js_close(inst));
-    js_check_report rep;
-    OK(js_check(dir, &rep));
-}
-
-/* The one lack of space that stays sticky: a failed fsync of jetsnap.edb
- * (the kernel may have dropped the pages it could not write). */
-Test(diskfull, seam_checkpoint_db_fsync_enospc_is_sticky)
-{
-    plain_root();
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s/db", g_root);
-    js_params p = seam_params();
-    OK(js_create(dir, &p));
-    js_instance *inst;
-    js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    for (long n = 0; n < 100; n++)
-        OK(put_key(s, n));
-    js_fault_arm(JS_FAULT_FSYNC, 1, ENOSPC, -1, "jetsnap.edb");
-    JET_ERR e = js_checkpoint(inst);
-    cr_assert_eq(e, JET_errDiskFull, "checkpoint: %s (%d): %s", js_errname(e), e, js_errdetail());
-    cr_assert_eq(put_key(s, 100), JET_errInstanceUnavailable);
-    cr_assert_eq(js_instance_state(inst), JS_INST_FATAL);
-    js_session_close(s);
-    js_close(inst);
-    js_fault_reset();
-    js_params vp = seam_params();
-    OK(js_open(dir, &vp, &inst));
-    OK(js_session_open(inst, &s));
-    for (long n = 0; n < 100; n++)
-        expect_key(s, n);
-    js_session_close(s);
-    OK(js_close(inst));
-}
