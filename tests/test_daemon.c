@@ -144,22 +144,6 @@ static int run_daemon(int fg, const char *opts, char *const extra_env)
 }
 
 /* Wait until the -f daemon answers PING on sock. */
-static void wait_ping(const char *sock)
-{
-    int64_t end = tl_now_ms() + 20000;
-    int status;
-
-    while (!tl_resp_ping(sock)) {
-        if (tl_daemon_pid > 0 && waitpid(tl_daemon_pid, &status, WNOHANG) == tl_daemon_pid) {
-            tl_daemon_pid = -1;
-            tl_fs_dump_log();
-            cr_assert_fail("daemon exited before answering (status %d)", status);
-        }
-        cr_assert(tl_now_ms() < end, "no PONG on %s after 20 s", sock);
-        tl_sleep_ms(10);
-    }
-}
-
 /* ------------------------------------------------------------------ */
 /* Options as mount.fuse3 passes them                                   */
 /* ------------------------------------------------------------------ */
@@ -284,7 +268,7 @@ Test(daemon, live_modes_follow_dbdir_under_allow_other)
     if (getuid() != 0)
         cr_skip_test("needs root (setuid to another uid)");
     cr_assert_eq(run_daemon(1, "create,allow_other,auto_unmount", NULL), 0);
-    wait_ping(tl_sock);
+    tl_fs_wait_ping(tl_sock);
 
     /* Default modes: DBDIR 0700, its files 0600. */
     cr_assert_eq(chmod(tl_dbdir, 0700), 0);
@@ -386,7 +370,7 @@ Test(daemon, restart_never_loses_its_socket)
     int pong = 0, in_use = 0, status;
 
     cr_assert_eq(run_daemon(0, "create", NULL), 0);
-    wait_ping(tl_sock);
+    tl_fs_wait_ping(tl_sock);
     for (int round = 0; round < 50; round++) {
         tl_run("fusermount3", "-u", tl_mnt, NULL);
         status = run_daemon(0, "", NULL);
@@ -458,7 +442,7 @@ Test(daemon, restart_after_sigterm_without_waiting)
     int pong = 0, status;
 
     cr_assert_eq(run_daemon(0, "create", NULL), 0);
-    wait_ping(tl_sock);
+    tl_fs_wait_ping(tl_sock);
     for (int round = 0; round < 20; round++) {
         pid_t old = info_pid(tl_sock);
         cr_assert_gt(old, 0, "round %d: no process_id from INFO server", round);

@@ -206,6 +206,7 @@ Test(fs_mount, live_db_never_torn_through_mount, .timeout = 90)
     tl_fs_start();
     memset(&w, 0, sizeof(w));
     tl_pathf(w.sock, "%s/jetsnap.sock", tl_dbdir);
+    tl_fs_wait_ping(w.sock);
     cr_assert_eq(js_info_read(tl_dbdir, &info), JET_errSuccess);
     cr_assert_eq(pthread_create(&th, NULL, resp_writer_main, &w), 0);
     tl_pathf(path, "%s/live/%s", tl_mnt, JS_DB_FILE);
@@ -376,8 +377,8 @@ Test(fs_mount, creation_options_and_listen, .timeout = 90)
     cr_assert_eq(js_info_read(tl_dbdir, &info), JET_errSuccess);
     cr_expect_eq(info.page_size, 16384);
     cr_expect_eq(info.log_file_size, 128 * 1024);
-    cr_expect(tl_resp_ping(s1), "no PONG on %s", s1);
-    cr_expect(tl_resp_ping(s2), "no PONG on %s", s2);
+    tl_fs_wait_ping(s1);
+    tl_fs_wait_ping(s2);
     tl_pathf(cmd, "%s/jetsnap.sock", tl_dbdir);
     cr_expect(access(cmd, F_OK) != 0, "default socket created although listen= was given");
     /* Pages of 16 KiB are read whole through the mount as well. */

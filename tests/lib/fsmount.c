@@ -2,6 +2,7 @@
  * fsmount.c - jetsnapfs mounted for real (see fsmount.h).
  */
 #include "fsmount.h"
+#include "respcl.h"
 #include "proc.h"
 #include "testlib.h"
 #include "../../fs/daemon/control.h"
@@ -161,6 +162,22 @@ void tl_fs_start_opts(const char *opts, int wait_idle)
 void tl_fs_start(void)
 {
     tl_fs_start_opts("create", 1);
+}
+
+void tl_fs_wait_ping(const char *sock)
+{
+    int64_t end = tl_now_ms() + 20000;
+    int status;
+
+    while (!tl_resp_ping(sock)) {
+        if (tl_daemon_pid > 0 && waitpid(tl_daemon_pid, &status, WNOHANG) == tl_daemon_pid) {
+            tl_daemon_pid = -1;
+            tl_fs_dump_log();
+            cr_assert_fail("daemon exited before answering (status %d)", status);
+        }
+        cr_assert(tl_now_ms() < end, "no PONG on %s after 20 s", sock);
+        tl_sleep_ms(10);
+    }
 }
 
 int tl_fs_stop(int sig, int64_t *ms)

@@ -62,6 +62,11 @@ void tl_fs_start_opts(const char *opts, int wait_idle);
 /* tl_fs_start_opts("create", 1). */
 void tl_fs_start(void);
 
+/* Wait (20 s at most) until sock answers PING; fails the test if the
+ * daemon (tl_daemon_pid) exits first.  `idle` in status comes when
+ * recovery ends, a moment before the daemon's endpoints listen. */
+void tl_fs_wait_ping(const char *sock);
+
 /* Send sig to tl_daemon_pid and wait (20 s at most); its wait status,
  * the time taken into *ms when ms is not NULL. */
 int tl_fs_stop(int sig, int64_t *ms);
