@@ -31,6 +31,9 @@ int cmd_key_ok(cmd_conn *c, const resp_arg *k);
 /** Open the command's own transaction, unless EXEC's is already open
  *  (*opened tells which). */
 JET_ERR cmd_txn_open(cmd_conn *c, unsigned flags, int *opened);
+/** Commit the open transaction with c->commit_flags, raising
+ *  c->commit_pos to where it ends in the log. */
+JET_ERR cmd_commit(cmd_conn *c);
 /** End what cmd_txn_open opened: commit on success, roll back on failure;
  *  a transaction that only read (read_only, whatever its flags) is just
  *  rolled back.  Returns the first error. */

@@ -70,7 +70,7 @@ static void info_backup(cmd_conn *c, resp_buf *b)
 
 void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
 {
-    int all = 1, server = 0, clients = 0, keyspace = 0, backup = 0;
+    int all = 1, server = 0, clients = 0, stats = 0, keyspace = 0, backup = 0;
     char line[256];
     resp_buf b;
 
@@ -80,11 +80,12 @@ void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
         all = 0;
         server |= cmd_arg_is(&argv[i], "server");
         clients |= cmd_arg_is(&argv[i], "clients");
+        stats |= cmd_arg_is(&argv[i], "stats");
         keyspace |= cmd_arg_is(&argv[i], "keyspace");
         backup |= cmd_arg_is(&argv[i], "backup");
     }
     if (argc == 1 || all)
-        server = clients = keyspace = backup = 1;
+        server = clients = stats = keyspace = backup = 1;
 
     resp_buf_init(&b);
     if (server) {
@@ -102,6 +103,13 @@ void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
         if (b.len)
             resp_add_raw(&b, "\r\n", 2);
         int n = snprintf(line, sizeof line, "# Clients\r\nconnected_clients:%zu\r\n", nc);
+        resp_add_raw(&b, line, (size_t)n);
+    }
+    if (stats) {
+        uint64_t nc = c->env->command_count ? c->env->command_count(c->env->client_ctx) : 0;
+        if (b.len)
+            resp_add_raw(&b, "\r\n", 2);
+        int n = snprintf(line, sizeof line, "# Stats\r\ntotal_commands_processed:%" PRIu64 "\r\n", nc);
         resp_add_raw(&b, line, (size_t)n);
     }
     if (keyspace) {

@@ -112,12 +112,21 @@ JET_ERR cmd_txn_open(cmd_conn *c, unsigned flags, int *opened)
     return rc;
 }
 
+JET_ERR cmd_commit(cmd_conn *c)
+{
+    uint64_t pos = 0;
+    JET_ERR rc = js_txn_commit_pos(c->sess, c->commit_flags, &pos);
+    if (pos > c->commit_pos)
+        c->commit_pos = pos;
+    return rc;
+}
+
 JET_ERR cmd_txn_close(cmd_conn *c, int opened, int read_only, JET_ERR rc)
 {
     if (!opened)
         return rc;
     if (rc == JET_errSuccess && !read_only)
-        return js_txn_commit(c->sess, 0);
+        return cmd_commit(c);
     JET_ERR rb = js_txn_rollback(c->sess);
     return rc != JET_errSuccess ? rc : rb;
 }
@@ -227,7 +236,7 @@ static void cmd_exec(cmd_conn *c, size_t argc, const resp_arg *argv)
     } else if (replies.oom) {
         js_txn_rollback(c->sess);
         c->out->oom = 1;
-    } else if ((rc = js_txn_commit(c->sess, 0)) != JET_errSuccess) {
+    } else if ((rc = cmd_commit(c)) != JET_errSuccess) {
         cmd_reply_jet(c, rc);
     } else {
         resp_add_array(c->out, (long long)n);

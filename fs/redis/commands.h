@@ -28,7 +28,8 @@ typedef struct cmd_env {
     srv_backup_info_fn backup_info;     /* may be NULL */
     void *backup_ctx;
     size_t (*client_count)(void *ctx);  /* connected clients, may be NULL */
-    void *client_ctx;
+    uint64_t (*command_count)(void *ctx); /* commands run, may be NULL */
+    void *client_ctx;                   /* for both */
     time_t started;
 } cmd_env;
 
@@ -52,6 +53,11 @@ typedef struct cmd_conn {
     js_session *sess;
     resp_buf *out;          /* replies go here */
     int quit;               /* QUIT seen: close once the reply is sent */
+    /* Group commit (server.c): commits use these flags (JS_COMMIT_FLAG_LAZY
+     * under the event loop, which makes a whole turn durable at once) and
+     * raise commit_pos to the log position the reply must wait for. */
+    unsigned commit_flags;
+    uint64_t commit_pos;
     /* MULTI state */
     int in_multi;           /* between MULTI and EXEC/DISCARD */
     int multi_dirty;        /* a command was refused while queueing */
