@@ -1,0 +1,786 @@
+/*
+ * test_redis_loop.c - the Redis front's event loop and its group commit,
+ * by behaviour: pipelines from many clients all acknowledged and present,
+ * a failing command alone in a batch, MULTI/EXEC atomic under concurrent
+ * readers, no acknowledged write lost to a SIGKILL, hostile clients
+ * bounded (huge or negative lengths, half commands, thousands of idle
+ * connections, 32 half-sent 60 MiB requests against client_buffer_total),
+ * maxclients and timeout.
+ *
+ * The server runs in-process on a Unix socket (tests/lib/respsrv.h), with
+ * limits given through srv_start_limits; the SIGKILL test runs it in a
+ * forked child and reopens the instance afterwards.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../fs/redis/server.h"
+#include "jetsnap.h"
+#include "respcl.h"
+#include "respsrv.h"
+#include "testlib.h"
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                              */
+/* ------------------------------------------------------------------ */
+
+static void start_with(int commit_mode, const srv_limits *lim)
+{
+    const char *eps[1];
+    tl_srv_start_instance(commit_mode);
+    eps[0] = tl_srv_sock;
+    JET_ERR rc = srv_start_limits(tl_srv_inst, eps, 1, NULL, NULL, lim, &tl_srv);
+    cr_assert_eq(rc, 0, "srv_start_limits: %d %s", rc, js_errdetail());
+}
+
+/* Resident memory of this process (the server runs in it), in KiB. */
+static long vm_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* Append "*3 SET key val" to b. */
+static void put_set(tl_dbuf *b, const char *key, const char *val)
+{
+    char hdr[128];
+    int n = snprintf(hdr, sizeof hdr, "*3\r\n$3\r\nSET\r\n$%zu\r\n", strlen(key));
+    for (int i = 0; i < n; i++)
+        tl_dbuf_put(b, hdr[i]);
+    for (const char *p = key; *p; p++)
+        tl_dbuf_put(b, *p);
+    n = snprintf(hdr, sizeof hdr, "\r\n$%zu\r\n", strlen(val));
+    for (int i = 0; i < n; i++)
+        tl_dbuf_put(b, hdr[i]);
+    for (const char *p = val; *p; p++)
+        tl_dbuf_put(b, *p);
+    tl_dbuf_put(b, '\r');
+    tl_dbuf_put(b, '\n');
+}
+
+static void put_raw(tl_dbuf *b, const char *s)
+{
+    for (; *s; s++)
+        tl_dbuf_put(b, *s);
+}
+
+/* The value of key through a new connection; NULL when absent. */
+static char *get_value(const char *key)
+{
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    tl_cl_cmd(c, "GET", key, NULL);
+    size_t len;
+    char *r = tl_cl_reply(c, &len);
+    tl_cl_close(c);
+    cr_assert_not_null(r, "no reply to GET %s", key);
+    if (strncmp(r, "$-1", 3) == 0) {
+        free(r);
+        return NULL;
+    }
+    char *nl = strstr(r, "\r\n");
+    cr_assert_not_null(nl);
+    char *v = strndup(nl + 2, len - (size_t)(nl + 2 - r) - 2);
+    free(r);
+    return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Pipelines and batches                                                */
+/* ------------------------------------------------------------------ */
+
+typedef struct pipe_job {
+    int id, depth, rounds;
+    int ok;                       /* +OK replies received */
+} pipe_job;
+
+static void *pipeline_client(void *arg)
+{
+    pipe_job *j = arg;
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    for (int r = 0; r < j->rounds; r++) {
+        tl_dbuf b = { 0 };
+        for (int i = 0; i < j->depth; i++) {
+            char k[64], v[64];
+            snprintf(k, sizeof k, "p:%d:%d:%d", j->id, r, i);
+            snprintf(v, sizeof v, "v%d.%d.%d", j->id, r, i);
+            put_set(&b, k, v);
+        }
+        tl_cl_send(c, b.p, b.len);
+        free(b.p);
+        for (int i = 0; i < j->depth; i++) {
+            size_t len;
+            char *rep = tl_cl_reply(c, &len);
+            if (rep && strcmp(rep, "+OK\r\n") == 0)
+                j->ok++;
+            free(rep);
+        }
+    }
+    tl_cl_close(c);
+    return NULL;
+}
+
+static void run_pipelines(int nclients, int depth, int rounds)
+{
+    pthread_t th[64];
+    pipe_job jobs[64];
+    cr_assert_leq(nclients, 64);
+    for (int i = 0; i < nclients; i++) {
+        jobs[i] = (pipe_job){ .id = i, .depth = depth, .rounds = rounds };
+        cr_assert_eq(pthread_create(&th[i], NULL, pipeline_client, &jobs[i]), 0);
+    }
+    for (int i = 0; i < nclients; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(jobs[i].ok, depth * rounds, "client %d: %d of %d acknowledged", i, jobs[i].ok,
+                     depth * rounds);
+    }
+    /* Every acknowledged key is there with its value. */
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    for (int i = 0; i < nclients; i++)
+        for (int r = 0; r < rounds; r++)
+            for (int k = 0; k < depth; k += depth > 16 ? 7 : 1) {
+                char key[64], want[128];
+                snprintf(key, sizeof key, "p:%d:%d:%d", i, r, k);
+                int n = snprintf(want, sizeof want, "$%zu\r\nv%d.%d.%d\r\n",
+                                 strlen(key) - 1, i, r, k);
+                tl_cl_cmd(c, "GET", key, NULL);
+                tl_cl_expect_raw(c, want, (size_t)n, key);
+            }
+    tl_cl_close(c);
+}
+
+TestSuite(redis_loop, .fini = tl_srv_teardown, .timeout = 300);
+
+Test(redis_loop, pipelines_of_16_from_32_clients_durable)
+{
+    start_with(JS_COMMIT_DURABLE, NULL);
+    run_pipelines(32, 16, 20);
+}
+
+Test(redis_loop, pipelines_of_1000_from_16_clients_durable)
+{
+    start_with(JS_COMMIT_DURABLE, NULL);
+    run_pipelines(16, 1000, 2);
+}
+
+Test(redis_loop, pipelines_lazy_reply_without_waiting)
+{
+    srv_limits lim = { .commit_lazy = 1 };
+    start_with(JS_COMMIT_LAZY, &lim);
+    run_pipelines(16, 100, 5);
+}
+
+typedef struct noise_job {
+    int id;
+    volatile int *stop;
+    int bad;                      /* replies other than +OK */
+} noise_job;
+
+static void *noise_client(void *arg)
+{
+    noise_job *j = arg;
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    for (int r = 0; !*j->stop && r < 2000; r++) {
+        tl_dbuf b = { 0 };
+        for (int i = 0; i < 16; i++) {
+            char k[64];
+            snprintf(k, sizeof k, "n:%d:%d", j->id, i);
+            put_set(&b, k, "v");
+        }
+        tl_cl_send(c, b.p, b.len);
+        free(b.p);
+        for (int i = 0; i < 16; i++) {
+            size_t len;
+            char *rep = tl_cl_reply(c, &len);
+            if (!rep || strcmp(rep, "+OK\r\n") != 0)
+                j->bad++;
+            free(rep);
+        }
+    }
+    tl_cl_close(c);
+    return NULL;
+}
+
+/* A failing INCR in a batch with other clients' SETs fails alone: it
+ * changes nothing, its neighbours in its own pipeline and every other
+ * client's SETs succeed. */
+Test(redis_loop, failing_incr_fails_alone_in_a_batch)
+{
+    start_with(JS_COMMIT_DURABLE, NULL);
+    volatile int stop = 0;
+    pthread_t th[8];
+    noise_job jobs[8];
+    for (int i = 0; i < 8; i++) {
+        jobs[i] = (noise_job){ .id = i, .stop = &stop };
+        cr_assert_eq(pthread_create(&th[i], NULL, noise_client, &jobs[i]), 0);
+    }
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    for (int r = 0; r < 50; r++) {
+        char before[32], after[32];
+        snprintf(before, sizeof before, "before%d", r);
+        snprintf(after, sizeof after, "after%d", r);
+        tl_dbuf b = { 0 };
+        put_set(&b, "word", "abc");
+        put_set(&b, before, "1");
+        put_raw(&b, "*2\r\n$4\r\nINCR\r\n$4\r\nword\r\n");
+        put_set(&b, after, "2");
+        put_raw(&b, "*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n");
+        tl_cl_send(c, b.p, b.len);
+        free(b.p);
+        EXPECT(c, "+OK\r\n");
+        EXPECT(c, "+OK\r\n");
+        tl_cl_expect_err(c, "ERR value is not an integer");
+        EXPECT(c, "+OK\r\n");
+        char want[32];
+        int n = snprintf(want, sizeof want, ":%d\r\n", r + 1);
+        tl_cl_expect_raw(c, want, (size_t)n, "INCR counter");
+    }
+    tl_cl_close(c);
+    stop = 1;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(jobs[i].bad, 0, "noise client %d: %d replies not +OK", i, jobs[i].bad);
+    }
+    char *w = get_value("word");
+    cr_assert_str_eq(w, "abc");
+    free(w);
+    char *a = get_value("after49");
+    cr_assert_str_eq(a, "2");
+    free(a);
+}
+
+static void *multi_writer(void *arg)
+{
+    volatile int *stop = arg;
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    for (int i = 1; i <= 300; i++) {
+        char v[32];
+        snprintf(v, sizeof v, "%d", i);
+        tl_dbuf b = { 0 };
+        put_raw(&b, "*1\r\n$5\r\nMULTI\r\n");
+        put_set(&b, "ma", v);
+        put_set(&b, "mb", v);
+        put_raw(&b, "*1\r\n$4\r\nEXEC\r\n");
+        tl_cl_send(c, b.p, b.len);
+        free(b.p);
+        for (int k = 0; k < 4; k++) {
+            size_t len;
+            free(tl_cl_reply(c, &len));
+        }
+    }
+    tl_cl_close(c);
+    *stop = 1;
+    return NULL;
+}
+
+/* MULTI/EXEC stays one transaction: a reader never sees half of one. */
+Test(redis_loop, multi_exec_atomic_under_readers)
+{
+    start_with(JS_COMMIT_DURABLE, NULL);
+    volatile int stop = 0;
+    pthread_t w;
+    cr_assert_eq(pthread_create(&w, NULL, multi_writer, (void *)&stop), 0);
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    int seen = 0;
+    while (!stop) {
+        tl_cl_cmd(c, "MGET", "ma", "mb", NULL);
+        size_t len;
+        char *r = tl_cl_reply(c, &len);
+        cr_assert_not_null(r);
+        /* "*2\r\n$N\r\nA\r\n$N\r\nB\r\n", or nulls: both halves alike. */
+        char *first = strstr(r, "\r\n") + 2;
+        char *second = first;
+        if (strncmp(first, "$-1\r\n", 5) == 0) {
+            second = first + 5;
+        } else {
+            second = strstr(strstr(first, "\r\n") + 2, "\r\n") + 2;
+            seen++;
+        }
+        size_t l1 = (size_t)(second - first);
+        cr_assert(strlen(second) == l1 + 0 && strncmp(first, second, l1) == 0, "MGET saw half a MULTI: %s", r);
+        free(r);
+    }
+    pthread_join(w, NULL);
+    tl_cl_close(c);
+    char *a = get_value("ma"), *b = get_value("mb");
+    cr_assert_str_eq(a, "300");
+    cr_assert_str_eq(b, "300");
+    free(a);
+    free(b);
+    cr_log_info("readers saw %d complete pairs", seen);
+}
+
+/* ------------------------------------------------------------------ */
+/* SIGKILL while 50 clients pipeline                                    */
+/* ------------------------------------------------------------------ */
+
+#define KILL_CLIENTS 50
+#define KILL_DEPTH   16
+
+typedef struct kill_job {
+    int id;
+    char sock[128];
+    int acked;                    /* rounds whose SETs were all +OK */
+    int rounds_sent;
+} kill_job;
+
+/* Read one CRLF-terminated line from fd into line (without CRLF); -1 at
+ * end of file or error. */
+static int read_line(int fd, char *buf, size_t *blen, char *line, size_t cap)
+{
+    for (;;) {
+        char *nl = memchr(buf, '\n', *blen);
+        if (nl) {
+            size_t n = (size_t)(nl - buf) + 1;
+            size_t l = n >= 2 ? n - 2 : 0;
+            if (l >= cap)
+                l = cap - 1;
+            memcpy(line, buf, l);
+            line[l] = '\0';
+            memmove(buf, buf + n, *blen - n);
+            *blen -= n;
+            return 0;
+        }
+        if (*blen >= 4096)
+            return -1;
+        ssize_t r = recv(fd, buf + *blen, 4096 - *blen, 0);
+        if (r <= 0)
+            return -1;
+        *blen += (size_t)r;
+    }
+}
+
+/* A client of the doomed server: rounds of 16 SETs, every fourth round a
+ * MULTI block of two SETs instead, until the server dies.  Plain sockets:
+ * no assertion may fire in this thread. */
+static void *kill_client(void *arg)
+{
+    kill_job *j = arg;
+    char buf[4096], line[256];
+    size_t blen = 0;
+    int fd = tl_resp_connect(j->sock);
+    if (fd < 0)
+        return NULL;
+    for (int r = 0;; r++) {
+        tl_dbuf b = { 0 };
+        int multi = (r % 4 == 3);
+        if (multi) {
+            char k[64];
+            put_raw(&b, "*1\r\n$5\r\nMULTI\r\n");
+            snprintf(k, sizeof k, "m:%d:%d:a", j->id, r);
+            put_set(&b, k, "x");
+            snprintf(k, sizeof k, "m:%d:%d:b", j->id, r);
+            put_set(&b, k, "x");
+            put_raw(&b, "*1\r\n$4\r\nEXEC\r\n");
+        } else {
+            for (int i = 0; i < KILL_DEPTH; i++) {
+                char k[64];
+                snprintf(k, sizeof k, "k:%d:%d:%d", j->id, r, i);
+                put_set(&b, k, "v");
+            }
+        }
+        ssize_t s = send(fd, b.p, b.len, MSG_NOSIGNAL);
+        free(b.p);
+        if (s != (ssize_t)b.len)
+            break;
+        j->rounds_sent = r + 1;
+        if (multi) {
+            const char *want[] = { "+OK", "+QUEUED", "+QUEUED", "*2", "+OK", "+OK" };
+            int good = 1;
+            for (int i = 0; i < 6; i++) {
+                if (read_line(fd, buf, &blen, line, sizeof line) != 0)
+                    goto out;
+                good &= strcmp(line, want[i]) == 0;
+            }
+            if (!good)
+                goto out;
+        } else {
+            for (int i = 0; i < KILL_DEPTH; i++) {
+                if (read_line(fd, buf, &blen, line, sizeof line) != 0)
+                    goto out;
+                if (strcmp(line, "+OK") != 0)
+                    goto out;
+            }
+        }
+        j->acked = r + 1;   /* every reply of rounds 0..r was +OK */
+    }
+out:
+    close(fd);
+    return NULL;
+}
+
+Test(redis_loop, sigkill_loses_no_acknowledged_write, .timeout = 600)
+{
+    char root[] = "/tmp/jsloopkill.XXXXXX";
+    cr_assert_not_null(mkdtemp(root));
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/db", root);
+    js_params prm;
+    js_params_default(&prm);
+    prm.commit_mode = JS_COMMIT_DURABLE;
+    prm.log_file_size = 1 << 20;
+    cr_assert_eq(js_create(dir, &prm), 0);
+    static kill_job jobs[KILL_CLIENTS];
+
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        js_instance *inst;
+        srv_server *srv;
+        char sock[128];
+        snprintf(sock, sizeof sock, "%s/s.sock", root);
+        const char *eps[] = { sock };
+        if (js_open(dir, &prm, &inst) != 0 || srv_start_limits(inst, eps, 1, NULL, NULL, NULL, &srv) != 0)
+            _exit(3);
+        ssize_t w = write(ready[1], "r", 1);
+        (void)w;
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    char ch;
+    cr_assert_eq(read(ready[0], &ch, 1), 1, "the server child did not start");
+    close(ready[0]);
+
+    pthread_t th[KILL_CLIENTS];
+    for (int i = 0; i < KILL_CLIENTS; i++) {
+        jobs[i] = (kill_job){ .id = i };
+        snprintf(jobs[i].sock, sizeof jobs[i].sock, "%s/s.sock", root);
+        cr_assert_eq(pthread_create(&th[i], NULL, kill_client, &jobs[i]), 0);
+    }
+    /* Let them write until a good number of rounds were acknowledged. */
+    for (int waited = 0; waited < 600; waited++) {
+        int total = 0;
+        for (int i = 0; i < KILL_CLIENTS; i++)
+            total += jobs[i].acked;
+        if (total >= 2000)
+            break;
+        tl_sleep_ms(50);
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    for (int i = 0; i < KILL_CLIENTS; i++)
+        pthread_join(th[i], NULL);
+
+    js_instance *inst;
+    js_session *s;
+    cr_assert_eq(js_open(dir, &prm, &inst), 0, "reopen after SIGKILL: %s", js_errdetail());
+    cr_assert_eq(js_session_open(inst, &s), 0);
+    long acked = 0, multis = 0;
+    for (int i = 0; i < KILL_CLIENTS; i++) {
+        for (int r = 0; r < jobs[i].rounds_sent; r++) {
+            if (r % 4 == 3) {
+                char ka[64], kb[64];
+                void *v;
+                size_t vl;
+                snprintf(ka, sizeof ka, "m:%d:%d:a", i, r);
+                snprintf(kb, sizeof kb, "m:%d:%d:b", i, r);
+                JET_ERR ea = js_get(s, ka, strlen(ka), &v, &vl);
+                if (!ea)
+                    free(v);
+                JET_ERR eb = js_get(s, kb, strlen(kb), &v, &vl);
+                if (!eb)
+                    free(v);
+                cr_assert_eq(ea, eb, "MULTI %s half applied (%d, %d)", ka, ea, eb);
+                if (r < jobs[i].acked) {
+                    cr_assert_eq(ea, 0, "acknowledged MULTI %s lost", ka);
+                    multis++;
+                }
+                continue;
+            }
+            if (r >= jobs[i].acked)
+                continue;
+            for (int k = 0; k < KILL_DEPTH; k++) {
+                char key[64];
+                void *v;
+                size_t vl;
+                snprintf(key, sizeof key, "k:%d:%d:%d", i, r, k);
+                JET_ERR e = js_get(s, key, strlen(key), &v, &vl);
+                cr_assert_eq(e, 0, "acknowledged %s lost after SIGKILL (%d)", key, e);
+                free(v);
+                acked++;
+            }
+        }
+    }
+    cr_log_info("%ld acknowledged SETs and %ld MULTI blocks all present", acked, multis);
+    cr_assert_gt(acked, 0);
+    js_session_close(s);
+    js_close(inst);
+    tl_rmrf(root);
+}
+
+/* ------------------------------------------------------------------ */
+/* Hostile clients and limits                                           */
+/* ------------------------------------------------------------------ */
+
+static void expect_served(void)
+{
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    tl_cl_cmd(c, "SET", "alive", "yes", NULL);
+    EXPECT(c, "+OK\r\n");
+    tl_cl_cmd(c, "GET", "alive", NULL);
+    EXPECT(c, "$3\r\nyes\r\n");
+    tl_cl_close(c);
+}
+
+Test(redis_loop, hostile_lengths_close_only_their_client)
+{
+    start_with(JS_COMMIT_LAZY, NULL);
+    tl_client *good = tl_cl_open(tl_srv_sock);
+    static const char *const bad[] = {
+        "*2147483648\r\n",
+        "*99999999999999999999\r\n",
+        "*2\r\n$3\r\nGET\r\n$-5\r\n",
+        "*2\r\n$3\r\nGET\r\n$99999999999\r\n",
+        "*1\r\n$-1\r\n",
+        "*-7\r\n*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tl_client *c = tl_cl_open(tl_srv_sock);
+        tl_cl_send(c, bad[i], strlen(bad[i]));
+        size_t len;
+        char *r;
+        /* Whatever came before the bad part is answered, then one
+         * protocol error, then the connection closes. */
+        while ((r = tl_cl_reply(c, &len)) && r[0] != '-')
+            free(r);
+        cr_assert_not_null(r, "no error for %s", bad[i]);
+        cr_assert(strstr(r, "Protocol error") != NULL, "%s -> %s", bad[i], r);
+        free(r);
+        tl_cl_expect_eof(c);
+        tl_cl_close(c);
+        tl_cl_cmd(good, "PING", NULL);
+        EXPECT(good, "+PONG\r\n");
+    }
+    tl_cl_close(good);
+}
+
+Test(redis_loop, half_commands_then_disconnect)
+{
+    start_with(JS_COMMIT_DURABLE, NULL);
+    static const char half[] = "*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$10\r\nabc";
+    for (int i = 0; i < 200; i++) {
+        int fd = tl_resp_connect(tl_srv_sock);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(send(fd, half, sizeof half - 1 - (size_t)(i % 20), MSG_NOSIGNAL),
+                     (ssize_t)(sizeof half - 1 - (size_t)(i % 20)));
+        close(fd);
+    }
+    expect_served();
+    char *v = get_value("half");
+    cr_assert_null(v, "a half command was applied: %s", v);
+}
+
+Test(redis_loop, thousands_of_idle_connections_stay_bounded)
+{
+    start_with(JS_COMMIT_DURABLE, NULL);
+    long before = vm_rss_kib(getpid());
+    enum { N = 2000 };
+    static int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = tl_resp_connect(tl_srv_sock);
+        cr_assert_geq(fds[i], 0, "connection %d refused", i);
+        if (i % 3 == 0) /* some leave a half request behind */
+            cr_assert_eq(send(fds[i], "*2\r\n$3\r\nGET", 11, MSG_NOSIGNAL), 11);
+    }
+    expect_served();
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    tl_cl_cmd(c, "INFO", "clients", NULL);
+    size_t len;
+    char *r = tl_cl_reply(c, &len);
+    cr_assert_not_null(strstr(r, "connected_clients:2001"), "%s", r);
+    free(r);
+    tl_cl_close(c);
+    long after = vm_rss_kib(getpid());
+    cr_log_info("VmRSS %ld KiB -> %ld KiB with %d idle connections", before, after, N);
+    cr_assert_lt(after - before, 64 * 1024, "2000 idle connections cost %ld KiB", after - before);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    expect_served();
+}
+
+/* 32 clients each hold a half-sent 60 MiB request: client_buffer_total
+ * (256 MiB by default) closes the largest; memory stays bounded and other
+ * clients are served. */
+Test(redis_loop, client_buffer_total_caps_half_sent_requests)
+{
+    start_with(JS_COMMIT_LAZY, NULL);
+    enum { N = 32, ARGS = 15, ARG = 4000000 };
+    static char chunk[ARG];
+    memset(chunk, 'x', sizeof chunk);
+    int fds[N];
+    size_t sent[N], total = 0, want = 0;
+    int closed[N];
+    char hdr[64];
+    int hl = snprintf(hdr, sizeof hdr, "$%d\r\n", ARG);
+    /* MSET with 15 arguments of 4 MB after its name: about 60 MiB, of
+     * which everything but the last 100 bytes is sent. */
+    static const char head[] = "*16\r\n$4\r\nMSET\r\n";
+    size_t reqlen = sizeof head - 1 + (size_t)ARGS * ((size_t)hl + ARG + 2);
+    want = reqlen - 100;
+    for (int i = 0; i < N; i++) {
+        fds[i] = tl_resp_connect(tl_srv_sock);
+        cr_assert_geq(fds[i], 0);
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
+        sent[i] = 0;
+        closed[i] = 0;
+    }
+    long peak = 0;
+    int open_left = N;
+    while (open_left > 0) {
+        int progress = 0;
+        for (int i = 0; i < N; i++) {
+            if (closed[i] || sent[i] >= want)
+                continue;
+            /* Where in the request are we: build the next piece. */
+            size_t pos = sent[i];
+            const char *p;
+            size_t n;
+            if (pos < sizeof head - 1) {
+                p = head + pos;
+                n = sizeof head - 1 - pos;
+            } else {
+                size_t in = (pos - (sizeof head - 1)) % ((size_t)hl + ARG + 2);
+                if (in < (size_t)hl) {
+                    p = hdr + in;
+                    n = (size_t)hl - in;
+                } else if (in < (size_t)hl + ARG) {
+                    p = chunk + (in - (size_t)hl);
+                    n = (size_t)hl + ARG - in;
+                } else {
+                    p = "\r\n" + (in - (size_t)hl - ARG);
+                    n = (size_t)hl + ARG + 2 - in;
+                }
+            }
+            if (n > want - pos)
+                n = want - pos;
+            ssize_t w = send(fds[i], p, n, MSG_NOSIGNAL);
+            if (w > 0) {
+                sent[i] += (size_t)w;
+                total += (size_t)w;
+                progress = 1;
+                if (sent[i] >= want)
+                    open_left--;
+            } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                closed[i] = 1;
+                open_left--;
+                progress = 1;
+            }
+        }
+        long rss = vm_rss_kib(getpid());
+        if (rss > peak)
+            peak = rss;
+        if (!progress) {
+            struct pollfd pf[N];
+            int np = 0;
+            for (int i = 0; i < N; i++)
+                if (!closed[i] && sent[i] < want)
+                    pf[np++] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
+            if (np)
+                poll(pf, (nfds_t)np, 200);
+        }
+    }
+    /* The server has read what it could; memory stayed bounded, and it
+     * still answers others. */
+    expect_served();
+    long rss = vm_rss_kib(getpid());
+    if (rss > peak)
+        peak = rss;
+    int nclosed = 0;
+    for (int i = 0; i < N; i++) {
+        char b[256];
+        /* A closed client got the error (or at least end of file). */
+        struct pollfd pf = { .fd = fds[i], .events = POLLIN };
+        if (poll(&pf, 1, closed[i] ? 2000 : 0) > 0) {
+            ssize_t r = recv(fds[i], b, sizeof b - 1, 0);
+            if (r >= 0) {
+                nclosed++;
+                if (r > 0) {
+                    b[r] = '\0';
+                    cr_assert(strstr(b, "client_buffer_total") != NULL, "closed with: %s", b);
+                }
+            }
+        }
+        close(fds[i]);
+    }
+    cr_log_info("sent %zu MiB, %d clients cut off, peak VmRSS %ld MiB", total >> 20, nclosed, peak >> 10);
+    cr_assert_geq(nclosed, N - 8, "only %d of %d clients were cut off", nclosed, N);
+    cr_assert_lt(peak, 512 * 1024, "VmRSS reached %ld MiB", peak >> 10);
+    expect_served();
+}
+
+Test(redis_loop, maxclients_refuses_beyond)
+{
+    srv_limits lim = { .maxclients = 3 };
+    start_with(JS_COMMIT_LAZY, &lim);
+    tl_client *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = tl_cl_open(tl_srv_sock);
+        tl_cl_cmd(c[i], "PING", NULL);
+        EXPECT(c[i], "+PONG\r\n");
+    }
+    tl_client *x = tl_cl_open(tl_srv_sock);
+    tl_cl_expect_err(x, "ERR max number of clients reached");
+    tl_cl_expect_eof(x);
+    tl_cl_close(x);
+    tl_cl_close(c[0]);
+    /* Once the server has seen the close, a new client gets in. */
+    int ok = 0;
+    for (int tries = 0; tries < 200 && !ok; tries++) {
+        x = tl_cl_open(tl_srv_sock);
+        tl_cl_cmd(x, "PING", NULL);
+        size_t len;
+        char *r = tl_cl_reply(x, &len);
+        ok = r && strcmp(r, "+PONG\r\n") == 0;
+        free(r);
+        tl_cl_close(x);
+        if (!ok)
+            tl_sleep_ms(10);
+    }
+    cr_assert(ok, "a freed slot was never reused");
+    tl_cl_close(c[1]);
+    tl_cl_close(c[2]);
+}
+
+Test(redis_loop, timeout_closes_idle_clients_only)
+{
+    srv_limits lim = { .timeout = 1 };
+    start_with(JS_COMMIT_LAZY, &lim);
+    tl_client *idle = tl_cl_open(tl_srv_sock);
+    tl_cl_cmd(idle, "PING", NULL);
+    EXPECT(idle, "+PONG\r\n");
+    tl_client *busy = tl_cl_open(tl_srv_sock);
+    /* The busy one keeps talking; the idle one is closed. */
+    for (int i = 0; i < 30; i++) {
+        tl_cl_cmd(busy, "PING", NULL);
+        EXPECT(busy, "+PONG\r\n");
+        tl_sleep_ms(100);
+    }
+    tl_cl_expect_eof(idle);
+    tl_cl_cmd(busy, "PING", NULL);
+    EXPECT(busy, "+PONG\r\n");
+    tl_cl_close(idle);
+    tl_cl_close(busy);
+}
