@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../fs/daemon/opts.h"
 #include "../fs/redis/server.h"
 #include "jetsnap.h"
 #include "respcl.h"
@@ -783,4 +784,37 @@ Test(redis_loop, timeout_closes_idle_clients_only)
     EXPECT(busy, "+PONG\r\n");
     tl_cl_close(idle);
     tl_cl_close(busy);
+}
+
+/* ------------------------------------------------------------------ */
+/* The options                                                          */
+/* ------------------------------------------------------------------ */
+
+static int parse_o(const char *list, struct fs_opts *o, char *err, size_t cap)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    char *argv[] = { "jetsnapfs", "/d", "/m", "-o", buf, NULL };
+    return opts_parse(5, argv, o, err, cap);
+}
+
+Test(redis_opts, limits_parse_and_refuse_nonsense)
+{
+    struct fs_opts o;
+    char err[256];
+    cr_assert_eq(parse_o("maxclients=5,client_buffer_total=1G,timeout=30", &o, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(o.maxclients, 5);
+    cr_assert_eq(o.client_buffer_total, 1ull << 30);
+    cr_assert_eq(o.timeout, 30);
+    opts_free(&o);
+    cr_assert_eq(parse_o("listen=/x", &o, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(o.maxclients, 0, "unset means the server's default");
+    cr_assert_eq(o.timeout, 0);
+    opts_free(&o);
+    static const char *const bad[] = { "maxclients=0", "maxclients=x", "client_buffer_total=10K",
+                                       "client_buffer_total=", "timeout=-1", "timeout=1s" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(parse_o(bad[i], &o, err, sizeof err), -1, "%s accepted", bad[i]);
+        opts_free(&o);
+    }
 }
