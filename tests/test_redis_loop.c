@@ -818,3 +818,58 @@ Test(redis_opts, limits_parse_and_refuse_nonsense)
         opts_free(&o);
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* WATCH / UNWATCH                                                      */
+/* ------------------------------------------------------------------ */
+
+Test(redis_loop, watch_aborts_exec_when_a_watched_key_changed)
+{
+    start_with(JS_COMMIT_DURABLE, NULL);
+    tl_client *a = tl_cl_open(tl_srv_sock), *b = tl_cl_open(tl_srv_sock);
+    /* Unchanged: EXEC runs. */
+    tl_cl_cmd(a, "WATCH", "k", "other", NULL);
+    EXPECT(a, "+OK\r\n");
+    tl_cl_cmd(a, "MULTI", NULL);
+    EXPECT(a, "+OK\r\n");
+    tl_cl_cmd(a, "SET", "k", "1", NULL);
+    EXPECT(a, "+QUEUED\r\n");
+    tl_cl_cmd(a, "EXEC", NULL);
+    EXPECT(a, "*1\r\n+OK\r\n");
+    /* Changed by another client: EXEC answers null and runs nothing. */
+    tl_cl_cmd(a, "WATCH", "k", NULL);
+    EXPECT(a, "+OK\r\n");
+    tl_cl_cmd(b, "INCR", "k", NULL);
+    EXPECT(b, ":2\r\n");
+    tl_cl_cmd(a, "MULTI", NULL);
+    EXPECT(a, "+OK\r\n");
+    tl_cl_cmd(a, "SET", "k", "mine", NULL);
+    EXPECT(a, "+QUEUED\r\n");
+    tl_cl_cmd(a, "WATCH", "x", NULL);
+    tl_cl_expect_err(a, "ERR WATCH inside MULTI is not allowed");
+    tl_cl_cmd(a, "EXEC", NULL);
+    EXPECT(a, "*-1\r\n");
+    tl_cl_cmd(a, "GET", "k", NULL);
+    EXPECT(a, "$1\r\n2\r\n");
+    /* EXEC forgot the watch; UNWATCH forgets one too. */
+    tl_cl_cmd(a, "WATCH", "k", NULL);
+    EXPECT(a, "+OK\r\n");
+    tl_cl_cmd(a, "UNWATCH", NULL);
+    EXPECT(a, "+OK\r\n");
+    tl_cl_cmd(b, "DEL", "k", NULL);
+    EXPECT(b, ":1\r\n");
+    tl_cl_cmd(a, "MULTI", NULL);
+    EXPECT(a, "+OK\r\n");
+    tl_cl_cmd(a, "SET", "k", "3", NULL);
+    EXPECT(a, "+QUEUED\r\n");
+    tl_cl_cmd(a, "EXEC", NULL);
+    EXPECT(a, "*1\r\n+OK\r\n");
+    /* A watching client that leaves is forgotten (no stale pointer). */
+    tl_cl_cmd(b, "WATCH", "k", NULL);
+    EXPECT(b, "+OK\r\n");
+    tl_cl_close(b);
+    tl_sleep_ms(50);
+    tl_cl_cmd(a, "SET", "k", "4", NULL);
+    EXPECT(a, "+OK\r\n");
+    tl_cl_close(a);
+}

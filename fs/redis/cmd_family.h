@@ -44,6 +44,12 @@ JET_ERR cmd_txn_close(cmd_conn *c, int opened, int read_only, JET_ERR rc);
  *  the moment a commit installs its pages waits for it). */
 unsigned cmd_read_flags(size_t nkeys);
 
+/** Forget the connection's watched keys (after EXEC, DISCARD, UNWATCH,
+ *  and when it closes). */
+void cmd_watch_clear(cmd_conn *c);
+/** A write of key succeeded: mark every connection watching it. */
+void cmd_watch_touch(cmd_conn *c, const void *key, size_t len);
+
 /* Handlers, by family. */
 void cmd_set(cmd_conn *c, size_t argc, const resp_arg *argv);      /* cmd_keys.c */
 void cmd_get(cmd_conn *c, size_t argc, const resp_arg *argv);
@@ -61,5 +67,7 @@ void cmd_select(cmd_conn *c, size_t argc, const resp_arg *argv);
 void cmd_quit(cmd_conn *c, size_t argc, const resp_arg *argv);
 void cmd_command(cmd_conn *c, size_t argc, const resp_arg *argv);
 void cmd_config(cmd_conn *c, size_t argc, const resp_arg *argv);
+void cmd_watch(cmd_conn *c, size_t argc, const resp_arg *argv);    /* cmd_watch.c */
+void cmd_unwatch(cmd_conn *c, size_t argc, const resp_arg *argv);
 
 #endif

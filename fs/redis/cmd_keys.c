@@ -27,6 +27,7 @@ void cmd_set(cmd_conn *c, size_t argc, const resp_arg *argv)
         cmd_reply_jet(c, rc);
         return;
     }
+    cmd_watch_touch(c, argv[1].p, argv[1].len);
     resp_add_status(c->out, "OK");
 }
 
@@ -62,9 +63,10 @@ void cmd_del(cmd_conn *c, size_t argc, const resp_arg *argv)
     rc = cmd_txn_open(c, 0, &opened);
     for (size_t i = 1; rc == JET_errSuccess && i < argc; i++) {
         rc = js_del(c->sess, argv[i].p, argv[i].len);
-        if (rc == JET_errSuccess)
+        if (rc == JET_errSuccess) {
             deleted++;
-        else if (rc == JET_errRecordNotFound)
+            cmd_watch_touch(c, argv[i].p, argv[i].len);
+        } else if (rc == JET_errRecordNotFound)
             rc = JET_errSuccess;
     }
     rc = cmd_txn_close(c, opened, 0, rc);
@@ -129,6 +131,8 @@ void cmd_mset(cmd_conn *c, size_t argc, const resp_arg *argv)
         cmd_reply_jet(c, rc);
         return;
     }
+    for (size_t i = 1; i < argc; i += 2)
+        cmd_watch_touch(c, argv[i].p, argv[i].len);
     resp_add_status(c->out, "OK");
 }
 
@@ -207,10 +211,12 @@ void cmd_incr(cmd_conn *c, size_t argc, const resp_arg *argv)
     }
     rc = cmd_txn_close(c, opened, 0, rc);
 out_reply:
-    if (rc != JET_errSuccess)
+    if (rc != JET_errSuccess) {
         cmd_reply_jet(c, rc);
-    else
+    } else {
+        cmd_watch_touch(c, argv[1].p, argv[1].len);
         resp_add_int(c->out, v);
+    }
 out_free:
     free(val);
 }

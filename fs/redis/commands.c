@@ -166,6 +166,7 @@ static void cmd_queue_clear(cmd_conn *c)
 
 void cmd_conn_free(cmd_conn *c)
 {
+    cmd_watch_clear(c);
     cmd_queue_clear(c);
     c->in_multi = 0;
 }
@@ -188,6 +189,7 @@ static void cmd_discard(cmd_conn *c, size_t argc, const resp_arg *argv)
         return;
     }
     cmd_queue_clear(c);
+    cmd_watch_clear(c);
     c->in_multi = 0;
     resp_add_status(c->out, "OK");
 }
@@ -203,9 +205,17 @@ static void cmd_exec(cmd_conn *c, size_t argc, const resp_arg *argv)
         return;
     }
     c->in_multi = 0;
+    int watch_dirty = c->watch_dirty;
+    cmd_watch_clear(c);
     if (c->multi_dirty) {
         cmd_queue_clear(c);
         resp_add_error(c->out, "EXECABORT Transaction discarded because of previous errors.");
+        return;
+    }
+    if (watch_dirty) {
+        /* A watched key changed since WATCH: run nothing (Redis's null). */
+        cmd_queue_clear(c);
+        resp_add_raw(c->out, "*-1\r\n", 5);
         return;
     }
     rc = js_txn_begin(c->sess, 0);
@@ -266,6 +276,8 @@ static const cmd_def cmd_table[] = {
     { "quit",     -1, CMD_NOQUEUE, cmd_quit },
     { "command",  -1, 0, cmd_command },
     { "config",   -2, 0, cmd_config },
+    { "watch",    -2, CMD_NOQUEUE, cmd_watch },
+    { "unwatch",   1, 0, cmd_unwatch },
 };
 
 size_t cmd_table_size(void)

@@ -31,6 +31,7 @@ typedef struct cmd_env {
     uint64_t (*command_count)(void *ctx); /* commands run, may be NULL */
     void *client_ctx;                   /* for both */
     time_t started;
+    struct cmd_watch_list *watchers;    /* NULL: WATCH refused */
 } cmd_env;
 
 /* SCAN positions remembered per connection: a cursor number and the last key
@@ -47,8 +48,17 @@ typedef struct cmd_scan_pos {
 #define CMD_MULTI_MAX_BYTES (64u * 1024u * 1024u)
 
 struct cmd_queued;
+struct cmd_watched;
+struct cmd_conn;
 
-typedef struct cmd_conn {
+/* Connections with watched keys (cmd_watch.c); the server owns one. */
+typedef struct cmd_watch_list {
+    struct cmd_conn *head;
+} cmd_watch_list;
+
+#define CMD_WATCH_MAX 10000u   /* keys one connection may watch */
+
+struct cmd_conn {
     const cmd_env *env;
     js_session *sess;
     resp_buf *out;          /* replies go here */
@@ -65,13 +75,20 @@ typedef struct cmd_conn {
     size_t queue_n, queue_bytes;
     int in_exec;            /* handlers run inside EXEC's transaction */
     JET_ERR exec_err;       /* engine failure that aborts the EXEC */
+    /* WATCH state (cmd_watch.c) */
+    struct cmd_watched *watch_keys;
+    size_t watch_n, watch_cap;
+    int watch_dirty;        /* a watched key was written since WATCH */
+    int watch_linked;       /* in env->watchers */
+    struct cmd_conn *watch_next, *watch_prev;
     /* SCAN state */
     cmd_scan_pos scan[CMD_SCAN_SLOTS];
     unsigned scan_next;     /* slot to overwrite next */
-} cmd_conn;
+};
+typedef struct cmd_conn cmd_conn;
 
 void cmd_conn_init(cmd_conn *c, const cmd_env *env, js_session *sess, resp_buf *out);
-/** Drop the MULTI queue (a transaction is never left open between
+/** Drop the MULTI queue and the watched keys (a transaction is never left open between
  *  commands, so there is nothing to roll back). */
 void cmd_conn_free(cmd_conn *c);
 

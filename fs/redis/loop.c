@@ -682,6 +682,7 @@ JET_ERR srv_loop_start(srv_server *srv)
     srv->env.client_count = client_count;
     srv->env.command_count = command_count;
     srv->env.client_ctx = srv;
+    srv->env.watchers = &srv->watchers;
     srv->rbuf = malloc(SRV_READ_CHUNK);
     if (!srv->rbuf)
         return js_fail(JET_errOutOfMemory, "srv_start: out of memory");

@@ -25,6 +25,7 @@ struct srv_conn;
 struct srv_server {
     js_instance *inst;
     cmd_env env;
+    cmd_watch_list watchers;      /* env.watchers; the loop thread's */
     srv_limits lim;               /* defaults filled in */
     srv_listener *lis;
     size_t nlis;
