@@ -873,3 +873,66 @@ Test(redis_loop, watch_aborts_exec_when_a_watched_key_changed)
     EXPECT(a, "+OK\r\n");
     tl_cl_close(a);
 }
+
+/* ------------------------------------------------------------------ */
+/* A failed log flush                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Pipeline 16 SETs whose log flush is made to fail with errno err; the
+ * replies into replies[]. */
+static void pipeline_with_failed_flush(int err, char *replies[16])
+{
+    start_with(JS_COMMIT_DURABLE, NULL);
+    expect_served();
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    tl_dbuf b = { 0 };
+    for (int i = 0; i < 16; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "ff:%d", i);
+        put_set(&b, k, "v");
+    }
+    js_fault_arm(JS_FAULT_WRITE, 1, err, -1, "edb.log");
+    tl_cl_send(c, b.p, b.len);
+    free(b.p);
+    for (int i = 0; i < 16; i++) {
+        size_t len;
+        replies[i] = tl_cl_reply(c, &len);
+        cr_assert_not_null(replies[i], "reply %d missing", i);
+    }
+    js_fault_reset();
+    tl_cl_close(c);
+}
+
+/* No space for the log write: the replies that depended on it are that
+ * error, none is +OK before its flush succeeded, and writes go on once the
+ * log can be written again. */
+Test(redis_loop, failed_flush_turns_its_replies_into_the_error)
+{
+    char *r[16];
+    pipeline_with_failed_flush(ENOSPC, r);
+    int failed = 0;
+    for (int i = 0; i < 16; i++) {
+        if (strncmp(r[i], "-ERR JET_errLogDiskFull", 23) == 0)
+            failed++;
+        else
+            cr_assert_str_eq(r[i], "+OK\r\n", "reply %d: %s", i, r[i]);
+        free(r[i]);
+    }
+    cr_assert_gt(failed, 0, "no reply told of the failed log write");
+    expect_served();
+}
+
+Test(redis_loop, failed_flush_io_error_fails_every_reply)
+{
+    char *r[16];
+    pipeline_with_failed_flush(EIO, r);
+    for (int i = 0; i < 16; i++) {
+        cr_assert(r[i][0] == '-', "reply %d acknowledged a lost write: %s", i, r[i]);
+        free(r[i]);
+    }
+    /* The instance is fatal now: a new client is refused with an error. */
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    tl_cl_cmd(c, "SET", "after", "x", NULL);
+    tl_cl_expect_err(c, "ERR");
+    tl_cl_close(c);
+}
