@@ -502,12 +502,42 @@ static void conn_flush(srv_server *srv, srv_conn *c)
 /* Accepting, limits, the loop                                          */
 /* ------------------------------------------------------------------ */
 
+static int ep_add(int ep, int fd, uint64_t tag)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void pause_accepting(srv_server *srv)
+{
+    if (srv->accept_paused)
+        return;
+    for (size_t i = 0; i < srv->nlis; i++)
+        epoll_ctl(srv->ep, EPOLL_CTL_DEL, srv->lis[i].fd, NULL);
+    srv->accept_paused = 1;
+    srv->accept_resume = now_sec() + 1;
+}
+
+static void resume_accepting(srv_server *srv)
+{
+    if (!srv->accept_paused || now_sec() < srv->accept_resume)
+        return;
+    for (size_t i = 0; i < srv->nlis; i++)
+        ep_add(srv->ep, srv->lis[i].fd, TAG_LIS + 4 * (uint64_t)i);
+    srv->accept_paused = 0;
+}
+
 static void accept_some(srv_server *srv, int lfd)
 {
     for (int i = 0; i < SRV_ACCEPT_BURST; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0)
-            return; /* EAGAIN, or out of descriptors: the next turn retries */
+        if (fd < 0) {
+            /* Out of descriptors or memory: the listener stays readable,
+             * so stop watching it for a moment instead of spinning. */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_accepting(srv);
+            return;
+        }
         if (srv->nconns >= srv->lim.maxclients) {
             static const char msg[] = "-ERR max number of clients reached\r\n";
             ssize_t n = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -621,7 +651,8 @@ static void *loop_main(void *arg)
     time_t last_sweep = now_sec();
 
     for (;;) {
-        int n = epoll_wait(srv->ep, evs, SRV_EVENTS, srv->lim.timeout ? 1000 : -1);
+        int n = epoll_wait(srv->ep, evs, SRV_EVENTS,
+                           srv->lim.timeout || srv->accept_paused ? 1000 : -1);
         if (n < 0 && errno != EINTR)
             break;
         int stop = 0;
@@ -655,6 +686,7 @@ static void *loop_main(void *arg)
             }
         }
         free_dead(srv);
+        resume_accepting(srv);
     }
     while (srv->conns)
         conn_kill(srv, srv->conns);
@@ -665,12 +697,6 @@ static void *loop_main(void *arg)
 /* ------------------------------------------------------------------ */
 /* Start and stop                                                       */
 /* ------------------------------------------------------------------ */
-
-static int ep_add(int ep, int fd, uint64_t tag)
-{
-    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
-    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-}
 
 JET_ERR srv_loop_start(srv_server *srv)
 {

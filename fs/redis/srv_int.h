@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "commands.h"
 #include "server.h"
@@ -48,6 +49,8 @@ struct srv_server {
     uint64_t requested;           /* flush asked of the committer up to here */
     uint64_t ncommands;           /* total_commands_processed */
     char *rbuf;                   /* one read buffer for every connection */
+    int accept_paused;            /* out of descriptors: listeners unwatched */
+    time_t accept_resume;         /*   until this (monotonic seconds) */
 
     /* Committer thread: makes the log durable up to `want`.  commit_lock
      * guards the fields below; it is never held across an engine call and
