@@ -175,6 +175,10 @@ static void conn_kill(srv_server *srv, srv_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->nconns--;
+    /* Explicitly: close() alone leaves the registration while a forked
+     * child still holds a copy of the descriptor, and epoll would go on
+     * reporting a connection that is freed. */
+    epoll_ctl(srv->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
     cmd_conn_free(&c->cc);
