@@ -349,11 +349,13 @@ JET_ERR js_txn_commit(js_session *s, unsigned flags);
  *  js_wait_durable of the largest position (protocol-level group commit). */
 JET_ERR js_txn_commit_pos(js_session *s, unsigned flags, uint64_t *pos);
 /** Wait until the log is on disk up to pos (from js_txn_commit_pos); pos 0
- *  returns at once.  Any thread may call it, also while other threads
- *  commit.  Errors: JET_errLogDiskFull (the commits up to pos were kept and
+ *  returns at once.  On success *durable (may be NULL) receives how far the
+ *  log is durable now (>= pos: the flush may have carried later commits
+ *  too).  Any thread may call it, also while other threads commit.
+ *  Errors: JET_errLogDiskFull (the commits up to pos were kept and
  *  are rewritten by a later flush: their outcome is unknown to the caller
  *  until then), JET_errLogWriteFail (the instance is fatal). */
-JET_ERR js_wait_durable(js_instance *inst, uint64_t pos);
+JET_ERR js_wait_durable(js_instance *inst, uint64_t pos, uint64_t *durable);
 /** Roll back: nothing of the transaction stays.  JET_errNotInTransaction. */
 JET_ERR js_txn_rollback(js_session *s);
 

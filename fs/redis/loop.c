@@ -312,11 +312,14 @@ static void *committer_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&srv->commit_lock);
-        JET_ERR err = js_wait_durable(srv->inst, target);
+        uint64_t durable = 0;
+        JET_ERR err = js_wait_durable(srv->inst, target, &durable);
         pthread_mutex_lock(&srv->commit_lock);
         if (err == JET_errSuccess) {
-            if (target > srv->done_pos)
-                srv->done_pos = target;
+            if (durable < target)
+                durable = target;
+            if (durable > srv->done_pos)
+                srv->done_pos = durable;
         } else {
             srv->fail_upto = target;
             srv->fail_err = err;
@@ -331,7 +334,7 @@ static void *committer_main(void *arg)
 
 static void request_flush(srv_server *srv)
 {
-    if (srv->lim.commit_lazy || srv->last_pos <= srv->requested)
+    if (srv->lim.commit_lazy || srv->last_pos <= srv->requested || srv->last_pos <= srv->durable)
         return;
     srv->requested = srv->last_pos;
     pthread_mutex_lock(&srv->commit_lock);
