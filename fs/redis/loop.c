@@ -291,6 +291,8 @@ static void committer_report(srv_server *srv)
     pthread_mutex_unlock(&srv->commit_lock);
     if (done > srv->durable)
         srv->durable = done;
+    if (fail_err && fail_upto > srv->failed_upto)
+        srv->failed_upto = fail_upto;
     srv_conn *next;
     for (srv_conn *c = srv->pending; c; c = next) {
         next = c->pnext;
@@ -352,6 +354,17 @@ static size_t unsent(const srv_conn *c)
     return c->out.len - c->sent;
 }
 
+/* What a reply that committed nothing waits for: the last commit the
+ * loop made (the command may have seen it), unless that one is settled
+ * already, durable or failed (whose replies were the error: nothing would
+ * ever flush it again). */
+static uint64_t read_tag(const srv_server *srv)
+{
+    if (srv->lim.commit_lazy || srv->last_pos <= srv->durable || srv->last_pos <= srv->failed_upto)
+        return 0;
+    return srv->last_pos;
+}
+
 static void run_command(srv_server *srv, srv_conn *c)
 {
     c->cc.commit_pos = 0;
@@ -360,10 +373,8 @@ static void run_command(srv_server *srv, srv_conn *c)
     uint64_t pos = c->cc.commit_pos;
     if (pos > srv->last_pos)
         srv->last_pos = pos;
-    if (!pos)
-        pos = srv->last_pos;   /* it may have seen any commit so far */
-    if (srv->lim.commit_lazy)
-        pos = 0;
+    if (!pos || srv->lim.commit_lazy)
+        pos = read_tag(srv);
     if (c->out.oom || hold(srv, c, c->out.len, pos) != 0) {
         conn_kill(srv, c);
         return;
@@ -402,7 +413,7 @@ static int feed(srv_server *srv, srv_conn *c, const char *buf, size_t len)
              * only (after the replies before it). */
             resp_add_error(&c->out, "ERR %s", resp_errmsg(&c->parser));
             c->closing = 1;
-            if (c->out.oom || hold(srv, c, c->out.len, srv->lim.commit_lazy ? 0 : srv->last_pos)) {
+            if (c->out.oom || hold(srv, c, c->out.len, read_tag(srv))) {
                 conn_kill(srv, c);
                 return -1;
             }

@@ -47,6 +47,8 @@ struct srv_server {
     uint64_t last_pos;            /* largest log position committed */
     uint64_t durable;             /* log known durable up to here */
     uint64_t requested;           /* flush asked of the committer up to here */
+    uint64_t failed_upto;         /* a flush up to here failed (its replies
+                                     were the error) */
     uint64_t ncommands;           /* total_commands_processed */
     char *rbuf;                   /* one read buffer for every connection */
     int accept_paused;            /* out of descriptors: listeners unwatched */
