@@ -2,10 +2,8 @@
  * test_redis_loop.c - the Redis front's event loop and its group commit,
  * by behaviour: pipelines from many clients all acknowledged and present,
  * a failing command alone in a batch, MULTI/EXEC atomic under concurrent
- * readers, no acknowledged write lost to a SIGKILL, hostile clients
- * bounded (huge or negative lengths, half commands, thousands of idle
- * connections, 32 half-sent 60 MiB requests against client_buffer_total),
- * maxclients and timeout.
+ * readers, no acknowledged write lost to a SIGKILL, WATCH, a failed log
+ * flush.  Hostile clients and the limits: test_redis_limits.c.
  *
  * The server runs in-process on a Unix socket (tests/lib/respsrv.h), with
  * limits given through srv_start_limits; the SIGKILL test runs it in a
@@ -26,7 +24,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../fs/daemon/opts.h"
 #include "../fs/redis/server.h"
 #include "jetsnap.h"
 #include "respcl.h"
@@ -36,74 +33,6 @@
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */
 /* ------------------------------------------------------------------ */
-
-static void start_with(int commit_mode, const srv_limits *lim)
-{
-    const char *eps[1];
-    tl_srv_start_instance(commit_mode);
-    eps[0] = tl_srv_sock;
-    JET_ERR rc = srv_start_limits(tl_srv_inst, eps, 1, NULL, NULL, lim, &tl_srv);
-    cr_assert_eq(rc, 0, "srv_start_limits: %d %s", rc, js_errdetail());
-}
-
-/* Resident memory of this process (the server runs in it), in KiB. */
-static long vm_rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
-/* Append "*3 SET key val" to b. */
-static void put_set(tl_dbuf *b, const char *key, const char *val)
-{
-    char hdr[128];
-    int n = snprintf(hdr, sizeof hdr, "*3\r\n$3\r\nSET\r\n$%zu\r\n", strlen(key));
-    for (int i = 0; i < n; i++)
-        tl_dbuf_put(b, hdr[i]);
-    for (const char *p = key; *p; p++)
-        tl_dbuf_put(b, *p);
-    n = snprintf(hdr, sizeof hdr, "\r\n$%zu\r\n", strlen(val));
-    for (int i = 0; i < n; i++)
-        tl_dbuf_put(b, hdr[i]);
-    for (const char *p = val; *p; p++)
-        tl_dbuf_put(b, *p);
-    tl_dbuf_put(b, '\r');
-    tl_dbuf_put(b, '\n');
-}
-
-static void put_raw(tl_dbuf *b, const char *s)
-{
-    for (; *s; s++)
-        tl_dbuf_put(b, *s);
-}
-
-/* The value of key through a new connection; NULL when absent. */
-static char *get_value(const char *key)
-{
-    tl_client *c = tl_cl_open(tl_srv_sock);
-    tl_cl_cmd(c, "GET", key, NULL);
-    size_t len;
-    char *r = tl_cl_reply(c, &len);
-    tl_cl_close(c);
-    cr_assert_not_null(r, "no reply to GET %s", key);
-    if (strncmp(r, "$-1", 3) == 0) {
-        free(r);
-        return NULL;
-    }
-    char *nl = strstr(r, "\r\n");
-    cr_assert_not_null(nl);
-    char *v = strndup(nl + 2, len - (size_t)(nl + 2 - r) - 2);
-    free(r);
-    return v;
-}
 
 /* ------------------------------------------------------------------ */
 /* Pipelines and batches                                                */
@@ -124,7 +53,7 @@ static void *pipeline_client(void *arg)
             char k[64], v[64];
             snprintf(k, sizeof k, "p:%d:%d:%d", j->id, r, i);
             snprintf(v, sizeof v, "v%d.%d.%d", j->id, r, i);
-            put_set(&b, k, v);
+            tl_dbuf_set(&b, k, v);
         }
         tl_cl_send(c, b.p, b.len);
         free(b.p);
@@ -173,20 +102,20 @@ TestSuite(redis_loop, .fini = tl_srv_teardown, .timeout = 300);
 
 Test(redis_loop, pipelines_of_16_from_32_clients_durable)
 {
-    start_with(JS_COMMIT_DURABLE, NULL);
+    tl_srv_start_limits(JS_COMMIT_DURABLE, NULL);
     run_pipelines(32, 16, 20);
 }
 
 Test(redis_loop, pipelines_of_1000_from_16_clients_durable)
 {
-    start_with(JS_COMMIT_DURABLE, NULL);
+    tl_srv_start_limits(JS_COMMIT_DURABLE, NULL);
     run_pipelines(16, 1000, 2);
 }
 
 Test(redis_loop, pipelines_lazy_reply_without_waiting)
 {
     srv_limits lim = { .commit_lazy = 1 };
-    start_with(JS_COMMIT_LAZY, &lim);
+    tl_srv_start_limits(JS_COMMIT_LAZY, &lim);
     run_pipelines(16, 100, 5);
 }
 
@@ -205,7 +134,7 @@ static void *noise_client(void *arg)
         for (int i = 0; i < 16; i++) {
             char k[64];
             snprintf(k, sizeof k, "n:%d:%d", j->id, i);
-            put_set(&b, k, "v");
+            tl_dbuf_set(&b, k, "v");
         }
         tl_cl_send(c, b.p, b.len);
         free(b.p);
@@ -226,7 +155,7 @@ static void *noise_client(void *arg)
  * client's SETs succeed. */
 Test(redis_loop, failing_incr_fails_alone_in_a_batch)
 {
-    start_with(JS_COMMIT_DURABLE, NULL);
+    tl_srv_start_limits(JS_COMMIT_DURABLE, NULL);
     volatile int stop = 0;
     pthread_t th[8];
     noise_job jobs[8];
@@ -240,11 +169,11 @@ Test(redis_loop, failing_incr_fails_alone_in_a_batch)
         snprintf(before, sizeof before, "before%d", r);
         snprintf(after, sizeof after, "after%d", r);
         tl_dbuf b = { 0 };
-        put_set(&b, "word", "abc");
-        put_set(&b, before, "1");
-        put_raw(&b, "*2\r\n$4\r\nINCR\r\n$4\r\nword\r\n");
-        put_set(&b, after, "2");
-        put_raw(&b, "*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n");
+        tl_dbuf_set(&b, "word", "abc");
+        tl_dbuf_set(&b, before, "1");
+        tl_dbuf_puts(&b, "*2\r\n$4\r\nINCR\r\n$4\r\nword\r\n");
+        tl_dbuf_set(&b, after, "2");
+        tl_dbuf_puts(&b, "*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n");
         tl_cl_send(c, b.p, b.len);
         free(b.p);
         EXPECT(c, "+OK\r\n");
@@ -261,10 +190,10 @@ Test(redis_loop, failing_incr_fails_alone_in_a_batch)
         pthread_join(th[i], NULL);
         cr_assert_eq(jobs[i].bad, 0, "noise client %d: %d replies not +OK", i, jobs[i].bad);
     }
-    char *w = get_value("word");
+    char *w = tl_srv_get("word");
     cr_assert_str_eq(w, "abc");
     free(w);
-    char *a = get_value("after49");
+    char *a = tl_srv_get("after49");
     cr_assert_str_eq(a, "2");
     free(a);
 }
@@ -277,10 +206,10 @@ static void *multi_writer(void *arg)
         char v[32];
         snprintf(v, sizeof v, "%d", i);
         tl_dbuf b = { 0 };
-        put_raw(&b, "*1\r\n$5\r\nMULTI\r\n");
-        put_set(&b, "ma", v);
-        put_set(&b, "mb", v);
-        put_raw(&b, "*1\r\n$4\r\nEXEC\r\n");
+        tl_dbuf_puts(&b, "*1\r\n$5\r\nMULTI\r\n");
+        tl_dbuf_set(&b, "ma", v);
+        tl_dbuf_set(&b, "mb", v);
+        tl_dbuf_puts(&b, "*1\r\n$4\r\nEXEC\r\n");
         tl_cl_send(c, b.p, b.len);
         free(b.p);
         for (int k = 0; k < 4; k++) {
@@ -296,7 +225,7 @@ static void *multi_writer(void *arg)
 /* MULTI/EXEC stays one transaction: a reader never sees half of one. */
 Test(redis_loop, multi_exec_atomic_under_readers)
 {
-    start_with(JS_COMMIT_DURABLE, NULL);
+    tl_srv_start_limits(JS_COMMIT_DURABLE, NULL);
     volatile int stop = 0;
     pthread_t w;
     cr_assert_eq(pthread_create(&w, NULL, multi_writer, (void *)&stop), 0);
@@ -322,7 +251,7 @@ Test(redis_loop, multi_exec_atomic_under_readers)
     }
     pthread_join(w, NULL);
     tl_cl_close(c);
-    char *a = get_value("ma"), *b = get_value("mb");
+    char *a = tl_srv_get("ma"), *b = tl_srv_get("mb");
     cr_assert_str_eq(a, "300");
     cr_assert_str_eq(b, "300");
     free(a);
@@ -386,17 +315,17 @@ static void *kill_client(void *arg)
         int multi = (r % 4 == 3);
         if (multi) {
             char k[64];
-            put_raw(&b, "*1\r\n$5\r\nMULTI\r\n");
+            tl_dbuf_puts(&b, "*1\r\n$5\r\nMULTI\r\n");
             snprintf(k, sizeof k, "m:%d:%d:a", j->id, r);
-            put_set(&b, k, "x");
+            tl_dbuf_set(&b, k, "x");
             snprintf(k, sizeof k, "m:%d:%d:b", j->id, r);
-            put_set(&b, k, "x");
-            put_raw(&b, "*1\r\n$4\r\nEXEC\r\n");
+            tl_dbuf_set(&b, k, "x");
+            tl_dbuf_puts(&b, "*1\r\n$4\r\nEXEC\r\n");
         } else {
             for (int i = 0; i < KILL_DEPTH; i++) {
                 char k[64];
                 snprintf(k, sizeof k, "k:%d:%d:%d", j->id, r, i);
-                put_set(&b, k, "v");
+                tl_dbuf_set(&b, k, "v");
             }
         }
         ssize_t s = send(fd, b.p, b.len, MSG_NOSIGNAL);
@@ -533,299 +462,12 @@ Test(redis_loop, sigkill_loses_no_acknowledged_write, .timeout = 600)
 }
 
 /* ------------------------------------------------------------------ */
-/* Hostile clients and limits                                           */
-/* ------------------------------------------------------------------ */
-
-static void expect_served(void)
-{
-    tl_client *c = tl_cl_open(tl_srv_sock);
-    tl_cl_cmd(c, "SET", "alive", "yes", NULL);
-    EXPECT(c, "+OK\r\n");
-    tl_cl_cmd(c, "GET", "alive", NULL);
-    EXPECT(c, "$3\r\nyes\r\n");
-    tl_cl_close(c);
-}
-
-Test(redis_loop, hostile_lengths_close_only_their_client)
-{
-    start_with(JS_COMMIT_LAZY, NULL);
-    tl_client *good = tl_cl_open(tl_srv_sock);
-    static const char *const bad[] = {
-        "*2147483648\r\n",
-        "*99999999999999999999\r\n",
-        "*2\r\n$3\r\nGET\r\n$-5\r\n",
-        "*2\r\n$3\r\nGET\r\n$99999999999\r\n",
-        "*1\r\n$-1\r\n",
-        "*-7\r\n*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        tl_client *c = tl_cl_open(tl_srv_sock);
-        tl_cl_send(c, bad[i], strlen(bad[i]));
-        size_t len;
-        char *r;
-        /* Whatever came before the bad part is answered, then one
-         * protocol error, then the connection closes. */
-        while ((r = tl_cl_reply(c, &len)) && r[0] != '-')
-            free(r);
-        cr_assert_not_null(r, "no error for %s", bad[i]);
-        cr_assert(strstr(r, "Protocol error") != NULL, "%s -> %s", bad[i], r);
-        free(r);
-        tl_cl_expect_eof(c);
-        tl_cl_close(c);
-        tl_cl_cmd(good, "PING", NULL);
-        EXPECT(good, "+PONG\r\n");
-    }
-    tl_cl_close(good);
-}
-
-Test(redis_loop, half_commands_then_disconnect)
-{
-    start_with(JS_COMMIT_DURABLE, NULL);
-    static const char half[] = "*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$10\r\nabc";
-    for (int i = 0; i < 200; i++) {
-        int fd = tl_resp_connect(tl_srv_sock);
-        cr_assert_geq(fd, 0);
-        cr_assert_eq(send(fd, half, sizeof half - 1 - (size_t)(i % 20), MSG_NOSIGNAL),
-                     (ssize_t)(sizeof half - 1 - (size_t)(i % 20)));
-        close(fd);
-    }
-    expect_served();
-    char *v = get_value("half");
-    cr_assert_null(v, "a half command was applied: %s", v);
-}
-
-Test(redis_loop, thousands_of_idle_connections_stay_bounded)
-{
-    start_with(JS_COMMIT_DURABLE, NULL);
-    long before = vm_rss_kib(getpid());
-    enum { N = 2000 };
-    static int fds[N];
-    for (int i = 0; i < N; i++) {
-        fds[i] = tl_resp_connect(tl_srv_sock);
-        cr_assert_geq(fds[i], 0, "connection %d refused", i);
-        if (i % 3 == 0) /* some leave a half request behind */
-            cr_assert_eq(send(fds[i], "*2\r\n$3\r\nGET", 11, MSG_NOSIGNAL), 11);
-    }
-    expect_served();
-    tl_client *c = tl_cl_open(tl_srv_sock);
-    tl_cl_cmd(c, "INFO", "clients", NULL);
-    size_t len;
-    char *r = tl_cl_reply(c, &len);
-    cr_assert_not_null(strstr(r, "connected_clients:2001"), "%s", r);
-    free(r);
-    tl_cl_close(c);
-    long after = vm_rss_kib(getpid());
-    cr_log_info("VmRSS %ld KiB -> %ld KiB with %d idle connections", before, after, N);
-    cr_assert_lt(after - before, 64 * 1024, "2000 idle connections cost %ld KiB", after - before);
-    for (int i = 0; i < N; i++)
-        close(fds[i]);
-    expect_served();
-}
-
-/* 32 clients each hold a half-sent 60 MiB request: client_buffer_total
- * (256 MiB by default) closes the largest; memory stays bounded and other
- * clients are served. */
-Test(redis_loop, client_buffer_total_caps_half_sent_requests)
-{
-    start_with(JS_COMMIT_LAZY, NULL);
-    enum { N = 32, ARGS = 15, ARG = 4000000 };
-    static char chunk[ARG];
-    memset(chunk, 'x', sizeof chunk);
-    int fds[N];
-    size_t sent[N], total = 0, want = 0;
-    int closed[N];
-    char hdr[64];
-    int hl = snprintf(hdr, sizeof hdr, "$%d\r\n", ARG);
-    /* MSET with 15 arguments of 4 MB after its name: about 60 MiB, of
-     * which everything but the last 100 bytes is sent. */
-    static const char head[] = "*16\r\n$4\r\nMSET\r\n";
-    size_t reqlen = sizeof head - 1 + (size_t)ARGS * ((size_t)hl + ARG + 2);
-    want = reqlen - 100;
-    for (int i = 0; i < N; i++) {
-        fds[i] = tl_resp_connect(tl_srv_sock);
-        cr_assert_geq(fds[i], 0);
-        fcntl(fds[i], F_SETFL, O_NONBLOCK);
-        sent[i] = 0;
-        closed[i] = 0;
-    }
-    long peak = 0;
-    int open_left = N;
-    while (open_left > 0) {
-        int progress = 0;
-        for (int i = 0; i < N; i++) {
-            if (closed[i] || sent[i] >= want)
-                continue;
-            /* Where in the request are we: build the next piece. */
-            size_t pos = sent[i];
-            const char *p;
-            size_t n;
-            if (pos < sizeof head - 1) {
-                p = head + pos;
-                n = sizeof head - 1 - pos;
-            } else {
-                size_t in = (pos - (sizeof head - 1)) % ((size_t)hl + ARG + 2);
-                if (in < (size_t)hl) {
-                    p = hdr + in;
-                    n = (size_t)hl - in;
-                } else if (in < (size_t)hl + ARG) {
-                    p = chunk + (in - (size_t)hl);
-                    n = (size_t)hl + ARG - in;
-                } else {
-                    p = "\r\n" + (in - (size_t)hl - ARG);
-                    n = (size_t)hl + ARG + 2 - in;
-                }
-            }
-            if (n > want - pos)
-                n = want - pos;
-            ssize_t w = send(fds[i], p, n, MSG_NOSIGNAL);
-            if (w > 0) {
-                sent[i] += (size_t)w;
-                total += (size_t)w;
-                progress = 1;
-                if (sent[i] >= want)
-                    open_left--;
-            } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-                closed[i] = 1;
-                open_left--;
-                progress = 1;
-            }
-        }
-        long rss = vm_rss_kib(getpid());
-        if (rss > peak)
-            peak = rss;
-        if (!progress) {
-            struct pollfd pf[N];
-            int np = 0;
-            for (int i = 0; i < N; i++)
-                if (!closed[i] && sent[i] < want)
-                    pf[np++] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
-            if (np)
-                poll(pf, (nfds_t)np, 200);
-        }
-    }
-    /* The server has read what it could; memory stayed bounded, and it
-     * still answers others. */
-    expect_served();
-    long rss = vm_rss_kib(getpid());
-    if (rss > peak)
-        peak = rss;
-    int nclosed = 0;
-    for (int i = 0; i < N; i++) {
-        char b[256];
-        /* A closed client got the error (or at least end of file). */
-        struct pollfd pf = { .fd = fds[i], .events = POLLIN };
-        if (poll(&pf, 1, closed[i] ? 2000 : 0) > 0) {
-            ssize_t r = recv(fds[i], b, sizeof b - 1, 0);
-            if (r >= 0) {
-                nclosed++;
-                if (r > 0) {
-                    b[r] = '\0';
-                    cr_assert(strstr(b, "client_buffer_total") != NULL, "closed with: %s", b);
-                }
-            }
-        }
-        close(fds[i]);
-    }
-    cr_log_info("sent %zu MiB, %d clients cut off, peak VmRSS %ld MiB", total >> 20, nclosed, peak >> 10);
-    cr_assert_geq(nclosed, N - 8, "only %d of %d clients were cut off", nclosed, N);
-    cr_assert_lt(peak, 512 * 1024, "VmRSS reached %ld MiB", peak >> 10);
-    expect_served();
-}
-
-Test(redis_loop, maxclients_refuses_beyond)
-{
-    srv_limits lim = { .maxclients = 3 };
-    start_with(JS_COMMIT_LAZY, &lim);
-    tl_client *c[3];
-    for (int i = 0; i < 3; i++) {
-        c[i] = tl_cl_open(tl_srv_sock);
-        tl_cl_cmd(c[i], "PING", NULL);
-        EXPECT(c[i], "+PONG\r\n");
-    }
-    tl_client *x = tl_cl_open(tl_srv_sock);
-    tl_cl_expect_err(x, "ERR max number of clients reached");
-    tl_cl_expect_eof(x);
-    tl_cl_close(x);
-    tl_cl_close(c[0]);
-    /* Once the server has seen the close, a new client gets in. */
-    int ok = 0;
-    for (int tries = 0; tries < 200 && !ok; tries++) {
-        x = tl_cl_open(tl_srv_sock);
-        tl_cl_cmd(x, "PING", NULL);
-        size_t len;
-        char *r = tl_cl_reply(x, &len);
-        ok = r && strcmp(r, "+PONG\r\n") == 0;
-        free(r);
-        tl_cl_close(x);
-        if (!ok)
-            tl_sleep_ms(10);
-    }
-    cr_assert(ok, "a freed slot was never reused");
-    tl_cl_close(c[1]);
-    tl_cl_close(c[2]);
-}
-
-Test(redis_loop, timeout_closes_idle_clients_only)
-{
-    srv_limits lim = { .timeout = 1 };
-    start_with(JS_COMMIT_LAZY, &lim);
-    tl_client *idle = tl_cl_open(tl_srv_sock);
-    tl_cl_cmd(idle, "PING", NULL);
-    EXPECT(idle, "+PONG\r\n");
-    tl_client *busy = tl_cl_open(tl_srv_sock);
-    /* The busy one keeps talking; the idle one is closed. */
-    for (int i = 0; i < 30; i++) {
-        tl_cl_cmd(busy, "PING", NULL);
-        EXPECT(busy, "+PONG\r\n");
-        tl_sleep_ms(100);
-    }
-    tl_cl_expect_eof(idle);
-    tl_cl_cmd(busy, "PING", NULL);
-    EXPECT(busy, "+PONG\r\n");
-    tl_cl_close(idle);
-    tl_cl_close(busy);
-}
-
-/* ------------------------------------------------------------------ */
-/* The options                                                          */
-/* ------------------------------------------------------------------ */
-
-static int parse_o(const char *list, struct fs_opts *o, char *err, size_t cap)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    char *argv[] = { "jetsnapfs", "/d", "/m", "-o", buf, NULL };
-    return opts_parse(5, argv, o, err, cap);
-}
-
-Test(redis_opts, limits_parse_and_refuse_nonsense)
-{
-    struct fs_opts o;
-    char err[256];
-    cr_assert_eq(parse_o("maxclients=5,client_buffer_total=1G,timeout=30", &o, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(o.maxclients, 5);
-    cr_assert_eq(o.client_buffer_total, 1ull << 30);
-    cr_assert_eq(o.timeout, 30);
-    opts_free(&o);
-    cr_assert_eq(parse_o("listen=/x", &o, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(o.maxclients, 0, "unset means the server's default");
-    cr_assert_eq(o.timeout, 0);
-    opts_free(&o);
-    static const char *const bad[] = { "maxclients=0", "maxclients=x", "client_buffer_total=10K",
-                                       "client_buffer_total=", "timeout=-1", "timeout=1s" };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_assert_eq(parse_o(bad[i], &o, err, sizeof err), -1, "%s accepted", bad[i]);
-        opts_free(&o);
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* WATCH / UNWATCH                                                      */
 /* ------------------------------------------------------------------ */
 
 Test(redis_loop, watch_aborts_exec_when_a_watched_key_changed)
 {
-    start_with(JS_COMMIT_DURABLE, NULL);
+    tl_srv_start_limits(JS_COMMIT_DURABLE, NULL);
     tl_client *a = tl_cl_open(tl_srv_sock), *b = tl_cl_open(tl_srv_sock);
     /* Unchanged: EXEC runs. */
     tl_cl_cmd(a, "WATCH", "k", "other", NULL);
@@ -882,14 +524,14 @@ Test(redis_loop, watch_aborts_exec_when_a_watched_key_changed)
  * replies into replies[].  Returns the client, still open. */
 static tl_client *pipeline_with_failed_flush(int err, char *replies[16])
 {
-    start_with(JS_COMMIT_DURABLE, NULL);
-    expect_served();
+    tl_srv_start_limits(JS_COMMIT_DURABLE, NULL);
+    tl_srv_expect_served();
     tl_client *c = tl_cl_open(tl_srv_sock);
     tl_dbuf b = { 0 };
     for (int i = 0; i < 16; i++) {
         char k[32];
         snprintf(k, sizeof k, "ff:%d", i);
-        put_set(&b, k, "v");
+        tl_dbuf_set(&b, k, "v");
     }
     js_fault_arm(JS_FAULT_WRITE, 1, err, -1, "edb.log");
     tl_cl_send(c, b.p, b.len);
@@ -926,7 +568,7 @@ Test(redis_loop, failed_flush_turns_its_replies_into_the_error)
         free(r[i]);
     }
     cr_assert_gt(failed, 0, "no reply told of the failed log write");
-    expect_served();
+    tl_srv_expect_served();
 }
 
 Test(redis_loop, failed_flush_io_error_fails_every_reply)
