@@ -95,6 +95,21 @@ static void run_pipelines(int nclients, int depth, int rounds)
                 tl_cl_cmd(c, "GET", key, NULL);
                 tl_cl_expect_raw(c, want, (size_t)n, key);
             }
+    /* Group commit: the log was flushed far fewer times than commands
+     * were acknowledged (INFO stats counts both). */
+    tl_cl_cmd(c, "INFO", "stats", NULL);
+    size_t len;
+    char *info = tl_cl_reply(c, &len);
+    unsigned long long cmds = 0, flushes = 0;
+    char *p = strstr(info, "total_commands_processed:"), *q = strstr(info, "group_commit_flushes:");
+    cr_assert(p && q, "INFO stats: %s", info);
+    sscanf(p, "total_commands_processed:%llu", &cmds);
+    sscanf(q, "group_commit_flushes:%llu", &flushes);
+    cr_log_info("%llu commands, %llu flushes", cmds, flushes);
+    cr_assert_geq(cmds, (unsigned long long)(nclients * depth * rounds));
+    cr_assert_lt(flushes, (unsigned long long)(nclients * depth * rounds) / 4,
+                 "%llu flushes for %d pipelined SETs", flushes, nclients * depth * rounds);
+    free(info);
     tl_cl_close(c);
 }
 

@@ -27,9 +27,11 @@ typedef struct cmd_env {
     js_instance *inst;
     srv_backup_info_fn backup_info;     /* may be NULL */
     void *backup_ctx;
-    size_t (*client_count)(void *ctx);  /* connected clients, may be NULL */
-    uint64_t (*command_count)(void *ctx); /* commands run, may be NULL */
-    void *client_ctx;                   /* for both */
+    /* The server's lines of INFO's "clients" or "stats" section
+     * ("key:value\r\n" each) into buf; returns the length (< cap).  May be
+     * NULL. */
+    size_t (*server_info)(void *ctx, const char *section, char *buf, size_t cap);
+    void *client_ctx;
     time_t started;
     struct cmd_watch_list *watchers;    /* NULL: WATCH refused */
 } cmd_env;

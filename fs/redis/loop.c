@@ -99,14 +99,26 @@ static time_t now_sec(void)
     return ts.tv_sec;
 }
 
-static size_t client_count(void *ctx)
+/* INFO's clients and stats lines (run by the loop thread, like every
+ * command, so the counters are read without a lock). */
+static size_t server_info(void *ctx, const char *section, char *buf, size_t cap)
 {
-    return ((srv_server *)ctx)->nconns;
-}
-
-static uint64_t command_count(void *ctx)
-{
-    return ((srv_server *)ctx)->ncommands;
+    srv_server *srv = ctx;
+    int n;
+    if (strcmp(section, "clients") == 0)
+        n = snprintf(buf, cap, "connected_clients:%zu\r\nmaxclients:%zu\r\n"
+                               "client_buffers_bytes:%zu\r\nclient_buffer_total:%zu\r\n",
+                     srv->nconns, srv->lim.maxclients, srv->buf_total, srv->lim.client_buffer_total);
+    else {
+        /* Commands in the last whole second. */
+        time_t now = now_sec();
+        uint64_t ops = now == srv->ops_sec ? srv->ops_last : now == srv->ops_sec + 1 ? srv->ops_cur : 0;
+        n = snprintf(buf, cap, "total_commands_processed:%llu\r\ninstantaneous_ops_per_sec:%llu\r\n"
+                               "group_commit_flushes:%llu\r\n",
+                     (unsigned long long)srv->ncommands, (unsigned long long)ops,
+                     (unsigned long long)srv->nflushes);
+    }
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -339,6 +351,7 @@ static void request_flush(srv_server *srv)
     if (srv->lim.commit_lazy || srv->last_pos <= srv->requested || srv->last_pos <= srv->durable)
         return;
     srv->requested = srv->last_pos;
+    srv->nflushes++;
     pthread_mutex_lock(&srv->commit_lock);
     srv->want = srv->last_pos;
     pthread_cond_signal(&srv->commit_cond);
@@ -370,6 +383,14 @@ static void run_command(srv_server *srv, srv_conn *c)
     c->cc.commit_pos = 0;
     cmd_execute(&c->cc, resp_argc(&c->parser), resp_argv(&c->parser));
     srv->ncommands++;
+    time_t now = now_sec();
+    if (now != srv->ops_sec) {
+        /* The count of the last whole second (0 after an idle gap). */
+        srv->ops_last = now == srv->ops_sec + 1 ? srv->ops_cur : 0;
+        srv->ops_cur = 0;
+        srv->ops_sec = now;
+    }
+    srv->ops_cur++;
     uint64_t pos = c->cc.commit_pos;
     if (pos > srv->last_pos)
         srv->last_pos = pos;
@@ -723,8 +744,7 @@ JET_ERR srv_loop_start(srv_server *srv)
 
     pthread_mutex_init(&srv->commit_lock, NULL);
     pthread_cond_init(&srv->commit_cond, NULL);
-    srv->env.client_count = client_count;
-    srv->env.command_count = command_count;
+    srv->env.server_info = server_info;
     srv->env.client_ctx = srv;
     srv->env.watchers = &srv->watchers;
     srv->rbuf = malloc(SRV_READ_CHUNK);

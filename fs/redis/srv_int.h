@@ -50,6 +50,9 @@ struct srv_server {
     uint64_t failed_upto;         /* a flush up to here failed (its replies
                                      were the error) */
     uint64_t ncommands;           /* total_commands_processed */
+    uint64_t nflushes;            /* flushes asked of the committer */
+    time_t ops_sec;               /* instantaneous_ops_per_sec: this second, */
+    uint64_t ops_cur, ops_last;   /*   its count so far, the previous one's */
     char *rbuf;                   /* one read buffer for every connection */
     int accept_paused;            /* out of descriptors: listeners unwatched */
     time_t accept_resume;         /*   until this (monotonic seconds) */
