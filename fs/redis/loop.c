@@ -14,7 +14,10 @@
  * every client's commands), and sends only the replies whose position is
  * already durable.  While the committer flushes, the loop goes on with the
  * next turn, so the two cores overlap: parsing and executing one batch while
- * the previous one reaches the disk.  When the committer reports, the held
+ * the previous one reaches the disk.  (A turn in which one connection alone
+ * wrote, with no flush in flight, is flushed by the loop itself: there is
+ * nothing to overlap, and two thread hand-offs are saved.)  When the
+ * committer reports, the held
  * replies up to the new durable position are sent; if the flush failed
  * (JET_errLogDiskFull, JET_errLogWriteFail) every reply it carried becomes
  * that error instead.  With commit=lazy nothing is held.
@@ -90,6 +93,7 @@ typedef struct srv_conn {
     int closing;                     /* close once ready bytes are sent */
     time_t last_active;
     size_t charged;                  /* bytes counted in srv->buf_total */
+    uint64_t turn;                   /* last turn in which it wrote */
 } srv_conn;
 
 static time_t now_sec(void)
@@ -290,7 +294,22 @@ static void release(srv_server *srv, srv_conn *c, uint64_t fail_upto, JET_ERR fa
     touch(srv, c);
 }
 
-/* The committer reported: release what became durable (or failed). */
+/* The log is durable up to done, or a flush up to fail_upto failed with
+ * fail_err: release (or fail) the held replies. */
+static void settle(srv_server *srv, uint64_t done, uint64_t fail_upto, JET_ERR fail_err)
+{
+    if (done > srv->durable)
+        srv->durable = done;
+    if (fail_err && fail_upto > srv->failed_upto)
+        srv->failed_upto = fail_upto;
+    srv_conn *next;
+    for (srv_conn *c = srv->pending; c; c = next) {
+        next = c->pnext;
+        release(srv, c, fail_upto, fail_err);
+    }
+}
+
+/* The committer reported. */
 static void committer_report(srv_server *srv)
 {
     uint64_t v;
@@ -301,15 +320,7 @@ static void committer_report(srv_server *srv)
     JET_ERR fail_err = srv->fail_err;
     srv->fail_err = 0;
     pthread_mutex_unlock(&srv->commit_lock);
-    if (done > srv->durable)
-        srv->durable = done;
-    if (fail_err && fail_upto > srv->failed_upto)
-        srv->failed_upto = fail_upto;
-    srv_conn *next;
-    for (srv_conn *c = srv->pending; c; c = next) {
-        next = c->pnext;
-        release(srv, c, fail_upto, fail_err);
-    }
+    settle(srv, done, fail_upto, fail_err);
 }
 
 static void *committer_main(void *arg)
@@ -325,10 +336,12 @@ static void *committer_main(void *arg)
             pthread_cond_wait(&srv->commit_cond, &srv->commit_lock);
             continue;
         }
+        srv->flushing = 1;
         pthread_mutex_unlock(&srv->commit_lock);
         uint64_t durable = 0;
         JET_ERR err = js_wait_durable(srv->inst, target, &durable);
         pthread_mutex_lock(&srv->commit_lock);
+        srv->flushing = 0;
         if (err == JET_errSuccess) {
             if (durable < target)
                 durable = target;
@@ -352,6 +365,21 @@ static void request_flush(srv_server *srv)
         return;
     srv->requested = srv->last_pos;
     srv->nflushes++;
+    pthread_mutex_lock(&srv->commit_lock);
+    int idle = !srv->flushing;
+    pthread_mutex_unlock(&srv->commit_lock);
+    if (idle && srv->turn_writers <= 1) {
+        /* One writer and nothing in flight: nobody to overlap with, so
+         * flush here and spare the two thread hand-offs (redis-server's
+         * way); with several writers the committer lets the loop go on. */
+        uint64_t durable = 0, target = srv->last_pos;
+        JET_ERR err = js_wait_durable(srv->inst, target, &durable);
+        if (err == JET_errSuccess)
+            settle(srv, durable > target ? durable : target, 0, 0);
+        else
+            settle(srv, 0, target, err);
+        return;
+    }
     pthread_mutex_lock(&srv->commit_lock);
     srv->want = srv->last_pos;
     pthread_cond_signal(&srv->commit_cond);
@@ -394,6 +422,10 @@ static void run_command(srv_server *srv, srv_conn *c)
     uint64_t pos = c->cc.commit_pos;
     if (pos > srv->last_pos)
         srv->last_pos = pos;
+    if (pos && c->turn != srv->turn) {
+        c->turn = srv->turn;
+        srv->turn_writers++;
+    }
     if (!pos || srv->lim.commit_lazy)
         pos = read_tag(srv);
     if (c->out.oom || hold(srv, c, c->out.len, pos) != 0) {
@@ -716,6 +748,8 @@ static void *loop_main(void *arg)
         if (stop)
             break;
         end_turn(srv);
+        srv->turn++;
+        srv->turn_writers = 0;
         enforce_total(srv);
         if (srv->lim.timeout) {
             time_t now = now_sec();

@@ -50,6 +50,8 @@ struct srv_server {
     uint64_t failed_upto;         /* a flush up to here failed (its replies
                                      were the error) */
     uint64_t ncommands;           /* total_commands_processed */
+    uint64_t turn;                /* turns of the loop so far */
+    size_t turn_writers;          /* connections that committed this turn */
     uint64_t nflushes;            /* flushes asked of the committer */
     time_t ops_sec;               /* instantaneous_ops_per_sec: this second, */
     uint64_t ops_cur, ops_last;   /*   its count so far, the previous one's */
@@ -69,6 +71,7 @@ struct srv_server {
     uint64_t fail_upto;           /* guarded: a flush up to here failed */
     JET_ERR fail_err;             /* guarded: ... with this error (0: none) */
     int commit_stop;              /* guarded */
+    int flushing;                 /* guarded: in js_wait_durable */
 };
 
 /** Start the loop thread (and the committer unless commits are lazy).
