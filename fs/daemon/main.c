@@ -427,8 +427,6 @@ static int serve(struct daemon *d, int sfd)
                 exit_code = 1;  /* start_main() reported why */
                 break;
             }
-            st_set_recovering(d->st, 0);
-            ctl_set_ready(d->ctl, 1);
             srv_limits lim = {
                 .maxclients = (size_t)d->o.maxclients,
                 .client_buffer_total = (size_t)d->o.client_buffer_total,
@@ -443,6 +441,9 @@ static int serve(struct daemon *d, int sfd)
                 exit_code = 1;
                 break;
             }
+            /* Only now: status "idle" promises the endpoints answer. */
+            st_set_recovering(d->st, 0);
+            ctl_set_ready(d->ctl, 1);
             announce_ready(d);
         }
     }
