@@ -341,6 +341,21 @@ JET_ERR js_txn_begin(js_session *s, unsigned flags);
  *  leaves is told under "transient" above).  The transaction is over in
  *  every case. */
 JET_ERR js_txn_commit(js_session *s, unsigned flags);
+/** js_txn_commit that also tells where the commit ends in the log: *pos
+ *  receives a position to give js_wait_durable (0 when nothing was logged:
+ *  a read-only or empty transaction, logging off, or an error).  With
+ *  JS_COMMIT_FLAG_LAZY the commit is visible but not yet durable; a
+ *  server batching many lazy commits makes them all durable with one
+ *  js_wait_durable of the largest position (protocol-level group commit). */
+JET_ERR js_txn_commit_pos(js_session *s, unsigned flags, uint64_t *pos);
+/** Wait until the log is on disk up to pos (from js_txn_commit_pos); pos 0
+ *  returns at once.  On success *durable (may be NULL) receives how far the
+ *  log is durable now (>= pos: the flush may have carried later commits
+ *  too).  Any thread may call it, also while other threads commit.
+ *  Errors: JET_errLogDiskFull (the commits up to pos were kept and
+ *  are rewritten by a later flush: their outcome is unknown to the caller
+ *  until then), JET_errLogWriteFail (the instance is fatal). */
+JET_ERR js_wait_durable(js_instance *inst, uint64_t pos, uint64_t *durable);
 /** Roll back: nothing of the transaction stays.  JET_errNotInTransaction. */
 JET_ERR js_txn_rollback(js_session *s);
 

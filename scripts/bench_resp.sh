@@ -1,26 +1,32 @@
 #!/bin/sh
-# bench_resp.sh - write throughput and p99 latency of the Redis front.
+# bench_resp.sh - throughput and p99 latency of the Redis front against
+# Debian's redis-server with the same durability.
 #
-# Runs `redis-benchmark -t set -c CLIENTS -n REQUESTS` against
-#   1. jetsnapfs with commit=durable (every +OK is on disk, group commit),
-#   2. the same while full backups run back to back through the control file
-#      (`echo "DEST create wait" > MOUNTPOINT/control`, one after another),
-#   3. Debian's redis-server with appendonly yes and appendfsync always
-#      (every write fsynced before the reply: the like-for-like durability),
-# and prints requests/s, p99 and the ratios.
+# Starts
+#   1. jetsnapfs with commit=durable (every +OK is on disk: the event loop
+#      makes each turn durable with one log flush before replying),
+#   2. redis-server with appendonly yes and appendfsync always (every write
+#      fsynced before the reply: the like-for-like durability),
+# both on Unix sockets, and runs each load of issue 12's table with
+# `redis-benchmark -d VALUE_SIZE`, alternating the two servers, RUNS times
+# each; the best run of each side counts (highest requests/s, lowest p99).
+# Then SET at CLIENTS clients again on jetsnapfs while full backups run back
+# to back through the control file, against the same without a backup.
 #
 # Usage: bench_resp.sh [BUILD_DIR]
-# Environment: BUILD (default build, or $1), REQUESTS (100000), CLIENTS (50),
-# PREFILL (keys of 4 KiB written before both jetsnapfs runs so a backup has a
-# database to copy, default 20000), VALUE_SIZE (redis-benchmark -d, default
-# 3 bytes, its own default), KEEP=1 keeps the temporary directory.
+# Environment: BUILD (default build, or $1), REQUESTS (100000: the
+# 50-client SET count; the other loads scale from it), CLIENTS (50), RUNS
+# (2), PREFILL (keys of 4 KiB written before the jetsnapfs runs so a backup
+# has a database to copy, default 20000), VALUE_SIZE (redis-benchmark -d,
+# default 100), KEEP=1 keeps the temporary directory.
 set -eu
 
 BUILD=${1:-${BUILD:-build}}   # scripts/bench.sh passes it as $1 too
 REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-50}
+RUNS=${RUNS:-2}
 PREFILL=${PREFILL:-20000}
-VALUE_SIZE=${VALUE_SIZE:-3}
+VALUE_SIZE=${VALUE_SIZE:-100}
 JETSNAPFS=${JETSNAPFS:-$BUILD/jetsnapfs}
 
 die() { echo "bench_resp: $*" >&2; exit 1; }
@@ -58,35 +64,79 @@ wait_for_socket() {
     done
 }
 
-# bench SOCK: prints "RPS P99_MS" from redis-benchmark's CSV line for SET.
-bench() {
-    redis-benchmark -s "$1" -t set -c "$CLIENTS" -n "$REQUESTS" -d "$VALUE_SIZE" -r 1000000 --csv \
+# run SOCK TEST CLIENTS PIPELINE N: prints "RPS P99_MS" from redis-benchmark's
+# CSV line for TEST (SET or GET).
+run() {
+    redis-benchmark -s "$1" -t "$2" -c "$3" -P "$4" -n "$5" -d "$VALUE_SIZE" -r 1000000 --csv \
         >"$T/csv" 2>"$T/csv.err" || { cat "$T/csv.err" >&2; die "redis-benchmark failed on $1"; }
-    awk -F'"' '$2 == "SET" { print $4, $14 }' "$T/csv"
+    want=$(echo "$2" | tr a-z A-Z)
+    awk -F'"' -v t="$want" '$2 == t { print $4, $14 }' "$T/csv"
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# Old name kept for the backup part: SET at CLIENTS clients.
+bench() { run "$1" set "$CLIENTS" 1 "$REQUESTS"; }
 
-# --- 1. jetsnapfs, commit=durable -----------------------------------------
-mkdir -p "$T/db" "$T/mnt" "$T/backups"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+best_rps() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
+best_p99() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b ? a : b) }'; }
+
+# --- the two servers ---------------------------------------------------------
+mkdir -p "$T/db" "$T/mnt" "$T/backups" "$T/redis"
 SOCK="$T/js.sock"
 "$JETSNAPFS" -f -o "create,commit=durable,listen=$SOCK" "$T/db" "$T/mnt" >"$T/jetsnapfs.log" 2>&1 &
 JS_PID=$!
 wait_for_socket "$SOCK"
 [ -w "$T/mnt/control" ] || die "mount not ready: $T/mnt/control missing"
+RSOCK="$T/redis.sock"
+redis-server --port 0 --unixsocket "$RSOCK" --unixsocketperm 700 --dir "$T/redis" \
+    --appendonly yes --appendfsync always --save "" --daemonize no \
+    --logfile "$T/redis/redis.log" &
+RS_PID=$!
+wait_for_socket "$RSOCK"
 
-# Prefill first, so both jetsnapfs runs see the same database and a backup
-# has something to copy.
+# Prefill both alike, so GETs find keys and a backup has something to copy.
 if [ "$PREFILL" -gt 0 ]; then
-    redis-benchmark -s "$SOCK" -t set -c "$CLIENTS" -n "$PREFILL" -r "$PREFILL" -d 4096 -q \
-        >/dev/null 2>&1 || die "prefill failed"
+    for s in "$SOCK" "$RSOCK"; do
+        redis-benchmark -s "$s" -t set -c "$CLIENTS" -n "$PREFILL" -r "$PREFILL" -d 4096 -q \
+            >/dev/null 2>&1 || die "prefill failed on $s"
+    done
 fi
-r=$(bench "$SOCK") || exit 1
-set -- $r
-JS_RPS=$1 JS_P99=$2
-echo "jetsnapfs commit=durable:           $JS_RPS requests/s  p99 $JS_P99 ms"
 
-# --- 2. the same while full backups run back to back -----------------------
+# --- issue 12's table, alternated --------------------------------------------
+N1=$((REQUESTS / 5))
+NP=$((REQUESTS * 4))
+NG=$((REQUESTS * 2))
+printf '%-30s %12s %12s %7s %10s %10s %7s\n' "load (-d $VALUE_SIZE, best of $RUNS)" \
+    "jetsnap/s" "redis/s" "ratio" "js p99 ms" "rd p99 ms" "ratio"
+table_row() {   # LABEL TEST CLIENTS PIPELINE N
+    label=$1 test=$2 nc=$3 pl=$4 n=$5
+    jr=0 jp="" rr=0 rp=""
+    i=0
+    while [ "$i" -lt "$RUNS" ]; do
+        r=$(run "$SOCK" "$test" "$nc" "$pl" "$n") || exit 1
+        jr=$(best_rps "$jr" "${r% *}"); jp=$(best_p99 "${r#* }" "$jp")
+        r=$(run "$RSOCK" "$test" "$nc" "$pl" "$n") || exit 1
+        rr=$(best_rps "$rr" "${r% *}"); rp=$(best_p99 "${r#* }" "$rp")
+        i=$((i + 1))
+    done
+    printf '%-30s %12s %12s %7s %10s %10s %7s\n' "$label" "$jr" "$rr" "$(ratio "$jr" "$rr")" \
+        "$jp" "$rp" "$(ratio "$jp" "$rp")"
+    if [ "$test" = set ] && [ "$nc" = "$CLIENTS" ] && [ "$pl" = 1 ]; then
+        JS_RPS=$jr JS_P99=$jp
+    fi
+}
+JS_RPS=0 JS_P99=0
+table_row "SET, 1 client"              set 1   1  "$N1"
+table_row "SET, $CLIENTS clients"      set "$CLIENTS" 1 "$REQUESTS"
+table_row "SET, 200 clients"           set 200 1  "$REQUESTS"
+table_row "SET, $CLIENTS clients, pipeline 16" set "$CLIENTS" 16 "$NP"
+table_row "GET, $CLIENTS clients"      get "$CLIENTS" 1 "$NG"
+
+kill -TERM "$RS_PID"
+wait "$RS_PID" 2>/dev/null || true
+RS_PID=""
+
+# --- SET at CLIENTS clients while full backups run back to back --------------
 # Back to back, so some backup is running for the whole measurement however
 # long one backup takes.
 touch "$T/backup-loop.on"
@@ -121,20 +171,5 @@ kill -TERM "$JS_PID"
 wait "$JS_PID" 2>/dev/null || true
 JS_PID=""
 
-# --- 3. redis-server, appendonly yes, appendfsync always -------------------
-mkdir -p "$T/redis"
-RSOCK="$T/redis.sock"
-redis-server --port 0 --unixsocket "$RSOCK" --unixsocketperm 700 --dir "$T/redis" \
-    --appendonly yes --appendfsync always --save "" --daemonize no \
-    --logfile "$T/redis/redis.log" &
-RS_PID=$!
-wait_for_socket "$RSOCK"
-r=$(bench "$RSOCK") || exit 1
-set -- $r
-RD_RPS=$1 RD_P99=$2
-echo "redis-server appendfsync=always:    $RD_RPS requests/s  p99 $RD_P99 ms"
-
-echo "ratio jetsnap/redis throughput:          $(ratio "$JS_RPS" "$RD_RPS")"
-echo "ratio jetsnap/redis p99:                 $(ratio "$JS_P99" "$RD_P99")"
 echo "ratio with-backup/alone throughput:      $(ratio "$JB_RPS" "$JS_RPS")"
 echo "ratio with-backup/alone p99:             $(ratio "$JB_P99" "$JS_P99")"

@@ -186,7 +186,7 @@ static uint32_t encode_delta(const uint8_t *old, const uint8_t *new_, uint32_t p
     return pos;
 }
 
-static JET_ERR commit_locked(js_session *s, unsigned flags)
+static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
 {
     js_engine *eng = s->eng;
     tview *v = &s->view;
@@ -278,6 +278,8 @@ done:
     free(lens);
     free(imaged);
     txn_end(s);
+    if (pos)
+        *pos = err ? 0 : end_lsn;
     if (!err && logging && end_lsn) {
         int durable = (flags & JS_COMMIT_FLAG_DURABLE) ||
                       (!(flags & JS_COMMIT_FLAG_LAZY) && eng->durable);
@@ -291,6 +293,13 @@ done:
 
 JET_ERR js_txn_commit(js_session *s, unsigned flags)
 {
+    return js_txn_commit_pos(s, flags, NULL);
+}
+
+JET_ERR js_txn_commit_pos(js_session *s, unsigned flags, uint64_t *pos)
+{
+    if (pos)
+        *pos = 0;
     JET_ERR err = enter(s);
     if (err)
         return err;
@@ -301,8 +310,24 @@ JET_ERR js_txn_commit(js_session *s, unsigned flags)
     else if (s->readonly)
         txn_end(s);
     else
-        err = commit_locked(s, flags);
+        err = commit_locked(s, flags, pos);
     leave(s);
+    return err;
+}
+
+JET_ERR js_wait_durable(js_instance *inst, uint64_t pos, uint64_t *durable)
+{
+    if (durable)
+        *durable = 0;
+    if (!inst)
+        return js_fail(JET_errInvalidParameter, "js_wait_durable: no instance");
+    JET_ERR err = pos ? log_flush(inst, pos) : JET_errSuccess;
+    if (!err && durable && inst_logging(inst)) {
+        /* The flush may have carried commits made after pos, too. */
+        pthread_mutex_lock(&inst->log.lock);
+        *durable = inst->log.flushed;
+        pthread_mutex_unlock(&inst->log.lock);
+    }
     return err;
 }
 
@@ -357,7 +382,7 @@ static JET_ERR write_op(js_session *s, int del, const void *key, size_t klen, co
         if (err)
             txn_end(s);
         else
-            err = commit_locked(s, 0);
+            err = commit_locked(s, 0, NULL);
     } else if (err && err != JET_errRecordNotFound) {
         /* A half-applied change must not be committed: drop the
          * transaction's pages and tell the caller it was rolled back. */

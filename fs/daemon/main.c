@@ -427,16 +427,23 @@ static int serve(struct daemon *d, int sfd)
                 exit_code = 1;  /* start_main() reported why */
                 break;
             }
-            st_set_recovering(d->st, 0);
-            ctl_set_ready(d->ctl, 1);
-            jerr = srv_start(d->inst, (const char *const *)d->o.listen, d->o.n_listen,
-                             backup_info, d->st, &d->srv);
+            srv_limits lim = {
+                .maxclients = (size_t)d->o.maxclients,
+                .client_buffer_total = (size_t)d->o.client_buffer_total,
+                .timeout = (unsigned)d->o.timeout,
+                .commit_lazy = d->o.params.commit_mode == JS_COMMIT_LAZY,
+            };
+            jerr = srv_start_limits(d->inst, (const char *const *)d->o.listen, d->o.n_listen,
+                                    backup_info, d->st, &lim, &d->srv);
             if (jerr != JET_errSuccess) {
                 report_jet(d, "listen", jerr);
                 d->srv = NULL;
                 exit_code = 1;
                 break;
             }
+            /* Only now: status "idle" promises the endpoints answer. */
+            st_set_recovering(d->st, 0);
+            ctl_set_ready(d->ctl, 1);
             announce_ready(d);
         }
     }

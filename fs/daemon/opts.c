@@ -122,6 +122,21 @@ static int parse_one(struct fs_opts *o, char *item, char *err, size_t cap)
             return fail(err, cap, "listen= needs a PATH or HOST:PORT");
         if (add_listen(o, val) != 0)
             return fail(err, cap, "out of memory");
+    } else if (strcmp(item, "maxclients") == 0) {
+        if (proto_parse_size(val, &n) != 0 || n == 0 || n > 1000000)
+            return fail(err, cap, "maxclients=%s: must be 1..1000000", val);
+        o->maxclients = n;
+    } else if (strcmp(item, "client_buffer_total") == 0) {
+        if (proto_parse_size(val, &n) != 0 || n < (1u << 20))
+            return fail(err, cap, "client_buffer_total=%s: a size, at least 1M", val);
+        o->client_buffer_total = n;
+    } else if (strcmp(item, "timeout") == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long t = strtoull(val, &end, 10);
+        if (*val < '0' || *val > '9' || *end != '\0' || errno != 0 || t > 100000000ull)
+            return fail(err, cap, "timeout=%s: seconds, 0 for never", val);
+        o->timeout = t;
     } else if (strcmp(item, "backup_root") == 0) {
         if (*val != '/')
             return fail(err, cap, "backup_root=%s: must be an absolute path", val);
@@ -227,6 +242,10 @@ void opts_usage(void *file)
           "     cache_size=N         buffer pool size, K/M/G suffixes (256M)\n"
           "     listen=PATH|HOST:PORT  Redis-protocol endpoint, repeatable\n"
           "                          (DBDIR/jetsnap.sock)\n"
+          "     maxclients=N         Redis clients at once (10000)\n"
+          "     client_buffer_total=N  request and reply bytes across all clients;\n"
+          "                          past it the largest are closed (256M)\n"
+          "     timeout=N            close Redis clients idle N seconds (0: never)\n"
           "     backup_root=DIR      backups must resolve beneath DIR, no symlinks\n"
           "     backup_max_rate=N    bytes/s a backup may copy, K/M/G suffixes (no limit)\n"
           "     allow_other          let other users read the mount\n"

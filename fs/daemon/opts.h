@@ -28,6 +28,10 @@ struct fs_opts {
     char **listen;              /* listen= endpoints, malloc'd copies */
     size_t n_listen;
     char *backup_root;          /* backup_root=, malloc'd, NULL when unset */
+    /* Redis endpoint limits (fs/redis/server.h); 0: the server's default. */
+    uint64_t maxclients;        /* maxclients=N */
+    uint64_t client_buffer_total; /* client_buffer_total=SIZE */
+    uint64_t timeout;           /* timeout=SECONDS (0: never; the default) */
 };
 
 /** Parse argv into *o (which it initialises).  Returns 0, or -1 with a

@@ -31,6 +31,9 @@ int cmd_key_ok(cmd_conn *c, const resp_arg *k);
 /** Open the command's own transaction, unless EXEC's is already open
  *  (*opened tells which). */
 JET_ERR cmd_txn_open(cmd_conn *c, unsigned flags, int *opened);
+/** Commit the open transaction with c->commit_flags, raising
+ *  c->commit_pos to where it ends in the log. */
+JET_ERR cmd_commit(cmd_conn *c);
 /** End what cmd_txn_open opened: commit on success, roll back on failure;
  *  a transaction that only read (read_only, whatever its flags) is just
  *  rolled back.  Returns the first error. */
@@ -40,6 +43,12 @@ JET_ERR cmd_txn_close(cmd_conn *c, int opened, int read_only, JET_ERR rc);
  *  a snapshot, and it does not exclude other readers or writers' work (only
  *  the moment a commit installs its pages waits for it). */
 unsigned cmd_read_flags(size_t nkeys);
+
+/** Forget the connection's watched keys (after EXEC, DISCARD, UNWATCH,
+ *  and when it closes). */
+void cmd_watch_clear(cmd_conn *c);
+/** A write of key succeeded: mark every connection watching it. */
+void cmd_watch_touch(cmd_conn *c, const void *key, size_t len);
 
 /* Handlers, by family. */
 void cmd_set(cmd_conn *c, size_t argc, const resp_arg *argv);      /* cmd_keys.c */
@@ -58,5 +67,7 @@ void cmd_select(cmd_conn *c, size_t argc, const resp_arg *argv);
 void cmd_quit(cmd_conn *c, size_t argc, const resp_arg *argv);
 void cmd_command(cmd_conn *c, size_t argc, const resp_arg *argv);
 void cmd_config(cmd_conn *c, size_t argc, const resp_arg *argv);
+void cmd_watch(cmd_conn *c, size_t argc, const resp_arg *argv);    /* cmd_watch.c */
+void cmd_unwatch(cmd_conn *c, size_t argc, const resp_arg *argv);
 
 #endif

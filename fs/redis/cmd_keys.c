@@ -18,11 +18,16 @@ void cmd_set(cmd_conn *c, size_t argc, const resp_arg *argv)
     }
     if (!cmd_key_ok(c, &argv[1]))
         return;
-    JET_ERR rc = js_put(c->sess, argv[1].p, argv[1].len, argv[2].p, argv[2].len);
+    int opened;
+    JET_ERR rc = cmd_txn_open(c, 0, &opened);
+    if (rc == JET_errSuccess)
+        rc = js_put(c->sess, argv[1].p, argv[1].len, argv[2].p, argv[2].len);
+    rc = cmd_txn_close(c, opened, 0, rc);
     if (rc != JET_errSuccess) {
         cmd_reply_jet(c, rc);
         return;
     }
+    cmd_watch_touch(c, argv[1].p, argv[1].len);
     resp_add_status(c->out, "OK");
 }
 
@@ -55,26 +60,13 @@ void cmd_del(cmd_conn *c, size_t argc, const resp_arg *argv)
     for (size_t i = 1; i < argc; i++)
         if (!cmd_key_ok(c, &argv[i]))
             return;
-    if (argc == 2) {
-        /* One key: the engine's own auto-commit transaction suffices. */
-        rc = js_del(c->sess, argv[1].p, argv[1].len);
-        if (rc == JET_errRecordNotFound) {
-            resp_add_int(c->out, 0);
-            return;
-        }
-        if (rc != JET_errSuccess) {
-            cmd_reply_jet(c, rc);
-            return;
-        }
-        resp_add_int(c->out, 1);
-        return;
-    }
     rc = cmd_txn_open(c, 0, &opened);
     for (size_t i = 1; rc == JET_errSuccess && i < argc; i++) {
         rc = js_del(c->sess, argv[i].p, argv[i].len);
-        if (rc == JET_errSuccess)
+        if (rc == JET_errSuccess) {
             deleted++;
-        else if (rc == JET_errRecordNotFound)
+            cmd_watch_touch(c, argv[i].p, argv[i].len);
+        } else if (rc == JET_errRecordNotFound)
             rc = JET_errSuccess;
     }
     rc = cmd_txn_close(c, opened, 0, rc);
@@ -139,6 +131,8 @@ void cmd_mset(cmd_conn *c, size_t argc, const resp_arg *argv)
         cmd_reply_jet(c, rc);
         return;
     }
+    for (size_t i = 1; i < argc; i += 2)
+        cmd_watch_touch(c, argv[i].p, argv[i].len);
     resp_add_status(c->out, "OK");
 }
 
@@ -217,10 +211,12 @@ void cmd_incr(cmd_conn *c, size_t argc, const resp_arg *argv)
     }
     rc = cmd_txn_close(c, opened, 0, rc);
 out_reply:
-    if (rc != JET_errSuccess)
+    if (rc != JET_errSuccess) {
         cmd_reply_jet(c, rc);
-    else
+    } else {
+        cmd_watch_touch(c, argv[1].p, argv[1].len);
         resp_add_int(c->out, v);
+    }
 out_free:
     free(val);
 }

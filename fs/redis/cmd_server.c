@@ -70,7 +70,7 @@ static void info_backup(cmd_conn *c, resp_buf *b)
 
 void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
 {
-    int all = 1, server = 0, clients = 0, keyspace = 0, backup = 0;
+    int all = 1, server = 0, clients = 0, stats = 0, keyspace = 0, backup = 0;
     char line[256];
     resp_buf b;
 
@@ -80,11 +80,12 @@ void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
         all = 0;
         server |= cmd_arg_is(&argv[i], "server");
         clients |= cmd_arg_is(&argv[i], "clients");
+        stats |= cmd_arg_is(&argv[i], "stats");
         keyspace |= cmd_arg_is(&argv[i], "keyspace");
         backup |= cmd_arg_is(&argv[i], "backup");
     }
     if (argc == 1 || all)
-        server = clients = keyspace = backup = 1;
+        server = clients = stats = keyspace = backup = 1;
 
     resp_buf_init(&b);
     if (server) {
@@ -97,12 +98,18 @@ void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
                          c->env->inst ? js_instance_dir(c->env->inst) : "");
         resp_add_raw(&b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
     }
-    if (clients) {
-        size_t nc = c->env->client_count ? c->env->client_count(c->env->client_ctx) : 1;
+    for (int sec = 0; sec < 2; sec++) {
+        if (!(sec == 0 ? clients : stats))
+            continue;
         if (b.len)
             resp_add_raw(&b, "\r\n", 2);
-        int n = snprintf(line, sizeof line, "# Clients\r\nconnected_clients:%zu\r\n", nc);
-        resp_add_raw(&b, line, (size_t)n);
+        resp_add_raw(&b, sec == 0 ? "# Clients\r\n" : "# Stats\r\n", sec == 0 ? 11 : 9);
+        size_t n = 0;
+        if (c->env->server_info)
+            n = c->env->server_info(c->env->client_ctx, sec == 0 ? "clients" : "stats", line, sizeof line);
+        else if (sec == 0)
+            n = (size_t)snprintf(line, sizeof line, "connected_clients:1\r\n");
+        resp_add_raw(&b, line, n);
     }
     if (keyspace) {
         uint64_t keys = 0;

@@ -112,12 +112,21 @@ JET_ERR cmd_txn_open(cmd_conn *c, unsigned flags, int *opened)
     return rc;
 }
 
+JET_ERR cmd_commit(cmd_conn *c)
+{
+    uint64_t pos = 0;
+    JET_ERR rc = js_txn_commit_pos(c->sess, c->commit_flags, &pos);
+    if (pos > c->commit_pos)
+        c->commit_pos = pos;
+    return rc;
+}
+
 JET_ERR cmd_txn_close(cmd_conn *c, int opened, int read_only, JET_ERR rc)
 {
     if (!opened)
         return rc;
     if (rc == JET_errSuccess && !read_only)
-        return js_txn_commit(c->sess, 0);
+        return cmd_commit(c);
     JET_ERR rb = js_txn_rollback(c->sess);
     return rc != JET_errSuccess ? rc : rb;
 }
@@ -157,6 +166,7 @@ static void cmd_queue_clear(cmd_conn *c)
 
 void cmd_conn_free(cmd_conn *c)
 {
+    cmd_watch_clear(c);
     cmd_queue_clear(c);
     c->in_multi = 0;
 }
@@ -179,6 +189,7 @@ static void cmd_discard(cmd_conn *c, size_t argc, const resp_arg *argv)
         return;
     }
     cmd_queue_clear(c);
+    cmd_watch_clear(c);
     c->in_multi = 0;
     resp_add_status(c->out, "OK");
 }
@@ -194,9 +205,17 @@ static void cmd_exec(cmd_conn *c, size_t argc, const resp_arg *argv)
         return;
     }
     c->in_multi = 0;
+    int watch_dirty = c->watch_dirty;
+    cmd_watch_clear(c);
     if (c->multi_dirty) {
         cmd_queue_clear(c);
         resp_add_error(c->out, "EXECABORT Transaction discarded because of previous errors.");
+        return;
+    }
+    if (watch_dirty) {
+        /* A watched key changed since WATCH: run nothing (Redis's null). */
+        cmd_queue_clear(c);
+        resp_add_raw(c->out, "*-1\r\n", 5);
         return;
     }
     rc = js_txn_begin(c->sess, 0);
@@ -227,7 +246,7 @@ static void cmd_exec(cmd_conn *c, size_t argc, const resp_arg *argv)
     } else if (replies.oom) {
         js_txn_rollback(c->sess);
         c->out->oom = 1;
-    } else if ((rc = js_txn_commit(c->sess, 0)) != JET_errSuccess) {
+    } else if ((rc = cmd_commit(c)) != JET_errSuccess) {
         cmd_reply_jet(c, rc);
     } else {
         resp_add_array(c->out, (long long)n);
@@ -257,6 +276,8 @@ static const cmd_def cmd_table[] = {
     { "quit",     -1, CMD_NOQUEUE, cmd_quit },
     { "command",  -1, 0, cmd_command },
     { "config",   -2, 0, cmd_config },
+    { "watch",    -2, CMD_NOQUEUE, cmd_watch },
+    { "unwatch",   1, 0, cmd_unwatch },
 };
 
 size_t cmd_table_size(void)

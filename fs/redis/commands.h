@@ -27,9 +27,13 @@ typedef struct cmd_env {
     js_instance *inst;
     srv_backup_info_fn backup_info;     /* may be NULL */
     void *backup_ctx;
-    size_t (*client_count)(void *ctx);  /* connected clients, may be NULL */
+    /* The server's lines of INFO's "clients" or "stats" section
+     * ("key:value\r\n" each) into buf; returns the length (< cap).  May be
+     * NULL. */
+    size_t (*server_info)(void *ctx, const char *section, char *buf, size_t cap);
     void *client_ctx;
     time_t started;
+    struct cmd_watch_list *watchers;    /* NULL: WATCH refused */
 } cmd_env;
 
 /* SCAN positions remembered per connection: a cursor number and the last key
@@ -46,12 +50,26 @@ typedef struct cmd_scan_pos {
 #define CMD_MULTI_MAX_BYTES (64u * 1024u * 1024u)
 
 struct cmd_queued;
+struct cmd_watched;
+struct cmd_conn;
 
-typedef struct cmd_conn {
+/* Connections with watched keys (cmd_watch.c); the server owns one. */
+typedef struct cmd_watch_list {
+    struct cmd_conn *head;
+} cmd_watch_list;
+
+#define CMD_WATCH_MAX 10000u   /* keys one connection may watch */
+
+struct cmd_conn {
     const cmd_env *env;
     js_session *sess;
     resp_buf *out;          /* replies go here */
     int quit;               /* QUIT seen: close once the reply is sent */
+    /* Group commit (server.c): commits use these flags (JS_COMMIT_FLAG_LAZY
+     * under the event loop, which makes a whole turn durable at once) and
+     * raise commit_pos to the log position the reply must wait for. */
+    unsigned commit_flags;
+    uint64_t commit_pos;
     /* MULTI state */
     int in_multi;           /* between MULTI and EXEC/DISCARD */
     int multi_dirty;        /* a command was refused while queueing */
@@ -59,13 +77,20 @@ typedef struct cmd_conn {
     size_t queue_n, queue_bytes;
     int in_exec;            /* handlers run inside EXEC's transaction */
     JET_ERR exec_err;       /* engine failure that aborts the EXEC */
+    /* WATCH state (cmd_watch.c) */
+    struct cmd_watched *watch_keys;
+    size_t watch_n, watch_cap;
+    int watch_dirty;        /* a watched key was written since WATCH */
+    int watch_linked;       /* in env->watchers */
+    struct cmd_conn *watch_next, *watch_prev;
     /* SCAN state */
     cmd_scan_pos scan[CMD_SCAN_SLOTS];
     unsigned scan_next;     /* slot to overwrite next */
-} cmd_conn;
+};
+typedef struct cmd_conn cmd_conn;
 
 void cmd_conn_init(cmd_conn *c, const cmd_env *env, js_session *sess, resp_buf *out);
-/** Drop the MULTI queue (a transaction is never left open between
+/** Drop the MULTI queue and the watched keys (a transaction is never left open between
  *  commands, so there is nothing to roll back). */
 void cmd_conn_free(cmd_conn *c);
 

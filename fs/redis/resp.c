@@ -112,6 +112,11 @@ int resp_parse_ll(const char *s, size_t n, long long *out)
     return 0;
 }
 
+size_t resp_parser_bytes(const resp_parser *p)
+{
+    return p->inl_cap + p->data_cap + p->arg_cap * 2 * sizeof(size_t) + p->argv_cap * sizeof(resp_arg);
+}
+
 /* Forget the previous command's arguments before a new one starts. */
 static void reset_command(resp_parser *p)
 {

@@ -85,6 +85,9 @@ int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *used);
 
 size_t resp_argc(const resp_parser *p);
 const resp_arg *resp_argv(const resp_parser *p);
+/** Heap bytes the parser holds now (what a half-sent request costs; the
+ *  server charges it against its buffer limits). */
+size_t resp_parser_bytes(const resp_parser *p);
 /** The protocol error message ("Protocol error: invalid bulk length"). */
 const char *resp_errmsg(const resp_parser *p);
 

@@ -75,6 +75,24 @@ void tl_dbuf_put(tl_dbuf *d, int ch)
     d->p[d->len] = '\0';
 }
 
+void tl_dbuf_puts(tl_dbuf *d, const char *s)
+{
+    for (; *s; s++)
+        tl_dbuf_put(d, *s);
+}
+
+void tl_dbuf_set(tl_dbuf *d, const char *key, const char *val)
+{
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "*3\r\n$3\r\nSET\r\n$%zu\r\n", strlen(key));
+    tl_dbuf_puts(d, hdr);
+    tl_dbuf_puts(d, key);
+    snprintf(hdr, sizeof hdr, "\r\n$%zu\r\n", strlen(val));
+    tl_dbuf_puts(d, hdr);
+    tl_dbuf_puts(d, val);
+    tl_dbuf_puts(d, "\r\n");
+}
+
 /* Read one complete reply, raw, into d.  Returns -1 on EOF. */
 static int read_reply_into(tl_client *c, tl_dbuf *d)
 {

@@ -23,6 +23,10 @@ typedef struct tl_dbuf {
 
 /* Append the byte ch to d. */
 void tl_dbuf_put(tl_dbuf *d, int ch);
+/* Append the C string s to d. */
+void tl_dbuf_puts(tl_dbuf *d, const char *s);
+/* Append the RESP command SET key val (C strings) to d, for pipelines. */
+void tl_dbuf_set(tl_dbuf *d, const char *key, const char *val);
 
 /* Connect to the Unix socket at path (asserts it works); a reply that
  * does not come within 20 s then reads as end of file. */

@@ -2,9 +2,11 @@
  * respsrv.c - the RESP server fixture (see respsrv.h).
  */
 #include "respsrv.h"
+#include "respcl.h"
 #include "testlib.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 char tl_srv_root[64], tl_srv_dbdir[128], tl_srv_sock[128];
@@ -40,6 +42,44 @@ void tl_srv_start_server(void)
     JET_ERR rc = srv_start(tl_srv_inst, eps, 1, backup_info, NULL, &tl_srv);
 
     cr_assert_eq(rc, 0, "srv_start: %d %s", rc, js_errdetail());
+}
+
+void tl_srv_start_limits(int commit_mode, const srv_limits *lim)
+{
+    const char *eps[1];
+    tl_srv_start_instance(commit_mode);
+    eps[0] = tl_srv_sock;
+    JET_ERR rc = srv_start_limits(tl_srv_inst, eps, 1, NULL, NULL, lim, &tl_srv);
+    cr_assert_eq(rc, 0, "srv_start_limits: %d %s", rc, js_errdetail());
+}
+
+void tl_srv_expect_served(void)
+{
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    tl_cl_cmd(c, "SET", "alive", "yes", NULL);
+    EXPECT(c, "+OK\r\n");
+    tl_cl_cmd(c, "GET", "alive", NULL);
+    EXPECT(c, "$3\r\nyes\r\n");
+    tl_cl_close(c);
+}
+
+char *tl_srv_get(const char *key)
+{
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    tl_cl_cmd(c, "GET", key, NULL);
+    size_t len;
+    char *r = tl_cl_reply(c, &len);
+    tl_cl_close(c);
+    cr_assert_not_null(r, "no reply to GET %s", key);
+    if (strncmp(r, "$-1", 3) == 0) {
+        free(r);
+        return NULL;
+    }
+    char *nl = strstr(r, "\r\n");
+    cr_assert_not_null(nl);
+    char *v = strndup(nl + 2, len - (size_t)(nl + 2 - r) - 2);
+    free(r);
+    return v;
 }
 
 void tl_srv_setup_lazy(void)

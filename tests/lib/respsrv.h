@@ -22,6 +22,14 @@ void tl_srv_start_instance(int commit_mode);
 /* srv_start on tl_srv_sock with a fixed INFO backup section. */
 void tl_srv_start_server(void);
 
+/* The instance with commit_mode, then srv_start_limits with lim (NULL:
+ * the defaults) on tl_srv_sock, no INFO backup section. */
+void tl_srv_start_limits(int commit_mode, const srv_limits *lim);
+/* Assert a new client can SET and GET (the server is not stalled). */
+void tl_srv_expect_served(void);
+/* The value of key (a C string) through a new connection, malloc'd; NULL
+ * when absent. */
+char *tl_srv_get(const char *key);
 /* A suite's .init: the instance with lazy commits, then the server. */
 void tl_srv_setup_lazy(void);
 

@@ -99,6 +99,20 @@ void tl_build_bin(char *out, const char *name)
     cr_assert_not_null(realpath(p, out), "no %s binary at %s (build it first)", name, p);
 }
 
+long tl_vm_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
 int64_t tl_now_ms(void)
 {
     struct timespec ts;

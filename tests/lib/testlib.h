@@ -62,6 +62,8 @@ void tl_build_bin(char *out, const char *name);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t tl_now_ms(void);
+/* Resident memory of process pid (VmRSS in /proc/PID/status), in KiB. */
+long tl_vm_rss_kib(pid_t pid);
 
 /* Sleep ms milliseconds. */
 void tl_sleep_ms(long ms);
