@@ -190,6 +190,19 @@ JET_ERR js_db_read(js_instance *inst, uint64_t off, void *buf, size_t len, size_
     return db_read(&inst->store, off, buf, len, got);
 }
 
+JET_ERR js_wait_durable(js_instance *inst, uint64_t pos, uint64_t *durable)
+{
+    if (durable)
+        *durable = 0;
+    if (!inst)
+        return js_fail(JET_errInvalidParameter, "js_wait_durable: no instance");
+    JET_ERR err = pos ? log_flush(&inst->log, pos) : JET_errSuccess;
+    /* The flush may have carried commits made after pos, too. */
+    if (!err && durable && inst->log.enabled)
+        *durable = log_durable_now(&inst->log);
+    return err;
+}
+
 JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen)
 {
     JET_ERR err = inst_check_usable(inst);

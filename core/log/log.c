@@ -75,6 +75,14 @@ uint64_t log_position_now(log_state *lg)
     return pos;
 }
 
+uint64_t log_durable_now(log_state *lg)
+{
+    js_mutex_lock(&lg->lock);
+    uint64_t flushed = lg->flushed;
+    js_mutex_unlock(&lg->lock);
+    return flushed;
+}
+
 /* The instance's sticky error (0: none).  health is NULL only while js_create
  * or a restore owns lg alone. */
 static JET_ERR log_sticky(log_state *lg)

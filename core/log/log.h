@@ -114,6 +114,9 @@ JET_ERR log_retry_stalled(log_state *lg);
 JET_ERR log_abort_unfinished(log_state *lg);
 /** Position where the next record starts (takes log->lock). */
 uint64_t log_position_now(log_state *lg);
+/** Every record starting below the returned position is durable (takes
+ *  log->lock). */
+uint64_t log_durable_now(log_state *lg);
 /** After redo (rr, from redo_run): continue appending to edb.log, or finish
  *  a roll a crash interrupted, or start the next generation after a torn
  *  tail (or the first one of an empty log). */

@@ -315,22 +315,6 @@ JET_ERR js_txn_commit_pos(js_session *s, unsigned flags, uint64_t *pos)
     return err;
 }
 
-JET_ERR js_wait_durable(js_instance *inst, uint64_t pos, uint64_t *durable)
-{
-    if (durable)
-        *durable = 0;
-    if (!inst)
-        return js_fail(JET_errInvalidParameter, "js_wait_durable: no instance");
-    JET_ERR err = pos ? log_flush(inst, pos) : JET_errSuccess;
-    if (!err && durable && inst_logging(inst)) {
-        /* The flush may have carried commits made after pos, too. */
-        pthread_mutex_lock(&inst->log.lock);
-        *durable = inst->log.flushed;
-        pthread_mutex_unlock(&inst->log.lock);
-    }
-    return err;
-}
-
 JET_ERR js_txn_rollback(js_session *s)
 {
     JET_ERR err = enter(s);
