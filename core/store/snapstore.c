@@ -1,0 +1,1001 @@
+/*
+ * snapstore.c - the snapshot store: the old page images copy-on-write
+ * snapshots read (store.h, "the snapshot store"), kept in DBDIR/snapshots/
+ * so they survive restarts and crashes, each saved once however many
+ * snapshots share it.
+ *
+ * Two files, little-endian throughout.
+ *
+ * snapshots/store.pages: slots of page_size bytes; slot k at k * page_size.
+ *   Slot 0 is the file's header:
+ *     0 u32 crc (CRC32C of bytes 4..page_size-1)  4 "JSNAPSPG"
+ *    12 u32 version (1)  16 u32 page_size  20 u8[16] db_signature
+ *   Slot k >= 1 holds one page image exactly as jetsnap.edb held it: its own
+ *   page header and checksum, the page number mixed in (page.h).  A freed
+ *   slot is punched out (os_punch_hole) and reused.
+ *
+ * snapshots/store.idx: the index, a journal of records appended in order:
+ *     0 u32 crc (CRC32C of bytes 4..len-1)  4 u16 type  6 u16 zero
+ *     8 u32 len (whole record, a multiple of 8)  12 payload, zero padded
+ *   type 1 HEADER (first record): 12 "JSNAPSIX" 20 u32 version (1)
+ *     24 u32 page_size 28 u8[16] db_signature
+ *   type 2 CREATE (a snapshot became durable): 12 u32 id 16 u32 pages
+ *     20 u64 log_position 28 i64 created (ms) 36 i64 last_commit_time (ms)
+ *     44 u8[16] the image's log_signature 60 u64 log_file_size
+ *     68 u32 header flags 72 i64 database created (s) 80 u8 name length
+ *     81 name
+ *   type 3 MAP (an image saved): 12 u64 slot 20 u32 pgno 24 u32 CRC32C of
+ *     the image 28 u32 count 32 u32 ids[count]: the snapshots reading it
+ *   type 4 INVALID: 12 u32 id 16 i32 the error
+ *   type 5 DELETE: 12 u32 id
+ *   type 6 NOTE (replaces the previous one): 12 u32 id 16 u32 n 20 bytes[n]
+ * Open reads records until the first that fails its CRC or runs past the
+ * end (a torn tail), then applies them: a MAP counts only for ids with a
+ * CREATE and no DELETE (a MAP may precede its CREATE: images saved while a
+ * snapshot was being taken).  It then rewrites the index compacted (temp,
+ * fsync, rename, fsync dir) and punches out the slots no snapshot reads.
+ *
+ * Durability order of a save (DESIGN section 7): image into its slot, MAP
+ * record, fsync of both files, and only then the database write; so after a
+ * crash every page a snapshot lacks in the store is still in jetsnap.edb.
+ * Recovery never needs the store.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SS_DIR "snapshots"
+#define SS_PAGES "store.pages"
+#define SS_IDX "store.idx"
+#define SS_VERSION 1u
+#define SLOT_NONE 0u
+#define SLOT_PENDING UINT32_MAX   /* captured at take, in memory until ss_commit */
+
+enum { R_HEADER = 1, R_CREATE, R_MAP, R_INVALID, R_DELETE, R_NOTE };
+
+typedef struct pending_img {
+    uint32_t pgno;
+    uint8_t *data;
+} pending_img;
+
+typedef struct snap_entry {
+    uint32_t id;
+    ss_meta meta;
+    int ready;                  /* CREATE durable: listed */
+    JET_ERR invalid;
+    int opens;
+    uint32_t *map;              /* [meta.pages]: slot, SLOT_NONE or SLOT_PENDING */
+    uint64_t saved;             /* slots in map */
+    pending_img *pend;
+    size_t npend, pend_cap;
+    uint8_t *note;
+    uint32_t note_len;
+    uint8_t hdr_pages[2 * 32768]; /* the image's pages 0 and 1 */
+} snap_entry;
+
+struct snapstore {
+    js_rwlock lock;
+    char dir[PATH_MAX], pages_path[PATH_MAX], idx_path[PATH_MAX];
+    int pages_fd, idx_fd;
+    uint64_t idx_end;
+    uint32_t page_size;
+    uint8_t db_sig[JS_SIG_LEN];
+    snap_entry **snaps;
+    size_t nsnaps, snaps_cap;
+    uint32_t next_id;
+    uint32_t *refs;             /* per slot: snapshots reading it (slot 0: header) */
+    uint64_t nslots, refs_cap;
+    uint32_t *free_slots;
+    size_t nfree, free_cap;
+    uint64_t live_slots;
+    ss_event_fn on_invalid;
+    void *ev_ctx;
+    uint8_t *scratch;           /* page_size: the flusher's old-image buffer */
+};
+
+/* ---------------- records ---------------- */
+
+static size_t rec_len(size_t payload)
+{
+    return (12 + payload + 7) & ~(size_t)7;
+}
+
+static void rec_seal(uint8_t *r, int type, size_t len)
+{
+    pg_put16(r + 4, (uint16_t)type);
+    pg_put16(r + 6, 0);
+    pg_put32(r + 8, (uint32_t)len);
+    pg_put32(r, js_crc32c(0, r + 4, len - 4));
+}
+
+static JET_ERR idx_append(struct snapstore *ss, const uint8_t *r, size_t len)
+{
+    JET_ERR err = os_pwrite(ss->idx_fd, ss->idx_path, r, len, ss->idx_end);
+    if (!err)
+        ss->idx_end += len;
+    return err;
+}
+
+static size_t enc_create(const snap_entry *e, uint8_t *r)
+{
+    size_t nl = strlen(e->meta.name), len = rec_len(69 + nl);
+    memset(r, 0, len);
+    pg_put32(r + 12, e->id);
+    pg_put32(r + 16, e->meta.pages);
+    pg_put64(r + 20, e->meta.log_position);
+    pg_put64(r + 28, (uint64_t)e->meta.created);
+    pg_put64(r + 36, (uint64_t)e->meta.last_commit_time);
+    memcpy(r + 44, e->meta.hdr.log_sig, JS_SIG_LEN);
+    pg_put64(r + 60, e->meta.hdr.log_file_size);
+    pg_put32(r + 68, e->meta.hdr.flags);
+    pg_put64(r + 72, (uint64_t)e->meta.hdr.created);
+    r[80] = (uint8_t)nl;
+    memcpy(r + 81, e->meta.name, nl);
+    rec_seal(r, R_CREATE, len);
+    return len;
+}
+
+static size_t enc_small(uint8_t *r, int type, uint32_t a, uint32_t b)
+{
+    size_t len = rec_len(8);
+    memset(r, 0, len);
+    pg_put32(r + 12, a);
+    pg_put32(r + 16, b);
+    rec_seal(r, type, len);
+    return len;
+}
+
+/* ---------------- entries ---------------- */
+
+static snap_entry *find_id(struct snapstore *ss, uint32_t id)
+{
+    for (size_t i = 0; i < ss->nsnaps; i++)
+        if (ss->snaps[i]->id == id)
+            return ss->snaps[i];
+    return NULL;
+}
+
+static snap_entry *find_name(struct snapstore *ss, const char *name)
+{
+    for (size_t i = 0; i < ss->nsnaps; i++)
+        if (!strcmp(ss->snaps[i]->meta.name, name))
+            return ss->snaps[i];
+    return NULL;
+}
+
+static void image_header(struct snapstore *ss, snap_entry *e)
+{
+    db_header *h = &e->meta.hdr;
+    h->page_size = ss->page_size;
+    h->state = JS_DB_CLEAN_SHUTDOWN;
+    memcpy(h->db_sig, ss->db_sig, JS_SIG_LEN);
+    h->flags &= DBH_CIRCULAR;
+    memset(&h->full, 0, sizeof h->full);
+    memset(&h->inc, 0, sizeof h->inc);
+    h->backup_gen_low = h->backup_gen_high = 0;
+    h->consistent_lsn = 0;
+    h->valid_below = e->meta.pages;
+    dbh_encode(h, e->hdr_pages, 0);
+    dbh_encode(h, e->hdr_pages + ss->page_size, 1);
+}
+
+static snap_entry *entry_new(struct snapstore *ss, uint32_t id, const ss_meta *m)
+{
+    if (ss->nsnaps == ss->snaps_cap) {
+        size_t cap = ss->snaps_cap ? 2 * ss->snaps_cap : 8;
+        snap_entry **n = realloc(ss->snaps, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        ss->snaps = n;
+        ss->snaps_cap = cap;
+    }
+    snap_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->map = calloc(m->pages ? m->pages : 1, sizeof *e->map);
+    if (!e->map) {
+        free(e);
+        return NULL;
+    }
+    e->id = id;
+    e->meta = *m;
+    image_header(ss, e);
+    ss->snaps[ss->nsnaps++] = e;
+    return e;
+}
+
+static void slot_release(struct snapstore *ss, uint32_t slot)
+{
+    if (slot == SLOT_NONE || slot == SLOT_PENDING || slot >= ss->nslots || !ss->refs[slot])
+        return;
+    if (--ss->refs[slot])
+        return;
+    ss->live_slots--;
+    /* A failed punch or push only keeps space until the next open. */
+    (void)os_punch_hole(ss->pages_fd, ss->pages_path, (uint64_t)slot * ss->page_size, ss->page_size);
+    if (ss->nfree == ss->free_cap) {
+        size_t cap = ss->free_cap ? 2 * ss->free_cap : 64;
+        uint32_t *n = realloc(ss->free_slots, cap * sizeof *n);
+        if (!n)
+            return;
+        ss->free_slots = n;
+        ss->free_cap = cap;
+    }
+    ss->free_slots[ss->nfree++] = slot;
+}
+
+/* Drop e from memory; release: its images are freed too (a delete), else
+ * they stay in the files (close). */
+static void entry_free(struct snapstore *ss, snap_entry *e, int release)
+{
+    for (uint32_t p = 0; release && p < e->meta.pages; p++)
+        slot_release(ss, e->map[p]);
+    for (size_t i = 0; i < e->npend; i++)
+        free(e->pend[i].data);
+    free(e->pend);
+    free(e->map);
+    free(e->note);
+    for (size_t i = 0; i < ss->nsnaps; i++)
+        if (ss->snaps[i] == e) {
+            ss->snaps[i] = ss->snaps[--ss->nsnaps];
+            break;
+        }
+    free(e);
+}
+
+static JET_ERR slot_alloc(struct snapstore *ss, uint32_t *out)
+{
+    if (ss->nfree) {
+        *out = ss->free_slots[--ss->nfree];
+    } else {
+        if (ss->nslots >= SLOT_PENDING - 1)
+            return js_fail(JET_errDiskFull, "%s: too many page images", ss->pages_path);
+        if (ss->nslots == ss->refs_cap) {
+            uint64_t cap = ss->refs_cap ? 2 * ss->refs_cap : 1024;
+            uint32_t *n = realloc(ss->refs, cap * sizeof *n);
+            if (!n)
+                return js_fail(JET_errOutOfMemory, "snapshot store slots");
+            memset(n + ss->refs_cap, 0, (cap - ss->refs_cap) * sizeof *n);
+            ss->refs = n;
+            ss->refs_cap = cap;
+        }
+        *out = (uint32_t)ss->nslots++;
+    }
+    ss->refs[*out] = 0;
+    ss->live_slots++;
+    return JET_errSuccess;
+}
+
+/* Undo slot_alloc of a slot no record names. */
+static void slot_unalloc(struct snapstore *ss, uint32_t slot)
+{
+    ss->refs[slot] = 1;
+    slot_release(ss, slot);
+}
+
+static void invalidate(struct snapstore *ss, snap_entry *e, JET_ERR err)
+{
+    if (e->invalid)
+        return;
+    e->invalid = err;
+    if (e->ready) {
+        uint8_t r[32];
+        size_t len = enc_small(r, R_INVALID, e->id, (uint32_t)err);
+        /* Best effort: if it cannot be recorded, the store's own failure
+         * shows again at the next save or read. */
+        if (!idx_append(ss, r, len))
+            (void)os_fsync(ss->idx_fd, ss->idx_path);
+    }
+    if (ss->on_invalid)
+        ss->on_invalid(ss->ev_ctx, e->meta.name, err);
+}
+
+/* Write image (sealed page pgno) into a new slot and a MAP record naming
+ * ids; no fsync.  The slot's refs are the caller's to set. */
+static JET_ERR save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *img, const uint32_t *ids, uint32_t nids,
+                          uint32_t *slot_out)
+{
+    uint32_t slot;
+    JET_ERR err = slot_alloc(ss, &slot);
+    if (err)
+        return err;
+    size_t len = rec_len(20 + 4 * (size_t)nids);
+    uint8_t *r = calloc(1, len);
+    if (!r) {
+        slot_unalloc(ss, slot);
+        return js_fail(JET_errOutOfMemory, "snapshot index record");
+    }
+    pg_put64(r + 12, slot);
+    pg_put32(r + 20, pgno);
+    pg_put32(r + 24, js_crc32c(0, img, ss->page_size));
+    pg_put32(r + 28, nids);
+    for (uint32_t i = 0; i < nids; i++)
+        pg_put32(r + 32 + 4 * i, ids[i]);
+    rec_seal(r, R_MAP, len);
+    err = os_pwrite(ss->pages_fd, ss->pages_path, img, ss->page_size, (uint64_t)slot * ss->page_size);
+    if (!err)
+        err = idx_append(ss, r, len);
+    free(r);
+    if (err) {
+        slot_unalloc(ss, slot);
+        return err;
+    }
+    *slot_out = slot;
+    return JET_errSuccess;
+}
+
+static JET_ERR sync_both(struct snapstore *ss)
+{
+    JET_ERR err = os_fsync(ss->pages_fd, ss->pages_path);
+    return err ? err : os_fsync(ss->idx_fd, ss->idx_path);
+}
+
+/* ---------------- open: replay and compact ---------------- */
+
+static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len, int pass)
+{
+    int type = pg_u16(r + 4);
+    if (type == R_CREATE && pass == 0) {
+        ss_meta m;
+        memset(&m, 0, sizeof m);
+        uint32_t id = pg_u32(r + 12);
+        m.pages = pg_u32(r + 16);
+        m.log_position = pg_u64(r + 20);
+        m.created = (int64_t)pg_u64(r + 28);
+        m.last_commit_time = (int64_t)pg_u64(r + 36);
+        memcpy(m.hdr.log_sig, r + 44, JS_SIG_LEN);
+        m.hdr.log_file_size = pg_u64(r + 60);
+        m.hdr.flags = pg_u32(r + 68);
+        m.hdr.created = (int64_t)pg_u64(r + 72);
+        size_t nl = r[80];
+        if (nl > SS_NAME_MAX || 81 + nl > len)
+            return JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad snapshot record", ss->idx_path);
+        memcpy(m.name, r + 81, nl);
+        m.name[nl] = '\0';
+        snap_entry *e = entry_new(ss, id, &m);
+        if (!e)
+            return js_fail(JET_errOutOfMemory, "snapshot %s", m.name);
+        e->ready = 1;
+        if (id >= ss->next_id)
+            ss->next_id = id + 1;
+    } else if (type == R_DELETE && pass == 1) {
+        snap_entry *e = find_id(ss, pg_u32(r + 12));
+        if (e)
+            entry_free(ss, e, 1);
+    } else if (type == R_INVALID && pass == 1) {
+        snap_entry *e = find_id(ss, pg_u32(r + 12));
+        if (e)
+            e->invalid = (JET_ERR)(int32_t)pg_u32(r + 16);
+    } else if (type == R_NOTE && pass == 1) {
+        snap_entry *e = find_id(ss, pg_u32(r + 12));
+        uint32_t n = pg_u32(r + 16);
+        if (e && 20 + (size_t)n <= len) {
+            free(e->note);
+            e->note = malloc(n ? n : 1);
+            if (!e->note)
+                return js_fail(JET_errOutOfMemory, "snapshot note");
+            memcpy(e->note, r + 20, n);
+            e->note_len = n;
+        }
+    } else if (type == R_MAP && pass == 2) {
+        uint64_t slot = pg_u64(r + 12);
+        uint32_t pgno = pg_u32(r + 20), n = pg_u32(r + 28);
+        if (32 + 4 * (size_t)n > len || slot == 0 || slot >= SLOT_PENDING - 1)
+            return JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad image record", ss->idx_path);
+        while (ss->nslots <= slot) {
+            uint32_t s;
+            JET_ERR err = slot_alloc(ss, &s);
+            if (err)
+                return err;
+            ss->live_slots--;   /* allocated as free: counted when referenced */
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            snap_entry *e = find_id(ss, pg_u32(r + 32 + 4 * i));
+            if (!e || pgno >= e->meta.pages || e->map[pgno] != SLOT_NONE)
+                continue;
+            if (!ss->refs[slot]++)
+                ss->live_slots++;
+            e->map[pgno] = (uint32_t)slot;
+            e->saved++;
+        }
+    }
+    return JET_errSuccess;
+}
+
+static JET_ERR replay(struct snapstore *ss, const uint8_t *buf, size_t size)
+{
+    JET_ERR err = JET_errSuccess;
+    size_t end = 0;
+    /* The valid prefix: the first record that fails ends the journal. */
+    while (end + 12 <= size) {
+        uint32_t len = pg_u32(buf + end + 8);
+        if (len < 16 || len % 8 || end + len > size || pg_u32(buf + end) != js_crc32c(0, buf + end + 4, len - 4))
+            break;
+        end += len;
+    }
+    if (end < 12 + 28 || pg_u16(buf + 4) != R_HEADER || memcmp(buf + 12, "JSNAPSIX", 8))
+        return JET_errSuccess;   /* nothing durable yet: an empty store */
+    if (pg_u32(buf + 24) != ss->page_size || memcmp(buf + 28, ss->db_sig, JS_SIG_LEN))
+        return js_fail(JET_errBadDbSignature, "%s belongs to another database", ss->idx_path);
+    for (int pass = 0; pass < 3 && !err; pass++)
+        for (size_t off = 0; off < end && !err; off += pg_u32(buf + off + 8))
+            err = replay_record(ss, buf + off, pg_u32(buf + off + 8), pass);
+    return err;
+}
+
+/* Write the index anew from memory: header, snapshots, notes, images. */
+static JET_ERR compact(struct snapstore *ss)
+{
+    char tmp[PATH_MAX + 8];
+    int fd = -1;
+    JET_ERR err;
+    snprintf(tmp, sizeof tmp, "%s.new", ss->idx_path);
+    err = os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd);
+    if (err)
+        return err;
+    int old_fd = ss->idx_fd;
+    ss->idx_fd = fd;
+    ss->idx_end = 0;
+    uint8_t r[256];
+    memset(r, 0, sizeof r);
+    memcpy(r + 12, "JSNAPSIX", 8);
+    pg_put32(r + 20, SS_VERSION);
+    pg_put32(r + 24, ss->page_size);
+    memcpy(r + 28, ss->db_sig, JS_SIG_LEN);
+    rec_seal(r, R_HEADER, rec_len(32));
+    err = idx_append(ss, r, rec_len(32));
+    for (size_t i = 0; i < ss->nsnaps && !err; i++) {
+        snap_entry *e = ss->snaps[i];
+        err = idx_append(ss, r, enc_create(e, r));
+        if (!err && e->invalid)
+            err = idx_append(ss, r, enc_small(r, R_INVALID, e->id, (uint32_t)e->invalid));
+        if (!err && e->note) {
+            size_t len = rec_len(8 + e->note_len);
+            uint8_t *nr = calloc(1, len);
+            if (!nr) {
+                err = js_fail(JET_errOutOfMemory, "snapshot note");
+                break;
+            }
+            pg_put32(nr + 12, e->id);
+            pg_put32(nr + 16, e->note_len);
+            memcpy(nr + 20, e->note, e->note_len);
+            rec_seal(nr, R_NOTE, len);
+            err = idx_append(ss, nr, len);
+            free(nr);
+        }
+    }
+    /* One MAP per snapshot and page; the slot's CRC is not re-read here
+     * (0: not recorded), the page's own checksum still guards it. */
+    for (size_t i = 0; i < ss->nsnaps && !err; i++) {
+        snap_entry *e = ss->snaps[i];
+        for (uint32_t p = 0; p < e->meta.pages && !err; p++) {
+            if (e->map[p] == SLOT_NONE)
+                continue;
+            size_t len = rec_len(24);
+            memset(r, 0, len);
+            pg_put64(r + 12, e->map[p]);
+            pg_put32(r + 20, p);
+            pg_put32(r + 28, 1);
+            pg_put32(r + 32, e->id);
+            rec_seal(r, R_MAP, len);
+            err = idx_append(ss, r, len);
+        }
+    }
+    if (!err)
+        err = os_fsync(fd, tmp);
+    if (!err)
+        err = os_rename(tmp, ss->idx_path);
+    if (!err)
+        err = os_fsync_dir(ss->dir);
+    if (err) {
+        os_close(fd);
+        ss->idx_fd = old_fd;
+        return err;
+    }
+    os_close(old_fd);
+    return JET_errSuccess;
+}
+
+static JET_ERR open_pages(struct snapstore *ss)
+{
+    uint64_t size = 0;
+    uint32_t ps = ss->page_size;
+    JET_ERR err = os_open(ss->pages_path, O_RDWR | O_CREAT, 0600, &ss->pages_fd);
+    if (!err)
+        err = os_size(ss->pages_fd, ss->pages_path, &size);
+    if (err)
+        return err;
+    uint8_t *h = calloc(1, ps);
+    if (!h)
+        return js_fail(JET_errOutOfMemory, "snapshot store header");
+    if (size < ps) {
+        memcpy(h + 4, "JSNAPSPG", 8);
+        pg_put32(h + 12, SS_VERSION);
+        pg_put32(h + 16, ps);
+        memcpy(h + 20, ss->db_sig, JS_SIG_LEN);
+        pg_put32(h, js_crc32c(0, h + 4, ps - 4));
+        err = os_pwrite(ss->pages_fd, ss->pages_path, h, ps, 0);
+        if (!err)
+            err = os_fsync(ss->pages_fd, ss->pages_path);
+    } else {
+        err = os_pread(ss->pages_fd, ss->pages_path, h, ps, 0, NULL);
+        if (!err && (memcmp(h + 4, "JSNAPSPG", 8) || pg_u32(h) != js_crc32c(0, h + 4, ps - 4)))
+            err = JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad header", ss->pages_path);
+        else if (!err && (pg_u32(h + 16) != ps || memcmp(h + 20, ss->db_sig, JS_SIG_LEN)))
+            err = js_fail(JET_errBadDbSignature, "%s belongs to another database", ss->pages_path);
+    }
+    free(h);
+    return err;
+}
+
+JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_SIG_LEN], ss_event_fn on_invalid,
+                void *ctx, struct snapstore **out)
+{
+    struct snapstore *ss = calloc(1, sizeof *ss);
+    uint8_t *buf = NULL;
+    JET_ERR err;
+    if (!ss)
+        return js_fail(JET_errOutOfMemory, "snapshot store");
+    js_rwlock_init(&ss->lock);
+    ss->pages_fd = ss->idx_fd = -1;
+    ss->page_size = page_size;
+    memcpy(ss->db_sig, db_sig, JS_SIG_LEN);
+    ss->on_invalid = on_invalid;
+    ss->ev_ctx = ctx;
+    ss->next_id = 1;
+    ss->nslots = 1;
+    ss->refs_cap = 1024;
+    ss->refs = calloc(ss->refs_cap, sizeof *ss->refs);
+    ss->scratch = aligned_alloc(4096, page_size);
+    if (!ss->refs || !ss->scratch) {
+        err = js_fail(JET_errOutOfMemory, "snapshot store");
+        goto fail;
+    }
+    ss->refs[0] = 1;
+    snprintf(ss->dir, sizeof ss->dir, "%s/" SS_DIR, dbdir);
+    snprintf(ss->pages_path, sizeof ss->pages_path, "%s/" SS_DIR "/" SS_PAGES, dbdir);
+    snprintf(ss->idx_path, sizeof ss->idx_path, "%s/" SS_DIR "/" SS_IDX, dbdir);
+    err = os_mkdir(ss->dir, 0700, 1);
+    if (!err)
+        err = open_pages(ss);
+    if (!err)
+        err = os_open(ss->idx_path, O_RDWR | O_CREAT, 0600, &ss->idx_fd);
+    uint64_t size = 0;
+    if (!err)
+        err = os_size(ss->idx_fd, ss->idx_path, &size);
+    if (err)
+        goto fail;
+    buf = malloc(size ? size : 1);
+    if (!buf) {
+        err = js_fail(JET_errOutOfMemory, "snapshot index");
+        goto fail;
+    }
+    if (size)
+        err = os_pread(ss->idx_fd, ss->idx_path, buf, size, 0, NULL);
+    if (!err)
+        err = replay(ss, buf, size);
+    /* Slots below the high-water mark nobody reads: free again. */
+    for (uint64_t s = 1; !err && s < ss->nslots; s++)
+        if (!ss->refs[s]) {
+            ss->refs[s] = 1;
+            ss->live_slots++;
+            slot_release(ss, (uint32_t)s);
+        }
+    if (!err)
+        err = compact(ss);
+    if (err)
+        goto fail;
+    free(buf);
+    *out = ss;
+    return JET_errSuccess;
+fail:
+    free(buf);
+    ss_close(ss);
+    return err;
+}
+
+void ss_close(struct snapstore *ss)
+{
+    if (!ss)
+        return;
+    while (ss->nsnaps)
+        entry_free(ss, ss->snaps[ss->nsnaps - 1], 0);
+    os_close(ss->pages_fd);
+    os_close(ss->idx_fd);
+    free(ss->snaps);
+    free(ss->refs);
+    free(ss->free_slots);
+    free(ss->scratch);
+    js_rwlock_destroy(&ss->lock);
+    free(ss);
+}
+
+/* ---------------- take ---------------- */
+
+JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t *id)
+{
+    JET_ERR err = JET_errSuccess;
+    js_wrlock(&ss->lock);
+    if (find_name(ss, m->name))
+        err = js_fail(JET_errDatabaseDuplicate, "snapshot %s exists", m->name);
+    else if (ss->nsnaps >= max)
+        err = js_fail(JET_errOSSnapshotNotAllowed, "snapshot_max (%u) reached", max);
+    else {
+        snap_entry *e = entry_new(ss, ss->next_id, m);
+        if (!e)
+            err = js_fail(JET_errOutOfMemory, "snapshot %s", m->name);
+        else
+            *id = ss->next_id++;
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
+JET_ERR ss_capture(struct snapstore *ss, uint32_t id, uint32_t pgno, const uint8_t *page)
+{
+    JET_ERR err = JET_errSuccess;
+    js_wrlock(&ss->lock);
+    snap_entry *e = find_id(ss, id);
+    if (!e || pgno >= e->meta.pages || e->map[pgno] != SLOT_NONE)
+        goto out;
+    if (e->npend == e->pend_cap) {
+        size_t cap = e->pend_cap ? 2 * e->pend_cap : 64;
+        pending_img *n = realloc(e->pend, cap * sizeof *n);
+        if (!n) {
+            err = js_fail(JET_errOutOfMemory, "snapshot capture");
+            goto out;
+        }
+        e->pend = n;
+        e->pend_cap = cap;
+    }
+    uint8_t *d = malloc(ss->page_size);
+    if (!d) {
+        err = js_fail(JET_errOutOfMemory, "snapshot capture");
+        goto out;
+    }
+    memcpy(d, page, ss->page_size);
+    e->pend[e->npend++] = (pending_img){ .pgno = pgno, .data = d };
+    e->map[pgno] = SLOT_PENDING;
+out:
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
+JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
+{
+    JET_ERR err = JET_errSuccess;
+    uint8_t r[256];
+    js_wrlock(&ss->lock);
+    snap_entry *e = find_id(ss, id);
+    if (!e) {
+        js_rwunlock(&ss->lock);
+        return js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+    }
+    for (size_t i = 0; i < e->npend && !err; i++) {
+        uint32_t slot;
+        err = save_image(ss, e->pend[i].pgno, e->pend[i].data, &id, 1, &slot);
+        if (err)
+            break;
+        ss->refs[slot] = 1;
+        e->map[e->pend[i].pgno] = slot;
+        e->saved++;
+    }
+    if (!err)
+        err = idx_append(ss, r, enc_create(e, r));
+    if (!err)
+        err = sync_both(ss);
+    if (!err && e->invalid)
+        err = e->invalid;   /* a save for it failed meanwhile */
+    if (err) {
+        for (uint32_t p = 0; p < e->meta.pages; p++)
+            if (e->map[p] == SLOT_PENDING)
+                e->map[p] = SLOT_NONE;
+        entry_free(ss, e, 1);
+    } else {
+        e->ready = 1;
+        for (size_t i = 0; i < e->npend; i++)
+            free(e->pend[i].data);
+        free(e->pend);
+        e->pend = NULL;
+        e->npend = e->pend_cap = 0;
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
+void ss_abort(struct snapstore *ss, uint32_t id)
+{
+    js_wrlock(&ss->lock);
+    snap_entry *e = find_id(ss, id);
+    if (e) {
+        for (uint32_t p = 0; p < e->meta.pages; p++)
+            if (e->map[p] == SLOT_PENDING)
+                e->map[p] = SLOT_NONE;
+        entry_free(ss, e, 1);
+    }
+    js_rwunlock(&ss->lock);
+}
+
+/* ---------------- copy-on-write ---------------- */
+
+void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
+{
+    uint32_t ps = ss->page_size;
+    uint32_t ids[256];
+    snap_entry *who[256];
+    js_wrlock(&ss->lock);
+    if (!ss->nsnaps)
+        return;
+    int saved_any = 0;
+    JET_ERR err = JET_errSuccess;
+    snap_entry *failed[256];
+    size_t nfailed = 0;
+    JET_ERR ferr = JET_errSuccess;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t p = pgno + i;
+        uint64_t lsn = pg_lsn(pages + (size_t)i * ps);
+        uint32_t k = 0;
+        for (size_t j = 0; j < ss->nsnaps && k < 256; j++) {
+            snap_entry *e = ss->snaps[j];
+            /* A page written with an LSN before S is the snapshot's own
+             * version (flushed late): the file keeps serving it. */
+            if (e->invalid || p >= e->meta.pages || e->map[p] != SLOT_NONE || lsn < e->meta.log_position)
+                continue;
+            who[k] = e;
+            ids[k++] = e->id;
+        }
+        if (!k)
+            continue;
+        size_t got = 0;
+        err = os_pread(st->fd, st->path, ss->scratch, ps, (uint64_t)p * ps, &got);
+        if (!err && got < ps)
+            memset(ss->scratch + got, 0, ps - got);
+        uint32_t slot = 0;
+        if (!err && pg_verify(ss->scratch, ps, p) == PG_BAD)
+            err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: checksum mismatch before saving it", p,
+                             st->path);
+        if (!err)
+            err = save_image(ss, p, ss->scratch, ids, k, &slot);
+        if (err) {
+            ferr = err;
+            for (uint32_t j = 0; j < k && nfailed < 256; j++)
+                failed[nfailed++] = who[j];
+            continue;
+        }
+        ss->refs[slot] = k;
+        for (uint32_t j = 0; j < k; j++) {
+            who[j]->map[p] = slot;
+            who[j]->saved++;
+        }
+        saved_any = 1;
+    }
+    if (saved_any) {
+        err = sync_both(ss);
+        if (err)   /* nothing saved in this call is known durable */
+            for (size_t j = 0; j < ss->nsnaps; j++)
+                invalidate(ss, ss->snaps[j], err);
+    }
+    for (size_t j = 0; j < nfailed; j++)
+        invalidate(ss, failed[j], ferr);
+}
+
+void ss_cow_end(struct snapstore *ss)
+{
+    js_rwunlock(&ss->lock);
+}
+
+/* ---------------- delete, list, read ---------------- */
+
+JET_ERR ss_delete(struct snapstore *ss, const char *name)
+{
+    JET_ERR err = JET_errSuccess;
+    uint8_t r[32];
+    js_wrlock(&ss->lock);
+    snap_entry *e = find_name(ss, name);
+    if (!e || !e->ready)
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "no snapshot %s", name);
+    else if (e->opens)
+        err = js_fail(JET_errDatabaseInUse, "snapshot %s has a file open", name);
+    else {
+        err = idx_append(ss, r, enc_small(r, R_DELETE, e->id, 0));
+        if (!err)
+            err = os_fsync(ss->idx_fd, ss->idx_path);
+        if (!err)
+            entry_free(ss, e, 1);
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
+static void entry_info(const snap_entry *e, ss_entry_info *out)
+{
+    out->meta = e->meta;
+    out->pages_saved = e->saved;
+    out->invalid = e->invalid;
+    out->opens = e->opens;
+}
+
+JET_ERR ss_list(struct snapstore *ss, ss_entry_info **out, size_t *n)
+{
+    js_rdlock(&ss->lock);
+    *out = calloc(ss->nsnaps ? ss->nsnaps : 1, sizeof **out);
+    *n = 0;
+    if (!*out) {
+        js_rwunlock(&ss->lock);
+        return js_fail(JET_errOutOfMemory, "snapshot list");
+    }
+    for (size_t i = 0; i < ss->nsnaps; i++)
+        if (ss->snaps[i]->ready)
+            entry_info(ss->snaps[i], &(*out)[(*n)++]);
+    js_rwunlock(&ss->lock);
+    return JET_errSuccess;
+}
+
+uint64_t ss_bytes_held(struct snapstore *ss)
+{
+    js_rdlock(&ss->lock);
+    uint64_t b = ss->live_slots * ss->page_size;
+    js_rwunlock(&ss->lock);
+    return b;
+}
+
+JET_ERR ss_ref(struct snapstore *ss, const char *name, uint32_t *id, ss_entry_info *info)
+{
+    JET_ERR err = JET_errSuccess;
+    js_wrlock(&ss->lock);
+    snap_entry *e = find_name(ss, name);
+    if (!e || !e->ready)
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "no snapshot %s", name);
+    else {
+        e->opens++;
+        *id = e->id;
+        if (info)
+            entry_info(e, info);
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
+void ss_unref(struct snapstore *ss, uint32_t id)
+{
+    js_wrlock(&ss->lock);
+    snap_entry *e = find_id(ss, id);
+    if (e && e->opens)
+        e->opens--;
+    js_rwunlock(&ss->lock);
+}
+
+/* Pages [p, p+n) of e into out, each from the store, the header or the
+ * file; caller holds ss->lock (read). */
+static JET_ERR read_pages(struct snapstore *ss, db_store *st, snap_entry *e, uint32_t p, uint32_t n, uint8_t *out)
+{
+    uint32_t ps = ss->page_size;
+    JET_ERR err = JET_errSuccess;
+    for (uint32_t i = 0; i < n && !err;) {
+        uint32_t q = p + i;
+        uint8_t *dst = out + (size_t)i * ps;
+        uint32_t slot = e->map[q];
+        if (q < 2) {
+            memcpy(dst, e->hdr_pages + (size_t)q * ps, ps);
+            i++;
+        } else if (slot != SLOT_NONE && slot != SLOT_PENDING) {
+            err = os_pread(ss->pages_fd, ss->pages_path, dst, ps, (uint64_t)slot * ps, NULL);
+            if (!err && pg_verify(dst, ps, q) != PG_OK)
+                err = JS_CORRUPT(JET_errReadVerifyFailure, "snapshot %s: saved image of page %u fails its checksum",
+                                 e->meta.name, q);
+            i++;
+        } else {
+            /* A run of pages still in the file, read untorn in one go. */
+            uint32_t j = i + 1;
+            while (j < n && e->map[p + j] == SLOT_NONE)
+                j++;
+            size_t got = 0, want = (size_t)(j - i) * ps;
+            err = db_read(st, (uint64_t)q * ps, dst, want, &got);
+            if (!err && got < want)
+                memset(dst + got, 0, want - got);
+            i = j;
+        }
+    }
+    return err;
+}
+
+JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got)
+{
+    uint32_t ps = ss->page_size;
+    JET_ERR err = JET_errSuccess;
+    uint8_t *tmp = NULL;
+    *got = 0;
+    js_rdlock(&ss->lock);
+    snap_entry *e = find_id(ss, id);
+    if (!e) {
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+        goto out;
+    }
+    if (e->invalid) {
+        err = js_fail(JET_errDiskIO, "snapshot %s is invalid: %s (%d)", e->meta.name, js_errname(e->invalid),
+                      e->invalid);
+        goto out;
+    }
+    uint64_t size = (uint64_t)e->meta.pages * ps;
+    if (off >= size)
+        goto out;
+    if (len > size - off)
+        len = (size_t)(size - off);
+    uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
+    const uint32_t batch = 128;
+    tmp = malloc((size_t)batch * ps);
+    if (!tmp) {
+        err = js_fail(JET_errOutOfMemory, "snapshot read");
+        goto out;
+    }
+    for (uint32_t p = lo; p < hi && !err; p += batch) {
+        uint32_t n = hi - p < batch ? hi - p : batch;
+        err = read_pages(ss, st, e, p, n, tmp);
+        if (err)
+            break;
+        uint64_t base = (uint64_t)p * ps, from = off > base ? off - base : 0;
+        uint64_t to = (uint64_t)n * ps;
+        if (base + to > off + len)
+            to = off + len - base;
+        memcpy((uint8_t *)buf + *got, tmp + from, (size_t)(to - from));
+        *got += (size_t)(to - from);
+    }
+out:
+    js_rwunlock(&ss->lock);
+    free(tmp);
+    return err;
+}
+
+JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len)
+{
+    JET_ERR err = JET_errSuccess;
+    js_wrlock(&ss->lock);
+    snap_entry *e = find_id(ss, id);
+    size_t rl = rec_len(8 + (size_t)len);
+    uint8_t *r = calloc(1, rl), *copy = malloc(len ? len : 1);
+    if (!e)
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+    else if (!r || !copy)
+        err = js_fail(JET_errOutOfMemory, "snapshot note");
+    if (!err) {
+        pg_put32(r + 12, id);
+        pg_put32(r + 16, len);
+        memcpy(r + 20, data, len);
+        rec_seal(r, R_NOTE, rl);
+        err = idx_append(ss, r, rl);
+        if (!err)
+            err = os_fsync(ss->idx_fd, ss->idx_path);
+    }
+    if (!err) {
+        memcpy(copy, data, len);
+        free(e->note);
+        e->note = copy;
+        e->note_len = len;
+        copy = NULL;
+    }
+    js_rwunlock(&ss->lock);
+    free(r);
+    free(copy);
+    return err;
+}
+
+JET_ERR ss_note_get(struct snapstore *ss, uint32_t id, void *buf, uint32_t cap, uint32_t *len)
+{
+    JET_ERR err = JET_errSuccess;
+    js_rdlock(&ss->lock);
+    snap_entry *e = find_id(ss, id);
+    *len = 0;
+    if (!e)
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+    else if (e->note) {
+        *len = e->note_len < cap ? e->note_len : cap;
+        memcpy(buf, e->note, *len);
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}
