@@ -154,6 +154,7 @@ JET_ERR js_fail(JET_ERR err, const char *fmt, ...) __attribute__((format(printf,
 #define JS_LOG_FILE       "edb.log"
 #define JS_LOG_TMP_FILE   "edbtmp.log"
 #define JS_LOCK_FILE      "jetsnap.lock"
+#define JS_SNAPSHOT_DIR   "snapshots"      /* the snapshot store (SPEC 2, 7) */
 
 /* ------------------------------------------------------------------ */
 /* Parameters, instance                                                 */
@@ -294,6 +295,7 @@ typedef struct js_snapshot_info {
     int valid;                   /* 0: invalid (see invalid_err) */
     JET_ERR invalid_err;
     int open_files;              /* js_snapshot handles open on it */
+    uint32_t id;                 /* never reused by this instance (the mount's inode numbers) */
 } js_snapshot_info;
 
 /** 1 when name is a valid snapshot name: 1..64 of [A-Za-z0-9._-], not
@@ -361,7 +363,7 @@ JET_ERR js_live_new(const char *dbdir, js_live **out);
 void js_live_free(js_live *lv);
 
 /** 1 when name may be shown by the view (one path component, not "." or
- *  "..", not JS_LOCK_FILE), 0 otherwise. */
+ *  "..", not JS_LOCK_FILE or JS_SNAPSHOT_DIR), 0 otherwise. */
 int js_live_name_ok(const char *name);
 
 /** Call fn(ctx, name) for each regular file of DBDIR the view shows, in

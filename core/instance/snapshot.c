@@ -104,6 +104,7 @@ static void to_info(js_instance *inst, const ss_entry_info *e, js_snapshot_info 
     out->valid = e->invalid == 0;
     out->invalid_err = e->invalid;
     out->open_files = e->opens;
+    out->id = e->id;
 }
 
 /* Step 1, under the writer lock: the commit point, the registration, the

@@ -18,7 +18,8 @@
  *     0 u32 crc (CRC32C of bytes 4..len-1)  4 u16 type  6 u16 zero
  *     8 u32 len (whole record, a multiple of 8)  12 payload, zero padded
  *   type 1 HEADER (first record): 12 "JSNAPSIX" 20 u32 version (1)
- *     24 u32 page_size 28 u8[16] db_signature
+ *     24 u32 page_size 28 u8[16] db_signature 44 u32 next id (ids, and
+ *     so the mount's inode numbers, are never reused)
  *   type 2 CREATE (a snapshot became durable): 12 u32 id 16 u32 pages
  *     20 u64 log_position 28 i64 created (ms) 36 i64 last_commit_time (ms)
  *     44 u8[16] the image's log_signature 60 u64 log_file_size
@@ -49,7 +50,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SS_DIR "snapshots"
+#define SS_DIR JS_SNAPSHOT_DIR
 #define SS_PAGES "store.pages"
 #define SS_IDX "store.idx"
 #define SS_VERSION 1u
@@ -422,6 +423,8 @@ static JET_ERR replay(struct snapstore *ss, const uint8_t *buf, size_t size)
         return JET_errSuccess;   /* nothing durable yet: an empty store */
     if (pg_u32(buf + 24) != ss->page_size || memcmp(buf + 28, ss->db_sig, JS_SIG_LEN))
         return js_fail(JET_errBadDbSignature, "%s belongs to another database", ss->idx_path);
+    if (pg_u32(buf + 8) >= 48 && pg_u32(buf + 44) > ss->next_id)
+        ss->next_id = pg_u32(buf + 44);
     for (int pass = 0; pass < 3 && !err; pass++)
         for (size_t off = 0; off < end && !err; off += pg_u32(buf + off + 8))
             err = replay_record(ss, buf + off, pg_u32(buf + off + 8), pass);
@@ -447,8 +450,9 @@ static JET_ERR compact(struct snapstore *ss)
     pg_put32(r + 20, SS_VERSION);
     pg_put32(r + 24, ss->page_size);
     memcpy(r + 28, ss->db_sig, JS_SIG_LEN);
-    rec_seal(r, R_HEADER, rec_len(32));
-    err = idx_append(ss, r, rec_len(32));
+    pg_put32(r + 44, ss->next_id);
+    rec_seal(r, R_HEADER, rec_len(36));
+    err = idx_append(ss, r, rec_len(36));
     for (size_t i = 0; i < ss->nsnaps && !err; i++) {
         snap_entry *e = ss->snaps[i];
         err = idx_append(ss, r, enc_create(e, r));
@@ -814,6 +818,7 @@ JET_ERR ss_delete(struct snapstore *ss, const char *name)
 
 static void entry_info(const snap_entry *e, ss_entry_info *out)
 {
+    out->id = e->id;
     out->meta = e->meta;
     out->pages_saved = e->saved;
     out->invalid = e->invalid;

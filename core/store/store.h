@@ -214,6 +214,7 @@ typedef struct ss_meta {
 
 /** Per snapshot, as listed (ss_list). */
 typedef struct ss_entry_info {
+    uint32_t id;                   /* never reused in this store */
     ss_meta meta;
     uint64_t pages_saved;          /* images of the store this snapshot reads (shared ones included) */
     JET_ERR invalid;               /* 0: valid; else why it became invalid */
