@@ -41,7 +41,7 @@
  * crash every page a snapshot lacks in the store is still in jetsnap.edb.
  * Recovery never needs the store.
  */
-#include "store/store.h"
+#include "store/snapstore_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,63 +50,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SS_DIR JS_SNAPSHOT_DIR
-#define SS_PAGES "store.pages"
-#define SS_IDX "store.idx"
-#define SS_VERSION 1u
-#define SLOT_NONE 0u
-#define SLOT_PENDING UINT32_MAX   /* captured at take, in memory until ss_commit */
-
-enum { R_HEADER = 1, R_CREATE, R_MAP, R_INVALID, R_DELETE, R_NOTE };
-
-typedef struct pending_img {
-    uint32_t pgno;
-    uint8_t *data;
-} pending_img;
-
-typedef struct snap_entry {
-    uint32_t id;
-    ss_meta meta;
-    int ready;                  /* CREATE durable: listed */
-    JET_ERR invalid;
-    int opens;
-    uint32_t *map;              /* [meta.pages]: slot, SLOT_NONE or SLOT_PENDING */
-    uint64_t saved;             /* slots in map */
-    pending_img *pend;
-    size_t npend, pend_cap;
-    uint8_t *note;
-    uint32_t note_len;
-    uint8_t hdr_pages[2 * 32768]; /* the image's pages 0 and 1 */
-} snap_entry;
-
-struct snapstore {
-    js_rwlock lock;
-    char dir[PATH_MAX], pages_path[PATH_MAX], idx_path[PATH_MAX];
-    int pages_fd, idx_fd;
-    uint64_t idx_end;
-    uint32_t page_size;
-    uint8_t db_sig[JS_SIG_LEN];
-    snap_entry **snaps;
-    size_t nsnaps, snaps_cap;
-    uint32_t next_id;
-    uint32_t *refs;             /* per slot: snapshots reading it (slot 0: header) */
-    uint64_t nslots, refs_cap;
-    uint32_t *free_slots;
-    size_t nfree, free_cap;
-    uint64_t live_slots;
-    ss_event_fn on_invalid;
-    void *ev_ctx;
-    uint8_t *scratch;           /* page_size: the flusher's old-image buffer */
-};
-
 /* ---------------- records ---------------- */
 
-static size_t rec_len(size_t payload)
+size_t ss_rec_len(size_t payload)
 {
     return (12 + payload + 7) & ~(size_t)7;
 }
 
-static void rec_seal(uint8_t *r, int type, size_t len)
+void ss_rec_seal(uint8_t *r, int type, size_t len)
 {
     pg_put16(r + 4, (uint16_t)type);
     pg_put16(r + 6, 0);
@@ -114,7 +65,7 @@ static void rec_seal(uint8_t *r, int type, size_t len)
     pg_put32(r, js_crc32c(0, r + 4, len - 4));
 }
 
-static JET_ERR idx_append(struct snapstore *ss, const uint8_t *r, size_t len)
+JET_ERR ss_idx_append(struct snapstore *ss, const uint8_t *r, size_t len)
 {
     JET_ERR err = os_pwrite(ss->idx_fd, ss->idx_path, r, len, ss->idx_end);
     if (!err)
@@ -124,7 +75,7 @@ static JET_ERR idx_append(struct snapstore *ss, const uint8_t *r, size_t len)
 
 static size_t enc_create(const snap_entry *e, uint8_t *r)
 {
-    size_t nl = strlen(e->meta.name), len = rec_len(69 + nl);
+    size_t nl = strlen(e->meta.name), len = ss_rec_len(69 + nl);
     memset(r, 0, len);
     pg_put32(r + 12, e->id);
     pg_put32(r + 16, e->meta.pages);
@@ -137,23 +88,23 @@ static size_t enc_create(const snap_entry *e, uint8_t *r)
     pg_put64(r + 72, (uint64_t)e->meta.hdr.created);
     r[80] = (uint8_t)nl;
     memcpy(r + 81, e->meta.name, nl);
-    rec_seal(r, R_CREATE, len);
+    ss_rec_seal(r, R_CREATE, len);
     return len;
 }
 
-static size_t enc_small(uint8_t *r, int type, uint32_t a, uint32_t b)
+size_t ss_enc_small(uint8_t *r, int type, uint32_t a, uint32_t b)
 {
-    size_t len = rec_len(8);
+    size_t len = ss_rec_len(8);
     memset(r, 0, len);
     pg_put32(r + 12, a);
     pg_put32(r + 16, b);
-    rec_seal(r, type, len);
+    ss_rec_seal(r, type, len);
     return len;
 }
 
 /* ---------------- entries ---------------- */
 
-static snap_entry *find_id(struct snapstore *ss, uint32_t id)
+snap_entry *ss_find_id(struct snapstore *ss, uint32_t id)
 {
     for (size_t i = 0; i < ss->nsnaps; i++)
         if (ss->snaps[i]->id == id)
@@ -161,7 +112,7 @@ static snap_entry *find_id(struct snapstore *ss, uint32_t id)
     return NULL;
 }
 
-static snap_entry *find_name(struct snapstore *ss, const char *name)
+snap_entry *ss_find_name(struct snapstore *ss, const char *name)
 {
     for (size_t i = 0; i < ss->nsnaps; i++)
         if (!strcmp(ss->snaps[i]->meta.name, name))
@@ -232,7 +183,7 @@ static void slot_release(struct snapstore *ss, uint32_t slot)
 
 /* Drop e from memory; release: its images are freed too (a delete), else
  * they stay in the files (close). */
-static void entry_free(struct snapstore *ss, snap_entry *e, int release)
+void ss_entry_free(struct snapstore *ss, snap_entry *e, int release)
 {
     for (uint32_t p = 0; release && p < e->meta.pages; p++)
         slot_release(ss, e->map[p]);
@@ -286,10 +237,10 @@ static void invalidate(struct snapstore *ss, snap_entry *e, JET_ERR err)
     e->invalid = err;
     if (e->ready) {
         uint8_t r[32];
-        size_t len = enc_small(r, R_INVALID, e->id, (uint32_t)err);
+        size_t len = ss_enc_small(r, R_INVALID, e->id, (uint32_t)err);
         /* Best effort: if it cannot be recorded, the store's own failure
          * shows again at the next save or read. */
-        if (!idx_append(ss, r, len))
+        if (!ss_idx_append(ss, r, len))
             (void)os_fsync(ss->idx_fd, ss->idx_path);
     }
     if (ss->on_invalid)
@@ -305,7 +256,7 @@ static JET_ERR save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *im
     JET_ERR err = slot_alloc(ss, &slot);
     if (err)
         return err;
-    size_t len = rec_len(20 + 4 * (size_t)nids);
+    size_t len = ss_rec_len(20 + 4 * (size_t)nids);
     uint8_t *r = calloc(1, len);
     if (!r) {
         slot_unalloc(ss, slot);
@@ -317,10 +268,10 @@ static JET_ERR save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *im
     pg_put32(r + 28, nids);
     for (uint32_t i = 0; i < nids; i++)
         pg_put32(r + 32 + 4 * i, ids[i]);
-    rec_seal(r, R_MAP, len);
+    ss_rec_seal(r, R_MAP, len);
     err = os_pwrite(ss->pages_fd, ss->pages_path, img, ss->page_size, (uint64_t)slot * ss->page_size);
     if (!err)
-        err = idx_append(ss, r, len);
+        err = ss_idx_append(ss, r, len);
     free(r);
     if (err) {
         slot_unalloc(ss, slot);
@@ -365,15 +316,15 @@ static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len,
         if (id >= ss->next_id)
             ss->next_id = id + 1;
     } else if (type == R_DELETE && pass == 1) {
-        snap_entry *e = find_id(ss, pg_u32(r + 12));
+        snap_entry *e = ss_find_id(ss, pg_u32(r + 12));
         if (e)
-            entry_free(ss, e, 1);
+            ss_entry_free(ss, e, 1);
     } else if (type == R_INVALID && pass == 1) {
-        snap_entry *e = find_id(ss, pg_u32(r + 12));
+        snap_entry *e = ss_find_id(ss, pg_u32(r + 12));
         if (e)
             e->invalid = (JET_ERR)(int32_t)pg_u32(r + 16);
     } else if (type == R_NOTE && pass == 1) {
-        snap_entry *e = find_id(ss, pg_u32(r + 12));
+        snap_entry *e = ss_find_id(ss, pg_u32(r + 12));
         uint32_t n = pg_u32(r + 16);
         if (e && 20 + (size_t)n <= len) {
             free(e->note);
@@ -396,7 +347,7 @@ static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len,
             ss->live_slots--;   /* allocated as free: counted when referenced */
         }
         for (uint32_t i = 0; i < n; i++) {
-            snap_entry *e = find_id(ss, pg_u32(r + 32 + 4 * i));
+            snap_entry *e = ss_find_id(ss, pg_u32(r + 32 + 4 * i));
             if (!e || pgno >= e->meta.pages || e->map[pgno] != SLOT_NONE)
                 continue;
             if (!ss->refs[slot]++)
@@ -451,15 +402,15 @@ static JET_ERR compact(struct snapstore *ss)
     pg_put32(r + 24, ss->page_size);
     memcpy(r + 28, ss->db_sig, JS_SIG_LEN);
     pg_put32(r + 44, ss->next_id);
-    rec_seal(r, R_HEADER, rec_len(36));
-    err = idx_append(ss, r, rec_len(36));
+    ss_rec_seal(r, R_HEADER, ss_rec_len(36));
+    err = ss_idx_append(ss, r, ss_rec_len(36));
     for (size_t i = 0; i < ss->nsnaps && !err; i++) {
         snap_entry *e = ss->snaps[i];
-        err = idx_append(ss, r, enc_create(e, r));
+        err = ss_idx_append(ss, r, enc_create(e, r));
         if (!err && e->invalid)
-            err = idx_append(ss, r, enc_small(r, R_INVALID, e->id, (uint32_t)e->invalid));
+            err = ss_idx_append(ss, r, ss_enc_small(r, R_INVALID, e->id, (uint32_t)e->invalid));
         if (!err && e->note) {
-            size_t len = rec_len(8 + e->note_len);
+            size_t len = ss_rec_len(8 + e->note_len);
             uint8_t *nr = calloc(1, len);
             if (!nr) {
                 err = js_fail(JET_errOutOfMemory, "snapshot note");
@@ -468,8 +419,8 @@ static JET_ERR compact(struct snapstore *ss)
             pg_put32(nr + 12, e->id);
             pg_put32(nr + 16, e->note_len);
             memcpy(nr + 20, e->note, e->note_len);
-            rec_seal(nr, R_NOTE, len);
-            err = idx_append(ss, nr, len);
+            ss_rec_seal(nr, R_NOTE, len);
+            err = ss_idx_append(ss, nr, len);
             free(nr);
         }
     }
@@ -480,14 +431,14 @@ static JET_ERR compact(struct snapstore *ss)
         for (uint32_t p = 0; p < e->meta.pages && !err; p++) {
             if (e->map[p] == SLOT_NONE)
                 continue;
-            size_t len = rec_len(24);
+            size_t len = ss_rec_len(24);
             memset(r, 0, len);
             pg_put64(r + 12, e->map[p]);
             pg_put32(r + 20, p);
             pg_put32(r + 28, 1);
             pg_put32(r + 32, e->id);
-            rec_seal(r, R_MAP, len);
-            err = idx_append(ss, r, len);
+            ss_rec_seal(r, R_MAP, len);
+            err = ss_idx_append(ss, r, len);
         }
     }
     if (!err)
@@ -608,7 +559,7 @@ void ss_close(struct snapstore *ss)
     if (!ss)
         return;
     while (ss->nsnaps)
-        entry_free(ss, ss->snaps[ss->nsnaps - 1], 0);
+        ss_entry_free(ss, ss->snaps[ss->nsnaps - 1], 0);
     os_close(ss->pages_fd);
     os_close(ss->idx_fd);
     free(ss->snaps);
@@ -625,7 +576,7 @@ JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t 
 {
     JET_ERR err = JET_errSuccess;
     js_wrlock(&ss->lock);
-    if (find_name(ss, m->name))
+    if (ss_find_name(ss, m->name))
         err = js_fail(JET_errDatabaseDuplicate, "snapshot %s exists", m->name);
     else if (ss->nsnaps >= max)
         err = js_fail(JET_errOSSnapshotNotAllowed, "snapshot_max (%u) reached", max);
@@ -644,7 +595,7 @@ JET_ERR ss_capture(struct snapstore *ss, uint32_t id, uint32_t pgno, const uint8
 {
     JET_ERR err = JET_errSuccess;
     js_wrlock(&ss->lock);
-    snap_entry *e = find_id(ss, id);
+    snap_entry *e = ss_find_id(ss, id);
     if (!e || pgno >= e->meta.pages || e->map[pgno] != SLOT_NONE)
         goto out;
     if (e->npend == e->pend_cap) {
@@ -675,7 +626,7 @@ JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
     JET_ERR err = JET_errSuccess;
     uint8_t r[256];
     js_wrlock(&ss->lock);
-    snap_entry *e = find_id(ss, id);
+    snap_entry *e = ss_find_id(ss, id);
     if (!e) {
         js_rwunlock(&ss->lock);
         return js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
@@ -690,7 +641,7 @@ JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
         e->saved++;
     }
     if (!err)
-        err = idx_append(ss, r, enc_create(e, r));
+        err = ss_idx_append(ss, r, enc_create(e, r));
     if (!err)
         err = sync_both(ss);
     if (!err && e->invalid)
@@ -699,7 +650,7 @@ JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
         for (uint32_t p = 0; p < e->meta.pages; p++)
             if (e->map[p] == SLOT_PENDING)
                 e->map[p] = SLOT_NONE;
-        entry_free(ss, e, 1);
+        ss_entry_free(ss, e, 1);
     } else {
         e->ready = 1;
         for (size_t i = 0; i < e->npend; i++)
@@ -715,12 +666,12 @@ JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
 void ss_abort(struct snapstore *ss, uint32_t id)
 {
     js_wrlock(&ss->lock);
-    snap_entry *e = find_id(ss, id);
+    snap_entry *e = ss_find_id(ss, id);
     if (e) {
         for (uint32_t p = 0; p < e->meta.pages; p++)
             if (e->map[p] == SLOT_PENDING)
                 e->map[p] = SLOT_NONE;
-        entry_free(ss, e, 1);
+        ss_entry_free(ss, e, 1);
     }
     js_rwunlock(&ss->lock);
 }
@@ -793,214 +744,3 @@ void ss_cow_end(struct snapstore *ss)
     js_rwunlock(&ss->lock);
 }
 
-/* ---------------- delete, list, read ---------------- */
-
-JET_ERR ss_delete(struct snapstore *ss, const char *name)
-{
-    JET_ERR err = JET_errSuccess;
-    uint8_t r[32];
-    js_wrlock(&ss->lock);
-    snap_entry *e = find_name(ss, name);
-    if (!e || !e->ready)
-        err = js_fail(JET_errOSSnapshotInvalidSnapId, "no snapshot %s", name);
-    else if (e->opens)
-        err = js_fail(JET_errDatabaseInUse, "snapshot %s has a file open", name);
-    else {
-        err = idx_append(ss, r, enc_small(r, R_DELETE, e->id, 0));
-        if (!err)
-            err = os_fsync(ss->idx_fd, ss->idx_path);
-        if (!err)
-            entry_free(ss, e, 1);
-    }
-    js_rwunlock(&ss->lock);
-    return err;
-}
-
-static void entry_info(const snap_entry *e, ss_entry_info *out)
-{
-    out->id = e->id;
-    out->meta = e->meta;
-    out->pages_saved = e->saved;
-    out->invalid = e->invalid;
-    out->opens = e->opens;
-}
-
-JET_ERR ss_list(struct snapstore *ss, ss_entry_info **out, size_t *n)
-{
-    js_rdlock(&ss->lock);
-    *out = calloc(ss->nsnaps ? ss->nsnaps : 1, sizeof **out);
-    *n = 0;
-    if (!*out) {
-        js_rwunlock(&ss->lock);
-        return js_fail(JET_errOutOfMemory, "snapshot list");
-    }
-    for (size_t i = 0; i < ss->nsnaps; i++)
-        if (ss->snaps[i]->ready)
-            entry_info(ss->snaps[i], &(*out)[(*n)++]);
-    js_rwunlock(&ss->lock);
-    return JET_errSuccess;
-}
-
-uint64_t ss_bytes_held(struct snapstore *ss)
-{
-    js_rdlock(&ss->lock);
-    uint64_t b = ss->live_slots * ss->page_size;
-    js_rwunlock(&ss->lock);
-    return b;
-}
-
-JET_ERR ss_ref(struct snapstore *ss, const char *name, uint32_t *id, ss_entry_info *info)
-{
-    JET_ERR err = JET_errSuccess;
-    js_wrlock(&ss->lock);
-    snap_entry *e = find_name(ss, name);
-    if (!e || !e->ready)
-        err = js_fail(JET_errOSSnapshotInvalidSnapId, "no snapshot %s", name);
-    else {
-        e->opens++;
-        *id = e->id;
-        if (info)
-            entry_info(e, info);
-    }
-    js_rwunlock(&ss->lock);
-    return err;
-}
-
-void ss_unref(struct snapstore *ss, uint32_t id)
-{
-    js_wrlock(&ss->lock);
-    snap_entry *e = find_id(ss, id);
-    if (e && e->opens)
-        e->opens--;
-    js_rwunlock(&ss->lock);
-}
-
-/* Pages [p, p+n) of e into out, each from the store, the header or the
- * file; caller holds ss->lock (read). */
-static JET_ERR read_pages(struct snapstore *ss, db_store *st, snap_entry *e, uint32_t p, uint32_t n, uint8_t *out)
-{
-    uint32_t ps = ss->page_size;
-    JET_ERR err = JET_errSuccess;
-    for (uint32_t i = 0; i < n && !err;) {
-        uint32_t q = p + i;
-        uint8_t *dst = out + (size_t)i * ps;
-        uint32_t slot = e->map[q];
-        if (q < 2) {
-            memcpy(dst, e->hdr_pages + (size_t)q * ps, ps);
-            i++;
-        } else if (slot != SLOT_NONE && slot != SLOT_PENDING) {
-            err = os_pread(ss->pages_fd, ss->pages_path, dst, ps, (uint64_t)slot * ps, NULL);
-            if (!err && pg_verify(dst, ps, q) != PG_OK)
-                err = JS_CORRUPT(JET_errReadVerifyFailure, "snapshot %s: saved image of page %u fails its checksum",
-                                 e->meta.name, q);
-            i++;
-        } else {
-            /* A run of pages still in the file, read untorn in one go. */
-            uint32_t j = i + 1;
-            while (j < n && e->map[p + j] == SLOT_NONE)
-                j++;
-            size_t got = 0, want = (size_t)(j - i) * ps;
-            err = db_read(st, (uint64_t)q * ps, dst, want, &got);
-            if (!err && got < want)
-                memset(dst + got, 0, want - got);
-            i = j;
-        }
-    }
-    return err;
-}
-
-JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got)
-{
-    uint32_t ps = ss->page_size;
-    JET_ERR err = JET_errSuccess;
-    uint8_t *tmp = NULL;
-    *got = 0;
-    js_rdlock(&ss->lock);
-    snap_entry *e = find_id(ss, id);
-    if (!e) {
-        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
-        goto out;
-    }
-    if (e->invalid) {
-        err = js_fail(JET_errDiskIO, "snapshot %s is invalid: %s (%d)", e->meta.name, js_errname(e->invalid),
-                      e->invalid);
-        goto out;
-    }
-    uint64_t size = (uint64_t)e->meta.pages * ps;
-    if (off >= size)
-        goto out;
-    if (len > size - off)
-        len = (size_t)(size - off);
-    uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
-    const uint32_t batch = 128;
-    tmp = malloc((size_t)batch * ps);
-    if (!tmp) {
-        err = js_fail(JET_errOutOfMemory, "snapshot read");
-        goto out;
-    }
-    for (uint32_t p = lo; p < hi && !err; p += batch) {
-        uint32_t n = hi - p < batch ? hi - p : batch;
-        err = read_pages(ss, st, e, p, n, tmp);
-        if (err)
-            break;
-        uint64_t base = (uint64_t)p * ps, from = off > base ? off - base : 0;
-        uint64_t to = (uint64_t)n * ps;
-        if (base + to > off + len)
-            to = off + len - base;
-        memcpy((uint8_t *)buf + *got, tmp + from, (size_t)(to - from));
-        *got += (size_t)(to - from);
-    }
-out:
-    js_rwunlock(&ss->lock);
-    free(tmp);
-    return err;
-}
-
-JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len)
-{
-    JET_ERR err = JET_errSuccess;
-    js_wrlock(&ss->lock);
-    snap_entry *e = find_id(ss, id);
-    size_t rl = rec_len(8 + (size_t)len);
-    uint8_t *r = calloc(1, rl), *copy = malloc(len ? len : 1);
-    if (!e)
-        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
-    else if (!r || !copy)
-        err = js_fail(JET_errOutOfMemory, "snapshot note");
-    if (!err) {
-        pg_put32(r + 12, id);
-        pg_put32(r + 16, len);
-        memcpy(r + 20, data, len);
-        rec_seal(r, R_NOTE, rl);
-        err = idx_append(ss, r, rl);
-        if (!err)
-            err = os_fsync(ss->idx_fd, ss->idx_path);
-    }
-    if (!err) {
-        memcpy(copy, data, len);
-        free(e->note);
-        e->note = copy;
-        e->note_len = len;
-        copy = NULL;
-    }
-    js_rwunlock(&ss->lock);
-    free(r);
-    free(copy);
-    return err;
-}
-
-JET_ERR ss_note_get(struct snapstore *ss, uint32_t id, void *buf, uint32_t cap, uint32_t *len)
-{
-    JET_ERR err = JET_errSuccess;
-    js_rdlock(&ss->lock);
-    snap_entry *e = find_id(ss, id);
-    *len = 0;
-    if (!e)
-        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
-    else if (e->note) {
-        *len = e->note_len < cap ? e->note_len : cap;
-        memcpy(buf, e->note, *len);
-    }
-    js_rwunlock(&ss->lock);
-    return err;
-}
