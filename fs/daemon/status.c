@@ -195,10 +195,15 @@ static size_t render_snapshots(struct st_status *st, char *buf, size_t cap, size
     js_snapshot_info *all = NULL;
     size_t n = 0;
     uint64_t space = 0;
+    int have = 0;
     pthread_rwlock_rdlock(&st->inst_lock);
-    if (st->inst != NULL && js_snapshot_list(st->inst, &all, &n) == JET_errSuccess)
+    if (st->inst != NULL && js_snapshot_list(st->inst, &all, &n) == JET_errSuccess) {
         space = js_snapshot_space(st->inst);
+        have = 1;
+    }
     pthread_rwlock_unlock(&st->inst_lock);
+    if (!have)
+        return len;     /* no instance (yet, or any more): the job's keys alone */
     int w = snprintf(buf + len, cap - len, "snapshots: %zu\nsnapshot_space_bytes: %llu\n", n,
                      (unsigned long long)space);
     for (size_t i = 0; i < n && w >= 0 && len + (size_t)w < cap; i++) {
