@@ -278,6 +278,16 @@ Test(fs_snapshot, mkdir_rmdir_control_and_every_errno)
     char v[64];
     tl_status_get("snapshot_space_bytes", v, sizeof v);
     cr_expect_str_eq(v, "0");
+    /* The tool's command, through the control file. */
+    char bin[PATH_MAX];
+    tl_build_bin(bin, "jetsnap");
+    cr_assert_eq(tl_sh("%s snapshot %s t1", bin, tl_mnt), 0);
+    char *list = tl_sh_out("%s snapshot %s --list", bin, tl_mnt);
+    cr_expect(list && strstr(list, "snapshot.t1: ") != NULL, "--list: %s", list ? list : "?");
+    free(list);
+    cr_expect_eq(tl_sh("%s snapshot %s t1 2>/dev/null", bin, tl_mnt), 1, "EEXIST is a failure");
+    cr_assert_eq(tl_sh("%s snapshot %s --delete t1", bin, tl_mnt), 0);
+    cr_expect_eq(tl_sh("%s snapshot %s .bad 2>/dev/null", bin, tl_mnt), 2, "a bad name is a usage error");
     /* live/ never shows the store. */
     cr_expect_eq(tl_sh("ls %s/live | grep -q snapshots", tl_mnt), 1);
     cr_expect_neq(stat(pathf("%s/live/snapshots", tl_mnt), &st), 0);
