@@ -681,27 +681,35 @@ void ss_abort(struct snapstore *ss, uint32_t id)
 void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
 {
     uint32_t ps = ss->page_size;
-    uint32_t ids[256];
-    snap_entry *who[256];
     js_wrlock(&ss->lock);
     if (!ss->nsnaps)
         return;
-    int saved_any = 0;
+    size_t ns = ss->nsnaps;
+    /* Per snapshot (by index): 1 an image saved for it in this call, 2 a
+     * save failed (err[j] why). */
+    uint32_t *ids = malloc(ns * sizeof *ids), *who = malloc(ns * sizeof *who);
+    uint8_t *mark = calloc(ns, 1);
+    JET_ERR *why = calloc(ns, sizeof *why);
     JET_ERR err = JET_errSuccess;
-    snap_entry *failed[256];
-    size_t nfailed = 0;
-    JET_ERR ferr = JET_errSuccess;
+    int saved_any = 0;
+    if (!ids || !who || !mark || !why) {
+        /* Cannot even tell which snapshots need the pages: every one that
+         * might is invalid rather than silently wrong. */
+        for (size_t j = 0; j < ns; j++)
+            invalidate(ss, ss->snaps[j], JET_errOutOfMemory);
+        goto out;
+    }
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t p = pgno + i;
+        uint32_t p = pgno + i, k = 0, slot = 0;
         uint64_t lsn = pg_lsn(pages + (size_t)i * ps);
-        uint32_t k = 0;
-        for (size_t j = 0; j < ss->nsnaps && k < 256; j++) {
+        for (size_t j = 0; j < ns; j++) {
             snap_entry *e = ss->snaps[j];
             /* A page written with an LSN before S is the snapshot's own
              * version (flushed late): the file keeps serving it. */
-            if (e->invalid || p >= e->meta.pages || e->map[p] != SLOT_NONE || lsn < e->meta.log_position)
+            if (e->invalid || mark[j] == 2 || p >= e->meta.pages || e->map[p] != SLOT_NONE ||
+                lsn < e->meta.log_position)
                 continue;
-            who[k] = e;
+            who[k] = (uint32_t)j;
             ids[k++] = e->id;
         }
         if (!k)
@@ -710,33 +718,41 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8
         err = os_pread(st->fd, st->path, ss->scratch, ps, (uint64_t)p * ps, &got);
         if (!err && got < ps)
             memset(ss->scratch + got, 0, ps - got);
-        uint32_t slot = 0;
         if (!err && pg_verify(ss->scratch, ps, p) == PG_BAD)
             err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: checksum mismatch before saving it", p,
                              st->path);
         if (!err)
             err = save_image(ss, p, ss->scratch, ids, k, &slot);
-        if (err) {
-            ferr = err;
-            for (uint32_t j = 0; j < k && nfailed < 256; j++)
-                failed[nfailed++] = who[j];
-            continue;
+        for (uint32_t x = 0; x < k; x++) {
+            if (err) {
+                mark[who[x]] = 2;
+                why[who[x]] = err;
+                continue;
+            }
+            ss->snaps[who[x]]->map[p] = slot;
+            ss->snaps[who[x]]->saved++;
+            if (!mark[who[x]])
+                mark[who[x]] = 1;
         }
-        ss->refs[slot] = k;
-        for (uint32_t j = 0; j < k; j++) {
-            who[j]->map[p] = slot;
-            who[j]->saved++;
+        if (!err) {
+            ss->refs[slot] = k;
+            saved_any = 1;
         }
-        saved_any = 1;
     }
-    if (saved_any) {
-        err = sync_both(ss);
-        if (err)   /* nothing saved in this call is known durable */
-            for (size_t j = 0; j < ss->nsnaps; j++)
-                invalidate(ss, ss->snaps[j], err);
+    /* Durable before the database write; if not, what was saved here is
+     * not known durable: those snapshots are invalid, no other. */
+    err = saved_any ? sync_both(ss) : JET_errSuccess;
+    for (size_t j = 0; j < ns; j++) {
+        if (mark[j] == 2)
+            invalidate(ss, ss->snaps[j], why[j]);
+        else if (mark[j] == 1 && err)
+            invalidate(ss, ss->snaps[j], err);
     }
-    for (size_t j = 0; j < nfailed; j++)
-        invalidate(ss, failed[j], ferr);
+out:
+    free(ids);
+    free(who);
+    free(mark);
+    free(why);
 }
 
 void ss_cow_end(struct snapstore *ss)
