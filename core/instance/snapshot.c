@@ -115,13 +115,14 @@ static JET_ERR take_instant(js_instance *inst, struct snapstore *ss, ss_meta *m,
     uint32_t *list = NULL;
     size_t n = 0;
     frame *f = NULL;
-    uint8_t *page = NULL;
+    uint8_t *pages = NULL;
     JS_ASSERT_HELD(&inst->eng.writer_lock);
     JET_ERR err = pool_get(&inst->store, PG_META_PGNO, 0, &f);
     if (err)
         return err;
     js_rdlock(&inst->eng.tree_latch);
     m->pages = pg_u32(f->data + META_NEXT);
+    uint32_t snap_pages = m->pages;
     js_rwunlock(&inst->eng.tree_latch);
     pool_unpin(&inst->store.pool, f);
     m->log_position = inst_logging(inst) ? log_position_now(&inst->log) : 0;
@@ -130,30 +131,34 @@ static JET_ERR take_instant(js_instance *inst, struct snapstore *ss, ss_meta *m,
     if (err)
         return err;
     err = pool_dirty_list(&inst->store.pool, &list, &n);
-    page = aligned_alloc(4096, ps);
-    if (!err && !page)
-        err = js_fail(JET_errOutOfMemory, "snapshot page");
+    /* One buffer for every dirty page: the copy is a memcpy per page, the
+     * only work writers wait for. */
+    pages = n ? malloc(n * (size_t)ps) : NULL;
+    if (!err && n && !pages)
+        err = js_fail(JET_errOutOfMemory, "snapshot: copies of %zu dirty pages", n);
+    size_t kept = 0;
+    js_rdlock(&inst->eng.tree_latch);
     for (size_t i = 0; i < n && !err; i++) {
-        if (list[i] < 2 || list[i] >= m->pages)
+        if (list[i] < 2 || list[i] >= snap_pages)
             continue;
         f = pool_lookup(&inst->store.pool, list[i]);
         if (!f)
             continue;
-        js_rdlock(&inst->eng.tree_latch);
-        int dirty = f->dirty;
-        memcpy(page, f->data, ps);
-        js_rwunlock(&inst->eng.tree_latch);
+        if (f->dirty) {
+            memcpy(pages + kept * ps, f->data, ps);
+            list[kept++] = list[i];
+        }
         pool_unpin(&inst->store.pool, f);
-        if (!dirty)
-            continue;
-        pg_seal(page, ps, list[i]);
-        err = ss_capture(ss, *id, list[i], page);
     }
-    free(page);
-    free(list);
-    if (err)
+    js_rwunlock(&inst->eng.tree_latch);
+    if (err) {
+        free(list);
+        free(pages);
         ss_abort(ss, *id);
-    return err;
+        return err;
+    }
+    ss_capture(ss, *id, list, pages, kept);   /* owns list and pages now */
+    return JET_errSuccess;
 }
 
 JET_ERR js_snapshot_take(js_instance *inst, const char *name, js_snapshot_info *out)

@@ -187,9 +187,8 @@ void ss_entry_free(struct snapstore *ss, snap_entry *e, int release)
 {
     for (uint32_t p = 0; release && p < e->meta.pages; p++)
         slot_release(ss, e->map[p]);
-    for (size_t i = 0; i < e->npend; i++)
-        free(e->pend[i].data);
-    free(e->pend);
+    free(e->pend_pgno);
+    free(e->pend_buf);
     free(e->map);
     free(e->note);
     for (size_t i = 0; i < ss->nsnaps; i++)
@@ -591,34 +590,23 @@ JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t 
     return err;
 }
 
-JET_ERR ss_capture(struct snapstore *ss, uint32_t id, uint32_t pgno, const uint8_t *page)
+void ss_capture(struct snapstore *ss, uint32_t id, uint32_t *pgnos, uint8_t *pages, size_t n)
 {
-    JET_ERR err = JET_errSuccess;
     js_wrlock(&ss->lock);
     snap_entry *e = ss_find_id(ss, id);
-    if (!e || pgno >= e->meta.pages || e->map[pgno] != SLOT_NONE)
-        goto out;
-    if (e->npend == e->pend_cap) {
-        size_t cap = e->pend_cap ? 2 * e->pend_cap : 64;
-        pending_img *n = realloc(e->pend, cap * sizeof *n);
-        if (!n) {
-            err = js_fail(JET_errOutOfMemory, "snapshot capture");
-            goto out;
-        }
-        e->pend = n;
-        e->pend_cap = cap;
-    }
-    uint8_t *d = malloc(ss->page_size);
-    if (!d) {
-        err = js_fail(JET_errOutOfMemory, "snapshot capture");
+    if (!e || e->pend_pgno) {
+        free(pgnos);
+        free(pages);
         goto out;
     }
-    memcpy(d, page, ss->page_size);
-    e->pend[e->npend++] = (pending_img){ .pgno = pgno, .data = d };
-    e->map[pgno] = SLOT_PENDING;
+    e->pend_pgno = pgnos;
+    e->pend_buf = pages;
+    e->npend = n;
+    for (size_t i = 0; i < n; i++)
+        if (pgnos[i] < e->meta.pages && e->map[pgnos[i]] == SLOT_NONE)
+            e->map[pgnos[i]] = SLOT_PENDING;
 out:
     js_rwunlock(&ss->lock);
-    return err;
 }
 
 JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
@@ -632,12 +620,16 @@ JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
         return js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
     }
     for (size_t i = 0; i < e->npend && !err; i++) {
-        uint32_t slot;
-        err = save_image(ss, e->pend[i].pgno, e->pend[i].data, &id, 1, &slot);
+        uint32_t slot, p = e->pend_pgno[i];
+        if (p >= e->meta.pages || e->map[p] != SLOT_PENDING)
+            continue;
+        uint8_t *img = e->pend_buf + i * ss->page_size;
+        pg_seal(img, ss->page_size, p);   /* frames are sealed on their way out */
+        err = save_image(ss, p, img, &id, 1, &slot);
         if (err)
             break;
         ss->refs[slot] = 1;
-        e->map[e->pend[i].pgno] = slot;
+        e->map[p] = slot;
         e->saved++;
     }
     if (!err)
@@ -653,11 +645,11 @@ JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
         ss_entry_free(ss, e, 1);
     } else {
         e->ready = 1;
-        for (size_t i = 0; i < e->npend; i++)
-            free(e->pend[i].data);
-        free(e->pend);
-        e->pend = NULL;
-        e->npend = e->pend_cap = 0;
+        free(e->pend_pgno);
+        free(e->pend_buf);
+        e->pend_pgno = NULL;
+        e->pend_buf = NULL;
+        e->npend = 0;
     }
     js_rwunlock(&ss->lock);
     return err;

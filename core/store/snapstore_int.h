@@ -18,10 +18,6 @@
 
 enum { R_HEADER = 1, R_CREATE, R_MAP, R_INVALID, R_DELETE, R_NOTE };
 
-typedef struct pending_img {
-    uint32_t pgno;
-    uint8_t *data;
-} pending_img;
 
 typedef struct snap_entry {
     uint32_t id;
@@ -31,8 +27,9 @@ typedef struct snap_entry {
     int opens;
     uint32_t *map;              /* [meta.pages]: slot, SLOT_NONE or SLOT_PENDING */
     uint64_t saved;             /* slots in map */
-    pending_img *pend;
-    size_t npend, pend_cap;
+    uint32_t *pend_pgno;        /* captured at take (ss_capture): pages */
+    uint8_t *pend_buf;          /*   and their images, until ss_commit */
+    size_t npend;
     uint8_t *note;
     uint32_t note_len;
     uint8_t hdr_pages[2 * 32768]; /* the image's pages 0 and 1 */

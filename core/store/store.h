@@ -238,9 +238,12 @@ void ss_close(struct snapstore *ss);
  *  snapshot, not yet listed.  From now on db_write_pages saves for it.
  *  Errors: JET_errDatabaseDuplicate, JET_errOSSnapshotNotAllowed (max). */
 JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t *id);
-/** Take, step 1 still: the committed image of page pgno at S, sealed, which
- *  the file does not hold yet (dirty at S); kept in memory until ss_commit. */
-JET_ERR ss_capture(struct snapstore *ss, uint32_t id, uint32_t pgno, const uint8_t *page);
+/** Take, step 1 still: the committed images at S (frame contents, sealed
+ *  by ss_commit, out of the writer lock) of the n pages
+ *  pgnos[i] (images one after the other in pages), which the file does not
+ *  hold yet (dirty at S).  The store owns both arrays from now on (malloc'd)
+ *  and keeps them in memory until ss_commit. */
+void ss_capture(struct snapstore *ss, uint32_t id, uint32_t *pgnos, uint8_t *pages, size_t n);
 /** Take, step 2 (no engine lock held): write the captured images and the
  *  snapshot's record durably; the snapshot is listed from now on.  On
  *  failure it is gone (JET_errDiskFull, JET_errDiskIO). */
