@@ -112,6 +112,7 @@ typedef int JET_ERR;
 #define JET_errNotInTransaction               (-1054)
 #define JET_errInstanceUnavailable            (-1090)
 #define JET_errInTransaction                  (-1108)
+#define JET_errDatabaseDuplicate              (-1201)
 #define JET_errDatabaseInUse                  (-1202)
 #define JET_errDatabaseCorrupted              (-1206)
 #define JET_errPageSizeMismatch               (-1213)
@@ -120,6 +121,8 @@ typedef int JET_ERR;
 #define JET_errDiskFull                       (-1808)
 #define JET_errFileNotFound                   (-1811)
 #define JET_errSessionSharingViolation        (-1910)
+#define JET_errOSSnapshotNotAllowed           (-2404)
+#define JET_errOSSnapshotInvalidSnapId        (-2405)
 
 /** The ESE name of an error ("JET_errReadVerifyFailure"); never NULL. */
 const char *js_errname(JET_ERR err);
@@ -151,6 +154,7 @@ JET_ERR js_fail(JET_ERR err, const char *fmt, ...) __attribute__((format(printf,
 #define JS_LOG_FILE       "edb.log"
 #define JS_LOG_TMP_FILE   "edbtmp.log"
 #define JS_LOCK_FILE      "jetsnap.lock"
+#define JS_SNAPSHOT_DIR   "snapshots"      /* the snapshot store (SPEC 2, 7) */
 
 /* ------------------------------------------------------------------ */
 /* Parameters, instance                                                 */
@@ -166,6 +170,7 @@ typedef struct js_params {
     uint64_t cache_size;         /* buffer pool bytes (soft limit) */
     uint32_t checkpoint_ms;      /* background checkpoint period */
     uint64_t backup_max_rate;    /* bytes/s a backup may copy (0: no limit) */
+    uint32_t snapshot_max;       /* most snapshots kept at once (0: the default, 64) */
 } js_params;
 
 /** Fill *p with the defaults of SPEC section 1 (8 KiB pages, 5 MiB log
@@ -256,6 +261,83 @@ int64_t js_time_ms(void);
 int64_t js_mono_ms(void);
 
 /* ------------------------------------------------------------------ */
+/* Snapshots (SPEC section 7)                                           */
+/* ------------------------------------------------------------------ */
+/*
+ * A snapshot is the database as of one commit point, kept by copy-on-write
+ * in DBDIR/snapshots/ (the store: core/store/snapstore.c): taking one
+ * copies no data up front (only the pages committed but not yet written,
+ * which the file does not hold), and from then on the first overwrite of a
+ * page it still reads from jetsnap.edb saves the old image first, once for
+ * every snapshot sharing it.  Its image is a whole jetsnap.edb in
+ * clean-shutdown state with its own log signature, so a copy of it opens as
+ * an instance with no logs and starts a log stream of its own.  Snapshots
+ * survive restarts and crashes; backups never touch them.  A snapshot whose
+ * image the store could not save (no space, I/O error) becomes invalid: its
+ * reads fail with JET_errDiskIO, an event says why, it can still be
+ * deleted; the live database is not affected.
+ * Events: 2001 snapshot created, 2004 snapshot deleted, 2007 snapshot
+ * invalidated (the numbers of ESE's shadow-copy events).
+ * Every function here is thread-safe.
+ */
+#define JS_SNAPSHOT_NAME_MAX 64
+
+typedef struct js_snapshot_info {
+    char name[JS_SNAPSHOT_NAME_MAX + 1];
+    int64_t created;             /* ms since the epoch */
+    uint64_t log_position;       /* the commit point: later commits are not in it */
+    int64_t last_commit_time;    /* ms; time of the last commit in it (0 unknown) */
+    uint32_t pages;              /* the image's size in pages */
+    uint32_t page_size;
+    char db_signature[33];       /* hex, the database's */
+    char log_signature[33];      /* hex, the image's own (a copy's log stream) */
+    uint64_t bytes_held;         /* saved images this snapshot reads (shared ones counted in each) */
+    int valid;                   /* 0: invalid (see invalid_err) */
+    JET_ERR invalid_err;
+    int open_files;              /* js_snapshot handles open on it */
+    uint32_t id;                 /* never reused by this instance (the mount's inode numbers) */
+} js_snapshot_info;
+
+/** 1 when name is a valid snapshot name: 1..64 of [A-Za-z0-9._-], not
+ *  starting with '.'. */
+int js_snapshot_name_ok(const char *name);
+/** Take snapshot name of a running instance; returns once it is durable
+ *  (its transactions' log flushed too).  *out (may be NULL) describes it.
+ *  Writers wait only while the pages committed but not yet written are
+ *  copied.  Errors: JET_errInvalidParameter (bad name),
+ *  JET_errDatabaseDuplicate (name taken), JET_errOSSnapshotNotAllowed
+ *  (snapshot_max reached), JET_errDiskFull / JET_errDiskIO (the store),
+ *  JET_errNotInitialized (starting or recovering), JET_errTermInProgress,
+ *  JET_errInstanceUnavailable. */
+JET_ERR js_snapshot_take(js_instance *inst, const char *name, js_snapshot_info *out);
+/** Every snapshot, in no set order; *out malloc'd (free it), *n may be 0. */
+JET_ERR js_snapshot_list(js_instance *inst, js_snapshot_info **out, size_t *n);
+/** One snapshot.  Errors: JET_errOSSnapshotInvalidSnapId (no such name). */
+JET_ERR js_snapshot_stat(js_instance *inst, const char *name, js_snapshot_info *out);
+/** Delete a snapshot and free its space.  Errors:
+ *  JET_errOSSnapshotInvalidSnapId, JET_errDatabaseInUse (a handle is open),
+ *  JET_errTermInProgress, JET_errDiskIO. */
+JET_ERR js_snapshot_delete(js_instance *inst, const char *name);
+/** Bytes the snapshot store holds (page images, each counted once). */
+uint64_t js_snapshot_space(js_instance *inst);
+
+typedef struct js_snapshot js_snapshot;
+/** Open snapshot name for reading its jetsnap.edb image; *info (may be
+ *  NULL) describes it.  Errors: JET_errOSSnapshotInvalidSnapId,
+ *  JET_errOutOfMemory. */
+JET_ERR js_snapshot_open(js_instance *inst, const char *name, js_snapshot **out, js_snapshot_info *info);
+/** Read [off, off+len) of the image (size pages * page_size); *got short
+ *  only at its end.  Errors: JET_errDiskIO (invalid snapshot),
+ *  JET_errReadVerifyFailure, JET_errDiskIO. */
+JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, size_t *got);
+/** A small blob kept durably with the snapshot for its life (the daemon
+ *  keeps SHA256SUMS there).  Get: *len 0 when none, at most cap copied. */
+JET_ERR js_snapshot_note_set(js_snapshot *s, const void *data, uint32_t len);
+JET_ERR js_snapshot_note_get(js_snapshot *s, void *buf, uint32_t cap, uint32_t *len);
+/** Close a handle; NULL is a no-op. */
+void js_snapshot_close(js_snapshot *s);
+
+/* ------------------------------------------------------------------ */
 /* Live view: the files of DBDIR, read from outside the engine          */
 /* ------------------------------------------------------------------ */
 /*
@@ -281,7 +363,7 @@ JET_ERR js_live_new(const char *dbdir, js_live **out);
 void js_live_free(js_live *lv);
 
 /** 1 when name may be shown by the view (one path component, not "." or
- *  "..", not JS_LOCK_FILE), 0 otherwise. */
+ *  "..", not JS_LOCK_FILE or JS_SNAPSHOT_DIR), 0 otherwise. */
 int js_live_name_ok(const char *name);
 
 /** Call fn(ctx, name) for each regular file of DBDIR the view shows, in

@@ -251,11 +251,12 @@ Test(fs_mount, layout_and_live_files)
 
     tl_fs_start();
     n = tl_list_dir(tl_mnt, names, 64, 0);
-    cr_assert_eq(n, 4);
+    cr_assert_eq(n, 5);
     cr_expect_str_eq(names[0], "control");
     cr_expect_str_eq(names[1], "events");
     cr_expect_str_eq(names[2], "live");
-    cr_expect_str_eq(names[3], "status");
+    cr_expect_str_eq(names[3], "snapshots");   /* SPEC 7 */
+    cr_expect_str_eq(names[4], "status");
     tl_pathf(a, "%s/control", tl_mnt);
     cr_assert_eq(stat(a, &sa), 0);
     cr_expect_eq(sa.st_mode, S_IFREG | 0200);

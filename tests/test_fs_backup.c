@@ -584,7 +584,7 @@ Test(fs_mount, daemonizes_after_mount)
              tl_dbdir, tl_mnt, tl_mnt, out);
     cr_assert_eq(system(cmd), 0);
     o = tl_slurp(out, NULL);
-    cr_expect_str_eq(o, "control\nevents\nlive\nstatus\n");
+    cr_expect_str_eq(o, "control\nevents\nlive\nsnapshots\nstatus\n");
     free(o);
     tl_wait_state("idle", 20000, NULL);
     snprintf(cmd, sizeof(cmd), "fusermount3 -u %s", tl_mnt);

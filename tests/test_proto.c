@@ -449,3 +449,19 @@ Test(live, a_page_cut_in_two_comes_from_one_image, .init = live_setup, .fini = l
     js_live_close(f);
     js_live_free(lv);
 }
+
+Test(proto_ctl, snapshot_commands)
+{
+    struct ctl_cmd c;
+    cr_assert_eq(ctl_parse("snapshot s1\n", 12, &c), JET_errSuccess);
+    cr_expect_eq(c.kind, CTL_SNAPSHOT);
+    cr_expect_str_eq(c.path, "s1");
+    cr_assert_eq(ctl_parse("snapshot-delete a.b-c_9", 23, &c), JET_errSuccess);
+    cr_expect_eq(c.kind, CTL_SNAPSHOT_DELETE);
+    cr_expect_str_eq(c.path, "a.b-c_9");
+    cr_expect_eq(ctl_parse("snapshot", 8, &c), JET_errInvalidParameter);
+    cr_expect_eq(ctl_parse("snapshot .x", 11, &c), JET_errInvalidParameter);
+    cr_expect_eq(ctl_parse("snapshot a/b", 12, &c), JET_errInvalidParameter);
+    cr_expect_eq(ctl_parse("snapshot a wait", 15, &c), JET_errInvalidGrbit);
+    cr_expect_eq(ctl_parse("snapshot-delete", 15, &c), JET_errInvalidParameter);
+}

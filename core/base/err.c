@@ -66,6 +66,7 @@ static const struct err_row err_table[] = {
     { JET_errNotInTransaction, "JET_errNotInTransaction", "no transaction is open", EINVAL },
     { JET_errInstanceUnavailable, "JET_errInstanceUnavailable", "a fatal error revoked access to the data", EIO },
     { JET_errInTransaction, "JET_errInTransaction", "a transaction is already open", EINVAL },
+    { JET_errDatabaseDuplicate, "JET_errDatabaseDuplicate", "a snapshot of that name exists", EEXIST },
     { JET_errDatabaseInUse, "JET_errDatabaseInUse", "the instance is open in another process", EBUSY },
     { JET_errDatabaseCorrupted, "JET_errDatabaseCorrupted", "database structure is corrupt", EIO },
     { JET_errPageSizeMismatch, "JET_errPageSizeMismatch", "page size does not match the database", EINVAL },
@@ -73,6 +74,8 @@ static const struct err_row err_table[] = {
     { JET_errRecordNotFound, "JET_errRecordNotFound", "key not found", ENOENT },
     { JET_errDiskFull, "JET_errDiskFull", "no space left on the device", ENOSPC },
     { JET_errFileNotFound, "JET_errFileNotFound", "file not found", ENOENT },
+    { JET_errOSSnapshotNotAllowed, "JET_errOSSnapshotNotAllowed", "no more snapshots allowed (snapshot_max)", ENOSPC },
+    { JET_errOSSnapshotInvalidSnapId, "JET_errOSSnapshotInvalidSnapId", "no such snapshot", ENOENT },
     { JET_errSessionSharingViolation, "JET_errSessionSharingViolation", "session used by two threads at once", EBUSY },
 };
 

@@ -227,6 +227,14 @@ JET_ERR os_allocate(int fd, const char *path, uint64_t len)
     return JET_errSuccess;
 }
 
+JET_ERR os_punch_hole(int fd, const char *path, uint64_t off, uint64_t len)
+{
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0 &&
+        errno != EOPNOTSUPP)
+        return os_err(errno, "punch hole in", path);
+    return JET_errSuccess;
+}
+
 JET_ERR os_size(int fd, const char *path, uint64_t *size)
 {
     struct stat st;

@@ -39,6 +39,10 @@ JET_ERR os_rename(const char *from, const char *to);
 JET_ERR os_unlink(const char *path, int missing_ok);
 /** Reserve len bytes (fallocate, falling back to writing zeros). */
 JET_ERR os_allocate(int fd, const char *path, uint64_t len);
+/** Free [off, off+len) of a file without changing its size (the space
+ *  of a deleted snapshot's page images); a file system without hole
+ *  punching keeps the space and it is success. */
+JET_ERR os_punch_hole(int fd, const char *path, uint64_t off, uint64_t len);
 /** File size. */
 JET_ERR os_size(int fd, const char *path, uint64_t *size);
 /** mkdir(2) with mode; an existing directory is success when exist_ok. */

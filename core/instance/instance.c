@@ -40,6 +40,7 @@ void js_params_default(js_params *p)
     p->commit_mode = JS_COMMIT_DURABLE;
     p->cache_size = 256ull << 20;
     p->checkpoint_ms = 1000;
+    p->snapshot_max = 64;
 }
 
 const char *js_instance_dir(const js_instance *inst)
@@ -326,6 +327,7 @@ out:
 
 static void inst_free(js_instance *inst)
 {
+    ss_close(inst->store.snap);
     pool_destroy(&inst->store.pool);
     rl_destroy(&inst->store.rl);
     log_destroy(&inst->log);
@@ -474,6 +476,13 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
     log_destroy(&inst->log);
     log_init(&inst->log, dir, inst->hdr.log_file_size, inst->store.page_size, inst->hdr.log_sig, inst->hdr.db_sig,
              !inst->params.no_log, &inst->health);
+    /* Before recovery's first page write: the snapshots need their old
+     * images saved from it on. */
+    if (!for_restore) {
+        err = snap_store_open(inst, 0);
+        if (err)
+            goto fail;
+    }
     *out = inst;
     return JET_errSuccess;
 fail:

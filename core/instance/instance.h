@@ -121,6 +121,11 @@ JET_ERR inst_redo(js_instance *inst, const char *logdir, uint64_t start_lsn, uin
  *  clean-shutdown with no backup marks. */
 JET_ERR inst_finish_restore(js_instance *inst, const redo_result *last, uint32_t verify_from);
 
+/* snapshot.c */
+/** Open the snapshot store into store.snap: when DBDIR/snapshots exists,
+ *  or always with create.  Errors as ss_open (store.h). */
+JET_ERR snap_store_open(js_instance *inst, int create);
+
 /* checkpoint.c */
 /** Write every dirty page, record the redo point in edb.chk, and (circular
  *  logging) delete the generations no longer needed.  Takes ckpt_lock. */

@@ -175,9 +175,15 @@ JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32
             return err;
         st->file_pages = want;
     }
+    /* Copy-on-write for snapshots: the old images a snapshot still reads
+     * here are durable in the store before the new ones land. */
+    if (st->snap)
+        ss_cow_begin(st->snap, st, pgno, pages, n);
     int slot = rl_lock(&st->rl, pgno, end, 1);
     err = os_pwrite(st->fd, st->path, pages, (size_t)n * st->page_size, (uint64_t)pgno * st->page_size);
     rl_unlock(&st->rl, slot);
+    if (st->snap)
+        ss_cow_end(st->snap);
     return err;
 }
 

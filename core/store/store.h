@@ -127,6 +127,7 @@ typedef struct buf_pool {
 } buf_pool;
 
 /* ---------------- the database file ---------------- */
+struct snapstore;
 typedef struct db_store {
     int fd;                        /* jetsnap.edb, -1 when closed */
     char path[PATH_MAX];
@@ -140,6 +141,10 @@ typedef struct db_store {
                                       valid on disk; raised by a checkpoint after its
                                       fsync, never lowered; 0 before the first */
     int recovering;                /* set during redo: zero pages allowed */
+    struct snapstore *snap;        /* the snapshot store (snapstore.c), NULL
+                                      when none: db_write_pages saves the old
+                                      image of a page a snapshot still reads
+                                      from the file before overwriting it */
 } db_store;
 
 /* buf.c */
@@ -178,5 +183,103 @@ JET_ERR db_check_pages(const uint8_t *buf, uint32_t page_size, uint32_t pgno, ui
  *  (restore: the pages above the copy's bound once replay and the final
  *  checkpoint have written theirs).  Errors as db_check_pages. */
 JET_ERR db_verify_range(db_store *st, uint32_t lo, uint32_t hi);
+
+/* ---------------- the snapshot store (snapstore.c) ---------------- */
+/*
+ * Copy-on-write snapshots of jetsnap.edb (SPEC section 7, DESIGN section 7).
+ * A snapshot is a commit point S and, per page, where its image of the page
+ * is: saved in the store, or still the one in the database file.  The
+ * instance takes it (instance/snapshot.c); this module keeps it durable and
+ * saves old images in db_write_pages.
+ *
+ * Lock: ss->lock (a js_rwlock) guards everything in the store.  The flusher
+ * holds it for writing across "save old images, write the database pages"
+ * (db_write_pages), a snapshot reader for reading across "look up, read the
+ * database file", so a reader never sees a page the flusher overwrote after
+ * the reader decided the file still held its image.  Order: ckpt_lock ->
+ * writer_lock -> ... -> ss->lock -> rl.lock; ss->lock -> state_lock (the
+ * event sink).
+ */
+#define SS_NAME_MAX 64
+
+/** What a snapshot is; filled by the instance at take time. */
+typedef struct ss_meta {
+    char name[SS_NAME_MAX + 1];
+    int64_t created;               /* ms since the epoch */
+    uint64_t log_position;         /* S: commits at or after it are not in the snapshot */
+    int64_t last_commit_time;      /* ms; 0 unknown */
+    uint32_t pages;                /* size of the image in pages (the high-water mark at S) */
+    db_header hdr;                 /* the image's header: clean-shutdown, its own log signature */
+} ss_meta;
+
+/** Per snapshot, as listed (ss_list). */
+typedef struct ss_entry_info {
+    uint32_t id;                   /* never reused in this store */
+    ss_meta meta;
+    uint64_t pages_saved;          /* images of the store this snapshot reads (shared ones included) */
+    JET_ERR invalid;               /* 0: valid; else why it became invalid */
+    int opens;
+} ss_entry_info;
+
+typedef void (*ss_event_fn)(void *ctx, const char *name, JET_ERR err);
+
+/** Open (creating when missing) the store in dbdir/snapshots for a
+ *  database of page_size and db_sig; replays and compacts its index.
+ *  on_invalid (may be NULL) is called, holding ss->lock, when a snapshot
+ *  becomes invalid.  Errors: JET_errBadDbSignature (a store of another
+ *  database), JET_errDiskIO, JET_errDiskFull, JET_errOutOfMemory. */
+JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_SIG_LEN], ss_event_fn on_invalid,
+                void *ctx, struct snapstore **out);
+/** Close the store (no snapshot open).  NULL is a no-op. */
+void ss_close(struct snapstore *ss);
+
+/** Take, step 1 (caller holds the writer lock, so no commit runs): check the
+ *  name is free and fewer than max snapshots exist, and register the
+ *  snapshot, not yet listed.  From now on db_write_pages saves for it.
+ *  Errors: JET_errDatabaseDuplicate, JET_errOSSnapshotNotAllowed (max). */
+JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t *id);
+/** Take, step 1 still: the committed images at S (frame contents, sealed
+ *  by ss_commit, out of the writer lock) of the n pages
+ *  pgnos[i] (images one after the other in pages), which the file does not
+ *  hold yet (dirty at S).  The store owns both arrays from now on (malloc'd)
+ *  and keeps them in memory until ss_commit. */
+void ss_capture(struct snapstore *ss, uint32_t id, uint32_t *pgnos, uint8_t *pages, size_t n);
+/** Take, step 2 (no engine lock held): write the captured images and the
+ *  snapshot's record durably; the snapshot is listed from now on.  On
+ *  failure it is gone (JET_errDiskFull, JET_errDiskIO). */
+JET_ERR ss_commit(struct snapstore *ss, uint32_t id);
+/** Drop a snapshot that ss_begin registered and ss_commit never made. */
+void ss_abort(struct snapstore *ss, uint32_t id);
+
+/** Delete a snapshot and free its images.  Errors: JET_errOSSnapshotInvalidSnapId
+ *  (no such name), JET_errDatabaseInUse (open), JET_errDiskIO. */
+JET_ERR ss_delete(struct snapstore *ss, const char *name);
+/** Copy out every listed snapshot; *out malloc'd (may be NULL when *n 0). */
+JET_ERR ss_list(struct snapstore *ss, ss_entry_info **out, size_t *n);
+/** Bytes of page images the store holds, each counted once. */
+uint64_t ss_bytes_held(struct snapstore *ss);
+
+/** Open a listed snapshot for ss_read (counted: ss_delete refuses while
+ *  open).  *id and *info receive it.  Errors: JET_errOSSnapshotInvalidSnapId. */
+JET_ERR ss_ref(struct snapstore *ss, const char *name, uint32_t *id, ss_entry_info *info);
+void ss_unref(struct snapstore *ss, uint32_t id);
+/** Read [off, off+len) of snapshot id's jetsnap.edb image: the header from
+ *  its meta, each page from the store if saved there, else from st's file
+ *  (untorn).  JET_errDiskIO for an invalid snapshot. */
+JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got);
+/** A small blob kept with a snapshot for its life (the daemon's SHA256SUMS),
+ *  durable.  Get: *len 0 when none; copies at most cap bytes. */
+JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len);
+JET_ERR ss_note_get(struct snapstore *ss, uint32_t id, void *buf, uint32_t cap, uint32_t *len);
+
+/* Used by db_write_pages only: before pages [pgno, pgno+n) (sealed, in
+ * pages) overwrite the file, save the file's image of each for every
+ * snapshot that still reads it there and whose image it is (the new page's
+ * LSN is at or after the snapshot's S), durably.  Takes ss->lock for
+ * writing; ss_cow_end releases it after the database write.  A failure to
+ * save invalidates the snapshots concerned and is not returned: the live
+ * database goes on. */
+void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n);
+void ss_cow_end(struct snapstore *ss);
 
 #endif

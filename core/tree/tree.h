@@ -46,6 +46,7 @@ typedef struct js_engine {
     int durable;                /* commits are durable unless flagged lazy */
     uint32_t ckpt_epoch;        /* writer_lock: full-image epoch (checkpoint.c) */
     uint64_t txn_seq;           /* writer_lock */
+    int64_t last_commit_ms;     /* writer_lock: time of the last commit that changed pages (snapshots) */
 } js_engine;
 
 /* txn.c */

@@ -270,6 +270,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
             pool_unpin(&eng->store->pool, f);
     }
     js_rwunlock(&eng->tree_latch);
+    eng->last_commit_ms = js_time_ms();
     if (err)
         health_set_fatal(eng->health, err);   /* logged but not installed: stop here */
 

@@ -602,6 +602,22 @@ void ctl_submit(struct ctl *c, const char *buf, size_t len, uid_t uid,
         pthread_rwlock_unlock(&c->inst_gate);
         goto out_answer;
     }
+    if (job->cmd.kind == CTL_SNAPSHOT || job->cmd.kind == CTL_SNAPSHOT_DELETE) {
+        /* SPEC 7: the same as mkdir/rmdir in snapshots/; no job, and a
+         * running backup does not stand in the way. */
+        pthread_rwlock_rdlock(&c->inst_gate);
+        pthread_mutex_lock(&c->lock);
+        rc = c->stopping ? ESHUTDOWN : !c->ready ? EAGAIN : 0;
+        pthread_mutex_unlock(&c->lock);
+        if (rc == 0) {
+            err = job->cmd.kind == CTL_SNAPSHOT ? js_snapshot_take(c->inst, job->cmd.path, NULL)
+                                                : js_snapshot_delete(c->inst, job->cmd.path);
+            if (err != JET_errSuccess)
+                rc = js_err_to_errno(err);
+        }
+        pthread_rwlock_unlock(&c->inst_gate);
+        goto out_answer;
+    }
     pthread_mutex_lock(&c->lock);
     rc = gate_locked(c);
     pthread_mutex_unlock(&c->lock);

@@ -42,6 +42,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         else if (strcmp(name, "status") == 0) ino = INO_STATUS;
         else if (strcmp(name, "events") == 0) ino = INO_EVENTS;
         else if (strcmp(name, "live") == 0) ino = INO_LIVE;
+        else if (strcmp(name, "snapshots") == 0) ino = INO_SNAPS;
         if (ino == 0)
             return (void)fuse_reply_err(req, ENOENT);
         if ((rc = mnt_getattr(m, ino, &e.attr)) != 0)
@@ -49,6 +50,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         e.ino = ino;
         e.entry_timeout = 3600;     /* the root's names never change */
         e.attr_timeout = 0;
+        return (void)fuse_reply_entry(req, &e);
+    }
+    if (parent == INO_SNAPS || parent >= INO_SNAP_BASE) {
+        if ((rc = mnt_snap_lookup(m, parent, name, &e)) != 0)
+            return (void)fuse_reply_err(req, rc);
         return (void)fuse_reply_entry(req, &e);
     }
     if (parent != INO_LIVE)
@@ -84,7 +90,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     (void)fi;
     if ((rc = mnt_getattr(M(req), ino, &st)) != 0)
         return (void)fuse_reply_err(req, rc);
-    fuse_reply_attr(req, &st, 0);
+    fuse_reply_attr(req, &st, ino >= INO_SNAP_BASE ? 3600 : 0);   /* a snapshot never changes */
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -125,8 +131,22 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+    struct fuse_entry_param e;
+    int rc;
+
     (void)mode;
-    op_refuse_entry(req, parent, name);
+    if (parent != INO_SNAPS)
+        return op_refuse_entry(req, parent, name);
+    if ((rc = mnt_snap_mkdir(M(req), fuse_req_ctx(req)->uid, name, &e)) != 0)
+        return (void)fuse_reply_err(req, rc);
+    fuse_reply_entry(req, &e);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    if (parent != INO_SNAPS)
+        return op_refuse_entry(req, parent, name);
+    fuse_reply_err(req, mnt_snap_rmdir(M(req), fuse_req_ctx(req)->uid, name));
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -216,6 +236,7 @@ void mnt_fh_free(struct mnt *m, struct mnt_fh *fh)
         fh->next->prev = fh->prev;
     pthread_mutex_unlock(&m->fh_lock);
     js_live_close(fh->lf);
+    mnt_snap_close(m, fh);
     free(fh->data);
     free(fh);
     atomic_fetch_sub(&m->open_handles, 1);
@@ -227,7 +248,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct mnt_fh *fh = NULL;
     int acc = fi->flags & O_ACCMODE, rc = 0;
 
-    if (ino == INO_ROOT || ino == INO_LIVE)
+    if (ino == INO_ROOT || ino == INO_LIVE || ino == INO_SNAPS)
         return (void)fuse_reply_err(req, EISDIR);
     if (ino == INO_CONTROL) {
         /* Root bypasses the 0200 mode (CAP_DAC_OVERRIDE): check the uid. */
@@ -255,6 +276,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             goto out_fail;
         }
         goto out_open;
+    }
+    if (ino >= INO_SNAP_BASE) {
+        /* Immutable: the kernel may keep its cache (no direct_io). */
+        if ((fh = fh_new(m, FH_SNAP_DB)) == NULL)
+            return (void)fuse_reply_err(req, ENOMEM);
+        if ((rc = mnt_snap_open(m, ino, fh)) != 0)
+            goto out_fail;
+        fi->fh = (uintptr_t)fh;
+        fi->keep_cache = 1;
+        if (fuse_reply_open(req, fi) != 0)
+            mnt_fh_free(m, fh);
+        return;
     }
     if ((fh = fh_new(m, FH_LIVE_FILE)) == NULL)
         return (void)fuse_reply_err(req, ENOMEM);
@@ -341,6 +374,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             return (void)fuse_reply_err(req, rc);
         return (void)fuse_reply_buf(req, buf, got);
     }
+    case FH_SNAP_DB: {
+        int rc;
+        if ((buf = rbuf_get(size)) == NULL)
+            return (void)fuse_reply_err(req, ENOMEM);
+        if ((rc = mnt_snap_read(m, fh, (uint64_t)off, size, buf, &got)) != 0)
+            return (void)fuse_reply_err(req, rc);
+        return (void)fuse_reply_buf(req, buf, got);
+    }
     default:
         return (void)fuse_reply_err(req, EBADF);
     }
@@ -424,7 +465,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     size_t cap = 0;
     int rc = ENOMEM;
 
-    if (ino != INO_ROOT && ino != INO_LIVE)
+    uint32_t sid;
+    int snapdir = ino == INO_SNAPS || mnt_snap_ino_kind(ino, &sid) == SNAP_DIR;
+    if (ino != INO_ROOT && ino != INO_LIVE && !snapdir)
         return (void)fuse_reply_err(req, ENOTDIR);
     if ((fh = fh_new(m, FH_DIR)) == NULL)
         return (void)fuse_reply_err(req, ENOMEM);
@@ -435,8 +478,19 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         if (dir_add(req, fh, &cap, "control", INO_CONTROL, S_IFREG) != 0 ||
             dir_add(req, fh, &cap, "status", INO_STATUS, S_IFREG) != 0 ||
             dir_add(req, fh, &cap, "events", INO_EVENTS, S_IFREG) != 0 ||
-            dir_add(req, fh, &cap, "live", INO_LIVE, S_IFDIR) != 0)
+            dir_add(req, fh, &cap, "live", INO_LIVE, S_IFDIR) != 0 ||
+            dir_add(req, fh, &cap, "snapshots", INO_SNAPS, S_IFDIR) != 0)
             goto out_fail;
+        goto out_open;
+    }
+    if (snapdir) {
+        if ((rc = mnt_snap_list(m, ino, req, fh, &cap, dir_add)) != 0)
+            goto out_fail;
+        /* A snapshot's own listing never changes; snapshots/ does. */
+        if (ino != INO_SNAPS) {
+            fi->cache_readdir = 1;
+            fi->keep_cache = 1;
+        }
         goto out_open;
     }
     rc = mnt_live_list(m, req, fh, &cap, dir_add);
@@ -491,7 +545,7 @@ const struct fuse_lowlevel_ops mnt_ops = {
     .mknod = op_mknod,
     .mkdir = op_mkdir,
     .unlink = op_refuse_entry,
-    .rmdir = op_refuse_entry,
+    .rmdir = op_rmdir,
     .symlink = op_symlink,
     .rename = op_rename,
     .link = op_link,

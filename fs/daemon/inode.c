@@ -89,6 +89,12 @@ int mnt_getattr(struct mnt *m, fuse_ino_t ino, struct stat *st)
 
     if (ino == INO_LIVE)
         return mnt_live_dir_attr(m, st);
+    if (ino == INO_SNAPS) {
+        mnt_snaps_dir_attr(m, st);
+        return 0;
+    }
+    if (ino >= INO_SNAP_BASE)
+        return mnt_snap_getattr(m, ino, st);
     if (ino >= INO_ROOT && ino < INO_LIVE) {
         mnt_fill_static(m, ino, st);
         return 0;

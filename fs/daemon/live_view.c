@@ -8,13 +8,13 @@
  *
  * Modes (SPEC 3): live/ and every file in it carry the owner, group and
  * permission bits of DBDIR and of that file, write bits removed
- * (follow_attr()), so `allow_other` shows the data only to whom DBDIR's own
+ * (mnt_follow_attr()), so `allow_other` shows the data only to whom DBDIR's own
  * modes would (with the default 0700/0600: nobody but the owner).  The
  * kernel enforces them: the mount always has default_permissions, and
  * attributes are never cached (timeouts 0), so a chmod of DBDIR counts at
- * the next access.  snapshots/ (SPEC 7, not served yet) takes its modes the
- * same way: from DBDIR for the directory, from the snapshot's source files
- * for its files, through follow_attr().
+ * the next access.  snapshots/ (SPEC 7, snap_view.c) takes its modes the
+ * same way: from DBDIR for a snapshot's directory, from jetsnap.edb for its
+ * files, through mnt_follow_attr().
  *
  * Errors reach the reader as the errno of the core's code
  * (js_err_to_errno: JET_errFileNotFound is ENOENT, ...).
@@ -28,9 +28,9 @@
 /*
  * Owner, group and permission bits of a file of DBDIR as the mount shows
  * them: write bits and set-id/sticky bits removed, nothing added.  The one
- * place live/ (and snapshots/, later) gets its modes from.
+ * place live/ and snapshots/ get their modes from.
  */
-static void follow_attr(const struct stat *src, struct stat *st)
+void mnt_follow_attr(const struct stat *src, struct stat *st)
 {
     st->st_uid = src->st_uid;
     st->st_gid = src->st_gid;
@@ -45,7 +45,7 @@ int mnt_live_dir_attr(struct mnt *m, struct stat *st)
     mnt_fill_static(m, INO_LIVE, st);
     if ((err = js_live_stat(m->live, NULL, &sb)) != JET_errSuccess)
         return js_err_to_errno(err);
-    follow_attr(&sb, st);
+    mnt_follow_attr(&sb, st);
     return 0;
 }
 
@@ -58,7 +58,7 @@ int mnt_live_stat(struct mnt *m, const char *name, fuse_ino_t ino, struct stat *
         return js_err_to_errno(err);
     memset(st, 0, sizeof(*st));
     st->st_ino = ino;
-    follow_attr(&sb, st);
+    mnt_follow_attr(&sb, st);
     st->st_nlink = 1;
     st->st_size = sb.st_size;
     st->st_blocks = sb.st_blocks;

@@ -472,6 +472,7 @@ static int run(struct daemon *d, const sigset_t *sigs)
     if (prepare_mountpoint(d) != 0)
         goto out_close;
     js_set_event_sink(d->inst, ev_sink, d->ev);
+    st_set_instance(d->st, d->inst);
 
     memset(&cc, 0, sizeof(cc));
     cc.owner = getuid();
@@ -525,6 +526,7 @@ out_unmount:
     mnt_unmount(d->mnt);
     mnt_detach_instance(d->mnt);
 out_close:
+    st_set_instance(d->st, NULL);
     jerr = js_close(d->inst);
     d->inst = NULL;
     if (jerr != JET_errSuccess) {

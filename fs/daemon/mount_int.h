@@ -7,11 +7,14 @@
  *   mountinfo.c  mountinfo and fusectl: find, probe, detach, abort a mount
  *   inode.c      the inode table: fixed inodes, one per live name, attributes
  *   live_view.c  the live view: live/ and its files through core's js_live
+ *   snap_view.c  snapshots/ (SPEC 7): mkdir/rmdir, the three files per snapshot
  *   handlers.c   fuse_lowlevel_ops: every handler replies exactly once
  *
  *   ino 1 /          dr-xr-xr-x        ino 4 /events   r--r--r--
  *   ino 2 /control   --w-------        ino 5 /live/    as DBDIR, minus w
  *   ino 3 /status    r--r--r--         ino 16+i        live/<name i>, as the file, minus w
+ *   ino 6 /snapshots/ rwx------        ino 2^40+4*id+k snapshot id: k 0 its directory,
+ *                                       1 jetsnap.edb, 2 snapshot.info, 3 SHA256SUMS
  *
  * Locking: mnt.inst_lock (rwlock) guards mnt.inst; mnt.live_lock guards the
  * live name table; mnt.fh_lock guards the handle list.  None is held while
@@ -30,15 +33,18 @@
 
 enum {
     INO_ROOT = 1, INO_CONTROL = 2, INO_STATUS = 3, INO_EVENTS = 4, INO_LIVE = 5,
-    INO_LIVE_BASE = 16
+    INO_SNAPS = 6, INO_LIVE_BASE = 16
 };
+#define INO_SNAP_BASE ((fuse_ino_t)1 << 40)
+enum { SNAP_DIR = 0, SNAP_EDB = 1, SNAP_INFO = 2, SNAP_SUMS = 3 };
 
-enum fh_kind { FH_TEXT, FH_LIVE_DB, FH_LIVE_FILE, FH_CONTROL, FH_DIR };
+enum fh_kind { FH_TEXT, FH_LIVE_DB, FH_LIVE_FILE, FH_CONTROL, FH_DIR, FH_SNAP_DB };
 
 struct mnt_fh {
     struct mnt_fh *prev, *next;     /* mnt.fhs, under mnt.fh_lock */
     enum fh_kind kind;
     js_live_file *lf;           /* FH_LIVE_DB, FH_LIVE_FILE */
+    js_snapshot *snap;          /* a snapshot's file (FH_SNAP_DB, or FH_TEXT) */
     char *data;                 /* FH_TEXT, FH_DIR: the snapshot */
     size_t len;
 };
@@ -111,6 +117,35 @@ int mnt_live_open(struct mnt *m, fuse_ino_t ino, struct mnt_fh *fh);
 /** Read an open live file into buf; *got the bytes read; 0 or an errno. */
 int mnt_live_read(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size, char *buf,
                   size_t *got);
+
+/** Owner, group and mode bits of a DBDIR file as the mount shows them
+ *  (write, set-id and sticky bits removed): live/ and snapshots/. */
+void mnt_follow_attr(const struct stat *src, struct stat *st);
+
+/* snap_view.c */
+/** For an inode of a snapshot: SNAP_DIR..SNAP_SUMS and *id; else -1. */
+int mnt_snap_ino_kind(fuse_ino_t ino, uint32_t *id);
+/** Attributes of snapshots/ itself. */
+void mnt_snaps_dir_attr(struct mnt *m, struct stat *st);
+/** Attributes of a snapshot's inode; 0 or an errno. */
+int mnt_snap_getattr(struct mnt *m, fuse_ino_t ino, struct stat *st);
+/** Lookup in snapshots/ or in a snapshot's directory (timeouts set); 0 or
+ *  an errno. */
+int mnt_snap_lookup(struct mnt *m, fuse_ino_t parent, const char *name, struct fuse_entry_param *e);
+/** Add the entries of snapshots/ or of a snapshot's directory, as
+ *  mnt_live_list; 0 or an errno. */
+int mnt_snap_list(struct mnt *m, fuse_ino_t ino, fuse_req_t req, struct mnt_fh *fh, size_t *cap,
+                  int (*add)(fuse_req_t, struct mnt_fh *, size_t *, const char *, fuse_ino_t, mode_t));
+/** mkdir snapshots/NAME by uid: take the snapshot; 0 (e filled) or an errno. */
+int mnt_snap_mkdir(struct mnt *m, uid_t uid, const char *name, struct fuse_entry_param *e);
+/** rmdir snapshots/NAME by uid; 0 or an errno. */
+int mnt_snap_rmdir(struct mnt *m, uid_t uid, const char *name);
+/** Open a snapshot's file into fh; 0 or an errno. */
+int mnt_snap_open(struct mnt *m, fuse_ino_t ino, struct mnt_fh *fh);
+/** Read an open jetsnap.edb of a snapshot; 0 or an errno. */
+int mnt_snap_read(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size, char *buf, size_t *got);
+/** Release fh's snapshot handle (NULL is a no-op). */
+void mnt_snap_close(struct mnt *m, struct mnt_fh *fh);
 
 /* mountinfo.c */
 /** Find the topmost FUSE mount at path in /proc/self/mountinfo: 1 and its

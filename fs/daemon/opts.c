@@ -106,6 +106,10 @@ static int parse_one(struct fs_opts *o, char *item, char *err, size_t cap)
         if (proto_parse_size(val, &n) != 0 || n == 0)
             return fail(err, cap, "cache_size=%s: not a size", val);
         o->params.cache_size = n;
+    } else if (strcmp(item, "snapshot_max") == 0) {
+        if (proto_parse_size(val, &n) != 0 || n == 0 || n > 100000)
+            return fail(err, cap, "snapshot_max=%s: a count, 1..100000", val);
+        o->params.snapshot_max = (uint32_t)n;
     } else if (strcmp(item, "backup_max_rate") == 0) {
         if (proto_parse_size(val, &n) != 0 || n < (1u << 20))
             return fail(err, cap, "backup_max_rate=%s: a rate in bytes/s, at least 1M", val);
@@ -248,6 +252,7 @@ void opts_usage(void *file)
           "     timeout=N            close Redis clients idle N seconds (0: never)\n"
           "     backup_root=DIR      backups must resolve beneath DIR, no symlinks\n"
           "     backup_max_rate=N    bytes/s a backup may copy, K/M/G suffixes (no limit)\n"
+          "     snapshot_max=N       most snapshots kept at once (64)\n"
           "     allow_other          let other users read the mount\n"
           "     auto_unmount         unmount when the daemon dies (for tests)\n"
           "  Options mount(8) adds (rw, dev, suid, exec, nofail, _netdev, noauto,\n"

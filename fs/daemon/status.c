@@ -16,6 +16,8 @@
 enum st_state { ST_IDLE = 0, ST_RUNNING, ST_SUCCEEDED, ST_FAILED, ST_CANCELLED };
 
 struct st_status {
+    pthread_rwlock_t inst_lock; /* guards inst; taken without lock held */
+    js_instance *inst;          /* for the snapshot lines, NULL once closing */
     pthread_mutex_t lock;       /* guards every field below */
     int recovering;
     enum st_state state;
@@ -38,6 +40,7 @@ struct st_status *st_new(void)
     if (st == NULL)
         return NULL;
     pthread_mutex_init(&st->lock, NULL);
+    pthread_rwlock_init(&st->inst_lock, NULL);
     st->recovering = 1;
     return st;
 }
@@ -47,6 +50,7 @@ void st_free(struct st_status *st)
     if (st == NULL)
         return;
     pthread_mutex_destroy(&st->lock);
+    pthread_rwlock_destroy(&st->inst_lock);
     free(st);
 }
 
@@ -177,6 +181,43 @@ static void job_values(const struct st_status *st, int64_t now, char num[PST_NKE
     val[PST_MESSAGE] = st->message;
 }
 
+void st_set_instance(struct st_status *st, js_instance *inst)
+{
+    pthread_rwlock_wrlock(&st->inst_lock);
+    st->inst = inst;
+    pthread_rwlock_unlock(&st->inst_lock);
+}
+
+/* After the job's keys (a reader ignores keys it does not know): the
+ * snapshots (SPEC 7), the space the store holds and each one's share. */
+static size_t render_snapshots(struct st_status *st, char *buf, size_t cap, size_t len)
+{
+    js_snapshot_info *all = NULL;
+    size_t n = 0;
+    uint64_t space = 0;
+    int have = 0;
+    pthread_rwlock_rdlock(&st->inst_lock);
+    if (st->inst != NULL && js_snapshot_list(st->inst, &all, &n) == JET_errSuccess) {
+        space = js_snapshot_space(st->inst);
+        have = 1;
+    }
+    pthread_rwlock_unlock(&st->inst_lock);
+    if (!have)
+        return len;     /* no instance (yet, or any more): the job's keys alone */
+    int w = snprintf(buf + len, cap - len, "snapshots: %zu\nsnapshot_space_bytes: %llu\n", n,
+                     (unsigned long long)space);
+    for (size_t i = 0; i < n && w >= 0 && len + (size_t)w < cap; i++) {
+        len += (size_t)w;
+        w = snprintf(buf + len, cap - len, "snapshot.%s: bytes_held=%llu pages=%u valid=%s\n", all[i].name,
+                     (unsigned long long)all[i].bytes_held, all[i].pages, all[i].valid ? "yes" : "no");
+    }
+    free(all);
+    if (w >= 0 && len + (size_t)w < cap)
+        len += (size_t)w;
+    buf[len] = '\0';
+    return len;
+}
+
 size_t st_render(struct st_status *st, char *buf, size_t cap)
 {
     char num[PST_NKEYS][64];
@@ -191,5 +232,5 @@ size_t st_render(struct st_status *st, char *buf, size_t cap)
     /* Under the lock: the values point into st. */
     len = proto_status_write(buf, cap, val);
     pthread_mutex_unlock(&st->lock);
-    return len;
+    return len + 1 < cap ? render_snapshots(st, buf, cap, len) : len;
 }

@@ -6,7 +6,7 @@
  * Keys, in order: state job operation path flags phase progress_percent
  * bytes_done bytes_total pages_verified log_records_verified
  * rate_bytes_per_s eta_s started finished gen_low gen_high truncated result
- * message.  A value not known yet is "-".  rate and eta are computed at
+ * message, then the snapshots (st_set_instance).  A value not known yet is "-".  rate and eta are computed at
  * render time from the elapsed time, so during a job they change at least
  * once a second even between two progress callbacks.
  *
@@ -39,6 +39,10 @@ void st_job_progress(struct st_status *st, const js_progress *p);
  *  truncated is "none" or "edbXXXXXXXX.log-edbYYYYYYYY.log". */
 void st_job_end(struct st_status *st, JET_ERR err, const char *message, const char *truncated);
 
+/** The instance whose snapshots the rendering lists after the job's keys
+ *  (`snapshots`, `snapshot_space_bytes`, one `snapshot.NAME` line each);
+ *  NULL before it is closed. */
+void st_set_instance(struct st_status *st, js_instance *inst);
 /** Render into buf (NUL-terminated, cut at cap-1); returns the length. */
 size_t st_render(struct st_status *st, char *buf, size_t cap);
 

@@ -46,6 +46,14 @@ JET_ERR ctl_parse(const char *buf, size_t len, struct ctl_cmd *cmd)
                 cmd->kind = CTL_TRUNCATE;
             } else if (strcmp(tok, "cancel") == 0) {
                 cmd->kind = CTL_CANCEL;
+            } else if (strcmp(tok, "snapshot") == 0 || strcmp(tok, "snapshot-delete") == 0) {
+                cmd->kind = tok[8] ? CTL_SNAPSHOT_DELETE : CTL_SNAPSHOT;
+                if ((tok = strtok_r(NULL, " ", &save)) == NULL || !js_snapshot_name_ok(tok))
+                    return JET_errInvalidParameter;
+                strcpy(cmd->path, tok);
+                if (strtok_r(NULL, " ", &save) != NULL)
+                    return JET_errInvalidGrbit;
+                return JET_errSuccess;
             } else if (tok[0] != '/') {
                 return JET_errInvalidParameter;
             } else if (strlen(tok) >= PATH_MAX) {

@@ -19,6 +19,7 @@
 /* ------------------------------------------------------------------ */
 /*
  *   command = PATH *( " " flag ) | "truncate" [ " wait" ] | "cancel"
+ *           | "snapshot" " " NAME | "snapshot-delete" " " NAME   (SPEC 7)
  *   flag    = "full" | "incremental" | "atomic" | "create" | "wait"
  *
  * One write() is one command of at most CTL_CMD_MAX bytes with at most one
@@ -27,11 +28,11 @@
  */
 #define CTL_CMD_MAX 4096
 
-enum ctl_kind { CTL_BACKUP = 0, CTL_TRUNCATE, CTL_CANCEL };
+enum ctl_kind { CTL_BACKUP = 0, CTL_TRUNCATE, CTL_CANCEL, CTL_SNAPSHOT, CTL_SNAPSHOT_DELETE };
 
 struct ctl_cmd {
     enum ctl_kind kind;
-    char path[PATH_MAX];        /* CTL_BACKUP: as written */
+    char path[PATH_MAX];        /* CTL_BACKUP: as written; CTL_SNAPSHOT*: the NAME */
     unsigned js_flags;          /* JS_BACKUP_* */
     int wait;                   /* the `wait` flag */
     char flags[128];            /* flag words as written, space separated */
@@ -40,7 +41,10 @@ struct ctl_cmd {
 /** Parse one command (pure; fuzzable).  Errors: JET_errInvalidParameter
  *  (empty, over CTL_CMD_MAX, NUL or newline inside, relative path, path of
  *  PATH_MAX or more), JET_errInvalidGrbit (unknown flag, `full
- *  incremental`, flags after truncate/cancel other than truncate's wait). */
+ *  incremental`, flags after truncate/cancel other than truncate's wait).
+ *  `snapshot` and `snapshot-delete` take exactly one NAME word; a NAME
+ *  that is no snapshot name (js_snapshot_name_ok) or a missing one is
+ *  JET_errInvalidParameter, a second word JET_errInvalidGrbit. */
 JET_ERR ctl_parse(const char *buf, size_t len, struct ctl_cmd *cmd);
 
 /** The ESE code behind the errno of a refused control write (the inverse of

@@ -77,6 +77,13 @@ static const struct cli_cmd cli_cmds[] = {
       "Delete the log generations the instance mounted at MOUNTPOINT no longer\n"
       "needs, through MOUNTPOINT/control, and wait until that is done.\n",
       cli_run_truncate },
+    { "snapshot", "MOUNTPOINT NAME | MOUNTPOINT --delete NAME | MOUNTPOINT --list",
+      "Take snapshot NAME of the instance mounted at MOUNTPOINT (SPEC 7; the same as\n"
+      "mkdir MOUNTPOINT/snapshots/NAME), through MOUNTPOINT/control; it is durable\n"
+      "when the command returns.\n"
+      "  --delete  delete snapshot NAME and free its space\n"
+      "  --list    print the snapshots and the space each holds\n",
+      cli_run_snapshot },
     { "restore", "BACKUP TARGET [--logs DIR] [--until-gen N]",
       "Hard recovery of the backup set in BACKUP (or BACKUP/new, BACKUP/old) into\n"
       "TARGET (empty or missing); leaves a clean-shutdown instance.\n"

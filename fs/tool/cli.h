@@ -94,5 +94,6 @@ int cli_run_verify(const struct cli_cmd *cmd, int argc, char **argv);
 /* cli_mount.c */
 int cli_run_backup(const struct cli_cmd *cmd, int argc, char **argv);
 int cli_run_truncate(const struct cli_cmd *cmd, int argc, char **argv);
+int cli_run_snapshot(const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -564,3 +564,75 @@ int cli_run_truncate(const struct cli_cmd *cmd, int argc, char **argv)
         return rc;
     return cm_follow(a.pos[0], "truncate\n", "truncate", 0);
 }
+
+/* The ESE code behind a refused snapshot command (SPEC 7's errnos). */
+static JET_ERR cm_snapshot_err(int e)
+{
+    switch (e) {
+    case EEXIST: return JET_errDatabaseDuplicate;
+    case EINVAL: return JET_errInvalidParameter;
+    case ENOSPC: return JET_errOSSnapshotNotAllowed;
+    case EAGAIN: return JET_errNotInitialized;
+    case ESHUTDOWN: return JET_errTermInProgress;
+    case EBUSY: return JET_errDatabaseInUse;
+    case ENOENT: return JET_errOSSnapshotInvalidSnapId;
+    default: return JET_errSuccess;
+    }
+}
+
+/* --list: the snapshot lines of MOUNTPOINT/status. */
+static int cm_snapshot_list(const char *mountpoint)
+{
+    char path[PATH_MAX], line[1024];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/status", mountpoint);
+    if ((f = fopen(path, "r")) == NULL) {
+        fprintf(stderr, "jetsnap: cannot read %s: %s\n", path, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "snapshot", 8) == 0)
+            fputs(line, stdout);
+    fclose(f);
+    return cli_stdout_failed() ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+int cli_run_snapshot(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_opt opts[] = {
+        { "--delete", CLI_OPT_FLAG, NULL, 0 },
+        { "--list", CLI_OPT_FLAG, NULL, 0 },
+        { NULL, CLI_OPT_FLAG, NULL, 0 },
+    };
+    struct cli_args a;
+    char path[PATH_MAX], line[128];
+    int rc, fd, e;
+
+    rc = cli_parse(cmd, argc, argv, opts, 1, 2, 1, &a);
+    if (rc != CLI_PARSED)
+        return rc;
+    if (opts[1].set)
+        return a.npos == 1 && !opts[0].set ? cm_snapshot_list(a.pos[0])
+                                           : cli_usage(cmd, "--list takes MOUNTPOINT alone");
+    if (a.npos != 2)
+        return cli_usage(cmd, "missing NAME");
+    if (!js_snapshot_name_ok(a.pos[1]))
+        return cli_usage(cmd, "bad NAME '%s': 1..64 of [A-Za-z0-9._-], not starting with '.'", a.pos[1]);
+    snprintf(path, sizeof path, "%s/control", a.pos[0]);
+    snprintf(line, sizeof line, "%s %s\n", opts[0].set ? "snapshot-delete" : "snapshot", a.pos[1]);
+    if ((fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)) < 0) {
+        fprintf(stderr, "jetsnap: cannot open %s: %s\n", path, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    rc = write(fd, line, strlen(line)) == (ssize_t)strlen(line) ? 0 : (e = errno, -1);
+    close(fd);
+    if (rc == 0)
+        return CLI_EXIT_OK;
+    JET_ERR err = cm_snapshot_err(e);
+    if (err < 0)
+        fprintf(stderr, "jetsnap: %s (%d): %s: %s\n", js_errname(err), err, a.pos[1], strerror(e));
+    else
+        fprintf(stderr, "jetsnap: %s: %s\n", a.pos[1], strerror(e));
+    return CLI_EXIT_FAIL;
+}

@@ -1,0 +1,318 @@
+/*
+ * snapshot.c - taking, listing, reading and deleting snapshots (jetsnap.h,
+ * "Snapshots"); the store that keeps them is core/store/snapstore.c.
+ *
+ * The instant.  Under the writer lock (so S falls between transactions)
+ * take records S = the log position now and the meta page's high-water
+ * mark H (the image's size), registers the snapshot with the store (from
+ * then on the page write path saves old images for it) and copies the
+ * pages dirty in the pool: committed before S but not in the file yet.
+ * Every other page below H is, for this snapshot, what the file holds, or
+ * what a checkpoint already copied and is about to write: that write
+ * carries an LSN before S, which the store recognizes as the snapshot's
+ * own version and does not save.  Without a log there are no LSNs, so take
+ * also holds ckpt_lock: no write is in flight.  Writers wait only for the
+ * copy of the dirty pages; the images are written to the store and made
+ * durable after the writer lock is released, before take returns.
+ *
+ * The store is opened with the instance when DBDIR/snapshots exists, else
+ * at the first take (under ckpt_lock, so no page write is in flight while
+ * the write path's hook appears).
+ */
+#include "instance/instance.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SNAP_DEFAULT_MAX 64u
+
+struct js_snapshot {
+    js_instance *inst;
+    uint32_t id;
+};
+
+int js_snapshot_name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > JS_SNAPSHOT_NAME_MAX || name[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static void on_invalid(void *ctx, const char *name, JET_ERR err)
+{
+    inst_event((js_instance *)ctx, 2007, JS_EV_ERROR, "snapshot %s is invalid: the store could not keep a page: %s (%d)",
+               name, js_errname(err), err);
+}
+
+JET_ERR snap_store_open(js_instance *inst, int create)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/snapshots", inst->dir);
+    if (!create && stat(path, &st) < 0)
+        return JET_errSuccess;
+    struct snapstore *ss = NULL;
+    JET_ERR err = ss_open(inst->dir, inst->store.page_size, inst->hdr.db_sig, on_invalid, inst, &ss);
+    if (!err)
+        inst->store.snap = ss;
+    return err;
+}
+
+/* The store, opened on first use. */
+static JET_ERR store_get(js_instance *inst, struct snapstore **out)
+{
+    JET_ERR err = JET_errSuccess;
+    js_mutex_lock(&inst->ckpt_lock);
+    if (!inst->store.snap)
+        err = snap_store_open(inst, 1);
+    *out = inst->store.snap;
+    js_mutex_unlock(&inst->ckpt_lock);
+    return err;
+}
+
+static JET_ERR check_ready(js_instance *inst)
+{
+    JET_ERR err = inst_check_usable(inst);
+    if (err)
+        return err;
+    if (js_instance_state(inst) != JS_INST_READY)
+        return js_fail(JET_errNotInitialized, "instance %s is still starting or recovering", inst->dir);
+    return JET_errSuccess;
+}
+
+static void to_info(js_instance *inst, const ss_entry_info *e, js_snapshot_info *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", e->meta.name);
+    out->created = e->meta.created;
+    out->log_position = e->meta.log_position;
+    out->last_commit_time = e->meta.last_commit_time;
+    out->pages = e->meta.pages;
+    out->page_size = inst->store.page_size;
+    dbh_sig_hex(inst->hdr.db_sig, out->db_signature);
+    dbh_sig_hex(e->meta.hdr.log_sig, out->log_signature);
+    out->bytes_held = e->pages_saved * inst->store.page_size;
+    out->valid = e->invalid == 0;
+    out->invalid_err = e->invalid;
+    out->open_files = e->opens;
+    out->id = e->id;
+}
+
+/* Step 1, under the writer lock: the commit point, the registration, the
+ * copies of the dirty pages. */
+static JET_ERR take_instant(js_instance *inst, struct snapstore *ss, ss_meta *m, uint32_t *id)
+{
+    uint32_t ps = inst->store.page_size, max = inst->params.snapshot_max ? inst->params.snapshot_max : SNAP_DEFAULT_MAX;
+    uint32_t *list = NULL;
+    size_t n = 0;
+    frame *f = NULL;
+    uint8_t *pages = NULL;
+    JS_ASSERT_HELD(&inst->eng.writer_lock);
+    JET_ERR err = pool_get(&inst->store, PG_META_PGNO, 0, &f);
+    if (err)
+        return err;
+    js_rdlock(&inst->eng.tree_latch);
+    m->pages = pg_u32(f->data + META_NEXT);
+    uint32_t snap_pages = m->pages;
+    js_rwunlock(&inst->eng.tree_latch);
+    pool_unpin(&inst->store.pool, f);
+    m->log_position = inst_logging(inst) ? log_position_now(&inst->log) : 0;
+    m->last_commit_time = inst->eng.last_commit_ms;
+    err = ss_begin(ss, m, max, id);
+    if (err)
+        return err;
+    err = pool_dirty_list(&inst->store.pool, &list, &n);
+    /* One buffer for every dirty page: the copy is a memcpy per page, the
+     * only work writers wait for. */
+    pages = n ? malloc(n * (size_t)ps) : NULL;
+    if (!err && n && !pages)
+        err = js_fail(JET_errOutOfMemory, "snapshot: copies of %zu dirty pages", n);
+    size_t kept = 0;
+    js_rdlock(&inst->eng.tree_latch);
+    for (size_t i = 0; i < n && !err; i++) {
+        if (list[i] < 2 || list[i] >= snap_pages)
+            continue;
+        f = pool_lookup(&inst->store.pool, list[i]);
+        if (!f)
+            continue;
+        if (f->dirty) {
+            memcpy(pages + kept * ps, f->data, ps);
+            list[kept++] = list[i];
+        }
+        pool_unpin(&inst->store.pool, f);
+    }
+    js_rwunlock(&inst->eng.tree_latch);
+    if (err) {
+        free(list);
+        free(pages);
+        ss_abort(ss, *id);
+        return err;
+    }
+    ss_capture(ss, *id, list, pages, kept);   /* owns list and pages now */
+    return JET_errSuccess;
+}
+
+JET_ERR js_snapshot_take(js_instance *inst, const char *name, js_snapshot_info *out)
+{
+    struct snapstore *ss = NULL;
+    ss_meta m;
+    uint32_t id = 0;
+    if (!js_snapshot_name_ok(name))
+        return js_fail(JET_errInvalidParameter, "bad snapshot name: 1..64 of [A-Za-z0-9._-], not starting with '.'");
+    JET_ERR err = check_ready(inst);
+    if (!err)
+        err = store_get(inst, &ss);
+    if (err)
+        return err;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "%s", name);
+    m.created = js_time_ms();
+    /* Fields that never change after open: read without hdr_lock. */
+    m.hdr.page_size = inst->store.page_size;
+    m.hdr.flags = inst->hdr.flags;
+    m.hdr.created = inst->hdr.created;
+    m.hdr.log_file_size = inst->hdr.log_file_size;
+    memcpy(m.hdr.db_sig, inst->hdr.db_sig, JS_SIG_LEN);
+    dbh_new_signature(m.hdr.log_sig);   /* a copy's own log stream */
+
+    int hold_ckpt = !inst_logging(inst);
+    if (hold_ckpt)
+        js_mutex_lock(&inst->ckpt_lock);
+    js_mutex_lock(&inst->eng.writer_lock);
+    err = take_instant(inst, ss, &m, &id);
+    js_mutex_unlock(&inst->eng.writer_lock);
+    if (hold_ckpt)
+        js_mutex_unlock(&inst->ckpt_lock);
+    if (err)
+        return err;
+    /* The snapshot's transactions are durable in the live database too. */
+    if (inst_logging(inst)) {
+        err = log_flush(&inst->log, m.log_position);
+        if (err) {
+            ss_abort(ss, id);
+            return err;
+        }
+    }
+    err = ss_commit(ss, id);
+    if (err)
+        return err;
+    inst_event(inst, 2001, JS_EV_INFO, "snapshot %s created: %u pages at log position %llu", name, m.pages,
+               (unsigned long long)m.log_position);
+    return out ? js_snapshot_stat(inst, name, out) : JET_errSuccess;
+}
+
+JET_ERR js_snapshot_list(js_instance *inst, js_snapshot_info **out, size_t *n)
+{
+    ss_entry_info *e = NULL;
+    *out = NULL;
+    *n = 0;
+    if (!inst)
+        return js_fail(JET_errNotInitialized, "no instance");
+    if (!inst->store.snap)
+        return JET_errSuccess;
+    JET_ERR err = ss_list(inst->store.snap, &e, n);
+    if (err)
+        return err;
+    *out = calloc(*n ? *n : 1, sizeof **out);
+    if (!*out) {
+        free(e);
+        *n = 0;
+        return js_fail(JET_errOutOfMemory, "snapshot list");
+    }
+    for (size_t i = 0; i < *n; i++)
+        to_info(inst, &e[i], &(*out)[i]);
+    free(e);
+    return JET_errSuccess;
+}
+
+JET_ERR js_snapshot_stat(js_instance *inst, const char *name, js_snapshot_info *out)
+{
+    js_snapshot_info *all = NULL;
+    size_t n = 0;
+    JET_ERR err = js_snapshot_list(inst, &all, &n);
+    if (err)
+        return err;
+    err = js_fail(JET_errOSSnapshotInvalidSnapId, "no snapshot %s", name ? name : "");
+    for (size_t i = 0; i < n; i++)
+        if (name && !strcmp(all[i].name, name)) {
+            *out = all[i];
+            err = JET_errSuccess;
+            break;
+        }
+    if (!err)
+        js_errclear();
+    free(all);
+    return err;
+}
+
+JET_ERR js_snapshot_delete(js_instance *inst, const char *name)
+{
+    JET_ERR err = inst_check_usable(inst);
+    if (err)
+        return err;
+    if (!inst->store.snap)
+        return js_fail(JET_errOSSnapshotInvalidSnapId, "no snapshot %s", name ? name : "");
+    err = ss_delete(inst->store.snap, name ? name : "");
+    if (!err)
+        inst_event(inst, 2004, JS_EV_INFO, "snapshot %s deleted", name);
+    return err;
+}
+
+uint64_t js_snapshot_space(js_instance *inst)
+{
+    return inst && inst->store.snap ? ss_bytes_held(inst->store.snap) : 0;
+}
+
+JET_ERR js_snapshot_open(js_instance *inst, const char *name, js_snapshot **out, js_snapshot_info *info)
+{
+    ss_entry_info e;
+    if (!inst)
+        return js_fail(JET_errNotInitialized, "no instance");
+    if (!inst->store.snap)
+        return js_fail(JET_errOSSnapshotInvalidSnapId, "no snapshot %s", name ? name : "");
+    js_snapshot *s = calloc(1, sizeof *s);
+    if (!s)
+        return js_fail(JET_errOutOfMemory, "snapshot handle");
+    JET_ERR err = ss_ref(inst->store.snap, name ? name : "", &s->id, &e);
+    if (err) {
+        free(s);
+        return err;
+    }
+    s->inst = inst;
+    if (info)
+        to_info(inst, &e, info);
+    *out = s;
+    return JET_errSuccess;
+}
+
+JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, size_t *got)
+{
+    return ss_read(s->inst->store.snap, &s->inst->store, s->id, off, buf, len, got);
+}
+
+JET_ERR js_snapshot_note_set(js_snapshot *s, const void *data, uint32_t len)
+{
+    return ss_note_set(s->inst->store.snap, s->id, data, len);
+}
+
+JET_ERR js_snapshot_note_get(js_snapshot *s, void *buf, uint32_t cap, uint32_t *len)
+{
+    return ss_note_get(s->inst->store.snap, s->id, buf, cap, len);
+}
+
+void js_snapshot_close(js_snapshot *s)
+{
+    if (!s)
+        return;
+    ss_unref(s->inst->store.snap, s->id);
+    free(s);
+}

@@ -1,0 +1,225 @@
+/*
+ * snapread.c - the snapshot store's other half (snapstore.c has the format
+ * and the write side): deleting a snapshot, listing, reading an image
+ * (the header from the snapshot's meta, each page from the store when
+ * saved there, else from jetsnap.edb, untorn), and the note kept with it.
+ * Locking as store.h says: ss->lock for reading across a read of the
+ * database file, so the flusher cannot overwrite a page in between.
+ */
+#include "store/snapstore_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------- delete, list, read ---------------- */
+
+JET_ERR ss_delete(struct snapstore *ss, const char *name)
+{
+    JET_ERR err = JET_errSuccess;
+    uint8_t r[32];
+    js_wrlock(&ss->lock);
+    snap_entry *e = ss_find_name(ss, name);
+    if (!e || !e->ready)
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "no snapshot %s", name);
+    else if (e->opens)
+        err = js_fail(JET_errDatabaseInUse, "snapshot %s has a file open", name);
+    else {
+        err = ss_idx_append(ss, r, ss_enc_small(r, R_DELETE, e->id, 0));
+        if (!err)
+            err = os_fsync(ss->idx_fd, ss->idx_path);
+        if (!err)
+            ss_entry_free(ss, e, 1);
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
+static void entry_info(const snap_entry *e, ss_entry_info *out)
+{
+    out->id = e->id;
+    out->meta = e->meta;
+    out->pages_saved = e->saved;
+    out->invalid = e->invalid;
+    out->opens = e->opens;
+}
+
+JET_ERR ss_list(struct snapstore *ss, ss_entry_info **out, size_t *n)
+{
+    js_rdlock(&ss->lock);
+    *out = calloc(ss->nsnaps ? ss->nsnaps : 1, sizeof **out);
+    *n = 0;
+    if (!*out) {
+        js_rwunlock(&ss->lock);
+        return js_fail(JET_errOutOfMemory, "snapshot list");
+    }
+    for (size_t i = 0; i < ss->nsnaps; i++)
+        if (ss->snaps[i]->ready)
+            entry_info(ss->snaps[i], &(*out)[(*n)++]);
+    js_rwunlock(&ss->lock);
+    return JET_errSuccess;
+}
+
+uint64_t ss_bytes_held(struct snapstore *ss)
+{
+    js_rdlock(&ss->lock);
+    uint64_t b = ss->live_slots * ss->page_size;
+    js_rwunlock(&ss->lock);
+    return b;
+}
+
+JET_ERR ss_ref(struct snapstore *ss, const char *name, uint32_t *id, ss_entry_info *info)
+{
+    JET_ERR err = JET_errSuccess;
+    js_wrlock(&ss->lock);
+    snap_entry *e = ss_find_name(ss, name);
+    if (!e || !e->ready)
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "no snapshot %s", name);
+    else {
+        e->opens++;
+        *id = e->id;
+        if (info)
+            entry_info(e, info);
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
+void ss_unref(struct snapstore *ss, uint32_t id)
+{
+    js_wrlock(&ss->lock);
+    snap_entry *e = ss_find_id(ss, id);
+    if (e && e->opens)
+        e->opens--;
+    js_rwunlock(&ss->lock);
+}
+
+/* Pages [p, p+n) of e into out, each from the store, the header or the
+ * file; caller holds ss->lock (read). */
+static JET_ERR read_pages(struct snapstore *ss, db_store *st, snap_entry *e, uint32_t p, uint32_t n, uint8_t *out)
+{
+    uint32_t ps = ss->page_size;
+    JET_ERR err = JET_errSuccess;
+    for (uint32_t i = 0; i < n && !err;) {
+        uint32_t q = p + i;
+        uint8_t *dst = out + (size_t)i * ps;
+        uint32_t slot = e->map[q];
+        if (q < 2) {
+            memcpy(dst, e->hdr_pages + (size_t)q * ps, ps);
+            i++;
+        } else if (slot != SLOT_NONE && slot != SLOT_PENDING) {
+            err = os_pread(ss->pages_fd, ss->pages_path, dst, ps, (uint64_t)slot * ps, NULL);
+            if (!err && pg_verify(dst, ps, q) != PG_OK)
+                err = JS_CORRUPT(JET_errReadVerifyFailure, "snapshot %s: saved image of page %u fails its checksum",
+                                 e->meta.name, q);
+            i++;
+        } else {
+            /* A run of pages still in the file, read untorn in one go. */
+            uint32_t j = i + 1;
+            while (j < n && e->map[p + j] == SLOT_NONE)
+                j++;
+            size_t got = 0, want = (size_t)(j - i) * ps;
+            err = db_read(st, (uint64_t)q * ps, dst, want, &got);
+            if (!err && got < want)
+                memset(dst + got, 0, want - got);
+            i = j;
+        }
+    }
+    return err;
+}
+
+JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got)
+{
+    uint32_t ps = ss->page_size;
+    JET_ERR err = JET_errSuccess;
+    uint8_t *tmp = NULL;
+    *got = 0;
+    js_rdlock(&ss->lock);
+    snap_entry *e = ss_find_id(ss, id);
+    if (!e) {
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+        goto out;
+    }
+    if (e->invalid) {
+        err = js_fail(JET_errDiskIO, "snapshot %s is invalid: %s (%d)", e->meta.name, js_errname(e->invalid),
+                      e->invalid);
+        goto out;
+    }
+    uint64_t size = (uint64_t)e->meta.pages * ps;
+    if (off >= size)
+        goto out;
+    if (len > size - off)
+        len = (size_t)(size - off);
+    uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
+    const uint32_t batch = 128;
+    tmp = malloc((size_t)batch * ps);
+    if (!tmp) {
+        err = js_fail(JET_errOutOfMemory, "snapshot read");
+        goto out;
+    }
+    for (uint32_t p = lo; p < hi && !err; p += batch) {
+        uint32_t n = hi - p < batch ? hi - p : batch;
+        err = read_pages(ss, st, e, p, n, tmp);
+        if (err)
+            break;
+        uint64_t base = (uint64_t)p * ps, from = off > base ? off - base : 0;
+        uint64_t to = (uint64_t)n * ps;
+        if (base + to > off + len)
+            to = off + len - base;
+        memcpy((uint8_t *)buf + *got, tmp + from, (size_t)(to - from));
+        *got += (size_t)(to - from);
+    }
+out:
+    js_rwunlock(&ss->lock);
+    free(tmp);
+    return err;
+}
+
+JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len)
+{
+    JET_ERR err = JET_errSuccess;
+    js_wrlock(&ss->lock);
+    snap_entry *e = ss_find_id(ss, id);
+    size_t rl = ss_rec_len(8 + (size_t)len);
+    uint8_t *r = calloc(1, rl), *copy = malloc(len ? len : 1);
+    if (!e)
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+    else if (!r || !copy)
+        err = js_fail(JET_errOutOfMemory, "snapshot note");
+    if (!err) {
+        pg_put32(r + 12, id);
+        pg_put32(r + 16, len);
+        memcpy(r + 20, data, len);
+        ss_rec_seal(r, R_NOTE, rl);
+        err = ss_idx_append(ss, r, rl);
+        if (!err)
+            err = os_fsync(ss->idx_fd, ss->idx_path);
+    }
+    if (!err) {
+        memcpy(copy, data, len);
+        free(e->note);
+        e->note = copy;
+        e->note_len = len;
+        copy = NULL;
+    }
+    js_rwunlock(&ss->lock);
+    free(r);
+    free(copy);
+    return err;
+}
+
+JET_ERR ss_note_get(struct snapstore *ss, uint32_t id, void *buf, uint32_t cap, uint32_t *len)
+{
+    JET_ERR err = JET_errSuccess;
+    js_rdlock(&ss->lock);
+    snap_entry *e = ss_find_id(ss, id);
+    *len = 0;
+    if (!e)
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+    else if (e->note) {
+        *len = e->note_len < cap ? e->note_len : cap;
+        memcpy(buf, e->note, *len);
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}

@@ -1,0 +1,754 @@
+/*
+ * snapstore.c - the snapshot store: the old page images copy-on-write
+ * snapshots read (store.h, "the snapshot store"), kept in DBDIR/snapshots/
+ * so they survive restarts and crashes, each saved once however many
+ * snapshots share it.
+ *
+ * Two files, little-endian throughout.
+ *
+ * snapshots/store.pages: slots of page_size bytes; slot k at k * page_size.
+ *   Slot 0 is the file's header:
+ *     0 u32 crc (CRC32C of bytes 4..page_size-1)  4 "JSNAPSPG"
+ *    12 u32 version (1)  16 u32 page_size  20 u8[16] db_signature
+ *   Slot k >= 1 holds one page image exactly as jetsnap.edb held it: its own
+ *   page header and checksum, the page number mixed in (page.h).  A freed
+ *   slot is punched out (os_punch_hole) and reused.
+ *
+ * snapshots/store.idx: the index, a journal of records appended in order:
+ *     0 u32 crc (CRC32C of bytes 4..len-1)  4 u16 type  6 u16 zero
+ *     8 u32 len (whole record, a multiple of 8)  12 payload, zero padded
+ *   type 1 HEADER (first record): 12 "JSNAPSIX" 20 u32 version (1)
+ *     24 u32 page_size 28 u8[16] db_signature 44 u32 next id (ids, and
+ *     so the mount's inode numbers, are never reused)
+ *   type 2 CREATE (a snapshot became durable): 12 u32 id 16 u32 pages
+ *     20 u64 log_position 28 i64 created (ms) 36 i64 last_commit_time (ms)
+ *     44 u8[16] the image's log_signature 60 u64 log_file_size
+ *     68 u32 header flags 72 i64 database created (s) 80 u8 name length
+ *     81 name
+ *   type 3 MAP (an image saved): 12 u64 slot 20 u32 pgno 24 u32 CRC32C of
+ *     the image 28 u32 count 32 u32 ids[count]: the snapshots reading it
+ *   type 4 INVALID: 12 u32 id 16 i32 the error
+ *   type 5 DELETE: 12 u32 id
+ *   type 6 NOTE (replaces the previous one): 12 u32 id 16 u32 n 20 bytes[n]
+ * Open reads records until the first that fails its CRC or runs past the
+ * end (a torn tail), then applies them: a MAP counts only for ids with a
+ * CREATE and no DELETE (a MAP may precede its CREATE: images saved while a
+ * snapshot was being taken).  It then rewrites the index compacted (temp,
+ * fsync, rename, fsync dir) and punches out the slots no snapshot reads.
+ *
+ * Durability order of a save (DESIGN section 7): image into its slot, MAP
+ * record, fsync of both files, and only then the database write; so after a
+ * crash every page a snapshot lacks in the store is still in jetsnap.edb.
+ * Recovery never needs the store.
+ */
+#include "store/snapstore_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---------------- records ---------------- */
+
+size_t ss_rec_len(size_t payload)
+{
+    return (12 + payload + 7) & ~(size_t)7;
+}
+
+void ss_rec_seal(uint8_t *r, int type, size_t len)
+{
+    pg_put16(r + 4, (uint16_t)type);
+    pg_put16(r + 6, 0);
+    pg_put32(r + 8, (uint32_t)len);
+    pg_put32(r, js_crc32c(0, r + 4, len - 4));
+}
+
+JET_ERR ss_idx_append(struct snapstore *ss, const uint8_t *r, size_t len)
+{
+    JET_ERR err = os_pwrite(ss->idx_fd, ss->idx_path, r, len, ss->idx_end);
+    if (!err)
+        ss->idx_end += len;
+    return err;
+}
+
+static size_t enc_create(const snap_entry *e, uint8_t *r)
+{
+    size_t nl = strlen(e->meta.name), len = ss_rec_len(69 + nl);
+    memset(r, 0, len);
+    pg_put32(r + 12, e->id);
+    pg_put32(r + 16, e->meta.pages);
+    pg_put64(r + 20, e->meta.log_position);
+    pg_put64(r + 28, (uint64_t)e->meta.created);
+    pg_put64(r + 36, (uint64_t)e->meta.last_commit_time);
+    memcpy(r + 44, e->meta.hdr.log_sig, JS_SIG_LEN);
+    pg_put64(r + 60, e->meta.hdr.log_file_size);
+    pg_put32(r + 68, e->meta.hdr.flags);
+    pg_put64(r + 72, (uint64_t)e->meta.hdr.created);
+    r[80] = (uint8_t)nl;
+    memcpy(r + 81, e->meta.name, nl);
+    ss_rec_seal(r, R_CREATE, len);
+    return len;
+}
+
+size_t ss_enc_small(uint8_t *r, int type, uint32_t a, uint32_t b)
+{
+    size_t len = ss_rec_len(8);
+    memset(r, 0, len);
+    pg_put32(r + 12, a);
+    pg_put32(r + 16, b);
+    ss_rec_seal(r, type, len);
+    return len;
+}
+
+/* ---------------- entries ---------------- */
+
+snap_entry *ss_find_id(struct snapstore *ss, uint32_t id)
+{
+    for (size_t i = 0; i < ss->nsnaps; i++)
+        if (ss->snaps[i]->id == id)
+            return ss->snaps[i];
+    return NULL;
+}
+
+snap_entry *ss_find_name(struct snapstore *ss, const char *name)
+{
+    for (size_t i = 0; i < ss->nsnaps; i++)
+        if (!strcmp(ss->snaps[i]->meta.name, name))
+            return ss->snaps[i];
+    return NULL;
+}
+
+static void image_header(struct snapstore *ss, snap_entry *e)
+{
+    db_header *h = &e->meta.hdr;
+    h->page_size = ss->page_size;
+    h->state = JS_DB_CLEAN_SHUTDOWN;
+    memcpy(h->db_sig, ss->db_sig, JS_SIG_LEN);
+    h->flags &= DBH_CIRCULAR;
+    memset(&h->full, 0, sizeof h->full);
+    memset(&h->inc, 0, sizeof h->inc);
+    h->backup_gen_low = h->backup_gen_high = 0;
+    h->consistent_lsn = 0;
+    h->valid_below = e->meta.pages;
+    dbh_encode(h, e->hdr_pages, 0);
+    dbh_encode(h, e->hdr_pages + ss->page_size, 1);
+}
+
+static snap_entry *entry_new(struct snapstore *ss, uint32_t id, const ss_meta *m)
+{
+    if (ss->nsnaps == ss->snaps_cap) {
+        size_t cap = ss->snaps_cap ? 2 * ss->snaps_cap : 8;
+        snap_entry **n = realloc(ss->snaps, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        ss->snaps = n;
+        ss->snaps_cap = cap;
+    }
+    snap_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->map = calloc(m->pages ? m->pages : 1, sizeof *e->map);
+    if (!e->map) {
+        free(e);
+        return NULL;
+    }
+    e->id = id;
+    e->meta = *m;
+    image_header(ss, e);
+    ss->snaps[ss->nsnaps++] = e;
+    return e;
+}
+
+static void slot_release(struct snapstore *ss, uint32_t slot)
+{
+    if (slot == SLOT_NONE || slot == SLOT_PENDING || slot >= ss->nslots || !ss->refs[slot])
+        return;
+    if (--ss->refs[slot])
+        return;
+    ss->live_slots--;
+    /* A failed punch or push only keeps space until the next open. */
+    (void)os_punch_hole(ss->pages_fd, ss->pages_path, (uint64_t)slot * ss->page_size, ss->page_size);
+    if (ss->nfree == ss->free_cap) {
+        size_t cap = ss->free_cap ? 2 * ss->free_cap : 64;
+        uint32_t *n = realloc(ss->free_slots, cap * sizeof *n);
+        if (!n)
+            return;
+        ss->free_slots = n;
+        ss->free_cap = cap;
+    }
+    ss->free_slots[ss->nfree++] = slot;
+}
+
+/* Drop e from memory; release: its images are freed too (a delete), else
+ * they stay in the files (close). */
+void ss_entry_free(struct snapstore *ss, snap_entry *e, int release)
+{
+    for (uint32_t p = 0; release && p < e->meta.pages; p++)
+        slot_release(ss, e->map[p]);
+    free(e->pend_pgno);
+    free(e->pend_buf);
+    free(e->map);
+    free(e->note);
+    for (size_t i = 0; i < ss->nsnaps; i++)
+        if (ss->snaps[i] == e) {
+            ss->snaps[i] = ss->snaps[--ss->nsnaps];
+            break;
+        }
+    free(e);
+}
+
+static JET_ERR slot_alloc(struct snapstore *ss, uint32_t *out)
+{
+    if (ss->nfree) {
+        *out = ss->free_slots[--ss->nfree];
+    } else {
+        if (ss->nslots >= SLOT_PENDING - 1)
+            return js_fail(JET_errDiskFull, "%s: too many page images", ss->pages_path);
+        if (ss->nslots == ss->refs_cap) {
+            uint64_t cap = ss->refs_cap ? 2 * ss->refs_cap : 1024;
+            uint32_t *n = realloc(ss->refs, cap * sizeof *n);
+            if (!n)
+                return js_fail(JET_errOutOfMemory, "snapshot store slots");
+            memset(n + ss->refs_cap, 0, (cap - ss->refs_cap) * sizeof *n);
+            ss->refs = n;
+            ss->refs_cap = cap;
+        }
+        *out = (uint32_t)ss->nslots++;
+    }
+    ss->refs[*out] = 0;
+    ss->live_slots++;
+    return JET_errSuccess;
+}
+
+/* Undo slot_alloc of a slot no record names. */
+static void slot_unalloc(struct snapstore *ss, uint32_t slot)
+{
+    ss->refs[slot] = 1;
+    slot_release(ss, slot);
+}
+
+static void invalidate(struct snapstore *ss, snap_entry *e, JET_ERR err)
+{
+    if (e->invalid)
+        return;
+    e->invalid = err;
+    if (e->ready) {
+        uint8_t r[32];
+        size_t len = ss_enc_small(r, R_INVALID, e->id, (uint32_t)err);
+        /* Best effort: if it cannot be recorded, the store's own failure
+         * shows again at the next save or read. */
+        if (!ss_idx_append(ss, r, len))
+            (void)os_fsync(ss->idx_fd, ss->idx_path);
+    }
+    if (ss->on_invalid)
+        ss->on_invalid(ss->ev_ctx, e->meta.name, err);
+}
+
+/* Write image (sealed page pgno) into a new slot and a MAP record naming
+ * ids; no fsync.  The slot's refs are the caller's to set. */
+static JET_ERR save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *img, const uint32_t *ids, uint32_t nids,
+                          uint32_t *slot_out)
+{
+    uint32_t slot;
+    JET_ERR err = slot_alloc(ss, &slot);
+    if (err)
+        return err;
+    size_t len = ss_rec_len(20 + 4 * (size_t)nids);
+    uint8_t *r = calloc(1, len);
+    if (!r) {
+        slot_unalloc(ss, slot);
+        return js_fail(JET_errOutOfMemory, "snapshot index record");
+    }
+    pg_put64(r + 12, slot);
+    pg_put32(r + 20, pgno);
+    pg_put32(r + 24, js_crc32c(0, img, ss->page_size));
+    pg_put32(r + 28, nids);
+    for (uint32_t i = 0; i < nids; i++)
+        pg_put32(r + 32 + 4 * i, ids[i]);
+    ss_rec_seal(r, R_MAP, len);
+    err = os_pwrite(ss->pages_fd, ss->pages_path, img, ss->page_size, (uint64_t)slot * ss->page_size);
+    if (!err)
+        err = ss_idx_append(ss, r, len);
+    free(r);
+    if (err) {
+        slot_unalloc(ss, slot);
+        return err;
+    }
+    *slot_out = slot;
+    return JET_errSuccess;
+}
+
+static JET_ERR sync_both(struct snapstore *ss)
+{
+    JET_ERR err = os_fsync(ss->pages_fd, ss->pages_path);
+    return err ? err : os_fsync(ss->idx_fd, ss->idx_path);
+}
+
+/* ---------------- open: replay and compact ---------------- */
+
+static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len, int pass)
+{
+    int type = pg_u16(r + 4);
+    if (type == R_CREATE && pass == 0) {
+        ss_meta m;
+        memset(&m, 0, sizeof m);
+        uint32_t id = pg_u32(r + 12);
+        m.pages = pg_u32(r + 16);
+        m.log_position = pg_u64(r + 20);
+        m.created = (int64_t)pg_u64(r + 28);
+        m.last_commit_time = (int64_t)pg_u64(r + 36);
+        memcpy(m.hdr.log_sig, r + 44, JS_SIG_LEN);
+        m.hdr.log_file_size = pg_u64(r + 60);
+        m.hdr.flags = pg_u32(r + 68);
+        m.hdr.created = (int64_t)pg_u64(r + 72);
+        size_t nl = r[80];
+        if (nl > SS_NAME_MAX || 81 + nl > len)
+            return JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad snapshot record", ss->idx_path);
+        memcpy(m.name, r + 81, nl);
+        m.name[nl] = '\0';
+        snap_entry *e = entry_new(ss, id, &m);
+        if (!e)
+            return js_fail(JET_errOutOfMemory, "snapshot %s", m.name);
+        e->ready = 1;
+        if (id >= ss->next_id)
+            ss->next_id = id + 1;
+    } else if (type == R_DELETE && pass == 1) {
+        snap_entry *e = ss_find_id(ss, pg_u32(r + 12));
+        if (e)
+            ss_entry_free(ss, e, 1);
+    } else if (type == R_INVALID && pass == 1) {
+        snap_entry *e = ss_find_id(ss, pg_u32(r + 12));
+        if (e)
+            e->invalid = (JET_ERR)(int32_t)pg_u32(r + 16);
+    } else if (type == R_NOTE && pass == 1) {
+        snap_entry *e = ss_find_id(ss, pg_u32(r + 12));
+        uint32_t n = pg_u32(r + 16);
+        if (e && 20 + (size_t)n <= len) {
+            free(e->note);
+            e->note = malloc(n ? n : 1);
+            if (!e->note)
+                return js_fail(JET_errOutOfMemory, "snapshot note");
+            memcpy(e->note, r + 20, n);
+            e->note_len = n;
+        }
+    } else if (type == R_MAP && pass == 2) {
+        uint64_t slot = pg_u64(r + 12);
+        uint32_t pgno = pg_u32(r + 20), n = pg_u32(r + 28);
+        if (32 + 4 * (size_t)n > len || slot == 0 || slot >= SLOT_PENDING - 1)
+            return JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad image record", ss->idx_path);
+        while (ss->nslots <= slot) {
+            uint32_t s;
+            JET_ERR err = slot_alloc(ss, &s);
+            if (err)
+                return err;
+            ss->live_slots--;   /* allocated as free: counted when referenced */
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            snap_entry *e = ss_find_id(ss, pg_u32(r + 32 + 4 * i));
+            if (!e || pgno >= e->meta.pages || e->map[pgno] != SLOT_NONE)
+                continue;
+            if (!ss->refs[slot]++)
+                ss->live_slots++;
+            e->map[pgno] = (uint32_t)slot;
+            e->saved++;
+        }
+    }
+    return JET_errSuccess;
+}
+
+static JET_ERR replay(struct snapstore *ss, const uint8_t *buf, size_t size)
+{
+    JET_ERR err = JET_errSuccess;
+    size_t end = 0;
+    /* The valid prefix: the first record that fails ends the journal. */
+    while (end + 12 <= size) {
+        uint32_t len = pg_u32(buf + end + 8);
+        if (len < 16 || len % 8 || end + len > size || pg_u32(buf + end) != js_crc32c(0, buf + end + 4, len - 4))
+            break;
+        end += len;
+    }
+    if (end < 12 + 28 || pg_u16(buf + 4) != R_HEADER || memcmp(buf + 12, "JSNAPSIX", 8))
+        return JET_errSuccess;   /* nothing durable yet: an empty store */
+    if (pg_u32(buf + 24) != ss->page_size || memcmp(buf + 28, ss->db_sig, JS_SIG_LEN))
+        return js_fail(JET_errBadDbSignature, "%s belongs to another database", ss->idx_path);
+    if (pg_u32(buf + 8) >= 48 && pg_u32(buf + 44) > ss->next_id)
+        ss->next_id = pg_u32(buf + 44);
+    for (int pass = 0; pass < 3 && !err; pass++)
+        for (size_t off = 0; off < end && !err; off += pg_u32(buf + off + 8))
+            err = replay_record(ss, buf + off, pg_u32(buf + off + 8), pass);
+    return err;
+}
+
+/* Write the index anew from memory: header, snapshots, notes, images. */
+static JET_ERR compact(struct snapstore *ss)
+{
+    char tmp[PATH_MAX + 8];
+    int fd = -1;
+    JET_ERR err;
+    snprintf(tmp, sizeof tmp, "%s.new", ss->idx_path);
+    err = os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd);
+    if (err)
+        return err;
+    int old_fd = ss->idx_fd;
+    ss->idx_fd = fd;
+    ss->idx_end = 0;
+    uint8_t r[256];
+    memset(r, 0, sizeof r);
+    memcpy(r + 12, "JSNAPSIX", 8);
+    pg_put32(r + 20, SS_VERSION);
+    pg_put32(r + 24, ss->page_size);
+    memcpy(r + 28, ss->db_sig, JS_SIG_LEN);
+    pg_put32(r + 44, ss->next_id);
+    ss_rec_seal(r, R_HEADER, ss_rec_len(36));
+    err = ss_idx_append(ss, r, ss_rec_len(36));
+    for (size_t i = 0; i < ss->nsnaps && !err; i++) {
+        snap_entry *e = ss->snaps[i];
+        err = ss_idx_append(ss, r, enc_create(e, r));
+        if (!err && e->invalid)
+            err = ss_idx_append(ss, r, ss_enc_small(r, R_INVALID, e->id, (uint32_t)e->invalid));
+        if (!err && e->note) {
+            size_t len = ss_rec_len(8 + e->note_len);
+            uint8_t *nr = calloc(1, len);
+            if (!nr) {
+                err = js_fail(JET_errOutOfMemory, "snapshot note");
+                break;
+            }
+            pg_put32(nr + 12, e->id);
+            pg_put32(nr + 16, e->note_len);
+            memcpy(nr + 20, e->note, e->note_len);
+            ss_rec_seal(nr, R_NOTE, len);
+            err = ss_idx_append(ss, nr, len);
+            free(nr);
+        }
+    }
+    /* One MAP per snapshot and page; the slot's CRC is not re-read here
+     * (0: not recorded), the page's own checksum still guards it. */
+    for (size_t i = 0; i < ss->nsnaps && !err; i++) {
+        snap_entry *e = ss->snaps[i];
+        for (uint32_t p = 0; p < e->meta.pages && !err; p++) {
+            if (e->map[p] == SLOT_NONE)
+                continue;
+            size_t len = ss_rec_len(24);
+            memset(r, 0, len);
+            pg_put64(r + 12, e->map[p]);
+            pg_put32(r + 20, p);
+            pg_put32(r + 28, 1);
+            pg_put32(r + 32, e->id);
+            ss_rec_seal(r, R_MAP, len);
+            err = ss_idx_append(ss, r, len);
+        }
+    }
+    if (!err)
+        err = os_fsync(fd, tmp);
+    if (!err)
+        err = os_rename(tmp, ss->idx_path);
+    if (!err)
+        err = os_fsync_dir(ss->dir);
+    if (err) {
+        os_close(fd);
+        ss->idx_fd = old_fd;
+        return err;
+    }
+    os_close(old_fd);
+    return JET_errSuccess;
+}
+
+static JET_ERR open_pages(struct snapstore *ss)
+{
+    uint64_t size = 0;
+    uint32_t ps = ss->page_size;
+    JET_ERR err = os_open(ss->pages_path, O_RDWR | O_CREAT, 0600, &ss->pages_fd);
+    if (!err)
+        err = os_size(ss->pages_fd, ss->pages_path, &size);
+    if (err)
+        return err;
+    uint8_t *h = calloc(1, ps);
+    if (!h)
+        return js_fail(JET_errOutOfMemory, "snapshot store header");
+    if (size < ps) {
+        memcpy(h + 4, "JSNAPSPG", 8);
+        pg_put32(h + 12, SS_VERSION);
+        pg_put32(h + 16, ps);
+        memcpy(h + 20, ss->db_sig, JS_SIG_LEN);
+        pg_put32(h, js_crc32c(0, h + 4, ps - 4));
+        err = os_pwrite(ss->pages_fd, ss->pages_path, h, ps, 0);
+        if (!err)
+            err = os_fsync(ss->pages_fd, ss->pages_path);
+    } else {
+        err = os_pread(ss->pages_fd, ss->pages_path, h, ps, 0, NULL);
+        if (!err && (memcmp(h + 4, "JSNAPSPG", 8) || pg_u32(h) != js_crc32c(0, h + 4, ps - 4)))
+            err = JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad header", ss->pages_path);
+        else if (!err && (pg_u32(h + 16) != ps || memcmp(h + 20, ss->db_sig, JS_SIG_LEN)))
+            err = js_fail(JET_errBadDbSignature, "%s belongs to another database", ss->pages_path);
+    }
+    free(h);
+    return err;
+}
+
+JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_SIG_LEN], ss_event_fn on_invalid,
+                void *ctx, struct snapstore **out)
+{
+    struct snapstore *ss = calloc(1, sizeof *ss);
+    uint8_t *buf = NULL;
+    JET_ERR err;
+    if (!ss)
+        return js_fail(JET_errOutOfMemory, "snapshot store");
+    js_rwlock_init(&ss->lock);
+    ss->pages_fd = ss->idx_fd = -1;
+    ss->page_size = page_size;
+    memcpy(ss->db_sig, db_sig, JS_SIG_LEN);
+    ss->on_invalid = on_invalid;
+    ss->ev_ctx = ctx;
+    ss->next_id = 1;
+    ss->nslots = 1;
+    ss->refs_cap = 1024;
+    ss->refs = calloc(ss->refs_cap, sizeof *ss->refs);
+    ss->scratch = aligned_alloc(4096, page_size);
+    if (!ss->refs || !ss->scratch) {
+        err = js_fail(JET_errOutOfMemory, "snapshot store");
+        goto fail;
+    }
+    ss->refs[0] = 1;
+    snprintf(ss->dir, sizeof ss->dir, "%s/" SS_DIR, dbdir);
+    snprintf(ss->pages_path, sizeof ss->pages_path, "%s/" SS_DIR "/" SS_PAGES, dbdir);
+    snprintf(ss->idx_path, sizeof ss->idx_path, "%s/" SS_DIR "/" SS_IDX, dbdir);
+    err = os_mkdir(ss->dir, 0700, 1);
+    if (!err)
+        err = open_pages(ss);
+    if (!err)
+        err = os_open(ss->idx_path, O_RDWR | O_CREAT, 0600, &ss->idx_fd);
+    uint64_t size = 0;
+    if (!err)
+        err = os_size(ss->idx_fd, ss->idx_path, &size);
+    if (err)
+        goto fail;
+    buf = malloc(size ? size : 1);
+    if (!buf) {
+        err = js_fail(JET_errOutOfMemory, "snapshot index");
+        goto fail;
+    }
+    if (size)
+        err = os_pread(ss->idx_fd, ss->idx_path, buf, size, 0, NULL);
+    if (!err)
+        err = replay(ss, buf, size);
+    /* Slots below the high-water mark nobody reads: free again. */
+    for (uint64_t s = 1; !err && s < ss->nslots; s++)
+        if (!ss->refs[s]) {
+            ss->refs[s] = 1;
+            ss->live_slots++;
+            slot_release(ss, (uint32_t)s);
+        }
+    if (!err)
+        err = compact(ss);
+    if (err)
+        goto fail;
+    free(buf);
+    *out = ss;
+    return JET_errSuccess;
+fail:
+    free(buf);
+    ss_close(ss);
+    return err;
+}
+
+void ss_close(struct snapstore *ss)
+{
+    if (!ss)
+        return;
+    while (ss->nsnaps)
+        ss_entry_free(ss, ss->snaps[ss->nsnaps - 1], 0);
+    os_close(ss->pages_fd);
+    os_close(ss->idx_fd);
+    free(ss->snaps);
+    free(ss->refs);
+    free(ss->free_slots);
+    free(ss->scratch);
+    js_rwlock_destroy(&ss->lock);
+    free(ss);
+}
+
+/* ---------------- take ---------------- */
+
+JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t *id)
+{
+    JET_ERR err = JET_errSuccess;
+    js_wrlock(&ss->lock);
+    if (ss_find_name(ss, m->name))
+        err = js_fail(JET_errDatabaseDuplicate, "snapshot %s exists", m->name);
+    else if (ss->nsnaps >= max)
+        err = js_fail(JET_errOSSnapshotNotAllowed, "snapshot_max (%u) reached", max);
+    else {
+        snap_entry *e = entry_new(ss, ss->next_id, m);
+        if (!e)
+            err = js_fail(JET_errOutOfMemory, "snapshot %s", m->name);
+        else
+            *id = ss->next_id++;
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
+void ss_capture(struct snapstore *ss, uint32_t id, uint32_t *pgnos, uint8_t *pages, size_t n)
+{
+    js_wrlock(&ss->lock);
+    snap_entry *e = ss_find_id(ss, id);
+    if (!e || e->pend_pgno) {
+        free(pgnos);
+        free(pages);
+        goto out;
+    }
+    e->pend_pgno = pgnos;
+    e->pend_buf = pages;
+    e->npend = n;
+    for (size_t i = 0; i < n; i++)
+        if (pgnos[i] < e->meta.pages && e->map[pgnos[i]] == SLOT_NONE)
+            e->map[pgnos[i]] = SLOT_PENDING;
+out:
+    js_rwunlock(&ss->lock);
+}
+
+JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
+{
+    JET_ERR err = JET_errSuccess;
+    uint8_t r[256];
+    js_wrlock(&ss->lock);
+    snap_entry *e = ss_find_id(ss, id);
+    if (!e) {
+        js_rwunlock(&ss->lock);
+        return js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+    }
+    for (size_t i = 0; i < e->npend && !err; i++) {
+        uint32_t slot, p = e->pend_pgno[i];
+        if (p >= e->meta.pages || e->map[p] != SLOT_PENDING)
+            continue;
+        uint8_t *img = e->pend_buf + i * ss->page_size;
+        pg_seal(img, ss->page_size, p);   /* frames are sealed on their way out */
+        err = save_image(ss, p, img, &id, 1, &slot);
+        if (err)
+            break;
+        ss->refs[slot] = 1;
+        e->map[p] = slot;
+        e->saved++;
+    }
+    if (!err)
+        err = ss_idx_append(ss, r, enc_create(e, r));
+    if (!err)
+        err = sync_both(ss);
+    if (!err && e->invalid)
+        err = e->invalid;   /* a save for it failed meanwhile */
+    if (err) {
+        for (uint32_t p = 0; p < e->meta.pages; p++)
+            if (e->map[p] == SLOT_PENDING)
+                e->map[p] = SLOT_NONE;
+        ss_entry_free(ss, e, 1);
+    } else {
+        e->ready = 1;
+        free(e->pend_pgno);
+        free(e->pend_buf);
+        e->pend_pgno = NULL;
+        e->pend_buf = NULL;
+        e->npend = 0;
+    }
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
+void ss_abort(struct snapstore *ss, uint32_t id)
+{
+    js_wrlock(&ss->lock);
+    snap_entry *e = ss_find_id(ss, id);
+    if (e) {
+        for (uint32_t p = 0; p < e->meta.pages; p++)
+            if (e->map[p] == SLOT_PENDING)
+                e->map[p] = SLOT_NONE;
+        ss_entry_free(ss, e, 1);
+    }
+    js_rwunlock(&ss->lock);
+}
+
+/* ---------------- copy-on-write ---------------- */
+
+void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
+{
+    uint32_t ps = ss->page_size;
+    js_wrlock(&ss->lock);
+    if (!ss->nsnaps)
+        return;
+    size_t ns = ss->nsnaps;
+    /* Per snapshot (by index): 1 an image saved for it in this call, 2 a
+     * save failed (err[j] why). */
+    uint32_t *ids = malloc(ns * sizeof *ids), *who = malloc(ns * sizeof *who);
+    uint8_t *mark = calloc(ns, 1);
+    JET_ERR *why = calloc(ns, sizeof *why);
+    JET_ERR err = JET_errSuccess;
+    int saved_any = 0;
+    if (!ids || !who || !mark || !why) {
+        /* Cannot even tell which snapshots need the pages: every one that
+         * might is invalid rather than silently wrong. */
+        for (size_t j = 0; j < ns; j++)
+            invalidate(ss, ss->snaps[j], JET_errOutOfMemory);
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t p = pgno + i, k = 0, slot = 0;
+        uint64_t lsn = pg_lsn(pages + (size_t)i * ps);
+        for (size_t j = 0; j < ns; j++) {
+            snap_entry *e = ss->snaps[j];
+            /* A page written with an LSN before S is the snapshot's own
+             * version (flushed late): the file keeps serving it. */
+            if (e->invalid || mark[j] == 2 || p >= e->meta.pages || e->map[p] != SLOT_NONE ||
+                lsn < e->meta.log_position)
+                continue;
+            who[k] = (uint32_t)j;
+            ids[k++] = e->id;
+        }
+        if (!k)
+            continue;
+        size_t got = 0;
+        err = os_pread(st->fd, st->path, ss->scratch, ps, (uint64_t)p * ps, &got);
+        if (!err && got < ps)
+            memset(ss->scratch + got, 0, ps - got);
+        if (!err && pg_verify(ss->scratch, ps, p) == PG_BAD)
+            err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: checksum mismatch before saving it", p,
+                             st->path);
+        if (!err)
+            err = save_image(ss, p, ss->scratch, ids, k, &slot);
+        for (uint32_t x = 0; x < k; x++) {
+            if (err) {
+                mark[who[x]] = 2;
+                why[who[x]] = err;
+                continue;
+            }
+            ss->snaps[who[x]]->map[p] = slot;
+            ss->snaps[who[x]]->saved++;
+            if (!mark[who[x]])
+                mark[who[x]] = 1;
+        }
+        if (!err) {
+            ss->refs[slot] = k;
+            saved_any = 1;
+        }
+    }
+    /* Durable before the database write; if not, what was saved here is
+     * not known durable: those snapshots are invalid, no other. */
+    err = saved_any ? sync_both(ss) : JET_errSuccess;
+    for (size_t j = 0; j < ns; j++) {
+        if (mark[j] == 2)
+            invalidate(ss, ss->snaps[j], why[j]);
+        else if (mark[j] == 1 && err)
+            invalidate(ss, ss->snaps[j], err);
+    }
+out:
+    free(ids);
+    free(who);
+    free(mark);
+    free(why);
+}
+
+void ss_cow_end(struct snapstore *ss)
+{
+    js_rwunlock(&ss->lock);
+}
+

@@ -1,0 +1,339 @@
+/*
+ * test_snapshot.c - copy-on-write snapshots in the core (SPEC section 7,
+ * jetsnap.h "Snapshots"): a snapshot's image never changes (writes,
+ * checkpoints, backups with log truncation, restarts, crashes), holds
+ * exactly the transactions acknowledged before it, opens as an instance of
+ * its own with a new log stream, shares saved images, frees them on
+ * delete, and a store that cannot save invalidates only the snapshot
+ * concerned while the live database goes on.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bkset.h"
+#include "testlib.h"
+#include "store/store.h"
+
+static js_params snap_params(void)
+{
+    js_params p = tl_test_params();
+    p.cache_size = 4 << 20;          /* eviction and big checkpoints */
+    return p;
+}
+
+/* The whole image of snapshot name, malloc'd; *len its size. */
+static uint8_t *image_of(js_instance *inst, const char *name, size_t *len, JET_ERR *rerr)
+{
+    js_snapshot *s = NULL;
+    js_snapshot_info info;
+    OK(js_snapshot_open(inst, name, &s, &info));
+    size_t size = (size_t)info.pages * info.page_size, got = 0;
+    uint8_t *buf = malloc(size);
+    cr_assert_not_null(buf);
+    JET_ERR err = JET_errSuccess;
+    /* Odd-sized reads: a reader cuts pages anywhere. */
+    while (got < size && !err) {
+        size_t want = size - got < 100000 ? size - got : 100000, n = 0;
+        err = js_snapshot_read(s, got, buf + got, want, &n);
+        if (!err && n == 0)
+            break;
+        got += n;
+    }
+    js_snapshot_close(s);
+    if (rerr)
+        *rerr = err;
+    else
+        OK(err);
+    *len = got;
+    return buf;
+}
+
+static void image_hash(js_instance *inst, const char *name, unsigned char out[32])
+{
+    size_t len = 0;
+    uint8_t *b = image_of(inst, name, &len, NULL);
+    SHA256(b, len, out);
+    free(b);
+}
+
+/* Write the image of name as COPYDIR/jetsnap.edb (a copy of the view). */
+static void copy_out(js_instance *inst, const char *name, const char *copydir)
+{
+    size_t len = 0;
+    uint8_t *b = image_of(inst, name, &len, NULL);
+    mkdir(copydir, 0700);
+    char path[PATH_MAX];
+    tl_pathf(path, "%s/jetsnap.edb", copydir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, b, len), (ssize_t)len);
+    close(fd);
+    free(b);
+}
+
+static void overwrite_load(js_instance *inst, int round)
+{
+    char pre[16];
+    snprintf(pre, sizeof pre, "w%d", round % 3);
+    tl_fill(inst, pre, 0, 600, 700);     /* same keys each third round: pages rewritten */
+    OK(js_checkpoint(inst));
+}
+
+static void read_log_sig(const char *dir, uint8_t sig[JS_SIG_LEN])
+{
+    char path[PATH_MAX];
+    db_header h;
+    tl_pathf(path, "%s/jetsnap.edb", dir);
+    int fd = open(path, O_RDONLY);
+    cr_assert(fd >= 0);
+    OK(dbh_read(fd, path, &h));
+    close(fd);
+    memcpy(sig, h.log_sig, JS_SIG_LEN);
+}
+
+TestSuite(snapshot, .init = tl_bk_setup, .fini = tl_bk_teardown, .timeout = 240);
+
+Test(snapshot, holds_exactly_the_acknowledged_prefix_and_opens_as_a_new_stream)
+{
+    js_params p = snap_params();
+    p.commit_mode = JS_COMMIT_DURABLE;
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    tl_fill(inst, "base", 0, 2000, 300);
+    OK(js_checkpoint(inst));
+    tl_mwriter w;
+    tl_mwriter_start(&w, inst, 1000000, 1, -1);
+    while (atomic_load(&w.acked) < 300)
+        tl_sleep_ms(5);
+    uint64_t before = atomic_load(&w.acked);
+    js_snapshot_info info;
+    OK(js_snapshot_take(inst, "s1", &info));
+    uint64_t after = atomic_load(&w.acked);
+    cr_assert_str_eq(info.name, "s1");
+    cr_assert(info.valid);
+    tl_sleep_ms(300);
+    tl_mwriter_stop(&w);
+    overwrite_load(inst, 0);
+
+    copy_out(inst, "s1", tl_tp("copy"));
+    js_instance *c = NULL;
+    OK(js_open(tl_tp("copy"), &p, &c));
+    uint64_t m = tl_check_monotonic(c, 2000);
+    cr_assert(m >= before && m <= after, "snapshot holds seq 1..%llu, acked %llu before, %llu after",
+              (unsigned long long)m, (unsigned long long)before, (unsigned long long)after);
+    tl_check_fill(c, "base", 0, 2000, 300);
+    OK(js_close(c));
+    uint8_t a[JS_SIG_LEN], b[JS_SIG_LEN];
+    read_log_sig(tl_tp("db"), a);
+    read_log_sig(tl_tp("copy"), b);
+    cr_assert(memcmp(a, b, JS_SIG_LEN) != 0, "the copy's log stream must be new");
+
+    char cmd[PATH_MAX * 2], bin[PATH_MAX];
+    copy_out(inst, "s1", tl_tp("copy2"));
+    tl_build_bin(bin, "jetsnap");
+    snprintf(cmd, sizeof cmd, "%s check %s >/dev/null 2>&1", bin, tl_tp("copy2"));
+    cr_assert_eq(system(cmd), 0, "jetsnap check of a copy");
+    snprintf(cmd, sizeof cmd, "%s dump %s >/dev/null 2>&1", bin, tl_tp("copy2"));
+    cr_assert_eq(system(cmd), 0, "jetsnap dump of a copy");
+    OK(js_close(inst));
+}
+
+static void crash_writes(js_instance *inst, js_session *s)
+{
+    (void)s;
+    for (int r = 0; r < 3; r++)
+        tl_fill(inst, "w0", 0, 600, 700 + r);
+    OK(js_checkpoint(inst));
+    tl_fill(inst, "w1", 0, 600, 650);   /* dirty at the crash */
+}
+
+Test(snapshot, image_never_changes)
+{
+    js_params p = snap_params();
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    tl_fill(inst, "w0", 0, 600, 500);
+    OK(js_checkpoint(inst));
+    tl_fill(inst, "w1", 0, 300, 500);    /* dirty at the instant */
+    OK(js_snapshot_take(inst, "s1", NULL));
+    tl_kvdump at;
+    copy_out(inst, "s1", tl_tp("c0"));
+    tl_dump_dir(tl_tp("c0"), &at);
+    unsigned char h0[32], h[32];
+    image_hash(inst, "s1", h0);
+
+    for (int r = 0; r < 4; r++) {
+        overwrite_load(inst, r);
+        image_hash(inst, "s1", h);
+        cr_assert(!memcmp(h0, h, 32), "image changed after write round %d", r);
+    }
+    /* A full backup truncates the logs; a second and third snapshot, one deleted. */
+    mkdir(tl_tp("bk"), 0700);
+    tl_backup_ok(inst, tl_tp("bk"), 0);
+    OK(js_snapshot_take(inst, "s2", NULL));
+    OK(js_snapshot_take(inst, "s3", NULL));
+    overwrite_load(inst, 1);
+    OK(js_snapshot_delete(inst, "s2"));
+    overwrite_load(inst, 2);
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed after backup and other snapshots");
+    OK(js_close(inst));
+
+    inst = tl_reopen(tl_tp("db"));
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed across a clean restart");
+    OK(js_close(inst));
+
+    for (int k = 0; k < 3; k++) {
+        tl_in_crashing_child(tl_tp("db"), &p, crash_writes);
+        inst = tl_reopen(tl_tp("db"));
+        image_hash(inst, "s1", h);
+        cr_assert(!memcmp(h0, h, 32), "image changed across crash %d and recovery", k);
+        OK(js_close(inst));
+    }
+    inst = tl_reopen(tl_tp("db"));
+    tl_kvdump now;
+    copy_out(inst, "s1", tl_tp("c1"));
+    tl_dump_dir(tl_tp("c1"), &now);
+    ASSERT_DUMP_EQ(&at, &now, "snapshot content");
+    tl_dump_free(&at);
+    tl_dump_free(&now);
+    OK(js_close(inst));
+}
+
+Test(snapshot, shared_images_are_saved_once_and_delete_frees)
+{
+    js_params p = snap_params();
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    tl_fill(inst, "w0", 0, 600, 700);
+    OK(js_checkpoint(inst));
+    cr_assert_eq(js_snapshot_space(inst), 0);
+    OK(js_snapshot_take(inst, "a", NULL));
+    OK(js_snapshot_take(inst, "b", NULL));
+    overwrite_load(inst, 0);
+    js_snapshot_info ia, ib;
+    OK(js_snapshot_stat(inst, "a", &ia));
+    OK(js_snapshot_stat(inst, "b", &ib));
+    cr_assert(ia.bytes_held > 0);
+    cr_assert_eq(ia.bytes_held, ib.bytes_held);
+    cr_assert_eq(js_snapshot_space(inst), ia.bytes_held, "shared images stored once: %llu vs %llu",
+                 (unsigned long long)js_snapshot_space(inst), (unsigned long long)ia.bytes_held);
+    overwrite_load(inst, 0);   /* the same pages again: nothing more to save */
+    OK(js_snapshot_stat(inst, "a", &ia));
+    cr_assert_eq(js_snapshot_space(inst), ia.bytes_held);
+    OK(js_snapshot_delete(inst, "a"));
+    cr_assert_eq(js_snapshot_space(inst), ib.bytes_held, "b still holds its images");
+    OK(js_snapshot_delete(inst, "b"));
+    cr_assert_eq(js_snapshot_space(inst), 0);
+    OK(js_close(inst));
+    inst = tl_reopen(tl_tp("db"));
+    cr_assert_eq(js_snapshot_space(inst), 0);
+    size_t n = 0;
+    js_snapshot_info *all = NULL;
+    OK(js_snapshot_list(inst, &all, &n));
+    cr_assert_eq(n, 0);
+    free(all);
+    OK(js_close(inst));
+}
+
+Test(snapshot, errors)
+{
+    js_params p = snap_params();
+    p.snapshot_max = 2;
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    FAILS_WITH(js_snapshot_take(inst, "", NULL), JET_errInvalidParameter);
+    FAILS_WITH(js_snapshot_take(inst, ".hidden", NULL), JET_errInvalidParameter);
+    FAILS_WITH(js_snapshot_take(inst, "a/b", NULL), JET_errInvalidParameter);
+    char longname[80];
+    memset(longname, 'x', 65);
+    longname[65] = '\0';
+    FAILS_WITH(js_snapshot_take(inst, longname, NULL), JET_errInvalidParameter);
+    longname[64] = '\0';
+    OK(js_snapshot_take(inst, longname, NULL));
+    FAILS_WITH(js_snapshot_take(inst, longname, NULL), JET_errDatabaseDuplicate);
+    OK(js_snapshot_take(inst, "x-1.y_2", NULL));
+    FAILS_WITH(js_snapshot_take(inst, "third", NULL), JET_errOSSnapshotNotAllowed);
+    js_snapshot *s = NULL;
+    OK(js_snapshot_open(inst, "x-1.y_2", &s, NULL));
+    FAILS_WITH(js_snapshot_delete(inst, "x-1.y_2"), JET_errDatabaseInUse);
+    js_snapshot_close(s);
+    OK(js_snapshot_delete(inst, "x-1.y_2"));
+    FAILS_WITH(js_snapshot_delete(inst, "x-1.y_2"), JET_errOSSnapshotInvalidSnapId);
+    FAILS_WITH(js_snapshot_open(inst, "nope", &s, NULL), JET_errOSSnapshotInvalidSnapId);
+    OK(js_close(inst));
+}
+
+static void store_fault_invalidates_one(int err)
+{
+    js_params p = snap_params();
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    tl_fill(inst, "w0", 0, 600, 700);
+    OK(js_checkpoint(inst));
+    OK(js_snapshot_take(inst, "old", NULL));
+    overwrite_load(inst, 0);             /* "old" has its images saved */
+    unsigned char h0[32], h[32];
+    image_hash(inst, "old", h0);
+    OK(js_snapshot_take(inst, "new", NULL));
+    js_fault_arm(JS_FAULT_WRITE, 1, err, -1, "store.pages");
+    overwrite_load(inst, 0);             /* only "new" needs saves now */
+    js_fault_reset();
+    tl_check_fill(inst, "w0", 0, 600, 700);
+    overwrite_load(inst, 1);             /* the live database goes on */
+    js_snapshot_info info;
+    OK(js_snapshot_stat(inst, "new", &info));
+    cr_assert(!info.valid);
+    OK(js_snapshot_stat(inst, "old", &info));
+    cr_assert(info.valid);
+    image_hash(inst, "old", h);
+    cr_assert(!memcmp(h0, h, 32));
+    size_t len;
+    JET_ERR rerr = 0;
+    free(image_of(inst, "new", &len, &rerr));
+    cr_assert_eq(rerr, JET_errDiskIO);
+    OK(js_snapshot_delete(inst, "new"));
+    OK(js_close(inst));
+    inst = tl_reopen(tl_tp("db"));
+    image_hash(inst, "old", h);
+    cr_assert(!memcmp(h0, h, 32));
+    OK(js_close(inst));
+}
+
+Test(snapshot, store_enospc_invalidates_only_that_snapshot)
+{
+    store_fault_invalidates_one(ENOSPC);
+}
+
+Test(snapshot, store_eio_invalidates_only_that_snapshot)
+{
+    store_fault_invalidates_one(EIO);
+}
+
+Test(snapshot, no_log_instance)
+{
+    js_params p = snap_params();
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    OK(js_close(inst));
+    p.no_log = 1;
+    OK(js_open(tl_tp("db"), &p, &inst));
+    tl_fill(inst, "w0", 0, 600, 700);
+    OK(js_snapshot_take(inst, "s", NULL));
+    unsigned char h0[32], h[32];
+    image_hash(inst, "s", h0);
+    overwrite_load(inst, 0);
+    overwrite_load(inst, 1);
+    image_hash(inst, "s", h);
+    cr_assert(!memcmp(h0, h, 32));
+    copy_out(inst, "s", tl_tp("copy"));
+    p.no_log = 0;
+    js_instance *c = NULL;
+    OK(js_open(tl_tp("copy"), &p, &c));
+    tl_check_fill(c, "w0", 0, 600, 700);
+    OK(js_close(c));
+    OK(js_close(inst));
+}

@@ -1,0 +1,317 @@
+/*
+ * test_snapshot_fs.c - MOUNTPOINT/snapshots/ for real (SPEC 7): mkdir and
+ * rmdir and the two control commands, every errno of a refusal, and copies
+ * made by tar, rsync -a and cp -a while clients write: no "file changed"
+ * warning, `sha256sum -c SHA256SUMS` and `jetsnap check` pass, the copy
+ * holds a gap-free prefix of the monotonic writer's transactions (at least
+ * what was acknowledged before mkdir, at most what was when it returned)
+ * and opens with jetsnapfs; the files hash the same across restarts and a
+ * SIGKILL.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fsmount.h"
+#include "proc.h"
+#include "respcl.h"
+#include "testlib.h"
+
+TestSuite(fs_snapshot, .init = tl_fs_mount_setup, .fini = tl_fs_teardown, .timeout = 240);
+
+/* A path from fmt (rotating buffers, as tl_tp); rp: beneath the fixture's ROOT. */
+static char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *pathf(const char *fmt, ...)
+{
+    static char bufs[16][PATH_MAX];
+    static int next;
+    char *p = bufs[next++ % 16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p, PATH_MAX, fmt, ap);
+    va_end(ap);
+    return p;
+}
+#define rp(name) pathf("%s/%s", tl_root, (name))
+
+static char *snap_path(const char *name, const char *file)
+{
+    return pathf("%s/snapshots/%s%s%s", tl_mnt, name, file ? "/" : "", file ? file : "");
+}
+
+/* ---------------- a monotonic writer through the socket ---------------- */
+
+struct writer {
+    pthread_t th;
+    atomic_ullong acked;
+    atomic_int stop;
+};
+
+/* One command on fd, its one-line reply's first byte; 0 when the daemon
+ * went away (the writer outlives SIGKILLs of the daemon: no assertion). */
+static int raw_cmd(int fd, const char *const *av, int n)
+{
+    char buf[2048];
+    int len = snprintf(buf, sizeof buf, "*%d\r\n", n);
+    for (int i = 0; i < n; i++)
+        len += snprintf(buf + len, sizeof buf - (size_t)len, "$%zu\r\n%s\r\n", strlen(av[i]), av[i]);
+    if (send(fd, buf, (size_t)len, MSG_NOSIGNAL) != len)
+        return 0;
+    char first = 0, c;
+    for (;;) {
+        if (read(fd, &c, 1) != 1)
+            return 0;
+        if (!first)
+            first = c;
+        if (c == '\n')
+            return first;
+    }
+}
+
+/* MSET seq:N v counter N is one transaction; a SET of an existing f:K key
+ * every round rewrites old pages, so the checkpoint writes over them. */
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    int fd = tl_resp_connect(tl_sock);
+    char k[32], v[300], n[32], fk[32];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    for (unsigned long long i = atomic_load(&w->acked) + 1; fd >= 0 && !atomic_load(&w->stop); i++) {
+        snprintf(k, sizeof k, "seq:%llu", i);
+        snprintf(n, sizeof n, "%llu", i);
+        snprintf(fk, sizeof fk, "f:%llu", i % 500);
+        const char *mset[] = { "MSET", k, v, "counter", n };
+        if (raw_cmd(fd, mset, 5) != '+')
+            break;
+        atomic_store(&w->acked, i);
+        const char *set[] = { "SET", fk, v };
+        if (raw_cmd(fd, set, 3) != '+')
+            break;
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static void writer_start(struct writer *w, int wait)
+{
+    unsigned long long from = atomic_load(&w->acked);
+    atomic_store(&w->stop, 0);
+    cr_assert_eq(pthread_create(&w->th, NULL, writer_main, w), 0);
+    while (wait && atomic_load(&w->acked) < from + 200)
+        tl_sleep_ms(5);
+}
+
+static void writer_stop(struct writer *w)
+{
+    atomic_store(&w->stop, 1);
+    pthread_join(w->th, NULL);
+}
+
+/* The copy holds seq:1..M with no gap and counter = M: returns M. */
+static unsigned long long check_prefix(const char *copy)
+{
+    char bin[PATH_MAX];
+    tl_build_bin(bin, "jetsnap");
+    char *out = tl_sh_out("%s dump %s", bin, copy);
+    cr_assert_not_null(out, "jetsnap dump %s", copy);
+    unsigned long long max = 0, count = 0, counter = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        unsigned long long x;
+        if (sscanf(line, "seq:%llu\t", &x) == 1) {
+            count++;
+            if (x > max)
+                max = x;
+        } else if (sscanf(line, "counter\t%llu", &x) == 1) {
+            counter = x;
+        }
+    }
+    free(out);
+    cr_assert_eq(count, max, "%s: %llu seq keys but the highest is %llu", copy, count, max);
+    cr_assert_eq(counter, max, "%s: counter %llu, seq up to %llu", copy, counter, max);
+    return max;
+}
+
+static void copy_is_an_instance(const char *copy, unsigned long long lo, unsigned long long hi)
+{
+    char bin[PATH_MAX];
+    tl_build_bin(bin, "jetsnap");
+    cr_assert_eq(tl_sh("cd %s && sha256sum --quiet -c SHA256SUMS", copy), 0, "sha256sum -c in %s", copy);
+    /* The copy is an instance of its own (no logs): check it first, before
+     * an open starts its log stream. */
+    cr_assert_eq(tl_sh("%s check %s >/dev/null", bin, copy), 0, "jetsnap check %s", copy);
+    unsigned long long m = check_prefix(copy);
+    cr_assert(m >= lo && m <= hi, "%s holds seq 1..%llu; acked %llu before mkdir, %llu after", copy, m, lo, hi);
+}
+
+Test(fs_snapshot, tar_rsync_cp_of_a_snapshot_under_writes_are_instances)
+{
+    struct writer w = { 0 };
+    tl_fs_start();
+    writer_start(&w, 1);
+    unsigned long long before = atomic_load(&w.acked);
+    cr_assert_eq(mkdir(snap_path("s1", NULL), 0700), 0, "mkdir: %s", strerror(errno));
+    unsigned long long after = atomic_load(&w.acked);
+    tl_sleep_ms(1500);    /* writes and checkpoints (every second) go on over the pages */
+
+    char *tarlog = rp("tar.err");
+    cr_assert_eq(tl_sh("tar -C %s/snapshots -cf %s/s1.tar s1 2>%s", tl_mnt, tl_root, tarlog), 0, "tar");
+    char *err = tl_slurp(tarlog, NULL);
+    cr_assert(err && err[0] == '\0', "tar said: %s", err ? err : "?");
+    free(err);
+    cr_assert_eq(tl_sh("mkdir %s/t && tar -C %s/t -xf %s/s1.tar", tl_root, tl_root, tl_root), 0);
+    cr_assert_eq(tl_sh("cp -a %s %s/c", snap_path("s1", NULL), tl_root), 0, "cp -a");
+    cr_assert_eq(tl_sh("rsync -a %s/ %s/r/", snap_path("s1", NULL), tl_root), 0, "rsync -a");
+    /* tar's own check, done twice: the second run must find nothing new. */
+    cr_assert_eq(tl_sh("tar -C %s/snapshots -cf - s1 | cat >/dev/null", tl_mnt), 0);
+    writer_stop(&w);
+
+    copy_is_an_instance(rp("t/s1"), before, after);
+    copy_is_an_instance(rp("c"), before, after);
+    copy_is_an_instance(rp("r"), before, after);
+
+    /* jetsnapfs opens a copy (here rsync's, checked and now opened). */
+    char *m2 = rp("m2");
+    mkdir(m2, 0700);
+    cr_assert_eq(tl_sh("%s -o auto_unmount,listen=%s/c2.sock %s %s", tl_daemon_bin, tl_root, rp("r"), m2), 0,
+                 "jetsnapfs on a copy");
+    cr_expect_eq(tl_sh("test -f %s/live/jetsnap.edb", m2), 0);
+    tl_sh("fusermount3 -u %s", m2);
+    for (int i = 0; i < 250 && tl_is_mounted(m2); i++)
+        tl_sleep_ms(20);
+}
+
+static char *sums_now(const char *name)
+{
+    char *out = tl_sh_out("cd %s && sha256sum jetsnap.edb snapshot.info SHA256SUMS && stat -c '%%i %%s %%Y' "
+                          "jetsnap.edb snapshot.info SHA256SUMS",
+                          snap_path(name, NULL));
+    cr_assert_not_null(out);
+    return out;
+}
+
+Test(fs_snapshot, files_never_change_across_writes_restart_and_kill)
+{
+    struct writer w = { 0 };
+    tl_fs_start();
+    writer_start(&w, 1);
+    cr_assert_eq(mkdir(snap_path("keep", NULL), 0700), 0);
+    char *h0 = sums_now("keep");
+    tl_sleep_ms(500);
+    char *h = sums_now("keep");
+    cr_assert_str_eq(h0, h, "after writes");
+    free(h);
+    cr_assert_eq(tl_ctl_write("snapshot other"), 0);
+    cr_assert_eq(tl_ctl_write("snapshot-delete other"), 0);
+    writer_stop(&w);
+    cr_assert_eq(tl_fs_stop(SIGTERM, NULL), 0);
+    tl_fs_start_opts("", 1);
+    h = sums_now("keep");
+    cr_assert_str_eq(h0, h, "after a clean restart");
+    free(h);
+    for (int round = 0; round < 20; round++) {
+        writer_start(&w, 0);
+        tl_sleep_ms(50 + (97 * round) % 400);
+        cr_assert_eq(tl_fs_stop(SIGKILL, NULL) & 0x7f, SIGKILL);
+        writer_stop(&w);
+        for (int i = 0; i < 250 && tl_is_mounted(tl_mnt); i++)
+            tl_sleep_ms(20);
+        tl_fs_start_opts("", 1);
+        h = sums_now("keep");
+        cr_assert_str_eq(h0, h, "after SIGKILL round %d", round);
+        free(h);
+    }
+    free(h0);
+}
+
+Test(fs_snapshot, mkdir_rmdir_control_and_every_errno)
+{
+    tl_fs_start_opts("create,snapshot_max=2", 1);
+    struct stat st;
+    cr_assert_eq(stat(pathf("%s/snapshots", tl_mnt), &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0700);
+    cr_assert_eq(mkdir(snap_path("a", NULL), 0700), 0);
+    cr_assert_eq(stat(snap_path("a", "jetsnap.edb"), &st), 0);
+    cr_expect_eq(st.st_mode & 0222, 0, "snapshot files are read-only");
+    cr_assert_eq(mkdir(snap_path("a", NULL), 0700), -1);
+    cr_expect_eq(errno, EEXIST);
+    cr_assert_eq(mkdir(snap_path("bad name", NULL), 0700), -1);
+    cr_expect_eq(errno, EINVAL);
+    cr_assert_eq(mkdir(snap_path(".hidden", NULL), 0700), -1);
+    cr_expect_eq(errno, EINVAL);
+    cr_assert_eq(tl_ctl_write("snapshot b"), 0);
+    cr_assert_eq(stat(snap_path("b", "snapshot.info"), &st), 0);
+    cr_assert_eq(mkdir(snap_path("c", NULL), 0700), -1);
+    cr_expect_eq(errno, ENOSPC, "snapshot_max");
+    tl_ctl_refused("snapshot c", ENOSPC);
+    tl_ctl_refused("snapshot a", EEXIST);
+    tl_ctl_refused("snapshot .x", EINVAL);
+    tl_ctl_refused("snapshot-delete nope", ENOENT);
+
+    int fd = open(snap_path("a", "jetsnap.edb"), O_RDONLY);
+    cr_assert(fd >= 0);
+    cr_assert_eq(rmdir(snap_path("a", NULL)), -1);
+    cr_expect_eq(errno, EBUSY);
+    tl_ctl_refused("snapshot-delete a", EBUSY);
+    close(fd);
+    cr_assert_eq(open(snap_path("a", "jetsnap.edb"), O_RDWR), -1);
+    cr_expect_eq(errno, EROFS);
+    cr_assert_eq(rmdir(snap_path("a", NULL)), 0);
+    cr_assert_eq(tl_ctl_write("snapshot-delete b"), 0);
+    tl_sleep_ms(1100);   /* the entry's one-second cache */
+    cr_expect_eq(tl_count_entries(pathf("%s/snapshots", tl_mnt)), 0);
+    char v[64];
+    tl_status_get("snapshot_space_bytes", v, sizeof v);
+    cr_expect_str_eq(v, "0");
+    /* The tool's command, through the control file. */
+    char bin[PATH_MAX];
+    tl_build_bin(bin, "jetsnap");
+    cr_assert_eq(tl_sh("%s snapshot %s t1", bin, tl_mnt), 0);
+    char *list = tl_sh_out("%s snapshot %s --list", bin, tl_mnt);
+    cr_expect(list && strstr(list, "snapshot.t1: ") != NULL, "--list: %s", list ? list : "?");
+    free(list);
+    cr_expect_eq(tl_sh("%s snapshot %s t1 2>/dev/null", bin, tl_mnt), 1, "EEXIST is a failure");
+    cr_assert_eq(tl_sh("%s snapshot %s --delete t1", bin, tl_mnt), 0);
+    cr_expect_eq(tl_sh("%s snapshot %s .bad 2>/dev/null", bin, tl_mnt), 2, "a bad name is a usage error");
+    /* live/ never shows the store. */
+    cr_expect_eq(tl_sh("ls %s/live | grep -q snapshots", tl_mnt), 1);
+    cr_expect_neq(stat(pathf("%s/live/snapshots", tl_mnt), &st), 0);
+}
+
+Test(fs_snapshot, eacces_for_another_uid)
+{
+    struct passwd *pw = getpwnam("nobody");
+    if (pw == NULL || getuid() != 0)
+        cr_skip_test("needs root and a 'nobody' user");
+    tl_fs_start_opts("create,allow_other", 1);
+    cr_assert_eq(mkdir(snap_path("mine", NULL), 0700), 0);
+    /* Let nobody reach snapshots/ at all: the check under test is ours. */
+    chmod(tl_root, 0755);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+            _exit(100);
+        int a = mkdir(snap_path("theirs", NULL), 0700) == -1 && errno == EACCES;
+        int b = rmdir(snap_path("mine", NULL)) == -1 && errno == EACCES;
+        int c = open(snap_path("mine", "jetsnap.edb"), O_RDONLY) == -1 && errno == EACCES;
+        _exit(a && b && c ? 0 : 1 + a + 2 * b + 4 * c);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", WEXITSTATUS(status));
+}
