@@ -84,14 +84,10 @@ static JET_ERR bk_report(bk_job *j, int snt)
 
 static JET_ERR bk_check_cancel(bk_job *j);
 
-/* Keep the copy at or under params.backup_max_rate, so a backup on a busy
- * machine leaves disk bandwidth to clients (pg_basebackup's --max-rate). */
-static void bk_throttle(bk_job *j)
+/* Sleep until due_ms (monotonic) in steps of at most 100 ms, so a cancel
+ * is seen at once. */
+static void bk_sleep_until(bk_job *j, int64_t due_ms)
 {
-    uint64_t rate = j->inst->params.backup_max_rate;
-    if (!rate)
-        return;
-    int64_t due_ms = j->start_ms + (int64_t)(j->prog.bytes_done * 1000 / rate);
     int64_t now = js_mono_ms();
     while (now < due_ms && bk_check_cancel(j) == JET_errSuccess) {
         int64_t step = due_ms - now < 100 ? due_ms - now : 100;
@@ -101,9 +97,100 @@ static void bk_throttle(bk_job *j)
     }
 }
 
+/* Keep the copy at or under params.backup_max_rate, so a backup on a busy
+ * machine leaves disk bandwidth to clients (pg_basebackup's --max-rate).
+ * A hard cap, whatever the pacer decides. */
+static void bk_throttle(bk_job *j)
+{
+    uint64_t rate = j->inst->params.backup_max_rate;
+    if (rate)
+        bk_sleep_until(j, j->start_ms + (int64_t)(j->prog.bytes_done * 1000 / rate));
+}
+
+/* The pacer (RocksDB's auto-tuned rate limiter is the model): every
+ * window it compares the log's recent commit latency with the lowest seen
+ * in this job.  Above twice that plus 2 ms the copy's rate is halved (down
+ * to BK_PACE_MIN); below it a held rate grows by a quarter until it no
+ * longer limits.  No durable commit in a window: nobody is waiting, full
+ * speed.  So the pacer can slow the copy but never stop it. */
+#define BK_PACE_WINDOW_MS 50
+#define BK_PACE_MIN (8ull << 20)
+#define BK_PACE_MAX (2048ull << 20)
+#define BK_PACE_FLOOR_US 250u
+
+static void bk_pace_adjust(bk_job *j, int64_t now)
+{
+    bk_pacer *pc = &j->pacer;
+    uint64_t flushes = 0;
+    uint32_t lat = log_flush_latency(&j->inst->log, &flushes);
+    int64_t span = now - pc->win_ms;
+    uint64_t moved = j->prog.bytes_done - pc->win_bytes;
+    if (flushes == pc->flushes) {
+        pc->rate = 0;
+        pc->holding = 0;
+    } else {
+        if (!pc->base_us || lat < pc->base_us)
+            pc->base_us = lat < BK_PACE_FLOOR_US ? BK_PACE_FLOOR_US : lat;
+        if (lat > pc->base_us * 2 + 2000) {
+            uint64_t cur = pc->rate ? pc->rate : span > 0 ? moved * 1000 / (uint64_t)span : BK_PACE_MAX;
+            pc->rate = cur / 2 < BK_PACE_MIN ? BK_PACE_MIN : cur / 2;
+            pc->holding = 1;
+        } else if (pc->rate) {
+            pc->rate += pc->rate / 4;
+            if (pc->rate >= BK_PACE_MAX) {
+                pc->rate = 0;
+                pc->holding = 0;
+            }
+        }
+    }
+    pc->flushes = flushes;
+    pc->win_ms = now;
+    pc->win_bytes = j->prog.bytes_done;
+}
+
+static void bk_pace(bk_job *j)
+{
+    bk_pacer *pc = &j->pacer;
+    int64_t now = js_mono_ms();
+    if (!pc->win_ms) {
+        (void)log_flush_latency(&j->inst->log, &pc->flushes);
+        pc->win_ms = pc->mark_ms = now;
+        pc->win_bytes = pc->mark_bytes = j->prog.bytes_done;
+    } else if (now - pc->win_ms >= BK_PACE_WINDOW_MS) {
+        bk_pace_adjust(j, now);
+    }
+    if (pc->rate) {
+        bk_sleep_until(j, pc->mark_ms + (int64_t)((j->prog.bytes_done - pc->mark_bytes) * 1000 / pc->rate));
+        now = js_mono_ms();
+    }
+    pc->mark_ms = now;
+    pc->mark_bytes = j->prog.bytes_done;
+    j->prog.pace_rate = pc->rate;
+    j->prog.pacer_holding = pc->holding;
+}
+
+/* After the batch [off, off+len) of a copy is written: start its
+ * writeback, wait for the one BK_FLOW_LAG batches back and drop that from
+ * the page cache.  The copy's dirty data stays at a few batches, so its
+ * final fsync (and any log fsync behind it) never waits for a large
+ * writeback, and a copy the size of the database does not evict the live
+ * working set.  The waits run at the job's idle I/O priority. */
+static JET_ERR bk_flow(int fd, const char *path, uint64_t off, uint64_t len)
+{
+    os_writeback(fd, off, len);
+    uint64_t back = (uint64_t)BK_FLOW_LAG * len;
+    if (off < back)
+        return JET_errSuccess;
+    JET_ERR err = os_writeback_wait(fd, path, off - back, len);
+    if (!err)
+        os_cache_drop(fd, off - back, len);
+    return err;
+}
+
 /* Progress at every whole percent, and at least every half second. */
 static JET_ERR bk_progress(bk_job *j)
 {
+    bk_pace(j);
     bk_throttle(j);
     uint64_t pct = j->prog.bytes_total ? j->prog.bytes_done * 100 / j->prog.bytes_total : 0;
     int64_t now = js_mono_ms();
@@ -174,12 +261,19 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
     for (uint64_t p = 0; p < npages; p += BK_BATCH_PAGES) {
         uint32_t n = npages - p < BK_BATCH_PAGES ? (uint32_t)(npages - p) : BK_BATCH_PAGES;
         uint8_t *buf = mf_pipe_buffer(j->pipe);
+        /* Read ahead (at the job's idle priority, without the lock) so
+         * the locked read below finds the pages cached; pages that were
+         * not cached before the job are dropped again after it. */
+        os_cache_prefetch(inst->store.fd, (p + BK_BATCH_PAGES) * ps, (uint64_t)BK_BATCH_PAGES * 2 * ps);
+        int was_cached = os_cache_resident(inst->store.fd, p * ps, (size_t)n * ps);
         int slot = rl_lock(&inst->store.rl, p, p + n, 0);
         size_t got = 0;
         err = os_pread(inst->store.fd, inst->store.path, buf, (size_t)n * ps, p * ps, &got);
         rl_unlock(&inst->store.rl, slot);
         if (err)
             goto out;
+        if (was_cached == 0)
+            os_cache_drop(inst->store.fd, p * ps, (uint64_t)n * ps);
         if (got < (size_t)n * ps)
             memset(buf + got, 0, (size_t)n * ps - got);
         /* Pages 0 and 1 are replaced below by a fresh header. */
@@ -207,9 +301,9 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
         if (err)
             goto out;
         mf_pipe_submit(j->pipe, buf, (size_t)n * ps);
-        /* Start writing back what is copied, so the final fsync is short. */
-        if (((p + n) * ps) % BK_WRITEBACK_BYTES < (uint64_t)n * ps)
-            os_writeback(fd, 0, (p + n) * ps);
+        err = bk_flow(fd, path, p * ps, (uint64_t)n * ps);
+        if (err)
+            goto out;
         j->prog.bytes_done += (uint64_t)n * ps;
         err = bk_progress(j);
         if (!err)
@@ -218,6 +312,8 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
             goto out;
     }
     err = os_fsync(fd, path);
+    if (!err)
+        os_cache_drop(fd, 0, 0);
 out:
     mf_pipe_final(j->pipe, hex);   /* also resets the digest after a failure */
     if (!err) {
@@ -282,8 +378,11 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
             err = js_fail(JET_errLogReadVerifyFailure, "%s ends before its close block", src);
         if (!err)
             err = os_pwrite(out_fd, dst, buf, got, off);
+        if (!err)
+            err = bk_flow(out_fd, dst, off, got);
         if (err)
             break;
+        os_cache_drop(in, off, got);   /* a closed generation: only backups read it again */
         mf_pipe_submit(j->pipe, buf, got);
         off += got;
         j->prog.bytes_done += got;
@@ -295,6 +394,8 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
     }
     if (!err)
         err = os_fsync(out_fd, dst);
+    if (!err)
+        os_cache_drop(out_fd, 0, 0);
     if (!err && (uint64_t)st.st_size > used)
         j->prog.bytes_done += (uint64_t)st.st_size - used;   /* the unused tail counts as done */
 out:;
@@ -316,8 +417,10 @@ static JET_ERR bk_copy_logs(bk_job *j, uint32_t from, uint32_t to)
     if (err)
         return err;
     inst_event(j->inst, 223, JS_EV_INFO, "copying log files edb%08X.log-edb%08X.log", from, to);
+    int prio = os_io_priority_idle();
     for (uint32_t g = from; g <= to && !err; g++)
         err = bk_copy_gen(j, g, &ph, &psr, &have_prev);
+    os_io_priority_restore(prio);
     return err;
 }
 
@@ -458,8 +561,14 @@ static JET_ERR bk_run_full(bk_job *j)
     err = bk_prepare_dirs(j);
     if (!err)
         err = bk_phase(j, "copy-database");
-    if (!err)
+    if (!err) {
+        /* The copy's own I/O yields to everyone else's (the log's fsyncs
+         * first); the checkpoint and the roll above keep their priority,
+         * since writers may wait for them. */
+        int prio = os_io_priority_idle();
         err = bk_copy_db(j, npages);
+        os_io_priority_restore(prio);
+    }
     if (!err)
         err = bk_roll_and_copy(j, j->gen_low);
     if (err)

@@ -225,6 +225,31 @@ static void space_event(log_state *lg, int ev)
         health_event(lg->health, 0, JS_EV_INFO, "the log in %s can be written again; writes resume", lg->dir);
 }
 
+/* Only the flush leader (lg->flushing) writes these, so the update needs
+ * no lock; readers see one of two consecutive values. */
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void note_flush_latency(log_state *lg, int64_t us)
+{
+    uint32_t sample = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    uint32_t prev = atomic_load_explicit(&lg->flush_us, memory_order_relaxed);
+    uint32_t next = prev ? (uint32_t)(((uint64_t)prev * 3 + sample) / 4) : sample;
+    atomic_store_explicit(&lg->flush_us, next, memory_order_relaxed);
+    atomic_fetch_add_explicit(&lg->flush_count, 1, memory_order_relaxed);
+}
+
+uint32_t log_flush_latency(log_state *lg, uint64_t *count)
+{
+    if (count)
+        *count = atomic_load_explicit(&lg->flush_count, memory_order_relaxed);
+    return atomic_load_explicit(&lg->flush_us, memory_order_relaxed);
+}
+
 JET_ERR log_flush(log_state *lg, uint64_t lsn)
 {
     JET_ERR err = JET_errSuccess;
@@ -277,9 +302,12 @@ JET_ERR log_flush(log_state *lg, uint64_t lsn)
         memcpy(path, lg->cur_path, sizeof path);
         js_mutex_unlock(&lg->lock);
 
+        int64_t t0 = mono_us();
         err = os_pwrite(fd, path, lg->io, bytes, (uint64_t)first * LOG_BLOCK);
         if (!err)
             err = os_fsync(fd, path);
+        if (!err)
+            note_flush_latency(lg, mono_us() - t0);
 
         js_mutex_lock(&lg->lock);
         lg->flushing = 0;
