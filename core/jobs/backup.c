@@ -84,27 +84,37 @@ static JET_ERR bk_report(bk_job *j, int snt)
 
 static JET_ERR bk_check_cancel(bk_job *j);
 
-/* Sleep until due_ms (monotonic) in steps of at most 100 ms, so a cancel
- * is seen at once. */
-static void bk_sleep_until(bk_job *j, int64_t due_ms)
+/* Sleep until due_ms (monotonic) in steps of at most 250 ms, so a cancel
+ * is seen at once and the status callback still hears from the job at
+ * least every half second while it holds back. */
+static JET_ERR bk_sleep_until(bk_job *j, int64_t due_ms)
 {
     int64_t now = js_mono_ms();
-    while (now < due_ms && bk_check_cancel(j) == JET_errSuccess) {
-        int64_t step = due_ms - now < 100 ? due_ms - now : 100;
+    while (now < due_ms) {
+        JET_ERR err = bk_check_cancel(j);
+        if (!err && now - j->last_report_ms >= 500) {
+            j->last_report_ms = now;
+            err = bk_report(j, JS_SNT_PROGRESS);
+        }
+        if (err)
+            return err;
+        int64_t step = due_ms - now < 250 ? due_ms - now : 250;
         struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
         nanosleep(&ts, NULL);
         now = js_mono_ms();
     }
+    return JET_errSuccess;
 }
 
 /* Keep the copy at or under params.backup_max_rate, so a backup on a busy
  * machine leaves disk bandwidth to clients (pg_basebackup's --max-rate).
  * A hard cap, whatever the pacer decides. */
-static void bk_throttle(bk_job *j)
+static JET_ERR bk_throttle(bk_job *j)
 {
     uint64_t rate = j->inst->params.backup_max_rate;
-    if (rate)
-        bk_sleep_until(j, j->start_ms + (int64_t)(j->prog.bytes_done * 1000 / rate));
+    if (!rate)
+        return JET_errSuccess;
+    return bk_sleep_until(j, j->start_ms + (int64_t)(j->prog.bytes_done * 1000 / rate));
 }
 
 /* The pacer (RocksDB's auto-tuned rate limiter is the model): every
@@ -148,7 +158,7 @@ static void bk_pace_adjust(bk_job *j, int64_t now)
     pc->win_bytes = j->prog.bytes_done;
 }
 
-static void bk_pace(bk_job *j)
+static JET_ERR bk_pace(bk_job *j)
 {
     bk_pacer *pc = &j->pacer;
     int64_t now = js_mono_ms();
@@ -159,14 +169,16 @@ static void bk_pace(bk_job *j)
     } else if (now - pc->win_ms >= BK_PACE_WINDOW_MS) {
         bk_pace_adjust(j, now);
     }
+    j->prog.pace_rate = pc->rate;
+    j->prog.pacer_holding = pc->holding;
+    JET_ERR err = JET_errSuccess;
     if (pc->rate) {
-        bk_sleep_until(j, pc->mark_ms + (int64_t)((j->prog.bytes_done - pc->mark_bytes) * 1000 / pc->rate));
+        err = bk_sleep_until(j, pc->mark_ms + (int64_t)((j->prog.bytes_done - pc->mark_bytes) * 1000 / pc->rate));
         now = js_mono_ms();
     }
     pc->mark_ms = now;
     pc->mark_bytes = j->prog.bytes_done;
-    j->prog.pace_rate = pc->rate;
-    j->prog.pacer_holding = pc->holding;
+    return err;
 }
 
 /* After the batch [off, off+len) of a copy is written: start its
@@ -190,8 +202,11 @@ static JET_ERR bk_flow(int fd, const char *path, uint64_t off, uint64_t len)
 /* Progress at every whole percent, and at least every half second. */
 static JET_ERR bk_progress(bk_job *j)
 {
-    bk_pace(j);
-    bk_throttle(j);
+    JET_ERR err = bk_pace(j);
+    if (!err)
+        err = bk_throttle(j);
+    if (err)
+        return err;
     uint64_t pct = j->prog.bytes_total ? j->prog.bytes_done * 100 / j->prog.bytes_total : 0;
     int64_t now = js_mono_ms();
     if (pct <= j->last_pct && now - j->last_report_ms < 500)
@@ -726,6 +741,7 @@ JET_ERR js_backup_beneath(js_instance *inst, int root_fd, const char *root, cons
         err = js_fail(JET_errOutOfMemory, "backup buffers");
         goto done;
     }
+    mf_pipe_yield_cpu(j->pipe);
     if (dest)
         inst_event(inst, incremental ? 211 : 210, JS_EV_INFO, "%s backup to %s started",
                    incremental ? "incremental" : "full", dest);
