@@ -25,7 +25,9 @@
  * BENCH_DB_MB (size of the backup instance, default 1024), BENCH_READ_KEYS
  * (default 200000), BENCH_REPS (interleaved repetitions of each comparison,
  * the best of each side is kept, default 3), BENCH_ONLY (a subset of the
- * letters "abcd", default all).
+ * letters "abcde", default all; e needs d's instance, which it builds),
+ * BENCH_BACKUP_MAX_RATE (MiB/s, backup_max_rate of every instance; default
+ * none: to tell a backup's fixed costs from its copy's).
  * Timings never make the program fail: it exits non-zero
  * only when an operation fails.
  */
@@ -272,6 +274,7 @@ static js_instance *js_fresh(const char *name, int commit_mode, char *dir, size_
     js_params p;
     js_params_default(&p);
     p.commit_mode = commit_mode;
+    p.backup_max_rate = (uint64_t)(env_double("BENCH_BACKUP_MAX_RATE", 0) * 1048576.0);
     JET_ERR err = js_create(dir, &p);
     if (err)
         die("js_create", err);
@@ -889,7 +892,19 @@ typedef struct bkloop {
     const char *dir;
     atomic_int stop;
     int started;
+    int reports, held;          /* progress reports, those with the pacer holding */
 } bkloop;
+
+static int bkloop_status(void *ctx, int snp, int snt, const js_progress *p)
+{
+    bkloop *b = ctx;
+    (void)snp;
+    if (snt == JS_SNT_PROGRESS) {
+        b->reports++;
+        b->held += p->pacer_holding != 0;
+    }
+    return 0;
+}
 
 /* Full backups back to back, so one is running for the whole window. */
 static void *backup_loop(void *arg)
@@ -898,7 +913,7 @@ static void *backup_loop(void *arg)
     char path[4400];
     while (!atomic_load(&b->stop)) {
         snprintf(path, sizeof path, "%s/b%d", b->dir, b->started++);
-        JET_ERR err = js_backup(b->inst, path, JS_BACKUP_CREATE_DIR, NULL, NULL);
+        JET_ERR err = js_backup(b->inst, path, JS_BACKUP_CREATE_DIR, bkloop_status, b);
         if (err && err != JET_errBackupAbortByServer)
             die("backup loop", err);
         rmtree(path);
@@ -967,8 +982,9 @@ static void bench_load_during_backup(js_instance *inst, const char *dir, int rep
         (void)js_backup_cancel(inst);
         pthread_join(bt, NULL);
         rmtree(dir);
-        printf("  alone: %.0f commits/s, p99 %.2f ms; during backups (%d started): %.0f commits/s, p99 %.2f ms\n",
-               ra[rep], pa[rep], b.started, rb[rep], pb[rep]);
+        printf("  alone: %.0f commits/s, p99 %.2f ms; during backups (%d started, pacer holding in %d of %d "
+               "reports): %.0f commits/s, p99 %.2f ms\n",
+               ra[rep], pa[rep], b.started, b.held, b.reports, rb[rep], pb[rep]);
     }
     char s1[64], s2[64];
     spread(s1, sizeof s1, ra, reps, "/s");

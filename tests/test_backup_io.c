@@ -10,8 +10,9 @@
  * hears from it at least once a second while it copies); the new path
  * still makes sets that restore byte-identically under the monotonic
  * writer; backup_max_rate stays a hard cap (bounded from above only, by a
- * lower bound on the elapsed time that sleeping can only lengthen).
- * Helpers: tests/lib/bkset.h.
+ * lower bound on the elapsed time that sleeping can only lengthen); the
+ * daemon's status says whether the pacer is holding back (key `pacer`,
+ * appended after the others).  Helpers: tests/lib/bkset.h.
  */
 #include <criterion/criterion.h>
 
@@ -26,6 +27,8 @@
 
 #include "jetsnap.h"
 #include "bkset.h"
+#include "daemon/status.h"
+#include "proto/proto.h"
 #include "testlib.h"
 
 TestSuite(backup_io, .init = tl_bk_setup, .fini = tl_bk_teardown, .timeout = 180);
@@ -273,4 +276,36 @@ Test(backup_io, backup_max_rate_is_still_a_hard_cap)
     cr_assert_leq(rec.max_gap_ms, 1000, "the job was silent for %lld ms while held to the cap",
                   (long long)rec.max_gap_ms);
     OK(js_close(inst));
+}
+
+/* The status key `pacer`: the last key, "off" unless a running job's
+ * pacer is holding back, "-" before any job. */
+Test(backup_io, status_shows_whether_the_pacer_holds_back)
+{
+    struct st_status *st = st_new();
+    char buf[ST_RENDER_MAX];
+    const char *val[PST_NKEYS];
+    cr_assert_not_null(st);
+    cr_assert_str_eq(proto_st_keys[PST_NKEYS - 1], "pacer");
+    st_set_recovering(st, 0);
+    st_render(st, buf, sizeof buf);
+    proto_status_parse(buf, val);
+    cr_expect_str_eq(val[PST_PACER], "");
+
+    st_job_begin(st, "full", "/b", "");
+    js_progress p = { .units_total = 100, .phase = "copy-database", .bytes_done = 1, .bytes_total = 2 };
+    st_job_progress(st, &p);
+    st_render(st, buf, sizeof buf);
+    cr_expect(strstr(buf, "\npacer: off\n") != NULL, "%s", buf);
+    p.pacer_holding = 1;
+    p.pace_rate = 8u << 20;
+    st_job_progress(st, &p);
+    st_render(st, buf, sizeof buf);
+    size_t n = strlen(buf);
+    cr_expect(n > 16 && strstr(buf, "\npacer: holding\n") != NULL && !strcmp(buf + n - 16, "\npacer: holding\n"),
+              "pacer should be the last key:\n%s", buf);
+    st_job_end(st, JET_errSuccess, "", "none");
+    st_render(st, buf, sizeof buf);
+    cr_expect(strstr(buf, "\npacer: off\n") != NULL, "%s", buf);
+    st_free(st);
 }

@@ -164,16 +164,16 @@ JET_ERR os_pwrite(int fd, const char *path, const void *buf, size_t len, uint64_
     return JET_errSuccess;
 }
 
-void os_writeback(int fd, uint64_t off, uint64_t len)
+JET_ERR os_writeback_behind(int fd, const char *path, uint64_t off, uint64_t len, uint64_t behind, int drop)
 {
+    const unsigned wait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
     (void)sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
-}
-
-JET_ERR os_writeback_wait(int fd, const char *path, uint64_t off, uint64_t len)
-{
-    unsigned fl = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
-    if (sync_file_range(fd, (off64_t)off, (off64_t)len, fl) < 0 && errno != ENOSYS && errno != EINVAL)
+    if (off < behind)
+        return JET_errSuccess;
+    if (sync_file_range(fd, (off64_t)(off - behind), (off64_t)len, wait) < 0 && errno != ENOSYS && errno != EINVAL)
         return os_err(errno, "write back", path);
+    if (drop)
+        (void)posix_fadvise(fd, (off_t)(off - behind), (off_t)len, POSIX_FADV_DONTNEED);
     return JET_errSuccess;
 }
 
@@ -195,7 +195,7 @@ int os_cache_resident(int fd, uint64_t off, size_t len)
     uint64_t start = off - off % (uint64_t)pg;
     size_t span = (size_t)(off + len - start);
     size_t npg = (span + (size_t)pg - 1) / (size_t)pg;
-    unsigned char vec[1024];
+    unsigned char vec[4096];   /* 16 MiB of 4 KiB pages: a batch of the largest pages */
     if (npg > sizeof vec)
         return -1;
     void *m = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, (off_t)start);

@@ -26,14 +26,15 @@ void os_close(int fd);
 JET_ERR os_pread(int fd, const char *path, void *buf, size_t len, uint64_t off, size_t *got);
 /** Write all len bytes at off (fault seam: write). */
 JET_ERR os_pwrite(int fd, const char *path, const void *buf, size_t len, uint64_t off);
-/** Start writeback of [off, off+len) without waiting (sync_file_range), so
- *  a long copy's final fsync has little left to do.  A hint: never fails. */
-void os_writeback(int fd, uint64_t off, uint64_t len);
-/** Write [off, off+len) back and wait for it (sync_file_range with both
- *  waits): a copy that keeps its dirty data to a few small chunks never
- *  leaves a large writeback for an fsync to queue behind.  Not durable
- *  (no metadata, no cache flush): the copy's fsync still decides. */
-JET_ERR os_writeback_wait(int fd, const char *path, uint64_t off, uint64_t len);
+/** A long sequential copy's writeback, called after each chunk
+ *  [off, off+len) is written: start writing that chunk back, then wait
+ *  for the chunk `behind` bytes earlier (sync_file_range with both waits)
+ *  and, if drop, remove it from the page cache.  The copy's dirty data
+ *  stays at about `behind` bytes, so its final fsync (and any log fsync
+ *  queued behind it) never waits for a large writeback, and the disk
+ *  writes while the copy reads.  Not durable (no metadata, no cache
+ *  flush): the copy's fsync still decides. */
+JET_ERR os_writeback_behind(int fd, const char *path, uint64_t off, uint64_t len, uint64_t behind, int drop);
 /** Drop [off, off+len) of fd from the page cache (posix_fadvise DONTNEED):
  *  a copy that passes through once does not evict the live working set.
  *  Clean pages only; a hint that never fails. */

@@ -118,10 +118,10 @@ static JET_ERR bk_throttle(bk_job *j)
 }
 
 /* The pacer (RocksDB's auto-tuned rate limiter is the model): every
- * window it compares the log's recent commit latency with the lowest seen
- * in this job.  Above twice that plus 2 ms the copy's rate is halved (down
- * to BK_PACE_MIN); below it a held rate grows by a quarter until it no
- * longer limits.  No durable commit in a window: nobody is waiting, full
+ * window it compares the committers' recent wait for the log with the
+ * lowest seen in this job.  Above 1.5 times that plus 1 ms the copy's rate
+ * is halved (down to BK_PACE_MIN); below it a held rate grows by 1/16
+ * until it no longer limits.  No durable commit in a window: nobody is waiting, full
  * speed.  So the pacer can slow the copy but never stop it. */
 #define BK_PACE_WINDOW_MS 50
 #define BK_PACE_MIN (8ull << 20)
@@ -141,12 +141,12 @@ static void bk_pace_adjust(bk_job *j, int64_t now)
     } else {
         if (!pc->base_us || lat < pc->base_us)
             pc->base_us = lat < BK_PACE_FLOOR_US ? BK_PACE_FLOOR_US : lat;
-        if (lat > pc->base_us * 2 + 2000) {
+        if (lat > pc->base_us * 3 / 2 + 1000) {
             uint64_t cur = pc->rate ? pc->rate : span > 0 ? moved * 1000 / (uint64_t)span : BK_PACE_MAX;
             pc->rate = cur / 2 < BK_PACE_MIN ? BK_PACE_MIN : cur / 2;
             pc->holding = 1;
         } else if (pc->rate) {
-            pc->rate += pc->rate / 4;
+            pc->rate += pc->rate / 16;
             if (pc->rate >= BK_PACE_MAX) {
                 pc->rate = 0;
                 pc->holding = 0;
@@ -181,22 +181,15 @@ static JET_ERR bk_pace(bk_job *j)
     return err;
 }
 
-/* After the batch [off, off+len) of a copy is written: start its
- * writeback, wait for the one BK_FLOW_LAG batches back and drop that from
- * the page cache.  The copy's dirty data stays at a few batches, so its
- * final fsync (and any log fsync behind it) never waits for a large
- * writeback, and a copy the size of the database does not evict the live
- * working set.  The waits run at the job's idle I/O priority. */
+/* After the batch [off, off+len) of a copy is written: its writeback
+ * starts, the one BK_FLOW_LAG batches back is waited for and dropped from
+ * the page cache (os_writeback_behind).  The copy's dirty data stays at a
+ * few batches, so no large fsync ever queues ahead of a log fsync, and a
+ * copy the size of the database does not evict the live working set.  The
+ * waits run at the copy's idle I/O priority. */
 static JET_ERR bk_flow(int fd, const char *path, uint64_t off, uint64_t len)
 {
-    os_writeback(fd, off, len);
-    uint64_t back = (uint64_t)BK_FLOW_LAG * len;
-    if (off < back)
-        return JET_errSuccess;
-    JET_ERR err = os_writeback_wait(fd, path, off - back, len);
-    if (!err)
-        os_cache_drop(fd, off - back, len);
-    return err;
+    return os_writeback_behind(fd, path, off, len, (uint64_t)BK_FLOW_LAG * len, 1);
 }
 
 /* Progress at every whole percent, and at least every half second. */
@@ -249,6 +242,21 @@ static void bk_pin(js_instance *inst, uint32_t gen)
 
 /* ---------------- copying ---------------- */
 
+/* Start reading batch q of the database into the page cache (at the copy's
+ * idle I/O priority, without the range lock) so the locked read finds it
+ * there; cold[] remembers, per batch in flight, whether none of it was
+ * cached before, so the copy can drop it again after reading it and leave
+ * the page cache as the live instance had it. */
+static void bk_read_ahead(js_instance *inst, uint64_t q, uint64_t npages, unsigned char *cold)
+{
+    uint64_t ps = inst->store.page_size, first = q * BK_BATCH_PAGES;
+    if (first >= npages)
+        return;
+    uint64_t n = npages - first < BK_BATCH_PAGES ? npages - first : BK_BATCH_PAGES;
+    cold[q % (BK_READ_AHEAD + 1)] = os_cache_resident(inst->store.fd, first * ps, (size_t)(n * ps)) == 0;
+    os_cache_prefetch(inst->store.fd, first * ps, n * ps);
+}
+
 /* Copy the database under the page-range lock, verifying every page; the
  * SHA-256 of the copy runs in the pipeline while the next batch is read.
  * Pages below the instance's written bound (page.h; at least the job's own
@@ -258,6 +266,7 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
 {
     js_instance *inst = j->inst;
     uint32_t ps = inst->store.page_size;
+    unsigned char cold[BK_READ_AHEAD + 1] = { 0 };
     uint32_t valid_below = atomic_load(&inst->store.valid_below);
     if (valid_below > npages)
         valid_below = (uint32_t)npages;   /* a later checkpoint grew the file */
@@ -276,18 +285,16 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
     for (uint64_t p = 0; p < npages; p += BK_BATCH_PAGES) {
         uint32_t n = npages - p < BK_BATCH_PAGES ? (uint32_t)(npages - p) : BK_BATCH_PAGES;
         uint8_t *buf = mf_pipe_buffer(j->pipe);
-        /* Read ahead (at the job's idle priority, without the lock) so
-         * the locked read below finds the pages cached; pages that were
-         * not cached before the job are dropped again after it. */
-        os_cache_prefetch(inst->store.fd, (p + BK_BATCH_PAGES) * ps, (uint64_t)BK_BATCH_PAGES * 2 * ps);
-        int was_cached = os_cache_resident(inst->store.fd, p * ps, (size_t)n * ps);
+        uint64_t b = p / BK_BATCH_PAGES;
+        for (uint64_t q = b ? b + BK_READ_AHEAD : 0; q <= b + BK_READ_AHEAD; q++)
+            bk_read_ahead(inst, q, npages, cold);
         int slot = rl_lock(&inst->store.rl, p, p + n, 0);
         size_t got = 0;
         err = os_pread(inst->store.fd, inst->store.path, buf, (size_t)n * ps, p * ps, &got);
         rl_unlock(&inst->store.rl, slot);
         if (err)
             goto out;
-        if (was_cached == 0)
+        if (cold[b % (BK_READ_AHEAD + 1)])
             os_cache_drop(inst->store.fd, p * ps, (uint64_t)n * ps);
         if (got < (size_t)n * ps)
             memset(buf + got, 0, (size_t)n * ps - got);

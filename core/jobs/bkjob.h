@@ -11,6 +11,7 @@
 
 #define BK_BATCH_PAGES 256u
 #define BK_FLOW_LAG 4u          /* batches written but not yet waited for */
+#define BK_READ_AHEAD 2u        /* batches of the database read ahead */
 #define BK_MAX_WRITTEN 4096
 #define BK_NAME_MAX 64
 

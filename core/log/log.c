@@ -234,13 +234,16 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void note_flush_latency(log_state *lg, int64_t us)
+/* A committer's wait for its flush (group commit included, and the time
+ * to be scheduled again after it), folded into a moving average.  Many
+ * threads update it without a lock: an update lost to a race only makes
+ * the average a little older. */
+static void note_flush_wait(log_state *lg, int64_t us)
 {
-    uint32_t sample = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    uint32_t sample = us > UINT32_MAX ? UINT32_MAX : us < 0 ? 0 : (uint32_t)us;
     uint32_t prev = atomic_load_explicit(&lg->flush_us, memory_order_relaxed);
-    uint32_t next = prev ? (uint32_t)(((uint64_t)prev * 3 + sample) / 4) : sample;
+    uint32_t next = prev ? (uint32_t)(((uint64_t)prev * 7 + sample) / 8) : sample;
     atomic_store_explicit(&lg->flush_us, next, memory_order_relaxed);
-    atomic_fetch_add_explicit(&lg->flush_count, 1, memory_order_relaxed);
 }
 
 uint32_t log_flush_latency(log_state *lg, uint64_t *count)
@@ -257,7 +260,9 @@ JET_ERR log_flush(log_state *lg, uint64_t lsn)
     if (!lg->enabled)
         return JET_errSuccess;
     JS_ASSERT_NOT_HELD(&lg->lock);
+    int64_t t0 = mono_us();
     js_mutex_lock(&lg->lock);
+    int waits = lsn > lg->flushed;
     for (;;) {
         if ((err = log_sticky(lg)) != 0)
             break;
@@ -302,12 +307,11 @@ JET_ERR log_flush(log_state *lg, uint64_t lsn)
         memcpy(path, lg->cur_path, sizeof path);
         js_mutex_unlock(&lg->lock);
 
-        int64_t t0 = mono_us();
         err = os_pwrite(fd, path, lg->io, bytes, (uint64_t)first * LOG_BLOCK);
         if (!err)
             err = os_fsync(fd, path);
         if (!err)
-            note_flush_latency(lg, mono_us() - t0);
+            atomic_fetch_add_explicit(&lg->flush_count, 1, memory_order_relaxed);
 
         js_mutex_lock(&lg->lock);
         lg->flushing = 0;
@@ -328,6 +332,8 @@ JET_ERR log_flush(log_state *lg, uint64_t lsn)
             break;
     }
     js_mutex_unlock(&lg->lock);
+    if (waits && !err)
+        note_flush_wait(lg, mono_us() - t0);
     space_event(lg, ev);
     if (err)
         return js_fail(err, "log %s: write failed (%s)", lg->cur_path, js_errdetail());
