@@ -544,6 +544,8 @@ typedef struct js_progress {
     JET_ERR err;                        /* with JS_SNT_FAIL */
     const char *message;                /* with JS_SNT_FAIL, may be "" */
     const char *truncated;              /* "none" or "edbX.log-edbY.log" once known */
+    uint64_t pace_rate;                 /* bytes/s the pacer holds the copy to, 0: none */
+    int pacer_holding;                  /* 1: the pacer is slowing the copy for commits */
 } js_progress;
 
 /** A non-zero return cancels the job (JET_errBackupAbortByServer). */

@@ -25,7 +25,9 @@
  * BENCH_DB_MB (size of the backup instance, default 1024), BENCH_READ_KEYS
  * (default 200000), BENCH_REPS (interleaved repetitions of each comparison,
  * the best of each side is kept, default 3), BENCH_ONLY (a subset of the
- * letters "abcd", default all).
+ * letters "abcde", default all; e needs d's instance, which it builds),
+ * BENCH_BACKUP_MAX_RATE (MiB/s, backup_max_rate of every instance; default
+ * none: to tell a backup's fixed costs from its copy's).
  * Timings never make the program fail: it exits non-zero
  * only when an operation fails.
  */
@@ -178,7 +180,7 @@ static double env_double(const char *name, double def)
 /* ------------------------------------------------------------------ */
 /* results table                                                        */
 /* ------------------------------------------------------------------ */
-enum goal_kind { GOAL_NONE, GOAL_RATIO_GE, GOAL_RATIO_LE, GOAL_ADDED_LT, GOAL_ADDED_NONE };
+enum goal_kind { GOAL_NONE, GOAL_RATIO_GE, GOAL_RATIO_LE, GOAL_ADDED_LT, GOAL_ADDED_NONE, GOAL_INFO };
 
 typedef struct row {
     char metric[64];
@@ -188,7 +190,7 @@ typedef struct row {
     double goal;
 } row;
 
-static row g_rows[32];
+static row g_rows[48];
 static int g_nrows;
 
 static void add_row(const char *metric, const char *unit, double js, double ref, int kind, double goal)
@@ -229,6 +231,11 @@ static void print_table(void)
         fmt_num(ref, sizeof ref, r->ref, r->unit);
         double q = r->ref > 0 ? r->js / r->ref : 0;
         switch (r->kind) {
+        case GOAL_INFO:
+            snprintf(ref, sizeof ref, "-");
+            snprintf(ratio, sizeof ratio, "-");
+            snprintf(goal, sizeof goal, "-");
+            break;
         case GOAL_ADDED_NONE:
             snprintf(ratio, sizeof ratio, "%+.1f ms", r->js - r->ref);
             snprintf(goal, sizeof goal, "-");
@@ -267,6 +274,7 @@ static js_instance *js_fresh(const char *name, int commit_mode, char *dir, size_
     js_params p;
     js_params_default(&p);
     p.commit_mode = commit_mode;
+    p.backup_max_rate = (uint64_t)(env_double("BENCH_BACKUP_MAX_RATE", 0) * 1048576.0);
     JET_ERR err = js_create(dir, &p);
     if (err)
         die("js_create", err);
@@ -803,7 +811,190 @@ static double timed_cmd(const char *cmd)
 
 static double min2(double a, double b) { return a < b ? a : b; }
 
-static void bench_backup(double db_mb)
+/* Median of the n values in v (sorted in place). */
+static double median(double *v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int k = i; k > 0 && v[k - 1] > v[k]; k--) {
+            double t = v[k];
+            v[k] = v[k - 1];
+            v[k - 1] = t;
+        }
+    return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* "median (min-max)" of n values, for the noise of a comparison. */
+static void spread(char *out, size_t cap, const double *v, int n, const char *unit)
+{
+    double lo = 1e30, hi = 0, c[64];
+    for (int i = 0; i < n && i < 64; i++) {
+        c[i] = v[i];
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+    }
+    snprintf(out, cap, "%.3g %s (%.3g-%.3g)", median(c, n < 64 ? n : 64), unit, lo, hi);
+}
+
+/* Settle before a timed side of a comparison: the previous side's dirty
+ * data written, a moment for the disk's queue to drain. */
+static void settle(void)
+{
+    sync();
+    sleep_s(0.5);
+}
+
+/* Many durable writers (in-process stand-in for redis-benchmark -t set
+ * -c 50 against commit=durable): commits/s and p99 commit latency alone and
+ * while full backups run back to back, alternated, medians. */
+#define TP_THREADS 16
+#define TP_BUCKET_US 50.0
+#define TP_BUCKETS 40000   /* up to 2 s; the last bucket holds the rest */
+
+typedef struct tpctx {
+    js_instance *inst;
+    unsigned id;
+    atomic_int *stop;
+    uint64_t ops;
+    uint32_t *hist;
+} tpctx;
+
+static void *tp_writer(void *arg)
+{
+    tpctx *t = arg;
+    js_session *s = NULL;
+    JET_ERR err = js_session_open(t->inst, &s);
+    if (err)
+        die("js_session_open", err);
+    uint64_t seed = 0x51ed27ull * (t->id + 1);
+    char key[KEY_LEN];
+    uint8_t val[VAL_LEN];
+    while (!atomic_load(t->stop)) {
+        make_key(key, 't', t->id, xorshift(&seed) % 100000);
+        fill_random(val, sizeof val, &seed);
+        double t0 = now_s();
+        err = js_txn_begin(s, 0);
+        if (!err)
+            err = js_put(s, key, KEY_LEN, val, VAL_LEN);
+        if (!err)
+            err = js_txn_commit(s, 0);
+        if (err)
+            die("throughput writer", err);
+        double b = (now_s() - t0) * 1e6 / TP_BUCKET_US;
+        t->hist[b < TP_BUCKETS - 1 ? (size_t)b : TP_BUCKETS - 1]++;
+        t->ops++;
+    }
+    js_session_close(s);
+    return NULL;
+}
+
+typedef struct bkloop {
+    js_instance *inst;
+    const char *dir;
+    atomic_int stop;
+    int started;
+    int reports, held;          /* progress reports, those with the pacer holding */
+} bkloop;
+
+static int bkloop_status(void *ctx, int snp, int snt, const js_progress *p)
+{
+    bkloop *b = ctx;
+    (void)snp;
+    if (snt == JS_SNT_PROGRESS) {
+        b->reports++;
+        b->held += p->pacer_holding != 0;
+    }
+    return 0;
+}
+
+/* Full backups back to back, so one is running for the whole window. */
+static void *backup_loop(void *arg)
+{
+    bkloop *b = arg;
+    char path[4400];
+    while (!atomic_load(&b->stop)) {
+        snprintf(path, sizeof path, "%s/b%d", b->dir, b->started++);
+        JET_ERR err = js_backup(b->inst, path, JS_BACKUP_CREATE_DIR, bkloop_status, b);
+        if (err && err != JET_errBackupAbortByServer)
+            die("backup loop", err);
+        rmtree(path);
+    }
+    return NULL;
+}
+
+/* One window of TP_THREADS durable writers: commits/s, p99 in ms. */
+static void tp_window(js_instance *inst, double secs, double *rate, double *p99)
+{
+    static uint32_t hist[TP_THREADS][TP_BUCKETS];
+    pthread_t th[TP_THREADS];
+    tpctx t[TP_THREADS];
+    atomic_int stop;
+    atomic_init(&stop, 0);
+    memset(hist, 0, sizeof hist);
+    for (unsigned i = 0; i < TP_THREADS; i++) {
+        t[i] = (tpctx){ .inst = inst, .id = i, .stop = &stop, .hist = hist[i] };
+        if (pthread_create(&th[i], NULL, tp_writer, &t[i]) != 0) {
+            perror("pthread_create");
+            exit(1);
+        }
+    }
+    double t0 = now_s();
+    sleep_s(secs);
+    atomic_store(&stop, 1);
+    uint64_t ops = 0;
+    for (unsigned i = 0; i < TP_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ops += t[i].ops;
+    }
+    double el = now_s() - t0;
+    uint64_t want = ops - ops / 100, seen = 0;
+    size_t b = 0;
+    for (; b < TP_BUCKETS; b++) {
+        for (unsigned i = 0; i < TP_THREADS; i++)
+            seen += hist[i][b];
+        if (seen >= want)
+            break;
+    }
+    *rate = (double)ops / el;
+    *p99 = (double)(b + 1) * TP_BUCKET_US / 1000.0;
+}
+
+static void bench_load_during_backup(js_instance *inst, const char *dir, int reps, double t_full)
+{
+    double secs = g_secs > 2 * t_full ? g_secs : 2 * t_full;
+    double ra[64], rb[64], pa[64], pb[64];
+    printf("e. %d durable writers (one put of %d+%d bytes per commit), %.1f s windows, alone vs during back-to-back "
+           "full backups\n", TP_THREADS, KEY_LEN, VAL_LEN, secs);
+    for (int rep = 0; rep < reps; rep++) {
+        settle();
+        tp_window(inst, secs, &ra[rep], &pa[rep]);
+        settle();
+        bkloop b = { .inst = inst, .dir = dir };
+        atomic_init(&b.stop, 0);
+        mkdir(dir, 0700);
+        pthread_t bt;
+        if (pthread_create(&bt, NULL, backup_loop, &b) != 0) {
+            perror("pthread_create");
+            exit(1);
+        }
+        sleep_s(0.2);   /* past the first backup's checkpoint */
+        tp_window(inst, secs, &rb[rep], &pb[rep]);
+        atomic_store(&b.stop, 1);
+        (void)js_backup_cancel(inst);
+        pthread_join(bt, NULL);
+        rmtree(dir);
+        printf("  alone: %.0f commits/s, p99 %.2f ms; during backups (%d started, pacer holding in %d of %d "
+               "reports): %.0f commits/s, p99 %.2f ms\n",
+               ra[rep], pa[rep], b.started, b.held, b.reports, rb[rep], pb[rep]);
+    }
+    char s1[64], s2[64];
+    spread(s1, sizeof s1, ra, reps, "/s");
+    spread(s2, sizeof s2, rb, reps, "/s");
+    printf("  noise: alone %s, during backups %s\n", s1, s2);
+    add_row("e. durable commits/s during full backup", "/s", median(rb, reps), median(ra, reps), GOAL_RATIO_GE, 0.8);
+    add_row("e. p99 commit latency during full backup", "ms", median(pb, reps), median(pa, reps), GOAL_RATIO_LE, 3.0);
+}
+
+static void bench_backup(double db_mb, int run_d, int run_e)
 {
     uint64_t nkeys = (uint64_t)(db_mb * 1048576.0 / 8192.0);
     if (nkeys < 1000)
@@ -835,16 +1026,21 @@ static void bench_backup(double db_mb)
            (unsigned long long)nkeys, BIG_VAL, (double)ibytes / 1048576.0, tb,
            (double)nkeys * BIG_VAL / 1048576.0 / tb);
 
+    int reps = g_reps < 3 ? 3 : g_reps > 64 ? 64 : g_reps;
+    double t_full = 1.0;
+    if (run_d) {
     /* Full backup vs cp -r + sync, and restore vs cp -r of the set + sync,
-     * interleaved, best of g_reps (the page cache is warm for all). */
-    double t_cp = 1e30, t_full = 1e30, t_cpset = 1e30, t_rest = 1e30;
+     * alternated, each side timed after the previous one's data is written
+     * (settle), medians of g_reps (at least 3). */
+    double v_cp[64], v_full[64], v_cpset[64], v_rest[64];
     uint64_t sbytes = 0;
-    for (int rep = 0; rep < g_reps; rep++) {
+    for (int rep = 0; rep < reps; rep++) {
         snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && sync", idir, cpdir);
+        settle();
         double c = timed_cmd(cmd);
         rmtree(cpdir);
         rmtree(full);
-        sync();
+        settle();
         pt_start();
         t0 = now_s();
         err = js_backup(inst, full, JS_BACKUP_CREATE_DIR, phase_status, NULL);
@@ -855,13 +1051,14 @@ static void bench_backup(double db_mb)
         sbytes = dir_bytes(full);
         printf("  full backup %.1f MiB: %.2f s (%.0f MiB/s); cp -r + sync of %.1f MiB: %.2f s\n",
                (double)sbytes / 1048576.0, f, (double)sbytes / 1048576.0 / f, (double)ibytes / 1048576.0, c);
-        t_cp = min2(t_cp, c);
-        t_full = min2(t_full, f);
+        v_cp[rep] = c;
+        v_full[rep] = f;
 
         snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && sync", full, cpdir);
+        settle();
         c = timed_cmd(cmd);
         rmtree(cpdir);
-        sync();
+        settle();
         pt_start();
         t0 = now_s();
         err = js_restore(full, rdir, NULL, 0, phase_status, NULL);
@@ -870,13 +1067,22 @@ static void bench_backup(double db_mb)
         double r = now_s() - t0;
         pt_end("restore");
         rmtree(rdir);
-        sync();
         printf("  restore: %.2f s; cp -r + sync of the set: %.2f s\n", r, c);
-        t_cpset = min2(t_cpset, c);
-        t_rest = min2(t_rest, r);
+        v_cpset[rep] = c;
+        v_rest[rep] = r;
     }
-    add_row("d. full backup time (vs cp -r + sync)", "s", t_full, t_cp, GOAL_RATIO_LE, 1.1);
-    add_row("d. restore time (vs cp -r of the set + sync)", "s", t_rest, t_cpset, GOAL_RATIO_LE, 1.2);
+    char sp1[64], sp2[64];
+    spread(sp1, sizeof sp1, v_full, reps, "s");
+    spread(sp2, sizeof sp2, v_cp, reps, "s");
+    printf("  noise: full backup %s, cp -r + sync %s\n", sp1, sp2);
+    spread(sp1, sizeof sp1, v_rest, reps, "s");
+    spread(sp2, sizeof sp2, v_cpset, reps, "s");
+    printf("  noise: restore %s, cp -r + sync of the set %s\n", sp1, sp2);
+    t_full = median(v_full, reps);
+    double t_cp = median(v_cp, reps);
+    add_row("d. full backup time (vs cp -r + sync)", "s", t_full, t_cp, GOAL_RATIO_LE, 1.0);
+    add_row("d. restore time (vs cp -r of the set + sync)", "s", median(v_rest, reps), median(v_cpset, reps),
+            GOAL_RATIO_LE, 1.2);
 
     /* Verify throughput vs sha256sum -c of the set (both one core). */
     double t_ver = 1e30, t_sha = 1e30;
@@ -920,6 +1126,33 @@ static void bench_backup(double db_mb)
         t_inc = min2(t_inc, i);
     }
     add_row("d. incremental backup, 1% changed (vs full)", "s", t_inc, t_full, GOAL_RATIO_LE, 0.05);
+
+    /* Roll-forward: restore the set, which now carries the incrementals'
+     * logs, and time its replay phase apart from the copy. */
+    {
+        js_check_report vr;
+        memset(&vr, 0, sizeof vr);
+        err = js_verify(full, &vr, NULL, NULL);
+        if (err)
+            die("verify before replay", err);
+        double v_rp[64];
+        for (int rep = 0; rep < reps; rep++) {
+            settle();
+            pt_start();
+            err = js_restore(full, rdir, NULL, 0, phase_status, NULL);
+            if (err)
+                die("restore with logs", err);
+            pt_end("restore with logs");
+            double t_rp = 0;
+            for (int i = 1; i < g_pt.n; i++)
+                if (!strcmp(g_pt.names[i], "replay"))
+                    t_rp = g_pt.dur[i];
+            v_rp[rep] = t_rp > 0 ? (double)vr.log_records_checked / t_rp : 0;
+            rmtree(rdir);
+        }
+        printf("  replay: %llu log records in the set\n", (unsigned long long)vr.log_records_checked);
+        add_row("d. restore roll-forward, log records/s", "rec/s", median(v_rp, reps), 0, GOAL_INFO, 0);
+    }
     rmtree(full);
     sync();
 
@@ -930,14 +1163,16 @@ static void bench_backup(double db_mb)
     double window = t_full + 1.0;
     if (window < g_secs)
         window = g_secs;
-    double base_max = 1e30, with_max = 1e30, start_max = 1e30;
-    for (int rep = 0; rep < g_reps; rep++) {
+    double v_base[64], v_with[64], v_start[64];
+    for (int rep = 0; rep < reps; rep++) {
+        settle();
         pt_start();
         start_latency(&l, inst, &th);
         sleep_s(window);
         stop_latency(&l, th);
         double bm = l.max_ms, brate = (double)l.ops / window;
 
+        settle();
         pt_start();
         start_latency(&l, inst, &th);
         sleep_s(0.5);
@@ -957,28 +1192,35 @@ static void bench_backup(double db_mb)
         double wm = l.phase_max[PH_AFTER];   /* from the backup's start on */
         for (int i = 1; i < g_pt.n; i++)
             wm = l.phase_max[i] > wm ? l.phase_max[i] : wm;
-        with_max = min2(with_max, wm);
+        v_with[rep] = wm;
         double sm = 0;
         for (int i = 1; i < g_pt.n; i++)
             if ((!strcmp(g_pt.names[i], "checkpoint") || !strcmp(g_pt.names[i], "roll-log")) && l.phase_max[i] > sm)
                 sm = l.phase_max[i];
-        start_max = min2(start_max, sm);
+        v_start[rep] = sm;
         /* The same writer while plain `cp -r` + `sync` copies the instance:
          * what the I/O alone (no engine lock) does to commit latency. */
         pt_start();
         start_latency(&l, inst, &th);
         sleep_s(0.5);
-        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && sync", idir, cpdir);
+        /* The live log may rename edbtmp.log under cp's feet: a file cp
+         * could not copy does not matter to this comparison. */
+        snprintf(cmd, sizeof cmd, "{ cp -r '%s' '%s' 2>/dev/null || true; } && sync", idir, cpdir);
         double c = timed_cmd(cmd);
         sleep_s(0.5);
         stop_latency(&l, th);
         rmtree(cpdir);
         printf("    for comparison, during cp -r + sync of the instance (%.2f s): longest %.2f ms\n", c, l.max_ms);
-        base_max = min2(base_max, bm);
+        v_base[rep] = bm;
         rmtree(lat);
     }
-    add_row("d. longest commit, backup ckpt+log roll", "ms", start_max, base_max, GOAL_ADDED_LT, 10.0);
-    add_row("d. longest commit, whole full backup", "ms", with_max, base_max, GOAL_ADDED_NONE, 0);
+    double base_max = median(v_base, reps);
+    add_row("d. longest commit, backup ckpt+log roll", "ms", median(v_start, reps), base_max, GOAL_ADDED_LT, 10.0);
+    add_row("d. longest commit, whole full backup", "ms", median(v_with, reps), base_max, GOAL_ADDED_NONE, 0);
+
+    }
+    if (run_e)
+        bench_load_during_backup(inst, lat, reps, t_full);
 
     err = js_close(inst);
     if (err)
@@ -1014,7 +1256,7 @@ int main(int argc, char **argv)
     uint64_t read_keys = (uint64_t)env_double("BENCH_READ_KEYS", 200000);
     const char *only = getenv("BENCH_ONLY");
     if (!only || !*only)
-        only = "abcd";
+        only = "abcde";
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     js_params p;
@@ -1062,9 +1304,9 @@ int main(int argc, char **argv)
         printf("c. random point reads (%llu keys)\n", (unsigned long long)read_keys);
         bench_reads(read_keys);
     }
-    if (strchr(only, 'd')) {
+    if (strchr(only, 'd') || strchr(only, 'e')) {
         printf("d. backup, restore, verify (instance of %.0f MiB)\n", db_mb);
-        bench_backup(db_mb);
+        bench_backup(db_mb, strchr(only, 'd') != NULL, strchr(only, 'e') != NULL);
     }
 
     print_table();

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -163,9 +164,72 @@ JET_ERR os_pwrite(int fd, const char *path, const void *buf, size_t len, uint64_
     return JET_errSuccess;
 }
 
-void os_writeback(int fd, uint64_t off, uint64_t len)
+JET_ERR os_writeback_behind(int fd, const char *path, uint64_t off, uint64_t len, uint64_t behind, int drop)
 {
+    const unsigned wait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
     (void)sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+    if (off < behind)
+        return JET_errSuccess;
+    if (sync_file_range(fd, (off64_t)(off - behind), (off64_t)len, wait) < 0 && errno != ENOSYS && errno != EINVAL)
+        return os_err(errno, "write back", path);
+    if (drop)
+        (void)posix_fadvise(fd, (off_t)(off - behind), (off_t)len, POSIX_FADV_DONTNEED);
+    return JET_errSuccess;
+}
+
+void os_cache_drop(int fd, uint64_t off, uint64_t len)
+{
+    (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+}
+
+void os_cache_prefetch(int fd, uint64_t off, uint64_t len)
+{
+    (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+}
+
+int os_cache_resident(int fd, uint64_t off, size_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || len == 0)
+        return -1;
+    uint64_t start = off - off % (uint64_t)pg;
+    size_t span = (size_t)(off + len - start);
+    size_t npg = (span + (size_t)pg - 1) / (size_t)pg;
+    unsigned char vec[4096];   /* 16 MiB of 4 KiB pages: a batch of the largest pages */
+    if (npg > sizeof vec)
+        return -1;
+    void *m = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, (off_t)start);
+    if (m == MAP_FAILED)
+        return -1;
+    int any = -1;
+    if (mincore(m, span, vec) == 0) {
+        any = 0;
+        for (size_t i = 0; i < npg && !any; i++)
+            any = vec[i] & 1;
+    }
+    munmap(m, span);
+    return any;
+}
+
+/* ioprio_set(2) has no libc wrapper; the values are the kernel's ABI. */
+#define OS_IOPRIO_WHO_PROCESS 1
+#define OS_IOPRIO_CLASS_SHIFT 13
+#define OS_IOPRIO_CLASS_IDLE 3
+
+int os_io_priority_idle(void)
+{
+    long prev = syscall(SYS_ioprio_get, OS_IOPRIO_WHO_PROCESS, 0);
+    if (prev < 0)
+        return -1;
+    if (syscall(SYS_ioprio_set, OS_IOPRIO_WHO_PROCESS, 0, OS_IOPRIO_CLASS_IDLE << OS_IOPRIO_CLASS_SHIFT) < 0)
+        return -1;
+    return (int)prev;
+}
+
+void os_io_priority_restore(int prev)
+{
+    if (prev >= 0)
+        (void)syscall(SYS_ioprio_set, OS_IOPRIO_WHO_PROCESS, 0, prev);
 }
 
 JET_ERR os_fsync(int fd, const char *path)

@@ -26,9 +26,32 @@ void os_close(int fd);
 JET_ERR os_pread(int fd, const char *path, void *buf, size_t len, uint64_t off, size_t *got);
 /** Write all len bytes at off (fault seam: write). */
 JET_ERR os_pwrite(int fd, const char *path, const void *buf, size_t len, uint64_t off);
-/** Start writeback of [off, off+len) without waiting (sync_file_range), so
- *  a long copy's final fsync has little left to do.  A hint: never fails. */
-void os_writeback(int fd, uint64_t off, uint64_t len);
+/** A long sequential copy's writeback, called after each chunk
+ *  [off, off+len) is written: start writing that chunk back, then wait
+ *  for the chunk `behind` bytes earlier (sync_file_range with both waits)
+ *  and, if drop, remove it from the page cache.  The copy's dirty data
+ *  stays at about `behind` bytes, so its final fsync (and any log fsync
+ *  queued behind it) never waits for a large writeback, and the disk
+ *  writes while the copy reads.  Not durable (no metadata, no cache
+ *  flush): the copy's fsync still decides. */
+JET_ERR os_writeback_behind(int fd, const char *path, uint64_t off, uint64_t len, uint64_t behind, int drop);
+/** Drop [off, off+len) of fd from the page cache (posix_fadvise DONTNEED):
+ *  a copy that passes through once does not evict the live working set.
+ *  Clean pages only; a hint that never fails. */
+void os_cache_drop(int fd, uint64_t off, uint64_t len);
+/** Start reading [off, off+len) of fd into the page cache (posix_fadvise
+ *  WILLNEED), at the calling thread's I/O priority.  A hint. */
+void os_cache_prefetch(int fd, uint64_t off, uint64_t len);
+/** 1 when any page of [off, off+len) of fd is in the page cache (mincore
+ *  of a read-only mapping), 0 when none is, -1 when unknown. */
+int os_cache_resident(int fd, uint64_t off, size_t len);
+/** Give the calling thread's I/O the idle class (ioprio_set(2)), so the
+ *  disk serves every other request before it (mq-deadline and BFQ honour
+ *  it; a waiting idle request is still aged in).  Returns the previous
+ *  priority for os_io_priority_restore, -1 when it could not be set. */
+int os_io_priority_idle(void);
+/** Put back the priority os_io_priority_idle returned (ignoring -1). */
+void os_io_priority_restore(int prev);
 /** fdatasync (fault seam: fsync). */
 JET_ERR os_fsync(int fd, const char *path);
 /** fsync of a directory (fault seam: fsync). */

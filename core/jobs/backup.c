@@ -84,27 +84,126 @@ static JET_ERR bk_report(bk_job *j, int snt)
 
 static JET_ERR bk_check_cancel(bk_job *j);
 
-/* Keep the copy at or under params.backup_max_rate, so a backup on a busy
- * machine leaves disk bandwidth to clients (pg_basebackup's --max-rate). */
-static void bk_throttle(bk_job *j)
+/* Sleep until due_ms (monotonic) in steps of at most 250 ms, so a cancel
+ * is seen at once and the status callback still hears from the job at
+ * least every half second while it holds back. */
+static JET_ERR bk_sleep_until(bk_job *j, int64_t due_ms)
 {
-    uint64_t rate = j->inst->params.backup_max_rate;
-    if (!rate)
-        return;
-    int64_t due_ms = j->start_ms + (int64_t)(j->prog.bytes_done * 1000 / rate);
     int64_t now = js_mono_ms();
-    while (now < due_ms && bk_check_cancel(j) == JET_errSuccess) {
-        int64_t step = due_ms - now < 100 ? due_ms - now : 100;
+    while (now < due_ms) {
+        JET_ERR err = bk_check_cancel(j);
+        if (!err && now - j->last_report_ms >= 500) {
+            j->last_report_ms = now;
+            err = bk_report(j, JS_SNT_PROGRESS);
+        }
+        if (err)
+            return err;
+        int64_t step = due_ms - now < 250 ? due_ms - now : 250;
         struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
         nanosleep(&ts, NULL);
         now = js_mono_ms();
     }
+    return JET_errSuccess;
+}
+
+/* Keep the copy at or under params.backup_max_rate, so a backup on a busy
+ * machine leaves disk bandwidth to clients (pg_basebackup's --max-rate).
+ * A hard cap, whatever the pacer decides. */
+static JET_ERR bk_throttle(bk_job *j)
+{
+    uint64_t rate = j->inst->params.backup_max_rate;
+    if (!rate)
+        return JET_errSuccess;
+    return bk_sleep_until(j, j->start_ms + (int64_t)(j->prog.bytes_done * 1000 / rate));
+}
+
+/* The pacer (RocksDB's auto-tuned rate limiter is the model).  Every
+ * window: when nobody committed durably (the log's flush count did not
+ * move) the copy runs at full speed.  Otherwise it is held to at most
+ * BK_PACE_BUSY (measured: a 64-128 MiB/s copy leaves 16 durable writers
+ * 0.8-1.0x of their throughput, a full-speed one 0.3x, since the copy's
+ * CPU and I/O both compete), and the committers' recent wait for the log
+ * is compared with the lowest seen in this job: above 1.5 times that plus
+ * 1 ms the rate is halved (down to BK_PACE_MIN), below it it grows by 1/16.
+ * So the pacer can slow the copy but never stop it. */
+#define BK_PACE_WINDOW_MS 50
+#define BK_PACE_MIN (8ull << 20)
+#define BK_PACE_MAX (2048ull << 20)
+#define BK_PACE_BUSY (128ull << 20)
+#define BK_PACE_FLOOR_US 250u
+
+static void bk_pace_adjust(bk_job *j, int64_t now)
+{
+    bk_pacer *pc = &j->pacer;
+    uint64_t flushes = 0;
+    uint32_t lat = log_flush_latency(&j->inst->log, &flushes);
+    int64_t span = now - pc->win_ms;
+    uint64_t moved = j->prog.bytes_done - pc->win_bytes;
+    if (flushes == pc->flushes) {
+        pc->rate = 0;
+        pc->holding = 0;
+    } else {
+        if (!pc->base_us || lat < pc->base_us)
+            pc->base_us = lat < BK_PACE_FLOOR_US ? BK_PACE_FLOOR_US : lat;
+        if (lat > pc->base_us * 3 / 2 + 1000) {
+            uint64_t cur = pc->rate ? pc->rate : span > 0 ? moved * 1000 / (uint64_t)span : BK_PACE_MAX;
+            pc->rate = cur / 2 < BK_PACE_MIN ? BK_PACE_MIN : cur / 2;
+            pc->holding = 1;
+        } else if (pc->rate) {
+            pc->rate += pc->rate / 16;
+        }
+        if (!pc->rate || pc->rate > BK_PACE_BUSY) {
+            pc->rate = BK_PACE_BUSY;
+            pc->holding = 1;
+        }
+    }
+    pc->flushes = flushes;
+    pc->win_ms = now;
+    pc->win_bytes = j->prog.bytes_done;
+}
+
+static JET_ERR bk_pace(bk_job *j)
+{
+    bk_pacer *pc = &j->pacer;
+    int64_t now = js_mono_ms();
+    if (!pc->win_ms) {
+        (void)log_flush_latency(&j->inst->log, &pc->flushes);
+        pc->win_ms = pc->mark_ms = now;
+        pc->win_bytes = pc->mark_bytes = j->prog.bytes_done;
+    } else if (now - pc->win_ms >= BK_PACE_WINDOW_MS) {
+        bk_pace_adjust(j, now);
+    }
+    j->prog.pace_rate = pc->rate;
+    j->prog.pacer_holding = pc->holding;
+    JET_ERR err = JET_errSuccess;
+    if (pc->rate) {
+        err = bk_sleep_until(j, pc->mark_ms + (int64_t)((j->prog.bytes_done - pc->mark_bytes) * 1000 / pc->rate));
+        now = js_mono_ms();
+    }
+    pc->mark_ms = now;
+    pc->mark_bytes = j->prog.bytes_done;
+    return err;
+}
+
+/* After the batch [off, off+len) of a copy is written: its writeback
+ * starts, the one BK_FLOW_LAG batches back is waited for and dropped from
+ * the page cache (os_writeback_behind).  The copy's dirty data stays at a
+ * few batches, so no large fsync ever queues ahead of a log fsync, and a
+ * copy the size of the database does not evict the live working set.  The
+ * waits run at the copy's idle I/O priority. */
+static JET_ERR bk_flow(int fd, const char *path, uint64_t off, uint64_t len)
+{
+    return os_writeback_behind(fd, path, off, len, (uint64_t)BK_FLOW_LAG * len, 1);
 }
 
 /* Progress at every whole percent, and at least every half second. */
 static JET_ERR bk_progress(bk_job *j)
 {
-    bk_throttle(j);
+    JET_ERR err = bk_pace(j);
+    if (!err)
+        err = bk_throttle(j);
+    if (err)
+        return err;
     uint64_t pct = j->prog.bytes_total ? j->prog.bytes_done * 100 / j->prog.bytes_total : 0;
     int64_t now = js_mono_ms();
     if (pct <= j->last_pct && now - j->last_report_ms < 500)
@@ -147,6 +246,21 @@ static void bk_pin(js_instance *inst, uint32_t gen)
 
 /* ---------------- copying ---------------- */
 
+/* Start reading batch q of the database into the page cache (at the copy's
+ * idle I/O priority, without the range lock) so the locked read finds it
+ * there; cold[] remembers, per batch in flight, whether none of it was
+ * cached before, so the copy can drop it again after reading it and leave
+ * the page cache as the live instance had it. */
+static void bk_read_ahead(js_instance *inst, uint64_t q, uint64_t npages, unsigned char *cold)
+{
+    uint64_t ps = inst->store.page_size, first = q * BK_BATCH_PAGES;
+    if (first >= npages)
+        return;
+    uint64_t n = npages - first < BK_BATCH_PAGES ? npages - first : BK_BATCH_PAGES;
+    cold[q % (BK_READ_AHEAD + 1)] = os_cache_resident(inst->store.fd, first * ps, (size_t)(n * ps)) == 0;
+    os_cache_prefetch(inst->store.fd, first * ps, n * ps);
+}
+
 /* Copy the database under the page-range lock, verifying every page; the
  * SHA-256 of the copy runs in the pipeline while the next batch is read.
  * Pages below the instance's written bound (page.h; at least the job's own
@@ -156,6 +270,7 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
 {
     js_instance *inst = j->inst;
     uint32_t ps = inst->store.page_size;
+    unsigned char cold[BK_READ_AHEAD + 1] = { 0 };
     uint32_t valid_below = atomic_load(&inst->store.valid_below);
     if (valid_below > npages)
         valid_below = (uint32_t)npages;   /* a later checkpoint grew the file */
@@ -174,12 +289,17 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
     for (uint64_t p = 0; p < npages; p += BK_BATCH_PAGES) {
         uint32_t n = npages - p < BK_BATCH_PAGES ? (uint32_t)(npages - p) : BK_BATCH_PAGES;
         uint8_t *buf = mf_pipe_buffer(j->pipe);
+        uint64_t b = p / BK_BATCH_PAGES;
+        for (uint64_t q = b ? b + BK_READ_AHEAD : 0; q <= b + BK_READ_AHEAD; q++)
+            bk_read_ahead(inst, q, npages, cold);
         int slot = rl_lock(&inst->store.rl, p, p + n, 0);
         size_t got = 0;
         err = os_pread(inst->store.fd, inst->store.path, buf, (size_t)n * ps, p * ps, &got);
         rl_unlock(&inst->store.rl, slot);
         if (err)
             goto out;
+        if (cold[b % (BK_READ_AHEAD + 1)])
+            os_cache_drop(inst->store.fd, p * ps, (uint64_t)n * ps);
         if (got < (size_t)n * ps)
             memset(buf + got, 0, (size_t)n * ps - got);
         /* Pages 0 and 1 are replaced below by a fresh header. */
@@ -207,9 +327,9 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
         if (err)
             goto out;
         mf_pipe_submit(j->pipe, buf, (size_t)n * ps);
-        /* Start writing back what is copied, so the final fsync is short. */
-        if (((p + n) * ps) % BK_WRITEBACK_BYTES < (uint64_t)n * ps)
-            os_writeback(fd, 0, (p + n) * ps);
+        err = bk_flow(fd, path, p * ps, (uint64_t)n * ps);
+        if (err)
+            goto out;
         j->prog.bytes_done += (uint64_t)n * ps;
         err = bk_progress(j);
         if (!err)
@@ -218,6 +338,8 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
             goto out;
     }
     err = os_fsync(fd, path);
+    if (!err)
+        os_cache_drop(fd, 0, 0);
 out:
     mf_pipe_final(j->pipe, hex);   /* also resets the digest after a failure */
     if (!err) {
@@ -282,8 +404,11 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
             err = js_fail(JET_errLogReadVerifyFailure, "%s ends before its close block", src);
         if (!err)
             err = os_pwrite(out_fd, dst, buf, got, off);
+        if (!err)
+            err = bk_flow(out_fd, dst, off, got);
         if (err)
             break;
+        os_cache_drop(in, off, got);   /* a closed generation: only backups read it again */
         mf_pipe_submit(j->pipe, buf, got);
         off += got;
         j->prog.bytes_done += got;
@@ -295,6 +420,8 @@ static JET_ERR bk_copy_gen(bk_job *j, uint32_t g, loggen_hdr *prev_h, loggen_sca
     }
     if (!err)
         err = os_fsync(out_fd, dst);
+    if (!err)
+        os_cache_drop(out_fd, 0, 0);
     if (!err && (uint64_t)st.st_size > used)
         j->prog.bytes_done += (uint64_t)st.st_size - used;   /* the unused tail counts as done */
 out:;
@@ -316,8 +443,10 @@ static JET_ERR bk_copy_logs(bk_job *j, uint32_t from, uint32_t to)
     if (err)
         return err;
     inst_event(j->inst, 223, JS_EV_INFO, "copying log files edb%08X.log-edb%08X.log", from, to);
+    int prio = os_io_priority_idle();
     for (uint32_t g = from; g <= to && !err; g++)
         err = bk_copy_gen(j, g, &ph, &psr, &have_prev);
+    os_io_priority_restore(prio);
     return err;
 }
 
@@ -458,8 +587,14 @@ static JET_ERR bk_run_full(bk_job *j)
     err = bk_prepare_dirs(j);
     if (!err)
         err = bk_phase(j, "copy-database");
-    if (!err)
+    if (!err) {
+        /* The copy's own I/O yields to everyone else's (the log's fsyncs
+         * first); the checkpoint and the roll above keep their priority,
+         * since writers may wait for them. */
+        int prio = os_io_priority_idle();
         err = bk_copy_db(j, npages);
+        os_io_priority_restore(prio);
+    }
     if (!err)
         err = bk_roll_and_copy(j, j->gen_low);
     if (err)
@@ -617,6 +752,7 @@ JET_ERR js_backup_beneath(js_instance *inst, int root_fd, const char *root, cons
         err = js_fail(JET_errOutOfMemory, "backup buffers");
         goto done;
     }
+    mf_pipe_yield_cpu(j->pipe);
     if (dest)
         inst_event(inst, incremental ? 211 : 210, JS_EV_INFO, "%s backup to %s started",
                    incremental ? "incremental" : "full", dest);

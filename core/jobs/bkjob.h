@@ -10,9 +10,23 @@
 #include "jobs/jobs.h"
 
 #define BK_BATCH_PAGES 256u
-#define BK_WRITEBACK_BYTES (32u << 20)
+#define BK_FLOW_LAG 4u          /* batches written but not yet waited for */
+#define BK_READ_AHEAD 2u        /* batches of the database read ahead */
 #define BK_MAX_WRITTEN 4096
 #define BK_NAME_MAX 64
+
+/* The automatic pacer (backup.c): slows the copy while durable commits
+ * take longer than they did without it, full speed when nobody commits. */
+typedef struct bk_pacer {
+    uint64_t rate;              /* bytes/s the copy is held to, 0: unlimited */
+    int holding;
+    uint32_t base_us;           /* lowest commit latency seen (the baseline) */
+    uint64_t flushes;           /* log flush count at the window's start */
+    int64_t win_ms;             /* the control window's start */
+    uint64_t win_bytes;         /* bytes_done at the window's start */
+    int64_t mark_ms;            /* the rate is kept from here ... */
+    uint64_t mark_bytes;        /* ... and this bytes_done on */
+} bk_pacer;
 
 typedef struct bk_job {
     js_instance *inst;
@@ -36,6 +50,7 @@ typedef struct bk_job {
     uint64_t last_pct;
     int64_t last_report_ms;
     int64_t start_ms;           /* for backup_max_rate */
+    bk_pacer pacer;
     mf_sums *sums;
     mf_info info;
     char truncated[48];         /* status key `truncated` */

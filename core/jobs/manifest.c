@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,6 +107,7 @@ struct mf_pipe {
     int order[2], nqueued;      /* FIFO of queued buffer indexes */
     int next;                   /* buffer mf_pipe_buffer hands out next */
     int want_final, quit;
+    int yield, yielded;         /* mf_pipe_yield_cpu asked; the thread applied it */
     mf_hash *hash;
     char hex[65];
 };
@@ -115,6 +117,13 @@ static void *mf_pipe_main(void *arg)
     mf_pipe *p = arg;
     pthread_mutex_lock(&p->lock);
     for (;;) {
+        if (p->yield && !p->yielded) {
+            /* This thread's own nice value (Linux: per thread); it ends
+             * with the pipe, so it is never lowered again (which an
+             * unprivileged process could not do). */
+            (void)setpriority(PRIO_PROCESS, 0, 19);
+            p->yielded = 1;
+        }
         if (p->nqueued) {
             int i = p->order[0];
             pthread_mutex_unlock(&p->lock);
@@ -162,6 +171,14 @@ mf_pipe *mf_pipe_new(size_t bufsize)
         return NULL;
     }
     return p;
+}
+
+void mf_pipe_yield_cpu(mf_pipe *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->yield = 1;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
 }
 
 uint8_t *mf_pipe_buffer(mf_pipe *p)

@@ -28,6 +28,10 @@ JET_ERR mf_hash_fileat(int dirfd, const char *name, const char *path, char hex[6
 typedef struct mf_pipe mf_pipe;
 /** Start the hashing thread.  NULL when memory or a thread is lacking. */
 mf_pipe *mf_pipe_new(size_t bufsize);
+/** Run the hashing thread at the lowest CPU priority (nice 19) from now
+ *  on: an online backup's hashing yields the CPU to clients, and the copy,
+ *  which cannot run more than a buffer ahead of it, yields with it. */
+void mf_pipe_yield_cpu(mf_pipe *p);
 /** A free buffer of bufsize bytes. */
 uint8_t *mf_pipe_buffer(mf_pipe *p);
 /** Queue the first len bytes of buf (from mf_pipe_buffer) for hashing; buf

@@ -233,6 +233,34 @@ static void space_event(log_state *lg, int ev)
         health_event(lg->health, 0, JS_EV_INFO, "the log in %s can be written again; writes resume", lg->dir);
 }
 
+/* Only the flush leader (lg->flushing) writes these, so the update needs
+ * no lock; readers see one of two consecutive values. */
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A committer's wait for its flush (group commit included, and the time
+ * to be scheduled again after it), folded into a moving average.  Many
+ * threads update it without a lock: an update lost to a race only makes
+ * the average a little older. */
+static void note_flush_wait(log_state *lg, int64_t us)
+{
+    uint32_t sample = us > UINT32_MAX ? UINT32_MAX : us < 0 ? 0 : (uint32_t)us;
+    uint32_t prev = atomic_load_explicit(&lg->flush_us, memory_order_relaxed);
+    uint32_t next = prev ? (uint32_t)(((uint64_t)prev * 7 + sample) / 8) : sample;
+    atomic_store_explicit(&lg->flush_us, next, memory_order_relaxed);
+}
+
+uint32_t log_flush_latency(log_state *lg, uint64_t *count)
+{
+    if (count)
+        *count = atomic_load_explicit(&lg->flush_count, memory_order_relaxed);
+    return atomic_load_explicit(&lg->flush_us, memory_order_relaxed);
+}
+
 JET_ERR log_flush(log_state *lg, uint64_t lsn)
 {
     JET_ERR err = JET_errSuccess;
@@ -240,7 +268,9 @@ JET_ERR log_flush(log_state *lg, uint64_t lsn)
     if (!lg->enabled)
         return JET_errSuccess;
     JS_ASSERT_NOT_HELD(&lg->lock);
+    int64_t t0 = mono_us();
     js_mutex_lock(&lg->lock);
+    int waits = lsn > lg->flushed;
     for (;;) {
         if ((err = log_sticky(lg)) != 0)
             break;
@@ -288,6 +318,8 @@ JET_ERR log_flush(log_state *lg, uint64_t lsn)
         err = os_pwrite(fd, path, lg->io, bytes, (uint64_t)first * LOG_BLOCK);
         if (!err)
             err = os_fsync(fd, path);
+        if (!err)
+            atomic_fetch_add_explicit(&lg->flush_count, 1, memory_order_relaxed);
 
         js_mutex_lock(&lg->lock);
         lg->flushing = 0;
@@ -308,6 +340,8 @@ JET_ERR log_flush(log_state *lg, uint64_t lsn)
             break;
     }
     js_mutex_unlock(&lg->lock);
+    if (waits && !err)
+        note_flush_wait(lg, mono_us() - t0);
     space_event(lg, ev);
     if (err)
         return js_fail(err, "log %s: write failed (%s)", lg->cur_path, js_errdetail());

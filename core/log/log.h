@@ -75,6 +75,10 @@ typedef struct log_state {
     js_mutex spare_lock;        /* guards spare_fd and the file edbtmp.log;
                                    taken after lock, never before it */
     int spare_fd;               /* pre-built edbtmp.log (allocated, no header), -1 */
+    /* Atomics, no lock: for a backup's pacer (log_flush_latency). */
+    _Atomic uint64_t flush_count;       /* flushes that reached the disk */
+    _Atomic uint32_t flush_us;          /* committers' recent wait, microseconds
+                                           (moving average, 1/8 per wait) */
 } log_state;
 
 /* log.c */
@@ -125,6 +129,13 @@ JET_ERR log_resume(log_state *lg, const redo_result *rr);
  *  durable, retry a write that lacked space, pre-build the next
  *  generation's file.  Holding no lock. */
 void log_tick(log_state *lg);
+/** How long committers waiting for a log flush have waited lately, in
+ *  microseconds (a moving average over the last few waits: the write and
+ *  fdatasync, group commit, and being scheduled again), and, in *count
+ *  (may be NULL), how many flushes have reached the disk so far: a count
+ *  that does not move means nobody is committing durably.  Lock-free, cheap
+ *  enough to call per copied batch. */
+uint32_t log_flush_latency(log_state *lg, uint64_t *count);
 /** Close the current generation and start the next. */
 JET_ERR log_roll(log_state *lg, uint32_t *closed_gen);
 /** Keep every generation >= gen from log_delete_below (a backup copying

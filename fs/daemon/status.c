@@ -30,6 +30,7 @@ struct st_status {
     int64_t started_ms, finished_ms;
     uint32_t gen_low, gen_high;
     char truncated[64];
+    int pacer_holding;          /* the backup's pacer is slowing the copy */
     JET_ERR result;
     char message[1024];
 };
@@ -79,6 +80,7 @@ uint64_t st_job_begin(struct st_status *st, const char *operation, const char *p
     st->finished_ms = 0;
     st->gen_low = st->gen_high = 0;
     st->truncated[0] = '\0';
+    st->pacer_holding = 0;
     st->result = 0;
     st->message[0] = '\0';
     pthread_mutex_unlock(&st->lock);
@@ -100,6 +102,7 @@ void st_job_progress(struct st_status *st, const js_progress *p)
         st->gen_low = p->gen_low;
     if (p->gen_high != 0)
         st->gen_high = p->gen_high;
+    st->pacer_holding = p->pacer_holding;
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -179,6 +182,7 @@ static void job_values(const struct st_status *st, int64_t now, char num[PST_NKE
         val[PST_RESULT] = num[PST_RESULT];
     }
     val[PST_MESSAGE] = st->message;
+    val[PST_PACER] = running && st->pacer_holding ? "holding" : "off";
 }
 
 void st_set_instance(struct st_status *st, js_instance *inst)

@@ -144,6 +144,7 @@ const char *const proto_st_keys[PST_NKEYS] = {
     [PST_TRUNCATED] = "truncated",
     [PST_RESULT] = "result",
     [PST_MESSAGE] = "message",
+    [PST_PACER] = "pacer",      /* off, or holding: the backup slows for commits */
 };
 
 size_t proto_status_write(char *buf, size_t cap, const char *const val[PST_NKEYS])
