@@ -5,7 +5,8 @@
  * exactly the transactions acknowledged before it, opens as an instance of
  * its own with a new log stream, shares saved images, frees them on
  * delete, and a store that cannot save invalidates only the snapshot
- * concerned while the live database goes on.
+ * concerned while the live database goes on; a checkpoint write that
+ * failed for lack of space never makes a snapshot keep an older page.
  */
 #include <criterion/criterion.h>
 
@@ -20,6 +21,7 @@
 
 #include "bkset.h"
 #include "testlib.h"
+#include "instance/instance.h"
 #include "store/store.h"
 
 static js_params snap_params(void)
@@ -335,5 +337,83 @@ Test(snapshot, no_log_instance)
     OK(js_open(tl_tp("copy"), &p, &c));
     tl_check_fill(c, "w0", 0, 600, 700);
     OK(js_close(c));
+    OK(js_close(inst));
+}
+
+/* The checkpoint's steps (checkpoint.c, ckpt_write_batch) with a take in
+ * the moment the copied pages are clean in the pool but not in the file,
+ * and every page write failing with ENOSPC: then a newer commit of those
+ * pages is checkpointed.  The snapshot must hold the pages as committed
+ * before it (the failed write's images), not the file's older ones. */
+Test(snapshot, failed_checkpoint_write_then_take_keeps_the_committed_pages)
+{
+    js_params p = snap_params();
+    p.commit_mode = JS_COMMIT_DURABLE;
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    OK(js_snapshot_take(inst, "first", NULL));   /* the store exists: the hook runs */
+    OK(js_snapshot_delete(inst, "first"));
+    tl_fill(inst, "k", 0, 40, 100);
+    OK(js_checkpoint(inst));                     /* the file: values of 100 bytes */
+    tl_fill(inst, "k", 0, 40, 200);              /* committed, dirty: 200 bytes */
+
+    db_store *st = &inst->store;
+    uint32_t ps = st->page_size, *list = NULL;
+    size_t n = 0, m = 0;
+    js_mutex_lock(&inst->ckpt_lock);
+    OK(pool_dirty_list(&st->pool, &list, &n));
+    cr_assert_gt(n, 0);
+    uint8_t *buf = malloc(n * ps);
+    frame **held = calloc(n, sizeof *held);
+    cr_assert(buf && held);
+    js_rdlock(&inst->eng.tree_latch);
+    for (size_t i = 0; i < n; i++) {
+        frame *f = pool_lookup(&st->pool, list[i]);
+        if (!f)
+            continue;
+        if (!f->dirty) {
+            pool_unpin(&st->pool, f);
+            continue;
+        }
+        memcpy(buf + m * ps, f->data, ps);
+        held[m] = f;
+        list[m++] = list[i];
+        pool_clear_dirty(&st->pool, f);
+    }
+    js_rwunlock(&inst->eng.tree_latch);
+
+    /* take waits for a running checkpoint (its store_get takes ckpt_lock)
+     * but not for one that starts after that: let go of it here. */
+    js_mutex_unlock(&inst->ckpt_lock);
+    OK(js_snapshot_take(inst, "s", NULL));       /* nothing dirty to capture */
+    js_mutex_lock(&inst->ckpt_lock);
+
+    size_t failed = 0;
+    for (size_t i = 0; i < m; i++) {
+        pg_seal(buf + i * ps, ps, list[i]);
+        js_fault_arm(JS_FAULT_WRITE, 1, ENOSPC, -1, "jetsnap.edb");
+        failed += db_write_pages(st, list[i], buf + i * ps, 1) == JET_errDiskFull;
+    }
+    js_fault_reset();
+    for (size_t i = 0; i < m; i++) {
+        pool_mark_dirty(&st->pool, held[i]);
+        pool_unpin(&st->pool, held[i]);
+    }
+    js_mutex_unlock(&inst->ckpt_lock);
+    cr_assert_eq(failed, m, "every page write fails (%zu of %zu)", failed, m);
+    free(buf);
+    free(held);
+    free(list);
+
+    tl_fill(inst, "k", 0, 40, 300);              /* newer than the snapshot */
+    OK(js_checkpoint(inst));                     /* the hook saves the old pages now */
+    js_snapshot_info info;
+    OK(js_snapshot_stat(inst, "s", &info));
+    cr_assert(info.valid);
+    copy_out(inst, "s", tl_tp("copy"));
+    js_instance *c = NULL;
+    OK(js_open(tl_tp("copy"), &p, &c));
+    tl_check_fill(c, "k", 0, 40, 200);
+    OK(js_close(c));
+    tl_check_fill(inst, "k", 0, 40, 300);
     OK(js_close(inst));
 }

@@ -171,8 +171,11 @@ JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32
         uint64_t per = DB_EXTENT_BYTES / st->page_size;
         uint64_t want = (end + per - 1) / per * per;
         err = os_allocate(st->fd, st->path, want * st->page_size);
-        if (err)
+        if (err) {
+            if (st->snap)
+                ss_write_failed(st->snap, pgno, pages, n);
             return err;
+        }
         st->file_pages = want;
     }
     /* Copy-on-write for snapshots: the old images a snapshot still reads
@@ -183,7 +186,7 @@ JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32
     err = os_pwrite(st->fd, st->path, pages, (size_t)n * st->page_size, (uint64_t)pgno * st->page_size);
     rl_unlock(&st->rl, slot);
     if (st->snap)
-        ss_cow_end(st->snap);
+        ss_cow_end(st->snap, pgno, pages, n, err);
     return err;
 }
 

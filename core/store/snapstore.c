@@ -40,6 +40,24 @@
  * record, fsync of both files, and only then the database write; so after a
  * crash every page a snapshot lacks in the store is still in jetsnap.edb.
  * Recovery never needs the store.
+ *
+ * Which image a snapshot gets.  When a write of page P with an LSN at or
+ * after S reaches db_write_pages and the snapshot has no image of P yet,
+ * its image is the one before that write: normally what jetsnap.edb holds
+ * (pages dirty at S were captured at take; a write with an LSN before S
+ * brings the snapshot's own version and saves nothing).  One exception: a
+ * write that failed (a checkpoint out of space) leaves the file older than
+ * the pool, and the pool holds the page clean for a moment before the
+ * checkpoint marks it dirty again; a take in that moment neither captures
+ * it nor finds it in the file.  So the store keeps, in memory, the image of
+ * every failed write ("unwritten", until a write of that page succeeds),
+ * and a save uses it instead of the file's when its LSN is before S and
+ * newer than the file's (or the file's page fails its checksum: torn by
+ * the failed write).  Nothing needs it after a restart: the pool is gone,
+ * and every snapshot's pages were decided while the instance ran.  Its
+ * size is that of the failed writes not yet retried (a checkpoint batch
+ * each, at most the pool's dirty pages); if it cannot grow, take refuses
+ * with JET_errOutOfMemory until the instance is reopened.
  */
 #include "store/snapstore_int.h"
 
@@ -284,6 +302,63 @@ static JET_ERR sync_both(struct snapstore *ss)
 {
     JET_ERR err = os_fsync(ss->pages_fd, ss->pages_path);
     return err ? err : os_fsync(ss->idx_fd, ss->idx_path);
+}
+
+/* ---------------- unwritten images ---------------- */
+
+static size_t unw_find(struct snapstore *ss, uint32_t pgno)
+{
+    for (size_t i = 0; i < ss->nunw; i++)
+        if (ss->unw_pgno[i] == pgno)
+            return i;
+    return SIZE_MAX;
+}
+
+/* Remember img as what page pgno should hold; ss->lock held for writing. */
+static void unw_put(struct snapstore *ss, uint32_t pgno, const uint8_t *img)
+{
+    size_t i = unw_find(ss, pgno);
+    if (i == SIZE_MAX) {
+        if (ss->nunw == ss->unw_cap) {
+            size_t cap = ss->unw_cap ? 2 * ss->unw_cap : 64;
+            uint32_t *np = realloc(ss->unw_pgno, cap * sizeof *np);
+            if (np)
+                ss->unw_pgno = np;
+            uint8_t *ni = np ? realloc(ss->unw_img, cap * ss->page_size) : NULL;
+            if (!ni) {
+                ss->unw_lost = 1;
+                return;
+            }
+            ss->unw_img = ni;
+            ss->unw_cap = cap;
+        }
+        i = ss->nunw++;
+        ss->unw_pgno[i] = pgno;
+    }
+    memcpy(ss->unw_img + i * ss->page_size, img, ss->page_size);
+}
+
+static void unw_record(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n, JET_ERR err)
+{
+    for (uint32_t k = 0; k < n; k++) {
+        if (err) {
+            unw_put(ss, pgno + k, pages + (size_t)k * ss->page_size);
+            continue;
+        }
+        size_t i = ss->nunw ? unw_find(ss, pgno + k) : SIZE_MAX;
+        if (i == SIZE_MAX)
+            continue;
+        ss->nunw--;
+        ss->unw_pgno[i] = ss->unw_pgno[ss->nunw];
+        memcpy(ss->unw_img + i * ss->page_size, ss->unw_img + ss->nunw * ss->page_size, ss->page_size);
+    }
+}
+
+void ss_write_failed(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n)
+{
+    js_wrlock(&ss->lock);
+    unw_record(ss, pgno, pages, n, JET_errDiskFull);
+    js_rwunlock(&ss->lock);
 }
 
 /* ---------------- open: replay and compact ---------------- */
@@ -565,6 +640,8 @@ void ss_close(struct snapstore *ss)
     free(ss->refs);
     free(ss->free_slots);
     free(ss->scratch);
+    free(ss->unw_pgno);
+    free(ss->unw_img);
     js_rwlock_destroy(&ss->lock);
     free(ss);
 }
@@ -579,6 +656,8 @@ JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t 
         err = js_fail(JET_errDatabaseDuplicate, "snapshot %s exists", m->name);
     else if (ss->nsnaps >= max)
         err = js_fail(JET_errOSSnapshotNotAllowed, "snapshot_max (%u) reached", max);
+    else if (ss->unw_lost)
+        err = js_fail(JET_errOutOfMemory, "the image of a failed page write could not be kept; reopen the instance");
     else {
         snap_entry *e = entry_new(ss, ss->next_id, m);
         if (!e)
@@ -670,6 +749,34 @@ void ss_abort(struct snapstore *ss, uint32_t id)
 
 /* ---------------- copy-on-write ---------------- */
 
+/* Save img (sealed page p) once for the k snapshots who[0..k) (indexes
+ * into ss->snaps, ids[] their ids); or, when err is set already, record
+ * that for them.  mark/why as in ss_cow_begin. */
+static int save_for(struct snapstore *ss, uint32_t p, const uint8_t *img, JET_ERR err, const uint32_t *who,
+                    const uint32_t *ids, uint32_t k, uint8_t *mark, JET_ERR *why)
+{
+    uint32_t slot = 0;
+    if (!k)
+        return 0;
+    if (!err)
+        err = save_image(ss, p, img, ids, k, &slot);
+    for (uint32_t x = 0; x < k; x++) {
+        if (err) {
+            mark[who[x]] = 2;
+            why[who[x]] = err;
+            continue;
+        }
+        ss->snaps[who[x]]->map[p] = slot;
+        ss->snaps[who[x]]->saved++;
+        if (!mark[who[x]])
+            mark[who[x]] = 1;
+    }
+    if (err)
+        return 0;
+    ss->refs[slot] = k;
+    return 1;
+}
+
 void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
 {
     uint32_t ps = ss->page_size;
@@ -678,8 +785,9 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8
         return;
     size_t ns = ss->nsnaps;
     /* Per snapshot (by index): 1 an image saved for it in this call, 2 a
-     * save failed (err[j] why). */
-    uint32_t *ids = malloc(ns * sizeof *ids), *who = malloc(ns * sizeof *who);
+     * save failed (why[j] why).  who/ids: [0, ns) those saving the file's
+     * image of a page, [ns, 2ns) those saving the unwritten one. */
+    uint32_t *ids = malloc(2 * ns * sizeof *ids), *who = malloc(2 * ns * sizeof *who);
     uint8_t *mark = calloc(ns, 1);
     JET_ERR *why = calloc(ns, sizeof *why);
     JET_ERR err = JET_errSuccess;
@@ -692,8 +800,15 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8
         goto out;
     }
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t p = pgno + i, k = 0, slot = 0;
+        uint32_t p = pgno + i, kf = 0, ku = 0;
         uint64_t lsn = pg_lsn(pages + (size_t)i * ps);
+        size_t u = ss->nunw ? unw_find(ss, p) : SIZE_MAX;
+        const uint8_t *uimg = u != SIZE_MAX ? ss->unw_img + u * ps : NULL;
+        uint64_t ulsn = uimg ? pg_lsn(uimg) : 0;
+        size_t got = 0;
+        int fbad = 0;
+        uint64_t flsn = 0;
+        JET_ERR ferr = JET_errSuccess;
         for (size_t j = 0; j < ns; j++) {
             snap_entry *e = ss->snaps[j];
             /* A page written with an LSN before S is the snapshot's own
@@ -701,35 +816,36 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8
             if (e->invalid || mark[j] == 2 || p >= e->meta.pages || e->map[p] != SLOT_NONE ||
                 lsn < e->meta.log_position)
                 continue;
-            who[k] = (uint32_t)j;
-            ids[k++] = e->id;
+            who[kf] = (uint32_t)j;
+            ids[kf++] = e->id;
         }
-        if (!k)
+        if (!kf)
             continue;
-        size_t got = 0;
-        err = os_pread(st->fd, st->path, ss->scratch, ps, (uint64_t)p * ps, &got);
-        if (!err && got < ps)
+        ferr = os_pread(st->fd, st->path, ss->scratch, ps, (uint64_t)p * ps, &got);
+        if (!ferr && got < ps)
             memset(ss->scratch + got, 0, ps - got);
-        if (!err && pg_verify(ss->scratch, ps, p) == PG_BAD)
-            err = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: checksum mismatch before saving it", p,
-                             st->path);
-        if (!err)
-            err = save_image(ss, p, ss->scratch, ids, k, &slot);
-        for (uint32_t x = 0; x < k; x++) {
-            if (err) {
-                mark[who[x]] = 2;
-                why[who[x]] = err;
-                continue;
+        if (!ferr) {
+            fbad = pg_verify(ss->scratch, ps, p) == PG_BAD;
+            flsn = fbad ? 0 : pg_lsn(ss->scratch);
+        }
+        /* The unwritten image, where it is before S and newer than the
+         * file's (or the file's is torn), is the snapshot's version. */
+        for (uint32_t x = 0; uimg && !ferr && x < kf;) {
+            snap_entry *e = ss->snaps[who[x]];
+            if (ulsn < e->meta.log_position && (fbad || flsn < ulsn)) {
+                who[ns + ku] = who[x];
+                ids[ns + ku++] = ids[x];
+                who[x] = who[--kf];
+                ids[x] = ids[kf];
+            } else {
+                x++;
             }
-            ss->snaps[who[x]]->map[p] = slot;
-            ss->snaps[who[x]]->saved++;
-            if (!mark[who[x]])
-                mark[who[x]] = 1;
         }
-        if (!err) {
-            ss->refs[slot] = k;
-            saved_any = 1;
-        }
+        if (!ferr && fbad && kf)
+            ferr = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: checksum mismatch before saving it", p,
+                              st->path);
+        saved_any |= save_for(ss, p, ss->scratch, ferr, who, ids, kf, mark, why);
+        saved_any |= save_for(ss, p, uimg, ferr, who + ns, ids + ns, ku, mark, why);
     }
     /* Durable before the database write; if not, what was saved here is
      * not known durable: those snapshots are invalid, no other. */
@@ -747,8 +863,10 @@ out:
     free(why);
 }
 
-void ss_cow_end(struct snapstore *ss)
+void ss_cow_end(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n, JET_ERR err)
 {
+    if (err || ss->nunw)
+        unw_record(ss, pgno, pages, n, err);
     js_rwunlock(&ss->lock);
 }
 

@@ -53,6 +53,12 @@ struct snapstore {
     ss_event_fn on_invalid;
     void *ev_ctx;
     uint8_t *scratch;           /* page_size: the flusher's old-image buffer */
+    /* Pages whose database write failed (snapstore.c, "unwritten"): the
+     * image that did not land, until a write of the page succeeds. */
+    uint32_t *unw_pgno;
+    uint8_t *unw_img;           /* [unw_cap * page_size] */
+    size_t nunw, unw_cap;
+    int unw_lost;               /* one could not be kept: take refuses */
 };
 
 /** Record length for a payload of payload bytes (header, 8-aligned). */

@@ -273,13 +273,18 @@ JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_
 JET_ERR ss_note_get(struct snapstore *ss, uint32_t id, void *buf, uint32_t cap, uint32_t *len);
 
 /* Used by db_write_pages only: before pages [pgno, pgno+n) (sealed, in
- * pages) overwrite the file, save the file's image of each for every
+ * pages) overwrite the file, save the file's image of each (or the image
+ * of an earlier failed write of it: snapstore.c, "which image") for every
  * snapshot that still reads it there and whose image it is (the new page's
  * LSN is at or after the snapshot's S), durably.  Takes ss->lock for
  * writing; ss_cow_end releases it after the database write.  A failure to
  * save invalidates the snapshots concerned and is not returned: the live
  * database goes on. */
 void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n);
-void ss_cow_end(struct snapstore *ss);
+/* After the write; err its result: the store remembers the images of a
+ * failed write until the pages are written (snapstore.c, "unwritten"). */
+void ss_cow_end(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n, JET_ERR err);
+/* The same for a write that failed before ss_cow_begin (growing the file). */
+void ss_write_failed(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n);
 
 #endif

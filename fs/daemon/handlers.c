@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -390,18 +391,37 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 struct write_answer {
     fuse_req_t req;
     size_t size;
+    struct mnt *m;
+    char gone[JS_SNAPSHOT_NAME_MAX + 1];   /* a snapshot-delete's NAME, else "" */
 };
 
 /* ctl_done_fn: answers the WRITE of a control command, from the worker or
- * later from the job thread. */
+ * later from the job thread.  A snapshot deleted through control leaves
+ * its entry in the kernel's cache (rmdir would have removed it): have the
+ * notifier drop it before the write returns, so the next stat of
+ * snapshots/NAME is ENOENT.  snapshot-delete is answered on the worker,
+ * which holds no lock of ours here. */
 static void answer_write(void *ctx, int err)
 {
     struct write_answer *a = ctx;
+    if (err == 0 && a->gone[0] != '\0')
+        mnt_notify_gone(a->m, a->gone);
     if (err != 0)
         fuse_reply_err(a->req, err);
     else
         fuse_reply_write(a->req, a->size);
     free(a);
+}
+
+/* NAME when buf is a valid snapshot-delete command, else "". */
+static void deleted_name(const char *buf, size_t size, char *out, size_t cap)
+{
+    struct ctl_cmd *cmd = malloc(sizeof(*cmd));
+    out[0] = '\0';
+    if (cmd != NULL && ctl_parse(buf, size, cmd) == JET_errSuccess &&
+        cmd->kind == CTL_SNAPSHOT_DELETE && strlen(cmd->path) < cap)
+        snprintf(out, cap, "%s", cmd->path);
+    free(cmd);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -418,6 +438,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         return (void)fuse_reply_err(req, ENOMEM);
     a->req = req;
     a->size = size;
+    a->m = m;
+    deleted_name(buf, size, a->gone, sizeof(a->gone));
     ctl_submit(m->ctl, buf, size, fuse_req_ctx(req)->uid, answer_write, a);
 }
 

@@ -1,7 +1,7 @@
 /*
  * mount.c - the FUSE session of jetsnapfs (SPEC section 3) on the libfuse
- * 3.14 low-level API: mount, the session loop in its own thread, and the
- * bounded stop.  What the mount serves is in handlers.c (the map of files
+ * 3.14 low-level API: mount, the session loop in its own thread, the
+ * notifier thread, and the bounded stop.  What the mount serves is in handlers.c (the map of files
  * in mount_int.h); finding, detaching and aborting mounts in mountinfo.c.
  */
 #include "mount_int.h"
@@ -74,6 +74,119 @@ static void *loop_main(void *arg)
         /* Cannot happen: one write cannot overflow an eventfd counter. */
     }
     return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The notifier thread                                                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * fuse_lowlevel_notify_inval_entry() takes the parent directory's lock in
+ * the kernel and waits behind requests in it, so it must not run on a
+ * worker answering a request that holds that lock, nor under any lock of
+ * ours (notes/fuse.md section 2, DESIGN 5).  One thread sends them, fed by
+ * a queue; the worker that asked waits for the send (it holds no lock and
+ * answers a request on control, not on snapshots/), so the entry is gone
+ * before its write returns.
+ */
+struct mnt_note {
+    struct mnt_note *next;
+    int done;                   /* sent (or given up at stop) */
+    int abandoned;              /* the asker stopped waiting: the thread frees it */
+    char name[JS_SNAPSHOT_NAME_MAX + 1];
+};
+
+#define NOTE_WAIT_MS 2000
+
+static void *note_main(void *arg)
+{
+    struct mnt *m = arg;
+
+    pthread_mutex_lock(&m->note_lock);
+    for (;;) {
+        while (!m->note_stop && m->notes == NULL)
+            pthread_cond_wait(&m->note_cond, &m->note_lock);
+        if (m->notes == NULL)
+            break;
+        struct mnt_note *n = m->notes;
+        m->notes = n->next;
+        pthread_mutex_unlock(&m->note_lock);
+        /* ENOENT (nothing cached) and ENOTCONN (unmounted) are success. */
+        (void)fuse_lowlevel_notify_inval_entry(m->se, INO_SNAPS, n->name, strlen(n->name));
+        pthread_mutex_lock(&m->note_lock);
+        n->done = 1;
+        if (n->abandoned)
+            free(n);
+        pthread_cond_broadcast(&m->note_cond);
+    }
+    pthread_mutex_unlock(&m->note_lock);
+    return NULL;
+}
+
+void mnt_notify_gone(struct mnt *m, const char *name)
+{
+    struct mnt_note *n = calloc(1, sizeof(*n));
+    struct timespec until;
+    int rc = 0;
+
+    if (n == NULL)
+        return;                 /* the entry lasts until its timeout */
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += NOTE_WAIT_MS / 1000;
+    pthread_mutex_lock(&m->note_lock);
+    if (!m->note_started || m->note_stop) {
+        pthread_mutex_unlock(&m->note_lock);
+        free(n);
+        return;
+    }
+    struct mnt_note **tail = &m->notes;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = n;
+    pthread_cond_broadcast(&m->note_cond);
+    while (!n->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&m->note_cond, &m->note_lock, &until);
+    if (n->done)
+        free(n);
+    else
+        n->abandoned = 1;
+    pthread_mutex_unlock(&m->note_lock);
+}
+
+static int note_start(struct mnt *m)
+{
+    pthread_condattr_t ca;
+    int rc;
+
+    pthread_mutex_init(&m->note_lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->note_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    rc = pthread_create(&m->note_thread, NULL, note_main, m);
+    m->note_started = rc == 0;
+    return rc;
+}
+
+/* Send what is queued, end the thread; later askers return at once. */
+static void note_stop(struct mnt *m)
+{
+    pthread_mutex_lock(&m->note_lock);
+    if (!m->note_started || m->note_stop) {
+        pthread_mutex_unlock(&m->note_lock);
+        return;
+    }
+    m->note_stop = 1;
+    pthread_cond_broadcast(&m->note_cond);
+    pthread_mutex_unlock(&m->note_lock);
+    pthread_join(m->note_thread, NULL);
+}
+
+static void note_free(struct mnt *m)
+{
+    pthread_cond_destroy(&m->note_cond);
+    pthread_mutex_destroy(&m->note_lock);
 }
 
 /* Append s to buf with ',' and '\' escaped for fuse_opt. */
@@ -152,15 +265,23 @@ int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
         goto out_destroy;
     }
     mnt_find_fuse_mount(cfg->mountpoint, &m->conn_minor);
+    rc = note_start(m);
+    if (rc != 0) {
+        snprintf(err, errcap, "cannot start the notifier thread: %s", strerror(rc));
+        goto out_note;
+    }
     rc = pthread_create(&m->loop_thread, NULL, loop_main, m);
     if (rc != 0) {
         snprintf(err, errcap, "cannot start the FUSE loop: %s", strerror(rc));
-        goto out_unmount;
+        goto out_stop_note;
     }
     *out = m;
     return 0;
 
-out_unmount:
+out_stop_note:
+    note_stop(m);
+out_note:
+    note_free(m);
     fuse_session_unmount(m->se);
 out_destroy:
     fuse_session_destroy(m->se);
@@ -232,6 +353,9 @@ void mnt_stop(struct mnt *m)
     if (m == NULL)
         return;
     mnt_unmount(m);
+    /* While the workers still run: a notify waits behind requests in
+     * snapshots/, which only they can answer. */
+    note_stop(m);
     if (!atomic_load(&m->loop_done)) {
         for (i = 0; i < 50 && !atomic_load(&m->loop_done) &&
                     atomic_load(&m->open_handles) > 0; i++)
@@ -261,6 +385,7 @@ void mnt_stop(struct mnt *m)
     if (!m->detached || conn_gone(m))
         fuse_session_unmount(m->se);
     fuse_session_destroy(m->se);
+    note_free(m);
     while (m->fhs != NULL)      /* held open by clients to the end */
         mnt_fh_free(m, m->fhs);
     js_live_free(m->live);

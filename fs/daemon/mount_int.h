@@ -17,8 +17,9 @@
  *                                       1 jetsnap.edb, 2 snapshot.info, 3 SHA256SUMS
  *
  * Locking: mnt.inst_lock (rwlock) guards mnt.inst; mnt.live_lock guards the
- * live name table; mnt.fh_lock guards the handle list.  None is held while
- * another is taken, and none is held across a reply.
+ * live name table; mnt.fh_lock guards the handle list; mnt.note_lock the
+ * notifier's queue.  None is held while another is taken, and none is held
+ * across a reply or a notify call.
  */
 #ifndef JS_FS_MOUNT_INT_H
 #define JS_FS_MOUNT_INT_H
@@ -79,10 +80,28 @@ struct mnt {
     pthread_mutex_t live_lock;  /* guards live_names, live_n, live_cap */
     char **live_names;
     size_t live_n, live_cap;
+
+    /* The notifier thread (mount.c): sends entry invalidations that a
+     * worker must not send itself.  note_lock guards the queue and
+     * note_stop; note_cond signals both ways. */
+    pthread_t note_thread;
+    int note_started;
+    pthread_mutex_t note_lock;
+    pthread_cond_t note_cond;
+    struct mnt_note *notes;
+    int note_stop;
 };
 
 #define M(req) ((struct mnt *)fuse_req_userdata(req))
 #define FH(fi) ((struct mnt_fh *)(uintptr_t)(fi)->fh)
+
+/* mount.c */
+/** snapshots/NAME is gone without the kernel knowing (a `snapshot-delete`
+ *  through the control file): have the notifier thread invalidate the
+ *  kernel's entry and wait until it has (at most 2 s, then give up: the
+ *  entry stays until its timeout).  Call with no lock held, from a worker
+ *  answering anything but a request on snapshots/. */
+void mnt_notify_gone(struct mnt *m, const char *name);
 
 /* handlers.c */
 extern const struct fuse_lowlevel_ops mnt_ops;

@@ -10,9 +10,10 @@
  * creation (SHA256SUMS has a fixed length), mtimes are the creation time.
  * Files open with keep_cache and attributes are cached for an hour
  * (notes/fuse.md item 7); reads of jetsnap.edb then run from the page
- * cache.  The entry of NAME in snapshots/ is cached for a second only: a
- * `snapshot-delete` through the control file removes it without the
- * kernel knowing.
+ * cache.  The entry of NAME in snapshots/ is cached as long: rmdir drops
+ * it in the kernel, and a `snapshot-delete` through the control file has
+ * the notifier thread invalidate it before the write returns
+ * (mnt_notify_gone, mount.c).
  *
  * SHA256SUMS is computed at its first open (never on mkdir's path) and kept
  * with the snapshot in the store (js_snapshot_note_set), so it is computed
@@ -168,7 +169,7 @@ int mnt_snap_lookup(struct mnt *m, fuse_ino_t parent, const char *name, struct f
         pthread_rwlock_unlock(&m->inst_lock);
         if (err != JET_errSuccess)
             return ENOENT;
-        e->entry_timeout = 1.0;
+        e->entry_timeout = SNAP_TTL;
     } else {
         if (mnt_snap_ino_kind(parent, &id) != SNAP_DIR)
             return ENOTDIR;
@@ -229,7 +230,7 @@ int mnt_snap_mkdir(struct mnt *m, uid_t uid, const char *name, struct fuse_entry
     if (rc != 0)
         return rc;
     e->ino = e->attr.st_ino;
-    e->entry_timeout = 1.0;
+    e->entry_timeout = SNAP_TTL;
     e->attr_timeout = SNAP_TTL;
     return 0;
 }

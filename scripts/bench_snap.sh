@@ -1,0 +1,131 @@
+#!/bin/sh
+# bench_snap.sh - snapshot benchmark (issue 10), run by scripts/bench.sh.
+#
+# Engine half (scripts/bench_snap.c, built here as $BUILD/bench_snap): time
+# to take a snapshot of a BENCH_SNAP_MB instance against a 64 MiB one under
+# write load, the longest durable commit while one is taken against none,
+# durable commits/s with one snapshot held against none.
+# Mount half: `tar -cf - DIR | cat >/dev/null` of MNT/snapshots/s1 against a
+# plain copy of the same three files, page cache warm and cold (cold needs
+# root: sync, echo 3 > /proc/sys/vm/drop_caches); the daemon's RSS growth per
+# snapshot across mkdir and one read of each of four more snapshots.
+# Sides alternate, BENCH_REPS times (default 3), medians printed as ratios
+# with the goal beside them.  Exits non-zero only when something fails.
+#
+# Environment: BUILD (default build), BENCH_REPS, BENCH_SECS (seconds per
+# commits/s side, default 2), BENCH_SNAP_MB (instance size, default 1024;
+# /tmp use peaks near 3x it), CC (default cc).
+set -eu
+BUILD=${BUILD:-build}
+CC=${CC:-cc}
+REPS=${BENCH_REPS:-3}
+MB=${BENCH_SNAP_MB:-1024}
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$(dirname "$HERE")"
+DAEMON=$(cd "$BUILD" && pwd)/jetsnapfs
+CLI=$(cd "$BUILD" && pwd)/jetsnap
+[ -x "$DAEMON" ] && [ -f "$BUILD/libjetsnap.a" ] || { echo "bench_snap: run make first" >&2; exit 1; }
+
+$CC -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icore scripts/bench_snap.c "$BUILD/libjetsnap.a" \
+    -lsqlite3 -lcrypto -pthread -o "$BUILD/bench_snap"
+
+tmp=$(mktemp -d /tmp/jetsnap-benchsnap.XXXXXX)
+mnt=$tmp/mnt
+db=$tmp/db
+dpid=
+cleanup() {
+    if [ -n "$dpid" ]; then
+        fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+        wait "$dpid" 2>/dev/null || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== engine (BENCH_SNAP_MB=$MB, BENCH_REPS=$REPS)"
+TMPDIR=$tmp BENCH_REPS=$REPS BENCH_SNAP_MB=$MB "$BUILD/bench_snap" engine "$tmp"
+rm -rf "$tmp/big" "$tmp/small"
+
+echo "== mount"
+now_ns() { date +%s%N; }
+med() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+"$BUILD/bench_snap" load "$db" "$MB"
+mkdir -p "$mnt"
+"$DAEMON" -f -o auto_unmount,commit=lazy "$db" "$mnt" 2>"$tmp/daemon.err" &
+dpid=$!
+i=0
+until grep -q '^state: idle' "$mnt/status" 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 300 ] || { echo "bench_snap: daemon not ready" >&2; exit 1; }
+    sleep 0.1
+done
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$dpid/status"; }
+
+# Overwrite 1/16 of the keys after s1 so a part of it is read from the store.
+overwrite() {   # $1 = seed
+    awk -v n="$((MB * 8))" -v keys="$((MB * 128))" -v seed="$1" 'BEGIN {
+        srand(seed); v = "";
+        for (i = 0; i < 1000; i++) v = v sprintf("%c", 97 + int(rand() * 26));
+        v = v v v v v v v v;
+        for (i = 0; i < n; i++) {
+            k = sprintf("b00-%012d", int(rand() * keys));
+            printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(v), v;
+        }
+    }' | redis-cli -s "$db/jetsnap.sock" --pipe >/dev/null
+}
+command -v redis-cli >/dev/null || { echo "bench_snap: redis-cli needed"; exit 1; }
+mkdir "$mnt/snapshots/s1"
+overwrite 1
+cp -a "$mnt/snapshots/s1" "$tmp/plain"
+sync; sleep 2
+echo "snapshot_bytes: $(du -sb "$tmp/plain" | cut -f1), store_bytes: $(du -sb "$db/snapshots" | cut -f1)"
+
+tar_ns() {   # $1 = dir, $2 = 1 to drop caches first
+    [ "$2" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
+    [ "$2" = 0 ] && tar -C "$1" -cf - . | cat >/dev/null
+    t0=$(now_ns)
+    tar -C "$1" -cf - . | cat >/dev/null
+    echo $(($(now_ns) - t0))
+}
+for mode in warm cold; do
+    drop=0
+    if [ $mode = cold ]; then
+        if [ "$(id -u)" != 0 ] || [ ! -w /proc/sys/vm/drop_caches ]; then
+            echo "tar_cold: skipped (needs root to drop caches)"; continue
+        fi
+        drop=1
+    fi
+    snap=""; plain=""; r=0
+    while [ $r -lt "$REPS" ]; do
+        if [ $((r % 2)) = 0 ]; then
+            snap="$snap $(tar_ns "$mnt/snapshots/s1" $drop)"; plain="$plain $(tar_ns "$tmp/plain" $drop)"
+        else
+            plain="$plain $(tar_ns "$tmp/plain" $drop)"; snap="$snap $(tar_ns "$mnt/snapshots/s1" $drop)"
+        fi
+        r=$((r + 1))
+    done
+    s=$(echo "$snap" | med); p=$(echo "$plain" | med)
+    echo "tar_${mode}_MBps: snapshot $(awk -v b="$MB" -v ns="$s" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }'), plain copy $(awk -v b="$MB" -v ns="$p" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }')"
+    echo "ratio_tar_${mode}_snapshot_vs_plain: $(awk -v a="$s" -v b="$p" 'BEGIN { printf "%.2f", b / a }')   (goal >= 0.8)"
+done
+rm -rf "$tmp/plain"
+
+# RSS: four more snapshots, each after more overwrites (so each holds
+# pages of its own) and each read once; the growth counted is that across
+# mkdir and the read only, after the overwrites settle (they grow the
+# buffer pool, which is no snapshot's).
+grow=0
+rss0=$(rss_kb)
+for n in 2 3 4 5; do
+    overwrite $n
+    sleep 1.5
+    a=$(rss_kb)
+    mkdir "$mnt/snapshots/s$n"
+    cat "$mnt/snapshots/s$n/jetsnap.edb" "$mnt/snapshots/s$n/snapshot.info" >/dev/null
+    b=$(rss_kb)
+    grow=$((grow + b - a))
+done
+rss1=$(rss_kb)
+echo "daemon_rss_kb: before $rss0, after 4 more snapshots and their loads $rss1, across mkdir+read $grow in all"
+echo "daemon_rss_per_snapshot_MiB: $(awk -v g="$grow" 'BEGIN { printf "%.2f", g / 4 / 1024 }')   (goal < 16)"
+for n in 1 2 3 4 5; do rmdir "$mnt/snapshots/s$n"; done
