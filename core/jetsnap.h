@@ -246,6 +246,18 @@ JET_ERR js_checkpoint(js_instance *inst);
  *  fatal), JET_errLogDiskFull (no space for the next generation or the close:
  *  the current generation stays open). */
 JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen);
+/** Archiving (SPEC 8): the smallest and largest closed generation present
+ *  (0,0 if none). */
+JET_ERR js_log_closed_range(js_instance *inst, uint32_t *min_gen, uint32_t *max_gen);
+/** Absolute path of closed generation gen (edbXXXXXXXX.log) into out. */
+void js_log_gen_path(js_instance *inst, uint32_t gen, char *out, size_t cap);
+/** Keep every generation >= gen from truncation and circular logging (the
+ *  oldest one not yet archived); 0 lifts the pin.  Independent of a
+ *  backup's pin. */
+void js_log_archive_pin(js_instance *inst, uint32_t gen);
+/** Wall time (ms) of the first commit in the current generation, 0 when it
+ *  holds none since it was opened (archive_timeout). */
+int64_t js_log_first_commit_ms(js_instance *inst);
 
 /** Read bytes [off, off+len) of the database file as it is on disk, under
  *  the page-range lock, so no page is torn.  *got receives the bytes read

@@ -210,6 +210,26 @@ JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen)
     return err ? err : log_roll(&inst->log, closed_gen);
 }
 
+JET_ERR js_log_closed_range(js_instance *inst, uint32_t *min_gen, uint32_t *max_gen)
+{
+    return loggen_list(inst->log.dir, min_gen, max_gen);
+}
+
+void js_log_gen_path(js_instance *inst, uint32_t gen, char *out, size_t cap)
+{
+    loggen_name(out, cap, inst->log.dir, gen);
+}
+
+void js_log_archive_pin(js_instance *inst, uint32_t gen)
+{
+    log_pin_archive(&inst->log, gen);
+}
+
+int64_t js_log_first_commit_ms(js_instance *inst)
+{
+    return log_first_commit_ms(&inst->log);
+}
+
 void js_set_event_sink(js_instance *inst, js_event_fn fn, void *ctx)
 {
     js_mutex_lock(&inst->state_lock);

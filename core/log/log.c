@@ -577,6 +577,7 @@ static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
     if (err)
         return log_fatal(lg, err);
     lg->full = 0;   /* every pending block is durable now */
+    lg->first_commit_ms = 0;
     if (closed_gen)
         *closed_gen = gen;
     return JET_errSuccess;
@@ -664,6 +665,8 @@ JET_ERR log_append_txn(log_state *lg, const uint8_t *recs, const uint32_t *lens,
         appended = 1;
     }
     *end_lsn = log_position(lg);
+    if (!lg->first_commit_ms)
+        lg->first_commit_ms = js_time_ms();
 out:
     if (err && appended && !log_sticky(lg)) {
         /* Records of this transaction may already be in the file (a flush
@@ -796,6 +799,29 @@ void log_pin(log_state *lg, uint32_t gen)
     js_mutex_unlock(&lg->lock);
 }
 
+void log_pin_archive(log_state *lg, uint32_t gen)
+{
+    js_mutex_lock(&lg->lock);
+    lg->archive_pin = gen;
+    js_mutex_unlock(&lg->lock);
+}
+
+uint32_t log_archive_pin(log_state *lg)
+{
+    js_mutex_lock(&lg->lock);
+    uint32_t gen = lg->archive_pin;
+    js_mutex_unlock(&lg->lock);
+    return gen;
+}
+
+int64_t log_first_commit_ms(log_state *lg)
+{
+    js_mutex_lock(&lg->lock);
+    int64_t t = lg->first_commit_ms;
+    js_mutex_unlock(&lg->lock);
+    return t;
+}
+
 JET_ERR log_delete_below(log_state *lg, uint32_t gen, uint32_t *lo, uint32_t *hi)
 {
     uint32_t min_gen, max_gen;
@@ -806,6 +832,8 @@ JET_ERR log_delete_below(log_state *lg, uint32_t gen, uint32_t *lo, uint32_t *hi
         return err;
     js_mutex_lock(&lg->lock);
     uint32_t pin = lg->pin_gen;
+    if (lg->archive_pin && (!pin || lg->archive_pin < pin))
+        pin = lg->archive_pin;
     js_mutex_unlock(&lg->lock);
     for (uint32_t g = min_gen; g < gen && g <= max_gen; g++) {
         if (pin && g >= pin)

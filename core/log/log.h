@@ -66,6 +66,10 @@ typedef struct log_state {
     uint32_t digest;            /* running CRC over block CRCs written this gen */
     int64_t created;            /* this generation's creation time */
     uint32_t pin_gen;           /* log_pin: no generation >= it is deleted (0: none) */
+    uint32_t archive_pin;       /* log_pin_archive: the oldest generation not yet
+                                   archived; none >= it is deleted (0: none) */
+    int64_t first_commit_ms;    /* wall time of the current generation's first
+                                   commit (0: none yet); archive_timeout */
     JET_ERR full;               /* JET_errLogDiskFull: a flush failed for lack
                                    of space and no flush succeeded since */
     uint64_t nfail;             /* flushes failed for lack of space */
@@ -141,6 +145,15 @@ JET_ERR log_roll(log_state *lg, uint32_t *closed_gen);
 /** Keep every generation >= gen from log_delete_below (a backup copying
  *  them); 0 lifts the pin. */
 void log_pin(log_state *lg, uint32_t gen);
+/** The archiver's pin, independent of a backup's: gen is the oldest
+ *  generation not yet archived (0 lifts it).  Truncation and circular
+ *  logging stop below the lower of the two pins. */
+void log_pin_archive(log_state *lg, uint32_t gen);
+/** The archiver's pin (0: none). */
+uint32_t log_archive_pin(log_state *lg);
+/** Wall time (ms) of the first commit appended to the current generation,
+ *  0 when it holds none (takes log->lock). */
+int64_t log_first_commit_ms(log_state *lg);
 /** Delete closed generations below gen (circular logging / truncation),
  *  oldest first, stopping at the first failure and at the pin.
  *  *deleted_lo/hi receive the range deleted (0,0: none). */
