@@ -145,6 +145,11 @@ const char *const proto_st_keys[PST_NKEYS] = {
     [PST_RESULT] = "result",
     [PST_MESSAGE] = "message",
     [PST_PACER] = "pacer",      /* off, or holding: the backup slows for commits */
+    /* The archiver's (SPEC 8), "-" without archive_command: */
+    [PST_ARCHIVE_LAST_GEN] = "archive_last_gen",    /* hex, the newest archived */
+    [PST_ARCHIVE_PENDING] = "archive_pending",      /* closed generations waiting */
+    [PST_ARCHIVE_LAG_S] = "archive_lag_s",          /* oldest unarchived commit's age */
+    [PST_ARCHIVE_LAST_ERROR] = "archive_last_error", /* "-" after a success */
 };
 
 size_t proto_status_write(char *buf, size_t cap, const char *const val[PST_NKEYS])

@@ -1,0 +1,296 @@
+/*
+ * test_archive.c - continuous archiving (SPEC 8) with the daemon mounted
+ * for real: generations arrive in order through `cp %p DIR/%f`; a failing
+ * command is retried, nothing is skipped, and neither a backup's truncation
+ * nor circular logging deletes an unarchived generation; the archiver
+ * catches up once the command works; a hanging command is killed at its
+ * timeout; the command's environment is clean; archive_timeout rolls a
+ * generation holding a commit and nothing when there is none; `\,` in -o.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jetsnap.h"
+#include "../fs/daemon/opts.h"
+#include "fsmount.h"
+#include "respcl.h"
+#include "testlib.h"
+
+TestSuite(archive, .init = tl_fs_mount_setup, .fini = tl_fs_teardown, .timeout = 90);
+
+static char arch[PATH_MAX];
+
+static void start(const char *extra, const char *cmd)
+{
+    char o[4096];
+    tl_pathf(arch, "%s/archive", tl_root);
+    cr_assert_eq(mkdir(arch, 0700), 0);
+    snprintf(o, sizeof o, "create,log_file_size=64K%s%s,archive_command=%s", extra[0] ? "," : "", extra, cmd);
+    tl_fs_start_opts(o, 1);
+}
+
+/* n SETs of 4000-byte values: about one generation of 64K per 14. */
+static void fill(int from, int n)
+{
+    tl_client *c = tl_cl_open(tl_sock);
+    char key[32], *val = malloc(4001);
+    memset(val, 'v', 4000);
+    val[4000] = '\0';
+    for (int i = from; i < from + n; i++) {
+        snprintf(key, sizeof key, "k%06d", i);
+        tl_cl_cmd(c, "SET", key, val, NULL);
+        EXPECT(c, "+OK\r\n");
+    }
+    free(val);
+    tl_cl_close(c);
+}
+
+static long status_num(const char *key)
+{
+    char v[256];
+    tl_status_get(key, v, sizeof v);
+    return strcmp(v, "-") == 0 ? -1 : strtol(v, NULL, 16);
+}
+
+/* Closed generations in dir: the highest (0: none) and whether 1..it are
+ * all there. */
+static uint32_t gens_in(const char *dir, int *contiguous)
+{
+    char p[PATH_MAX];
+    uint32_t hi = 0;
+    for (uint32_t g = 1; g < 4096; g++) {
+        tl_pathf(p, "%s/edb%08X.log", dir, g);
+        if (tl_exists(p))
+            hi = g;
+    }
+    *contiguous = 1;
+    for (uint32_t g = 1; g <= hi; g++) {
+        tl_pathf(p, "%s/edb%08X.log", dir, g);
+        if (!tl_exists(p))
+            *contiguous = 0;
+    }
+    return hi;
+}
+
+/* Wait until the archiver has nothing pending and has shipped at least
+ * gen; the status then. */
+static void wait_archived(uint32_t gen, long ms)
+{
+    int64_t end = tl_now_ms() + ms;
+    for (;;) {
+        char pend[64];
+        long last = status_num("archive_last_gen");
+        tl_status_get("archive_pending", pend, sizeof pend);
+        if (last >= (long)gen && strcmp(pend, "0") == 0)
+            return;
+        if (tl_now_ms() > end) {
+            tl_fs_dump_log();
+            cr_assert_fail("not archived up to %08X: last %lx, pending %s", gen, last, pend);
+        }
+        tl_sleep_ms(50);
+    }
+}
+
+static void backup(const char *name)
+{
+    char cmd[PATH_MAX + 64], err[256];
+    snprintf(cmd, sizeof cmd, "%s/%s create wait", tl_bk, name);
+    cr_assert_eq(tl_ctl_shell("/bin/sh", cmd, err, sizeof err), 0, "backup failed: %s", err);
+}
+
+Test(archive, opts_comma_escape)
+{
+    struct fs_opts o;
+    char err[256];
+    char *argv[] = { "jetsnapfs", "-o", "archive_command=a\\,b %p,archive_timeout=3,create", "D", "M", NULL };
+    cr_assert_eq(opts_parse(5, argv, &o, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(o.archive_command, "a,b %p");
+    cr_expect_eq(o.archive_timeout, 3);
+    cr_expect_eq(o.create, 1);
+    opts_free(&o);
+}
+
+Test(archive, in_order_through_cp)
+{
+    char cmd[PATH_MAX * 2 + 64], a[PATH_MAX], b[PATH_MAX], sh[PATH_MAX * 3];
+    int contig;
+    snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f && echo %%f >> %s/archive/order", tl_root, tl_root);
+    start("", cmd);
+    fill(0, 80);
+    backup("full");     /* rolls: every commit above is in a closed generation */
+    uint32_t closed = (uint32_t)status_num("gen_high");
+    cr_assert_gt(closed, 4, "only %u generations", closed);
+    wait_archived(closed, 20000);
+    cr_expect_eq(gens_in(arch, &contig), closed);
+    cr_expect(contig, "a generation is missing from the archive");
+    /* The order the command ran in: 1, 2, 3, ... */
+    tl_pathf(a, "%s/order", arch);
+    char *order = tl_slurp(a, NULL), *line = order;
+    for (uint32_t g = 1; g <= closed; g++) {
+        char want[32];
+        snprintf(want, sizeof want, "edb%08X.log\n", g);
+        cr_assert(strncmp(line, want, strlen(want)) == 0, "generation %u out of order:\n%s", g, order);
+        line += strlen(want);
+    }
+    free(order);
+    /* Archived copies are the files themselves (those still in DBDIR). */
+    for (uint32_t g = 1; g <= closed; g++) {
+        tl_pathf(a, "%s/edb%08X.log", tl_dbdir, g);
+        tl_pathf(b, "%s/edb%08X.log", arch, g);
+        if (!tl_exists(a))
+            continue;
+        snprintf(sh, sizeof sh, "cmp -s %s %s", a, b);
+        cr_expect_eq(system(sh), 0, "%s differs", b);
+    }
+    /* The state survives a restart: nothing is shipped twice. */
+    cr_assert_eq(tl_fs_stop(SIGTERM, NULL), 0);
+    char o[PATH_MAX * 3];
+    snprintf(o, sizeof o, "archive_command=%s", cmd);
+    tl_fs_start_opts(o, 1);
+    tl_sleep_ms(1000);
+    cr_expect_eq(status_num("archive_last_gen"), (long)closed);
+    tl_pathf(a, "%s/order", arch);
+    order = tl_slurp(a, NULL);
+    int lines = 0;
+    for (char *q = order; *q; q++)
+        lines += *q == '\n';
+    cr_expect_eq(lines, (int)closed, "shipped again after a restart:\n%s", order);
+    free(order);
+}
+
+static void outage(const char *extra)
+{
+    char cmd[PATH_MAX * 2 + 64], p[PATH_MAX], v[1024];
+    int contig;
+    snprintf(cmd, sizeof cmd, "test -e %s/archive/ok && cp %%p %s/archive/%%f", tl_root, tl_root);
+    start(extra, cmd);
+    fill(0, 80);
+    backup("full");
+    uint32_t closed = (uint32_t)status_num("gen_high");
+    cr_assert_gt(closed, 4);
+    tl_sleep_ms(1500);   /* at least one attempt failed */
+    tl_status_get("archive_last_error", v, sizeof v);
+    cr_expect(strstr(v, "edb00000001.log") != NULL, "archive_last_error: %s", v);
+    tl_status_get("archive_pending", v, sizeof v);
+    cr_expect_geq(atol(v), (long)closed, "archive_pending: %s", v);
+    /* Neither the backup's truncation nor circular logging deleted any. */
+    backup("full2");
+    cr_expect_eq(gens_in(tl_dbdir, &contig), (uint32_t)status_num("gen_high"));
+    cr_expect(contig, "an unarchived generation was deleted");
+    tl_pathf(p, "%s/edb%08X.log", tl_dbdir, 1u);
+    cr_expect(tl_exists(p), "generation 1 was deleted before it was archived");
+    char *ev = tl_mnt_file("events");
+    cr_expect(tl_events_have(ev, 260), "no failure event:\n%s", ev);
+    if (extra[0] == '\0')
+        cr_expect(tl_events_have(ev, 228), "the truncation did not say it stopped:\n%s", ev);
+    free(ev);
+    /* The command works again: everything arrives, in order, none skipped. */
+    tl_pathf(p, "%s/ok", arch);
+    tl_spit(p, "");
+    closed = (uint32_t)status_num("gen_high");
+    wait_archived(closed, 90000);
+    cr_expect_eq(gens_in(arch, &contig), closed);
+    cr_expect(contig);
+    tl_status_get("archive_last_error", v, sizeof v);
+    cr_expect_str_eq(v, "-");
+    ev = tl_mnt_file("events");
+    cr_expect(tl_events_have(ev, 261), "no recovery event:\n%s", ev);
+    free(ev);
+    /* Now a backup's truncation may delete them. */
+    backup("full3");
+    tl_pathf(p, "%s/edb%08X.log", tl_dbdir, 1u);
+    if (extra[0] == '\0')
+        cr_expect(!tl_exists(p), "generation 1 is archived and should have been truncated");
+}
+
+Test(archive, outage_truncate_keeps, .timeout = 150)
+{
+    outage("");
+}
+
+Test(archive, outage_circular_keeps, .timeout = 150)
+{
+    outage("circular_log");
+}
+
+Test(archive, hanging_command_killed)
+{
+    char cmd[PATH_MAX + 128], p[PATH_MAX], v[1024];
+    snprintf(cmd, sizeof cmd, "sleep 300 & echo $! > %s/archive/pid; wait", tl_root);
+    start("archive_command_timeout=1", cmd);
+    fill(0, 20);
+    int64_t end = tl_now_ms() + 15000;
+    for (;;) {
+        tl_status_get("archive_last_error", v, sizeof v);
+        if (strstr(v, "timed out") != NULL)
+            break;
+        cr_assert_lt(tl_now_ms(), end, "no timeout: %s", v);
+        tl_sleep_ms(100);
+    }
+    tl_pathf(p, "%s/pid", arch);
+    char *pid = tl_slurp(p, NULL);
+    pid_t child = (pid_t)atol(pid);
+    free(pid);
+    cr_assert_gt(child, 1);
+    /* The whole process group went (reaped by init: allow a moment). */
+    end = tl_now_ms() + 5000;
+    while (kill(child, 0) == 0 && tl_now_ms() < end)
+        tl_sleep_ms(50);
+    char stat[64], *s;
+    snprintf(stat, sizeof stat, "/proc/%d/stat", (int)child);
+    s = tl_slurp(stat, NULL);
+    cr_expect(s == NULL || strstr(s, ") Z ") != NULL, "sleep survived its timeout: %s", s ? s : "");
+    free(s);
+    cr_expect_eq(status_num("archive_last_gen"), -1);   /* nothing counted archived */
+}
+
+Test(archive, clean_environment)
+{
+    char cmd[PATH_MAX * 3], p[PATH_MAX];
+    setenv("JS_ARCHIVE_SECRET", "leak", 1);
+    snprintf(cmd, sizeof cmd, "env > %s/archive/env; readlink /proc/$$/fd/0 > %s/archive/stdin; cp %%p %s/archive/%%f",
+             tl_root, tl_root, tl_root);
+    start("", cmd);
+    unsetenv("JS_ARCHIVE_SECRET");
+    fill(0, 20);
+    wait_archived(1, 20000);
+    tl_pathf(p, "%s/env", arch);
+    char *env = tl_slurp(p, NULL);
+    cr_assert_not_null(env);
+    cr_expect(strstr(env, "JS_ARCHIVE_SECRET") == NULL, "environment not clean:\n%s", env);
+    cr_expect(strstr(env, "PATH=") != NULL && strstr(env, "HOME=") != NULL, "no PATH/HOME:\n%s", env);
+    free(env);
+    tl_pathf(p, "%s/stdin", arch);
+    char *in = tl_slurp(p, NULL);
+    cr_expect(in != NULL && strncmp(in, "/dev/null", 9) == 0, "stdin: %s", in ? in : "");
+    free(in);
+}
+
+Test(archive, archive_timeout_rolls_only_with_commits)
+{
+    char cmd[PATH_MAX * 2];
+    int contig;
+    snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
+    start("archive_timeout=1", cmd);
+    /* Creation may leave a closed generation; wait for the quiet state. */
+    tl_sleep_ms(1500);
+    uint32_t before = gens_in(arch, &contig);
+    tl_client *c = tl_cl_open(tl_sock);
+    tl_cl_cmd(c, "SET", "one", "1", NULL);
+    EXPECT(c, "+OK\r\n");
+    tl_cl_close(c);
+    int64_t t0 = tl_now_ms();
+    while (gens_in(arch, &contig) <= before) {
+        cr_assert_lt(tl_now_ms() - t0, 6000, "the commit was not archived within 6 s");
+        tl_sleep_ms(50);
+    }
+    uint32_t after = gens_in(arch, &contig);
+    tl_sleep_ms(3000);   /* no commits: no roll, nothing new */
+    cr_expect_eq(gens_in(arch, &contig), after, "an empty generation was rolled");
+}
