@@ -536,7 +536,7 @@ JET_ERR js_instance_start(js_instance *inst)
         if (err)
             goto fail;
         redo_result rr;
-        err = inst_redo(inst, inst->dir, start, 0, 0, NULL, &rr);
+        err = inst_redo(inst, inst->dir, start, 0, 0, 0, NULL, &rr);
         if (err)
             goto fail;
         if (rr.txns_applied)
@@ -627,10 +627,11 @@ JET_ERR js_close(js_instance *inst)
     return err;
 }
 
-JET_ERR inst_redo(js_instance *inst, const char *logdir, uint64_t start_lsn, uint32_t until_gen, int stop_at_gap,
-                  const redo_result *chain_from, redo_result *res)
+JET_ERR inst_redo(js_instance *inst, const char *logdir, uint64_t start_lsn, uint32_t until_gen, int64_t until_us,
+                  int stop_at_gap, const redo_result *chain_from, redo_result *res)
 {
-    return redo_run(&inst->store, inst->hdr.log_sig, logdir, start_lsn, until_gen, stop_at_gap, chain_from, res);
+    return redo_run(&inst->store, inst->hdr.log_sig, logdir, start_lsn, until_gen, until_us, stop_at_gap, chain_from,
+                    res);
 }
 
 JET_ERR inst_finish_restore(js_instance *inst, const redo_result *last, uint32_t verify_from)

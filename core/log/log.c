@@ -629,7 +629,7 @@ JET_ERR log_append_txn(log_state *lg, const uint8_t *recs, const uint32_t *lens,
     }
     size_t off = 0;
     for (size_t i = 0; i <= nrec; i++) {
-        uint8_t commit[REC_HDR + 16];
+        uint8_t commit[REC_HDR + 24];
         const uint8_t *rec;
         uint32_t len;
         if (i < nrec) {
@@ -640,9 +640,11 @@ JET_ERR log_append_txn(log_state *lg, const uint8_t *recs, const uint32_t *lens,
             commit[0] = REC_COMMIT;
             commit[1] = 0;
             pg_put16(commit + 2, 0);
-            pg_put32(commit + 4, 16);
+            pg_put32(commit + 4, 24);
             pg_put64(commit + REC_HDR, txn_id);
-            pg_put64(commit + REC_HDR + 8, (uint64_t)js_time_ms());
+            int64_t now_us = js_time_us();
+            pg_put64(commit + REC_HDR + 8, (uint64_t)(now_us / 1000));
+            pg_put64(commit + REC_HDR + 16, (uint64_t)now_us);
             rec = commit;
             len = sizeof commit;
         }

@@ -214,11 +214,19 @@ struct redo_result {
     uint64_t txns_applied;
     int unfinished;             /* the log ends inside a transaction (records
                                    without their commit or abort record) */
+    int64_t last_commit_us;     /* commit time of the last transaction applied (0: none) */
+    uint64_t last_commit_lsn;
+    int stopped_at_time;        /* until_us: a later commit ended the replay
+                                   (in generation last_gen) */
 };
 /** stop_at_gap: a missing generation, a foreign signature or a broken chain
  *  ends the replay quietly (roll-forward of extra logs at restore) instead
- *  of failing.  until_gen 0: no limit. */
+ *  of failing.  until_gen 0: no limit.  until_us (0: none): the first
+ *  transaction committed after it, and everything after that, is not
+ *  applied; the generation holding it ends the replay (res->stopped_at_time,
+ *  last_gen that generation, which is scanned whole). */
 JET_ERR redo_run(db_store *st, const uint8_t log_sig[JS_SIG_LEN], const char *logdir, uint64_t start_lsn,
-                 uint32_t until_gen, int stop_at_gap, const redo_result *chain_from, redo_result *res);
+                 uint32_t until_gen, int64_t until_us, int stop_at_gap, const redo_result *chain_from,
+                 redo_result *res);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "archive.h"
 #include "events.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,27 +43,6 @@ struct arc {
     uint32_t next;              /* the thread's: next generation to archive */
 };
 
-int arc_expand(const char *cmd, const char *path, const char *name, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (const char *c = cmd; *c; c++) {
-        const char *add = NULL;
-        char one[2] = { *c, '\0' };
-        if (*c == '%' && (c[1] == 'p' || c[1] == 'f' || c[1] == '%')) {
-            add = c[1] == 'p' ? path : c[1] == 'f' ? name : "%";
-            c++;
-        } else {
-            add = one;
-        }
-        size_t len = strlen(add);
-        if (n + len + 1 > cap)
-            return -1;
-        memcpy(out + n, add, len);
-        n += len;
-    }
-    out[n] = '\0';
-    return 0;
-}
 
 static int64_t mono_ms(void)
 {
@@ -228,7 +208,7 @@ static int ship_one(struct arc *a, uint32_t gen, int *failing)
     js_log_gen_path(a->inst, gen, path, sizeof path);
     const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     int rc;
-    if (arc_expand(a->command, path, name, cmd, sizeof cmd) != 0) {
+    if (proto_expand_command(a->command, path, name, cmd, sizeof cmd) != 0) {
         snprintf(why, sizeof why, "archive_command too long once expanded");
         out[0] = '\0';
         rc = -1;

@@ -52,7 +52,4 @@ struct arc_status {
 /** A consistent copy of the archiver's state. */
 void arc_get_status(struct arc *a, struct arc_status *out);
 
-/** Expand %p, %f and %% of cmd into out; -1 when it does not fit. */
-int arc_expand(const char *cmd, const char *path, const char *name, char *out, size_t cap);
-
 #endif

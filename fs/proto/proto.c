@@ -236,3 +236,26 @@ int proto_parse_size(const char *s, uint64_t *out)
     *out = v * mul;
     return 0;
 }
+
+/* archive_command and --restore-command (SPEC 8). */
+int proto_expand_command(const char *cmd, const char *path, const char *name, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *c = cmd; *c; c++) {
+        const char *add = NULL;
+        char one[2] = { *c, '\0' };
+        if (*c == '%' && (c[1] == 'p' || c[1] == 'f' || c[1] == '%')) {
+            add = c[1] == 'p' ? path : c[1] == 'f' ? name : "%";
+            c++;
+        } else {
+            add = one;
+        }
+        size_t len = strlen(add);
+        if (n + len + 1 > cap)
+            return -1;
+        memcpy(out + n, add, len);
+        n += len;
+    }
+    out[n] = '\0';
+    return 0;
+}

@@ -94,4 +94,9 @@ void proto_status_parse(char *text, const char *val[PST_NKEYS]);
  *  unknown or trailing suffix, or a value over UINT64_MAX. */
 int proto_parse_size(const char *s, uint64_t *out);
 
+/** Expand %p (path), %f (file name) and %% (a %) of an archive_command or
+ *  --restore-command into out; other text is copied as is.  -1 when the
+ *  result does not fit in cap. */
+int proto_expand_command(const char *cmd, const char *path, const char *name, char *out, size_t cap);
+
 #endif
