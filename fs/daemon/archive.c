@@ -258,7 +258,8 @@ static void *arc_main(void *arg)
     struct arc *a = arg;
     int failing = 0;
     int64_t retry_at = 0, backoff_s = 1, pending_since = 0;
-    int64_t cur_first = 0;      /* first commit seen in the open generation */
+    int64_t cur_first = 0;      /* the open generation's first commit, as last
+                                   polled (a lower bound of a closed one's age) */
     for (;;) {
         uint32_t min_gen = 0, max_gen = 0;
         maybe_roll(a);
@@ -273,7 +274,7 @@ static void *arc_main(void *arg)
         } else {
             pending_since = 0;
         }
-        cur_first = f ? (cur_first ? cur_first : f) : 0;
+        cur_first = f;
         update_status(a, max_gen, pending_since);
         if (max_gen >= a->next && mono_ms() >= retry_at) {
             if (ship_one(a, a->next, &failing) == 0) {
