@@ -150,6 +150,20 @@ Test(archive, in_order_through_cp)
         snprintf(sh, sizeof sh, "cmp -s %s %s", a, b);
         cr_expect_eq(system(sh), 0, "%s differs", b);
     }
+    /* INFO has the section, the same keys as status. */
+    {
+        tl_client *c = tl_cl_open(tl_sock);
+        size_t len;
+        tl_cl_cmd(c, "INFO", "archive", NULL);
+        char *info = tl_cl_reply(c, &len);
+        char want[64];
+        snprintf(want, sizeof want, "archive_last_gen:%08X\r\n", closed);
+        cr_expect(info != NULL && strstr(info, "# Archive\r\n") != NULL && strstr(info, want) != NULL &&
+                  strstr(info, "archive_pending:0\r\n") != NULL && strstr(info, "# Backup") == NULL,
+                  "INFO archive:\n%s", info ? info : "");
+        free(info);
+        tl_cl_close(c);
+    }
     /* The state survives a restart: nothing is shipped twice. */
     cr_assert_eq(tl_fs_stop(SIGTERM, NULL), 0);
     char o[PATH_MAX * 3];
