@@ -154,6 +154,7 @@ JET_ERR js_fail(JET_ERR err, const char *fmt, ...) __attribute__((format(printf,
 #define JS_LOG_FILE       "edb.log"
 #define JS_LOG_TMP_FILE   "edbtmp.log"
 #define JS_LOCK_FILE      "jetsnap.lock"
+#define JS_RESTORE_INFO_FILE "restore.info"   /* a restore's `restored_to: TIME` (SPEC 8) */
 #define JS_SNAPSHOT_DIR   "snapshots"      /* the snapshot store (SPEC 2, 7) */
 
 /* ------------------------------------------------------------------ */
@@ -246,6 +247,18 @@ JET_ERR js_checkpoint(js_instance *inst);
  *  fatal), JET_errLogDiskFull (no space for the next generation or the close:
  *  the current generation stays open). */
 JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen);
+/** Archiving (SPEC 8): the smallest and largest closed generation present
+ *  (0,0 if none). */
+JET_ERR js_log_closed_range(js_instance *inst, uint32_t *min_gen, uint32_t *max_gen);
+/** Absolute path of closed generation gen (edbXXXXXXXX.log) into out. */
+void js_log_gen_path(js_instance *inst, uint32_t gen, char *out, size_t cap);
+/** Keep every generation >= gen from truncation and circular logging (the
+ *  oldest one not yet archived); 0 lifts the pin.  Independent of a
+ *  backup's pin. */
+void js_log_archive_pin(js_instance *inst, uint32_t gen);
+/** Wall time (ms) of the first commit in the current generation, 0 when it
+ *  holds none since it was opened (archive_timeout). */
+int64_t js_log_first_commit_ms(js_instance *inst);
 
 /** Read bytes [off, off+len) of the database file as it is on disk, under
  *  the page-range lock, so no page is torn.  *got receives the bytes read
@@ -496,6 +509,7 @@ typedef struct js_info {
     js_backup_stamp last_full, last_incremental;
     int is_backup_set;            /* PATH was a backup set */
     char backup_type[16];         /* "full" / "incremental" for a set */
+    char restored_to[40];         /* restore.info of a restored instance, "" when none */
 } js_info;
 
 /** Header facts of an instance directory, a lone .edb file or a backup set
@@ -634,6 +648,24 @@ JET_ERR js_backup_cancel(js_instance *inst);
  *  target only if it made it. */
 JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
                    uint32_t until_gen, js_status_fn status, void *ctx);
+
+/** js_restore with the options of SPEC 8. */
+typedef struct js_restore_opts {
+    const char *logs_dir;   /* roll-forward generations after the set's, or NULL */
+    int logs_strict;        /* 0: a gap, foreign signature or broken chain in
+                               logs_dir ends the roll-forward quietly (--logs);
+                               1: refused with its error (generations fetched
+                               by --restore-command: each must continue the set) */
+    uint32_t until_gen;     /* 0: no limit */
+    int64_t until_us;       /* wall clock, microseconds: stop after the last
+                               transaction committed at or before it (0: none);
+                               before the set's consistent point:
+                               JET_errEndingRestoreLogTooLow */
+} js_restore_opts;
+/** Restore as js_restore, with opts; TARGET then holds restore.info
+ *  (`restored_to: TIME`, the last transaction applied), shown by info. */
+JET_ERR js_restore_to(const char *backup, const char *target, const js_restore_opts *opts, js_status_fn status,
+                      void *ctx);
 
 /** Verify a backup set: SHA256SUMS, page and log checksums (js_check's
  *  rule: zero below the copy's written bound is corruption), chain, and a

@@ -38,6 +38,8 @@
 /* js_time_ms (wall clock, stored in files and events) and js_mono_ms
  * (durations, rates) are public: declared in jetsnap.h, defined in base.c,
  * and the programs in fs/ use them too. */
+/** Wall clock in microseconds (commit records' time, --until-time). */
+int64_t js_time_us(void);
 /** The absolute CLOCK_REALTIME time ms from now (pthread_cond_timedwait). */
 struct timespec js_deadline_ms(uint64_t ms);
 

@@ -210,6 +210,26 @@ JET_ERR js_log_roll(js_instance *inst, uint32_t *closed_gen)
     return err ? err : log_roll(&inst->log, closed_gen);
 }
 
+JET_ERR js_log_closed_range(js_instance *inst, uint32_t *min_gen, uint32_t *max_gen)
+{
+    return loggen_list(inst->log.dir, min_gen, max_gen);
+}
+
+void js_log_gen_path(js_instance *inst, uint32_t gen, char *out, size_t cap)
+{
+    loggen_name(out, cap, inst->log.dir, gen);
+}
+
+void js_log_archive_pin(js_instance *inst, uint32_t gen)
+{
+    log_pin_archive(&inst->log, gen);
+}
+
+int64_t js_log_first_commit_ms(js_instance *inst)
+{
+    return log_first_commit_ms(&inst->log);
+}
+
 void js_set_event_sink(js_instance *inst, js_event_fn fn, void *ctx)
 {
     js_mutex_lock(&inst->state_lock);
@@ -516,7 +536,7 @@ JET_ERR js_instance_start(js_instance *inst)
         if (err)
             goto fail;
         redo_result rr;
-        err = inst_redo(inst, inst->dir, start, 0, 0, NULL, &rr);
+        err = inst_redo(inst, inst->dir, start, 0, 0, 0, NULL, &rr);
         if (err)
             goto fail;
         if (rr.txns_applied)
@@ -607,10 +627,11 @@ JET_ERR js_close(js_instance *inst)
     return err;
 }
 
-JET_ERR inst_redo(js_instance *inst, const char *logdir, uint64_t start_lsn, uint32_t until_gen, int stop_at_gap,
-                  const redo_result *chain_from, redo_result *res)
+JET_ERR inst_redo(js_instance *inst, const char *logdir, uint64_t start_lsn, uint32_t until_gen, int64_t until_us,
+                  int stop_at_gap, const redo_result *chain_from, redo_result *res)
 {
-    return redo_run(&inst->store, inst->hdr.log_sig, logdir, start_lsn, until_gen, stop_at_gap, chain_from, res);
+    return redo_run(&inst->store, inst->hdr.log_sig, logdir, start_lsn, until_gen, until_us, stop_at_gap, chain_from,
+                    res);
 }
 
 JET_ERR inst_finish_restore(js_instance *inst, const redo_result *last, uint32_t verify_from)

@@ -112,8 +112,8 @@ void inst_event(js_instance *inst, int id, int level, const char *fmt, ...)
 /** Replay the log generations in logdir into the instance's pool (restore:
  *  its private instance), checking them against the header's log
  *  signature.  Arguments as redo_run (log.h). */
-JET_ERR inst_redo(js_instance *inst, const char *logdir, uint64_t start_lsn, uint32_t until_gen, int stop_at_gap,
-                  const redo_result *chain_from, redo_result *res);
+JET_ERR inst_redo(js_instance *inst, const char *logdir, uint64_t start_lsn, uint32_t until_gen, int64_t until_us,
+                  int stop_at_gap, const redo_result *chain_from, redo_result *res);
 /** Restore's last steps on its private instance, once replay is done:
  *  write every page (a checkpoint without a log), check pages
  *  [verify_from, written bound) on disk, start the generation after the

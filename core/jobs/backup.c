@@ -458,8 +458,12 @@ static JET_ERR bk_truncate(bk_job *j, uint32_t below)
     JET_ERR err = bk_phase(j, "truncate");
     if (err)
         return err;
+    uint32_t unarchived = log_archive_pin(&j->inst->log);
     if (!j->inst->params.circular_log)
         err = log_delete_below(&j->inst->log, below, &lo, &hi);
+    if (unarchived && unarchived < below)
+        inst_event(j->inst, 228, JS_EV_INFO, "log truncation stops below edb%08X.log: not yet archived",
+                   unarchived);
     if (lo) {
         inst_event(j->inst, 224, JS_EV_INFO, "deleting log files edb%08X.log to edb%08X.log", lo, hi);
         j->prog.gen_low = lo;

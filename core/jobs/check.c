@@ -75,6 +75,14 @@ JET_ERR js_info_read(const char *path, js_info *out)
     out->last_incremental = h.inc;
     out->is_backup_set = is_set;
     if (dir[0]) {
+        char ri[PATH_MAX + 32];
+        snprintf(ri, sizeof ri, "%s/%s", dir, JS_RESTORE_INFO_FILE);
+        FILE *rf = fopen(ri, "re");
+        if (rf) {
+            if (fscanf(rf, "restored_to: %39s", out->restored_to) != 1)
+                out->restored_to[0] = '\0';
+            fclose(rf);
+        }
         chk_file chk;
         if (chk_read(dir, &chk) == JET_errSuccess)
             out->checkpoint_gen = LSN_GEN(chk.redo_lsn);
@@ -155,6 +163,8 @@ void js_info_print(const js_info *info, void *file)
     print_stamp(f, "last_incremental_backup", &info->last_incremental);
     if (info->is_backup_set)
         fprintf(f, "backup_type: %s\n", info->backup_type[0] ? info->backup_type : "unknown");
+    if (info->restored_to[0])
+        fprintf(f, "restored_to: %s\n", info->restored_to);
 }
 
 /* The written bound of a database file (page.h): below it every page must

@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -417,24 +418,29 @@ static void rs_size_set(int set_fd, uint64_t *db_bytes, uint64_t *log_bytes)
 
 /* Replay the set's generations, then (roll-forward) those of logs_dir, into
  * the restore's private instance; *last: the result of the last replay that
- * reached a generation. */
-static JET_ERR rs_replay(rs_job *r, js_instance *inst, const char *setproc, const char *logs_dir,
-                         const mf_info *info, uint32_t until_gen, redo_result *rr, redo_result *rr2,
-                         redo_result **last)
+ * reached a generation.  until_us: a commit after it ends the replay, which
+ * must not happen before the set's consistent point (full_gen_high). */
+static JET_ERR rs_replay(rs_job *r, js_instance *inst, const char *setproc, const js_restore_opts *o,
+                         const mf_info *info, redo_result *rr, redo_result *rr2, redo_result **last)
 {
     /* until_gen may stop inside the set (never below what the database copy
      * needs: rs_check_set refused that). */
+    uint32_t until_gen = o->until_gen;
     uint32_t set_end = until_gen && until_gen < info->gen_high ? until_gen : info->gen_high;
-    JET_ERR err = inst_redo(inst, setproc, LSN_MAKE(info->gen_low, 0), set_end, 0, NULL, rr);
-    if (!err && rr->last_gen != set_end)
+    JET_ERR err = inst_redo(inst, setproc, LSN_MAKE(info->gen_low, 0), set_end, o->until_us, 0, NULL, rr);
+    if (!err && rr->stopped_at_time && rr->last_gen <= info->full_gen_high)
+        err = js_fail(JET_errEndingRestoreLogTooLow, "--until-time is before the backup's consistent point "
+                      "(generation %08X holds a later commit)", rr->last_gen);
+    if (!err && !rr->stopped_at_time && rr->last_gen != set_end)
         err = js_fail(JET_errMissingRestoreLogFiles, "replay of the set stopped at generation %08X, before %08X",
                       rr->last_gen, set_end);
     if (err)
         return err;
     r->prog.log_records_verified += rr->txns_applied;
     *last = rr;
-    if (logs_dir && (!until_gen || until_gen > info->gen_high)) {
-        err = inst_redo(inst, logs_dir, LSN_MAKE(info->gen_high + 1, 0), until_gen, 1, rr, rr2);
+    if (o->logs_dir && !rr->stopped_at_time && (!until_gen || until_gen > info->gen_high)) {
+        err = inst_redo(inst, o->logs_dir, LSN_MAKE(info->gen_high + 1, 0), until_gen, o->until_us,
+                        !o->logs_strict, rr, rr2);
         if (err)
             return err;
         if (rr2->last_gen)
@@ -444,6 +450,28 @@ static JET_ERR rs_replay(rs_job *r, js_instance *inst, const char *setproc, cons
     return JET_errSuccess;
 }
 
+/* TARGET/restore.info: `restored_to: TIME` (the last transaction applied,
+ * RFC 3339 UTC with microseconds), read back by js_info_read. */
+static JET_ERR rs_note_restored_to(int target_fd, const char *target, const redo_result *rr, const redo_result *rr2,
+                                   const redo_result *last)
+{
+    int64_t us = last->last_commit_us;
+    if (last == rr2 && !us)
+        us = rr->last_commit_us;
+    char line[96];
+    int n;
+    if (us > 0) {
+        time_t secs = (time_t)(us / 1000000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        n = snprintf(line, sizeof line, "restored_to: %04d-%02d-%02dT%02d:%02d:%02d.%06dZ\n", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+    } else {
+        n = snprintf(line, sizeof line, "restored_to: -\n");
+    }
+    return os_write_file_durable_at(target_fd, target, JS_RESTORE_INFO_FILE, line, (size_t)n, 0644);
+}
+
 /* A failed restore leaves nothing that could be mistaken for an instance:
  * the names it makes go (relative to the held TARGET), and TARGET is left
  * as found: removed when it made it (tparent_fd >= 0) and the name still
@@ -451,7 +479,7 @@ static JET_ERR rs_replay(rs_job *r, js_instance *inst, const char *setproc, cons
 static void rs_undo(int target_fd, int tparent_fd, const char *tname, const struct stat *made)
 {
     struct stat st;
-    const char *names[] = { JS_DB_FILE, JS_CHK_FILE, JS_LOG_FILE, JS_LOG_TMP_FILE, JS_LOCK_FILE };
+    const char *names[] = { JS_DB_FILE, JS_CHK_FILE, JS_LOG_FILE, JS_LOG_TMP_FILE, JS_LOCK_FILE, JS_RESTORE_INFO_FILE };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         (void)os_unlinkat_quiet(target_fd, names[i], 0);
     if (tparent_fd >= 0 && fstatat(tparent_fd, tname, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == made->st_dev &&
@@ -462,6 +490,15 @@ static void rs_undo(int target_fd, int tparent_fd, const char *tname, const stru
 JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
                    uint32_t until_gen, js_status_fn status, void *ctx)
 {
+    js_restore_opts o = { .logs_dir = logs_dir, .until_gen = until_gen };
+    return js_restore_to(backup, target, &o, status, ctx);
+}
+
+JET_ERR js_restore_to(const char *backup, const char *target, const js_restore_opts *o, js_status_fn status,
+                      void *ctx)
+{
+    const char *logs_dir = o->logs_dir;
+    uint32_t until_gen = o->until_gen;
     char set[PATH_MAX], setproc[64] = "", tproc[64] = "", tname[256] = "";
     mf_info info;
     db_header hdr;
@@ -527,7 +564,7 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
     err = inst_new_for_restore(tproc, &inst);
     redo_result rr, rr2, *last = NULL;
     if (!err)
-        err = rs_replay(&r, inst, setproc, logs_dir, &info, until_gen, &rr, &rr2, &last);
+        err = rs_replay(&r, inst, setproc, o, &info, &rr, &rr2, &last);
     if (!err)
         err = rs_progress(&r, log_bytes);
     if (err)
@@ -540,6 +577,8 @@ JET_ERR js_restore(const char *backup, const char *target, const char *logs_dir,
      * copy: a short re-read of that range, not of the whole file. */
     uint64_t checked = hdr.valid_below < info.pages ? hdr.valid_below : info.pages;
     err = inst_finish_restore(inst, last, checked > PG_META_PGNO ? (uint32_t)checked : PG_META_PGNO);
+    if (!err)
+        err = rs_note_restored_to(target_fd, target, &rr, &rr2, last);
     if (!err)
         err = os_fsync_fd(target_fd, target);
     if (err)

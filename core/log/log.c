@@ -577,6 +577,7 @@ static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
     if (err)
         return log_fatal(lg, err);
     lg->full = 0;   /* every pending block is durable now */
+    lg->first_commit_ms = 0;
     if (closed_gen)
         *closed_gen = gen;
     return JET_errSuccess;
@@ -628,7 +629,7 @@ JET_ERR log_append_txn(log_state *lg, const uint8_t *recs, const uint32_t *lens,
     }
     size_t off = 0;
     for (size_t i = 0; i <= nrec; i++) {
-        uint8_t commit[REC_HDR + 16];
+        uint8_t commit[REC_HDR + 24];
         const uint8_t *rec;
         uint32_t len;
         if (i < nrec) {
@@ -639,9 +640,11 @@ JET_ERR log_append_txn(log_state *lg, const uint8_t *recs, const uint32_t *lens,
             commit[0] = REC_COMMIT;
             commit[1] = 0;
             pg_put16(commit + 2, 0);
-            pg_put32(commit + 4, 16);
+            pg_put32(commit + 4, 24);
             pg_put64(commit + REC_HDR, txn_id);
-            pg_put64(commit + REC_HDR + 8, (uint64_t)js_time_ms());
+            int64_t now_us = js_time_us();
+            pg_put64(commit + REC_HDR + 8, (uint64_t)(now_us / 1000));
+            pg_put64(commit + REC_HDR + 16, (uint64_t)now_us);
             rec = commit;
             len = sizeof commit;
         }
@@ -664,6 +667,8 @@ JET_ERR log_append_txn(log_state *lg, const uint8_t *recs, const uint32_t *lens,
         appended = 1;
     }
     *end_lsn = log_position(lg);
+    if (!lg->first_commit_ms)
+        lg->first_commit_ms = js_time_ms();
 out:
     if (err && appended && !log_sticky(lg)) {
         /* Records of this transaction may already be in the file (a flush
@@ -796,6 +801,29 @@ void log_pin(log_state *lg, uint32_t gen)
     js_mutex_unlock(&lg->lock);
 }
 
+void log_pin_archive(log_state *lg, uint32_t gen)
+{
+    js_mutex_lock(&lg->lock);
+    lg->archive_pin = gen;
+    js_mutex_unlock(&lg->lock);
+}
+
+uint32_t log_archive_pin(log_state *lg)
+{
+    js_mutex_lock(&lg->lock);
+    uint32_t gen = lg->archive_pin;
+    js_mutex_unlock(&lg->lock);
+    return gen;
+}
+
+int64_t log_first_commit_ms(log_state *lg)
+{
+    js_mutex_lock(&lg->lock);
+    int64_t t = lg->first_commit_ms;
+    js_mutex_unlock(&lg->lock);
+    return t;
+}
+
 JET_ERR log_delete_below(log_state *lg, uint32_t gen, uint32_t *lo, uint32_t *hi)
 {
     uint32_t min_gen, max_gen;
@@ -806,6 +834,8 @@ JET_ERR log_delete_below(log_state *lg, uint32_t gen, uint32_t *lo, uint32_t *hi
         return err;
     js_mutex_lock(&lg->lock);
     uint32_t pin = lg->pin_gen;
+    if (lg->archive_pin && (!pin || lg->archive_pin < pin))
+        pin = lg->archive_pin;
     js_mutex_unlock(&lg->lock);
     for (uint32_t g = min_gen; g < gen && g <= max_gen; g++) {
         if (pin && g >= pin)

@@ -66,6 +66,10 @@ typedef struct log_state {
     uint32_t digest;            /* running CRC over block CRCs written this gen */
     int64_t created;            /* this generation's creation time */
     uint32_t pin_gen;           /* log_pin: no generation >= it is deleted (0: none) */
+    uint32_t archive_pin;       /* log_pin_archive: the oldest generation not yet
+                                   archived; none >= it is deleted (0: none) */
+    int64_t first_commit_ms;    /* wall time of the current generation's first
+                                   commit (0: none yet); archive_timeout */
     JET_ERR full;               /* JET_errLogDiskFull: a flush failed for lack
                                    of space and no flush succeeded since */
     uint64_t nfail;             /* flushes failed for lack of space */
@@ -141,6 +145,15 @@ JET_ERR log_roll(log_state *lg, uint32_t *closed_gen);
 /** Keep every generation >= gen from log_delete_below (a backup copying
  *  them); 0 lifts the pin. */
 void log_pin(log_state *lg, uint32_t gen);
+/** The archiver's pin, independent of a backup's: gen is the oldest
+ *  generation not yet archived (0 lifts it).  Truncation and circular
+ *  logging stop below the lower of the two pins. */
+void log_pin_archive(log_state *lg, uint32_t gen);
+/** The archiver's pin (0: none). */
+uint32_t log_archive_pin(log_state *lg);
+/** Wall time (ms) of the first commit appended to the current generation,
+ *  0 when it holds none (takes log->lock). */
+int64_t log_first_commit_ms(log_state *lg);
 /** Delete closed generations below gen (circular logging / truncation),
  *  oldest first, stopping at the first failure and at the pin.
  *  *deleted_lo/hi receive the range deleted (0,0: none). */
@@ -201,11 +214,19 @@ struct redo_result {
     uint64_t txns_applied;
     int unfinished;             /* the log ends inside a transaction (records
                                    without their commit or abort record) */
+    int64_t last_commit_us;     /* commit time of the last transaction applied (0: none) */
+    uint64_t last_commit_lsn;
+    int stopped_at_time;        /* until_us: a later commit ended the replay
+                                   (in generation last_gen) */
 };
 /** stop_at_gap: a missing generation, a foreign signature or a broken chain
  *  ends the replay quietly (roll-forward of extra logs at restore) instead
- *  of failing.  until_gen 0: no limit. */
+ *  of failing.  until_gen 0: no limit.  until_us (0: none): the first
+ *  transaction committed after it, and everything after that, is not
+ *  applied; the generation holding it ends the replay (res->stopped_at_time,
+ *  last_gen that generation, which is scanned whole). */
 JET_ERR redo_run(db_store *st, const uint8_t log_sig[JS_SIG_LEN], const char *logdir, uint64_t start_lsn,
-                 uint32_t until_gen, int stop_at_gap, const redo_result *chain_from, redo_result *res);
+                 uint32_t until_gen, int64_t until_us, int stop_at_gap, const redo_result *chain_from,
+                 redo_result *res);
 
 #endif

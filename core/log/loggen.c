@@ -20,7 +20,10 @@
  * blocks, unchanged, at the same place).  Records: u8 type, u8 flags, u16 0,
  * u32 length, then the payload (REC_IMAGE = 1: u32 pgno + page; REC_DELTA =
  * 2: u32 pgno, u16 nruns, runs of {u16 offset, u16 length, bytes};
- * REC_COMMIT = 3: u64 transaction id, i64 time in ms; REC_ABORT = 4: u64
+ * REC_COMMIT = 3: u64 transaction id, i64 time in ms, then (since issue 13,
+ * payload 24 bytes) i64 wall-clock commit time in microseconds, which
+ * --until-time compares; a 16-byte commit record (older logs) still
+ * replays, its time taken as ms * 1000; REC_ABORT = 4: u64
  * transaction id, 0 when written by recovery).  A transaction is its
  * records up to its REC_COMMIT, which may lie in a later generation; a
  * REC_ABORT instead cancels them (the transaction failed after some of its

@@ -25,7 +25,20 @@ typedef struct redo_ctx {
     uint8_t *buf;           /* buffered records of the open transaction */
     size_t len, cap;
     uint64_t txns;
+    int64_t until_us;       /* 0: no time limit */
+    int stopped;            /* a commit after until_us was met: apply nothing more */
+    int64_t last_us;
+    uint64_t last_lsn;
 } redo_ctx;
+
+/* A commit record's time in microseconds: the 24-byte form carries it,
+ * an older 16-byte one only milliseconds. */
+static int64_t commit_time_us(const uint8_t *payload, uint32_t len)
+{
+    if (len >= 24)
+        return (int64_t)pg_u64(payload + 16);
+    return len >= 16 ? (int64_t)pg_u64(payload + 8) * 1000 : 0;
+}
 
 static JET_ERR redo_apply_txn_record(db_store *st, int type, const uint8_t *p, uint32_t len, uint64_t commit_lsn)
 {
@@ -76,6 +89,13 @@ out:
 static JET_ERR redo_record(void *vctx, uint64_t lsn, int type, const uint8_t *payload, uint32_t len)
 {
     redo_ctx *c = vctx;
+    if (c->stopped)
+        return JET_errSuccess;
+    if (type == REC_COMMIT && c->until_us && commit_time_us(payload, len) > c->until_us) {
+        c->stopped = 1;     /* this transaction and every later one stay out */
+        c->len = 0;
+        return JET_errSuccess;
+    }
     if (type == REC_ABORT) {
         c->len = 0;   /* the transaction failed: none of it counts */
         return JET_errSuccess;
@@ -107,6 +127,8 @@ static JET_ERR redo_record(void *vctx, uint64_t lsn, int type, const uint8_t *pa
     }
     c->len = 0;
     c->txns++;
+    c->last_us = commit_time_us(payload, len);
+    c->last_lsn = lsn;
     return JET_errSuccess;
 }
 
@@ -117,9 +139,10 @@ static int file_exists(const char *path)
 }
 
 JET_ERR redo_run(db_store *st, const uint8_t log_sig[JS_SIG_LEN], const char *logdir, uint64_t start_lsn,
-                 uint32_t until_gen, int stop_at_gap, const redo_result *chain_from, redo_result *res)
+                 uint32_t until_gen, int64_t until_us, int stop_at_gap, const redo_result *chain_from,
+                 redo_result *res)
 {
-    redo_ctx ctx = { .st = st };
+    redo_ctx ctx = { .st = st, .until_us = until_us };
     JET_ERR err = JET_errSuccess;
     char path[PATH_MAX], cur[PATH_MAX];
     uint32_t min_gen, max_gen;
@@ -202,6 +225,10 @@ JET_ERR redo_run(db_store *st, const uint8_t log_sig[JS_SIG_LEN], const char *lo
         prev_hdr = hdr;
         prev_scan = scan;
         have_prev = 1;
+        if (ctx.stopped) {
+            res->stopped_at_time = 1;
+            break;
+        }
         if (is_current) {
             res->have_current = 1;
             res->cur_hdr = hdr;
@@ -215,6 +242,8 @@ JET_ERR redo_run(db_store *st, const uint8_t log_sig[JS_SIG_LEN], const char *lo
     }
     res->txns_applied = ctx.txns;
     res->unfinished = ctx.len != 0;
+    res->last_commit_us = ctx.last_us;
+    res->last_commit_lsn = ctx.last_lsn;
 out:
     st->recovering = 0;
     free(ctx.buf);

@@ -35,6 +35,7 @@
  * that answers on its socket or JET_errDatabaseInUse, never a daemon whose
  * socket the old one removed.
  */
+#include "archive.h"
 #include "control.h"
 #include "events.h"
 #include "mount.h"
@@ -75,6 +76,7 @@ struct daemon {
     js_instance *inst;
     struct ev_log *ev;
     struct st_status *st;
+    struct arc *arc;            /* the archiver, NULL without archive_command */
     struct ctl *ctl;
     struct mnt *mnt;
     srv_server *srv;
@@ -499,6 +501,14 @@ static int run(struct daemon *d, const sigset_t *sigs)
         report(d, "%s", err);
         goto out_close;
     }
+    struct arc_config ac = { .dbdir = d->dbdir, .command = d->o.archive_command,
+                             .command_timeout_s = d->o.archive_command_timeout,
+                             .timeout_s = d->o.archive_timeout };
+    if ((jerr = arc_start(&ac, d->inst, d->ev, &d->arc)) != JET_errSuccess) {
+        report_jet(d, "archiver", jerr);
+        goto out_unmount;
+    }
+    st_set_archiver(d->st, d->arc);
     st_set_recovering(d->st, 1);
     if ((rc = pthread_create(&d->start_thread, NULL, start_main, d)) != 0) {
         report(d, "cannot start recovery: %s", strerror(rc));
@@ -523,6 +533,9 @@ static int run(struct daemon *d, const sigset_t *sigs)
     srv_stop(d->srv);
     d->srv = NULL;
 out_unmount:
+    st_set_archiver(d->st, NULL);
+    arc_stop(d->arc);
+    d->arc = NULL;
     mnt_unmount(d->mnt);
     mnt_detach_instance(d->mnt);
 out_close:

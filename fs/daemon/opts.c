@@ -141,6 +141,23 @@ static int parse_one(struct fs_opts *o, char *item, char *err, size_t cap)
         if (*val < '0' || *val > '9' || *end != '\0' || errno != 0 || t > 100000000ull)
             return fail(err, cap, "timeout=%s: seconds, 0 for never", val);
         o->timeout = t;
+    } else if (strcmp(item, "archive_command") == 0) {
+        if (*val == '\0')
+            return fail(err, cap, "archive_command= needs a command");
+        free(o->archive_command);
+        if ((o->archive_command = strdup(val)) == NULL)
+            return fail(err, cap, "out of memory");
+    } else if (strcmp(item, "archive_command_timeout") == 0 || strcmp(item, "archive_timeout") == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long t = strtoull(val, &end, 10);
+        int cmd = item[8] == 'c';
+        if (*val < '0' || *val > '9' || *end != '\0' || errno != 0 || t > 100000000ull || (cmd && t == 0))
+            return fail(err, cap, "%s=%s: seconds%s", item, val, cmd ? ", at least 1" : ", 0 for off");
+        if (cmd)
+            o->archive_command_timeout = t;
+        else
+            o->archive_timeout = t;
     } else if (strcmp(item, "backup_root") == 0) {
         if (*val != '/')
             return fail(err, cap, "backup_root=%s: must be an absolute path", val);
@@ -153,16 +170,29 @@ static int parse_one(struct fs_opts *o, char *item, char *err, size_t cap)
     return 0;
 }
 
+/* Items are separated by commas; `\,` is a comma inside a value (an
+ * archive_command with a comma in it).  Empty items are skipped. */
 static int parse_list(struct fs_opts *o, const char *list, char *err, size_t cap)
 {
-    char *copy = strdup(list), *save = NULL, *item;
+    char *copy = malloc(strlen(list) + 1);
     int rc = 0;
 
     if (copy == NULL)
         return fail(err, cap, "out of memory");
-    for (item = strtok_r(copy, ",", &save); item != NULL && rc == 0;
-         item = strtok_r(NULL, ",", &save))
-        rc = parse_one(o, item, err, cap);
+    for (const char *p = list; rc == 0;) {
+        size_t n = 0;
+        for (; *p && *p != ','; p++) {
+            if (p[0] == '\\' && p[1] == ',')
+                p++;
+            copy[n++] = *p;
+        }
+        copy[n] = '\0';
+        if (n)
+            rc = parse_one(o, copy, err, cap);
+        if (*p == '\0')
+            break;
+        p++;
+    }
     free(copy);
     return rc;
 }
@@ -220,6 +250,8 @@ void opts_free(struct fs_opts *o)
         free(o->listen[i]);
     free(o->listen);
     free(o->backup_root);
+    free(o->archive_command);
+    o->archive_command = NULL;
     o->listen = NULL;
     o->n_listen = 0;
     o->backup_root = NULL;
@@ -253,6 +285,11 @@ void opts_usage(void *file)
           "     backup_root=DIR      backups must resolve beneath DIR, no symlinks\n"
           "     backup_max_rate=N    bytes/s a backup may copy, K/M/G suffixes (no limit)\n"
           "     snapshot_max=N       most snapshots kept at once (64)\n"
+          "     archive_command=CMD  ship each closed log generation: sh -c CMD, %p path,\n"
+          "                          %f name, %% a %; a comma in CMD is written \\,\n"
+          "     archive_command_timeout=N  seconds before a hanging CMD is killed (300)\n"
+          "     archive_timeout=N    roll and archive a generation with a commit older\n"
+          "                          than N seconds (0: off)\n"
           "     allow_other          let other users read the mount\n"
           "     auto_unmount         unmount when the daemon dies (for tests)\n"
           "  Options mount(8) adds (rw, dev, suid, exec, nofail, _netdev, noauto,\n"

@@ -32,6 +32,9 @@ struct fs_opts {
     uint64_t maxclients;        /* maxclients=N */
     uint64_t client_buffer_total; /* client_buffer_total=SIZE */
     uint64_t timeout;           /* timeout=SECONDS (0: never; the default) */
+    char *archive_command;      /* archive_command=CMD, malloc'd, NULL when unset */
+    uint64_t archive_command_timeout; /* seconds (0: the archiver's default, 300) */
+    uint64_t archive_timeout;   /* seconds (0: off) */
 };
 
 /** Parse argv into *o (which it initialises).  Returns 0, or -1 with a

@@ -4,6 +4,7 @@
  * `status` file and by INFO.
  */
 #include "status.h"
+#include "archive.h"
 #include "events.h"
 #include "proto/proto.h"
 
@@ -18,6 +19,7 @@ enum st_state { ST_IDLE = 0, ST_RUNNING, ST_SUCCEEDED, ST_FAILED, ST_CANCELLED }
 struct st_status {
     pthread_rwlock_t inst_lock; /* guards inst; taken without lock held */
     js_instance *inst;          /* for the snapshot lines, NULL once closing */
+    struct arc *arc;            /* the archiver, NULL: none (guarded by inst_lock) */
     pthread_mutex_t lock;       /* guards every field below */
     int recovering;
     enum st_state state;
@@ -192,6 +194,37 @@ void st_set_instance(struct st_status *st, js_instance *inst)
     pthread_rwlock_unlock(&st->inst_lock);
 }
 
+void st_set_archiver(struct st_status *st, struct arc *arc)
+{
+    pthread_rwlock_wrlock(&st->inst_lock);
+    st->arc = arc;
+    pthread_rwlock_unlock(&st->inst_lock);
+}
+
+/* The archiver's keys, when there is one. */
+static void archive_values(struct st_status *st, char num[PST_NKEYS][64], char *errbuf, size_t errcap,
+                           const char *val[PST_NKEYS])
+{
+    struct arc_status as;
+    pthread_rwlock_rdlock(&st->inst_lock);
+    struct arc *arc = st->arc;
+    if (arc != NULL)
+        arc_get_status(arc, &as);
+    pthread_rwlock_unlock(&st->inst_lock);
+    if (arc == NULL)
+        return;
+    if (as.last_gen) {
+        snprintf(num[PST_ARCHIVE_LAST_GEN], 64, "%08X", as.last_gen);
+        val[PST_ARCHIVE_LAST_GEN] = num[PST_ARCHIVE_LAST_GEN];
+    }
+    snprintf(num[PST_ARCHIVE_PENDING], 64, "%llu", (unsigned long long)as.pending);
+    val[PST_ARCHIVE_PENDING] = num[PST_ARCHIVE_PENDING];
+    snprintf(num[PST_ARCHIVE_LAG_S], 64, "%llu", (unsigned long long)as.lag_s);
+    val[PST_ARCHIVE_LAG_S] = num[PST_ARCHIVE_LAG_S];
+    snprintf(errbuf, errcap, "%s", as.last_error);
+    val[PST_ARCHIVE_LAST_ERROR] = errbuf;
+}
+
 /* After the job's keys (a reader ignores keys it does not know): the
  * snapshots (SPEC 7), the space the store holds and each one's share. */
 static size_t render_snapshots(struct st_status *st, char *buf, size_t cap, size_t len)
@@ -228,7 +261,9 @@ size_t st_render(struct st_status *st, char *buf, size_t cap)
     const char *val[PST_NKEYS] = { NULL };
     int64_t now = js_time_ms();
     size_t len;
+    char arc_err[512];
 
+    archive_values(st, num, arc_err, sizeof arc_err, val);
     pthread_mutex_lock(&st->lock);
     val[PST_STATE] = state_name(st);
     if (st->job != 0)

@@ -43,6 +43,10 @@ void st_job_end(struct st_status *st, JET_ERR err, const char *message, const ch
  *  (`snapshots`, `snapshot_space_bytes`, one `snapshot.NAME` line each);
  *  NULL before it is closed. */
 void st_set_instance(struct st_status *st, js_instance *inst);
+struct arc;
+/** The archiver whose keys (archive_*) the rendering carries; NULL: none
+ *  (the keys read "-"). */
+void st_set_archiver(struct st_status *st, struct arc *arc);
 /** Render into buf (NUL-terminated, cut at cap-1); returns the length. */
 size_t st_render(struct st_status *st, char *buf, size_t cap);
 

@@ -145,6 +145,11 @@ const char *const proto_st_keys[PST_NKEYS] = {
     [PST_RESULT] = "result",
     [PST_MESSAGE] = "message",
     [PST_PACER] = "pacer",      /* off, or holding: the backup slows for commits */
+    /* The archiver's (SPEC 8), "-" without archive_command: */
+    [PST_ARCHIVE_LAST_GEN] = "archive_last_gen",    /* hex, the newest archived */
+    [PST_ARCHIVE_PENDING] = "archive_pending",      /* closed generations waiting */
+    [PST_ARCHIVE_LAG_S] = "archive_lag_s",          /* oldest unarchived commit's age */
+    [PST_ARCHIVE_LAST_ERROR] = "archive_last_error", /* "-" after a success */
 };
 
 size_t proto_status_write(char *buf, size_t cap, const char *const val[PST_NKEYS])
@@ -229,5 +234,28 @@ int proto_parse_size(const char *s, uint64_t *out)
     if (*p != '\0' || (v != 0 && v > UINT64_MAX / mul))
         return -1;
     *out = v * mul;
+    return 0;
+}
+
+/* archive_command and --restore-command (SPEC 8). */
+int proto_expand_command(const char *cmd, const char *path, const char *name, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *c = cmd; *c; c++) {
+        const char *add = NULL;
+        char one[2] = { *c, '\0' };
+        if (*c == '%' && (c[1] == 'p' || c[1] == 'f' || c[1] == '%')) {
+            add = c[1] == 'p' ? path : c[1] == 'f' ? name : "%";
+            c++;
+        } else {
+            add = one;
+        }
+        size_t len = strlen(add);
+        if (n + len + 1 > cap)
+            return -1;
+        memcpy(out + n, add, len);
+        n += len;
+    }
+    out[n] = '\0';
     return 0;
 }

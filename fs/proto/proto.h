@@ -67,7 +67,8 @@ enum proto_st_key {
     PST_PROGRESS_PERCENT, PST_BYTES_DONE, PST_BYTES_TOTAL, PST_PAGES_VERIFIED,
     PST_LOG_RECORDS_VERIFIED, PST_RATE_BYTES_PER_S, PST_ETA_S, PST_STARTED,
     PST_FINISHED, PST_GEN_LOW, PST_GEN_HIGH, PST_TRUNCATED, PST_RESULT, PST_MESSAGE,
-    PST_PACER,
+    PST_PACER, PST_ARCHIVE_LAST_GEN, PST_ARCHIVE_PENDING, PST_ARCHIVE_LAG_S,
+    PST_ARCHIVE_LAST_ERROR,
     PST_NKEYS
 };
 
@@ -92,5 +93,10 @@ void proto_status_parse(char *text, const char *val[PST_NKEYS]);
  *  bytes.  Returns 0, or -1 for NULL, an empty string, no leading digit, an
  *  unknown or trailing suffix, or a value over UINT64_MAX. */
 int proto_parse_size(const char *s, uint64_t *out);
+
+/** Expand %p (path), %f (file name) and %% (a %) of an archive_command or
+ *  --restore-command into out; other text is copied as is.  -1 when the
+ *  result does not fit in cap. */
+int proto_expand_command(const char *cmd, const char *path, const char *name, char *out, size_t cap);
 
 #endif

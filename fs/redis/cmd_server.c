@@ -33,16 +33,18 @@ void cmd_echo(cmd_conn *c, size_t argc, const resp_arg *argv)
     resp_add_bulk(c->out, argv[1].p, argv[1].len);
 }
 
-/* Append "key:value\r\n" lines of the # Backup section from the daemon's
+/* Append "key:value\r\n" lines of the # Backup section (archive 0) or of
+ * the # Archive section (archive 1: the archive_* keys) from the daemon's
  * renderer, which writes the status file's "key: value\n" lines: INFO wants
  * CRLF line ends and no blank after the colon. */
-static void info_backup(cmd_conn *c, resp_buf *b)
+static void info_backup(cmd_conn *c, resp_buf *b, int archive)
 {
     char buf[16384];  /* status lines hold a path of up to PATH_MAX */
     size_t n;
 
     if (!c->env->backup_info) {
-        resp_add_raw(b, "state:idle\r\n", 12);
+        if (!archive)
+            resp_add_raw(b, "state:idle\r\n", 12);
         return;
     }
     n = c->env->backup_info(c->env->backup_ctx, buf, sizeof buf);
@@ -54,7 +56,7 @@ static void info_backup(cmd_conn *c, resp_buf *b)
         size_t len = end ? (size_t)(end - line) : strlen(line);
         if (len && line[len - 1] == '\r')
             len--;
-        if (len && line[0] != '#') {
+        if (len && line[0] != '#' && (strncmp(line, "archive_", 8) == 0) == archive) {
             char *colon = memchr(line, ':', len);
             if (colon && (size_t)(colon - line) + 1 < len && colon[1] == ' ') {
                 resp_add_raw(b, line, (size_t)(colon - line) + 1);
@@ -70,7 +72,7 @@ static void info_backup(cmd_conn *c, resp_buf *b)
 
 void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
 {
-    int all = 1, server = 0, clients = 0, stats = 0, keyspace = 0, backup = 0;
+    int all = 1, server = 0, clients = 0, stats = 0, keyspace = 0, backup = 0, archive = 0;
     char line[256];
     resp_buf b;
 
@@ -83,9 +85,10 @@ void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
         stats |= cmd_arg_is(&argv[i], "stats");
         keyspace |= cmd_arg_is(&argv[i], "keyspace");
         backup |= cmd_arg_is(&argv[i], "backup");
+        archive |= cmd_arg_is(&argv[i], "archive");
     }
     if (argc == 1 || all)
-        server = clients = stats = keyspace = backup = 1;
+        server = clients = stats = keyspace = backup = archive = 1;
 
     resp_buf_init(&b);
     if (server) {
@@ -129,7 +132,13 @@ void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
         if (b.len)
             resp_add_raw(&b, "\r\n", 2);
         resp_add_raw(&b, "# Backup\r\n", 10);
-        info_backup(c, &b);
+        info_backup(c, &b, 0);
+    }
+    if (archive) {
+        if (b.len)
+            resp_add_raw(&b, "\r\n", 2);
+        resp_add_raw(&b, "# Archive\r\n", 11);
+        info_backup(c, &b, 1);
     }
     if (b.oom)
         c->out->oom = 1;

@@ -84,17 +84,26 @@ static const struct cli_cmd cli_cmds[] = {
       "  --delete  delete snapshot NAME and free its space\n"
       "  --list    print the snapshots and the space each holds\n",
       cli_run_snapshot },
-    { "restore", "BACKUP TARGET [--logs DIR] [--until-gen N]",
+    { "restore", "BACKUP TARGET [--logs DIR | --restore-command CMD] [--until-gen N | --until-time T]",
       "Hard recovery of the backup set in BACKUP (or BACKUP/new, BACKUP/old) into\n"
       "TARGET (empty or missing); leaves a clean-shutdown instance.\n"
       "  --logs DIR       also replay the generations in DIR that continue the chain\n"
       "  --until-gen N    replay no generation after N (decimal, 0xHEX or\n"
-      "                   edbXXXXXXXX.log)\n",
+      "                   edbXXXXXXXX.log)\n"
+      "  --restore-command CMD  fetch the generations after the set's last one from\n"
+      "                   an archive: sh -c CMD with %f (the name wanted) and %p\n"
+      "                   (where to write it), until CMD fails; each is checked\n"
+      "                   (signature, chain, every block) before it is replayed\n"
+      "  --until-time T   stop after the last transaction committed at or before T\n"
+      "                   (RFC 3339, e.g. 2026-12-01T14:32:00Z); `jetsnap info\n"
+      "                   TARGET` shows restored_to\n",
       cli_run_restore },
-    { "verify", "BACKUP",
+    { "verify", "BACKUP [--restore-command CMD]",
       "Check a backup set without touching anything else: SHA256SUMS, page and log\n"
       "checksums, the log chain, and a trial restore into a temporary directory.\n"
-      "Exit 0 only if it would restore.\n",
+      "Exit 0 only if it would restore.\n"
+      "  --restore-command CMD  also fetch the archive's generations after the set\n"
+      "                   (as restore does) and check they continue its chain\n",
       cli_run_verify },
 };
 

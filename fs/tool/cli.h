@@ -90,6 +90,17 @@ int cli_run_get(const struct cli_cmd *cmd, int argc, char **argv);
 int cli_run_put(const struct cli_cmd *cmd, int argc, char **argv);
 int cli_run_del(const struct cli_cmd *cmd, int argc, char **argv);
 int cli_run_restore(const struct cli_cmd *cmd, int argc, char **argv);
+
+/* cli_archive.c */
+/** --restore-command: fetch the generations after BACKUP's last one into a
+ *  new temporary directory (its name into dir) until cmd fails; *n counts
+ *  them.  A JET_ERR. */
+int cli_fetch_generations(const char *backup, const char *cmd, char *dir, size_t cap, uint32_t *n);
+/** Remove the directory of cli_fetch_generations ("" : nothing). */
+void cli_fetch_cleanup(const char *dir);
+/** RFC 3339 (`2026-12-01T14:32:00Z`, fractions and +HH:MM allowed) to
+ *  microseconds since the epoch; -1 when malformed. */
+int cli_parse_rfc3339(const char *s, int64_t *us);
 int cli_run_verify(const struct cli_cmd *cmd, int argc, char **argv);
 /* cli_mount.c */
 int cli_run_backup(const struct cli_cmd *cmd, int argc, char **argv);

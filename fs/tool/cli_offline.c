@@ -342,29 +342,81 @@ int cli_run_restore(const struct cli_cmd *cmd, int argc, char **argv)
     struct cli_opt opts[] = {
         { "--logs", CLI_OPT_VALUE, NULL, 0 },
         { "--until-gen", CLI_OPT_VALUE, NULL, 0 },
+        { "--restore-command", CLI_OPT_VALUE, NULL, 0 },
+        { "--until-time", CLI_OPT_VALUE, NULL, 0 },
         { NULL, CLI_OPT_FLAG, NULL, 0 },
     };
     struct cli_progress cp = { "restore", -1, "" };
     struct cli_err e = { 0, "" };
     struct cli_args a;
-    uint32_t until = 0;
+    js_restore_opts ro = { 0 };
+    char fetched[PATH_MAX] = "";
+    uint32_t nfetched = 0;
     int rc;
 
     rc = cli_parse(cmd, argc, argv, opts, 2, 2, 2, &a);
     if (rc != CLI_PARSED)
         return rc;
-    if (opts[1].set && cli_parse_gen(opts[1].value, &until) != 0)
+    if (opts[1].set && cli_parse_gen(opts[1].value, &ro.until_gen) != 0)
         return cli_usage(cmd, "bad generation '%s' for --until-gen (decimal, 0xHEX or "
                          "edbXXXXXXXX.log, at least 1)", opts[1].value);
-    cli_err_note(&e, js_restore(a.pos[0], a.pos[1], opts[0].value, until,
-                                cli_progress_cb, &cp));
+    if (opts[3].set && cli_parse_rfc3339(opts[3].value, &ro.until_us) != 0)
+        return cli_usage(cmd, "bad time '%s' for --until-time (RFC 3339, e.g. 2026-12-01T14:32:00Z)",
+                         opts[3].value);
+    if (opts[1].set && opts[3].set)
+        return cli_usage(cmd, "--until-gen and --until-time exclude each other");
+    if (opts[0].set && opts[2].set)
+        return cli_usage(cmd, "--logs and --restore-command exclude each other");
+    ro.logs_dir = opts[0].value;
+    if (opts[2].set) {
+        JET_ERR err = cli_fetch_generations(a.pos[0], opts[2].value, fetched, sizeof fetched, &nfetched);
+        cli_err_note(&e, err);
+        if (err) {
+            cli_fetch_cleanup(fetched);
+            return cli_err_report(&e);
+        }
+        ro.logs_dir = fetched;
+        ro.logs_strict = 1;
+    }
+    cli_err_note(&e, js_restore_to(a.pos[0], a.pos[1], &ro, cli_progress_cb, &cp));
+    cli_fetch_cleanup(fetched);
     return cli_err_report(&e);
 }
 
+/* verify --restore-command: fetch the archive's generations and restore
+ * through them into a temporary directory, removed after. */
+static JET_ERR verify_archive(const char *backup, const char *command, struct cli_progress *cp)
+{
+    char fetched[PATH_MAX] = "", target[PATH_MAX];
+    const char *tmp = getenv("TMPDIR");
+    uint32_t n = 0;
+    JET_ERR err = cli_fetch_generations(backup, command, fetched, sizeof fetched, &n);
+    if (!err) {
+        snprintf(target, sizeof target, "%s/jetsnap-trial-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (mkdtemp(target) == NULL) {
+            err = js_fail(js_err_from_errno(errno), "cannot make a trial directory: %s", strerror(errno));
+        } else {
+            js_restore_opts ro = { .logs_dir = fetched, .logs_strict = 1 };
+            err = js_restore_to(backup, target, &ro, cli_progress_cb, cp);
+            cli_fetch_cleanup(target);
+        }
+    }
+    cli_fetch_cleanup(fetched);
+    if (!err)
+        fprintf(stderr, "verify: the archive continues the set through %u generation%s\n", n, n == 1 ? "" : "s");
+    return err;
+}
+
 /* check and verify share everything but the engine call: verify adds the
- * SHA256SUMS pass and a trial restore, with progress. */
+ * SHA256SUMS pass and a trial restore, with progress, and with
+ * --restore-command a trial restore through the archive's generations
+ * (they must continue the set's chain: signature, chain, every block). */
 static int check_or_verify(const struct cli_cmd *cmd, int argc, char **argv, int verify)
 {
+    struct cli_opt opts[] = {
+        { "--restore-command", CLI_OPT_VALUE, NULL, 0 },
+        { NULL, CLI_OPT_FLAG, NULL, 0 },
+    };
     struct cli_progress cp = { "verify", -1, "" };
     struct cli_err e = { 0, "" };
     js_check_report r;
@@ -372,11 +424,13 @@ static int check_or_verify(const struct cli_cmd *cmd, int argc, char **argv, int
     JET_ERR err;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 1, 1, 1, &a);
+    rc = cli_parse(cmd, argc, argv, verify ? opts : NULL, 1, 1, 1, &a);
     if (rc != CLI_PARSED)
         return rc;
     memset(&r, 0, sizeof r);
     err = verify ? js_verify(a.pos[0], &r, cli_progress_cb, &cp) : js_check(a.pos[0], &r);
+    if (!err && verify && opts[0].set)
+        err = verify_archive(a.pos[0], opts[0].value, &cp);
     cli_note_report(&e, err, &r);
     cli_print_report(&r, e.err);
     rc = cli_stdout_failed();

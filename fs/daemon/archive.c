@@ -1,0 +1,382 @@
+/*
+ * archive.c - the archiver thread (archive.h, SPEC 8): which generation is
+ * next, running the command with a clean environment and a timeout, the
+ * backoff, the durable state file and the archive_timeout roll.
+ */
+#include "archive.h"
+#include "events.h"
+#include "proto/proto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ARC_BACKOFF_MAX_S 60
+#define ARC_CMD_TIMEOUT_DEFAULT_S 300
+#define ARC_POLL_MS 200
+#define ARC_STATE "archive.state"
+
+/* Event ids of the archiver (the daemon's own range). */
+enum { EV_ARC_FAIL = 260, EV_ARC_RECOVERED = 261, EV_ARC_START = 262, EV_ARC_ROLL = 263 };
+
+struct arc {
+    js_instance *inst;
+    struct ev_log *ev;
+    char *command;
+    char dbdir[PATH_MAX];
+    uint64_t cmd_timeout_s, timeout_s;
+    char *envp[3];              /* PATH=..., HOME=..., NULL */
+    pthread_t thread;
+    pthread_mutex_t lock;       /* guards what follows */
+    pthread_cond_t wake;
+    int stop;
+    struct arc_status st;
+    uint32_t next;              /* the thread's: next generation to archive */
+};
+
+
+static int64_t mono_ms(void)
+{
+    return js_mono_ms();
+}
+
+/* Read DBDIR/archive.state: the newest generation archived, 0 when none. */
+static uint32_t state_read(const struct arc *a)
+{
+    char path[PATH_MAX + 32];
+    unsigned g = 0;
+    snprintf(path, sizeof path, "%s/%s", a->dbdir, ARC_STATE);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "last_gen %x", &g) != 1)
+        g = 0;
+    fclose(f);
+    return g;
+}
+
+/* Replace DBDIR/archive.state atomically and durably. */
+static int state_write(const struct arc *a, uint32_t gen)
+{
+    char path[PATH_MAX + 32], tmp[PATH_MAX + 32], line[32];
+    snprintf(path, sizeof path, "%s/%s", a->dbdir, ARC_STATE);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", a->dbdir, ARC_STATE);
+    int n = snprintf(line, sizeof line, "last_gen %08X\n", gen);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    int rc = write(fd, line, (size_t)n) == n && fsync(fd) == 0 ? 0 : -1;
+    close(fd);
+    if (rc == 0)
+        rc = rename(tmp, path);
+    if (rc == 0 && (fd = open(a->dbdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+        rc = fsync(fd);
+        close(fd);
+    }
+    return rc;
+}
+
+/* The child, after fork: only async-signal-safe calls. */
+static void child_exec(const char *cmd, int out_fd, char *const envp[])
+{
+    sigset_t none;
+    int null_fd = open("/dev/null", O_RDONLY);
+    setpgid(0, 0);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
+        _exit(126);
+    char *argv[] = { "sh", "-c", (char *)cmd, NULL };
+    execve("/bin/sh", argv, envp);
+    _exit(127);
+}
+
+/* Run cmd; 0 on exit status 0.  Its output (bounded) goes to out; *why
+ * says how it failed.  Stops early (killing the group) when asked to stop. */
+static int run_command(struct arc *a, const char *cmd, char *out, size_t cap, char *why, size_t whycap)
+{
+    int pfd[2];
+    size_t used = 0;
+    out[0] = why[0] = '\0';
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        snprintf(why, whycap, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(why, whycap, "fork: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (pid == 0)
+        child_exec(cmd, pfd[1], a->envp);
+    setpgid(pid, pid);   /* either side may win the race; both ask the same */
+    close(pfd[1]);
+    int64_t deadline = mono_ms() + (int64_t)a->cmd_timeout_s * 1000;
+    int killed = 0, stopping = 0;
+    for (;;) {
+        struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+        int r = poll(&p, 1, ARC_POLL_MS);
+        if (r > 0) {
+            char buf[1024];
+            ssize_t got = read(pfd[0], buf, sizeof buf);
+            if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN))
+                break;
+            for (ssize_t i = 0; i < got && used + 1 < cap; i++)
+                out[used++] = buf[i];   /* the rest is drained, not kept */
+        }
+        pthread_mutex_lock(&a->lock);
+        stopping = a->stop;
+        pthread_mutex_unlock(&a->lock);
+        if (stopping || mono_ms() >= deadline) {
+            kill(-pid, SIGKILL);
+            killed = 1;
+            break;
+        }
+    }
+    out[used] = '\0';
+    close(pfd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (killed) {
+        snprintf(why, whycap, stopping ? "stopped with the daemon"
+                                       : "timed out after %llu s: process group killed",
+                 (unsigned long long)a->cmd_timeout_s);
+        return -1;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (WIFEXITED(status))
+        snprintf(why, whycap, "exit status %d", WEXITSTATUS(status));
+    else
+        snprintf(why, whycap, "killed by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    return -1;
+}
+
+/* Sleep up to ms or until stopped; 1 when stopped. */
+static int nap(struct arc *a, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&a->lock);
+    if (!a->stop)
+        pthread_cond_timedwait(&a->wake, &a->lock, &ts);
+    int stop = a->stop;
+    pthread_mutex_unlock(&a->lock);
+    return stop;
+}
+
+/* archive_timeout: roll a generation holding a commit older than it.  No
+ * commit since the last roll: nothing to do (no empty generations). */
+static void maybe_roll(struct arc *a)
+{
+    if (a->timeout_s == 0 || js_instance_state(a->inst) != JS_INST_READY)
+        return;
+    int64_t first = js_log_first_commit_ms(a->inst);
+    if (first == 0 || js_time_ms() - first < (int64_t)a->timeout_s * 1000)
+        return;
+    JET_ERR err = js_log_roll(a->inst, NULL);
+    if (err)
+        ev_add(a->ev, EV_ARC_ROLL, JS_EV_WARNING, "archive_timeout: log roll failed: %s (%d): %s",
+               js_errname(err), err, js_errdetail());
+}
+
+/* Ship generation gen once; 0 on success. */
+static int ship_one(struct arc *a, uint32_t gen, int *failing)
+{
+    char path[PATH_MAX], cmd[8192], why[256], *out = malloc(ARC_OUTPUT_MAX + 1);
+    if (out == NULL)
+        return -1;
+    js_log_gen_path(a->inst, gen, path, sizeof path);
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    int rc;
+    if (proto_expand_command(a->command, path, name, cmd, sizeof cmd) != 0) {
+        snprintf(why, sizeof why, "archive_command too long once expanded");
+        out[0] = '\0';
+        rc = -1;
+    } else {
+        rc = run_command(a, cmd, out, ARC_OUTPUT_MAX + 1, why, sizeof why);
+    }
+    if (rc == 0 && state_write(a, gen) != 0) {
+        snprintf(why, sizeof why, "cannot record it in %s/%s: %s", a->dbdir, ARC_STATE, strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0) {
+        if (*failing)
+            ev_add(a->ev, EV_ARC_RECOVERED, JS_EV_INFO, "archiving works again: %s archived", name);
+        *failing = 0;
+        js_log_archive_pin(a->inst, gen + 1);
+        pthread_mutex_lock(&a->lock);
+        a->st.last_gen = gen;
+        a->st.last_error[0] = '\0';
+        pthread_mutex_unlock(&a->lock);
+    } else {
+        int stopping;
+        pthread_mutex_lock(&a->lock);
+        stopping = a->stop;
+        snprintf(a->st.last_error, sizeof a->st.last_error, "%s: %s", name, why);
+        pthread_mutex_unlock(&a->lock);
+        if (!stopping)
+            ev_add(a->ev, EV_ARC_FAIL, JS_EV_WARNING, "archiving %s failed (%s), will retry; output: %s",
+                   name, why, out[0] ? out : "(none)");
+        *failing = 1;
+    }
+    free(out);
+    return rc;
+}
+
+static void update_status(struct arc *a, uint32_t max_gen, int64_t pending_since)
+{
+    uint64_t pending = max_gen >= a->next ? (uint64_t)(max_gen - a->next + 1) : 0;
+    int64_t now = js_time_ms(), oldest = pending ? pending_since : js_log_first_commit_ms(a->inst);
+    pthread_mutex_lock(&a->lock);
+    a->st.pending = pending;
+    a->st.lag_s = oldest > 0 && now > oldest ? (uint64_t)(now - oldest) / 1000 : 0;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void *arc_main(void *arg)
+{
+    struct arc *a = arg;
+    int failing = 0;
+    int64_t retry_at = 0, backoff_s = 1, pending_since = 0;
+    int64_t cur_first = 0;      /* the open generation's first commit, as last
+                                   polled (a lower bound of a closed one's age) */
+    for (;;) {
+        uint32_t min_gen = 0, max_gen = 0;
+        maybe_roll(a);
+        int64_t f = js_log_first_commit_ms(a->inst);
+        if (js_log_closed_range(a->inst, &min_gen, &max_gen) != JET_errSuccess)
+            min_gen = max_gen = 0;
+        if (max_gen >= a->next) {
+            /* The lag of a closed generation: its first commit as last seen
+             * open, else when it was found closed. */
+            if (!pending_since)
+                pending_since = cur_first ? cur_first : js_time_ms();
+        } else {
+            pending_since = 0;
+        }
+        cur_first = f;
+        update_status(a, max_gen, pending_since);
+        if (max_gen >= a->next && mono_ms() >= retry_at) {
+            if (ship_one(a, a->next, &failing) == 0) {
+                a->next++;
+                backoff_s = 1;
+                retry_at = 0;
+                pending_since = max_gen >= a->next ? js_time_ms() : 0;
+                update_status(a, max_gen, pending_since);
+                continue;
+            }
+            retry_at = mono_ms() + backoff_s * 1000;
+            backoff_s = backoff_s * 2 > ARC_BACKOFF_MAX_S ? ARC_BACKOFF_MAX_S : backoff_s * 2;
+        }
+        if (nap(a, ARC_POLL_MS))
+            break;
+    }
+    return NULL;
+}
+
+static char *env_entry(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    size_t n = strlen(name) + strlen(v ? v : fallback) + 2;
+    char *e = malloc(n);
+    if (e != NULL)
+        snprintf(e, n, "%s=%s", name, v ? v : fallback);
+    return e;
+}
+
+static void arc_free(struct arc *a)
+{
+    free(a->command);
+    free(a->envp[0]);
+    free(a->envp[1]);
+    pthread_mutex_destroy(&a->lock);
+    pthread_cond_destroy(&a->wake);
+    free(a);
+}
+
+JET_ERR arc_start(const struct arc_config *cfg, js_instance *inst, struct ev_log *ev, struct arc **out)
+{
+    *out = NULL;
+    if (cfg->command == NULL || cfg->command[0] == '\0')
+        return JET_errSuccess;
+    struct arc *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return js_fail(JET_errOutOfMemory, "archiver");
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->wake, NULL);
+    a->inst = inst;
+    a->ev = ev;
+    a->cmd_timeout_s = cfg->command_timeout_s ? cfg->command_timeout_s : ARC_CMD_TIMEOUT_DEFAULT_S;
+    a->timeout_s = cfg->timeout_s;
+    snprintf(a->dbdir, sizeof a->dbdir, "%s", cfg->dbdir);
+    a->command = strdup(cfg->command);
+    a->envp[0] = env_entry("PATH", "/usr/local/bin:/usr/bin:/bin");
+    a->envp[1] = env_entry("HOME", "/");
+    if (a->command == NULL || a->envp[0] == NULL || a->envp[1] == NULL) {
+        arc_free(a);
+        return js_fail(JET_errOutOfMemory, "archiver");
+    }
+    uint32_t min_gen = 0, max_gen = 0, last = state_read(a);
+    JET_ERR err = js_log_closed_range(inst, &min_gen, &max_gen);
+    if (err) {
+        arc_free(a);
+        return err;
+    }
+    a->next = last + 1;
+    a->st.last_gen = last;
+    if (min_gen && a->next < min_gen) {
+        if (last)
+            ev_add(ev, EV_ARC_START, JS_EV_WARNING, "archive: edb%08X.log to edb%08X.log were deleted "
+                   "before they were archived", a->next, min_gen - 1);
+        a->next = min_gen;
+    }
+    js_log_archive_pin(inst, a->next);
+    ev_add(ev, EV_ARC_START, JS_EV_INFO, "archiving from edb%08X.log", a->next);
+    int rc = pthread_create(&a->thread, NULL, arc_main, a);
+    if (rc != 0) {
+        js_log_archive_pin(inst, 0);
+        arc_free(a);
+        return js_fail(JET_errOutOfMemory, "archiver thread: %s", strerror(rc));
+    }
+    *out = a;
+    return JET_errSuccess;
+}
+
+void arc_stop(struct arc *a)
+{
+    if (a == NULL)
+        return;
+    pthread_mutex_lock(&a->lock);
+    a->stop = 1;
+    pthread_cond_broadcast(&a->wake);
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->thread, NULL);
+    arc_free(a);
+}
+
+void arc_get_status(struct arc *a, struct arc_status *out)
+{
+    pthread_mutex_lock(&a->lock);
+    *out = a->st;
+    pthread_mutex_unlock(&a->lock);
+}
