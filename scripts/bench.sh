@@ -37,7 +37,7 @@ echo "== bench_engine (work dir $T)"
 TMPDIR="$T" "$BUILD/bench_engine" "$T" || { echo "bench: bench_engine failed (exit $?)" >&2; status=1; }
 rm -rf "$T"/* 2>/dev/null || true
 
-for extra in scripts/bench_fs.sh scripts/bench_resp.sh scripts/bench_snap.sh; do
+for extra in scripts/bench_fs.sh scripts/bench_resp.sh scripts/bench_snap.sh scripts/bench_archive.sh; do
     if [ -x "$extra" ]; then
         echo
         echo "== $extra"

@@ -1,0 +1,124 @@
+#!/bin/sh
+# bench_archive.sh - what continuous archiving (SPEC 8) costs and gives:
+# Part 2 runs first, while both instances are equally fresh.
+#   1. loss window: the age of the oldest commit not yet archived
+#      (status archive_lag_s, sampled every 0.1 s) under steady SETs with
+#      archive_timeout=1 and archive_command=cp to a local directory;
+#      goal p99 <= 2 s.  archive_lag_s is whole seconds, rounded down, so
+#      a sample of 2 means an age under 3 s.
+#   2. durable SET throughput (redis-benchmark, CLIENTS clients) with
+#      archiving on against off, alternating the two daemons RUNS times,
+#      best of each; goal >= 0.95x.
+# Exits non-zero only when something fails, never because a goal was
+# missed.
+#
+# Usage: bench_archive.sh [BUILD_DIR]
+# Environment: BUILD (default build, or $1), REQUESTS (SETs a throughput
+# run, default 50000), CLIENTS (50), RUNS (3), WINDOW_SECS (seconds of
+# sampling, default 30), VALUE_SIZE (default 100), KEEP=1 keeps the
+# temporary directory.
+set -eu
+
+BUILD=${1:-${BUILD:-build}}
+REQUESTS=${REQUESTS:-50000}
+CLIENTS=${CLIENTS:-50}
+RUNS=${RUNS:-3}
+WINDOW_SECS=${WINDOW_SECS:-30}
+VALUE_SIZE=${VALUE_SIZE:-100}
+JETSNAPFS=${JETSNAPFS:-$BUILD/jetsnapfs}
+
+die() { echo "bench_archive: $*" >&2; exit 1; }
+for tool in redis-benchmark redis-cli fusermount3; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run scripts/deps.sh)"
+done
+[ -x "$JETSNAPFS" ] || die "$JETSNAPFS not built (run make)"
+
+T=$(mktemp -d /tmp/bench_archive.XXXXXX)
+PIDS=""
+LOAD_PID=""
+cleanup() {
+    [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null || true
+    for p in $PIDS; do
+        kill -TERM "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    for m in "$T/off/mnt" "$T/on/mnt"; do
+        mountpoint -q "$m" 2>/dev/null && fusermount3 -u "$m" 2>/dev/null || true
+    done
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+wait_for_socket() {
+    i=0
+    until redis-cli -s "$1" ping >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ "$i" -lt 300 ] || die "no server answered on $1"
+        sleep 0.1
+    done
+}
+
+# start NAME EXTRA_OPTS: a durable jetsnapfs under $T/NAME listening on
+# $T/NAME/sock.
+start() {
+    mkdir -p "$T/$1/db" "$T/$1/mnt"
+    "$JETSNAPFS" -f -o "create,commit=durable,listen=$T/$1/sock$2" "$T/$1/db" "$T/$1/mnt" \
+        >"$T/$1/jetsnapfs.log" 2>&1 &
+    PIDS="$PIDS $!"
+    wait_for_socket "$T/$1/sock"
+}
+
+mkdir -p "$T/archive"
+start off ""
+start on ",archive_timeout=1,archive_command=cp %p $T/archive/%f"
+
+# --- 2. durable SET throughput, archiving on against off (first: both fresh) -
+# rps SOCK: requests/s of one SET run.
+rps() {
+    redis-benchmark -s "$1" -t set -c "$CLIENTS" -n "$REQUESTS" -d "$VALUE_SIZE" -r 1000000 --csv \
+        >"$T/csv" 2>"$T/csv.err" || { cat "$T/csv.err" >&2; die "redis-benchmark failed on $1"; }
+    awk -F'"' '$2 == "SET" { print $4 }' "$T/csv"
+}
+best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
+off=0 on=0 i=0
+while [ "$i" -lt "$RUNS" ]; do
+    off=$(best "$off" "$(rps "$T/off/sock")")
+    on=$(best "$on" "$(rps "$T/on/sock")")
+    i=$((i + 1))
+done
+awk -v a="$on" -v b="$off" -v c="$CLIENTS" -v r="$RUNS" 'BEGIN {
+    x = b > 0 ? a / b : 0;
+    printf "durable SET, %d clients, best of %d: archiving off %.0f/s, on %.0f/s, ratio %.2fx (goal >= 0.95x: %s)\n",
+           c, r, b, a, x, (x >= 0.95 ? "met" : "MISSED") }'
+# --- 1. loss window ----------------------------------------------------------
+# sample LABEL: archive_lag_s every 0.1 s for WINDOW_SECS while the load
+# started by the caller (LOAD_PID) runs; then stop the load.
+sample() {
+    echo "loss window, $1: archive_lag_s every 0.1 s for ${WINDOW_SECS} s (archive_timeout=1)"
+    sleep 2
+    end=$(( $(date +%s) + WINDOW_SECS ))
+    : >"$T/lag"
+    while [ "$(date +%s)" -lt "$end" ]; do
+        sed -n 's/^archive_lag_s: //p' "$T/on/mnt/status" >>"$T/lag"
+        sleep 0.1
+    done
+    kill "$LOAD_PID" 2>/dev/null || true
+    wait "$LOAD_PID" 2>/dev/null || true
+    LOAD_PID=""
+    [ -s "$T/lag" ] || die "no archive_lag_s samples"
+    sort -n "$T/lag" | awk '{ v[NR] = $1 } END {
+        p50 = v[int((NR - 1) * 0.50) + 1]; p99 = v[int((NR - 1) * 0.99) + 1];
+        printf "  samples %d  p50 %d s  p99 %d s  max %d s  (goal p99 <= 2 s: %s)\n",
+               NR, p50, p99, v[NR], (p99 <= 2 ? "met" : "MISSED") }'
+    echo "  generations archived so far: $(ls "$T/archive" | wc -l)"
+}
+# Full speed: generations fill and roll by size several times a second.
+redis-benchmark -s "$T/on/sock" -t set -c 4 -n 100000000 -d "$VALUE_SIZE" -r 1000000 -q >/dev/null 2>&1 &
+LOAD_PID=$!
+sample "SETs at full speed, 4 clients"
+# Steady and slow (about 50 SETs a second): only archive_timeout rolls.
+(i=0; while :; do i=$((i + 1)); redis-cli -s "$T/on/sock" set "slow:$i" v >/dev/null || exit 1; sleep 0.02; done) &
+LOAD_PID=$!
+sample "about 50 SETs a second, one client"
+sed -n 's/^\(archive_[a-z_]*\): /  \1 = /p' "$T/on/mnt/status"
+grep -q "archive_last_error: -" "$T/on/mnt/status" || { grep "^archive_" "$T/on/mnt/status" >&2; die "the archiver reported an error"; }
