@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
+#include "bench_util.h"
 
 #define KEY_LEN 16
 #define VAL_LEN 100
@@ -56,24 +57,6 @@ static int g_reps = 3;
 static char g_work[4096];
 
 /* ------------------------------------------------------------------ */
-/* helpers                                                              */
-/* ------------------------------------------------------------------ */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static void die(const char *what, JET_ERR err)
 {
     fprintf(stderr, "bench_engine: %s: %s (%d): %s\n", what, js_errname(err), err, js_errdetail());
@@ -105,40 +88,6 @@ static void rmtree(const char *path)
 static void path_in_work(char *out, size_t cap, const char *name)
 {
     snprintf(out, cap, "%s/%s", g_work, name);
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *s = x;
-    return x;
-}
-
-static void fill_random(uint8_t *buf, size_t len, uint64_t *seed)
-{
-    for (size_t i = 0; i < len; i += 8) {
-        uint64_t r = xorshift(seed);
-        size_t n = len - i < 8 ? len - i : 8;
-        memcpy(buf + i, &r, n);
-    }
-}
-
-/* A 16-byte key: a one-letter prefix, a 2-digit stream number, a dash and a
- * 12-digit counter ("w03-000000001234").  Formatted by hand: snprintf cost
- * more than a jetsnap point read. */
-static void make_key(char *key, char prefix, unsigned stream, uint64_t n)
-{
-    key[0] = prefix;
-    key[1] = (char)('0' + stream / 10 % 10);
-    key[2] = (char)('0' + stream % 10);
-    key[3] = '-';
-    for (int i = 15; i >= 4; i--) {
-        key[i] = (char)('0' + n % 10);
-        n /= 10;
-    }
 }
 
 /* Total size of the regular files under dir (one level deep is enough for
@@ -810,18 +759,6 @@ static double timed_cmd(const char *cmd)
 }
 
 static double min2(double a, double b) { return a < b ? a : b; }
-
-/* Median of the n values in v (sorted in place). */
-static double median(double *v, int n)
-{
-    for (int i = 1; i < n; i++)
-        for (int k = i; k > 0 && v[k - 1] > v[k]; k--) {
-            double t = v[k];
-            v[k] = v[k - 1];
-            v[k - 1] = t;
-        }
-    return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* "median (min-max)" of n values, for the noise of a comparison. */
 static void spread(char *out, size_t cap, const double *v, int n, const char *unit)

@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "jetsnap.h"
+#include "bench_util.h"
 
 #define KEY_LEN 16
 #define BIG_VAL 8000u     /* one overflow page each with 8 KiB pages */
@@ -42,69 +43,10 @@
 static int g_reps = 3;
 static double g_secs = 2.0;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static void die(const char *what, JET_ERR err)
 {
     fprintf(stderr, "bench_snap: %s: %s (%d): %s\n", what, js_errname(err), err, js_errdetail());
     exit(1);
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *s = x;
-    return x;
-}
-
-static void fill_random(uint8_t *buf, size_t len, uint64_t *seed)
-{
-    for (size_t i = 0; i < len; i += 8) {
-        uint64_t r = xorshift(seed);
-        size_t n = len - i < 8 ? len - i : 8;
-        memcpy(buf + i, &r, n);
-    }
-}
-
-/* "b00-000000001234": the same keys as bench_engine's big instance. */
-static void make_key(char *key, char prefix, uint64_t n)
-{
-    key[0] = prefix;
-    key[1] = '0';
-    key[2] = '0';
-    key[3] = '-';
-    for (int i = 15; i >= 4; i--) {
-        key[i] = (char)('0' + n % 10);
-        n /= 10;
-    }
-}
-
-static double median(double *v, int n)
-{
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-            double t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* Checkpoint and let the background writes finish: no side starts right
@@ -138,7 +80,7 @@ static js_instance *open_loaded(const char *dir, uint64_t mb, int close_after)
     for (uint64_t i = 0; i < count;) {
         err = js_txn_begin(s, 0);
         for (unsigned k = 0; k < BIG_TXN && i < count && !err; k++, i++) {
-            make_key(key, 'b', i);
+            make_key(key, 'b', 0, i);
             fill_random(val, BIG_VAL, &seed);
             err = js_put(s, key, KEY_LEN, val, BIG_VAL);
         }
@@ -184,9 +126,9 @@ static void *load_thread(void *arg)
     while (!atomic_load(&l->stop)) {
         size_t vlen = l->nkeys ? BIG_VAL : SMALL_VAL;
         if (l->nkeys)
-            make_key(key, 'b', xorshift(&seed) % l->nkeys);
+            make_key(key, 'b', 0, xorshift(&seed) % l->nkeys);
         else
-            make_key(key, 's', xorshift(&seed) % 1000000);
+            make_key(key, 's', 0, xorshift(&seed) % 1000000);
         fill_random(val, vlen, &seed);
         double t0 = now_s();
         err = js_txn_begin(s, 0);
