@@ -204,6 +204,14 @@ out_close:
     return rc != CLI_EXIT_OK || out_failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
+/* get, put and del: exactly NARGS operands, DBDIR then KEY (then VALUE). */
+static int cli_parse_dbdir_key(const struct cli_cmd *cmd, int argc, char **argv, int nargs, struct cli_args *a,
+                               unsigned char **key, size_t *klen)
+{
+    int rc = cli_parse(cmd, argc, argv, NULL, nargs, nargs, 1, a);
+    return rc == CLI_PARSED ? cli_key_arg(cmd, a->pos[1], key, klen) : rc;
+}
+
 int cli_run_get(const struct cli_cmd *cmd, int argc, char **argv)
 {
     struct cli_err e = { 0, "" };
@@ -215,10 +223,7 @@ int cli_run_get(const struct cli_cmd *cmd, int argc, char **argv)
     struct cli_args a;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 2, 2, 1, &a);
-    if (rc != CLI_PARSED)
-        return rc;
-    rc = cli_key_arg(cmd, a.pos[1], &key, &klen);
+    rc = cli_parse_dbdir_key(cmd, argc, argv, 2, &a, &key, &klen);
     if (rc != CLI_PARSED)
         return rc;
     if (cli_open(a.pos[0], &inst, &s, &e) == JET_errSuccess)
@@ -247,10 +252,7 @@ int cli_run_put(const struct cli_cmd *cmd, int argc, char **argv)
     struct cli_args a;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 3, 3, 1, &a);
-    if (rc != CLI_PARSED)
-        return rc;
-    rc = cli_key_arg(cmd, a.pos[1], &key, &klen);
+    rc = cli_parse_dbdir_key(cmd, argc, argv, 3, &a, &key, &klen);
     if (rc != CLI_PARSED)
         return rc;
     if (cli_unescape(a.pos[2], &val, &vlen, &why) != 0) {
@@ -281,10 +283,7 @@ int cli_run_del(const struct cli_cmd *cmd, int argc, char **argv)
     struct cli_args a;
     int rc;
 
-    rc = cli_parse(cmd, argc, argv, NULL, 2, 2, 1, &a);
-    if (rc != CLI_PARSED)
-        return rc;
-    rc = cli_key_arg(cmd, a.pos[1], &key, &klen);
+    rc = cli_parse_dbdir_key(cmd, argc, argv, 2, &a, &key, &klen);
     if (rc != CLI_PARSED)
         return rc;
     if (cli_open(a.pos[0], &inst, &s, &e) == JET_errSuccess)
