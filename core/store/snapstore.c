@@ -264,8 +264,45 @@ static void invalidate(struct snapstore *ss, snap_entry *e, JET_ERR err)
         ss->on_invalid(ss->ev_ctx, e->meta.name, err);
 }
 
-/* Write image (sealed page pgno) into a new slot and a MAP record naming
- * ids; no fsync.  The slot's refs are the caller's to set. */
+/* Queue a MAP record (slot holds page pgno's image, crc its CRC32C, read
+ * by ids) in ss->mbuf; map_flush appends the queue to the index in one
+ * write, so a batch of saves costs one append and one fsync. */
+static JET_ERR map_queue(struct snapstore *ss, uint32_t slot, uint32_t pgno, uint32_t crc, const uint32_t *ids,
+                         uint32_t nids)
+{
+    size_t len = ss_rec_len(20 + 4 * (size_t)nids);
+    if (ss->mlen + len > ss->mcap) {
+        size_t cap = ss->mcap ? ss->mcap : 4096;
+        while (cap < ss->mlen + len)
+            cap *= 2;
+        uint8_t *n = realloc(ss->mbuf, cap);
+        if (!n)
+            return js_fail(JET_errOutOfMemory, "snapshot index records");
+        ss->mbuf = n;
+        ss->mcap = cap;
+    }
+    uint8_t *r = ss->mbuf + ss->mlen;
+    memset(r, 0, len);
+    pg_put64(r + 12, slot);
+    pg_put32(r + 20, pgno);
+    pg_put32(r + 24, crc);
+    pg_put32(r + 28, nids);
+    for (uint32_t i = 0; i < nids; i++)
+        pg_put32(r + 32 + 4 * i, ids[i]);
+    ss_rec_seal(r, R_MAP, len);
+    ss->mlen += len;
+    return JET_errSuccess;
+}
+
+static JET_ERR map_flush(struct snapstore *ss)
+{
+    JET_ERR err = ss->mlen ? ss_idx_append(ss, ss->mbuf, ss->mlen) : JET_errSuccess;
+    ss->mlen = 0;
+    return err;
+}
+
+/* Write image (sealed page pgno) into a new slot and queue its MAP record
+ * naming ids; no fsync.  The slot's refs are the caller's to set. */
 static JET_ERR save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *img, const uint32_t *ids, uint32_t nids,
                           uint32_t *slot_out)
 {
@@ -273,23 +310,9 @@ static JET_ERR save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *im
     JET_ERR err = slot_alloc(ss, &slot);
     if (err)
         return err;
-    size_t len = ss_rec_len(20 + 4 * (size_t)nids);
-    uint8_t *r = calloc(1, len);
-    if (!r) {
-        slot_unalloc(ss, slot);
-        return js_fail(JET_errOutOfMemory, "snapshot index record");
-    }
-    pg_put64(r + 12, slot);
-    pg_put32(r + 20, pgno);
-    pg_put32(r + 24, js_crc32c(0, img, ss->page_size));
-    pg_put32(r + 28, nids);
-    for (uint32_t i = 0; i < nids; i++)
-        pg_put32(r + 32 + 4 * i, ids[i]);
-    ss_rec_seal(r, R_MAP, len);
     err = os_pwrite(ss->pages_fd, ss->pages_path, img, ss->page_size, (uint64_t)slot * ss->page_size);
     if (!err)
-        err = ss_idx_append(ss, r, len);
-    free(r);
+        err = map_queue(ss, slot, pgno, js_crc32c(0, img, ss->page_size), ids, nids);
     if (err) {
         slot_unalloc(ss, slot);
         return err;
@@ -338,14 +361,16 @@ static void unw_put(struct snapstore *ss, uint32_t pgno, const uint8_t *img)
     memcpy(ss->unw_img + i * ss->page_size, img, ss->page_size);
 }
 
-static void unw_record(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n, JET_ERR err)
+/* Pages pgnos[0..n) (images in pages): the first nok were written, the
+ * rest were not (err set) and are remembered until a write of them lands. */
+static void unw_record(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n, uint32_t nok)
 {
     for (uint32_t k = 0; k < n; k++) {
-        if (err) {
-            unw_put(ss, pgno + k, pages + (size_t)k * ss->page_size);
+        if (k >= nok) {
+            unw_put(ss, pgnos[k], pages + (size_t)k * ss->page_size);
             continue;
         }
-        size_t i = ss->nunw ? unw_find(ss, pgno + k) : SIZE_MAX;
+        size_t i = ss->nunw ? unw_find(ss, pgnos[k]) : SIZE_MAX;
         if (i == SIZE_MAX)
             continue;
         ss->nunw--;
@@ -354,10 +379,10 @@ static void unw_record(struct snapstore *ss, uint32_t pgno, const uint8_t *pages
     }
 }
 
-void ss_write_failed(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n)
+void ss_write_failed(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n)
 {
     js_wrlock(&ss->lock);
-    unw_record(ss, pgno, pages, n, JET_errDiskFull);
+    unw_record(ss, pgnos, pages, n, 0);
     js_rwunlock(&ss->lock);
 }
 
@@ -640,6 +665,7 @@ void ss_close(struct snapstore *ss)
     free(ss->refs);
     free(ss->free_slots);
     free(ss->scratch);
+    free(ss->mbuf);
     free(ss->unw_pgno);
     free(ss->unw_img);
     js_rwlock_destroy(&ss->lock);
@@ -688,41 +714,100 @@ out:
     js_rwunlock(&ss->lock);
 }
 
+/* k new slots at the end of store.pages, one after the other, so a take's
+ * images go out in one write.  ss->lock held for writing. */
+static JET_ERR slots_append(struct snapstore *ss, size_t k, uint32_t *first)
+{
+    if (ss->nslots + k >= SLOT_PENDING - 1)
+        return js_fail(JET_errDiskFull, "%s: too many page images", ss->pages_path);
+    if (ss->nslots + k > ss->refs_cap) {
+        uint64_t cap = ss->refs_cap ? ss->refs_cap : 1024;
+        while (cap < ss->nslots + k)
+            cap *= 2;
+        uint32_t *n = realloc(ss->refs, cap * sizeof *n);
+        if (!n)
+            return js_fail(JET_errOutOfMemory, "snapshot store slots");
+        memset(n + ss->refs_cap, 0, (cap - ss->refs_cap) * sizeof *n);
+        ss->refs = n;
+        ss->refs_cap = cap;
+    }
+    *first = (uint32_t)ss->nslots;
+    for (size_t i = 0; i < k; i++)
+        ss->refs[ss->nslots + i] = 0;
+    ss->nslots += k;
+    ss->live_slots += k;
+    return JET_errSuccess;
+}
+
+/* Drop e after a failed take: its pending marks, its slots, itself. */
+static void commit_fail(struct snapstore *ss, snap_entry *e, uint32_t first, size_t k)
+{
+    for (uint32_t p = 0; p < e->meta.pages; p++)
+        if (e->map[p] == SLOT_PENDING)
+            e->map[p] = SLOT_NONE;
+    for (size_t i = 0; i < k; i++)
+        slot_unalloc(ss, first + (uint32_t)i);   /* never mapped: no one else frees them */
+    ss_entry_free(ss, e, 1);
+}
+
+/* The captured images go to k consecutive new slots in one write and one
+ * fsync made without ss->lock (the checkpoint's saves go on meanwhile: a
+ * page still pending is not saved for this snapshot, its image is here);
+ * then their records and the CREATE, one append, one fsync. */
 JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
 {
     JET_ERR err = JET_errSuccess;
+    uint32_t ps = ss->page_size, first = 0;
     uint8_t r[256];
+    size_t k = 0;
     js_wrlock(&ss->lock);
     snap_entry *e = ss_find_id(ss, id);
     if (!e) {
         js_rwunlock(&ss->lock);
         return js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
     }
-    for (size_t i = 0; i < e->npend && !err; i++) {
-        uint32_t slot, p = e->pend_pgno[i];
+    for (size_t i = 0; i < e->npend; i++) {
+        uint32_t p = e->pend_pgno[i];
         if (p >= e->meta.pages || e->map[p] != SLOT_PENDING)
             continue;
-        uint8_t *img = e->pend_buf + i * ss->page_size;
-        pg_seal(img, ss->page_size, p);   /* frames are sealed on their way out */
-        err = save_image(ss, p, img, &id, 1, &slot);
-        if (err)
-            break;
-        ss->refs[slot] = 1;
-        e->map[p] = slot;
-        e->saved++;
+        if (k != i)
+            memcpy(e->pend_buf + k * ps, e->pend_buf + i * ps, ps);
+        e->pend_pgno[k++] = p;
     }
+    err = slots_append(ss, k, &first);
+    js_rwunlock(&ss->lock);
+    if (err) {
+        js_wrlock(&ss->lock);
+        commit_fail(ss, e, 0, 0);
+        js_rwunlock(&ss->lock);
+        return err;
+    }
+    for (size_t i = 0; i < k; i++)
+        pg_seal(e->pend_buf + i * ps, ps, e->pend_pgno[i]);   /* frames are sealed on their way out */
+    if (k)
+        err = os_pwrite(ss->pages_fd, ss->pages_path, e->pend_buf, k * ps, (uint64_t)first * ps);
+    if (!err && k)
+        err = os_fsync(ss->pages_fd, ss->pages_path);
+    js_wrlock(&ss->lock);
+    for (size_t i = 0; i < k && !err; i++)
+        err = map_queue(ss, first + (uint32_t)i, e->pend_pgno[i], js_crc32c(0, e->pend_buf + i * ps, ps), &id, 1);
+    if (!err)
+        err = map_flush(ss);
+    ss->mlen = 0;
     if (!err)
         err = ss_idx_append(ss, r, enc_create(e, r));
     if (!err)
-        err = sync_both(ss);
+        err = os_fsync(ss->idx_fd, ss->idx_path);
     if (!err && e->invalid)
         err = e->invalid;   /* a save for it failed meanwhile */
     if (err) {
-        for (uint32_t p = 0; p < e->meta.pages; p++)
-            if (e->map[p] == SLOT_PENDING)
-                e->map[p] = SLOT_NONE;
-        ss_entry_free(ss, e, 1);
+        commit_fail(ss, e, first, k);
     } else {
+        for (size_t i = 0; i < k; i++) {
+            ss->refs[first + i] = 1;
+            e->map[e->pend_pgno[i]] = first + (uint32_t)i;
+        }
+        e->saved += k;
         e->ready = 1;
         free(e->pend_pgno);
         free(e->pend_buf);
@@ -777,7 +862,7 @@ static int save_for(struct snapstore *ss, uint32_t p, const uint8_t *img, JET_ER
     return 1;
 }
 
-void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
+void ss_cow_begin(struct snapstore *ss, db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n)
 {
     uint32_t ps = ss->page_size;
     js_wrlock(&ss->lock);
@@ -800,7 +885,7 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8
         goto out;
     }
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t p = pgno + i, kf = 0, ku = 0;
+        uint32_t p = pgnos[i], kf = 0, ku = 0;
         uint64_t lsn = pg_lsn(pages + (size_t)i * ps);
         size_t u = ss->nunw ? unw_find(ss, p) : SIZE_MAX;
         const uint8_t *uimg = u != SIZE_MAX ? ss->unw_img + u * ps : NULL;
@@ -847,9 +932,12 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8
         saved_any |= save_for(ss, p, ss->scratch, ferr, who, ids, kf, mark, why);
         saved_any |= save_for(ss, p, uimg, ferr, who + ns, ids + ns, ku, mark, why);
     }
-    /* Durable before the database write; if not, what was saved here is
-     * not known durable: those snapshots are invalid, no other. */
-    err = saved_any ? sync_both(ss) : JET_errSuccess;
+    /* One append of the batch's records and one fsync of each file, durable
+     * before the database write; if not, what was saved here is not known
+     * durable: those snapshots are invalid, no other. */
+    err = map_flush(ss);
+    if (!err && saved_any)
+        err = sync_both(ss);
     for (size_t j = 0; j < ns; j++) {
         if (mark[j] == 2)
             invalidate(ss, ss->snaps[j], why[j]);
@@ -863,10 +951,10 @@ out:
     free(why);
 }
 
-void ss_cow_end(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n, JET_ERR err)
+void ss_cow_end(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n, uint32_t nok,
+                JET_ERR err)
 {
     if (err || ss->nunw)
-        unw_record(ss, pgno, pages, n, err);
+        unw_record(ss, pgnos, pages, n, err ? nok : n);
     js_rwunlock(&ss->lock);
 }
-

@@ -53,6 +53,8 @@ struct snapstore {
     ss_event_fn on_invalid;
     void *ev_ctx;
     uint8_t *scratch;           /* page_size: the flusher's old-image buffer */
+    uint8_t *mbuf;              /* MAP records queued for one append (snapstore.c) */
+    size_t mlen, mcap;
     /* Pages whose database write failed (snapstore.c, "unwritten"): the
      * image that did not land, until a write of the page succeeds. */
     uint32_t *unw_pgno;

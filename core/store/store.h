@@ -167,8 +167,13 @@ void pool_clear_dirty(buf_pool *pool, frame *f);
 size_t pool_ndirty(buf_pool *pool);
 
 /* dbfile.c: the one write path of pages to jetsnap.edb */
-/** Write n sealed pages starting at pgno (contiguous) under the range lock;
- *  grows the file in extents. */
+/** Write n sealed pages, page pgnos[i] from pages + i * page_size, pgnos
+ *  ascending and distinct, each contiguous run in one write under the
+ *  range lock; grows the file in extents.  The snapshot store saves the
+ *  old images the whole batch overwrites first, with one fsync.  The first
+ *  failed run stops it (later runs are not written). */
+JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
+/** db_write_batch of the n contiguous pages starting at pgno. */
 JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n);
 /** Read len bytes at off of the file, untorn (under the range lock). */
 JET_ERR db_read(db_store *st, uint64_t off, void *buf, size_t len, size_t *got);
@@ -272,19 +277,22 @@ JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, v
 JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len);
 JET_ERR ss_note_get(struct snapstore *ss, uint32_t id, void *buf, uint32_t cap, uint32_t *len);
 
-/* Used by db_write_pages only: before pages [pgno, pgno+n) (sealed, in
- * pages) overwrite the file, save the file's image of each (or the image
- * of an earlier failed write of it: snapstore.c, "which image") for every
+/* Used by db_write_batch only: before pages pgnos[0..n) (sealed, in pages)
+ * overwrite the file, save the file's image of each (or the image of an
+ * earlier failed write of it: snapstore.c, "which image") for every
  * snapshot that still reads it there and whose image it is (the new page's
- * LSN is at or after the snapshot's S), durably.  Takes ss->lock for
- * writing; ss_cow_end releases it after the database write.  A failure to
- * save invalidates the snapshots concerned and is not returned: the live
- * database goes on. */
-void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n);
-/* After the write; err its result: the store remembers the images of a
- * failed write until the pages are written (snapstore.c, "unwritten"). */
-void ss_cow_end(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n, JET_ERR err);
-/* The same for a write that failed before ss_cow_begin (growing the file). */
-void ss_write_failed(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n);
+ * LSN is at or after the snapshot's S), durably: one append to the index
+ * and one fsync of each store file for the whole batch.  Takes ss->lock
+ * for writing; ss_cow_end releases it after the database writes.  A
+ * failure to save invalidates the snapshots concerned and is not returned:
+ * the live database goes on. */
+void ss_cow_begin(struct snapstore *ss, db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
+/* After the writes: the first nok pages landed, the rest did not (err set);
+ * the store remembers the images of pages not written until a write of
+ * them lands (snapstore.c, "unwritten"). */
+void ss_cow_end(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n, uint32_t nok,
+                JET_ERR err);
+/* The same for a batch that failed before ss_cow_begin (growing the file). */
+void ss_write_failed(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
 
 #endif
