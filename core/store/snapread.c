@@ -8,6 +8,7 @@
  */
 #include "store/snapstore_int.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,37 +96,56 @@ void ss_unref(struct snapstore *ss, uint32_t id)
 }
 
 /* Pages [p, p+n) of e into out, each from the store, the header or the
- * file; caller holds ss->lock (read). */
+ * file; caller holds ss->lock (read).  Runs of pages saved in consecutive
+ * slots, and runs still in the file, are each read in one pread. */
 static JET_ERR read_pages(struct snapstore *ss, db_store *st, snap_entry *e, uint32_t p, uint32_t n, uint8_t *out)
 {
     uint32_t ps = ss->page_size;
     JET_ERR err = JET_errSuccess;
     for (uint32_t i = 0; i < n && !err;) {
-        uint32_t q = p + i;
+        uint32_t q = p + i, j = i + 1;
         uint8_t *dst = out + (size_t)i * ps;
         uint32_t slot = e->map[q];
         if (q < 2) {
             memcpy(dst, e->hdr_pages + (size_t)q * ps, ps);
-            i++;
         } else if (slot != SLOT_NONE && slot != SLOT_PENDING) {
-            err = os_pread(ss->pages_fd, ss->pages_path, dst, ps, (uint64_t)slot * ps, NULL);
-            if (!err && pg_verify(dst, ps, q) != PG_OK)
-                err = JS_CORRUPT(JET_errReadVerifyFailure, "snapshot %s: saved image of page %u fails its checksum",
-                                 e->meta.name, q);
-            i++;
+            while (j < n && e->map[p + j] == slot + (j - i) && e->map[p + j] != SLOT_PENDING)
+                j++;
+            err = os_pread(ss->pages_fd, ss->pages_path, dst, (size_t)(j - i) * ps, (uint64_t)slot * ps, NULL);
+            for (uint32_t k = i; k < j && !err; k++)
+                if (pg_verify(out + (size_t)k * ps, ps, p + k) != PG_OK)
+                    err = JS_CORRUPT(JET_errReadVerifyFailure,
+                                     "snapshot %s: saved image of page %u fails its checksum", e->meta.name, p + k);
         } else {
             /* A run of pages still in the file, read untorn in one go. */
-            uint32_t j = i + 1;
             while (j < n && e->map[p + j] == SLOT_NONE)
                 j++;
             size_t got = 0, want = (size_t)(j - i) * ps;
             err = db_read(st, (uint64_t)q * ps, dst, want, &got);
             if (!err && got < want)
                 memset(dst + got, 0, want - got);
-            i = j;
         }
+        i = j;
     }
     return err;
+}
+
+/* Read-ahead of the database file for a reader of the image (tar, cp):
+ * the kernel's read-ahead of a FUSE file is small (128 KiB requests, one
+ * or two in flight), so a cold read would wait on the disk for each; when
+ * a read enters a new RA_CHUNK of the image, the next two chunks of
+ * jetsnap.edb are asked for.  Advice only: its result does not matter (and
+ * there is no fault to inject, so not through os.c). */
+#define RA_CHUNK (4u << 20)
+
+static void read_ahead(db_store *st, uint64_t off, size_t len, uint64_t size)
+{
+    uint64_t c = off / RA_CHUNK, from;
+    if (off % RA_CHUNK >= len && off != 0)
+        return;   /* not the first read of its chunk */
+    from = off == 0 ? 0 : (c + 1) * RA_CHUNK;
+    if (from < size)
+        (void)posix_fadvise(st->fd, (off_t)from, (off_t)((c + 3) * RA_CHUNK - from), POSIX_FADV_WILLNEED);
 }
 
 JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got)
@@ -150,7 +170,15 @@ JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, v
         goto out;
     if (len > size - off)
         len = (size_t)(size - off);
+    read_ahead(st, off, len, size);
     uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
+    if (off % ps == 0 && len % ps == 0) {
+        /* Whole pages (the kernel's reads): straight into buf. */
+        err = read_pages(ss, st, e, lo, hi - lo, buf);
+        if (!err)
+            *got = len;
+        goto out;
+    }
     const uint32_t batch = 128;
     tmp = malloc((size_t)batch * ps);
     if (!tmp) {
