@@ -108,7 +108,9 @@ static JET_ERR read_pages(struct snapstore *ss, db_store *st, snap_entry *e, uin
         uint32_t slot = e->map[q];
         if (q < 2) {
             memcpy(dst, e->hdr_pages + (size_t)q * ps, ps);
-        } else if (slot != SLOT_NONE && slot != SLOT_PENDING) {
+        } else if (slot == SLOT_PENDING) {
+            err = ss_lazy_read(ss, st, e, q, dst);   /* a lazy take's page, still in the pool */
+        } else if (slot != SLOT_NONE) {
             while (j < n && e->map[p + j] == slot + (j - i) && e->map[p + j] != SLOT_PENDING)
                 j++;
             err = os_pread(ss->pages_fd, ss->pages_path, dst, (size_t)(j - i) * ps, (uint64_t)slot * ps, NULL);

@@ -30,6 +30,11 @@
  *   type 4 INVALID: 12 u32 id 16 i32 the error
  *   type 5 DELETE: 12 u32 id
  *   type 6 NOTE (replaces the previous one): 12 u32 id 16 u32 n 20 bytes[n]
+ *   type 7 PEND (a lazy take: pages whose version at S is still in the pool
+ *     or the log, snaplazy.c): 12 u32 id 16 u32 n 20 u32 pgnos[n]; a MAP
+ *     of the same snapshot and page, in any order, overrides it
+ * The header's version is 2 since PEND records exist; version 1 stores
+ * (no PEND) open as before, a version above 2 is refused.
  * Open reads records until the first that fails its CRC or runs past the
  * end (a torn tail), then applies them: a MAP counts only for ids with a
  * CREATE and no DELETE (a MAP may precede its CREATE: images saved while a
@@ -91,7 +96,7 @@ JET_ERR ss_idx_append(struct snapstore *ss, const uint8_t *r, size_t len)
     return err;
 }
 
-static size_t enc_create(const snap_entry *e, uint8_t *r)
+size_t ss_enc_create(const snap_entry *e, uint8_t *r)
 {
     size_t nl = strlen(e->meta.name), len = ss_rec_len(69 + nl);
     memset(r, 0, len);
@@ -154,16 +159,8 @@ static void image_header(struct snapstore *ss, snap_entry *e)
     dbh_encode(h, e->hdr_pages + ss->page_size, 1);
 }
 
-static snap_entry *entry_new(struct snapstore *ss, uint32_t id, const ss_meta *m)
+snap_entry *ss_entry_new(struct snapstore *ss, uint32_t id, const ss_meta *m)
 {
-    if (ss->nsnaps == ss->snaps_cap) {
-        size_t cap = ss->snaps_cap ? 2 * ss->snaps_cap : 8;
-        snap_entry **n = realloc(ss->snaps, cap * sizeof *n);
-        if (!n)
-            return NULL;
-        ss->snaps = n;
-        ss->snaps_cap = cap;
-    }
     snap_entry *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
@@ -175,7 +172,21 @@ static snap_entry *entry_new(struct snapstore *ss, uint32_t id, const ss_meta *m
     e->id = id;
     e->meta = *m;
     image_header(ss, e);
+    js_mutex_lock(&ss->cap_lock);   /* the array: ss_before_change walks it */
+    if (ss->nsnaps == ss->snaps_cap) {
+        size_t cap = ss->snaps_cap ? 2 * ss->snaps_cap : 8;
+        snap_entry **n = realloc(ss->snaps, cap * sizeof *n);
+        if (!n) {
+            js_mutex_unlock(&ss->cap_lock);
+            free(e->map);
+            free(e);
+            return NULL;
+        }
+        ss->snaps = n;
+        ss->snaps_cap = cap;
+    }
     ss->snaps[ss->nsnaps++] = e;
+    js_mutex_unlock(&ss->cap_lock);
     return e;
 }
 
@@ -205,15 +216,18 @@ void ss_entry_free(struct snapstore *ss, snap_entry *e, int release)
 {
     for (uint32_t p = 0; release && p < e->meta.pages; p++)
         slot_release(ss, e->map[p]);
-    free(e->pend_pgno);
-    free(e->pend_buf);
-    free(e->map);
-    free(e->note);
+    js_mutex_lock(&ss->cap_lock);
+    ss_lazy_drop(ss, e);
     for (size_t i = 0; i < ss->nsnaps; i++)
         if (ss->snaps[i] == e) {
             ss->snaps[i] = ss->snaps[--ss->nsnaps];
             break;
         }
+    js_mutex_unlock(&ss->cap_lock);
+    free(e->pend_pgno);
+    free(e->pend_buf);
+    free(e->map);
+    free(e->note);
     free(e);
 }
 
@@ -241,7 +255,7 @@ static JET_ERR slot_alloc(struct snapstore *ss, uint32_t *out)
 }
 
 /* Undo slot_alloc of a slot no record names. */
-static void slot_unalloc(struct snapstore *ss, uint32_t slot)
+void ss_slot_unalloc(struct snapstore *ss, uint32_t slot)
 {
     ss->refs[slot] = 1;
     slot_release(ss, slot);
@@ -267,8 +281,8 @@ static void invalidate(struct snapstore *ss, snap_entry *e, JET_ERR err)
 /* Queue a MAP record (slot holds page pgno's image, crc its CRC32C, read
  * by ids) in ss->mbuf; map_flush appends the queue to the index in one
  * write, so a batch of saves costs one append and one fsync. */
-static JET_ERR map_queue(struct snapstore *ss, uint32_t slot, uint32_t pgno, uint32_t crc, const uint32_t *ids,
-                         uint32_t nids)
+JET_ERR ss_map_queue(struct snapstore *ss, uint32_t slot, uint32_t pgno, uint32_t crc, const uint32_t *ids,
+                     uint32_t nids)
 {
     size_t len = ss_rec_len(20 + 4 * (size_t)nids);
     if (ss->mlen + len > ss->mcap) {
@@ -294,17 +308,15 @@ static JET_ERR map_queue(struct snapstore *ss, uint32_t slot, uint32_t pgno, uin
     return JET_errSuccess;
 }
 
-static JET_ERR map_flush(struct snapstore *ss)
+JET_ERR ss_map_flush(struct snapstore *ss)
 {
     JET_ERR err = ss->mlen ? ss_idx_append(ss, ss->mbuf, ss->mlen) : JET_errSuccess;
     ss->mlen = 0;
     return err;
 }
 
-/* Write image (sealed page pgno) into a new slot and queue its MAP record
- * naming ids; no fsync.  The slot's refs are the caller's to set. */
-static JET_ERR save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *img, const uint32_t *ids, uint32_t nids,
-                          uint32_t *slot_out)
+JET_ERR ss_save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *img, const uint32_t *ids, uint32_t nids,
+                      uint32_t *slot_out)
 {
     uint32_t slot;
     JET_ERR err = slot_alloc(ss, &slot);
@@ -312,9 +324,9 @@ static JET_ERR save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *im
         return err;
     err = os_pwrite(ss->pages_fd, ss->pages_path, img, ss->page_size, (uint64_t)slot * ss->page_size);
     if (!err)
-        err = map_queue(ss, slot, pgno, js_crc32c(0, img, ss->page_size), ids, nids);
+        err = ss_map_queue(ss, slot, pgno, js_crc32c(0, img, ss->page_size), ids, nids);
     if (err) {
-        slot_unalloc(ss, slot);
+        ss_slot_unalloc(ss, slot);
         return err;
     }
     *slot_out = slot;
@@ -408,7 +420,7 @@ static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len,
             return JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad snapshot record", ss->idx_path);
         memcpy(m.name, r + 81, nl);
         m.name[nl] = '\0';
-        snap_entry *e = entry_new(ss, id, &m);
+        snap_entry *e = ss_entry_new(ss, id, &m);
         if (!e)
             return js_fail(JET_errOutOfMemory, "snapshot %s", m.name);
         e->ready = 1;
@@ -433,7 +445,24 @@ static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len,
             memcpy(e->note, r + 20, n);
             e->note_len = n;
         }
-    } else if (type == R_MAP && pass == 2) {
+    } else if (type == R_PEND && pass == 2) {
+        snap_entry *e = ss_find_id(ss, pg_u32(r + 12));
+        uint32_t n = pg_u32(r + 16);
+        if (20 + 4 * (size_t)n > len)
+            return JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad pending record", ss->idx_path);
+        js_mutex_lock(&ss->cap_lock);
+        /* The last PEND of a snapshot replaces the earlier ones. */
+        for (uint32_t p = 0; e && e->npending && p < e->meta.pages; p++)
+            if (e->map[p] == SLOT_PENDING)
+                e->map[p] = SLOT_NONE;
+        if (e)
+            ss_lazy_drop(ss, e);
+        for (uint32_t i = 0; e && i < n; i++) {
+            uint32_t p = pg_u32(r + 20 + 4 * i);
+            ss_lazy_mark(ss, e, &p, 1);
+        }
+        js_mutex_unlock(&ss->cap_lock);
+    } else if (type == R_MAP && pass == 3) {
         uint64_t slot = pg_u64(r + 12);
         uint32_t pgno = pg_u32(r + 20), n = pg_u32(r + 28);
         if (32 + 4 * (size_t)n > len || slot == 0 || slot >= SLOT_PENDING - 1)
@@ -447,8 +476,16 @@ static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len,
         }
         for (uint32_t i = 0; i < n; i++) {
             snap_entry *e = ss_find_id(ss, pg_u32(r + 32 + 4 * i));
-            if (!e || pgno >= e->meta.pages || e->map[pgno] != SLOT_NONE)
+            if (!e || pgno >= e->meta.pages || (e->map[pgno] != SLOT_NONE && e->map[pgno] != SLOT_PENDING))
                 continue;
+            if (e->map[pgno] == SLOT_PENDING) {   /* saved after the take: no longer pending */
+                js_mutex_lock(&ss->cap_lock);
+                e->map[pgno] = SLOT_NONE;
+                e->npending--;
+                if (!e->npending)
+                    atomic_fetch_sub(&ss->lazy_snaps, 1);
+                js_mutex_unlock(&ss->cap_lock);
+            }
             if (!ss->refs[slot]++)
                 ss->live_slots++;
             e->map[pgno] = (uint32_t)slot;
@@ -471,11 +508,14 @@ static JET_ERR replay(struct snapstore *ss, const uint8_t *buf, size_t size)
     }
     if (end < 12 + 28 || pg_u16(buf + 4) != R_HEADER || memcmp(buf + 12, "JSNAPSIX", 8))
         return JET_errSuccess;   /* nothing durable yet: an empty store */
+    if (pg_u32(buf + 20) > SS_VERSION)
+        return js_fail(JET_errInvalidDatabase, "%s: store version %u, this program reads up to %u", ss->idx_path,
+                       pg_u32(buf + 20), SS_VERSION);
     if (pg_u32(buf + 24) != ss->page_size || memcmp(buf + 28, ss->db_sig, JS_SIG_LEN))
         return js_fail(JET_errBadDbSignature, "%s belongs to another database", ss->idx_path);
     if (pg_u32(buf + 8) >= 48 && pg_u32(buf + 44) > ss->next_id)
         ss->next_id = pg_u32(buf + 44);
-    for (int pass = 0; pass < 3 && !err; pass++)
+    for (int pass = 0; pass < 4 && !err; pass++)
         for (size_t off = 0; off < end && !err; off += pg_u32(buf + off + 8))
             err = replay_record(ss, buf + off, pg_u32(buf + off + 8), pass);
     return err;
@@ -505,7 +545,9 @@ static JET_ERR compact(struct snapstore *ss)
     err = ss_idx_append(ss, r, ss_rec_len(36));
     for (size_t i = 0; i < ss->nsnaps && !err; i++) {
         snap_entry *e = ss->snaps[i];
-        err = ss_idx_append(ss, r, enc_create(e, r));
+        err = ss_lazy_record(ss, e);   /* before its CREATE: a torn tail keeps neither or both */
+        if (!err)
+            err = ss_idx_append(ss, r, ss_enc_create(e, r));
         if (!err && e->invalid)
             err = ss_idx_append(ss, r, ss_enc_small(r, R_INVALID, e->id, (uint32_t)e->invalid));
         if (!err && e->note) {
@@ -528,7 +570,7 @@ static JET_ERR compact(struct snapstore *ss)
     for (size_t i = 0; i < ss->nsnaps && !err; i++) {
         snap_entry *e = ss->snaps[i];
         for (uint32_t p = 0; p < e->meta.pages && !err; p++) {
-            if (e->map[p] == SLOT_NONE)
+            if (e->map[p] == SLOT_NONE || e->map[p] == SLOT_PENDING)
                 continue;
             size_t len = ss_rec_len(24);
             memset(r, 0, len);
@@ -596,6 +638,7 @@ JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_S
     if (!ss)
         return js_fail(JET_errOutOfMemory, "snapshot store");
     js_rwlock_init(&ss->lock);
+    js_mutex_init(&ss->cap_lock);
     ss->pages_fd = ss->idx_fd = -1;
     ss->page_size = page_size;
     memcpy(ss->db_sig, db_sig, JS_SIG_LEN);
@@ -653,6 +696,37 @@ fail:
     return err;
 }
 
+JET_ERR ss_settle(struct snapstore *ss, int clean)
+{
+    JET_ERR err = JET_errSuccess;
+    int wrote = 0;
+    js_wrlock(&ss->lock);
+    for (size_t i = 0; i < ss->nsnaps && !err; i++) {
+        snap_entry *e = ss->snaps[i];
+        if (!e->npending)
+            continue;
+        if (!clean) {
+            invalidate(ss, e, js_fail(JET_errMissingLogFile, "snapshot %s: pages pending at its take need the log, "
+                                                             "and the instance opens without recovery", e->meta.name));
+            continue;
+        }
+        js_mutex_lock(&ss->cap_lock);
+        for (uint32_t p = 0; p < e->meta.pages; p++)
+            if (e->map[p] == SLOT_PENDING)
+                e->map[p] = SLOT_NONE;
+        ss_lazy_drop(ss, e);
+        js_mutex_unlock(&ss->cap_lock);
+        uint8_t r[32];
+        size_t len = ss_enc_small(r, R_PEND, e->id, 0);   /* no page pending any more */
+        err = ss_idx_append(ss, r, len);
+        wrote = 1;
+    }
+    if (!err && wrote)
+        err = os_fsync(ss->idx_fd, ss->idx_path);
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
 void ss_close(struct snapstore *ss)
 {
     if (!ss)
@@ -669,167 +743,8 @@ void ss_close(struct snapstore *ss)
     free(ss->unw_pgno);
     free(ss->unw_img);
     js_rwlock_destroy(&ss->lock);
+    js_mutex_destroy(&ss->cap_lock);
     free(ss);
-}
-
-/* ---------------- take ---------------- */
-
-JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t *id)
-{
-    JET_ERR err = JET_errSuccess;
-    js_wrlock(&ss->lock);
-    if (ss_find_name(ss, m->name))
-        err = js_fail(JET_errDatabaseDuplicate, "snapshot %s exists", m->name);
-    else if (ss->nsnaps >= max)
-        err = js_fail(JET_errOSSnapshotNotAllowed, "snapshot_max (%u) reached", max);
-    else if (ss->unw_lost)
-        err = js_fail(JET_errOutOfMemory, "the image of a failed page write could not be kept; reopen the instance");
-    else {
-        snap_entry *e = entry_new(ss, ss->next_id, m);
-        if (!e)
-            err = js_fail(JET_errOutOfMemory, "snapshot %s", m->name);
-        else
-            *id = ss->next_id++;
-    }
-    js_rwunlock(&ss->lock);
-    return err;
-}
-
-void ss_capture(struct snapstore *ss, uint32_t id, uint32_t *pgnos, uint8_t *pages, size_t n)
-{
-    js_wrlock(&ss->lock);
-    snap_entry *e = ss_find_id(ss, id);
-    if (!e || e->pend_pgno) {
-        free(pgnos);
-        free(pages);
-        goto out;
-    }
-    e->pend_pgno = pgnos;
-    e->pend_buf = pages;
-    e->npend = n;
-    for (size_t i = 0; i < n; i++)
-        if (pgnos[i] < e->meta.pages && e->map[pgnos[i]] == SLOT_NONE)
-            e->map[pgnos[i]] = SLOT_PENDING;
-out:
-    js_rwunlock(&ss->lock);
-}
-
-/* k new slots at the end of store.pages, one after the other, so a take's
- * images go out in one write.  ss->lock held for writing. */
-static JET_ERR slots_append(struct snapstore *ss, size_t k, uint32_t *first)
-{
-    if (ss->nslots + k >= SLOT_PENDING - 1)
-        return js_fail(JET_errDiskFull, "%s: too many page images", ss->pages_path);
-    if (ss->nslots + k > ss->refs_cap) {
-        uint64_t cap = ss->refs_cap ? ss->refs_cap : 1024;
-        while (cap < ss->nslots + k)
-            cap *= 2;
-        uint32_t *n = realloc(ss->refs, cap * sizeof *n);
-        if (!n)
-            return js_fail(JET_errOutOfMemory, "snapshot store slots");
-        memset(n + ss->refs_cap, 0, (cap - ss->refs_cap) * sizeof *n);
-        ss->refs = n;
-        ss->refs_cap = cap;
-    }
-    *first = (uint32_t)ss->nslots;
-    for (size_t i = 0; i < k; i++)
-        ss->refs[ss->nslots + i] = 0;
-    ss->nslots += k;
-    ss->live_slots += k;
-    return JET_errSuccess;
-}
-
-/* Drop e after a failed take: its pending marks, its slots, itself. */
-static void commit_fail(struct snapstore *ss, snap_entry *e, uint32_t first, size_t k)
-{
-    for (uint32_t p = 0; p < e->meta.pages; p++)
-        if (e->map[p] == SLOT_PENDING)
-            e->map[p] = SLOT_NONE;
-    for (size_t i = 0; i < k; i++)
-        slot_unalloc(ss, first + (uint32_t)i);   /* never mapped: no one else frees them */
-    ss_entry_free(ss, e, 1);
-}
-
-/* The captured images go to k consecutive new slots in one write and one
- * fsync made without ss->lock (the checkpoint's saves go on meanwhile: a
- * page still pending is not saved for this snapshot, its image is here);
- * then their records and the CREATE, one append, one fsync. */
-JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
-{
-    JET_ERR err = JET_errSuccess;
-    uint32_t ps = ss->page_size, first = 0;
-    uint8_t r[256];
-    size_t k = 0;
-    js_wrlock(&ss->lock);
-    snap_entry *e = ss_find_id(ss, id);
-    if (!e) {
-        js_rwunlock(&ss->lock);
-        return js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
-    }
-    for (size_t i = 0; i < e->npend; i++) {
-        uint32_t p = e->pend_pgno[i];
-        if (p >= e->meta.pages || e->map[p] != SLOT_PENDING)
-            continue;
-        if (k != i)
-            memcpy(e->pend_buf + k * ps, e->pend_buf + i * ps, ps);
-        e->pend_pgno[k++] = p;
-    }
-    err = slots_append(ss, k, &first);
-    js_rwunlock(&ss->lock);
-    if (err) {
-        js_wrlock(&ss->lock);
-        commit_fail(ss, e, 0, 0);
-        js_rwunlock(&ss->lock);
-        return err;
-    }
-    for (size_t i = 0; i < k; i++)
-        pg_seal(e->pend_buf + i * ps, ps, e->pend_pgno[i]);   /* frames are sealed on their way out */
-    if (k)
-        err = os_pwrite(ss->pages_fd, ss->pages_path, e->pend_buf, k * ps, (uint64_t)first * ps);
-    if (!err && k)
-        err = os_fsync(ss->pages_fd, ss->pages_path);
-    js_wrlock(&ss->lock);
-    for (size_t i = 0; i < k && !err; i++)
-        err = map_queue(ss, first + (uint32_t)i, e->pend_pgno[i], js_crc32c(0, e->pend_buf + i * ps, ps), &id, 1);
-    if (!err)
-        err = map_flush(ss);
-    ss->mlen = 0;
-    if (!err)
-        err = ss_idx_append(ss, r, enc_create(e, r));
-    if (!err)
-        err = os_fsync(ss->idx_fd, ss->idx_path);
-    if (!err && e->invalid)
-        err = e->invalid;   /* a save for it failed meanwhile */
-    if (err) {
-        commit_fail(ss, e, first, k);
-    } else {
-        for (size_t i = 0; i < k; i++) {
-            ss->refs[first + i] = 1;
-            e->map[e->pend_pgno[i]] = first + (uint32_t)i;
-        }
-        e->saved += k;
-        e->ready = 1;
-        free(e->pend_pgno);
-        free(e->pend_buf);
-        e->pend_pgno = NULL;
-        e->pend_buf = NULL;
-        e->npend = 0;
-    }
-    js_rwunlock(&ss->lock);
-    return err;
-}
-
-void ss_abort(struct snapstore *ss, uint32_t id)
-{
-    js_wrlock(&ss->lock);
-    snap_entry *e = ss_find_id(ss, id);
-    if (e) {
-        for (uint32_t p = 0; p < e->meta.pages; p++)
-            if (e->map[p] == SLOT_PENDING)
-                e->map[p] = SLOT_NONE;
-        ss_entry_free(ss, e, 1);
-    }
-    js_rwunlock(&ss->lock);
 }
 
 /* ---------------- copy-on-write ---------------- */
@@ -844,7 +759,7 @@ static int save_for(struct snapstore *ss, uint32_t p, const uint8_t *img, JET_ER
     if (!k)
         return 0;
     if (!err)
-        err = save_image(ss, p, img, ids, k, &slot);
+        err = ss_save_image(ss, p, img, ids, k, &slot);
     for (uint32_t x = 0; x < k; x++) {
         if (err) {
             mark[who[x]] = 2;
@@ -894,12 +809,13 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, const uint32_t *pgnos, con
         int fbad = 0;
         uint64_t flsn = 0;
         JET_ERR ferr = JET_errSuccess;
+        saved_any |= ss_lazy_save(ss, p, lsn, mark, why);   /* pending pages of lazy snapshots */
         for (size_t j = 0; j < ns; j++) {
             snap_entry *e = ss->snaps[j];
             /* A page written with an LSN before S is the snapshot's own
              * version (flushed late): the file keeps serving it. */
             if (e->invalid || mark[j] == 2 || p >= e->meta.pages || e->map[p] != SLOT_NONE ||
-                lsn < e->meta.log_position)
+                ss_before_s(lsn, e->meta.log_position))
                 continue;
             who[kf] = (uint32_t)j;
             ids[kf++] = e->id;
@@ -935,7 +851,7 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, const uint32_t *pgnos, con
     /* One append of the batch's records and one fsync of each file, durable
      * before the database write; if not, what was saved here is not known
      * durable: those snapshots are invalid, no other. */
-    err = map_flush(ss);
+    err = ss_map_flush(ss);
     if (!err && saved_any)
         err = sync_both(ss);
     for (size_t j = 0; j < ns; j++) {
@@ -956,5 +872,7 @@ void ss_cow_end(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *page
 {
     if (err || ss->nunw)
         unw_record(ss, pgnos, pages, n, err ? nok : n);
+    for (uint32_t k = 0; k < (err ? nok : n); k++)
+        ss_lazy_resolve(ss, pgnos[k], pg_lsn(pages + (size_t)k * ss->page_size));
     js_rwunlock(&ss->lock);
 }

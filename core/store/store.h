@@ -235,6 +235,12 @@ typedef void (*ss_event_fn)(void *ctx, const char *name, JET_ERR err);
  *  database), JET_errDiskIO, JET_errDiskFull, JET_errOutOfMemory. */
 JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_SIG_LEN], ss_event_fn on_invalid,
                 void *ctx, struct snapstore **out);
+/** At open, before recovery: clean (the database was shut down cleanly,
+ *  so its final checkpoint wrote every page a lazy take left pending:
+ *  each is saved or in the file) forgets the pending marks, durably;
+ *  otherwise, for an instance that will not run recovery (no_log), the
+ *  snapshots with pending pages become invalid.  Errors: JET_errDiskIO. */
+JET_ERR ss_settle(struct snapstore *ss, int clean);
 /** Close the store (no snapshot open).  NULL is a no-op. */
 void ss_close(struct snapstore *ss);
 
@@ -243,15 +249,27 @@ void ss_close(struct snapstore *ss);
  *  snapshot, not yet listed.  From now on db_write_pages saves for it.
  *  Errors: JET_errDatabaseDuplicate, JET_errOSSnapshotNotAllowed (max). */
 JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t *id);
-/** Take, step 1 still: the committed images at S (frame contents, sealed
- *  by ss_commit, out of the writer lock) of the n pages
- *  pgnos[i] (images one after the other in pages), which the file does not
- *  hold yet (dirty at S).  The store owns both arrays from now on (malloc'd)
- *  and keeps them in memory until ss_commit. */
+/** Take, step 1 still: the n pages pgnos[i] that the file does not hold
+ *  yet (dirty at S).  With pages (an instance without a log): their
+ *  committed images at S (frame contents, sealed by ss_commit, out of the
+ *  writer lock), one after the other, kept in memory until ss_commit.
+ *  Without (pages NULL, a logged instance): a lazy take, the pages are
+ *  only marked pending (snaplazy.c) and ss_before_change keeps their
+ *  version when they change.  The store owns both arrays from now on. */
 void ss_capture(struct snapstore *ss, uint32_t id, uint32_t *pgnos, uint8_t *pages, size_t n);
-/** Take, step 2 (no engine lock held): write the captured images and the
- *  snapshot's record durably; the snapshot is listed from now on.  On
- *  failure it is gone (JET_errDiskFull, JET_errDiskIO). */
+/** Before page pgno changes in the pool to a version with lsn (a commit
+ *  installing it, holding the tree latch for writing; recovery's redo):
+ *  every lazy snapshot whose S is at or before lsn and that has the page
+ *  pending captures the pool's (or the file's) image of it now.  ss may
+ *  be NULL; costs one atomic load while no snapshot has a pending page.
+ *  A capture that fails (no memory) makes those snapshots invalid at
+ *  their next read or save. */
+void ss_before_change(struct snapstore *ss, db_store *st, uint32_t pgno, uint64_t lsn);
+/** Take, step 2 (no engine lock held): write the captured images (or, lazy,
+ *  the numbers of the pending pages) and the snapshot's record durably;
+ *  the snapshot is listed from now on.  A lazy take needs the log durable
+ *  up to S first (the caller flushes it).  On failure it is gone
+ *  (JET_errDiskFull, JET_errDiskIO). */
 JET_ERR ss_commit(struct snapstore *ss, uint32_t id);
 /** Drop a snapshot that ss_begin registered and ss_commit never made. */
 void ss_abort(struct snapstore *ss, uint32_t id);
