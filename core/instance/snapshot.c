@@ -143,6 +143,10 @@ static JET_ERR take_instant(js_instance *inst, struct snapstore *ss, ss_meta *m,
     if (err)
         return err;
     err = pool_dirty_list(&inst->store.pool, &list, &n);
+    if (!err && inst_logging(inst)) {
+        ss_capture(ss, *id, list, NULL, n);   /* lazy: marks only, owns list */
+        return JET_errSuccess;
+    }
     /* No log to replay them from: one buffer for every dirty page, a memcpy
      * per page, the only work writers wait for. */
     pages = n ? malloc(n * (size_t)ps) : NULL;
