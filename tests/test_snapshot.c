@@ -720,3 +720,39 @@ Test(snapshot, lazy_pages_settled_by_a_clean_shutdown_hold_under_no_log)
     cr_assert(!memcmp(h0, h, 32), "image changed after the no_log run");
     OK(js_close(inst));
 }
+
+Test(snapshot, delete_compacts_a_mostly_dead_index)
+{
+    js_params p = snap_params();
+    char *dir = tl_tp("db"), idx[PATH_MAX];
+    tl_pathf(idx, "%s/snapshots/store.idx", dir);
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "w0", 0, 600, 700);
+    OK(js_checkpoint(inst));
+    OK(js_snapshot_take(inst, "keep", NULL));
+    overwrite_load(inst, 0);
+    unsigned char h0[32], h[32];
+    image_hash(inst, "keep", h0);
+    struct stat st;
+    off_t peak = 0;
+    for (int r = 0; r < 16; r++) {
+        OK(js_snapshot_take(inst, "tmp", NULL));
+        overwrite_load(inst, r + 1);
+        cr_assert_eq(stat(idx, &st), 0);
+        if (st.st_size > peak)
+            peak = st.st_size;
+        OK(js_snapshot_delete(inst, "tmp"));
+    }
+    cr_assert_eq(stat(idx, &st), 0);
+    cr_assert(peak > (64 << 10), "the test must grow the index past 64 KiB (peak %lld)", (long long)peak);
+    /* Append-only, it never shrinks: smaller than its peak means rewritten. */
+    cr_assert(st.st_size < peak, "index %lld bytes after the deletes, peak %lld", (long long)st.st_size,
+              (long long)peak);
+    image_hash(inst, "keep", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed by the compaction");
+    OK(js_close(inst));
+    inst = tl_reopen(dir);
+    image_hash(inst, "keep", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed across a restart after compaction");
+    OK(js_close(inst));
+}

@@ -87,17 +87,16 @@ void ss_lazy_mark(struct snapstore *ss, snap_entry *e, const uint32_t *pgnos, si
 
 JET_ERR ss_lazy_record(struct snapstore *ss, snap_entry *e)
 {
-    if (!e->lazy || !e->npending)
+    if (!e->npend_list)
         return JET_errSuccess;
-    size_t len = ss_rec_len(8 + 4 * (size_t)e->npending), k = 0;
+    size_t len = ss_rec_len(8 + 4 * (size_t)e->npend_list);
     uint8_t *r = calloc(1, len);
     if (!r)
         return js_fail(JET_errOutOfMemory, "snapshot pending pages record");
-    for (uint32_t p = 0; p < e->meta.pages; p++)
-        if (e->map[p] == SLOT_PENDING)
-            pg_put32(r + 20 + 4 * k++, p);
+    for (uint32_t i = 0; i < e->npend_list; i++)
+        pg_put32(r + 20 + 4 * i, e->pend_list[i]);
     pg_put32(r + 12, e->id);
-    pg_put32(r + 16, (uint32_t)k);
+    pg_put32(r + 16, e->npend_list);
     ss_rec_seal(r, R_PEND, len);
     JET_ERR err = ss_idx_append(ss, r, len);
     free(r);

@@ -15,6 +15,23 @@
 
 /* ---------------- delete, list, read ---------------- */
 
+/* After a delete: rewrite the index once it is mostly dead records (over
+ * 64 KiB and four times what the live snapshots need), so it does not grow
+ * with every snapshot ever taken between restarts.  A failure keeps the
+ * old index (still valid): the next open compacts. */
+static void maybe_compact(struct snapstore *ss)
+{
+    uint64_t live = 64;
+    for (size_t i = 0; i < ss->nsnaps; i++) {
+        const snap_entry *e = ss->snaps[i];
+        if (!e->ready)
+            return;   /* a take under way: its saves are only in the old index */
+        live += 160 + ss_rec_len(24) * e->saved + 4 * (uint64_t)e->npend_list + e->note_len;
+    }
+    if (ss->idx_end > (64u << 10) && ss->idx_end > 4 * live)
+        (void)ss_compact(ss);
+}
+
 JET_ERR ss_delete(struct snapstore *ss, const char *name)
 {
     JET_ERR err = JET_errSuccess;
@@ -29,8 +46,10 @@ JET_ERR ss_delete(struct snapstore *ss, const char *name)
         err = ss_idx_append(ss, r, ss_enc_small(r, R_DELETE, e->id, 0));
         if (!err)
             err = os_fsync(ss->idx_fd, ss->idx_path);
-        if (!err)
+        if (!err) {
             ss_entry_free(ss, e, 1);
+            maybe_compact(ss);
+        }
     }
     js_rwunlock(&ss->lock);
     return err;

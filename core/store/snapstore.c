@@ -226,6 +226,7 @@ void ss_entry_free(struct snapstore *ss, snap_entry *e, int release)
     js_mutex_unlock(&ss->cap_lock);
     free(e->pend_pgno);
     free(e->pend_buf);
+    free(e->pend_list);
     free(e->map);
     free(e->note);
     free(e);
@@ -457,11 +458,19 @@ static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len,
                 e->map[p] = SLOT_NONE;
         if (e)
             ss_lazy_drop(ss, e);
-        for (uint32_t i = 0; e && i < n; i++) {
-            uint32_t p = pg_u32(r + 20 + 4 * i);
-            ss_lazy_mark(ss, e, &p, 1);
+        uint32_t *list = e && n ? malloc((size_t)n * sizeof *list) : NULL;
+        for (uint32_t i = 0; list && i < n; i++) {
+            list[i] = pg_u32(r + 20 + 4 * i);
+            ss_lazy_mark(ss, e, &list[i], 1);
         }
         js_mutex_unlock(&ss->cap_lock);
+        if (e && n && !list)
+            return js_fail(JET_errOutOfMemory, "snapshot pending pages");
+        if (e) {
+            free(e->pend_list);
+            e->pend_list = list;
+            e->npend_list = n;
+        }
     } else if (type == R_MAP && pass == 3) {
         uint64_t slot = pg_u64(r + 12);
         uint32_t pgno = pg_u32(r + 20), n = pg_u32(r + 28);
@@ -522,7 +531,7 @@ static JET_ERR replay(struct snapstore *ss, const uint8_t *buf, size_t size)
 }
 
 /* Write the index anew from memory: header, snapshots, notes, images. */
-static JET_ERR compact(struct snapstore *ss)
+JET_ERR ss_compact(struct snapstore *ss)
 {
     char tmp[PATH_MAX + 8];
     int fd = -1;
@@ -532,6 +541,7 @@ static JET_ERR compact(struct snapstore *ss)
     if (err)
         return err;
     int old_fd = ss->idx_fd;
+    uint64_t old_end = ss->idx_end;
     ss->idx_fd = fd;
     ss->idx_end = 0;
     uint8_t r[256];
@@ -590,7 +600,9 @@ static JET_ERR compact(struct snapstore *ss)
         err = os_fsync_dir(ss->dir);
     if (err) {
         os_close(fd);
+        (void)os_unlink(tmp, 1);
         ss->idx_fd = old_fd;
+        ss->idx_end = old_end;
         return err;
     }
     os_close(old_fd);
@@ -684,7 +696,7 @@ JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_S
             slot_release(ss, (uint32_t)s);
         }
     if (!err)
-        err = compact(ss);
+        err = ss_compact(ss);
     if (err)
         goto fail;
     free(buf);
@@ -716,6 +728,9 @@ JET_ERR ss_settle(struct snapstore *ss, int clean)
                 e->map[p] = SLOT_NONE;
         ss_lazy_drop(ss, e);
         js_mutex_unlock(&ss->cap_lock);
+        free(e->pend_list);
+        e->pend_list = NULL;
+        e->npend_list = 0;
         uint8_t r[32];
         size_t len = ss_enc_small(r, R_PEND, e->id, 0);   /* no page pending any more */
         err = ss_idx_append(ss, r, len);

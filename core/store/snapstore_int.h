@@ -49,6 +49,8 @@ typedef struct snap_entry {
      * first change or write; guarded by ss->cap_lock. */
     int lazy;
     uint32_t npending;          /* map entries still SLOT_PENDING */
+    uint32_t *pend_list;        /* the pages of its last PEND record, as recorded (a */
+    uint32_t npend_list;        /*   write before S is durable only at the next fsync) */
     ss_cap **caps;              /* [meta.pages] once one is captured, else NULL */
     JET_ERR cap_err;            /* a capture failed: invalid at the next save or read */
     uint8_t *note;
@@ -105,7 +107,10 @@ snap_entry *ss_find_name(struct snapstore *ss, const char *name);
  *  else they stay in the files (close).  ss->lock held for writing. */
 void ss_entry_free(struct snapstore *ss, snap_entry *e, int release);
 
-/* snapstore.c, for snaptake.c and snaplazy.c */
+/* snapstore.c, for snaptake.c, snapread.c and snaplazy.c */
+/** Rewrite the index from memory (temp, fsync, rename, fsync dir); on
+ *  failure the old index stays in use.  ss->lock held for writing. */
+JET_ERR ss_compact(struct snapstore *ss);
 /** The CREATE record of e into r (256 bytes); its length. */
 size_t ss_enc_create(const snap_entry *e, uint8_t *r);
 /** A new entry in memory for id and m (not ready), in the snaps array. */
@@ -123,7 +128,7 @@ void ss_lazy_drop(struct snapstore *ss, snap_entry *e);
 /** Mark the n pages pgnos pending for lazy snapshot e (take; replay of a
  *  PEND record): those with no image yet.  cap_lock held. */
 void ss_lazy_mark(struct snapstore *ss, snap_entry *e, const uint32_t *pgnos, size_t n);
-/** Append e's PEND record (its pages still pending) to the index. */
+/** Append e's PEND record (pend_list, as last recorded) to the index. */
 JET_ERR ss_lazy_record(struct snapstore *ss, snap_entry *e);
 /** Checkpoint write of page p (sealed image with lsn) about to land: for
  *  every lazy snapshot with p pending and lsn at or after its S, save the

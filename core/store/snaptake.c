@@ -124,7 +124,11 @@ static JET_ERR commit_lazy(struct snapstore *ss, snap_entry *e)
         commit_fail(ss, e, 0, 0);
     } else {
         e->ready = 1;
-        free(e->pend_pgno);
+        e->pend_list = e->pend_pgno;   /* what the PEND record holds, for compaction */
+        e->npend_list = (uint32_t)k;
+        for (size_t i = 0, j = 0; i < e->npend; i++)
+            if (e->pend_pgno[i] >= 2 && e->pend_pgno[i] < e->meta.pages)
+                e->pend_list[j++] = e->pend_pgno[i];
         e->pend_pgno = NULL;
         e->npend = 0;
     }
