@@ -775,6 +775,7 @@ static int save_for(struct snapstore *ss, uint32_t p, const uint8_t *img, JET_ER
         return 0;
     if (!err)
         err = ss_save_image(ss, p, img, ids, k, &slot);
+    js_mutex_lock(&ss->cap_lock);   /* map entries: ss_before_change reads them */
     for (uint32_t x = 0; x < k; x++) {
         if (err) {
             mark[who[x]] = 2;
@@ -786,6 +787,7 @@ static int save_for(struct snapstore *ss, uint32_t p, const uint8_t *img, JET_ER
         if (!mark[who[x]])
             mark[who[x]] = 1;
     }
+    js_mutex_unlock(&ss->cap_lock);
     if (err)
         return 0;
     ss->refs[slot] = k;
