@@ -197,6 +197,7 @@ JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages
         if (!err)
             done = j;
     }
+    pool_written(&st->pool, pgnos, done);   /* landed: no longer "writing" for a take */
     if (st->snap)
         ss_cow_end(st->snap, pgnos, pages, n, done, err);
     return err;

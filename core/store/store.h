@@ -106,6 +106,7 @@ typedef struct frame {
     _Atomic uint32_t pgno;      /* written under pool->lock; read lock-free */
     _Atomic uint32_t pins;      /* changed lock-free (see buf.c) */
     uint8_t dirty;              /* pool->lock */
+    uint8_t writing;            /* pool->lock: cleaned by a checkpoint, its write not yet landed */
     _Atomic uint8_t ref;        /* clock bit, a hint */
     _Atomic uint8_t loading;    /* a thread is reading it from disk */
     uint32_t fpi_epoch;         /* the tree's writer_lock: checkpoint epoch of the last full image */
@@ -141,10 +142,12 @@ typedef struct db_store {
                                       valid on disk; raised by a checkpoint after its
                                       fsync, never lowered; 0 before the first */
     int recovering;                /* set during redo: zero pages allowed */
-    struct snapstore *snap;        /* the snapshot store (snapstore.c), NULL
-                                      when none: db_write_pages saves the old
+    _Atomic(struct snapstore *) snap; /* the snapshot store (snapstore.c), NULL
+                                      when none: db_write_batch saves the old
                                       image of a page a snapshot still reads
-                                      from the file before overwriting it */
+                                      from the file before overwriting it.
+                                      Set once, under ckpt_lock; read by the
+                                      commit path's hook without it */
 } db_store;
 
 /* buf.c */
@@ -163,7 +166,15 @@ void pool_mark_dirty(buf_pool *pool, frame *f);
 JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n);
 /** Look up without reading: pinned frame or NULL. */
 frame *pool_lookup(buf_pool *pool, uint32_t pgno);
+/** Clear the dirty bit of a frame a checkpoint copied to write: it is
+ *  "writing" until db_write_batch lands it (pool_written). */
 void pool_clear_dirty(buf_pool *pool, frame *f);
+/** The writes of pages pgnos[0..n) landed: their frames no longer writing. */
+void pool_written(buf_pool *pool, const uint32_t *pgnos, uint32_t n);
+/** Like pool_dirty_list, also the pages whose write is under way (copied
+ *  and cleaned by a checkpoint, not yet in the file): what the file does
+ *  not hold yet.  A snapshot's take lists them. */
+JET_ERR pool_unwritten_list(buf_pool *pool, uint32_t **out, size_t *n);
 size_t pool_ndirty(buf_pool *pool);
 
 /* dbfile.c: the one write path of pages to jetsnap.edb */
@@ -290,6 +301,11 @@ void ss_unref(struct snapstore *ss, uint32_t id);
  *  its meta, each page from the store if saved there, else from st's file
  *  (untorn).  JET_errDiskIO for an invalid snapshot. */
 JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got);
+/** js_snapshot_read_fd (jetsnap.h): send(ctx, st's fd, off, len) under
+ *  ss->lock (read) and the page-range lock when [off, off+len) is whole
+ *  pages >= 2 all read from the file; *sent 1 then. */
+JET_ERR ss_read_fd(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, size_t len,
+                   int (*send)(void *ctx, int fd, uint64_t off, size_t len), void *ctx, int *sent, int *send_rc);
 /** A small blob kept with a snapshot for its life (the daemon's SHA256SUMS),
  *  durable.  Get: *len 0 when none; copies at most cap bytes. */
 JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len);
