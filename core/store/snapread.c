@@ -151,22 +151,42 @@ static JET_ERR read_pages(struct snapstore *ss, db_store *st, snap_entry *e, uin
     return err;
 }
 
-/* Read-ahead of the database file for a reader of the image (tar, cp):
- * the kernel's read-ahead of a FUSE file is small (128 KiB requests, one
- * or two in flight), so a cold read would wait on the disk for each; when
- * a read enters a new RA_CHUNK of the image, the next two chunks of
- * jetsnap.edb are asked for.  Advice only: its result does not matter (and
- * there is no fault to inject, so not through os.c). */
+/* Read-ahead for a reader of the image (tar, cp): when a read enters a new
+ * RA_CHUNK of the image, the next two chunks are asked for, from
+ * jetsnap.edb and, for the pages saved in the store, from store.pages
+ * (slots near each other in one advice): a cold reader then finds them in
+ * the page cache instead of waiting on the disk page by page.  Advice
+ * only: its result does not matter (and there is no fault to inject, so
+ * not through os.c).  ss->lock held for reading. */
 #define RA_CHUNK (4u << 20)
 
-static void read_ahead(db_store *st, uint64_t off, size_t len, uint64_t size)
+static void read_ahead(struct snapstore *ss, db_store *st, const snap_entry *e, uint64_t off, size_t len)
 {
-    uint64_t c = off / RA_CHUNK, from;
+    uint32_t ps = ss->page_size;
+    uint64_t size = (uint64_t)e->meta.pages * ps, c = off / RA_CHUNK, from, to;
     if (off % RA_CHUNK >= len && off != 0)
         return;   /* not the first read of its chunk */
     from = off == 0 ? 0 : (c + 1) * RA_CHUNK;
-    if (from < size)
-        (void)posix_fadvise(st->fd, (off_t)from, (off_t)((c + 3) * RA_CHUNK - from), POSIX_FADV_WILLNEED);
+    to = (c + 3) * RA_CHUNK < size ? (c + 3) * RA_CHUNK : size;
+    if (from >= to)
+        return;
+    (void)posix_fadvise(st->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_WILLNEED);
+    uint64_t lo = 0, hi = 0;   /* a run of slots [lo, hi) */
+    for (uint64_t p = from / ps; p < to / ps; p++) {
+        uint32_t slot = e->map[p];
+        if (slot == SLOT_NONE || slot == SLOT_PENDING)
+            continue;
+        if (hi && slot >= lo && slot <= hi + 8) {
+            hi = slot + 1 > hi ? slot + 1 : hi;
+            continue;
+        }
+        if (hi)
+            (void)posix_fadvise(ss->pages_fd, (off_t)(lo * ps), (off_t)((hi - lo) * ps), POSIX_FADV_WILLNEED);
+        lo = slot;
+        hi = (uint64_t)slot + 1;
+    }
+    if (hi)
+        (void)posix_fadvise(ss->pages_fd, (off_t)(lo * ps), (off_t)((hi - lo) * ps), POSIX_FADV_WILLNEED);
 }
 
 JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got)
@@ -191,7 +211,7 @@ JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, v
         goto out;
     if (len > size - off)
         len = (size_t)(size - off);
-    read_ahead(st, off, len, size);
+    read_ahead(ss, st, e, off, len);
     uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
     if (off % ps == 0 && len % ps == 0) {
         /* Whole pages (the kernel's reads): straight into buf. */
@@ -221,6 +241,34 @@ JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, v
 out:
     js_rwunlock(&ss->lock);
     free(tmp);
+    return err;
+}
+
+JET_ERR ss_read_fd(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, size_t len,
+                   int (*send)(void *ctx, int fd, uint64_t off, size_t len), void *ctx, int *sent, int *send_rc)
+{
+    uint32_t ps = ss->page_size;
+    JET_ERR err = JET_errSuccess;
+    *sent = 0;
+    js_rdlock(&ss->lock);
+    snap_entry *e = ss_find_id(ss, id);
+    if (!e || e->invalid || off % ps || len % ps || !len || off < 2 * (uint64_t)ps ||
+        off + len > (uint64_t)e->meta.pages * ps)
+        goto out;   /* ss_read says why, or reads the rest */
+    uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len) / ps);
+    for (uint32_t p = lo; p < hi; p++)
+        if (e->map[p] != SLOT_NONE)
+            goto out;
+    uint64_t fsize = st->file_pages * (uint64_t)ps;
+    if (off + len > fsize)
+        goto out;   /* past the file's end: ss_read zero-fills */
+    read_ahead(ss, st, e, off, len);
+    int slot = rl_lock(&st->rl, lo, hi, 0);
+    *send_rc = send(ctx, st->fd, off, len);
+    rl_unlock(&st->rl, slot);
+    *sent = 1;
+out:
+    js_rwunlock(&ss->lock);
     return err;
 }
 
