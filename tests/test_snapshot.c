@@ -756,3 +756,56 @@ Test(snapshot, delete_compacts_a_mostly_dead_index)
     cr_assert(!memcmp(h0, h, 32), "image changed across a restart after compaction");
     OK(js_close(inst));
 }
+
+/* A checkpoint copies a batch (the pages turn clean) and writes it after
+ * its WAL flush; a take in between must not read those pages from the
+ * file, which still holds their older version until the write lands. */
+Test(snapshot, take_between_a_checkpoint_copy_and_its_write_keeps_the_copied_pages)
+{
+    js_params p = lazy_params();
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    db_store *st = &inst->store;
+    uint32_t ps = st->page_size;
+    tl_fill(inst, "w0", 0, 600, 500);
+    OK(js_snapshot_take(inst, "open-the-store", NULL));
+    OK(js_snapshot_delete(inst, "open-the-store"));
+    OK(js_checkpoint(inst));
+    tl_fill(inst, "w0", 0, 300, 620);      /* dirty: the batch */
+
+    js_mutex_lock(&inst->ckpt_lock);       /* as ckpt_write_batch: copy, clean */
+    uint32_t *list = NULL;
+    size_t n = 0;
+    OK(pool_dirty_list(&st->pool, &list, &n));
+    cr_assert(n > 10);
+    uint8_t *buf = malloc(n * ps);
+    frame **held = calloc(n, sizeof *held);
+    cr_assert(buf && held);
+    js_rdlock(&inst->eng.tree_latch);
+    for (size_t i = 0; i < n; i++) {
+        held[i] = pool_lookup(&st->pool, list[i]);
+        cr_assert_not_null(held[i]);
+        memcpy(buf + i * ps, held[i]->data, ps);
+        pool_clear_dirty(&st->pool, held[i]);
+    }
+    js_rwunlock(&inst->eng.tree_latch);
+    OK(log_flush_all(&inst->log));
+    OK(js_snapshot_take(inst, "s1", NULL));   /* the batch copied, not written */
+    unsigned char h0[32], h[32];
+    image_hash(inst, "s1", h0);
+    for (size_t i = 0; i < n; i++)
+        pg_seal(buf + i * ps, ps, list[i]);
+    OK(db_write_batch(st, list, buf, (uint32_t)n));
+    for (size_t i = 0; i < n; i++)
+        pool_unpin(&st->pool, held[i]);
+    js_mutex_unlock(&inst->ckpt_lock);
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "the image changed when the checkpoint's write landed");
+    tl_fill(inst, "w0", 0, 300, 540);
+    OK(js_checkpoint(inst));
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "the image changed at the next checkpoint");
+    free(buf);
+    free(held);
+    free(list);
+    OK(js_close(inst));
+}

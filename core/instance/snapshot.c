@@ -14,11 +14,13 @@
  * of the dirty set: a list of page numbers, a log flush and one fsync of
  * the store's index.  Without a log the dirty pages are copied under the
  * writer lock and written to the store before take returns.
- * Every other page below H is, for this snapshot, what the file holds, or
- * what a checkpoint already copied and is about to write: that write
- * carries an LSN before S, which the store recognizes as the snapshot's
- * own version and does not save.  Without a log there are no LSNs, so take
- * also holds ckpt_lock: no write is in flight.
+ * The pages a checkpoint copied before S and has not written yet are
+ * listed with them (pool_unwritten_list): the file holds an older version
+ * until their write lands, which then carries an LSN before S and makes
+ * the file serve them.  Every other page below H is, for this snapshot,
+ * what the file holds.  Without a log there are no LSNs, so take also
+ * holds ckpt_lock: no write is in flight.  With one, take never waits for
+ * a checkpoint.
  *
  * The store is opened with the instance when DBDIR/snapshots exists, else
  * at the first take (under ckpt_lock, so no page write is in flight while
@@ -79,10 +81,14 @@ JET_ERR snap_store_open(js_instance *inst, int create)
     return err;
 }
 
-/* The store, opened on first use. */
+/* The store, opened on first use (under ckpt_lock: no page write in
+ * flight while the write path's hook appears).  Once open, no lock: a
+ * take never waits for a checkpoint to end. */
 static JET_ERR store_get(js_instance *inst, struct snapstore **out)
 {
     JET_ERR err = JET_errSuccess;
+    if ((*out = atomic_load(&inst->store.snap)) != NULL)
+        return JET_errSuccess;
     js_mutex_lock(&inst->ckpt_lock);
     if (!inst->store.snap)
         err = snap_store_open(inst, 1);
@@ -142,11 +148,19 @@ static JET_ERR take_instant(js_instance *inst, struct snapstore *ss, ss_meta *m,
     err = ss_begin(ss, m, max, id);
     if (err)
         return err;
-    err = pool_dirty_list(&inst->store.pool, &list, &n);
-    if (!err && inst_logging(inst)) {
-        ss_capture(ss, *id, list, NULL, n);   /* lazy: marks only, owns list */
-        return JET_errSuccess;
+    if (inst_logging(inst)) {
+        /* Lazy: marks only.  Also the pages a checkpoint copied before S
+         * and has yet to write: until their write lands the file holds an
+         * older version, so they are the pool's too (their frames, clean
+         * and unchanged since the copy, are their version at S). */
+        err = pool_unwritten_list(&inst->store.pool, &list, &n);
+        if (!err)
+            ss_capture(ss, *id, list, NULL, n);   /* owns list */
+        else
+            ss_abort(ss, *id);
+        return err;
     }
+    err = pool_dirty_list(&inst->store.pool, &list, &n);
     /* No log to replay them from: one buffer for every dirty page, a memcpy
      * per page, the only work writers wait for. */
     pages = n ? malloc(n * (size_t)ps) : NULL;
@@ -314,6 +328,13 @@ JET_ERR js_snapshot_open(js_instance *inst, const char *name, js_snapshot **out,
 JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, size_t *got)
 {
     return ss_read(s->inst->store.snap, &s->inst->store, s->id, off, buf, len, got);
+}
+
+JET_ERR js_snapshot_read_fd(js_snapshot *s, uint64_t off, size_t len,
+                            int (*send)(void *ctx, int fd, uint64_t off, size_t len), void *ctx, int *sent,
+                            int *send_rc)
+{
+    return ss_read_fd(s->inst->store.snap, &s->inst->store, s->id, off, len, send, ctx, sent, send_rc);
 }
 
 JET_ERR js_snapshot_note_set(js_snapshot *s, const void *data, uint32_t len)
