@@ -343,16 +343,6 @@ JET_ERR js_snapshot_open(js_instance *inst, const char *name, js_snapshot **out,
  *  only at its end.  Errors: JET_errDiskIO (invalid snapshot),
  *  JET_errReadVerifyFailure, JET_errDiskIO. */
 JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, size_t *got);
-/** Zero-copy read for a server (the FUSE daemon splices from the file):
- *  when [off, off+len) is whole pages of the image that are all still the
- *  database file's (nothing saved in the store, no header page), call
- *  send(ctx, fd, off, len) with the file's descriptor, holding what keeps
- *  those pages from changing until it returns, and set *sent to 1; else
- *  *sent 0 and nothing is called (use js_snapshot_read).  send's result is
- *  returned in *send_rc.  Errors as js_snapshot_read. */
-JET_ERR js_snapshot_read_fd(js_snapshot *s, uint64_t off, size_t len,
-                            int (*send)(void *ctx, int fd, uint64_t off, size_t len), void *ctx, int *sent,
-                            int *send_rc);
 /** A small blob kept durably with the snapshot for its life (the daemon
  *  keeps SHA256SUMS there).  Get: *len 0 when none, at most cap copied. */
 JET_ERR js_snapshot_note_set(js_snapshot *s, const void *data, uint32_t len);

@@ -330,13 +330,6 @@ JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, si
     return ss_read(s->inst->store.snap, &s->inst->store, s->id, off, buf, len, got);
 }
 
-JET_ERR js_snapshot_read_fd(js_snapshot *s, uint64_t off, size_t len,
-                            int (*send)(void *ctx, int fd, uint64_t off, size_t len), void *ctx, int *sent,
-                            int *send_rc)
-{
-    return ss_read_fd(s->inst->store.snap, &s->inst->store, s->id, off, len, send, ctx, sent, send_rc);
-}
-
 JET_ERR js_snapshot_note_set(js_snapshot *s, const void *data, uint32_t len)
 {
     return ss_note_set(s->inst->store.snap, s->id, data, len);

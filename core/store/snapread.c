@@ -244,34 +244,6 @@ out:
     return err;
 }
 
-JET_ERR ss_read_fd(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, size_t len,
-                   int (*send)(void *ctx, int fd, uint64_t off, size_t len), void *ctx, int *sent, int *send_rc)
-{
-    uint32_t ps = ss->page_size;
-    JET_ERR err = JET_errSuccess;
-    *sent = 0;
-    js_rdlock(&ss->lock);
-    snap_entry *e = ss_find_id(ss, id);
-    if (!e || e->invalid || off % ps || len % ps || !len || off < 2 * (uint64_t)ps ||
-        off + len > (uint64_t)e->meta.pages * ps)
-        goto out;   /* ss_read says why, or reads the rest */
-    uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len) / ps);
-    for (uint32_t p = lo; p < hi; p++)
-        if (e->map[p] != SLOT_NONE)
-            goto out;
-    uint64_t fsize = st->file_pages * (uint64_t)ps;
-    if (off + len > fsize)
-        goto out;   /* past the file's end: ss_read zero-fills */
-    read_ahead(ss, st, e, off, len);
-    int slot = rl_lock(&st->rl, lo, hi, 0);
-    *send_rc = send(ctx, st->fd, off, len);
-    rl_unlock(&st->rl, slot);
-    *sent = 1;
-out:
-    js_rwunlock(&ss->lock);
-    return err;
-}
-
 JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len)
 {
     JET_ERR err = JET_errSuccess;

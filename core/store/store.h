@@ -301,11 +301,6 @@ void ss_unref(struct snapstore *ss, uint32_t id);
  *  its meta, each page from the store if saved there, else from st's file
  *  (untorn).  JET_errDiskIO for an invalid snapshot. */
 JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got);
-/** js_snapshot_read_fd (jetsnap.h): send(ctx, st's fd, off, len) under
- *  ss->lock (read) and the page-range lock when [off, off+len) is whole
- *  pages >= 2 all read from the file; *sent 1 then. */
-JET_ERR ss_read_fd(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, size_t len,
-                   int (*send)(void *ctx, int fd, uint64_t off, size_t len), void *ctx, int *sent, int *send_rc);
 /** A small blob kept with a snapshot for its life (the daemon's SHA256SUMS),
  *  durable.  Get: *len 0 when none; copies at most cap bytes. */
 JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len);
