@@ -49,7 +49,8 @@
  * Which image a snapshot gets.  When a write of page P with an LSN at or
  * after S reaches db_write_pages and the snapshot has no image of P yet,
  * its image is the one before that write: normally what jetsnap.edb holds
- * (pages dirty at S were captured at take; a write with an LSN before S
+ * (pages dirty or being written at S are pending, snaplazy.c, or without
+ * a log were copied at take; a write with an LSN before S
  * brings the snapshot's own version and saves nothing).  One exception: a
  * write that failed (a checkpoint out of space) leaves the file older than
  * the pool, and the pool holds the page clean for a moment before the
