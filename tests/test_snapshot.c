@@ -809,3 +809,44 @@ Test(snapshot, take_between_a_checkpoint_copy_and_its_write_keeps_the_copied_pag
     free(list);
     OK(js_close(inst));
 }
+
+/* Set the version in store.idx's header record (first record) to v. */
+static void set_store_version(const char *dir, uint32_t v)
+{
+    char path[PATH_MAX];
+    tl_pathf(path, "%s/snapshots/store.idx", dir);
+    int fd = open(path, O_RDWR);
+    cr_assert(fd >= 0);
+    uint8_t r[64];
+    cr_assert_eq(pread(fd, r, sizeof r, 0), (ssize_t)sizeof r);
+    uint32_t len = pg_u32(r + 8);
+    cr_assert(len <= sizeof r && pg_u16(r + 4) == 1, "header record");
+    pg_put32(r + 20, v);
+    pg_put32(r, js_crc32c(0, r + 4, len - 4));
+    cr_assert_eq(pwrite(fd, r, len, 0), (ssize_t)len);
+    close(fd);
+}
+
+Test(snapshot, store_version_1_opens_a_later_one_is_refused)
+{
+    js_params p = snap_params();
+    char *dir = tl_tp("db");
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "w0", 0, 300, 500);
+    OK(js_snapshot_take(inst, "s1", NULL));
+    overwrite_load(inst, 0);
+    unsigned char h0[32], h[32];
+    image_hash(inst, "s1", h0);
+    OK(js_close(inst));
+    set_store_version(dir, 1);            /* as written before PEND records */
+    inst = tl_reopen(dir);
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "a version 1 store reads the same");
+    OK(js_close(inst));
+    set_store_version(dir, 3);
+    js_params q = tl_test_params();
+    inst = NULL;
+    JET_ERR err = js_open(dir, &q, &inst);
+    cr_assert_eq(err, JET_errInvalidDatabase, "a store of a later version: %d", err);
+    cr_assert(strstr(js_errdetail(), "store version 3"), "says why: %s", js_errdetail());
+}
