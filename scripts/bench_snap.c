@@ -17,6 +17,7 @@
  *   c. durable commits/s of a writer overwriting random existing pages with
  *      one snapshot held (taken just before, so every first overwrite of a
  *      page saves it), against with none.
+ * BENCH_SNAP_ONLY (a list of take, lat, held) runs only those.
  * Every side starts from a checkpointed, settled instance (never right after
  * a load).  Timings never make it fail: it exits non-zero only when an
  * operation fails.
@@ -299,14 +300,18 @@ int main(int argc, char **argv)
     printf("loaded %" PRIu64 " MiB and 64 MiB instances in %.1f s\n", mb, now_s() - t0);
     fflush(stdout);
     uint64_t big_keys = mb * 1024 * 1024 / 8192, small_keys = 64 * 1024 * 1024 / 8192;
-    bench_take(big, big_keys, small, small_keys, mb);
+    const char *only = getenv("BENCH_SNAP_ONLY");   /* e.g. "held" or "take,lat" */
+    if (!only || strstr(only, "take"))
+        bench_take(big, big_keys, small, small_keys, mb);
     fflush(stdout);
     JET_ERR err = js_close(small);
     if (err)
         die("js_close", err);
-    bench_latency(big, big_keys);
+    if (!only || strstr(only, "lat"))
+        bench_latency(big, big_keys);
     fflush(stdout);
-    bench_held(big, big_keys);
+    if (!only || strstr(only, "held"))
+        bench_held(big, big_keys);
     err = js_close(big);
     if (err)
         die("js_close", err);

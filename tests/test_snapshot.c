@@ -11,6 +11,10 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -416,4 +420,433 @@ Test(snapshot, failed_checkpoint_write_then_take_keeps_the_committed_pages)
     OK(js_close(c));
     tl_check_fill(inst, "k", 0, 40, 300);
     OK(js_close(inst));
+}
+
+/* ---------------- lazy takes (core/store/snaplazy.c) ---------------- */
+
+static js_params lazy_params(void)
+{
+    js_params p = tl_test_params();
+    p.cache_size = 64 << 20;         /* no checkpoint asked for by a full pool */
+    p.commit_mode = JS_COMMIT_DURABLE;
+    return p;
+}
+
+/* What a child saw at its take, for the parent after the kill. */
+typedef struct take_rec {
+    uint64_t before, after;     /* seq acked before the take, and when it returned */
+    uint64_t space, ndirty;     /* store bytes and dirty pool pages right after it */
+    int hashed;
+    unsigned char h[32];        /* the image's hash, read before the later writes */
+} take_rec;
+
+static void put_rec(const char *path, const take_rec *r)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, r, sizeof *r) != (ssize_t)sizeof *r || fsync(fd) != 0)
+        _exit(5);
+    close(fd);
+}
+
+static int get_rec(const char *path, take_rec *r)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, r, sizeof *r);
+    close(fd);
+    return n == (ssize_t)sizeof *r;
+}
+
+/* The image hash without criterion (a child process). */
+static int child_hash(js_instance *inst, const char *name, unsigned char out[32])
+{
+    js_snapshot *s = NULL;
+    js_snapshot_info info;
+    if (js_snapshot_open(inst, name, &s, &info))
+        return -1;
+    size_t size = (size_t)info.pages * info.page_size, got = 0, n = 0;
+    uint8_t *buf = malloc(size);
+    JET_ERR err = buf ? JET_errSuccess : JET_errOutOfMemory;
+    while (!err && got < size && !(err = js_snapshot_read(s, got, buf + got, size - got, &n)) && n)
+        got += n;
+    js_snapshot_close(s);
+    if (!err && got == size)
+        SHA256(buf, size, out);
+    free(buf);
+    return err || got != size ? -1 : 0;
+}
+
+/* Child: a durable monotonic writer, 600 more pages made dirty, the take,
+ * then (mode 1, 2) the same pages changed again (captures), (mode 2) a
+ * checkpoint and more changes; then SIGKILL. */
+static void lazy_child(const char *dir, const char *recpath, int mode)
+{
+    js_params p = lazy_params();
+    js_instance *inst = NULL;
+    take_rec r;
+    memset(&r, 0, sizeof r);
+    if (js_open(dir, &p, &inst))
+        _exit(3);
+    tl_mwriter w;
+    memset(&w, 0, sizeof w);
+    w.inst = inst;
+    w.limit = 1000000;
+    w.durable = 1;
+    w.ackfd = -1;
+    if (pthread_create(&w.th, NULL, tl_mwriter_main, &w))
+        _exit(3);
+    while (atomic_load(&w.acked) < 200)
+        usleep(2000);
+    tl_fill(inst, "w1", 0, 600, 500);
+    r.before = atomic_load(&w.acked);
+    if (js_snapshot_take(inst, "s1", NULL))
+        _exit(4);
+    r.after = atomic_load(&w.acked);
+    r.space = js_snapshot_space(inst);
+    r.ndirty = pool_ndirty(&inst->store.pool);
+    if (mode >= 1) {
+        put_rec(recpath, &r);   /* the take's figures, in case the hash is slow */
+        r.hashed = child_hash(inst, "s1", r.h) == 0;
+        put_rec(recpath, &r);
+        tl_fill(inst, "w1", 0, 600, 650);
+        if (mode == 2) {
+            if (js_checkpoint(inst))
+                _exit(6);
+            tl_fill(inst, "w1", 0, 600, 420);
+        }
+    } else {
+        put_rec(recpath, &r);
+    }
+    kill(getpid(), SIGKILL);
+}
+
+Test(snapshot, lazy_take_copies_no_page_and_a_kill_right_after_keeps_the_prefix)
+{
+    for (int mode = 0; mode < 3; mode++) {
+        char *dir = tl_tp("db%d", mode), rec[PATH_MAX];
+        js_params p = lazy_params();
+        js_instance *inst = tl_create_open(dir, &p);
+        tl_fill(inst, "base", 0, 2000, 300);
+        OK(js_checkpoint(inst));
+        OK(js_close(inst));
+        tl_pathf(rec, "%s.rec", dir);
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0)
+            lazy_child(dir, rec, mode);
+        int st;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "mode %d: child ended with status %d", mode, st);
+        take_rec r;
+        cr_assert(get_rec(rec, &r), "mode %d: the child's record", mode);
+        cr_assert(r.ndirty >= 100, "mode %d: only %llu dirty pages at the take", mode, (unsigned long long)r.ndirty);
+        cr_assert_eq(r.space, 0, "mode %d: a lazy take copies no page (%llu bytes)", mode,
+                     (unsigned long long)r.space);
+
+        inst = tl_reopen(dir);
+        js_snapshot_info info;
+        OK(js_snapshot_stat(inst, "s1", &info));
+        cr_assert(info.valid, "mode %d: s1 invalid after the kill", mode);
+        if (r.hashed) {
+            unsigned char h[32];
+            image_hash(inst, "s1", h);
+            cr_assert(!memcmp(h, r.h, 32), "mode %d: the image changed across the kill", mode);
+        }
+        char *copy = tl_tp("copy%d", mode);
+        copy_out(inst, "s1", copy);
+        OK(js_close(inst));
+        js_instance *c = NULL;
+        OK(js_open(copy, &p, &c));
+        uint64_t m = tl_check_monotonic(c, 2000 + 600);
+        cr_assert(m >= r.before && m <= r.after, "mode %d: snapshot holds seq 1..%llu, acked %llu before, %llu after",
+                  mode, (unsigned long long)m, (unsigned long long)r.before, (unsigned long long)r.after);
+        tl_check_fill(c, "base", 0, 2000, 300);
+        tl_check_fill(c, "w1", 0, 600, 500);
+        OK(js_close(c));
+    }
+}
+
+/* Child of a kill round: take sN with pages dirty, record its hash, then
+ * change those pages and checkpoint until a timer thread kills it. */
+static void *killer(void *arg)
+{
+    usleep((useconds_t)(uintptr_t)arg);
+    kill(getpid(), SIGKILL);
+    return NULL;
+}
+
+static void kill_round_child(const char *dir, const char *recpath, int round, unsigned delay_us)
+{
+    js_params p = lazy_params();
+    js_instance *inst = NULL;
+    char name[16];
+    take_rec r;
+    memset(&r, 0, sizeof r);
+    if (js_open(dir, &p, &inst))
+        _exit(3);
+    tl_fill(inst, "w1", 0, 300, 300 + 10 * (size_t)round);   /* dirty at the take */
+    snprintf(name, sizeof name, "k%d", round);
+    if (js_snapshot_take(inst, name, NULL))
+        _exit(4);
+    r.hashed = child_hash(inst, name, r.h) == 0;
+    if (!r.hashed)
+        _exit(5);
+    put_rec(recpath, &r);
+    pthread_t th;
+    if (pthread_create(&th, NULL, killer, (void *)(uintptr_t)delay_us))
+        _exit(3);
+    for (int i = 0;; i++) {
+        tl_fill(inst, "w1", 0, 300, 200 + (size_t)(i % 7) * 40);
+        if (i % 2 && js_checkpoint(inst))
+            _exit(6);
+    }
+}
+
+Test(snapshot, lazy_pages_kept_through_changes_checkpoints_restarts_and_kills)
+{
+    js_params p = lazy_params();
+    char *dir = tl_tp("db");
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "w0", 0, 600, 500);
+    OK(js_checkpoint(inst));
+    tl_fill(inst, "w1", 0, 300, 500);      /* dirty at the instant */
+    OK(js_snapshot_take(inst, "s1", NULL));
+    cr_assert_eq(js_snapshot_space(inst), 0);
+    unsigned char h0[32], h[32];
+    image_hash(inst, "s1", h0);
+    tl_fill(inst, "w1", 0, 300, 640);      /* pending pages change: captured */
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed when its pending pages changed");
+    OK(js_checkpoint(inst));               /* captures saved */
+    cr_assert(js_snapshot_space(inst) > 0);
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed at the checkpoint");
+    OK(js_close(inst));
+    inst = tl_reopen(dir);
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed across a restart");
+    OK(js_close(inst));
+
+    srand(1234);
+    for (int round = 0; round < 12; round++) {
+        char rec[PATH_MAX], name[16];
+        tl_pathf(rec, "%s/../k%d.rec", dir, round);
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0)
+            kill_round_child(dir, rec, round, (unsigned)(rand() % 200000));
+        int st;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "round %d: child ended with status %d", round, st);
+        take_rec r;
+        cr_assert(get_rec(rec, &r) && r.hashed, "round %d: the child's record", round);
+        inst = tl_reopen(dir);
+        image_hash(inst, "s1", h);
+        cr_assert(!memcmp(h0, h, 32), "round %d: s1 changed", round);
+        snprintf(name, sizeof name, "k%d", round);
+        image_hash(inst, name, h);
+        cr_assert(!memcmp(r.h, h, 32), "round %d: %s changed across the kill", round, name);
+        OK(js_snapshot_delete(inst, name));
+        OK(js_close(inst));
+    }
+    inst = tl_reopen(dir);
+    OK(js_snapshot_delete(inst, "s1"));
+    cr_assert_eq(js_snapshot_space(inst), 0);
+    OK(js_close(inst));
+}
+
+Test(snapshot, lazy_pending_page_shared_saved_once_and_delete_while_pending)
+{
+    js_params p = lazy_params();
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    tl_fill(inst, "w0", 0, 600, 500);
+    OK(js_checkpoint(inst));
+    tl_fill(inst, "w1", 0, 300, 500);
+    OK(js_snapshot_take(inst, "a", NULL));
+    OK(js_snapshot_take(inst, "b", NULL));   /* the same pages pending for both */
+    OK(js_snapshot_take(inst, "gone", NULL));
+    size_t la = 0, lb = 0;
+    uint8_t *a0 = image_of(inst, "a", &la, NULL);
+    tl_fill(inst, "w1", 0, 300, 610);
+    OK(js_snapshot_delete(inst, "gone"));    /* with captures in memory */
+    OK(js_checkpoint(inst));
+    js_snapshot_info ia, ib;
+    OK(js_snapshot_stat(inst, "a", &ia));
+    OK(js_snapshot_stat(inst, "b", &ib));
+    cr_assert(ia.bytes_held > 0);
+    cr_assert_eq(ia.bytes_held, ib.bytes_held);
+    cr_assert_eq(js_snapshot_space(inst), ia.bytes_held, "a capture shared is stored once: %llu vs %llu",
+                 (unsigned long long)js_snapshot_space(inst), (unsigned long long)ia.bytes_held);
+    /* Pages 0 and 1 (the header: own log signature and time) aside, the
+     * two images are the same instant, and a's did not change. */
+    uint8_t *a1 = image_of(inst, "a", &la, NULL), *b1 = image_of(inst, "b", &lb, NULL);
+    cr_assert(la == lb && la > 2 * (size_t)p.page_size);
+    cr_assert(!memcmp(a0 + 2 * p.page_size, b1 + 2 * p.page_size, la - 2 * p.page_size), "a and b hold the same pages");
+    cr_assert(!memcmp(a0, a1, la), "a changed");
+    free(a0);
+    free(a1);
+    free(b1);
+    OK(js_snapshot_delete(inst, "a"));
+    OK(js_snapshot_delete(inst, "b"));
+    cr_assert_eq(js_snapshot_space(inst), 0);
+    OK(js_close(inst));
+}
+
+Test(snapshot, lazy_pages_settled_by_a_clean_shutdown_hold_under_no_log)
+{
+    js_params p = lazy_params();
+    char *dir = tl_tp("db");
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "w0", 0, 600, 500);
+    OK(js_checkpoint(inst));
+    tl_fill(inst, "w1", 0, 300, 500);      /* pending at the take */
+    OK(js_snapshot_take(inst, "s1", NULL));
+    unsigned char h0[32], h[32];
+    image_hash(inst, "s1", h0);
+    OK(js_close(inst));                    /* the final checkpoint resolves them */
+    js_params nl = p;
+    nl.no_log = 1;
+    OK(js_open(dir, &nl, &inst));
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed across a clean restart");
+    tl_fill(inst, "w1", 0, 300, 610);      /* no LSNs now: the pages must no longer be pending */
+    OK(js_checkpoint(inst));
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed under no_log writes");
+    OK(js_close(inst));
+    inst = tl_reopen(dir);
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed after the no_log run");
+    OK(js_close(inst));
+}
+
+Test(snapshot, delete_compacts_a_mostly_dead_index)
+{
+    js_params p = snap_params();
+    char *dir = tl_tp("db"), idx[PATH_MAX];
+    tl_pathf(idx, "%s/snapshots/store.idx", dir);
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "w0", 0, 600, 700);
+    OK(js_checkpoint(inst));
+    OK(js_snapshot_take(inst, "keep", NULL));
+    overwrite_load(inst, 0);
+    unsigned char h0[32], h[32];
+    image_hash(inst, "keep", h0);
+    struct stat st;
+    off_t peak = 0;
+    for (int r = 0; r < 16; r++) {
+        OK(js_snapshot_take(inst, "tmp", NULL));
+        overwrite_load(inst, r + 1);
+        cr_assert_eq(stat(idx, &st), 0);
+        if (st.st_size > peak)
+            peak = st.st_size;
+        OK(js_snapshot_delete(inst, "tmp"));
+    }
+    cr_assert_eq(stat(idx, &st), 0);
+    cr_assert(peak > (64 << 10), "the test must grow the index past 64 KiB (peak %lld)", (long long)peak);
+    /* Append-only, it never shrinks: smaller than its peak means rewritten. */
+    cr_assert(st.st_size < peak, "index %lld bytes after the deletes, peak %lld", (long long)st.st_size,
+              (long long)peak);
+    image_hash(inst, "keep", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed by the compaction");
+    OK(js_close(inst));
+    inst = tl_reopen(dir);
+    image_hash(inst, "keep", h);
+    cr_assert(!memcmp(h0, h, 32), "image changed across a restart after compaction");
+    OK(js_close(inst));
+}
+
+/* A checkpoint copies a batch (the pages turn clean) and writes it after
+ * its WAL flush; a take in between must not read those pages from the
+ * file, which still holds their older version until the write lands. */
+Test(snapshot, take_between_a_checkpoint_copy_and_its_write_keeps_the_copied_pages)
+{
+    js_params p = lazy_params();
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    db_store *st = &inst->store;
+    uint32_t ps = st->page_size;
+    tl_fill(inst, "w0", 0, 600, 500);
+    OK(js_snapshot_take(inst, "open-the-store", NULL));
+    OK(js_snapshot_delete(inst, "open-the-store"));
+    OK(js_checkpoint(inst));
+    tl_fill(inst, "w0", 0, 300, 620);      /* dirty: the batch */
+
+    js_mutex_lock(&inst->ckpt_lock);       /* as ckpt_write_batch: copy, clean */
+    uint32_t *list = NULL;
+    size_t n = 0;
+    OK(pool_dirty_list(&st->pool, &list, &n));
+    cr_assert(n > 10);
+    uint8_t *buf = malloc(n * ps);
+    frame **held = calloc(n, sizeof *held);
+    cr_assert(buf && held);
+    js_rdlock(&inst->eng.tree_latch);
+    for (size_t i = 0; i < n; i++) {
+        held[i] = pool_lookup(&st->pool, list[i]);
+        cr_assert_not_null(held[i]);
+        memcpy(buf + i * ps, held[i]->data, ps);
+        pool_clear_dirty(&st->pool, held[i]);
+    }
+    js_rwunlock(&inst->eng.tree_latch);
+    OK(log_flush_all(&inst->log));
+    OK(js_snapshot_take(inst, "s1", NULL));   /* the batch copied, not written */
+    unsigned char h0[32], h[32];
+    image_hash(inst, "s1", h0);
+    for (size_t i = 0; i < n; i++)
+        pg_seal(buf + i * ps, ps, list[i]);
+    OK(db_write_batch(st, list, buf, (uint32_t)n));
+    for (size_t i = 0; i < n; i++)
+        pool_unpin(&st->pool, held[i]);
+    js_mutex_unlock(&inst->ckpt_lock);
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "the image changed when the checkpoint's write landed");
+    tl_fill(inst, "w0", 0, 300, 540);
+    OK(js_checkpoint(inst));
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "the image changed at the next checkpoint");
+    free(buf);
+    free(held);
+    free(list);
+    OK(js_close(inst));
+}
+
+/* Set the version in store.idx's header record (first record) to v. */
+static void set_store_version(const char *dir, uint32_t v)
+{
+    char path[PATH_MAX];
+    tl_pathf(path, "%s/snapshots/store.idx", dir);
+    int fd = open(path, O_RDWR);
+    cr_assert(fd >= 0);
+    uint8_t r[64];
+    cr_assert_eq(pread(fd, r, sizeof r, 0), (ssize_t)sizeof r);
+    uint32_t len = pg_u32(r + 8);
+    cr_assert(len <= sizeof r && pg_u16(r + 4) == 1, "header record");
+    pg_put32(r + 20, v);
+    pg_put32(r, js_crc32c(0, r + 4, len - 4));
+    cr_assert_eq(pwrite(fd, r, len, 0), (ssize_t)len);
+    close(fd);
+}
+
+Test(snapshot, store_version_1_opens_a_later_one_is_refused)
+{
+    js_params p = snap_params();
+    char *dir = tl_tp("db");
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "w0", 0, 300, 500);
+    OK(js_snapshot_take(inst, "s1", NULL));
+    overwrite_load(inst, 0);
+    unsigned char h0[32], h[32];
+    image_hash(inst, "s1", h0);
+    OK(js_close(inst));
+    set_store_version(dir, 1);            /* as written before PEND records */
+    inst = tl_reopen(dir);
+    image_hash(inst, "s1", h);
+    cr_assert(!memcmp(h0, h, 32), "a version 1 store reads the same");
+    OK(js_close(inst));
+    set_store_version(dir, 3);
+    js_params q = tl_test_params();
+    inst = NULL;
+    JET_ERR err = js_open(dir, &q, &inst);
+    cr_assert_eq(err, JET_errInvalidDatabase, "a store of a later version: %d", err);
+    cr_assert(strstr(js_errdetail(), "store version 3"), "says why: %s", js_errdetail());
 }

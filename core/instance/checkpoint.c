@@ -144,13 +144,8 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
         err = log_flush_all(&inst->log);
     for (size_t i = 0; i < m; i++)
         pg_seal(buf + i * ps, ps, pgnos[i]);
-    for (size_t i = 0; i < m && !err;) {
-        size_t j = i + 1;
-        while (j < m && pgnos[j] == pgnos[j - 1] + 1)
-            j++;
-        err = db_write_pages(st, pgnos[i], buf + i * ps, (uint32_t)(j - i));
-        i = j;
-    }
+    if (!err)
+        err = db_write_batch(st, pgnos, buf, (uint32_t)m);   /* runs, one snapshot-store fsync */
     for (size_t i = 0; i < m; i++) {
         /* Not written (or maybe not): dirty again, for the next checkpoint.
          * Rewriting a page that did reach the file is harmless. */

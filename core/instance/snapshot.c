@@ -5,15 +5,22 @@
  * The instant.  Under the writer lock (so S falls between transactions)
  * take records S = the log position now and the meta page's high-water
  * mark H (the image's size), registers the snapshot with the store (from
- * then on the page write path saves old images for it) and copies the
+ * then on the page write path saves old images for it) and lists the
  * pages dirty in the pool: committed before S but not in the file yet.
- * Every other page below H is, for this snapshot, what the file holds, or
- * what a checkpoint already copied and is about to write: that write
- * carries an LSN before S, which the store recognizes as the snapshot's
- * own version and does not save.  Without a log there are no LSNs, so take
- * also holds ckpt_lock: no write is in flight.  Writers wait only for the
- * copy of the dirty pages; the images are written to the store and made
- * durable after the writer lock is released, before take returns.
+ * With a log, those are only marked pending (core/store/snaplazy.c): their
+ * version at S is kept when they next change or are written, and after a
+ * crash recovery's redo rebuilds it from the log, which take makes durable
+ * up to S.  So take costs the same whatever the size of the database or
+ * of the dirty set: a list of page numbers, a log flush and one fsync of
+ * the store's index.  Without a log the dirty pages are copied under the
+ * writer lock and written to the store before take returns.
+ * The pages a checkpoint copied before S and has not written yet are
+ * listed with them (pool_unwritten_list): the file holds an older version
+ * until their write lands, which then carries an LSN before S and makes
+ * the file serve them.  Every other page below H is, for this snapshot,
+ * what the file holds.  Without a log there are no LSNs, so take also
+ * holds ckpt_lock: no write is in flight.  With one, take never waits for
+ * a checkpoint.
  *
  * The store is opened with the instance when DBDIR/snapshots exists, else
  * at the first take (under ckpt_lock, so no page write is in flight while
@@ -62,15 +69,26 @@ JET_ERR snap_store_open(js_instance *inst, int create)
         return JET_errSuccess;
     struct snapstore *ss = NULL;
     JET_ERR err = ss_open(inst->dir, inst->store.page_size, inst->hdr.db_sig, on_invalid, inst, &ss);
-    if (!err)
+    /* Pages a lazy take left pending are rebuilt by recovery; after a
+     * clean shutdown none is left, and without a log none can be. */
+    int clean = inst->hdr.state == JS_DB_CLEAN_SHUTDOWN;
+    if (!err && (clean || !inst_logging(inst)))
+        err = ss_settle(ss, clean);
+    if (err)
+        ss_close(ss);
+    else
         inst->store.snap = ss;
     return err;
 }
 
-/* The store, opened on first use. */
+/* The store, opened on first use (under ckpt_lock: no page write in
+ * flight while the write path's hook appears).  Once open, no lock: a
+ * take never waits for a checkpoint to end. */
 static JET_ERR store_get(js_instance *inst, struct snapstore **out)
 {
     JET_ERR err = JET_errSuccess;
+    if ((*out = atomic_load(&inst->store.snap)) != NULL)
+        return JET_errSuccess;
     js_mutex_lock(&inst->ckpt_lock);
     if (!inst->store.snap)
         err = snap_store_open(inst, 1);
@@ -130,9 +148,21 @@ static JET_ERR take_instant(js_instance *inst, struct snapstore *ss, ss_meta *m,
     err = ss_begin(ss, m, max, id);
     if (err)
         return err;
+    if (inst_logging(inst)) {
+        /* Lazy: marks only.  Also the pages a checkpoint copied before S
+         * and has yet to write: until their write lands the file holds an
+         * older version, so they are the pool's too (their frames, clean
+         * and unchanged since the copy, are their version at S). */
+        err = pool_unwritten_list(&inst->store.pool, &list, &n);
+        if (!err)
+            ss_capture(ss, *id, list, NULL, n);   /* owns list */
+        else
+            ss_abort(ss, *id);
+        return err;
+    }
     err = pool_dirty_list(&inst->store.pool, &list, &n);
-    /* One buffer for every dirty page: the copy is a memcpy per page, the
-     * only work writers wait for. */
+    /* No log to replay them from: one buffer for every dirty page, a memcpy
+     * per page, the only work writers wait for. */
     pages = n ? malloc(n * (size_t)ps) : NULL;
     if (!err && n && !pages)
         err = js_fail(JET_errOutOfMemory, "snapshot: copies of %zu dirty pages", n);
@@ -194,7 +224,8 @@ JET_ERR js_snapshot_take(js_instance *inst, const char *name, js_snapshot_info *
         js_mutex_unlock(&inst->ckpt_lock);
     if (err)
         return err;
-    /* The snapshot's transactions are durable in the live database too. */
+    /* The snapshot's transactions are durable in the live database too,
+     * and a lazy take's pending pages can be rebuilt from the log. */
     if (inst_logging(inst)) {
         err = log_flush(&inst->log, m.log_position);
         if (err) {

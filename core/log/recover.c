@@ -48,6 +48,7 @@ static JET_ERR redo_apply_txn_record(db_store *st, int type, const uint8_t *p, u
     if (len < 4)
         return JS_CORRUPT(JET_errLogReadVerifyFailure, "log record of %u bytes is too short", len);
     uint32_t pgno = pg_u32(p);
+    ss_before_change(st->snap, st, pgno, commit_lsn);   /* a lazy snapshot's version of it (snaplazy.c) */
     if (type == REC_IMAGE) {
         if (len != 4 + ps)
             return JS_CORRUPT(JET_errLogReadVerifyFailure, "image of page %u has %u bytes", pgno, len - 4);

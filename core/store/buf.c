@@ -211,6 +211,7 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno, int loading)
      * pin and unpin on this reused frame cannot be lost. */
     f->pins++;
     f->dirty = 0;
+    f->writing = 0;
     f->ref = 1;
     f->loading = (uint8_t)loading;
     f->fpi_epoch = 0;
@@ -343,7 +344,19 @@ void pool_clear_dirty(buf_pool *pool, frame *f)
     js_mutex_lock(&pool->lock);
     if (f->dirty) {
         f->dirty = 0;
+        f->writing = 1;
         pool->ndirty--;
+    }
+    js_mutex_unlock(&pool->lock);
+}
+
+void pool_written(buf_pool *pool, const uint32_t *pgnos, uint32_t n)
+{
+    js_mutex_lock(&pool->lock);
+    for (uint32_t i = 0; i < n; i++) {
+        frame *f = pool_find_locked(pool, pgnos[i]);
+        if (f)
+            f->writing = 0;
     }
     js_mutex_unlock(&pool->lock);
 }
@@ -362,14 +375,14 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n)
+static JET_ERR pool_list(buf_pool *pool, int writing, uint32_t **out, size_t *n)
 {
     js_mutex_lock(&pool->lock);
     size_t cnt = 0;
-    uint32_t *list = malloc((pool->ndirty + 1) * sizeof *list);
+    uint32_t *list = malloc(((writing ? pool->nframes : pool->ndirty) + 1) * sizeof *list);
     if (list)
         for (size_t i = 0; i < pool->nframes; i++)
-            if (pool->frames[i]->dirty)
+            if (pool->frames[i]->dirty || (writing && pool->frames[i]->writing))
                 list[cnt++] = pool->frames[i]->pgno;
     js_mutex_unlock(&pool->lock);
     if (!list)
@@ -378,4 +391,14 @@ JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n)
     *out = list;
     *n = cnt;
     return JET_errSuccess;
+}
+
+JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n)
+{
+    return pool_list(pool, 0, out, n);
+}
+
+JET_ERR pool_unwritten_list(buf_pool *pool, uint32_t **out, size_t *n)
+{
+    return pool_list(pool, 1, out, n);
 }

@@ -5,7 +5,7 @@
  * against its written bound (the rule in page.h: zero is corruption where
  * a page is in use).
  *
- * Every page reaches the file through db_write_pages(), which holds the
+ * Every page reaches the file through db_write_batch(), which holds the
  * page-range lock for writing over the pages it writes; readers of the raw
  * file (js_db_read, backup) hold it for reading, so neither ever sees a page
  * half-written by the other.
@@ -162,31 +162,57 @@ JET_ERR dbh_write(int fd, const char *path, const db_header *hdr)
     return err;
 }
 
-JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
+JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n)
 {
-    uint64_t end = (uint64_t)pgno + n;
     JET_ERR err = JET_errSuccess;
+    uint32_t ps = st->page_size, done = 0;
+    if (!n)
+        return JET_errSuccess;
+    uint64_t end = (uint64_t)pgnos[n - 1] + 1;
     if (end > st->file_pages) {
         /* Grow in extents so the file does not fragment page by page. */
-        uint64_t per = DB_EXTENT_BYTES / st->page_size;
+        uint64_t per = DB_EXTENT_BYTES / ps;
         uint64_t want = (end + per - 1) / per * per;
-        err = os_allocate(st->fd, st->path, want * st->page_size);
+        err = os_allocate(st->fd, st->path, want * ps);
         if (err) {
             if (st->snap)
-                ss_write_failed(st->snap, pgno, pages, n);
+                ss_write_failed(st->snap, pgnos, pages, n);
             return err;
         }
         st->file_pages = want;
     }
     /* Copy-on-write for snapshots: the old images a snapshot still reads
-     * here are durable in the store before the new ones land. */
+     * here are durable in the store before the new ones land, saved for
+     * the whole batch at once (one fsync, not one per run). */
     if (st->snap)
-        ss_cow_begin(st->snap, st, pgno, pages, n);
-    int slot = rl_lock(&st->rl, pgno, end, 1);
-    err = os_pwrite(st->fd, st->path, pages, (size_t)n * st->page_size, (uint64_t)pgno * st->page_size);
-    rl_unlock(&st->rl, slot);
+        ss_cow_begin(st->snap, st, pgnos, pages, n);
+    while (done < n && !err) {
+        uint32_t j = done + 1;
+        while (j < n && pgnos[j] == pgnos[j - 1] + 1)
+            j++;
+        int slot = rl_lock(&st->rl, pgnos[done], (uint64_t)pgnos[j - 1] + 1, 1);
+        err = os_pwrite(st->fd, st->path, pages + (size_t)done * ps, (size_t)(j - done) * ps,
+                        (uint64_t)pgnos[done] * ps);
+        rl_unlock(&st->rl, slot);
+        if (!err)
+            done = j;
+    }
+    pool_written(&st->pool, pgnos, done);   /* landed: no longer "writing" for a take */
     if (st->snap)
-        ss_cow_end(st->snap, pgno, pages, n, err);
+        ss_cow_end(st->snap, pgnos, pages, n, done, err);
+    return err;
+}
+
+JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
+{
+    uint32_t one[64] = { 0 }, *pgnos = n <= 64 ? one : malloc((size_t)n * sizeof *pgnos);
+    if (!pgnos)
+        return js_fail(JET_errOutOfMemory, "page list of %u", n);
+    for (uint32_t i = 0; i < n; i++)
+        pgnos[i] = pgno + i;
+    JET_ERR err = db_write_batch(st, pgnos, pages, n);
+    if (pgnos != one)
+        free(pgnos);
     return err;
 }
 

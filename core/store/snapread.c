@@ -8,11 +8,29 @@
  */
 #include "store/snapstore_int.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---------------- delete, list, read ---------------- */
+
+/* After a delete: rewrite the index once it is mostly dead records (over
+ * 64 KiB and four times what the live snapshots need), so it does not grow
+ * with every snapshot ever taken between restarts.  A failure keeps the
+ * old index (still valid): the next open compacts. */
+static void maybe_compact(struct snapstore *ss)
+{
+    uint64_t live = 64;
+    for (size_t i = 0; i < ss->nsnaps; i++) {
+        const snap_entry *e = ss->snaps[i];
+        if (!e->ready)
+            return;   /* a take under way: its saves are only in the old index */
+        live += 160 + ss_rec_len(24) * e->saved + 4 * (uint64_t)e->npend_list + e->note_len;
+    }
+    if (ss->idx_end > (64u << 10) && ss->idx_end > 4 * live)
+        (void)ss_compact(ss);
+}
 
 JET_ERR ss_delete(struct snapstore *ss, const char *name)
 {
@@ -28,8 +46,10 @@ JET_ERR ss_delete(struct snapstore *ss, const char *name)
         err = ss_idx_append(ss, r, ss_enc_small(r, R_DELETE, e->id, 0));
         if (!err)
             err = os_fsync(ss->idx_fd, ss->idx_path);
-        if (!err)
+        if (!err) {
             ss_entry_free(ss, e, 1);
+            maybe_compact(ss);
+        }
     }
     js_rwunlock(&ss->lock);
     return err;
@@ -95,37 +115,78 @@ void ss_unref(struct snapstore *ss, uint32_t id)
 }
 
 /* Pages [p, p+n) of e into out, each from the store, the header or the
- * file; caller holds ss->lock (read). */
+ * file; caller holds ss->lock (read).  Runs of pages saved in consecutive
+ * slots, and runs still in the file, are each read in one pread. */
 static JET_ERR read_pages(struct snapstore *ss, db_store *st, snap_entry *e, uint32_t p, uint32_t n, uint8_t *out)
 {
     uint32_t ps = ss->page_size;
     JET_ERR err = JET_errSuccess;
     for (uint32_t i = 0; i < n && !err;) {
-        uint32_t q = p + i;
+        uint32_t q = p + i, j = i + 1;
         uint8_t *dst = out + (size_t)i * ps;
         uint32_t slot = e->map[q];
         if (q < 2) {
             memcpy(dst, e->hdr_pages + (size_t)q * ps, ps);
-            i++;
-        } else if (slot != SLOT_NONE && slot != SLOT_PENDING) {
-            err = os_pread(ss->pages_fd, ss->pages_path, dst, ps, (uint64_t)slot * ps, NULL);
-            if (!err && pg_verify(dst, ps, q) != PG_OK)
-                err = JS_CORRUPT(JET_errReadVerifyFailure, "snapshot %s: saved image of page %u fails its checksum",
-                                 e->meta.name, q);
-            i++;
+        } else if (slot == SLOT_PENDING) {
+            err = ss_lazy_read(ss, st, e, q, dst);   /* a lazy take's page, still in the pool */
+        } else if (slot != SLOT_NONE) {
+            while (j < n && e->map[p + j] == slot + (j - i) && e->map[p + j] != SLOT_PENDING)
+                j++;
+            err = os_pread(ss->pages_fd, ss->pages_path, dst, (size_t)(j - i) * ps, (uint64_t)slot * ps, NULL);
+            for (uint32_t k = i; k < j && !err; k++)
+                if (pg_verify(out + (size_t)k * ps, ps, p + k) != PG_OK)
+                    err = JS_CORRUPT(JET_errReadVerifyFailure,
+                                     "snapshot %s: saved image of page %u fails its checksum", e->meta.name, p + k);
         } else {
             /* A run of pages still in the file, read untorn in one go. */
-            uint32_t j = i + 1;
             while (j < n && e->map[p + j] == SLOT_NONE)
                 j++;
             size_t got = 0, want = (size_t)(j - i) * ps;
             err = db_read(st, (uint64_t)q * ps, dst, want, &got);
             if (!err && got < want)
                 memset(dst + got, 0, want - got);
-            i = j;
         }
+        i = j;
     }
     return err;
+}
+
+/* Read-ahead for a reader of the image (tar, cp): when a read enters a new
+ * RA_CHUNK of the image, the next two chunks are asked for, from
+ * jetsnap.edb and, for the pages saved in the store, from store.pages
+ * (slots near each other in one advice): a cold reader then finds them in
+ * the page cache instead of waiting on the disk page by page.  Advice
+ * only: its result does not matter (and there is no fault to inject, so
+ * not through os.c).  ss->lock held for reading. */
+#define RA_CHUNK (4u << 20)
+
+static void read_ahead(struct snapstore *ss, db_store *st, const snap_entry *e, uint64_t off, size_t len)
+{
+    uint32_t ps = ss->page_size;
+    uint64_t size = (uint64_t)e->meta.pages * ps, c = off / RA_CHUNK, from, to;
+    if (off % RA_CHUNK >= len && off != 0)
+        return;   /* not the first read of its chunk */
+    from = off == 0 ? 0 : (c + 1) * RA_CHUNK;
+    to = (c + 3) * RA_CHUNK < size ? (c + 3) * RA_CHUNK : size;
+    if (from >= to)
+        return;
+    (void)posix_fadvise(st->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_WILLNEED);
+    uint64_t lo = 0, hi = 0;   /* a run of slots [lo, hi) */
+    for (uint64_t p = from / ps; p < to / ps; p++) {
+        uint32_t slot = e->map[p];
+        if (slot == SLOT_NONE || slot == SLOT_PENDING)
+            continue;
+        if (hi && slot >= lo && slot <= hi + 8) {
+            hi = slot + 1 > hi ? slot + 1 : hi;
+            continue;
+        }
+        if (hi)
+            (void)posix_fadvise(ss->pages_fd, (off_t)(lo * ps), (off_t)((hi - lo) * ps), POSIX_FADV_WILLNEED);
+        lo = slot;
+        hi = (uint64_t)slot + 1;
+    }
+    if (hi)
+        (void)posix_fadvise(ss->pages_fd, (off_t)(lo * ps), (off_t)((hi - lo) * ps), POSIX_FADV_WILLNEED);
 }
 
 JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got)
@@ -150,7 +211,15 @@ JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, v
         goto out;
     if (len > size - off)
         len = (size_t)(size - off);
+    read_ahead(ss, st, e, off, len);
     uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
+    if (off % ps == 0 && len % ps == 0) {
+        /* Whole pages (the kernel's reads): straight into buf. */
+        err = read_pages(ss, st, e, lo, hi - lo, buf);
+        if (!err)
+            *got = len;
+        goto out;
+    }
     const uint32_t batch = 128;
     tmp = malloc((size_t)batch * ps);
     if (!tmp) {

@@ -30,6 +30,11 @@
  *   type 4 INVALID: 12 u32 id 16 i32 the error
  *   type 5 DELETE: 12 u32 id
  *   type 6 NOTE (replaces the previous one): 12 u32 id 16 u32 n 20 bytes[n]
+ *   type 7 PEND (a lazy take: pages whose version at S is still in the pool
+ *     or the log, snaplazy.c): 12 u32 id 16 u32 n 20 u32 pgnos[n]; a MAP
+ *     of the same snapshot and page, in any order, overrides it
+ * The header's version is 2 since PEND records exist; version 1 stores
+ * (no PEND) open as before, a version above 2 is refused.
  * Open reads records until the first that fails its CRC or runs past the
  * end (a torn tail), then applies them: a MAP counts only for ids with a
  * CREATE and no DELETE (a MAP may precede its CREATE: images saved while a
@@ -44,7 +49,8 @@
  * Which image a snapshot gets.  When a write of page P with an LSN at or
  * after S reaches db_write_pages and the snapshot has no image of P yet,
  * its image is the one before that write: normally what jetsnap.edb holds
- * (pages dirty at S were captured at take; a write with an LSN before S
+ * (pages dirty or being written at S are pending, snaplazy.c, or without
+ * a log were copied at take; a write with an LSN before S
  * brings the snapshot's own version and saves nothing).  One exception: a
  * write that failed (a checkpoint out of space) leaves the file older than
  * the pool, and the pool holds the page clean for a moment before the
@@ -91,7 +97,7 @@ JET_ERR ss_idx_append(struct snapstore *ss, const uint8_t *r, size_t len)
     return err;
 }
 
-static size_t enc_create(const snap_entry *e, uint8_t *r)
+size_t ss_enc_create(const snap_entry *e, uint8_t *r)
 {
     size_t nl = strlen(e->meta.name), len = ss_rec_len(69 + nl);
     memset(r, 0, len);
@@ -154,16 +160,8 @@ static void image_header(struct snapstore *ss, snap_entry *e)
     dbh_encode(h, e->hdr_pages + ss->page_size, 1);
 }
 
-static snap_entry *entry_new(struct snapstore *ss, uint32_t id, const ss_meta *m)
+snap_entry *ss_entry_new(struct snapstore *ss, uint32_t id, const ss_meta *m)
 {
-    if (ss->nsnaps == ss->snaps_cap) {
-        size_t cap = ss->snaps_cap ? 2 * ss->snaps_cap : 8;
-        snap_entry **n = realloc(ss->snaps, cap * sizeof *n);
-        if (!n)
-            return NULL;
-        ss->snaps = n;
-        ss->snaps_cap = cap;
-    }
     snap_entry *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
@@ -175,7 +173,21 @@ static snap_entry *entry_new(struct snapstore *ss, uint32_t id, const ss_meta *m
     e->id = id;
     e->meta = *m;
     image_header(ss, e);
+    js_mutex_lock(&ss->cap_lock);   /* the array: ss_before_change walks it */
+    if (ss->nsnaps == ss->snaps_cap) {
+        size_t cap = ss->snaps_cap ? 2 * ss->snaps_cap : 8;
+        snap_entry **n = realloc(ss->snaps, cap * sizeof *n);
+        if (!n) {
+            js_mutex_unlock(&ss->cap_lock);
+            free(e->map);
+            free(e);
+            return NULL;
+        }
+        ss->snaps = n;
+        ss->snaps_cap = cap;
+    }
     ss->snaps[ss->nsnaps++] = e;
+    js_mutex_unlock(&ss->cap_lock);
     return e;
 }
 
@@ -205,15 +217,19 @@ void ss_entry_free(struct snapstore *ss, snap_entry *e, int release)
 {
     for (uint32_t p = 0; release && p < e->meta.pages; p++)
         slot_release(ss, e->map[p]);
-    free(e->pend_pgno);
-    free(e->pend_buf);
-    free(e->map);
-    free(e->note);
+    js_mutex_lock(&ss->cap_lock);
+    ss_lazy_drop(ss, e);
     for (size_t i = 0; i < ss->nsnaps; i++)
         if (ss->snaps[i] == e) {
             ss->snaps[i] = ss->snaps[--ss->nsnaps];
             break;
         }
+    js_mutex_unlock(&ss->cap_lock);
+    free(e->pend_pgno);
+    free(e->pend_buf);
+    free(e->pend_list);
+    free(e->map);
+    free(e->note);
     free(e);
 }
 
@@ -241,7 +257,7 @@ static JET_ERR slot_alloc(struct snapstore *ss, uint32_t *out)
 }
 
 /* Undo slot_alloc of a slot no record names. */
-static void slot_unalloc(struct snapstore *ss, uint32_t slot)
+void ss_slot_unalloc(struct snapstore *ss, uint32_t slot)
 {
     ss->refs[slot] = 1;
     slot_release(ss, slot);
@@ -264,34 +280,55 @@ static void invalidate(struct snapstore *ss, snap_entry *e, JET_ERR err)
         ss->on_invalid(ss->ev_ctx, e->meta.name, err);
 }
 
-/* Write image (sealed page pgno) into a new slot and a MAP record naming
- * ids; no fsync.  The slot's refs are the caller's to set. */
-static JET_ERR save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *img, const uint32_t *ids, uint32_t nids,
-                          uint32_t *slot_out)
+/* Queue a MAP record (slot holds page pgno's image, crc its CRC32C, read
+ * by ids) in ss->mbuf; map_flush appends the queue to the index in one
+ * write, so a batch of saves costs one append and one fsync. */
+JET_ERR ss_map_queue(struct snapstore *ss, uint32_t slot, uint32_t pgno, uint32_t crc, const uint32_t *ids,
+                     uint32_t nids)
+{
+    size_t len = ss_rec_len(20 + 4 * (size_t)nids);
+    if (ss->mlen + len > ss->mcap) {
+        size_t cap = ss->mcap ? ss->mcap : 4096;
+        while (cap < ss->mlen + len)
+            cap *= 2;
+        uint8_t *n = realloc(ss->mbuf, cap);
+        if (!n)
+            return js_fail(JET_errOutOfMemory, "snapshot index records");
+        ss->mbuf = n;
+        ss->mcap = cap;
+    }
+    uint8_t *r = ss->mbuf + ss->mlen;
+    memset(r, 0, len);
+    pg_put64(r + 12, slot);
+    pg_put32(r + 20, pgno);
+    pg_put32(r + 24, crc);
+    pg_put32(r + 28, nids);
+    for (uint32_t i = 0; i < nids; i++)
+        pg_put32(r + 32 + 4 * i, ids[i]);
+    ss_rec_seal(r, R_MAP, len);
+    ss->mlen += len;
+    return JET_errSuccess;
+}
+
+JET_ERR ss_map_flush(struct snapstore *ss)
+{
+    JET_ERR err = ss->mlen ? ss_idx_append(ss, ss->mbuf, ss->mlen) : JET_errSuccess;
+    ss->mlen = 0;
+    return err;
+}
+
+JET_ERR ss_save_image(struct snapstore *ss, uint32_t pgno, const uint8_t *img, const uint32_t *ids, uint32_t nids,
+                      uint32_t *slot_out)
 {
     uint32_t slot;
     JET_ERR err = slot_alloc(ss, &slot);
     if (err)
         return err;
-    size_t len = ss_rec_len(20 + 4 * (size_t)nids);
-    uint8_t *r = calloc(1, len);
-    if (!r) {
-        slot_unalloc(ss, slot);
-        return js_fail(JET_errOutOfMemory, "snapshot index record");
-    }
-    pg_put64(r + 12, slot);
-    pg_put32(r + 20, pgno);
-    pg_put32(r + 24, js_crc32c(0, img, ss->page_size));
-    pg_put32(r + 28, nids);
-    for (uint32_t i = 0; i < nids; i++)
-        pg_put32(r + 32 + 4 * i, ids[i]);
-    ss_rec_seal(r, R_MAP, len);
     err = os_pwrite(ss->pages_fd, ss->pages_path, img, ss->page_size, (uint64_t)slot * ss->page_size);
     if (!err)
-        err = ss_idx_append(ss, r, len);
-    free(r);
+        err = ss_map_queue(ss, slot, pgno, js_crc32c(0, img, ss->page_size), ids, nids);
     if (err) {
-        slot_unalloc(ss, slot);
+        ss_slot_unalloc(ss, slot);
         return err;
     }
     *slot_out = slot;
@@ -338,14 +375,16 @@ static void unw_put(struct snapstore *ss, uint32_t pgno, const uint8_t *img)
     memcpy(ss->unw_img + i * ss->page_size, img, ss->page_size);
 }
 
-static void unw_record(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n, JET_ERR err)
+/* Pages pgnos[0..n) (images in pages): the first nok were written, the
+ * rest were not (err set) and are remembered until a write of them lands. */
+static void unw_record(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n, uint32_t nok)
 {
     for (uint32_t k = 0; k < n; k++) {
-        if (err) {
-            unw_put(ss, pgno + k, pages + (size_t)k * ss->page_size);
+        if (k >= nok) {
+            unw_put(ss, pgnos[k], pages + (size_t)k * ss->page_size);
             continue;
         }
-        size_t i = ss->nunw ? unw_find(ss, pgno + k) : SIZE_MAX;
+        size_t i = ss->nunw ? unw_find(ss, pgnos[k]) : SIZE_MAX;
         if (i == SIZE_MAX)
             continue;
         ss->nunw--;
@@ -354,10 +393,10 @@ static void unw_record(struct snapstore *ss, uint32_t pgno, const uint8_t *pages
     }
 }
 
-void ss_write_failed(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n)
+void ss_write_failed(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n)
 {
     js_wrlock(&ss->lock);
-    unw_record(ss, pgno, pages, n, JET_errDiskFull);
+    unw_record(ss, pgnos, pages, n, 0);
     js_rwunlock(&ss->lock);
 }
 
@@ -383,7 +422,7 @@ static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len,
             return JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad snapshot record", ss->idx_path);
         memcpy(m.name, r + 81, nl);
         m.name[nl] = '\0';
-        snap_entry *e = entry_new(ss, id, &m);
+        snap_entry *e = ss_entry_new(ss, id, &m);
         if (!e)
             return js_fail(JET_errOutOfMemory, "snapshot %s", m.name);
         e->ready = 1;
@@ -408,7 +447,32 @@ static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len,
             memcpy(e->note, r + 20, n);
             e->note_len = n;
         }
-    } else if (type == R_MAP && pass == 2) {
+    } else if (type == R_PEND && pass == 2) {
+        snap_entry *e = ss_find_id(ss, pg_u32(r + 12));
+        uint32_t n = pg_u32(r + 16);
+        if (20 + 4 * (size_t)n > len)
+            return JS_CORRUPT(JET_errDatabaseCorrupted, "%s: bad pending record", ss->idx_path);
+        js_mutex_lock(&ss->cap_lock);
+        /* The last PEND of a snapshot replaces the earlier ones. */
+        for (uint32_t p = 0; e && e->npending && p < e->meta.pages; p++)
+            if (e->map[p] == SLOT_PENDING)
+                e->map[p] = SLOT_NONE;
+        if (e)
+            ss_lazy_drop(ss, e);
+        uint32_t *list = e && n ? malloc((size_t)n * sizeof *list) : NULL;
+        for (uint32_t i = 0; list && i < n; i++) {
+            list[i] = pg_u32(r + 20 + 4 * i);
+            ss_lazy_mark(ss, e, &list[i], 1);
+        }
+        js_mutex_unlock(&ss->cap_lock);
+        if (e && n && !list)
+            return js_fail(JET_errOutOfMemory, "snapshot pending pages");
+        if (e) {
+            free(e->pend_list);
+            e->pend_list = list;
+            e->npend_list = n;
+        }
+    } else if (type == R_MAP && pass == 3) {
         uint64_t slot = pg_u64(r + 12);
         uint32_t pgno = pg_u32(r + 20), n = pg_u32(r + 28);
         if (32 + 4 * (size_t)n > len || slot == 0 || slot >= SLOT_PENDING - 1)
@@ -422,8 +486,16 @@ static JET_ERR replay_record(struct snapstore *ss, const uint8_t *r, size_t len,
         }
         for (uint32_t i = 0; i < n; i++) {
             snap_entry *e = ss_find_id(ss, pg_u32(r + 32 + 4 * i));
-            if (!e || pgno >= e->meta.pages || e->map[pgno] != SLOT_NONE)
+            if (!e || pgno >= e->meta.pages || (e->map[pgno] != SLOT_NONE && e->map[pgno] != SLOT_PENDING))
                 continue;
+            if (e->map[pgno] == SLOT_PENDING) {   /* saved after the take: no longer pending */
+                js_mutex_lock(&ss->cap_lock);
+                e->map[pgno] = SLOT_NONE;
+                e->npending--;
+                if (!e->npending)
+                    atomic_fetch_sub(&ss->lazy_snaps, 1);
+                js_mutex_unlock(&ss->cap_lock);
+            }
             if (!ss->refs[slot]++)
                 ss->live_slots++;
             e->map[pgno] = (uint32_t)slot;
@@ -446,18 +518,21 @@ static JET_ERR replay(struct snapstore *ss, const uint8_t *buf, size_t size)
     }
     if (end < 12 + 28 || pg_u16(buf + 4) != R_HEADER || memcmp(buf + 12, "JSNAPSIX", 8))
         return JET_errSuccess;   /* nothing durable yet: an empty store */
+    if (pg_u32(buf + 20) > SS_VERSION)
+        return js_fail(JET_errInvalidDatabase, "%s: store version %u, this program reads up to %u", ss->idx_path,
+                       pg_u32(buf + 20), SS_VERSION);
     if (pg_u32(buf + 24) != ss->page_size || memcmp(buf + 28, ss->db_sig, JS_SIG_LEN))
         return js_fail(JET_errBadDbSignature, "%s belongs to another database", ss->idx_path);
     if (pg_u32(buf + 8) >= 48 && pg_u32(buf + 44) > ss->next_id)
         ss->next_id = pg_u32(buf + 44);
-    for (int pass = 0; pass < 3 && !err; pass++)
+    for (int pass = 0; pass < 4 && !err; pass++)
         for (size_t off = 0; off < end && !err; off += pg_u32(buf + off + 8))
             err = replay_record(ss, buf + off, pg_u32(buf + off + 8), pass);
     return err;
 }
 
 /* Write the index anew from memory: header, snapshots, notes, images. */
-static JET_ERR compact(struct snapstore *ss)
+JET_ERR ss_compact(struct snapstore *ss)
 {
     char tmp[PATH_MAX + 8];
     int fd = -1;
@@ -467,6 +542,7 @@ static JET_ERR compact(struct snapstore *ss)
     if (err)
         return err;
     int old_fd = ss->idx_fd;
+    uint64_t old_end = ss->idx_end;
     ss->idx_fd = fd;
     ss->idx_end = 0;
     uint8_t r[256];
@@ -480,7 +556,9 @@ static JET_ERR compact(struct snapstore *ss)
     err = ss_idx_append(ss, r, ss_rec_len(36));
     for (size_t i = 0; i < ss->nsnaps && !err; i++) {
         snap_entry *e = ss->snaps[i];
-        err = ss_idx_append(ss, r, enc_create(e, r));
+        err = ss_lazy_record(ss, e);   /* before its CREATE: a torn tail keeps neither or both */
+        if (!err)
+            err = ss_idx_append(ss, r, ss_enc_create(e, r));
         if (!err && e->invalid)
             err = ss_idx_append(ss, r, ss_enc_small(r, R_INVALID, e->id, (uint32_t)e->invalid));
         if (!err && e->note) {
@@ -503,7 +581,7 @@ static JET_ERR compact(struct snapstore *ss)
     for (size_t i = 0; i < ss->nsnaps && !err; i++) {
         snap_entry *e = ss->snaps[i];
         for (uint32_t p = 0; p < e->meta.pages && !err; p++) {
-            if (e->map[p] == SLOT_NONE)
+            if (e->map[p] == SLOT_NONE || e->map[p] == SLOT_PENDING)
                 continue;
             size_t len = ss_rec_len(24);
             memset(r, 0, len);
@@ -523,7 +601,9 @@ static JET_ERR compact(struct snapstore *ss)
         err = os_fsync_dir(ss->dir);
     if (err) {
         os_close(fd);
+        (void)os_unlink(tmp, 1);
         ss->idx_fd = old_fd;
+        ss->idx_end = old_end;
         return err;
     }
     os_close(old_fd);
@@ -571,6 +651,7 @@ JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_S
     if (!ss)
         return js_fail(JET_errOutOfMemory, "snapshot store");
     js_rwlock_init(&ss->lock);
+    js_mutex_init(&ss->cap_lock);
     ss->pages_fd = ss->idx_fd = -1;
     ss->page_size = page_size;
     memcpy(ss->db_sig, db_sig, JS_SIG_LEN);
@@ -616,7 +697,7 @@ JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_S
             slot_release(ss, (uint32_t)s);
         }
     if (!err)
-        err = compact(ss);
+        err = ss_compact(ss);
     if (err)
         goto fail;
     free(buf);
@@ -625,6 +706,40 @@ JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_S
 fail:
     free(buf);
     ss_close(ss);
+    return err;
+}
+
+JET_ERR ss_settle(struct snapstore *ss, int clean)
+{
+    JET_ERR err = JET_errSuccess;
+    int wrote = 0;
+    js_wrlock(&ss->lock);
+    for (size_t i = 0; i < ss->nsnaps && !err; i++) {
+        snap_entry *e = ss->snaps[i];
+        if (!e->npending)
+            continue;
+        if (!clean) {
+            invalidate(ss, e, js_fail(JET_errMissingLogFile, "snapshot %s: pages pending at its take need the log, "
+                                                             "and the instance opens without recovery", e->meta.name));
+            continue;
+        }
+        js_mutex_lock(&ss->cap_lock);
+        for (uint32_t p = 0; p < e->meta.pages; p++)
+            if (e->map[p] == SLOT_PENDING)
+                e->map[p] = SLOT_NONE;
+        ss_lazy_drop(ss, e);
+        js_mutex_unlock(&ss->cap_lock);
+        free(e->pend_list);
+        e->pend_list = NULL;
+        e->npend_list = 0;
+        uint8_t r[32];
+        size_t len = ss_enc_small(r, R_PEND, e->id, 0);   /* no page pending any more */
+        err = ss_idx_append(ss, r, len);
+        wrote = 1;
+    }
+    if (!err && wrote)
+        err = os_fsync(ss->idx_fd, ss->idx_path);
+    js_rwunlock(&ss->lock);
     return err;
 }
 
@@ -640,111 +755,12 @@ void ss_close(struct snapstore *ss)
     free(ss->refs);
     free(ss->free_slots);
     free(ss->scratch);
+    free(ss->mbuf);
     free(ss->unw_pgno);
     free(ss->unw_img);
     js_rwlock_destroy(&ss->lock);
+    js_mutex_destroy(&ss->cap_lock);
     free(ss);
-}
-
-/* ---------------- take ---------------- */
-
-JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t *id)
-{
-    JET_ERR err = JET_errSuccess;
-    js_wrlock(&ss->lock);
-    if (ss_find_name(ss, m->name))
-        err = js_fail(JET_errDatabaseDuplicate, "snapshot %s exists", m->name);
-    else if (ss->nsnaps >= max)
-        err = js_fail(JET_errOSSnapshotNotAllowed, "snapshot_max (%u) reached", max);
-    else if (ss->unw_lost)
-        err = js_fail(JET_errOutOfMemory, "the image of a failed page write could not be kept; reopen the instance");
-    else {
-        snap_entry *e = entry_new(ss, ss->next_id, m);
-        if (!e)
-            err = js_fail(JET_errOutOfMemory, "snapshot %s", m->name);
-        else
-            *id = ss->next_id++;
-    }
-    js_rwunlock(&ss->lock);
-    return err;
-}
-
-void ss_capture(struct snapstore *ss, uint32_t id, uint32_t *pgnos, uint8_t *pages, size_t n)
-{
-    js_wrlock(&ss->lock);
-    snap_entry *e = ss_find_id(ss, id);
-    if (!e || e->pend_pgno) {
-        free(pgnos);
-        free(pages);
-        goto out;
-    }
-    e->pend_pgno = pgnos;
-    e->pend_buf = pages;
-    e->npend = n;
-    for (size_t i = 0; i < n; i++)
-        if (pgnos[i] < e->meta.pages && e->map[pgnos[i]] == SLOT_NONE)
-            e->map[pgnos[i]] = SLOT_PENDING;
-out:
-    js_rwunlock(&ss->lock);
-}
-
-JET_ERR ss_commit(struct snapstore *ss, uint32_t id)
-{
-    JET_ERR err = JET_errSuccess;
-    uint8_t r[256];
-    js_wrlock(&ss->lock);
-    snap_entry *e = ss_find_id(ss, id);
-    if (!e) {
-        js_rwunlock(&ss->lock);
-        return js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
-    }
-    for (size_t i = 0; i < e->npend && !err; i++) {
-        uint32_t slot, p = e->pend_pgno[i];
-        if (p >= e->meta.pages || e->map[p] != SLOT_PENDING)
-            continue;
-        uint8_t *img = e->pend_buf + i * ss->page_size;
-        pg_seal(img, ss->page_size, p);   /* frames are sealed on their way out */
-        err = save_image(ss, p, img, &id, 1, &slot);
-        if (err)
-            break;
-        ss->refs[slot] = 1;
-        e->map[p] = slot;
-        e->saved++;
-    }
-    if (!err)
-        err = ss_idx_append(ss, r, enc_create(e, r));
-    if (!err)
-        err = sync_both(ss);
-    if (!err && e->invalid)
-        err = e->invalid;   /* a save for it failed meanwhile */
-    if (err) {
-        for (uint32_t p = 0; p < e->meta.pages; p++)
-            if (e->map[p] == SLOT_PENDING)
-                e->map[p] = SLOT_NONE;
-        ss_entry_free(ss, e, 1);
-    } else {
-        e->ready = 1;
-        free(e->pend_pgno);
-        free(e->pend_buf);
-        e->pend_pgno = NULL;
-        e->pend_buf = NULL;
-        e->npend = 0;
-    }
-    js_rwunlock(&ss->lock);
-    return err;
-}
-
-void ss_abort(struct snapstore *ss, uint32_t id)
-{
-    js_wrlock(&ss->lock);
-    snap_entry *e = ss_find_id(ss, id);
-    if (e) {
-        for (uint32_t p = 0; p < e->meta.pages; p++)
-            if (e->map[p] == SLOT_PENDING)
-                e->map[p] = SLOT_NONE;
-        ss_entry_free(ss, e, 1);
-    }
-    js_rwunlock(&ss->lock);
 }
 
 /* ---------------- copy-on-write ---------------- */
@@ -759,7 +775,8 @@ static int save_for(struct snapstore *ss, uint32_t p, const uint8_t *img, JET_ER
     if (!k)
         return 0;
     if (!err)
-        err = save_image(ss, p, img, ids, k, &slot);
+        err = ss_save_image(ss, p, img, ids, k, &slot);
+    js_mutex_lock(&ss->cap_lock);   /* map entries: ss_before_change reads them */
     for (uint32_t x = 0; x < k; x++) {
         if (err) {
             mark[who[x]] = 2;
@@ -771,13 +788,14 @@ static int save_for(struct snapstore *ss, uint32_t p, const uint8_t *img, JET_ER
         if (!mark[who[x]])
             mark[who[x]] = 1;
     }
+    js_mutex_unlock(&ss->cap_lock);
     if (err)
         return 0;
     ss->refs[slot] = k;
     return 1;
 }
 
-void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
+void ss_cow_begin(struct snapstore *ss, db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n)
 {
     uint32_t ps = ss->page_size;
     js_wrlock(&ss->lock);
@@ -800,7 +818,7 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8
         goto out;
     }
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t p = pgno + i, kf = 0, ku = 0;
+        uint32_t p = pgnos[i], kf = 0, ku = 0;
         uint64_t lsn = pg_lsn(pages + (size_t)i * ps);
         size_t u = ss->nunw ? unw_find(ss, p) : SIZE_MAX;
         const uint8_t *uimg = u != SIZE_MAX ? ss->unw_img + u * ps : NULL;
@@ -809,12 +827,13 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8
         int fbad = 0;
         uint64_t flsn = 0;
         JET_ERR ferr = JET_errSuccess;
+        saved_any |= ss_lazy_save(ss, p, lsn, mark, why);   /* pending pages of lazy snapshots */
         for (size_t j = 0; j < ns; j++) {
             snap_entry *e = ss->snaps[j];
             /* A page written with an LSN before S is the snapshot's own
              * version (flushed late): the file keeps serving it. */
             if (e->invalid || mark[j] == 2 || p >= e->meta.pages || e->map[p] != SLOT_NONE ||
-                lsn < e->meta.log_position)
+                ss_before_s(lsn, e->meta.log_position))
                 continue;
             who[kf] = (uint32_t)j;
             ids[kf++] = e->id;
@@ -847,9 +866,12 @@ void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8
         saved_any |= save_for(ss, p, ss->scratch, ferr, who, ids, kf, mark, why);
         saved_any |= save_for(ss, p, uimg, ferr, who + ns, ids + ns, ku, mark, why);
     }
-    /* Durable before the database write; if not, what was saved here is
-     * not known durable: those snapshots are invalid, no other. */
-    err = saved_any ? sync_both(ss) : JET_errSuccess;
+    /* One append of the batch's records and one fsync of each file, durable
+     * before the database write; if not, what was saved here is not known
+     * durable: those snapshots are invalid, no other. */
+    err = ss_map_flush(ss);
+    if (!err && saved_any)
+        err = sync_both(ss);
     for (size_t j = 0; j < ns; j++) {
         if (mark[j] == 2)
             invalidate(ss, ss->snaps[j], why[j]);
@@ -863,10 +885,12 @@ out:
     free(why);
 }
 
-void ss_cow_end(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n, JET_ERR err)
+void ss_cow_end(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n, uint32_t nok,
+                JET_ERR err)
 {
     if (err || ss->nunw)
-        unw_record(ss, pgno, pages, n, err);
+        unw_record(ss, pgnos, pages, n, err ? nok : n);
+    for (uint32_t k = 0; k < (err ? nok : n); k++)
+        ss_lazy_resolve(ss, pgnos[k], pg_lsn(pages + (size_t)k * ss->page_size));
     js_rwunlock(&ss->lock);
 }
-

@@ -106,6 +106,7 @@ typedef struct frame {
     _Atomic uint32_t pgno;      /* written under pool->lock; read lock-free */
     _Atomic uint32_t pins;      /* changed lock-free (see buf.c) */
     uint8_t dirty;              /* pool->lock */
+    uint8_t writing;            /* pool->lock: cleaned by a checkpoint, its write not yet landed */
     _Atomic uint8_t ref;        /* clock bit, a hint */
     _Atomic uint8_t loading;    /* a thread is reading it from disk */
     uint32_t fpi_epoch;         /* the tree's writer_lock: checkpoint epoch of the last full image */
@@ -141,10 +142,12 @@ typedef struct db_store {
                                       valid on disk; raised by a checkpoint after its
                                       fsync, never lowered; 0 before the first */
     int recovering;                /* set during redo: zero pages allowed */
-    struct snapstore *snap;        /* the snapshot store (snapstore.c), NULL
-                                      when none: db_write_pages saves the old
+    _Atomic(struct snapstore *) snap; /* the snapshot store (snapstore.c), NULL
+                                      when none: db_write_batch saves the old
                                       image of a page a snapshot still reads
-                                      from the file before overwriting it */
+                                      from the file before overwriting it.
+                                      Set once, under ckpt_lock; read by the
+                                      commit path's hook without it */
 } db_store;
 
 /* buf.c */
@@ -163,12 +166,25 @@ void pool_mark_dirty(buf_pool *pool, frame *f);
 JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n);
 /** Look up without reading: pinned frame or NULL. */
 frame *pool_lookup(buf_pool *pool, uint32_t pgno);
+/** Clear the dirty bit of a frame a checkpoint copied to write: it is
+ *  "writing" until db_write_batch lands it (pool_written). */
 void pool_clear_dirty(buf_pool *pool, frame *f);
+/** The writes of pages pgnos[0..n) landed: their frames no longer writing. */
+void pool_written(buf_pool *pool, const uint32_t *pgnos, uint32_t n);
+/** Like pool_dirty_list, also the pages whose write is under way (copied
+ *  and cleaned by a checkpoint, not yet in the file): what the file does
+ *  not hold yet.  A snapshot's take lists them. */
+JET_ERR pool_unwritten_list(buf_pool *pool, uint32_t **out, size_t *n);
 size_t pool_ndirty(buf_pool *pool);
 
 /* dbfile.c: the one write path of pages to jetsnap.edb */
-/** Write n sealed pages starting at pgno (contiguous) under the range lock;
- *  grows the file in extents. */
+/** Write n sealed pages, page pgnos[i] from pages + i * page_size, pgnos
+ *  ascending and distinct, each contiguous run in one write under the
+ *  range lock; grows the file in extents.  The snapshot store saves the
+ *  old images the whole batch overwrites first, with one fsync.  The first
+ *  failed run stops it (later runs are not written). */
+JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
+/** db_write_batch of the n contiguous pages starting at pgno. */
 JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n);
 /** Read len bytes at off of the file, untorn (under the range lock). */
 JET_ERR db_read(db_store *st, uint64_t off, void *buf, size_t len, size_t *got);
@@ -230,6 +246,12 @@ typedef void (*ss_event_fn)(void *ctx, const char *name, JET_ERR err);
  *  database), JET_errDiskIO, JET_errDiskFull, JET_errOutOfMemory. */
 JET_ERR ss_open(const char *dbdir, uint32_t page_size, const uint8_t db_sig[JS_SIG_LEN], ss_event_fn on_invalid,
                 void *ctx, struct snapstore **out);
+/** At open, before recovery: clean (the database was shut down cleanly,
+ *  so its final checkpoint wrote every page a lazy take left pending:
+ *  each is saved or in the file) forgets the pending marks, durably;
+ *  otherwise, for an instance that will not run recovery (no_log), the
+ *  snapshots with pending pages become invalid.  Errors: JET_errDiskIO. */
+JET_ERR ss_settle(struct snapstore *ss, int clean);
 /** Close the store (no snapshot open).  NULL is a no-op. */
 void ss_close(struct snapstore *ss);
 
@@ -238,15 +260,27 @@ void ss_close(struct snapstore *ss);
  *  snapshot, not yet listed.  From now on db_write_pages saves for it.
  *  Errors: JET_errDatabaseDuplicate, JET_errOSSnapshotNotAllowed (max). */
 JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t *id);
-/** Take, step 1 still: the committed images at S (frame contents, sealed
- *  by ss_commit, out of the writer lock) of the n pages
- *  pgnos[i] (images one after the other in pages), which the file does not
- *  hold yet (dirty at S).  The store owns both arrays from now on (malloc'd)
- *  and keeps them in memory until ss_commit. */
+/** Take, step 1 still: the n pages pgnos[i] that the file does not hold
+ *  yet (dirty at S).  With pages (an instance without a log): their
+ *  committed images at S (frame contents, sealed by ss_commit, out of the
+ *  writer lock), one after the other, kept in memory until ss_commit.
+ *  Without (pages NULL, a logged instance): a lazy take, the pages are
+ *  only marked pending (snaplazy.c) and ss_before_change keeps their
+ *  version when they change.  The store owns both arrays from now on. */
 void ss_capture(struct snapstore *ss, uint32_t id, uint32_t *pgnos, uint8_t *pages, size_t n);
-/** Take, step 2 (no engine lock held): write the captured images and the
- *  snapshot's record durably; the snapshot is listed from now on.  On
- *  failure it is gone (JET_errDiskFull, JET_errDiskIO). */
+/** Before page pgno changes in the pool to a version with lsn (a commit
+ *  installing it, holding the tree latch for writing; recovery's redo):
+ *  every lazy snapshot whose S is at or before lsn and that has the page
+ *  pending captures the pool's (or the file's) image of it now.  ss may
+ *  be NULL; costs one atomic load while no snapshot has a pending page.
+ *  A capture that fails (no memory) makes those snapshots invalid at
+ *  their next read or save. */
+void ss_before_change(struct snapstore *ss, db_store *st, uint32_t pgno, uint64_t lsn);
+/** Take, step 2 (no engine lock held): write the captured images (or, lazy,
+ *  the numbers of the pending pages) and the snapshot's record durably;
+ *  the snapshot is listed from now on.  A lazy take needs the log durable
+ *  up to S first (the caller flushes it).  On failure it is gone
+ *  (JET_errDiskFull, JET_errDiskIO). */
 JET_ERR ss_commit(struct snapstore *ss, uint32_t id);
 /** Drop a snapshot that ss_begin registered and ss_commit never made. */
 void ss_abort(struct snapstore *ss, uint32_t id);
@@ -272,19 +306,22 @@ JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, v
 JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len);
 JET_ERR ss_note_get(struct snapstore *ss, uint32_t id, void *buf, uint32_t cap, uint32_t *len);
 
-/* Used by db_write_pages only: before pages [pgno, pgno+n) (sealed, in
- * pages) overwrite the file, save the file's image of each (or the image
- * of an earlier failed write of it: snapstore.c, "which image") for every
+/* Used by db_write_batch only: before pages pgnos[0..n) (sealed, in pages)
+ * overwrite the file, save the file's image of each (or the image of an
+ * earlier failed write of it: snapstore.c, "which image") for every
  * snapshot that still reads it there and whose image it is (the new page's
- * LSN is at or after the snapshot's S), durably.  Takes ss->lock for
- * writing; ss_cow_end releases it after the database write.  A failure to
- * save invalidates the snapshots concerned and is not returned: the live
- * database goes on. */
-void ss_cow_begin(struct snapstore *ss, db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n);
-/* After the write; err its result: the store remembers the images of a
- * failed write until the pages are written (snapstore.c, "unwritten"). */
-void ss_cow_end(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n, JET_ERR err);
-/* The same for a write that failed before ss_cow_begin (growing the file). */
-void ss_write_failed(struct snapstore *ss, uint32_t pgno, const uint8_t *pages, uint32_t n);
+ * LSN is at or after the snapshot's S), durably: one append to the index
+ * and one fsync of each store file for the whole batch.  Takes ss->lock
+ * for writing; ss_cow_end releases it after the database writes.  A
+ * failure to save invalidates the snapshots concerned and is not returned:
+ * the live database goes on. */
+void ss_cow_begin(struct snapstore *ss, db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
+/* After the writes: the first nok pages landed, the rest did not (err set);
+ * the store remembers the images of pages not written until a write of
+ * them lands (snapstore.c, "unwritten"). */
+void ss_cow_end(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n, uint32_t nok,
+                JET_ERR err);
+/* The same for a batch that failed before ss_cow_begin (growing the file). */
+void ss_write_failed(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
 
 #endif

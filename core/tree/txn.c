@@ -256,6 +256,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
         tpage *tp = &v->pages[i];
         if (!tp->pgno)
             continue;
+        ss_before_change(eng->store->snap, eng->store, tp->pgno, commit_lsn);   /* lazy snapshots */
         frame *f = tp->orig;
         if (!f) {
             err = pool_get_for_install(&eng->store->pool, tp->pgno, &f);
