@@ -13,9 +13,11 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,84 +87,130 @@ static int state_write(const struct arc *a, uint32_t gen)
     return rc;
 }
 
-/* The child, after fork: only async-signal-safe calls. */
-static void child_exec(const char *cmd, int out_fd, char *const envp[])
+/* Start `sh -c cmd` in a process group of its own, standard input from
+ * /dev/null, output into out_fd, no other descriptor, every signal at its
+ * default.  posix_spawn, not fork: it shares the daemon's memory until the
+ * exec instead of copying its page tables and marking every page of the
+ * buffer pool copy-on-write, which stalled the committers after each fork. */
+static int spawn_command(struct arc *a, const char *cmd, int out_fd, pid_t *pid)
 {
-    sigset_t none;
-    int null_fd = open("/dev/null", O_RDONLY);
-    setpgid(0, 0);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
-        _exit(126);
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, all;
     char *argv[] = { "sh", "-c", (char *)cmd, NULL };
-    execve("/bin/sh", argv, envp);
-    _exit(127);
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc != 0)
+        return rc;
+    if ((rc = posix_spawnattr_init(&at)) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        return rc;
+    }
+    sigemptyset(&none);
+    sigfillset(&all);
+    if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) == 0 &&
+        (rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 1)) == 0 &&
+        (rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 2)) == 0 &&
+        (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) == 0 &&
+        (rc = posix_spawnattr_setpgroup(&at, 0)) == 0 &&
+        (rc = posix_spawnattr_setsigmask(&at, &none)) == 0 &&
+        (rc = posix_spawnattr_setsigdefault(&at, &all)) == 0 &&
+        (rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                POSIX_SPAWN_SETSIGDEF)) == 0)
+        rc = posix_spawn(pid, "/bin/sh", &fa, &at, argv, a->envp);
+    posix_spawnattr_destroy(&at);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc;
+}
+
+/* Keep what fits of the command's output in out (used bytes so far in
+ * *used, cap including the NUL); the rest is read and dropped. */
+static int drain(int fd, char *out, size_t cap, size_t *used)
+{
+    char buf[1024];
+    for (;;) {
+        ssize_t got = read(fd, buf, sizeof buf);
+        if (got == 0)
+            return 1;   /* end of file: every writer is gone */
+        if (got < 0)
+            return errno == EINTR ? 0 : errno == EAGAIN ? 0 : 1;
+        for (ssize_t i = 0; i < got && *used + 1 < cap; i++)
+            out[(*used)++] = buf[i];
+    }
 }
 
 /* Run cmd; 0 on exit status 0.  Its output (bounded) goes to out; *why
- * says how it failed.  Stops early (killing the group) when asked to stop. */
+ * says how it failed.  The command has ended when the shell has: a
+ * background process it left behind may keep the pipe open, and is not
+ * waited for.  Stops early (killing the group) at the timeout or when
+ * asked to stop. */
 static int run_command(struct arc *a, const char *cmd, char *out, size_t cap, char *why, size_t whycap)
 {
-    int pfd[2];
+    int pfd[2], status = 0, pidfd = -1, rc = -1;
     size_t used = 0;
+    pid_t pid;
     out[0] = why[0] = '\0';
     if (pipe2(pfd, O_CLOEXEC) != 0) {
         snprintf(why, whycap, "pipe: %s", strerror(errno));
         return -1;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(why, whycap, "fork: %s", strerror(errno));
+    /* Only the read end: the command may expect a blocking stdout. */
+    (void)fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+    int err = spawn_command(a, cmd, pfd[1], &pid);
+    close(pfd[1]);
+    if (err != 0) {
+        snprintf(why, whycap, "cannot start /bin/sh: %s", strerror(err));
         close(pfd[0]);
-        close(pfd[1]);
         return -1;
     }
-    if (pid == 0)
-        child_exec(cmd, pfd[1], a->envp);
-    setpgid(pid, pid);   /* either side may win the race; both ask the same */
-    close(pfd[1]);
+    /* Readable when the shell exits (Linux 5.3); else the loop polls. */
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     int64_t deadline = mono_ms() + (int64_t)a->cmd_timeout_s * 1000;
-    int killed = 0, stopping = 0;
+    int pipe_open = 1, killed = 0, stopping = 0, lost = 0;
     for (;;) {
-        struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-        int r = poll(&p, 1, ARC_POLL_MS);
-        if (r > 0) {
-            char buf[1024];
-            ssize_t got = read(pfd[0], buf, sizeof buf);
-            if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN))
-                break;
-            for (ssize_t i = 0; i < got && used + 1 < cap; i++)
-                out[used++] = buf[i];   /* the rest is drained, not kept */
+        struct pollfd p[2] = { { .fd = pipe_open ? pfd[0] : -1, .events = POLLIN },
+                               { .fd = pidfd, .events = POLLIN } };
+        (void)poll(p, 2, pidfd >= 0 ? ARC_POLL_MS : 20);
+        if (pipe_open && drain(pfd[0], out, cap, &used))
+            pipe_open = 0;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r < 0 && errno != EINTR) {
+            /* Reaped by someone else (SIGCHLD ignored): the exit status is
+             * unknown, so it is not a success. */
+            lost = errno;
+            break;
         }
+        if (r == pid)
+            break;
         pthread_mutex_lock(&a->lock);
         stopping = a->stop;
         pthread_mutex_unlock(&a->lock);
         if (stopping || mono_ms() >= deadline) {
             kill(-pid, SIGKILL);
             killed = 1;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
             break;
         }
     }
+    if (pipe_open)
+        (void)drain(pfd[0], out, cap, &used);   /* what the shell wrote last */
     out[used] = '\0';
     close(pfd[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (killed) {
+    if (pidfd >= 0)
+        close(pidfd);
+    if (killed)
         snprintf(why, whycap, stopping ? "stopped with the daemon"
                                        : "timed out after %llu s: process group killed",
                  (unsigned long long)a->cmd_timeout_s);
-        return -1;
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    if (WIFEXITED(status))
+    else if (lost)
+        snprintf(why, whycap, "exit status lost: %s", strerror(lost));
+    else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        rc = 0;
+    else if (WIFEXITED(status))
         snprintf(why, whycap, "exit status %d", WEXITSTATUS(status));
     else
         snprintf(why, whycap, "killed by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    return -1;
+    return rc;
 }
 
 /* Sleep up to ms or until stopped; 1 when stopped. */
@@ -319,6 +367,10 @@ JET_ERR arc_start(const struct arc_config *cfg, js_instance *inst, struct ev_log
     *out = NULL;
     if (cfg->command == NULL || cfg->command[0] == '\0')
         return JET_errSuccess;
+    /* The command's exit status is what says "archived": with SIGCHLD
+     * ignored (inherited from whoever started us) the kernel reaps the
+     * child itself and that status is lost.  Cannot fail for SIGCHLD. */
+    (void)signal(SIGCHLD, SIG_DFL);
     struct arc *a = calloc(1, sizeof *a);
     if (a == NULL)
         return js_fail(JET_errOutOfMemory, "archiver");

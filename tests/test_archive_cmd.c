@@ -1,0 +1,105 @@
+/*
+ * test_archive_cmd.c - how the archiver runs archive_command and what it
+ * reports, with the daemon mounted for real: a daemon started with SIGCHLD
+ * ignored still tells a failing command from a working one; a command that
+ * leaves a background process holding its output open is done when its
+ * shell is.
+ */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jetsnap.h"
+#include "fsmount.h"
+#include "respcl.h"
+#include "testlib.h"
+
+TestSuite(archive_cmd, .init = tl_fs_mount_setup, .fini = tl_fs_teardown, .timeout = 90);
+
+static char arch[PATH_MAX];
+
+static void start(const char *extra, const char *cmd)
+{
+    char o[4096];
+    tl_pathf(arch, "%s/archive", tl_root);
+    mkdir(arch, 0700);
+    snprintf(o, sizeof o, "create,log_file_size=64K%s%s,archive_command=%s", extra[0] ? "," : "", extra, cmd);
+    tl_fs_start_opts(o, 1);
+}
+
+/* n SETs of 4000-byte values: about one generation of 64K per 14. */
+static void fill(int from, int n)
+{
+    tl_client *c = tl_cl_open(tl_sock);
+    char key[32], *val = malloc(4001);
+    memset(val, 'v', 4000);
+    val[4000] = '\0';
+    for (int i = from; i < from + n; i++) {
+        snprintf(key, sizeof key, "k%06d", i);
+        tl_cl_cmd(c, "SET", key, val, NULL);
+        EXPECT(c, "+OK\r\n");
+    }
+    free(val);
+    tl_cl_close(c);
+}
+
+static long status_hex(const char *key)
+{
+    char v[256];
+    tl_status_get(key, v, sizeof v);
+    return strcmp(v, "-") == 0 ? -1 : strtol(v, NULL, 16);
+}
+
+static int archived(uint32_t gen)
+{
+    char p[PATH_MAX];
+    tl_pathf(p, "%s/edb%08X.log", arch, gen);
+    return tl_exists(p);
+}
+
+/* A supervisor that ignores SIGCHLD passes that on to the daemon; the
+ * kernel then reaps the command itself, and the old archiver took the lost
+ * exit status for 0: `false` counted as archived, the generation was then
+ * free to be truncated. */
+Test(archive_cmd, sigchld_ignored_failure_is_failure)
+{
+    char cmd[PATH_MAX * 2 + 64], v[1024], p[PATH_MAX];
+    snprintf(cmd, sizeof cmd, "test -e %s/archive/ok && cp %%p %s/archive/%%f", tl_root, tl_root);
+    signal(SIGCHLD, SIG_IGN);   /* inherited by the daemon through exec */
+    start("", cmd);
+    signal(SIGCHLD, SIG_DFL);
+    fill(0, 40);
+    tl_sleep_ms(2500);   /* a few attempts, all failing */
+    cr_expect_eq(status_hex("archive_last_gen"), -1, "a failing command counted as archived");
+    tl_status_get("archive_last_error", v, sizeof v);
+    cr_expect(strstr(v, "exit status 1") != NULL, "archive_last_error: %s", v);
+    /* And a working one works. */
+    tl_pathf(p, "%s/ok", arch);
+    tl_spit(p, "");
+    int64_t end = tl_now_ms() + 20000;
+    while (status_hex("archive_last_gen") < 1 && tl_now_ms() < end)
+        tl_sleep_ms(50);
+    cr_expect_geq(status_hex("archive_last_gen"), 1);
+    cr_expect(archived(1));
+}
+
+/* The shell exits 0 but a process it started in the background keeps the
+ * output pipe open: the old archiver read until end of file and so waited
+ * for the timeout, called the attempt failed and retried forever. */
+Test(archive_cmd, background_child_does_not_hold_it)
+{
+    char cmd[PATH_MAX * 2 + 64], v[1024];
+    snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f; sleep 60 &", tl_root);
+    start("archive_command_timeout=30", cmd);
+    fill(0, 60);
+    int64_t end = tl_now_ms() + 10000;
+    while (status_hex("archive_last_gen") < 3 && tl_now_ms() < end)
+        tl_sleep_ms(50);
+    cr_expect_geq(status_hex("archive_last_gen"), 3, "the command was not done when its shell was");
+    tl_status_get("archive_last_error", v, sizeof v);
+    cr_expect_str_eq(v, "-");
+}
