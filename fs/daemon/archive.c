@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,6 +33,21 @@
 /* Event ids of the archiver (the daemon's own range). */
 enum { EV_ARC_FAIL = 260, EV_ARC_RECOVERED = 261, EV_ARC_START = 262, EV_ARC_ROLL = 263 };
 
+/* archive_lag_s needs the first commit of the oldest generation not yet
+ * archived, which the daemon sees only while that generation is open.
+ * Generations >= gen (up to the next entry's) hold no commit older than
+ * first_ms: the open generation's first commit as last seen before it
+ * closed, or, for one that was opened and closed between two looks, the
+ * earlier look's time.  So the age is over-stated by at most one look's
+ * interval, never under-stated.  Entries are added as generations close and
+ * dropped as they are archived; a full table keeps the older entry for
+ * the newer generations (over-stating, again). */
+#define ARC_EST_MAX 1024
+struct arc_est {
+    uint32_t gen;
+    int64_t first_ms;
+};
+
 struct arc {
     js_instance *inst;
     struct ev_log *ev;
@@ -39,10 +57,18 @@ struct arc {
     char *envp[3];              /* PATH=..., HOME=..., NULL */
     pthread_t thread;
     pthread_mutex_t lock;       /* guards what follows */
-    pthread_cond_t wake;
     int stop;
     struct arc_status st;
-    uint32_t next;              /* the thread's: next generation to archive */
+    int stop_fd;                /* eventfd: arc_stop wakes nap() */
+    int ino_fd;                 /* inotify on DBDIR (-1: none): a generation
+                                   renamed into place wakes nap() */
+    /* The thread's own. */
+    uint32_t next;              /* next generation to archive */
+    uint32_t seen;              /* newest closed generation seen */
+    int64_t prev_first, prev_t; /* at the last look: the open generation's
+                                   first commit (0: none yet) and the time */
+    struct arc_est est[ARC_EST_MAX];
+    size_t nest;
 };
 
 
@@ -213,20 +239,18 @@ static int run_command(struct arc *a, const char *cmd, char *out, size_t cap, ch
     return rc;
 }
 
-/* Sleep up to ms or until stopped; 1 when stopped. */
+/* Sleep up to ms, until a file is renamed into DBDIR (a roll), or until
+ * stopped; 1 when stopped. */
 static int nap(struct arc *a, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
+    struct pollfd p[2] = { { .fd = a->stop_fd, .events = POLLIN }, { .fd = a->ino_fd, .events = POLLIN } };
+    if (poll(p, 2, (int)ms) > 0 && (p[1].revents & POLLIN)) {
+        /* The events only wake us: the listing says what changed. */
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        while (read(a->ino_fd, buf, sizeof buf) > 0)
+            ;
     }
     pthread_mutex_lock(&a->lock);
-    if (!a->stop)
-        pthread_cond_timedwait(&a->wake, &a->lock, &ts);
     int stop = a->stop;
     pthread_mutex_unlock(&a->lock);
     return stop;
@@ -291,46 +315,73 @@ static int ship_one(struct arc *a, uint32_t gen, int *failing)
     return rc;
 }
 
-static void update_status(struct arc *a, uint32_t max_gen, int64_t pending_since)
+static void est_add(struct arc *a, uint32_t gen, int64_t first_ms)
 {
+    if (a->nest < ARC_EST_MAX)
+        a->est[a->nest++] = (struct arc_est){ gen, first_ms };
+}
+
+/* Record what closed since the last look: f is the open generation's first
+ * commit now (read before the listing, so a roll in between makes f older
+ * than the truth, not newer), max_gen the newest closed generation. */
+static void est_note(struct arc *a, int64_t now, int64_t f, uint32_t max_gen)
+{
+    if (max_gen > a->seen) {
+        est_add(a, a->seen + 1, a->prev_first ? a->prev_first : a->prev_t);
+        if (max_gen > a->seen + 1)
+            est_add(a, a->seen + 2, a->prev_t);
+        a->seen = max_gen;
+    }
+    a->prev_first = f;
+    a->prev_t = now;
+}
+
+/* The age of the oldest commit not archived, in ms. */
+static uint64_t lag_ms(struct arc *a, int64_t now, int64_t f, uint32_t max_gen)
+{
+    size_t drop = 0;
+    while (drop + 1 < a->nest && a->est[drop + 1].gen <= a->next)
+        drop++;
+    if (drop) {
+        memmove(a->est, a->est + drop, (a->nest - drop) * sizeof a->est[0]);
+        a->nest -= drop;
+    }
+    int64_t oldest = f;
+    if (max_gen >= a->next && a->nest && a->est[0].gen <= a->next)
+        oldest = a->est[0].first_ms;
+    return oldest > 0 && now > oldest ? (uint64_t)(now - oldest) : 0;
+}
+
+/* Look at the log: what closed, and the status from it. */
+static uint32_t look(struct arc *a)
+{
+    uint32_t min_gen = 0, max_gen = 0;
+    int64_t now = js_time_ms(), f = js_log_first_commit_ms(a->inst);
+    if (js_log_closed_range(a->inst, &min_gen, &max_gen) != JET_errSuccess)
+        min_gen = max_gen = 0;
+    est_note(a, now, f, max_gen);
     uint64_t pending = max_gen >= a->next ? (uint64_t)(max_gen - a->next + 1) : 0;
-    int64_t now = js_time_ms(), oldest = pending ? pending_since : js_log_first_commit_ms(a->inst);
+    uint64_t lag = lag_ms(a, now, f, max_gen);
     pthread_mutex_lock(&a->lock);
     a->st.pending = pending;
-    a->st.lag_s = oldest > 0 && now > oldest ? (uint64_t)(now - oldest) / 1000 : 0;
+    a->st.lag_ms = lag;
     pthread_mutex_unlock(&a->lock);
+    return max_gen;
 }
 
 static void *arc_main(void *arg)
 {
     struct arc *a = arg;
     int failing = 0;
-    int64_t retry_at = 0, backoff_s = 1, pending_since = 0;
-    int64_t cur_first = 0;      /* the open generation's first commit, as last
-                                   polled (a lower bound of a closed one's age) */
+    int64_t retry_at = 0, backoff_s = 1;
     for (;;) {
-        uint32_t min_gen = 0, max_gen = 0;
         maybe_roll(a);
-        int64_t f = js_log_first_commit_ms(a->inst);
-        if (js_log_closed_range(a->inst, &min_gen, &max_gen) != JET_errSuccess)
-            min_gen = max_gen = 0;
-        if (max_gen >= a->next) {
-            /* The lag of a closed generation: its first commit as last seen
-             * open, else when it was found closed. */
-            if (!pending_since)
-                pending_since = cur_first ? cur_first : js_time_ms();
-        } else {
-            pending_since = 0;
-        }
-        cur_first = f;
-        update_status(a, max_gen, pending_since);
+        uint32_t max_gen = look(a);
         if (max_gen >= a->next && mono_ms() >= retry_at) {
             if (ship_one(a, a->next, &failing) == 0) {
                 a->next++;
                 backoff_s = 1;
                 retry_at = 0;
-                pending_since = max_gen >= a->next ? js_time_ms() : 0;
-                update_status(a, max_gen, pending_since);
                 continue;
             }
             retry_at = mono_ms() + backoff_s * 1000;
@@ -357,9 +408,56 @@ static void arc_free(struct arc *a)
     free(a->command);
     free(a->envp[0]);
     free(a->envp[1]);
+    if (a->stop_fd >= 0)
+        close(a->stop_fd);
+    if (a->ino_fd >= 0)
+        close(a->ino_fd);
     pthread_mutex_destroy(&a->lock);
-    pthread_cond_destroy(&a->wake);
     free(a);
+}
+
+static struct arc *arc_new(const struct arc_config *cfg, js_instance *inst, struct ev_log *ev)
+{
+    struct arc *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return NULL;
+    pthread_mutex_init(&a->lock, NULL);
+    a->inst = inst;
+    a->ev = ev;
+    a->cmd_timeout_s = cfg->command_timeout_s ? cfg->command_timeout_s : ARC_CMD_TIMEOUT_DEFAULT_S;
+    a->timeout_s = cfg->timeout_s;
+    snprintf(a->dbdir, sizeof a->dbdir, "%s", cfg->dbdir);
+    a->command = strdup(cfg->command);
+    a->envp[0] = env_entry("PATH", "/usr/local/bin:/usr/bin:/bin");
+    a->envp[1] = env_entry("HOME", "/");
+    a->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    /* Without inotify (no instances left, say) the archiver still finds
+     * closed generations, ARC_POLL_MS later. */
+    a->ino_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (a->ino_fd >= 0 && inotify_add_watch(a->ino_fd, a->dbdir, IN_MOVED_TO) < 0) {
+        close(a->ino_fd);
+        a->ino_fd = -1;
+    }
+    if (a->command == NULL || a->envp[0] == NULL || a->envp[1] == NULL || a->stop_fd < 0) {
+        arc_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* Generations already closed at start: their first commits are unknown;
+ * the best bound left is when the generation before the first of them
+ * closed (its file's time), else when that one itself closed. */
+static int64_t closed_before_ms(struct arc *a, uint32_t gen)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    for (uint32_t g = gen - 1; g <= gen; g++) {
+        js_log_gen_path(a->inst, g, path, sizeof path);
+        if (g > 0 && stat(path, &sb) == 0)
+            return (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+    }
+    return js_time_ms();
 }
 
 JET_ERR arc_start(const struct arc_config *cfg, js_instance *inst, struct ev_log *ev, struct arc **out)
@@ -371,23 +469,9 @@ JET_ERR arc_start(const struct arc_config *cfg, js_instance *inst, struct ev_log
      * ignored (inherited from whoever started us) the kernel reaps the
      * child itself and that status is lost.  Cannot fail for SIGCHLD. */
     (void)signal(SIGCHLD, SIG_DFL);
-    struct arc *a = calloc(1, sizeof *a);
+    struct arc *a = arc_new(cfg, inst, ev);
     if (a == NULL)
-        return js_fail(JET_errOutOfMemory, "archiver");
-    pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->wake, NULL);
-    a->inst = inst;
-    a->ev = ev;
-    a->cmd_timeout_s = cfg->command_timeout_s ? cfg->command_timeout_s : ARC_CMD_TIMEOUT_DEFAULT_S;
-    a->timeout_s = cfg->timeout_s;
-    snprintf(a->dbdir, sizeof a->dbdir, "%s", cfg->dbdir);
-    a->command = strdup(cfg->command);
-    a->envp[0] = env_entry("PATH", "/usr/local/bin:/usr/bin:/bin");
-    a->envp[1] = env_entry("HOME", "/");
-    if (a->command == NULL || a->envp[0] == NULL || a->envp[1] == NULL) {
-        arc_free(a);
-        return js_fail(JET_errOutOfMemory, "archiver");
-    }
+        return js_fail(JET_errOutOfMemory, "archiver: %s", strerror(errno));
     uint32_t min_gen = 0, max_gen = 0, last = state_read(a);
     JET_ERR err = js_log_closed_range(inst, &min_gen, &max_gen);
     if (err) {
@@ -402,6 +486,10 @@ JET_ERR arc_start(const struct arc_config *cfg, js_instance *inst, struct ev_log
                    "before they were archived", a->next, min_gen - 1);
         a->next = min_gen;
     }
+    a->seen = max_gen;
+    a->prev_t = js_time_ms();
+    if (max_gen >= a->next)
+        est_add(a, a->next, closed_before_ms(a, a->next));
     js_log_archive_pin(inst, a->next);
     ev_add(ev, EV_ARC_START, JS_EV_INFO, "archiving from edb%08X.log", a->next);
     int rc = pthread_create(&a->thread, NULL, arc_main, a);
@@ -416,12 +504,14 @@ JET_ERR arc_start(const struct arc_config *cfg, js_instance *inst, struct ev_log
 
 void arc_stop(struct arc *a)
 {
+    uint64_t one = 1;
     if (a == NULL)
         return;
     pthread_mutex_lock(&a->lock);
     a->stop = 1;
-    pthread_cond_broadcast(&a->wake);
     pthread_mutex_unlock(&a->lock);
+    /* An eventfd counter cannot be full after one write. */
+    (void)!write(a->stop_fd, &one, sizeof one);
     pthread_join(a->thread, NULL);
     arc_free(a);
 }
