@@ -7,13 +7,18 @@
  * seconds with millisecond precision, and does not restart at every
  * generation shipped from a backlog; a commit left in the open generation
  * by a daemon that stopped is archived within archive_timeout of the
- * restart without any new commit.
+ * restart without any new commit; an archive_timeout roll that fails for
+ * lack of space is said once, not at every look, and rolls once there is
+ * room again.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,4 +164,62 @@ Test(archive_cmd, open_generation_commit_survives_restart)
         tl_sleep_ms(50);
     cr_expect_gt(status_hex("archive_last_gen"), before,
                  "the commit left in the open generation was not archived after the restart");
+}
+
+/* DBDIR on a small tmpfs, unmounted after the daemon is gone. */
+static void tmpfs_fini(void)
+{
+    tl_fs_unmount();
+    if (tl_root[0] != '\0')
+        umount2(tl_dbdir, MNT_DETACH);
+    tl_fs_teardown();
+}
+
+static int count_of(const char *text, const char *pat)
+{
+    int n = 0;
+    for (const char *q = text; (q = strstr(q, pat)) != NULL; q++)
+        n++;
+    return n;
+}
+
+/* With DBDIR full, the archive_timeout roll cannot make the next
+ * generation: the old archiver said so at every look, five events a second
+ * pushing every other one out of the event log. */
+Test(archive_cmd, failed_roll_said_once, .fini = tmpfs_fini)
+{
+    char cmd[PATH_MAX * 2 + 64], p[PATH_MAX];
+    mkdir(tl_dbdir, 0700);
+    if (mount("tmpfs", tl_dbdir, "tmpfs", 0, "size=4m") != 0)
+        cr_skip_test("cannot mount a tmpfs (%s): needs root", strerror(errno));
+    snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
+    start("archive_timeout=1", cmd);
+    set_key("a", "1");
+    tl_sleep_ms(2500);
+    /* Fill DBDIR; the next roll takes the pre-built spare, the one after
+     * finds no room. */
+    tl_pathf(p, "%s/filler", tl_dbdir);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    char blk[4096] = { 0 };
+    while (write(fd, blk, sizeof blk) == (ssize_t)sizeof blk)
+        ;
+    close(fd);
+    set_key("b", "2");
+    tl_sleep_ms(2500);
+    set_key("c", "3");
+    tl_sleep_ms(3500);
+    char *ev = tl_mnt_file("events");
+    int said = count_of(ev, "Z 263 warning");
+    cr_expect_eq(said, 1, "the failed roll was said %d times:\n%s", said, ev);
+    free(ev);
+    long before = status_hex("archive_last_gen");
+    cr_assert_eq(unlink(p), 0);
+    int64_t end = tl_now_ms() + 6000;
+    while (status_hex("archive_last_gen") <= before && tl_now_ms() < end)
+        tl_sleep_ms(50);
+    cr_expect_gt(status_hex("archive_last_gen"), before, "no roll once there was room again");
+    ev = tl_mnt_file("events");
+    cr_expect(strstr(ev, "the log rolls again") != NULL, "%s", ev);
+    free(ev);
 }

@@ -56,13 +56,15 @@ struct arc {
     uint64_t cmd_timeout_s, timeout_s;
     char *envp[3];              /* PATH=..., HOME=..., NULL */
     pthread_t thread;
-    pthread_mutex_t lock;       /* guards what follows */
-    int stop;
-    struct arc_status st;
     int stop_fd;                /* eventfd: arc_stop wakes nap() */
     int ino_fd;                 /* inotify on DBDIR (-1: none): a generation
                                    renamed into place wakes nap() */
+    pthread_mutex_t lock;       /* guards stop and st */
+    int stop;
+    struct arc_status st;
     /* The thread's own. */
+    int64_t roll_retry_at;      /* mono ms: no archive_timeout roll before */
+    int roll_failing;           /* the last one failed (and said so) */
     uint32_t next;              /* next generation to archive */
     uint32_t seen;              /* newest closed generation seen */
     int64_t prev_first, prev_t; /* at the last look: the open generation's
@@ -106,6 +108,11 @@ static int state_write(const struct arc *a, uint32_t gen)
     close(fd);
     if (rc == 0)
         rc = rename(tmp, path);
+    if (rc != 0) {
+        int e = errno;
+        (void)unlink(tmp);  /* a cleanup: the error reported is the first one */
+        errno = e;
+    }
     if (rc == 0 && (fd = open(a->dbdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
         rc = fsync(fd);
         close(fd);
@@ -257,18 +264,28 @@ static int nap(struct arc *a, int64_t ms)
 }
 
 /* archive_timeout: roll a generation holding a commit older than it.  No
- * commit since the last roll: nothing to do (no empty generations). */
+ * commit since the last roll: nothing to do (no empty generations).  A
+ * failed roll (no space for the next generation) is retried a second
+ * later and said once, not at every look. */
 static void maybe_roll(struct arc *a)
 {
-    if (a->timeout_s == 0 || js_instance_state(a->inst) != JS_INST_READY)
+    if (a->timeout_s == 0 || js_instance_state(a->inst) != JS_INST_READY || mono_ms() < a->roll_retry_at)
         return;
     int64_t first = js_log_first_commit_ms(a->inst);
     if (first == 0 || js_time_ms() - first < (int64_t)a->timeout_s * 1000)
         return;
     JET_ERR err = js_log_roll(a->inst, NULL);
-    if (err)
-        ev_add(a->ev, EV_ARC_ROLL, JS_EV_WARNING, "archive_timeout: log roll failed: %s (%d): %s",
+    if (err == JET_errSuccess) {
+        if (a->roll_failing)
+            ev_add(a->ev, EV_ARC_ROLL, JS_EV_INFO, "archive_timeout: the log rolls again");
+        a->roll_failing = 0;
+        return;
+    }
+    a->roll_retry_at = mono_ms() + 1000;
+    if (!a->roll_failing)
+        ev_add(a->ev, EV_ARC_ROLL, JS_EV_WARNING, "archive_timeout: log roll failed, retried every second: %s (%d): %s",
                js_errname(err), err, js_errdetail());
+    a->roll_failing = 1;
 }
 
 /* Ship generation gen once; 0 on success. */
