@@ -9,7 +9,8 @@
  * by a daemon that stopped is archived within archive_timeout of the
  * restart without any new commit; an archive_timeout roll that fails for
  * lack of space is said once, not at every look, and rolls once there is
- * room again.
+ * room again; the command runs at nice 10 and the lowest best-effort I/O
+ * priority, with no descriptor of the daemon's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -222,4 +223,32 @@ Test(archive_cmd, failed_roll_said_once, .fini = tmpfs_fini)
     ev = tl_mnt_file("events");
     cr_expect(strstr(ev, "the log rolls again") != NULL, "%s", ev);
     free(ev);
+}
+
+/* Background work yields to the committers, and gets nothing it could
+ * keep the daemon's files or sockets open with. */
+Test(archive_cmd, command_runs_at_low_priority)
+{
+    char cmd[PATH_MAX * 3], p[PATH_MAX];
+    snprintf(cmd, sizeof cmd, "cut -d' ' -f19 /proc/$$/stat > %s/archive/nice; ionice -p $$ > %s/archive/io; "
+             "ls /proc/self/fd > %s/archive/fds; cp %%p %s/archive/%%f", tl_root, tl_root, tl_root, tl_root);
+    start("", cmd);
+    fill(0, 20);
+    int64_t end = tl_now_ms() + 20000;
+    while (!archived(1) && tl_now_ms() < end)
+        tl_sleep_ms(50);
+    cr_assert(archived(1));
+    tl_pathf(p, "%s/nice", arch);
+    char *n = tl_slurp(p, NULL);
+    cr_expect(n != NULL && atoi(n) == 10, "nice: %s", n ? n : "(none)");
+    free(n);
+    tl_pathf(p, "%s/io", arch);
+    char *io = tl_slurp(p, NULL);
+    cr_expect(io != NULL && strstr(io, "best-effort: prio 7") != NULL, "ionice: %s", io ? io : "(none)");
+    free(io);
+    /* 0, 1, 2 and the one ls opens to list them. */
+    tl_pathf(p, "%s/fds", arch);
+    char *fds = tl_slurp(p, NULL);
+    cr_expect(fds != NULL && strcmp(fds, "0\n1\n2\n3\n") == 0, "descriptors: %s", fds ? fds : "(none)");
+    free(fds);
 }

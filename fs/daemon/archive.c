@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -29,6 +30,12 @@
 #define ARC_CMD_TIMEOUT_DEFAULT_S 300
 #define ARC_POLL_MS 200
 #define ARC_STATE "archive.state"
+#define ARC_NICE 10
+/* ioprio_set(2) has no libc wrapper; the values are the kernel's ABI. */
+#define ARC_IOPRIO_WHO_PGRP 2
+#define ARC_IOPRIO_CLASS_BE 2
+#define ARC_IOPRIO_CLASS_SHIFT 13
+#define ARC_IOPRIO_BE_LOWEST 7
 
 /* Event ids of the archiver (the daemon's own range). */
 enum { EV_ARC_FAIL = 260, EV_ARC_RECOVERED = 261, EV_ARC_START = 262, EV_ARC_ROLL = 263 };
@@ -155,6 +162,21 @@ static int spawn_command(struct arc *a, const char *cmd, int out_fd, pid_t *pid)
     return rc;
 }
 
+/* The command is background work: it runs at nice ARC_NICE and the lowest
+ * best-effort I/O priority, so its copy yields the CPUs and (with an I/O
+ * scheduler that has classes) the disk to the committers.  Not the idle
+ * class: under steady writes that could starve it, and the loss window
+ * would grow without bound.  Set on the whole process group right after
+ * the spawn: whatever the shell forks inherits it, and a child forked
+ * before is in the group.  Best effort, deliberately unchecked: failing
+ * only leaves the default priority, which is correct, just less polite. */
+static void lower_priority(pid_t pgrp)
+{
+    (void)setpriority(PRIO_PGRP, (id_t)pgrp, ARC_NICE);
+    (void)syscall(SYS_ioprio_set, ARC_IOPRIO_WHO_PGRP, (int)pgrp,
+                  ARC_IOPRIO_CLASS_BE << ARC_IOPRIO_CLASS_SHIFT | ARC_IOPRIO_BE_LOWEST);
+}
+
 /* Keep what fits of the command's output in out (used bytes so far in
  * *used, cap including the NUL); the rest is read and dropped. */
 static int drain(int fd, char *out, size_t cap, size_t *used)
@@ -195,6 +217,7 @@ static int run_command(struct arc *a, const char *cmd, char *out, size_t cap, ch
         close(pfd[0]);
         return -1;
     }
+    lower_priority(pid);
     /* Readable when the shell exits (Linux 5.3); else the loop polls. */
     pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     int64_t deadline = mono_ms() + (int64_t)a->cmd_timeout_s * 1000;
