@@ -10,7 +10,8 @@
  * restart without any new commit; an archive_timeout roll that fails for
  * lack of space is said once, not at every look, and rolls once there is
  * room again; the command runs at nice 10 and the lowest best-effort I/O
- * priority, with no descriptor of the daemon's.
+ * priority, with no descriptor of the daemon's; `jetsnap restore` run with
+ * SIGCHLD ignored still fetches the archive.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,10 +22,12 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "jetsnap.h"
 #include "fsmount.h"
+#include "jstool.h"
 #include "respcl.h"
 #include "testlib.h"
 
@@ -251,4 +254,44 @@ Test(archive_cmd, command_runs_at_low_priority)
     char *fds = tl_slurp(p, NULL);
     cr_expect(fds != NULL && strcmp(fds, "0\n1\n2\n3\n") == 0, "descriptors: %s", fds ? fds : "(none)");
     free(fds);
+}
+
+/* The restore side: a lost exit status of --restore-command read as "no
+ * such generation", so `jetsnap restore` started with SIGCHLD ignored
+ * quietly restored the set alone, without the archive. */
+Test(archive_cmd, restore_with_sigchld_ignored, .timeout = 120)
+{
+    char cmd[PATH_MAX * 2], sh[PATH_MAX + 32], target[PATH_MAX], err[256];
+    struct tl_run r;
+    tl_build_bin(tl_jetsnap_bin, "jetsnap");
+    snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
+    start("archive_timeout=1", cmd);
+    set_key("base", "1");
+    snprintf(sh, sizeof sh, "%s/full create wait", tl_bk);
+    cr_assert_eq(tl_ctl_shell("/bin/sh", sh, err, sizeof err), 0, "backup failed: %s", err);
+    set_key("after", "2");
+    tl_sleep_ms(3500);   /* archive_timeout rolls it, the archiver ships it */
+    cr_assert_eq(tl_fs_stop(SIGTERM, NULL), 0);
+    tl_pathf(target, "%s/restored", tl_root);
+    char set[PATH_MAX], rcmd[PATH_MAX + 32];
+    tl_pathf(set, "%s/full", tl_bk);
+    snprintf(rcmd, sizeof rcmd, "cp %s/%%f %%p", arch);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        signal(SIGCHLD, SIG_IGN);   /* kept through exec */
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(tl_jetsnap_bin, "jetsnap", "restore", set, target, "--restore-command", rcmd, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "restore failed: %d", status);
+    const char *args[] = { "dump", target, NULL };
+    tl_cli_run(&r, NULL, args);
+    cr_expect(strstr(r.out, "base\t1") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "after\t2") != NULL, "the archive was not replayed:\n%s", r.out);
+    tl_run_free(&r);
 }
