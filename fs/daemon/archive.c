@@ -131,7 +131,8 @@ static int state_write(const struct arc *a, uint32_t gen)
  * /dev/null, output into out_fd, no other descriptor, every signal at its
  * default.  posix_spawn, not fork: it shares the daemon's memory until the
  * exec instead of copying its page tables and marking every page of the
- * buffer pool copy-on-write, which stalled the committers after each fork. */
+ * buffer pool copy-on-write (each page a committer then touches faults
+ * until the child has exec'd). */
 static int spawn_command(struct arc *a, const char *cmd, int out_fd, pid_t *pid)
 {
     posix_spawn_file_actions_t fa;
@@ -209,11 +210,10 @@ static int run_command(struct arc *a, const char *cmd, char *out, size_t cap, ch
         return -1;
     }
     /* Only the read end: the command may expect a blocking stdout. */
-    (void)fcntl(pfd[0], F_SETFL, O_NONBLOCK);
-    int err = spawn_command(a, cmd, pfd[1], &pid);
+    int err = fcntl(pfd[0], F_SETFL, O_NONBLOCK) == 0 ? spawn_command(a, cmd, pfd[1], &pid) : errno;
     close(pfd[1]);
     if (err != 0) {
-        snprintf(why, whycap, "cannot start /bin/sh: %s", strerror(err));
+        snprintf(why, whycap, "cannot run /bin/sh: %s", strerror(err));
         close(pfd[0]);
         return -1;
     }
