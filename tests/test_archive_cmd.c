@@ -131,9 +131,9 @@ Test(archive_cmd, background_child_does_not_hold_it)
 Test(archive_cmd, lag_grows_through_a_backlog)
 {
     char cmd[PATH_MAX * 2 + 64], v[64];
-    snprintf(cmd, sizeof cmd, "sleep 0.5; cp %%p %s/archive/%%f", tl_root);
+    snprintf(cmd, sizeof cmd, "sleep 1; cp %%p %s/archive/%%f", tl_root);
     start("", cmd);
-    fill(0, 140);   /* about 10 generations, 5 s of shipping */
+    fill(0, 140);   /* about 10 generations, 10 s of shipping */
     int64_t t0 = tl_now_ms();
     double max_lag = 0;
     int precise = 0;
@@ -233,24 +233,26 @@ Test(archive_cmd, failed_roll_said_once, .fini = tmpfs_fini)
 Test(archive_cmd, command_runs_at_low_priority)
 {
     char cmd[PATH_MAX * 3], p[PATH_MAX];
-    snprintf(cmd, sizeof cmd, "cut -d' ' -f19 /proc/$$/stat > %s/archive/nice; ionice -p $$ > %s/archive/io; "
-             "ls /proc/self/fd > %s/archive/fds; cp %%p %s/archive/%%f", tl_root, tl_root, tl_root, tl_root);
+    /* Files of their own per generation: the next one's command may be
+     * rewriting them while the test reads. */
+    snprintf(cmd, sizeof cmd, "cut -d' ' -f19 /proc/$$/stat > %s/archive/%%f.nice; ionice -p $$ > %s/archive/%%f.io; "
+             "ls /proc/self/fd > %s/archive/%%f.fds; cp %%p %s/archive/%%f", tl_root, tl_root, tl_root, tl_root);
     start("", cmd);
     fill(0, 20);
     int64_t end = tl_now_ms() + 20000;
     while (!archived(1) && tl_now_ms() < end)
         tl_sleep_ms(50);
     cr_assert(archived(1));
-    tl_pathf(p, "%s/nice", arch);
+    tl_pathf(p, "%s/edb%08X.log.nice", arch, 1u);
     char *n = tl_slurp(p, NULL);
     cr_expect(n != NULL && atoi(n) == 10, "nice: %s", n ? n : "(none)");
     free(n);
-    tl_pathf(p, "%s/io", arch);
+    tl_pathf(p, "%s/edb%08X.log.io", arch, 1u);
     char *io = tl_slurp(p, NULL);
     cr_expect(io != NULL && strstr(io, "best-effort: prio 7") != NULL, "ionice: %s", io ? io : "(none)");
     free(io);
     /* 0, 1, 2 and the one ls opens to list them. */
-    tl_pathf(p, "%s/fds", arch);
+    tl_pathf(p, "%s/edb%08X.log.fds", arch, 1u);
     char *fds = tl_slurp(p, NULL);
     cr_expect(fds != NULL && strcmp(fds, "0\n1\n2\n3\n") == 0, "descriptors: %s", fds ? fds : "(none)");
     free(fds);
