@@ -543,6 +543,14 @@ JET_ERR js_instance_start(js_instance *inst)
             inst_event(inst, 301, JS_EV_INFO, "recovery replayed %llu transactions through generation %08X",
                        (unsigned long long)rr.txns_applied, rr.last_gen);
         err = log_resume(&inst->log, &rr);
+        /* archive_timeout counts from the open generation's first commit,
+         * which a restart forgets; one resumed with records in it gets its
+         * creation time instead, a bound that only brings the roll sooner. */
+        if (!err && rr.have_current && inst->log.gen == rr.cur_hdr.gen && rr.cur_scan.records) {
+            js_mutex_lock(&inst->log.lock);
+            inst->log.first_commit_ms = rr.cur_hdr.created;
+            js_mutex_unlock(&inst->log.lock);
+        }
         if (!err && rr.unfinished)
             err = log_abort_unfinished(&inst->log);
         if (err)

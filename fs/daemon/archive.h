@@ -6,7 +6,9 @@
  * The oldest generation not yet archived is pinned in the log layer
  * (js_log_archive_pin), so neither truncation nor circular logging deletes
  * it.  With archive_timeout, a generation holding a commit older than that
- * is rolled so it can be shipped.
+ * is rolled so it can be shipped.  The thread looks at the log every
+ * ARC_POLL_MS, and at once when a file is renamed into DBDIR (inotify: a
+ * roll renames the closed generation into place).
  *
  * Durable state: DBDIR/archive.state, one line `last_gen XXXXXXXX` (hex, the
  * newest generation archived), replaced atomically (write, fsync, rename,
@@ -46,7 +48,9 @@ void arc_stop(struct arc *a);
 struct arc_status {
     uint32_t last_gen;          /* 0: none archived yet */
     uint64_t pending;           /* closed generations waiting */
-    uint64_t lag_s;             /* age of the oldest commit not yet archived */
+    uint64_t lag_ms;            /* age of the oldest commit not yet archived
+                                   (an upper bound, ARC_POLL_MS at most
+                                   over, see archive.c) */
     char last_error[512];       /* "" when the last attempt succeeded */
 };
 /** A consistent copy of the archiver's state. */

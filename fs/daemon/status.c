@@ -219,7 +219,11 @@ static void archive_values(struct st_status *st, char num[PST_NKEYS][64], char *
     }
     snprintf(num[PST_ARCHIVE_PENDING], 64, "%llu", (unsigned long long)as.pending);
     val[PST_ARCHIVE_PENDING] = num[PST_ARCHIVE_PENDING];
-    snprintf(num[PST_ARCHIVE_LAG_S], 64, "%llu", (unsigned long long)as.lag_s);
+    /* Seconds, as the key says, to the millisecond: a loss window of 1 or
+     * 2 s needs the fraction, and a reader of whole seconds still reads
+     * the leading integer. */
+    snprintf(num[PST_ARCHIVE_LAG_S], 64, "%llu.%03llu", (unsigned long long)(as.lag_ms / 1000),
+             (unsigned long long)(as.lag_ms % 1000));
     val[PST_ARCHIVE_LAG_S] = num[PST_ARCHIVE_LAG_S];
     snprintf(errbuf, errcap, "%s", as.last_error);
     val[PST_ARCHIVE_LAST_ERROR] = errbuf;

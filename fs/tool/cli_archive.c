@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,10 @@ int cli_fetch_generations(const char *backup, const char *cmd, char *dir, size_t
     js_info info;
     const char *tmp = getenv("TMPDIR");
     *n = 0;
+    /* A failing command ends the roll-forward, so its exit status must not
+     * be lost: with SIGCHLD ignored (inherited) the kernel would reap it
+     * and every fetch would look failed.  Cannot fail for SIGCHLD. */
+    (void)signal(SIGCHLD, SIG_DFL);
     JET_ERR err = js_info_read(backup, &info);
     if (err)
         return err;
