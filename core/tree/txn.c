@@ -329,6 +329,33 @@ JET_ERR js_txn_rollback(js_session *s)
     return err;
 }
 
+static JET_ERR savepoint_op(js_session *s, int rollback)
+{
+    JET_ERR err = enter(s);
+    if (err)
+        return err;
+    if (!s->in_txn || s->readonly)
+        err = js_fail(JET_errNotInTransaction, "savepoint without a write transaction");
+    else if (rollback && !s->view.sp_on)
+        err = js_fail(JET_errInvalidParameter, "rollback to a savepoint never set");
+    else if (rollback)
+        tv_rollback_savepoint(&s->view);
+    else
+        tv_savepoint(&s->view);
+    leave(s);
+    return err;
+}
+
+JET_ERR js_txn_savepoint(js_session *s)
+{
+    return savepoint_op(s, 0);
+}
+
+JET_ERR js_txn_rollback_savepoint(js_session *s)
+{
+    return savepoint_op(s, 1);
+}
+
 /* ---------------- data calls ---------------- */
 
 static JET_ERR check_key(const void *key, size_t klen)
@@ -369,9 +396,13 @@ static JET_ERR write_op(js_session *s, int del, const void *key, size_t klen, co
         else
             err = commit_locked(s, 0, NULL);
     } else if (err && err != JET_errRecordNotFound) {
-        /* A half-applied change must not be committed: drop the
-         * transaction's pages and tell the caller it was rolled back. */
-        txn_end(s);
+        /* A half-applied change must not be committed: put the pages back
+         * as of the savepoint, or without one drop the transaction, and
+         * tell the caller. */
+        if (s->view.sp_on)
+            tv_rollback_savepoint(&s->view);
+        else
+            txn_end(s);
     }
 out:
     leave(s);
