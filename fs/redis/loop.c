@@ -133,9 +133,9 @@ static size_t server_info(void *ctx, const char *section, char *buf, size_t cap)
         time_t now = now_sec();
         uint64_t ops = now == srv->ops_sec ? srv->ops_last : now == srv->ops_sec + 1 ? srv->ops_cur : 0;
         n = snprintf(buf, cap, "total_commands_processed:%llu\r\ninstantaneous_ops_per_sec:%llu\r\n"
-                               "group_commit_flushes:%llu\r\n",
+                               "group_commit_flushes:%llu\r\neventloop_cycles:%llu\r\n",
                      (unsigned long long)srv->ncommands, (unsigned long long)ops,
-                     (unsigned long long)srv->nflushes);
+                     (unsigned long long)srv->nflushes, (unsigned long long)srv->turn);
     }
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
