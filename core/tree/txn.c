@@ -154,11 +154,19 @@ JET_ERR js_txn_begin(js_session *s, unsigned flags)
  * out: record header (filled by the caller), u32 pgno, u16 nruns, then runs
  * {u16 offset, u16 length, bytes}.  Returns the record's total length, or 0
  * when the delta would be more than half a page (an image is then logged). */
+#define DELTA_STRIDE 128u   /* a multiple of 8, as the page offsets */
+
 static uint32_t encode_delta(const uint8_t *old, const uint8_t *new_, uint32_t ps, uint8_t *out)
 {
     uint32_t n = 0, pos = REC_HDR + 6;
     uint32_t i = 16;
     while (i < ps) {
+        /* Most of a page is unchanged: skip it in long strides (memcmp is
+         * vectorised), then find the first changed word. */
+        while (i + DELTA_STRIDE <= ps && memcmp(old + i, new_ + i, DELTA_STRIDE) == 0)
+            i += DELTA_STRIDE;
+        if (i >= ps)
+            break;
         if (pg_u64(old + i) == pg_u64(new_ + i)) {
             i += 8;
             continue;
