@@ -9,7 +9,8 @@
  *      byte-range delta against the committed page otherwise;
  *   2. append the records and a commit record to the log;
  *   3. install the pages into the buffer pool under the exclusive tree latch,
- *      stamped with the commit record's LSN;
+ *      stamped with the commit record's LSN (the private copy is swapped
+ *      in as the frame's buffer);
  *   4. release the writer lock, then (durable) wait for the log flush, which
  *      group commit shares with every transaction that committed meanwhile.
  * Rollback drops the private copies: nothing reached the log or the pool.
@@ -271,7 +272,14 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
                 break;
             f->fpi_epoch = eng->ckpt_epoch;   /* a new page was logged whole */
         }
-        memcpy(f->data, tp->data, ps);
+        /* The private copy becomes the frame's page and the frame's old
+         * buffer goes with the view: no copy.  Safe under the exclusive
+         * latch, since every reader of frame content holds it shared while
+         * it reads (tree.h); frames' buffers are only ever page-sized,
+         * 4096-aligned allocations like these. */
+        uint8_t *old = f->data;
+        f->data = tp->data;
+        tp->data = old;
         pg_set_lsn(f->data, commit_lsn);
         pool_mark_dirty(&eng->store->pool, f);
         if (!tp->orig)
