@@ -545,17 +545,10 @@ static unsigned long long info_field(int fd, const char *field)
 #define FD_SPARE   8    /* connections the server can still accept */
 #define FD_WAITING 6    /* more clients than that */
 
-Test(redis_batch, accept_out_of_descriptors_pauses_and_recovers, .timeout = 120)
+/* Fork a server on sock over the instance in dir whose process may open
+ * FD_SPARE more descriptors, no more.  Returns its pid once it serves. */
+static pid_t start_fd_limited_server(const char *dir, const char *sock, const js_params *prm)
 {
-    char root[] = "/tmp/jsbatchfd.XXXXXX";
-    cr_assert_not_null(mkdtemp(root));
-    char dir[128], sock[160];
-    snprintf(dir, sizeof dir, "%s/db", root);
-    snprintf(sock, sizeof sock, "%s/s.sock", root);
-    js_params prm;
-    js_params_default(&prm);
-    cr_assert_eq(js_create(dir, &prm), 0);
-
     int ready[2];
     cr_assert_eq(pipe(ready), 0);
     pid_t pid = fork();
@@ -566,10 +559,10 @@ Test(redis_batch, accept_out_of_descriptors_pauses_and_recovers, .timeout = 120)
         srv_server *srv;
         const char *eps[] = { sock };
         close(ready[0]);
-        if (js_open(dir, &prm, &inst) != 0 || srv_start_limits(inst, eps, 1, NULL, NULL, NULL, &srv) != 0)
+        if (js_open(dir, prm, &inst) != 0 || srv_start_limits(inst, eps, 1, NULL, NULL, NULL, &srv) != 0)
             _exit(3);
-        /* Room for FD_SPARE more descriptors, no more (after closing the
-         * pipe, which takes one). */
+        /* Room for FD_SPARE more descriptors (after closing the pipe,
+         * which takes one). */
         int n = open_fds() - 1;
         struct rlimit rl;
         getrlimit(RLIMIT_NOFILE, &rl);
@@ -586,6 +579,21 @@ Test(redis_batch, accept_out_of_descriptors_pauses_and_recovers, .timeout = 120)
     char ch;
     cr_assert_eq(read(ready[0], &ch, 1), 1, "the server child did not start");
     close(ready[0]);
+    return pid;
+}
+
+Test(redis_batch, accept_out_of_descriptors_pauses_and_recovers, .timeout = 120)
+{
+    char root[] = "/tmp/jsbatchfd.XXXXXX";
+    cr_assert_not_null(mkdtemp(root));
+    char dir[128], sock[160];
+    snprintf(dir, sizeof dir, "%s/db", root);
+    snprintf(sock, sizeof sock, "%s/s.sock", root);
+    js_params prm;
+    js_params_default(&prm);
+    cr_assert_eq(js_create(dir, &prm), 0);
+
+    pid_t pid = start_fd_limited_server(dir, sock, &prm);
 
     /* Every client connects (the kernel queues them) and sends a PING. */
     static const char ping[] = "*1\r\n$4\r\nPING\r\n";
