@@ -222,7 +222,7 @@ uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
     *err = tv_pin(v, pgno, &f);
     if (*err)
         return NULL;
-    uint8_t *copy = aligned_alloc(4096, v->st->page_size);   /* may become a frame's (txn.c) */
+    uint8_t *copy = malloc(v->st->page_size);   /* becomes the frame's at commit (txn.c) */
     if (!copy) {
         *err = js_fail(JET_errOutOfMemory, "private copy of page %u", pgno);
         return NULL;
@@ -272,7 +272,7 @@ uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err)
         tpage *tp = tv_insert(v, no, err);
         if (!tp)
             return NULL;
-        tp->data = aligned_alloc(4096, ps);
+        tp->data = malloc(ps);
         if (!tp->data) {
             *err = js_fail(JET_errOutOfMemory, "new page %u", no);
             tp->pgno = 0;
