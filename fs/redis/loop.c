@@ -10,7 +10,7 @@
  * own savepoint, so a failing command is undone alone.  The batch is opened
  * by the turn's first write and committed lazily (visible, not yet durable)
  * at the end of the turn, or earlier once it holds SRV_BATCH_CMDS commands
- * or SRV_BATCH_BYTES of arguments: each page the turn touches is copied,
+ * or SRV_BATCH_BYTES of arguments: each page the batch touches is copied,
  * logged and installed once, not once per command.  Each reply is tagged
  * with the log position it depends on: a reply given while the batch is
  * open waits for the batch's commit (its position is filled in when the
@@ -70,7 +70,12 @@
 #define SRV_OUT_SOFT     (1024 * 1024)   /* stop reading a client past this */
 #define SRV_EVENTS       256
 #define SRV_ACCEPT_BURST 64
-#define SRV_BATCH_CMDS   4096                /* commit the batch past these */
+/* Commit the batch past these.  Small enough that the pages a batch
+ * touched are still in the CPU's cache when the commit compares each with
+ * its committed frame (64 pages of 8 KiB and their frames: 1 MiB); a
+ * pipeline 16 turn of 50 clients is then a dozen commits, and still one
+ * log flush. */
+#define SRV_BATCH_CMDS   64
 #define SRV_BATCH_BYTES  (8u * 1024 * 1024)
 
 /* A reply tagged with the open batch: its position is known at commit. */
