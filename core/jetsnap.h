@@ -453,6 +453,17 @@ JET_ERR js_txn_commit_pos(js_session *s, unsigned flags, uint64_t *pos);
 JET_ERR js_wait_durable(js_instance *inst, uint64_t pos, uint64_t *durable);
 /** Roll back: nothing of the transaction stays.  JET_errNotInTransaction. */
 JET_ERR js_txn_rollback(js_session *s);
+/** Set the savepoint of the open write transaction (replacing the one
+ *  before): js_txn_rollback_savepoint undoes what was changed after it, and
+ *  a js_put or js_del that fails half-way inside the transaction then undoes
+ *  only back to it instead of ending the transaction.  Cheap (a server runs
+ *  many commands in one transaction, one savepoint each).
+ *  JET_errNotInTransaction without a write transaction. */
+JET_ERR js_txn_savepoint(js_session *s);
+/** Undo every change made since the savepoint; the transaction stays open
+ *  with the savepoint where it was.  Cannot fail for want of memory.
+ *  JET_errNotInTransaction, JET_errInvalidParameter (no savepoint set). */
+JET_ERR js_txn_rollback_savepoint(js_session *s);
 
 /** Insert or replace.  Outside a transaction it runs in its own
  *  transaction.  Errors: JET_errKeyTooBig (key 0 or >255 bytes: klen 0 gives

@@ -11,7 +11,8 @@
  *                or rollback; guards ckpt_epoch, txn_seq and every frame's
  *                fpi_epoch.  The instance's checkpoint takes it (after its
  *                ckpt_lock) to take its redo point between transactions.
- *   tree_latch   frame content: shared while reading committed frames,
+ *   tree_latch   frame content and frame->data itself (a commit swaps its copy
+ *                in): shared while reading committed frames,
  *                exclusive while a commit installs its pages.
  * Lock order: [ckpt_lock (instance)] -> writer_lock -> tree_latch ->
  *   log->lock (log.h) -> pool->lock, rl->lock (store.h) -> [state_lock

@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The meta page's bytes in use: the page header and the META_* fields
+ * (store.h), the last of which is the u64 META_COUNT. */
+#define META_LIVE (META_COUNT + 8u)
+
 void tv_init(tview *v, db_store *st, int writable)
 {
     memset(v, 0, sizeof *v);
@@ -18,9 +22,12 @@ void tv_release(tview *v)
     for (size_t i = 0; i < v->npins; i++)
         pool_unpin(&v->st->pool, v->pins[i]);
     free(v->pins);
-    for (size_t i = 0; i < v->pages_cap; i++)
+    for (size_t i = 0; i < v->pages_cap; i++) {
         free(v->pages[i].data);
+        free(v->pages[i].undo);
+    }
     free(v->pages);
+    free(v->sp_list);
     db_store *st = v->st;
     int w = v->writable;
     memset(v, 0, sizeof *v);
@@ -100,16 +107,122 @@ const uint8_t *tv_read(tview *v, uint32_t pgno, JET_ERR *err)
     return *err ? NULL : f->data;
 }
 
+/* ---------------- savepoints ---------------- */
+
+/* Room for one more page number in sp_list (asked before anything changes,
+ * so a failure leaves the view as it was). */
+static JET_ERR sp_reserve(tview *v)
+{
+    if (!v->sp_on || v->sp_n < v->sp_cap)
+        return JET_errSuccess;
+    size_t ncap = v->sp_cap ? v->sp_cap * 2 : 32;
+    uint32_t *nl = realloc(v->sp_list, ncap * sizeof *nl);
+    if (!nl)
+        return js_fail(JET_errOutOfMemory, "savepoint page list");
+    v->sp_list = nl;
+    v->sp_cap = ncap;
+    return JET_errSuccess;
+}
+
+static void sp_note(tview *v, tpage *tp, uint8_t state)
+{
+    tp->sp_gen = v->sp_gen;
+    tp->sp_state = state;
+    v->sp_list[v->sp_n++] = tp->pgno;
+}
+
+/* Copy the bytes that make src's content into dst: for a B+tree page its
+ * header and slot array, and its cells (the free middle is not content). */
+static void copy_live(uint8_t *dst, const uint8_t *src, uint32_t ps)
+{
+    uint8_t t = pg_type(src);
+    if (t == PG_LEAF || t == PG_BRANCH) {
+        uint32_t lo = PG_HDR_SIZE + 2u * pg_nslots(src), hi = pg_cell_lo(src);
+        if (lo <= hi && hi <= ps) {
+            memcpy(dst, src, lo);
+            memcpy(dst + hi, src + hi, ps - hi);
+            return;
+        }
+    } else if (t == PG_META) {
+        memcpy(dst, src, META_LIVE);
+        return;
+    }
+    memcpy(dst, src, ps);
+}
+
+/* First change of an existing private page since the savepoint: keep it. */
+static JET_ERR sp_save(tview *v, tpage *tp)
+{
+    JET_ERR err = sp_reserve(v);
+    if (err)
+        return err;
+    if (!tp->undo && !(tp->undo = malloc(v->st->page_size)))
+        return js_fail(JET_errOutOfMemory, "savepoint copy of page %u", tp->pgno);
+    copy_live(tp->undo, tp->data, v->st->page_size);
+    sp_note(v, tp, TP_SP_SAVED);
+    return JET_errSuccess;
+}
+
+void tv_savepoint(tview *v)
+{
+    v->sp_on = 1;
+    v->sp_gen++;
+    v->sp_n = 0;
+}
+
+/* Drop a private page from the table (backward-shift deletion, so the
+ * linear probing of tv_find still finds every other page). */
+static void tv_remove(tview *v, tpage *tp)
+{
+    size_t mask = v->pages_cap - 1;
+    size_t i = (size_t)(tp - v->pages);
+    free(tp->data);
+    free(tp->undo);
+    memset(tp, 0, sizeof *tp);
+    for (size_t j = (i + 1) & mask; v->pages[j].pgno; j = (j + 1) & mask) {
+        size_t k = (v->pages[j].pgno * 2654435761u) & mask;
+        /* j stays when its home k lies cyclically in (i, j]. */
+        if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+            continue;
+        v->pages[i] = v->pages[j];
+        memset(&v->pages[j], 0, sizeof v->pages[j]);
+        i = j;
+    }
+    v->npages--;
+}
+
+void tv_rollback_savepoint(tview *v)
+{
+    for (size_t k = 0; k < v->sp_n; k++) {
+        tpage *tp = tv_find(v, v->sp_list[k]);
+        if (!tp || tp->sp_gen != v->sp_gen)
+            continue;
+        if (tp->sp_state == TP_SP_SAVED)
+            copy_live(tp->data, tp->undo, v->st->page_size);
+        else if (tp->sp_state == TP_SP_CREATED)
+            tv_remove(v, tp);
+    }
+    v->sp_n = 0;
+    v->sp_gen++;
+}
+
+/* ---------------- writing ---------------- */
+
 uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
 {
     tpage *tp = tv_find(v, pgno);
-    if (tp)
+    if (tp) {
+        if (v->sp_on && tp->sp_gen != v->sp_gen && (*err = sp_save(v, tp)) != JET_errSuccess)
+            return NULL;
         return tp->data;
+    }
+    if ((*err = sp_reserve(v)) != JET_errSuccess)
+        return NULL;
     frame *f;
     *err = tv_pin(v, pgno, &f);
     if (*err)
         return NULL;
-    uint8_t *copy = malloc(v->st->page_size);
+    uint8_t *copy = malloc(v->st->page_size);   /* becomes the frame's at commit (txn.c) */
     if (!copy) {
         *err = js_fail(JET_errOutOfMemory, "private copy of page %u", pgno);
         return NULL;
@@ -122,6 +235,8 @@ uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
     memcpy(copy, f->data, v->st->page_size);
     tp->data = copy;
     tp->orig = f;
+    if (v->sp_on)
+        sp_note(v, tp, TP_SP_CREATED);
     return copy;
 }
 
@@ -152,7 +267,8 @@ uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err)
             *err = js_fail(JET_errDiskFull, "database reached the largest page number");
             return NULL;
         }
-        pg_put32(meta + META_NEXT, no + 1);
+        if ((*err = sp_reserve(v)) != JET_errSuccess)
+            return NULL;
         tpage *tp = tv_insert(v, no, err);
         if (!tp)
             return NULL;
@@ -164,6 +280,9 @@ uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err)
             return NULL;
         }
         tp->orig = NULL;
+        if (v->sp_on)
+            sp_note(v, tp, TP_SP_CREATED);
+        pg_put32(meta + META_NEXT, no + 1);
         pg = tp->data;
     }
     uint64_t lsn = head ? pg_lsn(pg) : 0;

@@ -11,10 +11,18 @@
 
 #include "store/store.h"
 
+/* What a private page was at the view's savepoint (tpage.sp_state, valid
+ * while tpage.sp_gen equals tview.sp_gen). */
+enum { TP_SP_NONE = 0, TP_SP_SAVED = 1, TP_SP_CREATED = 2 };
+
 typedef struct tpage {
     uint32_t pgno;          /* 0: empty slot */
     uint8_t *data;          /* the private copy */
     frame *orig;            /* pinned committed frame, NULL for a new page */
+    uint8_t *undo;          /* TP_SP_SAVED: the page at the savepoint (its
+                               live bytes only, see tv_savepoint) */
+    uint32_t sp_gen;        /* savepoint generation sp_state belongs to */
+    uint8_t sp_state;
 } tpage;
 
 typedef struct tview {
@@ -24,6 +32,11 @@ typedef struct tview {
     size_t npins, pins_cap;
     tpage *pages;           /* open-addressing table of private pages */
     size_t npages, pages_cap;
+    /* Savepoint (write views): pages saved or created since it. */
+    int sp_on;
+    uint32_t sp_gen;
+    uint32_t *sp_list;      /* their page numbers, each once */
+    size_t sp_n, sp_cap;
 } tview;
 
 void tv_init(tview *v, db_store *st, int writable);
@@ -38,5 +51,16 @@ uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err);
 uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err);
 /** Put a page on the free list. */
 JET_ERR tv_free(tview *v, uint32_t pgno);
+/** Mark a savepoint (write views): from now on the first change of each
+ *  private page keeps its live bytes aside (header, slot array and cells of
+ *  a B+tree page, the fields of the meta page, all of any other page), and
+ *  pages added since are remembered, so tv_rollback_savepoint can put the
+ *  view back.  Replaces the previous savepoint; O(1). */
+void tv_savepoint(tview *v);
+/** Put every private page back as it was at the savepoint (a page's free
+ *  middle may keep other bytes: it is not part of its content) and drop the
+ *  pages added since.  Allocates nothing, cannot fail.  The savepoint
+ *  stays, at the same state. */
+void tv_rollback_savepoint(tview *v);
 
 #endif

@@ -9,7 +9,8 @@
  *      byte-range delta against the committed page otherwise;
  *   2. append the records and a commit record to the log;
  *   3. install the pages into the buffer pool under the exclusive tree latch,
- *      stamped with the commit record's LSN;
+ *      stamped with the commit record's LSN (the private copy is swapped
+ *      in as the frame's buffer);
  *   4. release the writer lock, then (durable) wait for the log flush, which
  *      group commit shares with every transaction that committed meanwhile.
  * Rollback drops the private copies: nothing reached the log or the pool.
@@ -154,11 +155,25 @@ JET_ERR js_txn_begin(js_session *s, unsigned flags)
  * out: record header (filled by the caller), u32 pgno, u16 nruns, then runs
  * {u16 offset, u16 length, bytes}.  Returns the record's total length, or 0
  * when the delta would be more than half a page (an image is then logged). */
+#define DELTA_STRIDE 64u   /* a multiple of 8, as the page offsets */
+
 static uint32_t encode_delta(const uint8_t *old, const uint8_t *new_, uint32_t ps, uint8_t *out)
 {
     uint32_t n = 0, pos = REC_HDR + 6;
     uint32_t i = 16;
     while (i < ps) {
+        /* Most of a page is unchanged: skip it 64 bytes at a time (eight
+         * words or'ed, no branch per word), then find the changed word. */
+        while (i + DELTA_STRIDE <= ps) {
+            uint64_t x = 0;
+            for (uint32_t k = 0; k < DELTA_STRIDE; k += 8)
+                x |= pg_u64(old + i + k) ^ pg_u64(new_ + i + k);
+            if (x)
+                break;
+            i += DELTA_STRIDE;
+        }
+        if (i >= ps)
+            break;
         if (pg_u64(old + i) == pg_u64(new_ + i)) {
             i += 8;
             continue;
@@ -264,7 +279,14 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
                 break;
             f->fpi_epoch = eng->ckpt_epoch;   /* a new page was logged whole */
         }
-        memcpy(f->data, tp->data, ps);
+        /* The private copy becomes the frame's page and the frame's old
+         * buffer goes with the view: no copy.  Safe under the exclusive
+         * latch, since every reader of frame content holds it shared while
+         * it reads (tree.h).  Frame buffers need no alignment (no O_DIRECT):
+         * malloc's keeps commits off memalign's slow path. */
+        uint8_t *old = f->data;
+        f->data = tp->data;
+        tp->data = old;
         pg_set_lsn(f->data, commit_lsn);
         pool_mark_dirty(&eng->store->pool, f);
         if (!tp->orig)
@@ -330,6 +352,33 @@ JET_ERR js_txn_rollback(js_session *s)
     return err;
 }
 
+static JET_ERR savepoint_op(js_session *s, int rollback)
+{
+    JET_ERR err = enter(s);
+    if (err)
+        return err;
+    if (!s->in_txn || s->readonly)
+        err = js_fail(JET_errNotInTransaction, "savepoint without a write transaction");
+    else if (rollback && !s->view.sp_on)
+        err = js_fail(JET_errInvalidParameter, "rollback to a savepoint never set");
+    else if (rollback)
+        tv_rollback_savepoint(&s->view);
+    else
+        tv_savepoint(&s->view);
+    leave(s);
+    return err;
+}
+
+JET_ERR js_txn_savepoint(js_session *s)
+{
+    return savepoint_op(s, 0);
+}
+
+JET_ERR js_txn_rollback_savepoint(js_session *s)
+{
+    return savepoint_op(s, 1);
+}
+
 /* ---------------- data calls ---------------- */
 
 static JET_ERR check_key(const void *key, size_t klen)
@@ -370,9 +419,13 @@ static JET_ERR write_op(js_session *s, int del, const void *key, size_t klen, co
         else
             err = commit_locked(s, 0, NULL);
     } else if (err && err != JET_errRecordNotFound) {
-        /* A half-applied change must not be committed: drop the
-         * transaction's pages and tell the caller it was rolled back. */
-        txn_end(s);
+        /* A half-applied change must not be committed: put the pages back
+         * as of the savepoint, or without one drop the transaction, and
+         * tell the caller. */
+        if (s->view.sp_on)
+            tv_rollback_savepoint(&s->view);
+        else
+            txn_end(s);
     }
 out:
     leave(s);

@@ -11,9 +11,12 @@
  * Transactions: a handler that touches several keys, or reads and then
  * writes (INCR), runs in one engine transaction that it opens and ends
  * itself (cmd_txn_open / cmd_txn_close) -- unless it runs inside EXEC,
- * which has already opened the one transaction all queued commands share.  No
- * transaction is ever left open between two commands, so a slow or vanished
- * client never holds the engine's writer lock.
+ * which has already opened the one transaction all queued commands share,
+ * or in the event loop's batch (cmd_batch, commands.h), where every
+ * command of a turn shares the batch's transaction behind its own
+ * savepoint and the loop commits it at the end of the turn.  No transaction
+ * is ever left open across a turn, so a slow or vanished client never holds
+ * the engine's writer lock.
  *
  * Errors inside EXEC follow Redis where the engine allows it: a command
  * refused for its input (bad key or value length, not an integer) gets its
@@ -106,6 +109,19 @@ JET_ERR cmd_txn_open(cmd_conn *c, unsigned flags, int *opened)
     *opened = 0;
     if (c->in_exec)
         return JET_errSuccess;
+    cmd_batch *b = c->batch;
+    if (b && b->open)
+        return JET_errSuccess;    /* reads and writes see the batch */
+    if (b && !(flags & JS_TXN_READONLY)) {
+        /* The first write of the turn opens the batch; its savepoint is
+         * this command's start. */
+        JET_ERR rc = js_txn_begin(b->sess, 0);
+        if (rc == JET_errSuccess && (rc = js_txn_savepoint(b->sess)) != JET_errSuccess)
+            js_txn_rollback(b->sess);
+        if (rc == JET_errSuccess)
+            b->open = 1;
+        return rc;
+    }
     JET_ERR rc = js_txn_begin(c->sess, flags);
     if (rc == JET_errSuccess)
         *opened = 1;
@@ -123,8 +139,13 @@ JET_ERR cmd_commit(cmd_conn *c)
 
 JET_ERR cmd_txn_close(cmd_conn *c, int opened, int read_only, JET_ERR rc)
 {
-    if (!opened)
+    if (!opened) {
+        /* In the batch, outside EXEC (which decides for all its commands):
+         * a failed command leaves nothing behind. */
+        if (rc != JET_errSuccess && !read_only && !c->in_exec && c->batch && c->batch->open)
+            js_txn_rollback_savepoint(c->batch->sess);
         return rc;
+    }
     if (rc == JET_errSuccess && !read_only)
         return cmd_commit(c);
     JET_ERR rb = js_txn_rollback(c->sess);
@@ -194,6 +215,16 @@ static void cmd_discard(cmd_conn *c, size_t argc, const resp_arg *argv)
     resp_add_status(c->out, "OK");
 }
 
+/* An aborted EXEC: its own transaction is rolled back, or in the batch
+ * everything since its savepoint (the EXEC's start). */
+static void exec_undo(cmd_conn *c, int opened)
+{
+    if (opened)
+        js_txn_rollback(c->sess);
+    else
+        js_txn_rollback_savepoint(c->batch->sess);
+}
+
 static void cmd_exec(cmd_conn *c, size_t argc, const resp_arg *argv)
 {
     resp_buf replies, *saved_out = c->out;
@@ -218,7 +249,8 @@ static void cmd_exec(cmd_conn *c, size_t argc, const resp_arg *argv)
         resp_add_raw(c->out, "*-1\r\n", 5);
         return;
     }
-    rc = js_txn_begin(c->sess, 0);
+    int opened;
+    rc = cmd_txn_open(c, 0, &opened);
     if (rc != JET_errSuccess) {
         cmd_queue_clear(c);
         cmd_reply_jet(c, rc);
@@ -240,13 +272,13 @@ static void cmd_exec(cmd_conn *c, size_t argc, const resp_arg *argv)
 
     if (c->exec_err != JET_errSuccess) {
         JET_ERR err = c->exec_err;
-        js_txn_rollback(c->sess);
+        exec_undo(c, opened);
         resp_add_error(c->out, "EXECABORT Transaction rolled back: %s (%d): %s",
                        js_errname(err), err, js_errmsg(err));
     } else if (replies.oom) {
-        js_txn_rollback(c->sess);
+        exec_undo(c, opened);
         c->out->oom = 1;
-    } else if ((rc = cmd_commit(c)) != JET_errSuccess) {
+    } else if (opened && (rc = cmd_commit(c)) != JET_errSuccess) {
         cmd_reply_jet(c, rc);
     } else {
         resp_add_array(c->out, (long long)n);
@@ -359,6 +391,13 @@ void cmd_execute(cmd_conn *c, size_t argc, const resp_arg *argv)
         }
         resp_add_status(c->out, "QUEUED");
         return;
+    }
+    if (c->batch && c->batch->open) {
+        JET_ERR rc = js_txn_savepoint(c->batch->sess);
+        if (rc != JET_errSuccess) {
+            cmd_reply_jet(c, rc);
+            return;
+        }
     }
     def->fn(c, argc, argv);
 }

@@ -53,6 +53,18 @@ struct cmd_queued;
 struct cmd_watched;
 struct cmd_conn;
 
+/* The event loop's group commit (loop.c): the commands of a turn share one
+ * engine write transaction on one session, opened by the first command that
+ * writes and committed by the loop once per turn, so each page the turn
+ * touches is copied, logged and installed once.  Each command runs behind
+ * its own savepoint: one that fails (an engine error half-way, a bad input,
+ * an aborted EXEC) is rolled back to it and changes nothing, while the
+ * others stay. */
+typedef struct cmd_batch {
+    js_session *sess;       /* every connection's commands run on it */
+    int open;               /* its write transaction is open */
+} cmd_batch;
+
 /* Connections with watched keys (cmd_watch.c); the server owns one. */
 typedef struct cmd_watch_list {
     struct cmd_conn *head;
@@ -70,6 +82,8 @@ struct cmd_conn {
      * raise commit_pos to the log position the reply must wait for. */
     unsigned commit_flags;
     uint64_t commit_pos;
+    cmd_batch *batch;       /* NULL: each command commits on its own;
+                               else sess is batch->sess */
     /* MULTI state */
     int in_multi;           /* between MULTI and EXEC/DISCARD */
     int multi_dirty;        /* a command was refused while queueing */
@@ -94,7 +108,9 @@ void cmd_conn_init(cmd_conn *c, const cmd_env *env, js_session *sess, resp_buf *
  *  commands, so there is nothing to roll back). */
 void cmd_conn_free(cmd_conn *c);
 
-/** Run one parsed command (argc >= 1) and append its reply to c->out. */
+/** Run one parsed command (argc >= 1) and append its reply to c->out.
+ *  With c->batch, it runs in the batch's transaction when that is open
+ *  (behind a savepoint), and opens it if it writes. */
 void cmd_execute(cmd_conn *c, size_t argc, const resp_arg *argv);
 
 /** Redis's glob (stringmatchlen): '*', '?', '[...]' with '^' and ranges,

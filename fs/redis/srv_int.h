@@ -55,6 +55,10 @@ struct srv_server {
     uint64_t nflushes;            /* flushes asked of the committer */
     time_t ops_sec;               /* instantaneous_ops_per_sec: this second, */
     uint64_t ops_cur, ops_last;   /*   its count so far, the previous one's */
+    cmd_batch batch;              /* the turn's shared write transaction */
+    size_t batch_cmds;            /* commands run in it */
+    size_t batch_bytes;           /* their argument bytes */
+    struct srv_conn *batch_conns; /* connections with replies tagged by it */
     char *rbuf;                   /* one read buffer for every connection */
     int accept_paused;            /* out of descriptors: listeners unwatched */
     time_t accept_resume;         /*   until this (monotonic seconds) */
