@@ -244,6 +244,55 @@ Test(backup_io, new_path_restores_byte_identically_under_monotonic_writer)
     tl_dump_free(&restored);
 }
 
+/* With a short checkpoint period and pages dirty, the job takes the
+ * background checkpoint as its own (no extra burst of page writes): under
+ * durable writers and the monotonic writer it still finishes, its set
+ * passes sha256sum -c, and it restores to a prefix of what was
+ * acknowledged, with the prefill intact. */
+Test(backup_io, background_checkpoint_as_the_jobs_own_restores_correctly)
+{
+    const char *dir = tl_tp("inst");
+    js_params p = tl_test_params();
+    p.checkpoint_ms = 200;
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "pre", 0, 3000, 900);
+    tl_mwriter mw;
+    tl_mwriter_start(&mw, inst, UINT64_MAX, 1, -1);
+    while (atomic_load(&mw.acked) < 100)
+        usleep(1000);
+    dwriter w[NWRITERS];
+    atomic_int stop;
+    writers_start(w, inst, &stop);
+    for (int round = 0; round < 3; round++) {
+        char set[32];
+        snprintf(set, sizeof set, "bk%d", round);
+        uint64_t acked_before = atomic_load(&mw.acked);
+        io_rec rec = { .last_ms = tl_now_ms() };
+        OK(js_backup(inst, tl_tp(set), JS_BACKUP_CREATE_DIR, io_cb, &rec));
+        uint64_t acked_after = atomic_load(&mw.acked);
+        cr_assert_eq(rec.completes, 1);
+        tl_assert_set_sums(tl_tp(set));
+        char target[32];
+        snprintf(target, sizeof target, "r%d", round);
+        tl_restore_ok(tl_tp(set), tl_tp(target), NULL, 0);
+        js_instance *r = tl_reopen(tl_tp(target));
+        tl_kvdump rd;
+        tl_dump_inst(r, &rd);
+        size_t load_keys = 0;
+        for (size_t i = 0; i < rd.n; i++)
+            load_keys += rd.kl[i] > 5 && !memcmp(rd.k[i], "load:", 5);
+        uint64_t m = tl_check_monotonic(r, 3000 + load_keys);
+        cr_assert_geq(m, acked_before);
+        cr_assert_leq(m, acked_after);
+        tl_check_fill(r, "pre", 0, 3000, 900);
+        tl_dump_free(&rd);
+        OK(js_close(r));
+    }
+    writers_stop(w, &stop);
+    tl_mwriter_stop(&mw);
+    OK(js_close(inst));
+}
+
 /* A set larger than the hashing pipe's ring of buffers, many times over
  * (backup's and restore's copies go round it several times): the backup's
  * SHA256SUMS match the files, it restores to the same data, and a page
