@@ -319,8 +319,6 @@ static JET_ERR rs_check_set(int set_fd, const char *set, const mf_info *info, ui
     return rs_check_manifest(set_fd, set, info, hdr);
 }
 
-#define RS_AHEAD 8u   /* chunks of the set's database copy read ahead */
-
 /* Copy the database copy into TARGET, hashing it on the second core as it
  * goes; a digest that does not match SHA256SUMS fails the restore (which
  * then removes what it wrote).  The header is replaced in the very first
@@ -353,14 +351,10 @@ static JET_ERR rs_copy_db(rs_job *r, int set_fd, const char *set, int target_fd,
             free(hdr);
         }
     }
-    /* Read ahead RS_AHEAD chunks, each chunk asked for once: the disk
-     * always has reads queued, and the copy never waits for one. */
-    if (!err)
-        os_cache_prefetch(in, 0, RS_AHEAD * (uint64_t)chunk);
     for (uint64_t off = 0; !err;) {
         size_t got = 0;
         uint8_t *buf = mf_pipe_buffer(pipe);
-        os_cache_prefetch(in, off + RS_AHEAD * (uint64_t)chunk, chunk);
+        os_cache_prefetch(in, off + chunk, 4 * (uint64_t)chunk);   /* read ahead of the copy */
         err = os_pread(in, src, buf, chunk, off, &got);
         if (err || got == 0)
             break;
