@@ -293,8 +293,8 @@ Test(backup_io, background_checkpoint_as_the_jobs_own_restores_correctly)
     OK(js_close(inst));
 }
 
-/* A set larger than the hashing pipe's ring of buffers, many times over
- * (backup's and restore's copies go round it several times): the backup's
+/* A set larger than the hashing pipe's ring of buffers (backup's 2 MiB
+ * and restore's 4 MiB buffers, four of each, go round more than once): the backup's
  * SHA256SUMS match the files, it restores to the same data, and a page
  * damaged deep in the database copy is still refused with its ESE error,
  * by the page check (SHA256SUMS fixed up) and by the digest (left as it
