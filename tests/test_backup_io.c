@@ -294,10 +294,10 @@ Test(backup_io, background_checkpoint_as_the_jobs_own_restores_correctly)
 }
 
 /* A set larger than the hashing pipe's ring of buffers (backup's 2 MiB
- * and restore's 4 MiB buffers, four of each, go round more than once): the backup's
- * SHA256SUMS match the files, it restores to the same data, and a page
- * damaged deep in the database copy is still refused with its ESE error,
- * by the page check (SHA256SUMS fixed up) and by the digest (left as it
+ * and restore's 4 MiB buffers, four of each, go round more than once):
+ * the backup's SHA256SUMS match the files, it restores to the same data,
+ * and a page damaged deep in the database copy is still refused with its
+ * ESE error, by the page check (SHA256SUMS fixed up) and by the digest (left as it
  * was), with nothing left in TARGET either way. */
 Test(backup_io, large_set_round_trip_and_deep_damage_refused)
 {
