@@ -11,20 +11,23 @@
 # `redis-benchmark -d VALUE_SIZE`, alternating the two servers, RUNS times
 # each; the best run of each side counts (highest requests/s, lowest p99).
 # Then SET at CLIENTS clients again on jetsnapfs while full backups run back
-# to back through the control file, against the same without a backup.
+# to back through the control file, against the same without a backup,
+# alternated BK_RUNS times, medians compared.
 #
 # Usage: bench_resp.sh [BUILD_DIR]
 # Environment: BUILD (default build, or $1), REQUESTS (100000: the
 # 50-client SET count; the other loads scale from it), CLIENTS (50), RUNS
-# (2), PREFILL (keys of 4 KiB written before the jetsnapfs runs so a backup
-# has a database to copy, default 20000), VALUE_SIZE (redis-benchmark -d,
-# default 100), KEEP=1 keeps the temporary directory.
+# (2), BK_RUNS (3: alternations of the backup part), PREFILL (keys of 4 KiB
+# written before the jetsnapfs runs so a backup has a database to copy,
+# default 20000), VALUE_SIZE (redis-benchmark -d, default 100), KEEP=1 keeps
+# the temporary directory.
 set -eu
 
 BUILD=${1:-${BUILD:-build}}   # scripts/bench.sh passes it as $1 too
 REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-50}
 RUNS=${RUNS:-2}
+BK_RUNS=${BK_RUNS:-3}
 PREFILL=${PREFILL:-20000}
 VALUE_SIZE=${VALUE_SIZE:-100}
 JETSNAPFS=${JETSNAPFS:-$BUILD/jetsnapfs}
@@ -137,39 +140,59 @@ wait "$RS_PID" 2>/dev/null || true
 RS_PID=""
 
 # --- SET at CLIENTS clients while full backups run back to back --------------
-# Back to back, so some backup is running for the whole measurement however
-# long one backup takes.
-touch "$T/backup-loop.on"
-(
-    n=0
-    while [ -e "$T/backup-loop.on" ]; do
-        n=$((n + 1))
-        # `wait`: the write returns when that backup ends; a failure is
-        # recorded, not fatal, so the loop keeps the engine busy.
-        echo "$T/backups/b$n create wait" >"$T/mnt/control" 2>>"$T/backup-errors" || true
-        echo "$n" >"$T/backups.count"
-        rm -rf "$T/backups/b$n"
-    done
-) &
-LOOP_PID=$!
-sleep 0.2
-r=$(bench "$SOCK") || exit 1
-set -- $r
-JB_RPS=$1 JB_P99=$2
-BSTATE=$(sed -n 's/^state: //p' "$T/mnt/status" 2>/dev/null | head -1)
-rm -f "$T/backup-loop.on"
-wait "$LOOP_PID" 2>/dev/null || true
-LOOP_PID=""
-NB=$(cat "$T/backups.count" 2>/dev/null || echo 0)
-echo "jetsnapfs commit=durable + backup:  $JB_RPS requests/s  p99 $JB_P99 ms" \
-     "($NB full backup(s) started, state at end: ${BSTATE:-unknown})"
+# Alternated: alone, then while full backups run back to back through the
+# control file (so some backup is running for the whole measurement however
+# long one backup takes), BK_RUNS times each; the medians are compared.
+# Both sides run on the same instance, each after a sync and a pause, so
+# neither inherits the other's dirty data.
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+backup_loop() {
+    touch "$T/backup-loop.on"
+    (
+        n=$(cat "$T/backups.count" 2>/dev/null || echo 0)
+        while [ -e "$T/backup-loop.on" ]; do
+            n=$((n + 1))
+            # `wait`: the write returns when that backup ends; a failure is
+            # recorded, not fatal, so the loop keeps the engine busy.
+            echo "$T/backups/b$n create wait" >"$T/mnt/control" 2>>"$T/backup-errors" || true
+            echo "$n" >"$T/backups.count"
+            rm -rf "$T/backups/b$n"
+        done
+    ) &
+    LOOP_PID=$!
+}
+A_RPS="" A_P99="" B_RPS="" B_P99="" HELD=""
+i=0
+while [ "$i" -lt "$BK_RUNS" ]; do
+    sync; sleep 0.5
+    r=$(bench "$SOCK") || exit 1
+    A_RPS="$A_RPS ${r% *}" A_P99="$A_P99 ${r#* }"
+    sync; sleep 0.5
+    nb0=$(cat "$T/backups.count" 2>/dev/null || echo 0)
+    backup_loop
+    sleep 0.2
+    r=$(bench "$SOCK") || exit 1
+    B_RPS="$B_RPS ${r% *}" B_P99="$B_P99 ${r#* }"
+    PACER=$(sed -n 's/^pacer: //p' "$T/mnt/status" 2>/dev/null | head -1)
+    rm -f "$T/backup-loop.on"
+    wait "$LOOP_PID" 2>/dev/null || true
+    LOOP_PID=""
+    nb=$(cat "$T/backups.count" 2>/dev/null || echo 0)
+    echo "  run $((i + 1)): alone ${A_RPS##* } requests/s p99 ${A_P99##* } ms;" \
+         "with backup ${B_RPS##* } requests/s p99 ${B_P99##* } ms ($((nb - nb0)) full backup(s), pacer at end: ${PACER:-unknown})"
+    i=$((i + 1))
+done
 if [ -s "$T/backup-errors" ]; then
     echo "  backup errors:"; sed 's/^/    /' "$T/backup-errors"
 fi
+JA_RPS=$(echo "$A_RPS" | median) JA_P99=$(echo "$A_P99" | median)
+JB_RPS=$(echo "$B_RPS" | median) JB_P99=$(echo "$B_P99" | median)
+echo "jetsnapfs commit=durable alone (median of $BK_RUNS):  $JA_RPS requests/s  p99 $JA_P99 ms"
+echo "jetsnapfs commit=durable + backup (median of $BK_RUNS): $JB_RPS requests/s  p99 $JB_P99 ms"
 
 kill -TERM "$JS_PID"
 wait "$JS_PID" 2>/dev/null || true
 JS_PID=""
 
-echo "ratio with-backup/alone throughput:      $(ratio "$JB_RPS" "$JS_RPS")"
-echo "ratio with-backup/alone p99:             $(ratio "$JB_P99" "$JS_P99")"
+echo "ratio with-backup/alone throughput:      $(ratio "$JB_RPS" "$JA_RPS") (goal >= 0.8)"
+echo "ratio with-backup/alone p99:             $(ratio "$JB_P99" "$JA_P99") (goal <= 3)"

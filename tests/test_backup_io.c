@@ -10,8 +10,9 @@
  * hears from it at least once a second while it copies); the new path
  * still makes sets that restore byte-identically under the monotonic
  * writer; backup_max_rate stays a hard cap (bounded from above only, by a
- * lower bound on the elapsed time that sleeping can only lengthen); the
- * daemon's status says whether the pacer is holding back (key `pacer`,
+ * lower bound on the elapsed time that sleeping can only lengthen); a set
+ * larger than the hashing pipe's ring round-trips, and damage deep in it
+ * is refused by restore with nothing left behind; the daemon's status says whether the pacer is holding back (key `pacer`,
  * appended after the others).  Helpers: tests/lib/bkset.h.
  */
 #include <criterion/criterion.h>
@@ -241,6 +242,101 @@ Test(backup_io, new_path_restores_byte_identically_under_monotonic_writer)
     ASSERT_DUMP_EQ(&live, &restored, "quiet backup vs its restore");
     tl_dump_free(&live);
     tl_dump_free(&restored);
+}
+
+/* With a short checkpoint period and pages dirty, the job takes the
+ * background checkpoint as its own (no extra burst of page writes): under
+ * durable writers and the monotonic writer it still finishes, its set
+ * passes sha256sum -c, and it restores to a prefix of what was
+ * acknowledged, with the prefill intact. */
+Test(backup_io, background_checkpoint_as_the_jobs_own_restores_correctly)
+{
+    const char *dir = tl_tp("inst");
+    js_params p = tl_test_params();
+    p.checkpoint_ms = 200;
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "pre", 0, 3000, 900);
+    tl_mwriter mw;
+    tl_mwriter_start(&mw, inst, UINT64_MAX, 1, -1);
+    while (atomic_load(&mw.acked) < 100)
+        usleep(1000);
+    dwriter w[NWRITERS];
+    atomic_int stop;
+    writers_start(w, inst, &stop);
+    for (int round = 0; round < 3; round++) {
+        char set[32];
+        snprintf(set, sizeof set, "bk%d", round);
+        uint64_t acked_before = atomic_load(&mw.acked);
+        io_rec rec = { .last_ms = tl_now_ms() };
+        OK(js_backup(inst, tl_tp(set), JS_BACKUP_CREATE_DIR, io_cb, &rec));
+        uint64_t acked_after = atomic_load(&mw.acked);
+        cr_assert_eq(rec.completes, 1);
+        tl_assert_set_sums(tl_tp(set));
+        char target[32];
+        snprintf(target, sizeof target, "r%d", round);
+        tl_restore_ok(tl_tp(set), tl_tp(target), NULL, 0);
+        js_instance *r = tl_reopen(tl_tp(target));
+        tl_kvdump rd;
+        tl_dump_inst(r, &rd);
+        size_t load_keys = 0;
+        for (size_t i = 0; i < rd.n; i++)
+            load_keys += rd.kl[i] > 5 && !memcmp(rd.k[i], "load:", 5);
+        uint64_t m = tl_check_monotonic(r, 3000 + load_keys);
+        cr_assert_geq(m, acked_before);
+        cr_assert_leq(m, acked_after);
+        tl_check_fill(r, "pre", 0, 3000, 900);
+        tl_dump_free(&rd);
+        OK(js_close(r));
+    }
+    writers_stop(w, &stop);
+    tl_mwriter_stop(&mw);
+    OK(js_close(inst));
+}
+
+/* A set larger than the hashing pipe's ring of buffers (backup's 2 MiB
+ * and restore's 4 MiB buffers, four of each, go round more than once):
+ * the backup's SHA256SUMS match the files, it restores to the same data,
+ * and a page damaged deep in the database copy is still refused with its
+ * ESE error, by the page check (SHA256SUMS fixed up) and by the digest (left as it
+ * was), with nothing left in TARGET either way. */
+Test(backup_io, large_set_round_trip_and_deep_damage_refused)
+{
+    const char *dir = tl_tp("inst"), *set = tl_tp("bk");
+    js_params p = tl_test_params();
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "big", 0, 24000, 900);
+    OK(js_checkpoint(inst));
+    tl_kvdump live, restored;
+    tl_dump_inst(inst, &live);
+    OK(js_backup(inst, set, JS_BACKUP_CREATE_DIR, NULL, NULL));
+    OK(js_close(inst));
+    tl_assert_set_sums(set);
+    char db[PATH_MAX];
+    snprintf(db, sizeof db, "%s/jetsnap.edb", set);
+    size_t len = 0;
+    char *whole = tl_slurp(db, &len);
+    cr_assert_not_null(whole);
+    free(whole);
+    cr_assert_gt(len, (size_t)16 << 20, "the set's database copy (%zu bytes) is too small to wrap the ring", len);
+
+    tl_restore_ok(set, tl_tp("r1"), NULL, 0);
+    tl_dump_dir(tl_tp("r1"), &restored);
+    ASSERT_DUMP_EQ(&live, &restored, "large set vs its restore");
+    tl_dump_free(&restored);
+    tl_dump_free(&live);
+
+    /* A byte of a page near the end of the copy, past the first 16 MiB. */
+    off_t at = (off_t)(len - len / 8) / 4096 * 4096 + 777;
+    tl_flip_byte(db, at);
+    FAILS_WITH(js_restore(set, tl_tp("r2"), NULL, 0, NULL, NULL), JET_errReadVerifyFailure);
+    cr_assert_not_null(strstr(js_errdetail(), "jetsnap.edb"), "detail '%s'", js_errdetail());
+    cr_assert(!tl_exists(tl_tp("r2")), "a failed restore left its target behind");
+    tl_regen_sums(set);
+    FAILS_WITH(js_restore(set, tl_tp("r3"), NULL, 0, NULL, NULL), JET_errReadVerifyFailure);
+    char want[32];
+    snprintf(want, sizeof want, "page %llu", (unsigned long long)(at / 4096));
+    cr_assert_not_null(strstr(js_errdetail(), want), "detail '%s' names no %s", js_errdetail(), want);
+    cr_assert(!tl_exists(tl_tp("r3")), "a failed restore left its target behind");
 }
 
 /* backup_max_rate is a hard cap whatever the pacer decides: the job cannot

@@ -7,9 +7,12 @@
  * headers.  It exports only the public functions of jetsnap.h.
  *
  * Lock rules: a job takes the instance's locks only through the order of
- * instance.h: state_lock for the job flags (backup_running, backup_cancel),
- * hdr_lock to read or stamp the header, the range lock (store.h) around
- * raw reads of jetsnap.edb, log_pin/log_position_now (log.h) for the log.
+ * instance.h: state_lock for the job flags (backup_running, backup_cancel)
+ * and to wait on state_cond for a background checkpoint (ckpt_done),
+ * ckpt_lock alone to read ckpt_lsn and pin its generation (log_pin under
+ * it, the order ckpt_run itself uses), hdr_lock to read or stamp the
+ * header, the range lock (store.h) around raw reads of jetsnap.edb,
+ * log_pin/log_position_now (log.h) for the log.
  * It holds none of them across file I/O of its own but the range lock's
  * reads.
  */

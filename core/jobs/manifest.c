@@ -97,15 +97,24 @@ out:
 
 /* ---------------- hashing pipeline ---------------- */
 
+/* Buffers go round in a ring, hashed in the order they are submitted (a
+ * buffer handed out and never submitted, after a failure, is simply free
+ * again), so the copy may run MF_PIPE_BUFS - 1 buffers ahead of
+ * the hashing thread and a moment when that thread has no core (two
+ * cores shared with clients) does not stall the copy at once. */
+#define MF_PIPE_BUFS 4
+
 struct mf_pipe {
     pthread_t thread;
     pthread_mutex_t lock;       /* guards everything below */
     pthread_cond_t changed;
-    uint8_t *buf[2];
-    size_t len[2];
-    int queued[2];              /* 1: waiting for or being hashed */
-    int order[2], nqueued;      /* FIFO of queued buffer indexes */
+    uint8_t *buf[MF_PIPE_BUFS];
+    size_t len[MF_PIPE_BUFS];
+    int queued[MF_PIPE_BUFS];   /* 1: waiting for or being hashed */
+    int order[MF_PIPE_BUFS];    /* FIFO of queued buffer indexes ... */
+    int head, nqueued;          /* ... from order[head], this many */
     int next;                   /* buffer mf_pipe_buffer hands out next */
+    int waiting;                /* the copy waits for a buffer */
     int want_final, quit;
     int yield, yielded;         /* mf_pipe_yield_cpu asked; the thread applied it */
     mf_hash *hash;
@@ -125,14 +134,17 @@ static void *mf_pipe_main(void *arg)
             p->yielded = 1;
         }
         if (p->nqueued) {
-            int i = p->order[0];
+            int i = p->order[p->head];
             pthread_mutex_unlock(&p->lock);
             mf_hash_update(p->hash, p->buf[i], p->len[i]);
             pthread_mutex_lock(&p->lock);
-            p->order[0] = p->order[1];
+            p->head = (p->head + 1) % MF_PIPE_BUFS;
             p->nqueued--;
             p->queued[i] = 0;
-            pthread_cond_broadcast(&p->changed);
+            /* Wake the copy only when it waits for this buffer or for the
+             * digest: no futex call per buffer otherwise. */
+            if (p->waiting || (p->want_final && !p->nqueued))
+                pthread_cond_broadcast(&p->changed);
         } else if (p->want_final) {
             mf_hash_final(p->hash, p->hex);
             p->hash = mf_hash_new();
@@ -148,26 +160,32 @@ static void *mf_pipe_main(void *arg)
     return NULL;
 }
 
+static void mf_pipe_release(mf_pipe *p)
+{
+    for (int i = 0; i < MF_PIPE_BUFS; i++)
+        free(p->buf[i]);
+    if (p->hash) {
+        char dummy[65];
+        mf_hash_final(p->hash, dummy);
+    }
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->changed);
+    free(p);
+}
+
 mf_pipe *mf_pipe_new(size_t bufsize)
 {
     mf_pipe *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    p->buf[0] = aligned_alloc(4096, bufsize);
-    p->buf[1] = aligned_alloc(4096, bufsize);
+    int ok = 1;
+    for (int i = 0; i < MF_PIPE_BUFS; i++)
+        ok &= (p->buf[i] = aligned_alloc(4096, bufsize)) != NULL;
     p->hash = mf_hash_new();
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->changed, NULL);
-    if (!p->buf[0] || !p->buf[1] || !p->hash || pthread_create(&p->thread, NULL, mf_pipe_main, p) != 0) {
-        free(p->buf[0]);
-        free(p->buf[1]);
-        if (p->hash) {
-            char dummy[65];
-            mf_hash_final(p->hash, dummy);
-        }
-        pthread_mutex_destroy(&p->lock);
-        pthread_cond_destroy(&p->changed);
-        free(p);
+    if (!ok || !p->hash || pthread_create(&p->thread, NULL, mf_pipe_main, p) != 0) {
+        mf_pipe_release(p);
         return NULL;
     }
     return p;
@@ -184,22 +202,28 @@ void mf_pipe_yield_cpu(mf_pipe *p)
 uint8_t *mf_pipe_buffer(mf_pipe *p)
 {
     pthread_mutex_lock(&p->lock);
+    p->waiting = 1;
     while (p->queued[p->next])
         pthread_cond_wait(&p->changed, &p->lock);
+    p->waiting = 0;
     uint8_t *b = p->buf[p->next];
-    p->next ^= 1;
+    p->next = (p->next + 1) % MF_PIPE_BUFS;
     pthread_mutex_unlock(&p->lock);
     return b;
 }
 
 void mf_pipe_submit(mf_pipe *p, uint8_t *buf, size_t len)
 {
-    int i = buf == p->buf[0] ? 0 : 1;
+    int i = 0;
+    while (i < MF_PIPE_BUFS - 1 && buf != p->buf[i])
+        i++;
     pthread_mutex_lock(&p->lock);
     p->len[i] = len;
     p->queued[i] = 1;
-    p->order[p->nqueued++] = i;
-    pthread_cond_broadcast(&p->changed);
+    p->order[(p->head + p->nqueued) % MF_PIPE_BUFS] = i;
+    p->nqueued++;
+    if (p->nqueued == 1)
+        pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -223,15 +247,7 @@ void mf_pipe_free(mf_pipe *p)
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
     pthread_join(p->thread, NULL);
-    if (p->hash) {
-        char dummy[65];
-        mf_hash_final(p->hash, dummy);
-    }
-    free(p->buf[0]);
-    free(p->buf[1]);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->changed);
-    free(p);
+    mf_pipe_release(p);
 }
 
 JET_ERR mf_sums_set(mf_sums *s, const char *name, const char hex[65])

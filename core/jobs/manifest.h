@@ -23,14 +23,14 @@ JET_ERR mf_hash_fileat(int dirfd, const char *name, const char *path, char hex[6
 
 /* A hashing pipeline: buffers handed to it are hashed by a second thread
  * while the caller reads and writes the next one, so SHA-256 costs no wall
- * time on a copy as long as it keeps up with the disk.  Two buffers of
+ * time on a copy as long as it keeps up with the disk.  Four buffers of
  * bufsize bytes go round: mf_pipe_buffer() waits until one is free. */
 typedef struct mf_pipe mf_pipe;
 /** Start the hashing thread.  NULL when memory or a thread is lacking. */
 mf_pipe *mf_pipe_new(size_t bufsize);
 /** Run the hashing thread at the lowest CPU priority (nice 19) from now
  *  on: an online backup's hashing yields the CPU to clients, and the copy,
- *  which cannot run more than a buffer ahead of it, yields with it. */
+ *  which cannot run more than a few buffers ahead of it, yields with it. */
 void mf_pipe_yield_cpu(mf_pipe *p);
 /** A free buffer of bufsize bytes. */
 uint8_t *mf_pipe_buffer(mf_pipe *p);

@@ -330,7 +330,7 @@ static JET_ERR rs_copy_db(rs_job *r, int set_fd, const char *set, int target_fd,
     uint32_t ps = restoring->page_size;
     char src[PATH_MAX], dst[PATH_MAX], hex[65];
     int in = -1, out = -1;
-    const size_t chunk = 2u << 20;
+    const size_t chunk = 4u << 20;   /* measured cold: 4 MiB beat 2 and 8 */
     mf_pipe *pipe = mf_pipe_new(chunk);
     JET_ERR err;
     snprintf(src, sizeof src, "%s/%s", set, JS_DB_FILE);
