@@ -169,13 +169,19 @@ typedef struct js_params {
     int no_log;                  /* no log at all: no recovery, no backup */
     int commit_mode;             /* enum js_commit_mode */
     uint64_t cache_size;         /* buffer pool bytes (soft limit) */
-    uint32_t checkpoint_ms;      /* background checkpoint period */
+    uint32_t checkpoint_ms;      /* background checkpoint period: an idle
+                                    instance is checkpointed within two,
+                                    a writing one every 30 periods or ... */
+    uint64_t checkpoint_depth;   /* ... once the log since the redo point
+                                    reaches this many bytes (0: 256 MiB),
+                                    whichever comes first */
     uint64_t backup_max_rate;    /* bytes/s a backup may copy (0: no limit) */
     uint32_t snapshot_max;       /* most snapshots kept at once (0: the default, 64) */
 } js_params;
 
 /** Fill *p with the defaults of SPEC section 1 (8 KiB pages, 5 MiB log
- *  generations, durable commits, 256 MiB cache, checkpoint every 1 s). */
+ *  generations, durable commits, 256 MiB cache, checkpoint period 1 s,
+ *  checkpoint depth 256 MiB). */
 void js_params_default(js_params *p);
 
 typedef struct js_instance js_instance;

@@ -23,6 +23,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "jetsnap.h"
@@ -199,7 +200,17 @@ Test(archive_cmd, failed_roll_said_once, .fini = tmpfs_fini)
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
     start("archive_timeout=1", cmd);
     set_key("a", "1");
-    tl_sleep_ms(2500);
+    /* Its pages reach jetsnap.edb (which grows) by the checkpoint of the
+     * quiet instance, before the filler takes the room. */
+    struct timespec set_at;
+    clock_gettime(CLOCK_REALTIME, &set_at);
+    tl_pathf(p, "%s/edb.chk", tl_dbdir);
+    struct stat chk = { 0 };
+    int64_t until = tl_now_ms() + 10000;
+    while ((stat(p, &chk) != 0 || chk.st_mtim.tv_sec < set_at.tv_sec ||
+            (chk.st_mtim.tv_sec == set_at.tv_sec && chk.st_mtim.tv_nsec <= set_at.tv_nsec)) && tl_now_ms() < until)
+        tl_sleep_ms(50);
+    tl_sleep_ms(500);
     /* Fill DBDIR; the next roll takes the pre-built spare, the one after
      * finds no room. */
     tl_pathf(p, "%s/filler", tl_dbdir);

@@ -40,6 +40,7 @@ void js_params_default(js_params *p)
     p->commit_mode = JS_COMMIT_DURABLE;
     p->cache_size = 256ull << 20;
     p->checkpoint_ms = 1000;
+    p->checkpoint_depth = 256ull << 20;
     p->snapshot_max = 64;
 }
 
@@ -416,6 +417,8 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
         inst->params.cache_size = 256ull << 20;
     if (!inst->params.checkpoint_ms)
         inst->params.checkpoint_ms = 1000;
+    if (!inst->params.checkpoint_depth)
+        inst->params.checkpoint_depth = 256ull << 20;
     inst->lock_fd = inst->store.fd = -1;
     snprintf(inst->dir, sizeof inst->dir, "%s", dir);
     snprintf(inst->store.path, sizeof inst->store.path, "%s/%s", dir, JS_DB_FILE);
