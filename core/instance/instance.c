@@ -136,8 +136,7 @@ static void on_event(void *ctx, int id, int level, const char *msg)
     inst_event(ctx, id, level, "%s", msg);
 }
 
-/* Ask the checkpoint thread to run soon. */
-static void inst_request_checkpoint(js_instance *inst)
+void inst_request_checkpoint(js_instance *inst)
 {
     js_mutex_lock(&inst->state_lock);
     inst->ckpt_requested = 1;

@@ -130,6 +130,9 @@ JET_ERR snap_store_open(js_instance *inst, int create);
 /** Write every dirty page, record the redo point in edb.chk, and (circular
  *  logging) delete the generations no longer needed.  Takes ckpt_lock. */
 JET_ERR ckpt_run(js_instance *inst);
+/** Ask the checkpoint thread to run one now (it runs when pages are
+ *  dirty); progress is seen as ckpt_done moving. */
+void inst_request_checkpoint(js_instance *inst);
 /** Start the checkpoint and flush threads (js_instance_start). */
 JET_ERR ckpt_start_threads(js_instance *inst);
 /** Wait for them to end (once stopping or fatal is set and ckpt_wake

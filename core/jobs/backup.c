@@ -571,15 +571,15 @@ static JET_ERR bk_roll_and_copy(bk_job *j, uint32_t from)
 }
 
 /* Step 2, the checkpoint that sets gen_low.  With dirty pages, the job
- * waits for the background checkpoint (due within checkpoint_ms) instead
- * of running one of its own: an extra checkpoint writes the dirty pages
- * and fsyncs jetsnap.edb at normal priority, a burst every durable commit
- * queues behind (measured: checkpoints forced every 300 ms cost 16
- * durable writers as much as back-to-back backups did), and backups run
- * back to back would add one each.  With nothing dirty, a checkpoint
- * period above BK_CKPT_WAIT_MAX_MS, or when no background checkpoint
- * completes in time or the last one failed, the job runs its own as
- * before (so its errors are reported).  Either way a checkpoint completes
+ * asks the checkpoint thread for one and waits for it (or for the one
+ * already under way) instead of running a second one beside it: an extra
+ * checkpoint writes the dirty pages and fsyncs jetsnap.edb at normal
+ * priority, a burst every durable commit queues behind (measured: when the
+ * background checkpoint still ran every second, checkpoints forced every
+ * 300 ms cost 16 durable writers as much as back-to-back backups did).
+ * With nothing dirty, a checkpoint period above BK_CKPT_WAIT_MAX_MS, or
+ * when no checkpoint completes in time or the last one failed, the job
+ * runs its own as before (so its errors are reported).  Either way a checkpoint completes
  * after the job began, and gen_low is read and pinned under ckpt_lock, so
  * no checkpoint deletes a generation in between. */
 #define BK_CKPT_WAIT_MAX_MS 2000u   /* a longer checkpoint period: the job runs its own */
@@ -592,6 +592,8 @@ static JET_ERR bk_checkpoint(bk_job *j)
     js_mutex_lock(&inst->state_lock);
     uint64_t done0 = inst->ckpt_done;
     js_mutex_unlock(&inst->state_lock);
+    if (!own)
+        inst_request_checkpoint(inst);
     int64_t due = js_mono_ms() + (int64_t)inst->params.checkpoint_ms + 1000;
     while (!own && !err) {
         js_mutex_lock(&inst->state_lock);
