@@ -21,11 +21,11 @@
  * every client's commands), and sends only the replies whose position is
  * already durable.  While the committer flushes, the loop goes on with the
  * next turn, so the two cores overlap: parsing and executing one batch while
- * the previous one reaches the disk.  (A turn in which one connection alone
- * wrote, with no flush in flight, is flushed by the loop itself: there is
- * nothing to overlap, and two thread hand-offs are saved.)  When the
- * committer reports, the held
- * replies up to the new durable position are sent; if the flush failed
+ * the previous one reaches the disk.  (A turn of at most
+ * SRV_INLINE_FLUSH_CMDS commands, with no flush in flight, is flushed by
+ * the loop itself: there is little to overlap, and two thread hand-offs
+ * are saved.)  When the committer reports, the held replies up to the new
+ * durable position are sent; if the flush failed
  * (JET_errLogDiskFull, JET_errLogWriteFail) every reply it carried becomes
  * that error instead.  With commit=lazy nothing is held.
  *
@@ -69,6 +69,7 @@
 #define SRV_READ_CHUNK   (64 * 1024)
 #define SRV_OUT_SOFT     (1024 * 1024)   /* stop reading a client past this */
 #define SRV_EVENTS       256
+#define SRV_INLINE_FLUSH_CMDS 128 /* request_flush: a turn the loop flushes itself */
 #define SRV_ACCEPT_BURST 64
 /* Commit the batch past these.  Small enough that the pages a batch
  * touched are still in the CPU's cache when the commit compares each with
@@ -113,7 +114,6 @@ typedef struct srv_conn {
     int closing;                     /* close once ready bytes are sent */
     time_t last_active;
     size_t charged;                  /* bytes counted in srv->buf_total */
-    uint64_t turn;                   /* last turn in which it wrote */
 } srv_conn;
 
 static time_t now_sec(void)
@@ -396,10 +396,14 @@ static void request_flush(srv_server *srv)
     pthread_mutex_lock(&srv->commit_lock);
     int idle = !srv->flushing;
     pthread_mutex_unlock(&srv->commit_lock);
-    if (idle && srv->turn_writers <= 1) {
-        /* One writer and nothing in flight: nobody to overlap with, so
-         * flush here and spare the two thread hand-offs (redis-server's
-         * way); with several writers the committer lets the loop go on. */
+    if (idle && srv->turn_cmds <= SRV_INLINE_FLUSH_CMDS) {
+        /* A small turn and nothing in flight: the next turn has little to
+         * overlap with the flush, so flush here and spare the two thread
+         * hand-offs (redis-server's way).  A large turn (pipelines) leaves
+         * the flush to the committer and goes on parsing.  Measured with
+         * 100-byte SETs against handing every turn with several writers
+         * over: 200 clients +10%, 50 clients +7%, pipeline 16 -2% (-5%
+         * when every idle turn was flushed here). */
         uint64_t durable = 0, target = srv->last_pos;
         JET_ERR err = js_wait_durable(srv->inst, target, &durable);
         if (err == JET_errSuccess)
@@ -503,10 +507,7 @@ static void run_command(srv_server *srv, srv_conn *c)
             c->bnext = srv->batch_conns;
             srv->batch_conns = c;
         }
-        if (c->turn != srv->turn) {
-            c->turn = srv->turn;
-            srv->turn_writers++;
-        }
+        srv->turn_cmds++;
     }
     if (c->out.oom || hold(srv, c, c->out.len, reply_tag(srv)) != 0) {
         conn_kill(srv, c);
@@ -833,7 +834,7 @@ static void *loop_main(void *arg)
         }
         end_turn(srv);
         srv->turn++;
-        srv->turn_writers = 0;
+        srv->turn_cmds = 0;
         enforce_total(srv);
         if (srv->lim.timeout) {
             time_t now = now_sec();

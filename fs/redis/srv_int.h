@@ -51,7 +51,7 @@ struct srv_server {
                                      were the error) */
     uint64_t ncommands;           /* total_commands_processed */
     uint64_t turn;                /* turns of the loop so far */
-    size_t turn_writers;          /* connections that committed this turn */
+    size_t turn_cmds;             /* commands run in the batch this turn */
     uint64_t nflushes;            /* flushes asked of the committer */
     time_t ops_sec;               /* instantaneous_ops_per_sec: this second, */
     uint64_t ops_cur, ops_last;   /*   its count so far, the previous one's */
