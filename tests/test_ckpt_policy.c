@@ -37,6 +37,32 @@ static js_params policy_params(uint64_t depth)
     return p;
 }
 
+/* A new instance in a scratch directory with the given depth, and a
+ * session on it; the fault seam counts writes of edb.chk from here on. */
+static char *ckpt_dir;
+static js_instance *ckpt_inst;
+
+static js_session *open_counting(uint64_t depth)
+{
+    js_params p = policy_params(depth);
+    js_session *s;
+    ckpt_dir = tl_tmpdir("jsckpt");
+    OK(js_create(ckpt_dir, &p));
+    OK(js_open(ckpt_dir, &p, &ckpt_inst));
+    OK(js_session_open(ckpt_inst, &s));
+    js_fault_reset();
+    js_fault_arm(JS_FAULT_WRITE, 0, 0, -1, "edb.chk");
+    return s;
+}
+
+static void close_counting(js_session *s)
+{
+    js_session_close(s);
+    OK(js_close(ckpt_inst));
+    cr_assert_eq(tl_rmrf(ckpt_dir), 0);
+    free(ckpt_dir);
+}
+
 static uint64_t checkpoints(void)
 {
     return js_fault_count(JS_FAULT_WRITE) / 2;
@@ -64,68 +90,35 @@ static uint64_t write_for(js_session *s, unsigned looks, size_t vlen)
  * instance below its depth now waits 30 periods. */
 Test(ckpt_policy, steady_writes_are_not_checkpointed_every_period)
 {
-    char *dir = tl_tmpdir("jsckpt");
-    js_params p = policy_params(1ull << 30);
-    js_instance *inst;
-    js_session *s;
-    OK(js_create(dir, &p));
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    js_fault_reset();
-    js_fault_arm(JS_FAULT_WRITE, 0, 0, -1, "edb.chk");
+    js_session *s = open_counting(1ull << 30);
     uint64_t n = write_for(s, 20, 100);
     /* One period per checkpoint would be about 20; a stall of a whole
      * period makes the instance look quiet once in a while. */
     cr_expect_leq(n, 4, "%llu checkpoints in 20 periods of steady writes", (unsigned long long)n);
-    js_session_close(s);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_counting(s);
 }
 
 /* A quiet instance is still checkpointed promptly: its dirty pages reach
  * jetsnap.edb and the redo point catches up. */
 Test(ckpt_policy, quiet_instance_is_checkpointed)
 {
-    char *dir = tl_tmpdir("jsckpt");
-    js_params p = policy_params(1ull << 30);
-    js_instance *inst;
-    js_session *s;
-    OK(js_create(dir, &p));
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    js_fault_reset();
-    js_fault_arm(JS_FAULT_WRITE, 0, 0, -1, "edb.chk");
+    js_session *s = open_counting(1ull << 30);
     write_for(s, 5, 100);
     uint64_t before = checkpoints();
     int64_t deadline = tl_now_ms() + 20000;
     while (checkpoints() == before && tl_now_ms() < deadline)
         tl_sleep_ms(20);
     cr_expect_gt(checkpoints(), before, "no checkpoint after the writes stopped");
-    js_session_close(s);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_counting(s);
 }
 
 /* checkpoint_depth bounds the log recovery has to read, however busy the
  * instance is. */
 Test(ckpt_policy, depth_reached_checkpoints_a_writing_instance)
 {
-    char *dir = tl_tmpdir("jsckpt");
-    js_params p = policy_params(512 << 10);
-    js_instance *inst;
-    js_session *s;
-    OK(js_create(dir, &p));
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
-    js_fault_reset();
-    js_fault_arm(JS_FAULT_WRITE, 0, 0, -1, "edb.chk");
+    js_session *s = open_counting(512 << 10);
     /* 2 KiB values: far more than 512 KiB of log per period. */
     uint64_t n = write_for(s, 20, 2048);
     cr_expect_geq(n, 3, "only %llu checkpoints while the log grew past the depth", (unsigned long long)n);
-    js_session_close(s);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_counting(s);
 }

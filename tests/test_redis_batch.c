@@ -425,28 +425,9 @@ Test(redis_batch, sigkill_mid_batches_keeps_acknowledged_drops_failed, .timeout 
     cr_assert_eq(js_create(dir, &prm), 0);
     static kill_job jobs[KB_CLIENTS];
 
-    int ready[2];
-    cr_assert_eq(pipe(ready), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed test leaves no server */
-        js_instance *inst;
-        srv_server *srv;
-        char sock[128];
-        snprintf(sock, sizeof sock, "%s/s.sock", root);
-        const char *eps[] = { sock };
-        if (js_open(dir, &prm, &inst) != 0 || srv_start_limits(inst, eps, 1, NULL, NULL, NULL, &srv) != 0)
-            _exit(3);
-        ssize_t w = write(ready[1], "r", 1);
-        (void)w;
-        for (;;)
-            pause();
-    }
-    close(ready[1]);
-    char ch;
-    cr_assert_eq(read(ready[0], &ch, 1), 1, "the server child did not start");
-    close(ready[0]);
+    char sock[128];
+    snprintf(sock, sizeof sock, "%s/s.sock", root);
+    pid_t pid = tl_srv_fork(dir, &prm, sock);
 
     pthread_t th[KB_CLIENTS];
     for (int i = 0; i < KB_CLIENTS; i++) {

@@ -5,9 +5,13 @@
 #include "respcl.h"
 #include "testlib.h"
 
+#include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 char tl_srv_root[64], tl_srv_dbdir[128], tl_srv_sock[128];
 js_instance *tl_srv_inst;
@@ -103,4 +107,29 @@ void tl_srv_teardown(void)
     tl_srv_inst = NULL;
     if (tl_srv_root[0])
         tl_rmrf(tl_srv_root);
+}
+
+pid_t tl_srv_fork(const char *dir, const js_params *prm, const char *sock)
+{
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed test leaves no server */
+        js_instance *inst;
+        srv_server *srv;
+        const char *eps[] = { sock };
+        if (js_open(dir, prm, &inst) != 0 || srv_start_limits(inst, eps, 1, NULL, NULL, NULL, &srv) != 0)
+            _exit(3);
+        ssize_t w = write(ready[1], "r", 1);
+        (void)w;
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    char ch;
+    cr_assert_eq(read(ready[0], &ch, 1), 1, "the server child did not start");
+    close(ready[0]);
+    return pid;
 }

@@ -6,6 +6,8 @@
 #ifndef TL_RESPSRV_H
 #define TL_RESPSRV_H
 
+#include <sys/types.h>
+
 #include "jetsnap.h"
 #include "../../fs/redis/server.h"
 
@@ -39,5 +41,10 @@ void tl_srv_setup_durable(void);
 /* A suite's .fini: stop the server, close the instance, remove the
  * scratch directory (each only if it is there). */
 void tl_srv_teardown(void);
+
+/* Fork a child that opens the instance in dir with prm and serves it on
+ * sock until it is killed (and dies with the test process); returns its
+ * pid once it listens. */
+pid_t tl_srv_fork(const char *dir, const js_params *prm, const char *sock);
 
 #endif
