@@ -337,31 +337,6 @@ typedef struct kill_job {
     volatile int rounds_sent, acked;
 } kill_job;
 
-/* Read the next reply's first line from fd into line; -1 on end of file. */
-static int read_line(int fd, char *buf, size_t *blen, char *line, size_t cap)
-{
-    for (;;) {
-        char *nl = memchr(buf, '\n', *blen);
-        if (nl) {
-            size_t n = (size_t)(nl - buf) + 1;
-            size_t l = n >= 2 ? n - 2 : 0;
-            if (l >= cap)
-                l = cap - 1;
-            memcpy(line, buf, l);
-            line[l] = '\0';
-            memmove(buf, buf + n, *blen - n);
-            *blen -= n;
-            return 0;
-        }
-        if (*blen >= 4096)
-            return -1;
-        ssize_t r = recv(fd, buf + *blen, 4096 - *blen, 0);
-        if (r <= 0)
-            return -1;
-        *blen += (size_t)r;
-    }
-}
-
 /* Rounds of: 6 SETs, a failing MSET, a MULTI block of two SETs, 6 SETs.
  * Plain sockets: no assertion may fire in this thread. */
 static void *kill_client(void *arg)
@@ -399,7 +374,7 @@ static void *kill_client(void *arg)
         const char *want[] = { "+OK", "+OK", "+OK", "+OK", "+OK", "+OK", "-", "+OK", "+QUEUED",
                                "+QUEUED", "*2", "+OK", "+OK", "+OK", "+OK", "+OK", "+OK", "+OK", "+OK" };
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-            if (read_line(fd, buf, &blen, line, sizeof line) != 0)
+            if (tl_resp_read_line(fd, buf, &blen, line, sizeof line) != 0)
                 goto out;
             if (strncmp(line, want[i], strlen(want[i])) != 0)
                 goto out;

@@ -288,32 +288,6 @@ typedef struct kill_job {
     int rounds_sent;
 } kill_job;
 
-/* Read one CRLF-terminated line from fd into line (without CRLF); -1 at
- * end of file or error. */
-static int read_line(int fd, char *buf, size_t *blen, char *line, size_t cap)
-{
-    for (;;) {
-        char *nl = memchr(buf, '\n', *blen);
-        if (nl) {
-            size_t n = (size_t)(nl - buf) + 1;
-            size_t l = n >= 2 ? n - 2 : 0;
-            if (l >= cap)
-                l = cap - 1;
-            memcpy(line, buf, l);
-            line[l] = '\0';
-            memmove(buf, buf + n, *blen - n);
-            *blen -= n;
-            return 0;
-        }
-        if (*blen >= 4096)
-            return -1;
-        ssize_t r = recv(fd, buf + *blen, 4096 - *blen, 0);
-        if (r <= 0)
-            return -1;
-        *blen += (size_t)r;
-    }
-}
-
 /* A client of the doomed server: rounds of 16 SETs, every fourth round a
  * MULTI block of two SETs instead, until the server dies.  Plain sockets:
  * no assertion may fire in this thread. */
@@ -352,7 +326,7 @@ static void *kill_client(void *arg)
             const char *want[] = { "+OK", "+QUEUED", "+QUEUED", "*2", "+OK", "+OK" };
             int good = 1;
             for (int i = 0; i < 6; i++) {
-                if (read_line(fd, buf, &blen, line, sizeof line) != 0)
+                if (tl_resp_read_line(fd, buf, &blen, line, sizeof line) != 0)
                     goto out;
                 good &= strcmp(line, want[i]) == 0;
             }
@@ -360,7 +334,7 @@ static void *kill_client(void *arg)
                 goto out;
         } else {
             for (int i = 0; i < KILL_DEPTH; i++) {
-                if (read_line(fd, buf, &blen, line, sizeof line) != 0)
+                if (tl_resp_read_line(fd, buf, &blen, line, sizeof line) != 0)
                     goto out;
                 if (strcmp(line, "+OK") != 0)
                     goto out;

@@ -218,6 +218,30 @@ int tl_resp_connect(const char *path)
     return fd;
 }
 
+int tl_resp_read_line(int fd, char *buf, size_t *blen, char *line, size_t cap)
+{
+    for (;;) {
+        char *nl = memchr(buf, '\n', *blen);
+        if (nl) {
+            size_t n = (size_t)(nl - buf) + 1;
+            size_t l = n >= 2 ? n - 2 : 0;
+            if (l >= cap)
+                l = cap - 1;
+            memcpy(line, buf, l);
+            line[l] = '\0';
+            memmove(buf, buf + n, *blen - n);
+            *blen -= n;
+            return 0;
+        }
+        if (*blen >= 4096)
+            return -1;
+        ssize_t r = recv(fd, buf + *blen, 4096 - *blen, 0);
+        if (r <= 0)
+            return -1;
+        *blen += (size_t)r;
+    }
+}
+
 int tl_resp_ping(const char *path)
 {
     char buf[64];

@@ -63,6 +63,13 @@ void tl_cl_expect_eof(tl_client *c);
 /* A descriptor connected to the Unix socket at path, or -1. */
 int tl_resp_connect(const char *path);
 
+/* The next CRLF-terminated line read from fd, without its CRLF, into line
+ * (cap bytes, NUL-terminated, cut to fit); buf (4096 bytes) with *blen
+ * bytes in it keeps what was read past the line for the next call.  No
+ * assertion, so client threads may use it.  -1 at end of file, on an error,
+ * or for a line longer than buf. */
+int tl_resp_read_line(int fd, char *buf, size_t *blen, char *line, size_t cap);
+
 /* One PING on a new connection to path: 1 when "+PONG" came back. */
 int tl_resp_ping(const char *path);
 
