@@ -19,46 +19,13 @@
 
 #include "jetsnap.h"
 #include "../fs/daemon/opts.h"
+#include "archfix.h"
 #include "fsmount.h"
 #include "jstool.h"
 #include "respcl.h"
 #include "testlib.h"
 
 TestSuite(archive, .init = tl_fs_mount_setup, .fini = tl_fs_teardown, .timeout = 90);
-
-static char arch[PATH_MAX];
-
-static void start(const char *extra, const char *cmd)
-{
-    char o[4096];
-    tl_pathf(arch, "%s/archive", tl_root);
-    cr_assert_eq(mkdir(arch, 0700), 0);
-    snprintf(o, sizeof o, "create,log_file_size=64K%s%s,archive_command=%s", extra[0] ? "," : "", extra, cmd);
-    tl_fs_start_opts(o, 1);
-}
-
-/* n SETs of 4000-byte values: about one generation of 64K per 14. */
-static void fill(int from, int n)
-{
-    tl_client *c = tl_cl_open(tl_sock);
-    char key[32], *val = malloc(4001);
-    memset(val, 'v', 4000);
-    val[4000] = '\0';
-    for (int i = from; i < from + n; i++) {
-        snprintf(key, sizeof key, "k%06d", i);
-        tl_cl_cmd(c, "SET", key, val, NULL);
-        EXPECT(c, "+OK\r\n");
-    }
-    free(val);
-    tl_cl_close(c);
-}
-
-static long status_num(const char *key)
-{
-    char v[256];
-    tl_status_get(key, v, sizeof v);
-    return strcmp(v, "-") == 0 ? -1 : strtol(v, NULL, 16);
-}
 
 /* Closed generations in dir: the highest (0: none) and whether 1..it are
  * all there. */
@@ -87,7 +54,7 @@ static void wait_archived(uint32_t gen, long ms)
     int64_t end = tl_now_ms() + ms;
     for (;;) {
         char pend[64];
-        long last = status_num("archive_last_gen");
+        long last = tl_arch_status_gen("archive_last_gen");
         tl_status_get("archive_pending", pend, sizeof pend);
         if (last >= (long)gen && strcmp(pend, "0") == 0)
             return;
@@ -123,16 +90,16 @@ Test(archive, in_order_through_cp)
     char cmd[PATH_MAX * 2 + 64], a[PATH_MAX], b[PATH_MAX], sh[PATH_MAX * 3];
     int contig;
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f && echo %%f >> %s/archive/order", tl_root, tl_root);
-    start("", cmd);
-    fill(0, 80);
+    tl_arch_start("", cmd);
+    tl_arch_fill(0, 80);
     backup("full");     /* rolls: every commit above is in a closed generation */
-    uint32_t closed = (uint32_t)status_num("gen_high");
+    uint32_t closed = (uint32_t)tl_arch_status_gen("gen_high");
     cr_assert_gt(closed, 4, "only %u generations", closed);
     wait_archived(closed, 20000);
-    cr_expect_eq(gens_in(arch, &contig), closed);
+    cr_expect_eq(gens_in(tl_arch, &contig), closed);
     cr_expect(contig, "a generation is missing from the archive");
     /* The order the command ran in: 1, 2, 3, ... */
-    tl_pathf(a, "%s/order", arch);
+    tl_pathf(a, "%s/order", tl_arch);
     char *order = tl_slurp(a, NULL), *line = order;
     for (uint32_t g = 1; g <= closed; g++) {
         char want[32];
@@ -144,7 +111,7 @@ Test(archive, in_order_through_cp)
     /* Archived copies are the files themselves (those still in DBDIR). */
     for (uint32_t g = 1; g <= closed; g++) {
         tl_pathf(a, "%s/edb%08X.log", tl_dbdir, g);
-        tl_pathf(b, "%s/edb%08X.log", arch, g);
+        tl_pathf(b, "%s/edb%08X.log", tl_arch, g);
         if (!tl_exists(a))
             continue;
         snprintf(sh, sizeof sh, "cmp -s %s %s", a, b);
@@ -170,8 +137,8 @@ Test(archive, in_order_through_cp)
     snprintf(o, sizeof o, "archive_command=%s", cmd);
     tl_fs_start_opts(o, 1);
     tl_sleep_ms(1000);
-    cr_expect_eq(status_num("archive_last_gen"), (long)closed);
-    tl_pathf(a, "%s/order", arch);
+    cr_expect_eq(tl_arch_status_gen("archive_last_gen"), (long)closed);
+    tl_pathf(a, "%s/order", tl_arch);
     order = tl_slurp(a, NULL);
     int lines = 0;
     for (char *q = order; *q; q++)
@@ -185,10 +152,10 @@ static void outage(const char *extra)
     char cmd[PATH_MAX * 2 + 64], p[PATH_MAX], v[1024];
     int contig;
     snprintf(cmd, sizeof cmd, "test -e %s/archive/ok && cp %%p %s/archive/%%f", tl_root, tl_root);
-    start(extra, cmd);
-    fill(0, 80);
+    tl_arch_start(extra, cmd);
+    tl_arch_fill(0, 80);
     backup("full");
-    uint32_t closed = (uint32_t)status_num("gen_high");
+    uint32_t closed = (uint32_t)tl_arch_status_gen("gen_high");
     cr_assert_gt(closed, 4);
     tl_sleep_ms(1500);   /* at least one attempt failed */
     tl_status_get("archive_last_error", v, sizeof v);
@@ -197,7 +164,7 @@ static void outage(const char *extra)
     cr_expect_geq(atol(v), (long)closed, "archive_pending: %s", v);
     /* Neither the backup's truncation nor circular logging deleted any. */
     backup("full2");
-    cr_expect_eq(gens_in(tl_dbdir, &contig), (uint32_t)status_num("gen_high"));
+    cr_expect_eq(gens_in(tl_dbdir, &contig), (uint32_t)tl_arch_status_gen("gen_high"));
     cr_expect(contig, "an unarchived generation was deleted");
     tl_pathf(p, "%s/edb%08X.log", tl_dbdir, 1u);
     cr_expect(tl_exists(p), "generation 1 was deleted before it was archived");
@@ -207,11 +174,11 @@ static void outage(const char *extra)
         cr_expect(tl_events_have(ev, 228), "the truncation did not say it stopped:\n%s", ev);
     free(ev);
     /* The command works again: everything arrives, in order, none skipped. */
-    tl_pathf(p, "%s/ok", arch);
+    tl_pathf(p, "%s/ok", tl_arch);
     tl_spit(p, "");
-    closed = (uint32_t)status_num("gen_high");
+    closed = (uint32_t)tl_arch_status_gen("gen_high");
     wait_archived(closed, 90000);
-    cr_expect_eq(gens_in(arch, &contig), closed);
+    cr_expect_eq(gens_in(tl_arch, &contig), closed);
     cr_expect(contig);
     tl_status_get("archive_last_error", v, sizeof v);
     cr_expect_str_eq(v, "-");
@@ -239,8 +206,8 @@ Test(archive, hanging_command_killed)
 {
     char cmd[PATH_MAX + 128], p[PATH_MAX], v[1024];
     snprintf(cmd, sizeof cmd, "sleep 300 & echo $! > %s/archive/pid; wait", tl_root);
-    start("archive_command_timeout=1", cmd);
-    fill(0, 20);
+    tl_arch_start("archive_command_timeout=1", cmd);
+    tl_arch_fill(0, 20);
     int64_t end = tl_now_ms() + 15000;
     for (;;) {
         tl_status_get("archive_last_error", v, sizeof v);
@@ -249,7 +216,7 @@ Test(archive, hanging_command_killed)
         cr_assert_lt(tl_now_ms(), end, "no timeout: %s", v);
         tl_sleep_ms(100);
     }
-    tl_pathf(p, "%s/pid", arch);
+    tl_pathf(p, "%s/pid", tl_arch);
     char *pid = tl_slurp(p, NULL);
     pid_t child = (pid_t)atol(pid);
     free(pid);
@@ -263,7 +230,7 @@ Test(archive, hanging_command_killed)
     s = tl_slurp(stat, NULL);
     cr_expect(s == NULL || strstr(s, ") Z ") != NULL, "sleep survived its timeout: %s", s ? s : "");
     free(s);
-    cr_expect_eq(status_num("archive_last_gen"), -1);   /* nothing counted archived */
+    cr_expect_eq(tl_arch_status_gen("archive_last_gen"), -1);   /* nothing counted archived */
 }
 
 Test(archive, clean_environment)
@@ -272,17 +239,17 @@ Test(archive, clean_environment)
     setenv("JS_ARCHIVE_SECRET", "leak", 1);
     snprintf(cmd, sizeof cmd, "env > %s/archive/env; readlink /proc/$$/fd/0 > %s/archive/stdin; cp %%p %s/archive/%%f",
              tl_root, tl_root, tl_root);
-    start("", cmd);
+    tl_arch_start("", cmd);
     unsetenv("JS_ARCHIVE_SECRET");
-    fill(0, 20);
+    tl_arch_fill(0, 20);
     wait_archived(1, 20000);
-    tl_pathf(p, "%s/env", arch);
+    tl_pathf(p, "%s/env", tl_arch);
     char *env = tl_slurp(p, NULL);
     cr_assert_not_null(env);
     cr_expect(strstr(env, "JS_ARCHIVE_SECRET") == NULL, "environment not clean:\n%s", env);
     cr_expect(strstr(env, "PATH=") != NULL && strstr(env, "HOME=") != NULL, "no PATH/HOME:\n%s", env);
     free(env);
-    tl_pathf(p, "%s/stdin", arch);
+    tl_pathf(p, "%s/stdin", tl_arch);
     char *in = tl_slurp(p, NULL);
     cr_expect(in != NULL && strncmp(in, "/dev/null", 9) == 0, "stdin: %s", in ? in : "");
     free(in);
@@ -293,57 +260,33 @@ Test(archive, archive_timeout_rolls_only_with_commits)
     char cmd[PATH_MAX * 2];
     int contig;
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
-    start("archive_timeout=1", cmd);
+    tl_arch_start("archive_timeout=1", cmd);
     /* Creation may leave a closed generation; wait for the quiet state. */
     tl_sleep_ms(1500);
-    uint32_t before = gens_in(arch, &contig);
+    uint32_t before = gens_in(tl_arch, &contig);
     tl_client *c = tl_cl_open(tl_sock);
     tl_cl_cmd(c, "SET", "one", "1", NULL);
     EXPECT(c, "+OK\r\n");
     tl_cl_close(c);
     int64_t t0 = tl_now_ms();
-    while (gens_in(arch, &contig) <= before) {
+    while (gens_in(tl_arch, &contig) <= before) {
         cr_assert_lt(tl_now_ms() - t0, 6000, "the commit was not archived within 6 s");
         tl_sleep_ms(50);
     }
-    uint32_t after = gens_in(arch, &contig);
+    uint32_t after = gens_in(tl_arch, &contig);
     tl_sleep_ms(3000);   /* no commits: no roll, nothing new */
-    cr_expect_eq(gens_in(arch, &contig), after, "an empty generation was rolled");
+    cr_expect_eq(gens_in(tl_arch, &contig), after, "an empty generation was rolled");
 }
 
 /* ------------------------------------------------------------------ */
 /* Restore side: --restore-command and --until-time                     */
 /* ------------------------------------------------------------------ */
 
-static void set_key(const char *k, const char *v)
-{
-    tl_client *c = tl_cl_open(tl_sock);
-    tl_cl_cmd(c, "SET", k, v, NULL);
-    EXPECT(c, "+OK\r\n");
-    tl_cl_close(c);
-}
-
-static void rfc3339_us(int64_t us, char *out, size_t cap)
-{
-    time_t s = (time_t)(us / 1000000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(us % 1000000));
-}
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void restore_run(struct tl_run *r, const char *target, const char *until)
 {
     char set[PATH_MAX], cmd[PATH_MAX + 64];
     tl_pathf(set, "%s/full", tl_bk);
-    snprintf(cmd, sizeof cmd, "cp %s/%%f %%p", arch);
+    snprintf(cmd, sizeof cmd, "cp %s/%%f %%p", tl_arch);
     const char *args[] = { "restore", set, target, "--restore-command", cmd,
                            until ? "--until-time" : NULL, until, NULL };
     tl_cli_run(r, NULL, args);
@@ -355,15 +298,15 @@ Test(archive, point_in_time_restore, .timeout = 120)
     struct tl_run r;
     tl_build_bin(tl_jetsnap_bin, "jetsnap");
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
-    start("archive_timeout=1", cmd);
-    set_key("base", "1");
-    rfc3339_us(wall_us() - 2000000, t_before, sizeof t_before);   /* before the set's point */
+    tl_arch_start("archive_timeout=1", cmd);
+    tl_arch_set_key("base", "1");
+    tl_rfc3339_us(tl_wall_us() - 2000000, t_before, sizeof t_before);   /* before the set's point */
     backup("full");
-    set_key("a1", "1");
+    tl_arch_set_key("a1", "1");
     tl_sleep_ms(30);
-    rfc3339_us(wall_us(), t_mid, sizeof t_mid);
+    tl_rfc3339_us(tl_wall_us(), t_mid, sizeof t_mid);
     tl_sleep_ms(30);
-    set_key("a2", "2");
+    tl_arch_set_key("a2", "2");
     /* archive_timeout rolls and ships both commits; then lose DBDIR. */
     tl_sleep_ms(3500);
     char v[64];
@@ -411,7 +354,7 @@ Test(archive, point_in_time_restore, .timeout = 120)
     {
         char set[PATH_MAX], rc[PATH_MAX + 64];
         tl_pathf(set, "%s/full", tl_bk);
-        snprintf(rc, sizeof rc, "cp %s/%%f %%p", arch);
+        snprintf(rc, sizeof rc, "cp %s/%%f %%p", tl_arch);
         const char *args[] = { "verify", set, "--restore-command", rc, NULL };
         tl_cli_run(&r, NULL, args);
         cr_expect_eq(r.status, 0, "verify: %s", r.err);
@@ -425,10 +368,10 @@ Test(archive, foreign_generation_refused, .timeout = 120)
     struct tl_run r;
     tl_build_bin(tl_jetsnap_bin, "jetsnap");
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
-    start("archive_timeout=1", cmd);
-    set_key("base", "1");
+    tl_arch_start("archive_timeout=1", cmd);
+    tl_arch_set_key("base", "1");
     backup("full");
-    set_key("a1", "1");
+    tl_arch_set_key("a1", "1");
     tl_sleep_ms(3000);
     cr_assert_eq(tl_fs_stop(SIGTERM, NULL), 0);
     /* Flip a byte in the middle of the first archived generation after the set. */
@@ -436,7 +379,7 @@ Test(archive, foreign_generation_refused, .timeout = 120)
     char set[PATH_MAX];
     tl_pathf(set, "%s/full", tl_bk);
     cr_assert_eq(js_info_read(set, &info), 0);
-    tl_pathf(p, "%s/edb%08X.log", arch, info.log_gen_max + 1);
+    tl_pathf(p, "%s/edb%08X.log", tl_arch, info.log_gen_max + 1);
     cr_assert(tl_exists(p), "%s not archived", p);
     FILE *f = fopen(p, "r+b");
     fseek(f, 700, SEEK_SET);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
+#include "archfix.h"
 #include "fsmount.h"
 #include "jstool.h"
 #include "respcl.h"
@@ -34,52 +35,10 @@
 
 TestSuite(archive_cmd, .init = tl_fs_mount_setup, .fini = tl_fs_teardown, .timeout = 90);
 
-static char arch[PATH_MAX];
-
-static void start(const char *extra, const char *cmd)
-{
-    char o[4096];
-    tl_pathf(arch, "%s/archive", tl_root);
-    mkdir(arch, 0700);
-    snprintf(o, sizeof o, "create,log_file_size=64K%s%s,archive_command=%s", extra[0] ? "," : "", extra, cmd);
-    tl_fs_start_opts(o, 1);
-}
-
-static void set_key(const char *k, const char *v)
-{
-    tl_client *c = tl_cl_open(tl_sock);
-    tl_cl_cmd(c, "SET", k, v, NULL);
-    EXPECT(c, "+OK\r\n");
-    tl_cl_close(c);
-}
-
-/* n SETs of 4000-byte values: about one generation of 64K per 14. */
-static void fill(int from, int n)
-{
-    tl_client *c = tl_cl_open(tl_sock);
-    char key[32], *val = malloc(4001);
-    memset(val, 'v', 4000);
-    val[4000] = '\0';
-    for (int i = from; i < from + n; i++) {
-        snprintf(key, sizeof key, "k%06d", i);
-        tl_cl_cmd(c, "SET", key, val, NULL);
-        EXPECT(c, "+OK\r\n");
-    }
-    free(val);
-    tl_cl_close(c);
-}
-
-static long status_hex(const char *key)
-{
-    char v[256];
-    tl_status_get(key, v, sizeof v);
-    return strcmp(v, "-") == 0 ? -1 : strtol(v, NULL, 16);
-}
-
 static int archived(uint32_t gen)
 {
     char p[PATH_MAX];
-    tl_pathf(p, "%s/edb%08X.log", arch, gen);
+    tl_pathf(p, "%s/edb%08X.log", tl_arch, gen);
     return tl_exists(p);
 }
 
@@ -92,20 +51,20 @@ Test(archive_cmd, sigchld_ignored_failure_is_failure)
     char cmd[PATH_MAX * 2 + 64], v[1024], p[PATH_MAX];
     snprintf(cmd, sizeof cmd, "test -e %s/archive/ok && cp %%p %s/archive/%%f", tl_root, tl_root);
     signal(SIGCHLD, SIG_IGN);   /* inherited by the daemon through exec */
-    start("", cmd);
+    tl_arch_start("", cmd);
     signal(SIGCHLD, SIG_DFL);
-    fill(0, 40);
+    tl_arch_fill(0, 40);
     tl_sleep_ms(2500);   /* a few attempts, all failing */
-    cr_expect_eq(status_hex("archive_last_gen"), -1, "a failing command counted as archived");
+    cr_expect_eq(tl_arch_status_gen("archive_last_gen"), -1, "a failing command counted as archived");
     tl_status_get("archive_last_error", v, sizeof v);
     cr_expect(strstr(v, "exit status 1") != NULL, "archive_last_error: %s", v);
     /* And a working one works. */
-    tl_pathf(p, "%s/ok", arch);
+    tl_pathf(p, "%s/ok", tl_arch);
     tl_spit(p, "");
     int64_t end = tl_now_ms() + 20000;
-    while (status_hex("archive_last_gen") < 1 && tl_now_ms() < end)
+    while (tl_arch_status_gen("archive_last_gen") < 1 && tl_now_ms() < end)
         tl_sleep_ms(50);
-    cr_expect_geq(status_hex("archive_last_gen"), 1);
+    cr_expect_geq(tl_arch_status_gen("archive_last_gen"), 1);
     cr_expect(archived(1));
 }
 
@@ -116,12 +75,12 @@ Test(archive_cmd, background_child_does_not_hold_it)
 {
     char cmd[PATH_MAX * 2 + 64], v[1024];
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f; sleep 60 &", tl_root);
-    start("archive_command_timeout=30", cmd);
-    fill(0, 60);
+    tl_arch_start("archive_command_timeout=30", cmd);
+    tl_arch_fill(0, 60);
     int64_t end = tl_now_ms() + 10000;
-    while (status_hex("archive_last_gen") < 3 && tl_now_ms() < end)
+    while (tl_arch_status_gen("archive_last_gen") < 3 && tl_now_ms() < end)
         tl_sleep_ms(50);
-    cr_expect_geq(status_hex("archive_last_gen"), 3, "the command was not done when its shell was");
+    cr_expect_geq(tl_arch_status_gen("archive_last_gen"), 3, "the command was not done when its shell was");
     tl_status_get("archive_last_error", v, sizeof v);
     cr_expect_str_eq(v, "-");
 }
@@ -133,8 +92,8 @@ Test(archive_cmd, lag_grows_through_a_backlog)
 {
     char cmd[PATH_MAX * 2 + 64], v[64];
     snprintf(cmd, sizeof cmd, "sleep 1; cp %%p %s/archive/%%f", tl_root);
-    start("", cmd);
-    fill(0, 140);   /* about 10 generations, 10 s of shipping */
+    tl_arch_start("", cmd);
+    tl_arch_fill(0, 140);   /* about 10 generations, 10 s of shipping */
     int64_t t0 = tl_now_ms();
     double max_lag = 0;
     int precise = 0;
@@ -157,17 +116,17 @@ Test(archive_cmd, open_generation_commit_survives_restart)
 {
     char cmd[PATH_MAX * 2 + 64], o[PATH_MAX * 3];
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
-    start("archive_timeout=30", cmd);
+    tl_arch_start("archive_timeout=30", cmd);
     tl_sleep_ms(500);
-    long before = status_hex("archive_last_gen");
-    set_key("left", "behind");
+    long before = tl_arch_status_gen("archive_last_gen");
+    tl_arch_set_key("left", "behind");
     cr_assert_eq(tl_fs_stop(SIGTERM, NULL), 0);
     snprintf(o, sizeof o, "archive_timeout=1,archive_command=%s", cmd);
     tl_fs_start_opts(o, 1);
     int64_t end = tl_now_ms() + 5000;
-    while (status_hex("archive_last_gen") <= before && tl_now_ms() < end)
+    while (tl_arch_status_gen("archive_last_gen") <= before && tl_now_ms() < end)
         tl_sleep_ms(50);
-    cr_expect_gt(status_hex("archive_last_gen"), before,
+    cr_expect_gt(tl_arch_status_gen("archive_last_gen"), before,
                  "the commit left in the open generation was not archived after the restart");
 }
 
@@ -198,8 +157,8 @@ Test(archive_cmd, failed_roll_said_once, .fini = tmpfs_fini)
     if (mount("tmpfs", tl_dbdir, "tmpfs", 0, "size=4m") != 0)
         cr_skip_test("cannot mount a tmpfs (%s): needs root", strerror(errno));
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
-    start("archive_timeout=1", cmd);
-    set_key("a", "1");
+    tl_arch_start("archive_timeout=1", cmd);
+    tl_arch_set_key("a", "1");
     /* Its pages reach jetsnap.edb (which grows) by the checkpoint of the
      * quiet instance, before the filler takes the room. */
     struct timespec set_at;
@@ -220,20 +179,20 @@ Test(archive_cmd, failed_roll_said_once, .fini = tmpfs_fini)
     while (write(fd, blk, sizeof blk) == (ssize_t)sizeof blk)
         ;
     close(fd);
-    set_key("b", "2");
+    tl_arch_set_key("b", "2");
     tl_sleep_ms(2500);
-    set_key("c", "3");
+    tl_arch_set_key("c", "3");
     tl_sleep_ms(3500);
     char *ev = tl_mnt_file("events");
     int said = count_of(ev, "Z 263 warning");
     cr_expect_eq(said, 1, "the failed roll was said %d times:\n%s", said, ev);
     free(ev);
-    long before = status_hex("archive_last_gen");
+    long before = tl_arch_status_gen("archive_last_gen");
     cr_assert_eq(unlink(p), 0);
     int64_t end = tl_now_ms() + 6000;
-    while (status_hex("archive_last_gen") <= before && tl_now_ms() < end)
+    while (tl_arch_status_gen("archive_last_gen") <= before && tl_now_ms() < end)
         tl_sleep_ms(50);
-    cr_expect_gt(status_hex("archive_last_gen"), before, "no roll once there was room again");
+    cr_expect_gt(tl_arch_status_gen("archive_last_gen"), before, "no roll once there was room again");
     ev = tl_mnt_file("events");
     cr_expect(strstr(ev, "the log rolls again") != NULL, "%s", ev);
     free(ev);
@@ -248,22 +207,22 @@ Test(archive_cmd, command_runs_at_low_priority)
      * rewriting them while the test reads. */
     snprintf(cmd, sizeof cmd, "cut -d' ' -f19 /proc/$$/stat > %s/archive/%%f.nice; ionice -p $$ > %s/archive/%%f.io; "
              "ls /proc/self/fd > %s/archive/%%f.fds; cp %%p %s/archive/%%f", tl_root, tl_root, tl_root, tl_root);
-    start("", cmd);
-    fill(0, 20);
+    tl_arch_start("", cmd);
+    tl_arch_fill(0, 20);
     int64_t end = tl_now_ms() + 20000;
     while (!archived(1) && tl_now_ms() < end)
         tl_sleep_ms(50);
     cr_assert(archived(1));
-    tl_pathf(p, "%s/edb%08X.log.nice", arch, 1u);
+    tl_pathf(p, "%s/edb%08X.log.nice", tl_arch, 1u);
     char *n = tl_slurp(p, NULL);
     cr_expect(n != NULL && atoi(n) == 10, "nice: %s", n ? n : "(none)");
     free(n);
-    tl_pathf(p, "%s/edb%08X.log.io", arch, 1u);
+    tl_pathf(p, "%s/edb%08X.log.io", tl_arch, 1u);
     char *io = tl_slurp(p, NULL);
     cr_expect(io != NULL && strstr(io, "best-effort: prio 7") != NULL, "ionice: %s", io ? io : "(none)");
     free(io);
     /* 0, 1, 2 and the one ls opens to list them. */
-    tl_pathf(p, "%s/edb%08X.log.fds", arch, 1u);
+    tl_pathf(p, "%s/edb%08X.log.fds", tl_arch, 1u);
     char *fds = tl_slurp(p, NULL);
     cr_expect(fds != NULL && strcmp(fds, "0\n1\n2\n3\n") == 0, "descriptors: %s", fds ? fds : "(none)");
     free(fds);
@@ -278,17 +237,17 @@ Test(archive_cmd, restore_with_sigchld_ignored, .timeout = 120)
     struct tl_run r;
     tl_build_bin(tl_jetsnap_bin, "jetsnap");
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
-    start("archive_timeout=1", cmd);
-    set_key("base", "1");
+    tl_arch_start("archive_timeout=1", cmd);
+    tl_arch_set_key("base", "1");
     snprintf(sh, sizeof sh, "%s/full create wait", tl_bk);
     cr_assert_eq(tl_ctl_shell("/bin/sh", sh, err, sizeof err), 0, "backup failed: %s", err);
-    set_key("after", "2");
+    tl_arch_set_key("after", "2");
     tl_sleep_ms(3500);   /* archive_timeout rolls it, the archiver ships it */
     cr_assert_eq(tl_fs_stop(SIGTERM, NULL), 0);
     tl_pathf(target, "%s/restored", tl_root);
     char set[PATH_MAX], rcmd[PATH_MAX + 32];
     tl_pathf(set, "%s/full", tl_bk);
-    snprintf(rcmd, sizeof rcmd, "cp %s/%%f %%p", arch);
+    snprintf(rcmd, sizeof rcmd, "cp %s/%%f %%p", tl_arch);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {

@@ -23,6 +23,7 @@
 
 #include "jetsnap.h"
 #include "bkset.h"
+#include "archfix.h"
 #include "fsmount.h"
 #include "jstool.h"
 #include "proc.h"
@@ -30,33 +31,6 @@
 #include "testlib.h"
 
 TestSuite(archive_restore, .init = tl_fs_mount_setup, .fini = tl_fs_teardown, .timeout = 150);
-
-static char arch[PATH_MAX];
-
-static void start(const char *extra, const char *cmd)
-{
-    char o[4096];
-    tl_pathf(arch, "%s/archive", tl_root);
-    cr_assert_eq(mkdir(arch, 0700), 0);
-    snprintf(o, sizeof o, "create,log_file_size=64K%s%s,archive_command=%s", extra[0] ? "," : "", extra, cmd);
-    tl_fs_start_opts(o, 1);
-}
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void rfc3339_us(int64_t us, char *out, size_t cap)
-{
-    time_t s = (time_t)(us / 1000000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(us % 1000000));
-}
 
 static void backup(const char *name)
 {
@@ -105,10 +79,10 @@ static void *writer_main(void *arg)
         snprintf(n, sizeof n, "%llu", (unsigned long long)i);
         int len = snprintf(req, sizeof req, "*5\r\n$4\r\nMSET\r\n$%zu\r\n%s\r\n$1\r\nv\r\n$7\r\ncounter\r\n$%zu\r\n%s\r\n",
                            strlen(k), k, strlen(n), n);
-        w->sent_us[i] = wall_us();
+        w->sent_us[i] = tl_wall_us();
         if (write(fd, req, (size_t)len) != len || reply_first(fd) != '+')
             break;
-        w->ack_us[i] = wall_us();
+        w->ack_us[i] = tl_wall_us();
         atomic_store(&w->acked, i);
         tl_sleep_ms(2);   /* a steady rate, a few hundred a second */
     }
@@ -158,7 +132,7 @@ static void write_archive_lose(struct writer *w, uint64_t *after_bk)
     char cmd[PATH_MAX + 32], v[64];
     tl_build_bin(tl_jetsnap_bin, "jetsnap");
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
-    start("archive_timeout=2", cmd);
+    tl_arch_start("archive_timeout=2", cmd);
     w->sent_us = calloc(MAXSEQ, sizeof *w->sent_us);
     w->ack_us = calloc(MAXSEQ, sizeof *w->ack_us);
     cr_assert(w->sent_us && w->ack_us);
@@ -197,7 +171,7 @@ Test(archive_restore, lost_dbdir_every_acked_seq_gap_free)
     struct tl_run r;
     write_archive_lose(&w, &after_bk);
     tl_pathf(target, "%s/restored", tl_root);
-    snprintf(rcmd, sizeof rcmd, "cp %s/%%f %%p", arch);
+    snprintf(rcmd, sizeof rcmd, "cp %s/%%f %%p", tl_arch);
     restore_run(&r, target, rcmd, NULL);
     cr_assert_eq(r.status, 0, "restore failed: %s", r.err);
     tl_run_free(&r);
@@ -215,7 +189,7 @@ Test(archive_restore, until_time_gives_the_prefix_acked_by_then)
     char target[PATH_MAX], rcmd[PATH_MAX + 32], t[64];
     struct tl_run r;
     write_archive_lose(&w, &after_bk);
-    snprintf(rcmd, sizeof rcmd, "cp %s/%%f %%p", arch);
+    snprintf(rcmd, sizeof rcmd, "cp %s/%%f %%p", tl_arch);
     uint64_t acked = atomic_load(&w.acked);
     /* Three moments after the set's consistent point (taken between two
      * acknowledgements, as a user's "just before" would be). */
@@ -233,7 +207,7 @@ Test(archive_restore, until_time_gives_the_prefix_acked_by_then)
             if (w.sent_us[i] <= at + gran)
                 hi = i;
         }
-        rfc3339_us(at, t, sizeof t);
+        tl_rfc3339_us(at, t, sizeof t);
         char name[32];
         snprintf(name, sizeof name, "pitr%d", k);
         tl_pathf(target, "%s/%s", tl_root, name);
@@ -265,7 +239,7 @@ static uint32_t archive_after_set(void)
     char set[PATH_MAX], p[PATH_MAX];
     tl_build_bin(tl_jetsnap_bin, "jetsnap");
     snprintf(cmd, sizeof cmd, "cp %%p %s/archive/%%f", tl_root);
-    start("archive_timeout=1", cmd);
+    tl_arch_start("archive_timeout=1", cmd);
     tl_client *c = tl_cl_open(tl_sock);
     tl_cl_cmd(c, "SET", "base", "1", NULL);
     EXPECT(c, "+OK\r\n");
@@ -276,7 +250,7 @@ static uint32_t archive_after_set(void)
     tl_pathf(set, "%s/full", tl_bk);
     cr_assert_eq(js_info_read(set, &info), 0);
     uint32_t g = info.log_gen_max + 1;
-    tl_pathf(p, "%s/edb%08X.log", arch, g);
+    tl_pathf(p, "%s/edb%08X.log", tl_arch, g);
     int64_t end = tl_now_ms() + 10000;
     while (!tl_exists(p)) {
         cr_assert_lt(tl_now_ms(), end, "%s not archived", p);
@@ -292,7 +266,7 @@ static void refused(const char *want, const char *what)
     char target[PATH_MAX], rcmd[PATH_MAX + 32];
     struct tl_run r;
     tl_pathf(target, "%s/bad", tl_root);
-    snprintf(rcmd, sizeof rcmd, "cp %s/%%f %%p", arch);
+    snprintf(rcmd, sizeof rcmd, "cp %s/%%f %%p", tl_arch);
     restore_run(&r, target, rcmd, NULL);
     cr_expect_eq(r.status, 1, "a %s generation was replayed: %s", what, r.err);
     cr_expect(strstr(r.err, want) != NULL, "a %s generation: want %s, got: %s", what, want, r.err);
@@ -304,7 +278,7 @@ Test(archive_restore, corrupted_generation_refused)
 {
     char p[PATH_MAX];
     uint32_t g = archive_after_set();
-    tl_pathf(p, "%s/edb%08X.log", arch, g);
+    tl_pathf(p, "%s/edb%08X.log", tl_arch, g);
     /* A bit flipped in a block past the header: the block checksum. */
     FILE *f = fopen(p, "r+b");
     cr_assert_not_null(f);
@@ -334,7 +308,7 @@ Test(archive_restore, foreign_generation_refused)
     cr_assert_eq(js_close(inst), 0);
     tl_pathf(q, "%s/edb%08X.log", other, g);
     cr_assert(tl_exists(q), "the other instance has no generation %u", g);
-    tl_pathf(p, "%s/edb%08X.log", arch, g);
+    tl_pathf(p, "%s/edb%08X.log", tl_arch, g);
     cr_assert_eq(tl_sh("cp %s %s", q, p), 0);
     refused("-530", "foreign");
 }
@@ -426,8 +400,8 @@ Test(archive_restore, rclone_to_s3_lost_dbdir_restored, .fini = s3_teardown)
              "RCLONE_CONFIG_S3_FORCE_PATH_STYLE=true",
              port);
     snprintf(cmd, sizeof cmd, "%s %s copyto %%p s3:bucket/db/%%f", env, rclone);
-    tl_pathf(arch, "%s/archive", tl_root);   /* unused by this test; start() makes it */
-    start("archive_timeout=1", cmd);
+    tl_pathf(tl_arch, "%s/archive", tl_root);   /* unused by this test; tl_arch_start() makes it */
+    tl_arch_start("archive_timeout=1", cmd);
 
     /* Writes across a full backup, pushed to the bucket like a nightly one. */
     w.sent_us = calloc(MAXSEQ, sizeof *w.sent_us);
