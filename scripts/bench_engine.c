@@ -307,11 +307,7 @@ static void *writer_thread(void *arg)
         make_key(key, 'w', w->id, n);
         fill_random(val, sizeof val, &seed);
         if (w->engine == 0) {
-            JET_ERR err = js_txn_begin(s, 0);
-            if (!err)
-                err = js_put(s, key, KEY_LEN, val, VAL_LEN);
-            if (!err)
-                err = js_txn_commit(s, 0);
+            JET_ERR err = put_one(s, key, val, VAL_LEN);
             if (err)
                 die("durable/lazy put", err);
         } else {
@@ -718,11 +714,7 @@ static void *latency_writer(void *arg)
         fill_random(val, sizeof val, &seed);
         int ph = atomic_load(&g_phase);
         double t0 = now_s();
-        err = js_txn_begin(s, 0);
-        if (!err)
-            err = js_put(s, key, KEY_LEN, val, VAL_LEN);
-        if (!err)
-            err = js_txn_commit(s, 0);
+        err = put_one(s, key, val, VAL_LEN);
         double ms = (now_s() - t0) * 1e3;
         if (err)
             die("latency writer", err);
@@ -827,11 +819,7 @@ static void *tp_writer(void *arg)
         make_key(key, 't', t->id, xorshift(&seed) % 100000);
         fill_random(val, sizeof val, &seed);
         double t0 = now_s();
-        err = js_txn_begin(s, 0);
-        if (!err)
-            err = js_put(s, key, KEY_LEN, val, VAL_LEN);
-        if (!err)
-            err = js_txn_commit(s, 0);
+        err = put_one(s, key, val, VAL_LEN);
         if (err)
             die("throughput writer", err);
         double b = (now_s() - t0) * 1e6 / TP_BUCKET_US;

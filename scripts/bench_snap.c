@@ -132,11 +132,7 @@ static void *load_thread(void *arg)
             make_key(key, 's', 0, xorshift(&seed) % 1000000);
         fill_random(val, vlen, &seed);
         double t0 = now_s();
-        err = js_txn_begin(s, 0);
-        if (!err)
-            err = js_put(s, key, KEY_LEN, val, vlen);
-        if (!err)
-            err = js_txn_commit(s, 0);
+        err = put_one(s, key, val, vlen);
         double ms = (now_s() - t0) * 1e3;
         if (err)
             die("writer", err);

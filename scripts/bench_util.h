@@ -1,7 +1,8 @@
 /*
  * bench_util.h - the helpers the benchmark programs share (bench_engine.c,
  * bench_snap.c): a monotonic clock in seconds, a sleep, a fast PRNG for
- * keys and values, the keys they write, and the median of repeated runs.
+ * keys and values, the keys they write, one timed write, and the median of
+ * repeated runs.
  * Header-only: each program is built from one source file.
  */
 #ifndef JS_BENCH_UTIL_H
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include "jetsnap.h"
 
 /* ------------------------------------------------------------------ */
 static inline double now_s(void)
@@ -63,6 +66,18 @@ static inline void make_key(char *key, char prefix, unsigned stream, uint64_t n)
         key[i] = (char)('0' + n % 10);
         n /= 10;
     }
+}
+
+/* One key written in its own transaction with the instance's commit mode:
+ * the unit every writer thread of the benchmarks times. */
+static inline JET_ERR put_one(js_session *s, const char *key, const uint8_t *val, size_t vlen)
+{
+    JET_ERR err = js_txn_begin(s, 0);
+    if (!err)
+        err = js_put(s, key, 16, val, vlen);
+    if (!err)
+        err = js_txn_commit(s, 0);
+    return err;
 }
 
 /* Median of the n values in v (sorted in place). */
