@@ -33,6 +33,7 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 JETSNAPFS=${JETSNAPFS:-$BUILD/jetsnapfs}
 
 die() { echo "bench_archive: $*" >&2; exit 1; }
+. "$(dirname "$0")/bench_lib.sh"
 for tool in redis-benchmark redis-cli fusermount3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run scripts/deps.sh)"
 done
@@ -55,15 +56,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-wait_for_socket() {
-    i=0
-    until redis-cli -s "$1" ping >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ "$i" -lt 300 ] || die "no server answered on $1"
-        sleep 0.1
-    done
-}
-
 # start NAME EXTRA_OPTS: a durable jetsnapfs under $T/NAME listening on
 # $T/NAME/sock.
 start() {
@@ -85,7 +77,6 @@ rps() {
         >"$T/csv" 2>"$T/csv.err" || { cat "$T/csv.err" >&2; die "redis-benchmark failed on $1"; }
     awk -F'"' '$2 == "SET" { print $4 }' "$T/csv"
 }
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 : >"$T/rps.off"
 : >"$T/rps.on"
 i=0

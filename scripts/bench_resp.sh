@@ -33,6 +33,7 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 JETSNAPFS=${JETSNAPFS:-$BUILD/jetsnapfs}
 
 die() { echo "bench_resp: $*" >&2; exit 1; }
+. "$(dirname "$0")/bench_lib.sh"
 for tool in redis-benchmark redis-cli redis-server fusermount3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run scripts/deps.sh)"
 done
@@ -57,15 +58,6 @@ cleanup() {
     [ "${KEEP:-0}" = 1 ] || rm -rf "$T"
 }
 trap cleanup EXIT INT TERM
-
-wait_for_socket() {
-    i=0
-    until redis-cli -s "$1" ping >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ "$i" -lt 300 ] || die "no server answered on $1"
-        sleep 0.1
-    done
-}
 
 # run SOCK TEST CLIENTS PIPELINE N: prints "RPS P99_MS" from redis-benchmark's
 # CSV line for TEST (SET or GET).
@@ -145,7 +137,6 @@ RS_PID=""
 # long one backup takes), BK_RUNS times each; the medians are compared.
 # Both sides run on the same instance, each after a sync and a pause, so
 # neither inherits the other's dirty data.
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 backup_loop() {
     touch "$T/backup-loop.on"
     (
