@@ -395,7 +395,7 @@ Test(snapshot, failed_checkpoint_write_then_take_keeps_the_committed_pages)
     for (size_t i = 0; i < m; i++) {
         pg_seal(buf + i * ps, ps, list[i]);
         js_fault_arm(JS_FAULT_WRITE, 1, ENOSPC, -1, "jetsnap.edb");
-        failed += db_write_pages(st, list[i], buf + i * ps, 1) == JET_errDiskFull;
+        failed += db_write_batch(st, &list[i], buf + i * ps, 1) == JET_errDiskFull;
     }
     js_fault_reset();
     for (size_t i = 0; i < m; i++) {

@@ -22,7 +22,7 @@
  *
  * Lock order (take in this order, never the reverse):
  *   ckpt_lock    one checkpoint at a time; guards ckpt_lsn and, through
- *                db_write_pages, store.file_pages
+ *                db_write_batch, store.file_pages
  *   eng.writer_lock, eng.tree_latch        (tree.h)
  *   log.lock, log.spare_lock               (log.h)
  *   hdr_lock     the header in memory (hdr) and its writes to the file;

@@ -203,19 +203,6 @@ JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages
     return err;
 }
 
-JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n)
-{
-    uint32_t one[64] = { 0 }, *pgnos = n <= 64 ? one : malloc((size_t)n * sizeof *pgnos);
-    if (!pgnos)
-        return js_fail(JET_errOutOfMemory, "page list of %u", n);
-    for (uint32_t i = 0; i < n; i++)
-        pgnos[i] = pgno + i;
-    JET_ERR err = db_write_batch(st, pgnos, pages, n);
-    if (pgnos != one)
-        free(pgnos);
-    return err;
-}
-
 JET_ERR db_read(db_store *st, uint64_t off, void *buf, size_t len, size_t *got)
 {
     *got = 0;

@@ -47,7 +47,7 @@
  * Recovery never needs the store.
  *
  * Which image a snapshot gets.  When a write of page P with an LSN at or
- * after S reaches db_write_pages and the snapshot has no image of P yet,
+ * after S reaches db_write_batch and the snapshot has no image of P yet,
  * its image is the one before that write: normally what jetsnap.edb holds
  * (pages dirty or being written at S are pending, snaplazy.c, or without
  * a log were copied at take; a write with an LSN before S

@@ -11,7 +11,7 @@
  * tree_latch; the header copy in memory by the instance's hdr_lock, which
  * is taken before rl->lock (header writes lock pages 0-1 for writing).
  * Lock order, this layer: [hdr_lock (instance)] -> pool->lock | rl->lock.
- * db_write_pages callers are serialized by the instance (ckpt_lock), which
+ * db_write_batch callers are serialized by the instance (ckpt_lock), which
  * guards file_pages.
  */
 #ifndef JS_STORE_H
@@ -136,7 +136,7 @@ typedef struct db_store {
     range_lock rl;
     buf_pool pool;
     uint64_t file_pages;           /* pages allocated in the file: written by
-                                      db_write_pages only, whose callers the
+                                      db_write_batch only, whose callers the
                                       instance serializes (ckpt_lock) */
     _Atomic uint32_t valid_below;  /* written bound (page.h): every page below it is
                                       valid on disk; raised by a checkpoint after its
@@ -184,8 +184,6 @@ size_t pool_ndirty(buf_pool *pool);
  *  old images the whole batch overwrites first, with one fsync.  The first
  *  failed run stops it (later runs are not written). */
 JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
-/** db_write_batch of the n contiguous pages starting at pgno. */
-JET_ERR db_write_pages(db_store *st, uint32_t pgno, const uint8_t *pages, uint32_t n);
 /** Read len bytes at off of the file, untorn (under the range lock). */
 JET_ERR db_read(db_store *st, uint64_t off, void *buf, size_t len, size_t *got);
 /** Check n pages read from file (named in errors) into buf, the first being
@@ -206,11 +204,11 @@ JET_ERR db_verify_range(db_store *st, uint32_t lo, uint32_t hi);
  * A snapshot is a commit point S and, per page, where its image of the page
  * is: saved in the store, or still the one in the database file.  The
  * instance takes it (instance/snapshot.c); this module keeps it durable and
- * saves old images in db_write_pages.
+ * saves old images in db_write_batch.
  *
  * Lock: ss->lock (a js_rwlock) guards everything in the store.  The flusher
  * holds it for writing across "save old images, write the database pages"
- * (db_write_pages), a snapshot reader for reading across "look up, read the
+ * (db_write_batch), a snapshot reader for reading across "look up, read the
  * database file", so a reader never sees a page the flusher overwrote after
  * the reader decided the file still held its image.  Order: ckpt_lock ->
  * writer_lock -> ... -> ss->lock -> rl.lock; ss->lock -> state_lock (the
@@ -257,7 +255,7 @@ void ss_close(struct snapstore *ss);
 
 /** Take, step 1 (caller holds the writer lock, so no commit runs): check the
  *  name is free and fewer than max snapshots exist, and register the
- *  snapshot, not yet listed.  From now on db_write_pages saves for it.
+ *  snapshot, not yet listed.  From now on db_write_batch saves for it.
  *  Errors: JET_errDatabaseDuplicate, JET_errOSSnapshotNotAllowed (max). */
 JET_ERR ss_begin(struct snapstore *ss, const ss_meta *m, uint32_t max, uint32_t *id);
 /** Take, step 1 still: the n pages pgnos[i] that the file does not hold
