@@ -32,7 +32,7 @@
 #define ARC_STATE "archive.state"
 #define ARC_NICE 10
 /* ioprio_set(2) has no libc wrapper; the values are the kernel's ABI. */
-#define ARC_IOPRIO_WHO_PGRP 2
+#define ARC_IOPRIO_WHO_PROCESS 1   /* with 0: the calling thread */
 #define ARC_IOPRIO_CLASS_BE 2
 #define ARC_IOPRIO_CLASS_SHIFT 13
 #define ARC_IOPRIO_BE_LOWEST 7
@@ -167,15 +167,43 @@ static int spawn_command(struct arc *a, const char *cmd, int out_fd, pid_t *pid)
  * best-effort I/O priority, so its copy yields the CPUs and (with an I/O
  * scheduler that has classes) the disk to the committers.  Not the idle
  * class: under steady writes that could starve it, and the loss window
- * would grow without bound.  Set on the whole process group right after
- * the spawn: whatever the shell forks inherits it, and a child forked
- * before is in the group.  Best effort, deliberately unchecked: failing
- * only leaves the default priority, which is correct, just less polite. */
-static void lower_priority(pid_t pgrp)
+ * would grow without bound.  The shell must start with them (a command
+ * that reads its own priority, or forks at once, would otherwise race a
+ * change made after the spawn), so it is spawned by a short-lived thread
+ * that lowers its own priorities first: a child inherits them from the
+ * thread that creates it.  Not the archiver thread itself, whose
+ * archive_timeout rolls write the log the committers wait for.  Best
+ * effort, deliberately unchecked: failing only leaves the default
+ * priority, which is correct, just less polite. */
+struct spawn_low {
+    struct arc *a;
+    const char *cmd;
+    int out_fd;
+    pid_t pid;
+    int rc;
+};
+
+static void *spawn_low_main(void *arg)
 {
-    (void)setpriority(PRIO_PGRP, (id_t)pgrp, ARC_NICE);
-    (void)syscall(SYS_ioprio_set, ARC_IOPRIO_WHO_PGRP, (int)pgrp,
+    struct spawn_low *r = arg;
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), ARC_NICE);
+    (void)syscall(SYS_ioprio_set, ARC_IOPRIO_WHO_PROCESS, 0,
                   ARC_IOPRIO_CLASS_BE << ARC_IOPRIO_CLASS_SHIFT | ARC_IOPRIO_BE_LOWEST);
+    r->rc = spawn_command(r->a, r->cmd, r->out_fd, &r->pid);
+    return NULL;
+}
+
+/* spawn_command at the command's priorities (above). */
+static int spawn_low(struct arc *a, const char *cmd, int out_fd, pid_t *pid)
+{
+    struct spawn_low r = { .a = a, .cmd = cmd, .out_fd = out_fd, .pid = 0, .rc = 0 };
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, spawn_low_main, &r);
+    if (rc != 0)
+        return rc;
+    pthread_join(t, NULL);
+    *pid = r.pid;
+    return r.rc;
 }
 
 /* Keep what fits of the command's output in out (used bytes so far in
@@ -203,21 +231,20 @@ static int run_command(struct arc *a, const char *cmd, char *out, size_t cap, ch
 {
     int pfd[2], status = 0, pidfd = -1, rc = -1;
     size_t used = 0;
-    pid_t pid;
+    pid_t pid = 0;
     out[0] = why[0] = '\0';
     if (pipe2(pfd, O_CLOEXEC) != 0) {
         snprintf(why, whycap, "pipe: %s", strerror(errno));
         return -1;
     }
     /* Only the read end: the command may expect a blocking stdout. */
-    int err = fcntl(pfd[0], F_SETFL, O_NONBLOCK) == 0 ? spawn_command(a, cmd, pfd[1], &pid) : errno;
+    int err = fcntl(pfd[0], F_SETFL, O_NONBLOCK) == 0 ? spawn_low(a, cmd, pfd[1], &pid) : errno;
     close(pfd[1]);
     if (err != 0) {
         snprintf(why, whycap, "cannot run /bin/sh: %s", strerror(err));
         close(pfd[0]);
         return -1;
     }
-    lower_priority(pid);
     /* Readable when the shell exits (Linux 5.3); else the loop polls. */
     pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     int64_t deadline = mono_ms() + (int64_t)a->cmd_timeout_s * 1000;
