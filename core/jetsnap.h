@@ -154,6 +154,7 @@ JET_ERR js_fail(JET_ERR err, const char *fmt, ...) __attribute__((format(printf,
 #define JS_LOG_FILE       "edb.log"
 #define JS_LOG_TMP_FILE   "edbtmp.log"
 #define JS_LOCK_FILE      "jetsnap.lock"
+#define JS_DWB_FILE       "jetsnap.dwb"    /* the doublewrite buffer: torn-page repair (store/dwb.c) */
 #define JS_RESTORE_INFO_FILE "restore.info"   /* a restore's `restored_to: TIME` (SPEC 8) */
 #define JS_SNAPSHOT_DIR   "snapshots"      /* the snapshot store (SPEC 2, 7) */
 
@@ -382,7 +383,7 @@ JET_ERR js_live_new(const char *dbdir, js_live **out);
 void js_live_free(js_live *lv);
 
 /** 1 when name may be shown by the view (one path component, not "." or
- *  "..", not JS_LOCK_FILE or JS_SNAPSHOT_DIR), 0 otherwise. */
+ *  "..", not JS_LOCK_FILE, JS_SNAPSHOT_DIR or JS_DWB_FILE), 0 otherwise. */
 int js_live_name_ok(const char *name);
 
 /** Call fn(ctx, name) for each regular file of DBDIR the view shows, in

@@ -279,12 +279,13 @@ Test(archive_restore, corrupted_generation_refused)
     char p[PATH_MAX];
     uint32_t g = archive_after_set();
     tl_pathf(p, "%s/edb%08X.log", tl_arch, g);
-    /* A bit flipped in a block past the header: the block checksum. */
+    /* A bit flipped in the first data block (block 1 of 512 bytes, which
+     * holds the SET's records): the block checksum. */
     FILE *f = fopen(p, "r+b");
     cr_assert_not_null(f);
-    cr_assert_eq(fseek(f, 4096 + 100, SEEK_SET), 0);
+    cr_assert_eq(fseek(f, 512 + 100, SEEK_SET), 0);
     int ch = fgetc(f);
-    cr_assert_eq(fseek(f, 4096 + 100, SEEK_SET), 0);
+    cr_assert_eq(fseek(f, 512 + 100, SEEK_SET), 0);
     fputc(ch ^ 0x01, f);
     fclose(f);
     refused("-612", "corrupted");

@@ -271,14 +271,15 @@ Test(fs_mount, layout_and_live_files)
     cr_expect_eq(sa.st_mode, S_IFDIR | (sb.st_mode & 0555), "live/ mode %o", sa.st_mode);
     cr_expect_eq(sa.st_uid, sb.st_uid);
 
-    /* live/ = DBDIR's regular files minus the lock file; the socket (not a
-     * regular file) is not listed either. */
+    /* live/ = DBDIR's regular files minus the lock file and the
+     * doublewrite buffer; the socket (not a regular file) is not listed
+     * either. */
     n = tl_list_dir(tl_dbdir, names, 64, 1);
     ln = tl_list_dir(a, lnames, 64, 0);
     {
         int k = 0;
         for (i = 0; i < n; i++)
-            if (strcmp(names[i], JS_LOCK_FILE) != 0 && k++ != i)
+            if (strcmp(names[i], JS_LOCK_FILE) != 0 && strcmp(names[i], JS_DWB_FILE) != 0 && k++ != i)
                 memcpy(names[k - 1], names[i], NAME_MAX + 1);
         n = k;
     }

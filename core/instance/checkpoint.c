@@ -2,10 +2,10 @@
  * checkpoint.c - the checkpoint and the checkpoint file edb.chk.
  *
  * A checkpoint takes its redo point R (the log position) under the writer
- * lock, so R sits between transactions, and starts a new full-image epoch:
- * the next change of every page is logged whole.  It then writes every page
- * that was dirty at R (and, following the WAL rule, flushes the log past any
- * newer page it writes), fsyncs the database, and records R in edb.chk.
+ * lock, so R sits between transactions.  It then writes every page that was
+ * dirty at R (and, following the WAL rule, flushes the log past any newer
+ * page it writes) through the doublewrite buffer (store/dwb.c), fsyncs the
+ * database (db_sync), and records R in edb.chk.
  * With R it reads the meta page's high-water mark H: every page below H was
  * allocated by a transaction committed before R, so it was either written
  * by an earlier checkpoint or is dirty at R and written by this one.  After
@@ -192,7 +192,6 @@ JET_ERR ckpt_run(js_instance *inst)
         goto out;
     }
     uint64_t redo = inst_logging(inst) ? log_position_now(&inst->log) : 0;
-    inst->eng.ckpt_epoch++;
     err = pool_dirty_list(&inst->store.pool, &list, &n);
     js_mutex_unlock(&inst->eng.writer_lock);
     if (err)
@@ -212,7 +211,7 @@ JET_ERR ckpt_run(js_instance *inst)
         err = ckpt_write_batch(inst, list + i, n - i < CKPT_BATCH ? n - i : CKPT_BATCH, redo, buf);
     int written = !err;
     if (!err && n)
-        err = os_fsync(inst->store.fd, inst->store.path);
+        err = db_sync(&inst->store);
     if (err) {
         /* A failed write: the pages of its batch are dirty again, later
          * batches were never taken, and edb.chk keeps the previous redo
@@ -263,11 +262,9 @@ typedef struct ckpt_pace {
     uint64_t last_ms;       /* js_mono_ms of the last checkpoint it ran */
 } ckpt_pace;
 
-/* Whether a look with dirty pages checkpoints.  Every checkpoint starts a
- * full-image epoch (txn.c): the next change of each page is logged whole.
- * One checkpoint a second under steady writes therefore logged nearly
- * every page it touched whole once a second (about 1 KB of log per
- * 100-byte SET, measured through the Redis front).  So, like ESE's
+/* Whether a look with dirty pages checkpoints.  A checkpoint writes every
+ * dirty page twice (doublewrite buffer, then in place), and under steady
+ * writes nearly every page is dirty again a second later.  So, like ESE's
  * checkpoint depth and PostgreSQL's max_wal_size, a writing instance
  * checkpoints when the log since the redo point reaches checkpoint_depth
  * (which bounds recovery), or after CKPT_BUSY_LOOKS looks (which bounds
@@ -276,7 +273,7 @@ typedef struct ckpt_pace {
 static int ckpt_due(js_instance *inst, ckpt_pace *pace)
 {
     if (!inst_logging(inst))
-        return 1;   /* no log, no full images: nothing to save */
+        return 1;   /* no log: the pages are the only copy, write them */
     uint64_t pos = log_position_now(&inst->log);
     int quiet = pos == pace->seen_pos;
     pace->seen_pos = pos;

@@ -352,6 +352,7 @@ static void inst_free(js_instance *inst)
     rl_destroy(&inst->store.rl);
     log_destroy(&inst->log);
     os_close(inst->store.fd);
+    dwb_close(&inst->store);
     os_close(inst->lock_fd);   /* releases the flock */
     txn_engine_destroy(&inst->eng);
     js_mutex_destroy(&inst->hdr_lock);
@@ -418,7 +419,7 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
         inst->params.checkpoint_ms = 1000;
     if (!inst->params.checkpoint_depth)
         inst->params.checkpoint_depth = 256ull << 20;
-    inst->lock_fd = inst->store.fd = -1;
+    inst->lock_fd = inst->store.fd = inst->store.dwb_fd = -1;
     snprintf(inst->dir, sizeof inst->dir, "%s", dir);
     snprintf(inst->store.path, sizeof inst->store.path, "%s/%s", dir, JS_DB_FILE);
     health_init(&inst->health, on_fatal, on_event, inst);
@@ -492,6 +493,7 @@ static JET_ERR inst_new_common(const char *dir, const js_params *p, int for_rest
     if (err)
         goto fail;
     inst->store.file_pages = fsize / inst->store.page_size;
+    memcpy(inst->store.dwb_sig, inst->hdr.db_sig, JS_SIG_LEN);
     err = pool_init(&inst->store.pool, inst->store.page_size, inst->params.cache_size);
     if (err)
         goto fail;
@@ -524,6 +526,19 @@ JET_ERR js_instance_start(js_instance *inst)
     }
     inst->state = JS_INST_RECOVERING;
     js_mutex_unlock(&inst->state_lock);
+
+    /* Before anything reads a page: a page a crash tore in the middle of a
+     * checkpoint's write gets its image back from the doublewrite buffer. */
+    uint32_t repaired = 0, first = 0;
+    err = dwb_repair(&inst->store, &repaired, &first);
+    if (err)
+        goto fail;
+    if (repaired)
+        inst_event(inst, 0, JS_EV_WARNING, "%u page(s) of " JS_DB_FILE " torn by a crash (the first: page %u) "
+                   "repaired from " JS_DWB_FILE, repaired, first);
+    err = dwb_start(&inst->store);
+    if (err)
+        goto fail;
 
     if (!inst->params.no_log) {
         chk_file chk;

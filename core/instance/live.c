@@ -89,7 +89,8 @@ void js_live_free(js_live *lv)
 int js_live_name_ok(const char *name)
 {
     return name && name[0] != '\0' && strchr(name, '/') == NULL && strcmp(name, ".") != 0 &&
-           strcmp(name, "..") != 0 && strcmp(name, JS_LOCK_FILE) != 0 && strcmp(name, JS_SNAPSHOT_DIR) != 0;
+           strcmp(name, "..") != 0 && strcmp(name, JS_LOCK_FILE) != 0 && strcmp(name, JS_SNAPSHOT_DIR) != 0 &&
+           strcmp(name, JS_DWB_FILE) != 0;   /* scratch of the checkpoint, no part of a copy */
 }
 
 JET_ERR js_live_stat(js_live *lv, const char *name, struct stat *st)

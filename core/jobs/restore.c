@@ -479,7 +479,8 @@ static JET_ERR rs_note_restored_to(int target_fd, const char *target, const redo
 static void rs_undo(int target_fd, int tparent_fd, const char *tname, const struct stat *made)
 {
     struct stat st;
-    const char *names[] = { JS_DB_FILE, JS_CHK_FILE, JS_LOG_FILE, JS_LOG_TMP_FILE, JS_LOCK_FILE, JS_RESTORE_INFO_FILE };
+    const char *names[] = { JS_DB_FILE, JS_CHK_FILE, JS_LOG_FILE, JS_LOG_TMP_FILE, JS_LOCK_FILE, JS_RESTORE_INFO_FILE,
+                            JS_DWB_FILE };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         (void)os_unlinkat_quiet(target_fd, names[i], 0);
     if (tparent_fd >= 0 && fstatat(tparent_fd, tname, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == made->st_dev &&

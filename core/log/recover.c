@@ -5,11 +5,13 @@
  *
  * Records of a transaction are buffered until its commit record; a
  * transaction whose commit never reached the log, or that ends with an
- * abort record, is dropped.  A page image
- * is always applied (it may rebuild a torn page); a delta is applied only
- * when the page's LSN is older than the transaction's commit LSN.  Images
- * and deltas are applied in log order, so a page copied at any moment
- * (backup) or torn by a crash ends up in its last committed state.
+ * abort record, is dropped.  A page image (a new page, or a change of
+ * more than half a page) is always applied; a delta is applied only when
+ * the page's LSN is older than the transaction's commit LSN.  Images and
+ * deltas are applied in log order, so any committed version of a page (a
+ * backup's copy, what a checkpoint wrote, a torn page the doublewrite
+ * buffer repaired before redo, store/dwb.c) ends up in its last committed
+ * state.
  */
 #include "log/log.h"
 

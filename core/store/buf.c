@@ -214,7 +214,6 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno, int loading)
     f->writing = 0;
     f->ref = 1;
     f->loading = (uint8_t)loading;
-    f->fpi_epoch = 0;
     f->pgno = pgno;
     size_t b = pool_bucket(pool, pgno);
     f->hnext = pool->hash[b];

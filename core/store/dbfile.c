@@ -8,7 +8,8 @@
  * Every page reaches the file through db_write_batch(), which holds the
  * page-range lock for writing over the pages it writes; readers of the raw
  * file (js_db_read, backup) hold it for reading, so neither ever sees a page
- * half-written by the other.
+ * half-written by the other.  It writes the pages to the doublewrite buffer
+ * (dwb.c) first, so a crash cannot leave one torn beyond repair.
  */
 #include "store/store.h"
 
@@ -186,6 +187,9 @@ JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages
      * the whole batch at once (one fsync, not one per run). */
     if (st->snap)
         ss_cow_begin(st->snap, st, pgnos, pages, n);
+    /* No page is overwritten before its new image is durable in the
+     * doublewrite buffer: a write torn by a crash is repaired from there. */
+    err = dwb_write(st, pages, n);
     while (done < n && !err) {
         uint32_t j = done + 1;
         while (j < n && pgnos[j] == pgnos[j - 1] + 1)

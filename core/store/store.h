@@ -109,7 +109,6 @@ typedef struct frame {
     uint8_t writing;            /* pool->lock: cleaned by a checkpoint, its write not yet landed */
     _Atomic uint8_t ref;        /* clock bit, a hint */
     _Atomic uint8_t loading;    /* a thread is reading it from disk */
-    uint32_t fpi_epoch;         /* the tree's writer_lock: checkpoint epoch of the last full image */
     _Atomic(struct frame *) hnext; /* written under pool->lock; read lock-free */
     uint8_t *data;              /* content: the tree's tree_latch (tree.h) */
 } frame;
@@ -142,6 +141,14 @@ typedef struct db_store {
                                       valid on disk; raised by a checkpoint after its
                                       fsync, never lowered; 0 before the first */
     int recovering;                /* set during redo: zero pages allowed */
+    int dwb_fd;                    /* jetsnap.dwb (dwb.c), -1 until dwb_start; it and
+                                      the four below: dwb_start, then db_write_batch
+                                      and db_sync only (their callers: ckpt_lock) */
+    uint32_t dwb_next;             /* the next free slot */
+    uint64_t dwb_seq;              /* the last batch's sequence number */
+    uint64_t dwb_synced;           /* the last one recorded as durable in place */
+    uint8_t *dwb_slot;             /* a slot's worth of buffer for records */
+    uint8_t dwb_sig[JS_SIG_LEN];   /* the database's signature, stamped in its header */
     _Atomic(struct snapstore *) snap; /* the snapshot store (snapstore.c), NULL
                                       when none: db_write_batch saves the old
                                       image of a page a snapshot still reads
@@ -181,9 +188,14 @@ size_t pool_ndirty(buf_pool *pool);
 /** Write n sealed pages, page pgnos[i] from pages + i * page_size, pgnos
  *  ascending and distinct, each contiguous run in one write under the
  *  range lock; grows the file in extents.  The snapshot store saves the
- *  old images the whole batch overwrites first, with one fsync.  The first
- *  failed run stops it (later runs are not written). */
+ *  old images the whole batch overwrites first, with one fsync, and the
+ *  new ones go to the doublewrite buffer (dwb_write) before any lands in
+ *  place.  The first failed run stops it (later runs are not written). */
 JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
+/** fsync jetsnap.edb.  Every page written before is then durable in place,
+ *  so the doublewrite buffer's slots are free again: callers that write
+ *  pages sync through here (the checkpoint). */
+JET_ERR db_sync(db_store *st);
 /** Read len bytes at off of the file, untorn (under the range lock). */
 JET_ERR db_read(db_store *st, uint64_t off, void *buf, size_t len, size_t *got);
 /** Check n pages read from file (named in errors) into buf, the first being
@@ -197,6 +209,25 @@ JET_ERR db_check_pages(const uint8_t *buf, uint32_t page_size, uint32_t pgno, ui
  *  (restore: the pages above the copy's bound once replay and the final
  *  checkpoint have written theirs).  Errors as db_check_pages. */
 JET_ERR db_verify_range(db_store *st, uint32_t lo, uint32_t hi);
+
+/* ---------------- the doublewrite buffer (dwb.c) ---------------- */
+/** At start, before anything reads a page: every page of jetsnap.edb that
+ *  fails its checksum and has an image in a batch of jetsnap.dwb written
+ *  since the last db_sync gets it, then jetsnap.edb is fsynced.
+ *  *repaired counts them, *first names the first (for the event).  No
+ *  file, or one of another database (dwb_sig) or page size: nothing done.
+ *  Also learns the last sequence number, for dwb_start. */
+JET_ERR dwb_repair(db_store *st, uint32_t *repaired, uint32_t *first);
+/** Then: open (creating, with a durable directory entry) and allocate the
+ *  file, and record every batch in it as synced.  Until it is called,
+ *  dwb_write writes nothing (an instance being restored). */
+JET_ERR dwb_start(db_store *st);
+/** Write a batch record and the n sealed pages about to be written in
+ *  place to jetsnap.dwb, and fsync it (db_write_batch, before its first
+ *  in-place write).  When the file is full, db_sync first. */
+JET_ERR dwb_write(db_store *st, const uint8_t *pages, uint32_t n);
+/** Close the file and free its buffer. */
+void dwb_close(db_store *st);
 
 /* ---------------- the snapshot store (snapstore.c) ---------------- */
 /*

@@ -8,9 +8,9 @@
  *
  * Lock rules:
  *   writer_lock  one write transaction at a time, held from begin to commit
- *                or rollback; guards ckpt_epoch, txn_seq and every frame's
- *                fpi_epoch.  The instance's checkpoint takes it (after its
- *                ckpt_lock) to take its redo point between transactions.
+ *                or rollback; guards txn_seq.  The instance's checkpoint
+ *                takes it (after its ckpt_lock) to take its redo point
+ *                between transactions.
  *   tree_latch   frame content and frame->data itself (a commit swaps its copy
  *                in): shared while reading committed frames,
  *                exclusive while a commit installs its pages.
@@ -45,7 +45,6 @@ typedef struct js_engine {
     js_health *health;
     tree_hooks hooks;
     int durable;                /* commits are durable unless flagged lazy */
-    uint32_t ckpt_epoch;        /* writer_lock: full-image epoch (checkpoint.c) */
     uint64_t txn_seq;           /* writer_lock */
     int64_t last_commit_ms;     /* writer_lock: time of the last commit that changed pages (snapshots) */
 } js_engine;

@@ -4,9 +4,10 @@
  * One write transaction at a time (eng->writer_lock, held from begin to
  * commit or rollback).  Its changes are private page copies (tview).  Commit:
  *   1. encode one log record per changed page: a full image for a new page
- *      and for the first change of a page since the last checkpoint began
- *      (so a page torn by a crash during a flush is rebuilt by redo), a
- *      byte-range delta against the committed page otherwise;
+ *      (or when the delta would pass half a page), a byte-range delta
+ *      against the committed page otherwise.  No page is logged whole for
+ *      the sake of torn writes: the doublewrite buffer (store/dwb.c) covers
+ *      those, off the commit path;
  *   2. append the records and a commit record to the log;
  *   3. install the pages into the buffer pool under the exclusive tree latch,
  *      stamped with the commit record's LSN (the private copy is swapped
@@ -209,8 +210,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
     JET_ERR err = JET_errSuccess;
     uint8_t *recs = NULL;
     uint32_t *lens = NULL;
-    frame **imaged = NULL;          /* frames logged whole in this commit */
-    size_t nrec = 0, used = 0, nimaged = 0;
+    size_t nrec = 0, used = 0;
     int logging = eng->log->enabled;
 
     JS_ASSERT_HELD(&eng->writer_lock);
@@ -221,8 +221,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
     if (logging) {
         recs = malloc(v->npages * (REC_HDR + 4 + (size_t)ps));
         lens = malloc(v->npages * sizeof *lens);
-        imaged = malloc(v->npages * sizeof *imaged);
-        if (!recs || !lens || !imaged) {
+        if (!recs || !lens) {
             err = js_fail(JET_errOutOfMemory, "commit records");
             goto done;
         }
@@ -232,7 +231,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
                 continue;
             uint8_t *r = recs + used;
             uint32_t len = 0;
-            if (tp->orig && tp->orig->fpi_epoch == eng->ckpt_epoch) {
+            if (tp->orig) {
                 uint32_t dl = encode_delta(tp->orig->data, tp->data, ps, r);
                 if (dl) {
                     r[0] = REC_DELTA;
@@ -251,8 +250,6 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
                 pg_put32(r + REC_HDR, tp->pgno);
                 memcpy(r + REC_HDR + 4, tp->data, ps);
                 len = REC_HDR + 4 + ps;
-                if (tp->orig)
-                    imaged[nimaged++] = tp->orig;
             }
             lens[nrec++] = len;
             used += len;
@@ -260,10 +257,6 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
         err = log_append_txn(eng->log, recs, lens, nrec, ++eng->txn_seq, &commit_lsn, &end_lsn);
         if (err)
             goto done;   /* nothing of it counts (log.c): rolled back */
-        /* Only now: a transaction refused by the log leaves no full image,
-         * so the next change of these pages must log one. */
-        for (size_t i = 0; i < nimaged; i++)
-            imaged[i]->fpi_epoch = eng->ckpt_epoch;
     }
 
     js_wrlock(&eng->tree_latch);
@@ -277,7 +270,6 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
             err = pool_get_for_install(&eng->store->pool, tp->pgno, &f);
             if (err)
                 break;
-            f->fpi_epoch = eng->ckpt_epoch;   /* a new page was logged whole */
         }
         /* The private copy becomes the frame's page and the frame's old
          * buffer goes with the view: no copy.  Safe under the exclusive
@@ -300,7 +292,6 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
 done:
     free(recs);
     free(lens);
-    free(imaged);
     txn_end(s);
     if (pos)
         *pos = err ? 0 : end_lsn;
