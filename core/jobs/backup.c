@@ -248,12 +248,13 @@ static void bk_pin(js_instance *inst, uint32_t gen)
 /* ---------------- copying ---------------- */
 
 /* 1 when no page of batch q of the database is in the page cache.  Asked
- * BK_RESIDENT_AHEAD batches before the copy reads the batch, beyond what
- * the kernel's read-ahead of the copy's own reads has brought in, so it
- * tells what the live instance had cached; the copy drops the batches that
- * were cold after reading them, and leaves the page cache as it found it.
- * (Under a read-ahead larger than that distance some cold batches look
- * cached and stay: harmless.) */
+ * about BK_RESIDENT_AHEAD bytes before the copy reads the batch, beyond
+ * what the kernel's read-ahead of the copy's own reads has brought in (up
+ * to twice read_ahead_kb ahead; measured: 16 MiB ahead was not enough with
+ * the default 8 MiB), so it tells what the live instance had cached; the
+ * copy drops the batches that were cold after reading them, and leaves the
+ * page cache as it found it.  (Under a larger read_ahead_kb some cold
+ * batches look cached and stay: harmless.) */
 static unsigned char bk_batch_cold(js_instance *inst, int fd, uint64_t q, uint64_t npages)
 {
     uint64_t ps = inst->store.page_size, first = q * BK_BATCH_PAGES;
@@ -261,6 +262,20 @@ static unsigned char bk_batch_cold(js_instance *inst, int fd, uint64_t q, uint64
         return 0;
     uint64_t n = npages - first < BK_BATCH_PAGES ? npages - first : BK_BATCH_PAGES;
     return os_cache_resident(fd, first * ps, (size_t)(n * ps)) == 0;
+}
+
+/* Drop [*from, to) of the database from the page cache, cut at a multiple
+ * of BK_DROP_ALIGN unless last: the kernel drops only the folios wholly
+ * inside the range, and read-ahead fills the cache with large ones (up to
+ * 2 MiB), so a folio cut at the end of a batch would stay cached.  *from
+ * moves to where the drop ended. */
+static void bk_drop_cold(int fd, uint64_t *from, uint64_t to, int last)
+{
+    uint64_t end = last ? to : to / BK_DROP_ALIGN * BK_DROP_ALIGN;
+    if (end > *from) {
+        os_cache_drop(fd, *from, end - *from);
+        *from = end;
+    }
 }
 
 /* Read n pages from page p into buf.  The first read, without the range
@@ -295,7 +310,11 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
 {
     js_instance *inst = j->inst;
     uint32_t ps = inst->store.page_size;
-    unsigned char cold[BK_RESIDENT_AHEAD + 1];
+    unsigned char cold[BK_RESIDENT_RING];
+    uint64_t ahead = BK_RESIDENT_AHEAD / ((uint64_t)BK_BATCH_PAGES * ps), ring;
+    ahead = ahead < 1 ? 1 : ahead > BK_RESIDENT_RING - 1 ? BK_RESIDENT_RING - 1 : ahead;
+    ring = ahead + 1;
+    uint64_t run = UINT64_MAX;   /* where the run of cold batches not yet dropped starts */
     uint32_t valid_below = atomic_load(&inst->store.valid_below);
     if (valid_below > npages)
         valid_below = (uint32_t)npages;   /* a later checkpoint grew the file */
@@ -314,7 +333,7 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
         goto out;
     inst_event(inst, 220, JS_EV_INFO, "copying %s (%llu bytes)", JS_DB_FILE,
                (unsigned long long)(npages * ps));
-    for (uint64_t q = 0; q <= BK_RESIDENT_AHEAD; q++)
+    for (uint64_t q = 0; q < ring; q++)
         cold[q] = bk_batch_cold(inst, in, q, npages);
     for (uint64_t p = 0; p < npages; p += BK_BATCH_PAGES) {
         uint32_t n = npages - p < BK_BATCH_PAGES ? (uint32_t)(npages - p) : BK_BATCH_PAGES;
@@ -324,9 +343,15 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
         err = bk_read_batch(inst, in, buf, p, n, &got);
         if (err)
             goto out;
-        if (cold[b % (BK_RESIDENT_AHEAD + 1)])
-            os_cache_drop(in, p * ps, (uint64_t)n * ps);
-        cold[b % (BK_RESIDENT_AHEAD + 1)] = bk_batch_cold(inst, in, b + BK_RESIDENT_AHEAD + 1, npages);
+        if (cold[b % ring]) {
+            if (run == UINT64_MAX)
+                run = p * ps;
+            bk_drop_cold(in, &run, (p + n) * ps, 0);
+        } else if (run != UINT64_MAX) {
+            bk_drop_cold(in, &run, p * ps, 1);
+            run = UINT64_MAX;
+        }
+        cold[b % ring] = bk_batch_cold(inst, in, b + ring, npages);
         if (got < (size_t)n * ps)
             memset(buf + got, 0, (size_t)n * ps - got);
         /* Pages 0 and 1 are replaced below by a fresh header. */
@@ -366,6 +391,8 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
     if (!err)
         os_cache_drop(fd, 0, 0);
 out:
+    if (run != UINT64_MAX)
+        bk_drop_cold(in, &run, npages * ps, 1);
     if (err) {
         /* The writers may still hold fd: wait for them, keep this error. */
         char detail[512];
