@@ -375,7 +375,8 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
                 dbh_encode(&hdr, buf + ps, 1);
             j->prog.pages_verified += n > 1 ? 2 : 1;
         }
-        err = mf_pipe_submit_write(j->pipe, buf, (size_t)n * ps, fd, path, p * ps, (uint64_t)BK_FLOW_LAG * n * ps);
+        err = mf_pipe_submit_write(j->pipe, buf, (size_t)n * ps, fd, path, p * ps, (uint64_t)BK_FLOW_LAG * n * ps,
+                                   1);
         if (err)
             goto out;
         j->prog.bytes_done += (uint64_t)n * ps;

@@ -110,7 +110,7 @@ out:
 #define MF_PIPE_WRITERS 3
 
 typedef struct mf_write {
-    int fd;
+    int fd, drop;
     uint64_t off, behind;
     char path[PATH_MAX];        /* for messages and the fault filter */
 } mf_write;
@@ -143,11 +143,16 @@ struct mf_pipe {
 static void *mf_pipe_writer(void *arg)
 {
     mf_pipe *p = arg;
-    /* The backup's writes yield to everyone else's (the log's first);
-     * this thread does nothing else. */
-    (void)os_io_priority_idle();
+    int idle = 0;
     pthread_mutex_lock(&p->lock);
     for (;;) {
+        if (p->yield && !idle) {
+            /* An online backup's writes yield to everyone else's (the
+             * log's first); this thread does nothing else, and the I/O
+             * priority is per thread. */
+            (void)os_io_priority_idle();
+            idle = 1;
+        }
         if (p->nwqueued) {
             int i = p->worder[p->whead];
             const mf_write *w = &p->w[i];
@@ -160,7 +165,7 @@ static void *mf_pipe_writer(void *arg)
             if (!skip)
                 err = os_pwrite(w->fd, w->path, p->buf[i], p->len[i], w->off);
             if (!skip && !err)
-                err = os_writeback_behind(w->fd, w->path, w->off, p->len[i], w->behind, 1);
+                err = os_writeback_behind(w->fd, w->path, w->off, p->len[i], w->behind, w->drop);
             pthread_mutex_lock(&p->lock);
             if (err && !p->werr) {
                 p->werr = err;
@@ -304,7 +309,7 @@ void mf_pipe_submit(mf_pipe *p, uint8_t *buf, size_t len)
 }
 
 JET_ERR mf_pipe_submit_write(mf_pipe *p, uint8_t *buf, size_t len, int fd, const char *path, uint64_t off,
-                             uint64_t behind)
+                             uint64_t behind, int drop)
 {
     int i = mf_pipe_index(p, buf);
     char detail[sizeof p->wdetail];
@@ -313,6 +318,7 @@ JET_ERR mf_pipe_submit_write(mf_pipe *p, uint8_t *buf, size_t len, int fd, const
     w->fd = fd;
     w->off = off;
     w->behind = behind;
+    w->drop = drop;
     snprintf(w->path, sizeof w->path, "%s", path);
     p->wqueued[i] = 1;
     p->worder[(p->whead + p->nwqueued) % MF_PIPE_BUFS] = i;
