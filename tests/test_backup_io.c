@@ -12,11 +12,14 @@
  * writer; backup_max_rate stays a hard cap (bounded from above only, by a
  * lower bound on the elapsed time that sleeping can only lengthen); a set
  * larger than the hashing pipe's ring round-trips, and damage deep in it
- * is refused by restore with nothing left behind; the daemon's status says whether the pacer is holding back (key `pacer`,
- * appended after the others).  Helpers: tests/lib/bkset.h.
+ * is refused by restore with nothing left behind; the copy leaves the
+ * page cache of the database as it found it; the daemon's status says
+ * whether the pacer is holding back (key `pacer`, appended after the
+ * others).  Helpers: tests/lib/bkset.h.
  */
 #include <criterion/criterion.h>
 
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "jetsnap.h"
@@ -337,6 +342,84 @@ Test(backup_io, large_set_round_trip_and_deep_damage_refused)
     snprintf(want, sizeof want, "page %llu", (unsigned long long)(at / 4096));
     cr_assert_not_null(strstr(js_errdetail(), want), "detail '%s' names no %s", js_errdetail(), want);
     cr_assert(!tl_exists(tl_tp("r3")), "a failed restore left its target behind");
+}
+
+/* The share (0..1) of the pages of file f that are in the page cache. */
+static double cached_share(const char *f)
+{
+    int fd = open(f, O_RDONLY);
+    cr_assert_geq(fd, 0, "open %s", f);
+    struct stat st;
+    cr_assert_eq(fstat(fd, &st), 0);
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t npg = ((size_t)st.st_size + (size_t)pg - 1) / (size_t)pg;
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    unsigned char *vec = malloc(npg);
+    cr_assert_not_null(vec);
+    cr_assert_eq(mincore(m, (size_t)st.st_size, vec), 0);
+    size_t in = 0;
+    for (size_t i = 0; i < npg; i++)
+        in += vec[i] & 1;
+    free(vec);
+    munmap(m, (size_t)st.st_size);
+    close(fd);
+    return (double)in / (double)npg;
+}
+
+/* Read all of f (warm) or drop it from the page cache (cold). */
+static void set_cached(const char *f, int warm)
+{
+    int fd = open(f, O_RDONLY);
+    cr_assert_geq(fd, 0, "open %s", f);
+    if (warm) {
+        char buf[1 << 16];
+        while (read(fd, buf, sizeof buf) > 0)
+            ;
+    } else {
+        cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    }
+    close(fd);
+}
+
+/* The copy reads through the kernel's read-ahead, so it must ask what the
+ * page cache held before its own read-ahead got there: a database the
+ * instance had cached stays cached, one it had not is dropped again, both
+ * well past the first 64 MiB the job asks about before it starts; the
+ * set's own copy is not left in the page cache either. */
+Test(backup_io, copy_leaves_the_page_cache_as_it_found_it)
+{
+    const char *dir = tl_tp("inst");
+    js_params p = tl_test_params();
+    js_instance *inst = tl_create_open(dir, &p);
+    tl_fill(inst, "big", 0, 100000, 900);
+    OK(js_checkpoint(inst));
+    char db[PATH_MAX], copy[PATH_MAX];
+    snprintf(db, sizeof db, "%s/jetsnap.edb", dir);
+    struct stat st;
+    cr_assert_eq(stat(db, &st), 0);
+    cr_assert_gt(st.st_size, (off_t)(80 << 20), "the database (%lld bytes) is too small to pass 64 MiB well",
+                 (long long)st.st_size);
+
+    set_cached(db, 1);
+    double before = cached_share(db);
+    cr_assert_gt(before, 0.95, "reading the database cached only %.0f%% of it", before * 100);
+    OK(js_backup(inst, tl_tp("warm"), JS_BACKUP_CREATE_DIR, NULL, NULL));
+    double warm = cached_share(db);
+    cr_expect_gt(warm, 0.9, "a backup dropped a cached database: %.0f%% left in the page cache", warm * 100);
+
+    set_cached(db, 0);
+    before = cached_share(db);
+    cr_assert_lt(before, 0.05, "dropping the database left %.0f%% of it cached", before * 100);
+    OK(js_backup(inst, tl_tp("cold"), JS_BACKUP_CREATE_DIR, NULL, NULL));
+    double cold = cached_share(db);
+    cr_expect_lt(cold, 0.1, "a backup left %.0f%% of a cold database in the page cache", cold * 100);
+    snprintf(copy, sizeof copy, "%s/jetsnap.edb", tl_tp("cold"));
+    double set = cached_share(copy);
+    cr_expect_lt(set, 0.1, "the backup left %.0f%% of its copy in the page cache", set * 100);
+    OK(js_close(inst));
+    tl_assert_set_sums(tl_tp("warm"));
+    tl_assert_set_sums(tl_tp("cold"));
 }
 
 /* backup_max_rate is a hard cap whatever the pacer decides: the job cannot

@@ -112,6 +112,17 @@ JET_ERR os_open(const char *path, int flags, mode_t mode, int *fd)
     return JET_errSuccess;
 }
 
+JET_ERR os_reopen(int fd, const char *path, int flags, int *out)
+{
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    int f = open(self, flags | O_CLOEXEC);
+    if (f < 0)
+        return os_err(errno, "reopen", path);
+    *out = f;
+    return JET_errSuccess;
+}
+
 void os_close(int fd)
 {
     if (fd >= 0)

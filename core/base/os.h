@@ -19,6 +19,10 @@ JET_ERR os_err(int e, const char *what, const char *path);
 
 /** open(2); *fd receives the descriptor (O_CLOEXEC is added). */
 JET_ERR os_open(const char *path, int flags, mode_t mode, int *fd);
+/** A second, independent open of the file behind fd (its own offset and
+ *  read-ahead state), through /proc/self/fd, so renaming the file's path
+ *  does not matter; flags as open(2)'s. */
+JET_ERR os_reopen(int fd, const char *path, int flags, int *out);
 /** close(2), ignoring -1. */
 void os_close(int fd);
 /** Read exactly len bytes at off unless the file ends; *got (may be NULL)

@@ -247,23 +247,62 @@ static void bk_pin(js_instance *inst, uint32_t gen)
 
 /* ---------------- copying ---------------- */
 
-/* Start reading batch q of the database into the page cache (at the copy's
- * idle I/O priority, without the range lock) so the locked read finds it
- * there; cold[] remembers, per batch in flight, whether none of it was
- * cached before, so the copy can drop it again after reading it and leave
- * the page cache as the live instance had it. */
-static void bk_read_ahead(js_instance *inst, uint64_t q, uint64_t npages, unsigned char *cold)
+/* 1 when no page of batch q of the database is in the page cache.  Asked
+ * about BK_RESIDENT_AHEAD bytes before the copy reads the batch, beyond
+ * what the kernel's read-ahead of the copy's own reads has brought in (up
+ * to twice read_ahead_kb ahead; measured: 16 MiB ahead was not enough with
+ * the default 8 MiB), so it tells what the live instance had cached; the
+ * copy drops the batches that were cold after reading them, and leaves the
+ * page cache as it found it.  (Under a larger read_ahead_kb some cold
+ * batches look cached and stay: harmless.) */
+static unsigned char bk_batch_cold(js_instance *inst, int fd, uint64_t q, uint64_t npages)
 {
     uint64_t ps = inst->store.page_size, first = q * BK_BATCH_PAGES;
     if (first >= npages)
-        return;
+        return 0;
     uint64_t n = npages - first < BK_BATCH_PAGES ? npages - first : BK_BATCH_PAGES;
-    cold[q % (BK_READ_AHEAD + 1)] = os_cache_resident(inst->store.fd, first * ps, (size_t)(n * ps)) == 0;
-    os_cache_prefetch(inst->store.fd, first * ps, n * ps);
+    return os_cache_resident(fd, first * ps, (size_t)(n * ps)) == 0;
 }
 
-/* Copy the database under the page-range lock, verifying every page; the
- * SHA-256 of the copy runs in the pipeline while the next batch is read.
+/* Drop [*from, to) of the database from the page cache, cut at a multiple
+ * of BK_DROP_ALIGN unless last: the kernel drops only the folios wholly
+ * inside the range, and read-ahead fills the cache with large ones (up to
+ * 2 MiB), so a folio cut at the end of a batch would stay cached.  *from
+ * moves to where the drop ended. */
+static void bk_drop_cold(int fd, uint64_t *from, uint64_t to, int last)
+{
+    uint64_t end = last ? to : to / BK_DROP_ALIGN * BK_DROP_ALIGN;
+    if (end > *from) {
+        os_cache_drop(fd, *from, end - *from);
+        *from = end;
+    }
+}
+
+/* Read n pages from page p into buf.  The first read, without the range
+ * lock, waits for the disk (at the copy's idle I/O priority: the flusher
+ * never waits behind it) and is what the kernel's sequential read-ahead
+ * follows, with its large folios (fadvise WILLNEED, used before, reads in
+ * single pages and cost more CPU than the read itself); the second, under
+ * the lock, copies the same pages again from the page cache, so no page
+ * is read while the flusher writes it. */
+static JET_ERR bk_read_batch(js_instance *inst, int fd, uint8_t *buf, uint64_t p, uint32_t n, size_t *got)
+{
+    uint64_t ps = inst->store.page_size;
+    JET_ERR err = os_pread(fd, inst->store.path, buf, (size_t)n * ps, p * ps, got);
+    if (err)
+        return err;
+    int slot = rl_lock(&inst->store.rl, p, p + n, 0);
+    err = os_pread(fd, inst->store.path, buf, (size_t)n * ps, p * ps, got);
+    rl_unlock(&inst->store.rl, slot);
+    return err;
+}
+
+/* Copy the database, verifying every page; the SHA-256 of the copy and its
+ * writes (os_writeback_behind: the copy's dirty data stays at a few
+ * batches, so no large fsync ever queues ahead of a log fsync, and the
+ * copy evicts nothing) run in the pipeline's threads while the next batch
+ * is read.  The reads go through a descriptor of the copy's own, so its
+ * read-ahead neither follows nor disturbs the instance's reads.
  * Pages below the instance's written bound (page.h; at least the job's own
  * checkpoint's, and a page once valid on disk stays so) must be valid: zero
  * there is corruption.  The copy's header records the bound. */
@@ -271,36 +310,48 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
 {
     js_instance *inst = j->inst;
     uint32_t ps = inst->store.page_size;
-    unsigned char cold[BK_READ_AHEAD + 1] = { 0 };
+    unsigned char cold[BK_RESIDENT_RING];
+    uint64_t ahead = BK_RESIDENT_AHEAD / ((uint64_t)BK_BATCH_PAGES * ps), ring;
+    ahead = ahead < 1 ? 1 : ahead > BK_RESIDENT_RING - 1 ? BK_RESIDENT_RING - 1 : ahead;
+    ring = ahead + 1;
+    uint64_t run = UINT64_MAX;   /* where the run of cold batches not yet dropped starts */
     uint32_t valid_below = atomic_load(&inst->store.valid_below);
     if (valid_below > npages)
         valid_below = (uint32_t)npages;   /* a later checkpoint grew the file */
     char path[PATH_MAX], hex[65];
-    int fd = -1;
+    int fd = -1, rfd = -1;
     JET_ERR err;
     snprintf(path, sizeof path, "%s/%s", j->work, JS_DB_FILE);
+    if (os_reopen(inst->store.fd, inst->store.path, O_RDONLY, &rfd) != JET_errSuccess)
+        rfd = -1;   /* no /proc: the instance's own descriptor serves */
+    int in = rfd >= 0 ? rfd : inst->store.fd;
     err = os_openat(j->work_fd, JS_DB_FILE, path, O_WRONLY | O_CREAT | O_EXCL, 0600, &fd);
     if (err)
-        return err;
+        goto out;
     err = bk_note_written(j, JS_DB_FILE);
     if (err)
         goto out;
     inst_event(inst, 220, JS_EV_INFO, "copying %s (%llu bytes)", JS_DB_FILE,
                (unsigned long long)(npages * ps));
+    for (uint64_t q = 0; q < ring; q++)
+        cold[q] = bk_batch_cold(inst, in, q, npages);
     for (uint64_t p = 0; p < npages; p += BK_BATCH_PAGES) {
         uint32_t n = npages - p < BK_BATCH_PAGES ? (uint32_t)(npages - p) : BK_BATCH_PAGES;
         uint8_t *buf = mf_pipe_buffer(j->pipe);
         uint64_t b = p / BK_BATCH_PAGES;
-        for (uint64_t q = b ? b + BK_READ_AHEAD : 0; q <= b + BK_READ_AHEAD; q++)
-            bk_read_ahead(inst, q, npages, cold);
-        int slot = rl_lock(&inst->store.rl, p, p + n, 0);
         size_t got = 0;
-        err = os_pread(inst->store.fd, inst->store.path, buf, (size_t)n * ps, p * ps, &got);
-        rl_unlock(&inst->store.rl, slot);
+        err = bk_read_batch(inst, in, buf, p, n, &got);
         if (err)
             goto out;
-        if (cold[b % (BK_READ_AHEAD + 1)])
-            os_cache_drop(inst->store.fd, p * ps, (uint64_t)n * ps);
+        if (cold[b % ring]) {
+            if (run == UINT64_MAX)
+                run = p * ps;
+            bk_drop_cold(in, &run, (p + n) * ps, 0);
+        } else if (run != UINT64_MAX) {
+            bk_drop_cold(in, &run, p * ps, 1);
+            run = UINT64_MAX;
+        }
+        cold[b % ring] = bk_batch_cold(inst, in, b + ring, npages);
         if (got < (size_t)n * ps)
             memset(buf + got, 0, (size_t)n * ps - got);
         /* Pages 0 and 1 are replaced below by a fresh header. */
@@ -324,11 +375,8 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
                 dbh_encode(&hdr, buf + ps, 1);
             j->prog.pages_verified += n > 1 ? 2 : 1;
         }
-        err = os_pwrite(fd, path, buf, (size_t)n * ps, p * ps);
-        if (err)
-            goto out;
-        mf_pipe_submit(j->pipe, buf, (size_t)n * ps);
-        err = bk_flow(fd, path, p * ps, (uint64_t)n * ps);
+        err = mf_pipe_submit_write(j->pipe, buf, (size_t)n * ps, fd, path, p * ps, (uint64_t)BK_FLOW_LAG * n * ps,
+                                   1);
         if (err)
             goto out;
         j->prog.bytes_done += (uint64_t)n * ps;
@@ -338,10 +386,21 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
         if (err)
             goto out;
     }
-    err = os_fsync(fd, path);
+    err = mf_pipe_drain(j->pipe);
+    if (!err)
+        err = os_fsync(fd, path);
     if (!err)
         os_cache_drop(fd, 0, 0);
 out:
+    if (run != UINT64_MAX)
+        bk_drop_cold(in, &run, npages * ps, 1);
+    if (err) {
+        /* The writers may still hold fd: wait for them, keep this error. */
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", js_errdetail());
+        (void)mf_pipe_drain(j->pipe);
+        js_fail(err, "%s", detail);
+    }
     mf_pipe_final(j->pipe, hex);   /* also resets the digest after a failure */
     if (!err) {
         err = mf_sums_set(j->sums, JS_DB_FILE, hex);
@@ -349,6 +408,7 @@ out:
                    (unsigned long long)j->prog.pages_verified);
     }
     os_close(fd);
+    os_close(rfd);
     return err;
 }
 

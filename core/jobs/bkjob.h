@@ -11,7 +11,9 @@
 
 #define BK_BATCH_PAGES 256u
 #define BK_FLOW_LAG 4u          /* batches written but not yet waited for */
-#define BK_READ_AHEAD 2u        /* batches of the database read ahead */
+#define BK_RESIDENT_AHEAD (64u << 20)   /* bytes: where the copy asks what the page cache holds */
+#define BK_RESIDENT_RING 64u    /* batches remembered, at most (4 KiB pages) */
+#define BK_DROP_ALIGN (2u << 20)        /* the largest page-cache folio the copy expects */
 #define BK_MAX_WRITTEN 4096
 #define BK_NAME_MAX 64
 
@@ -56,7 +58,7 @@ typedef struct bk_job {
     char truncated[48];         /* status key `truncated` */
     char written[BK_MAX_WRITTEN][BK_NAME_MAX];   /* names this job made in work */
     size_t nwritten;
-    mf_pipe *pipe;              /* SHA-256 on the second core while copying */
+    mf_pipe *pipe;              /* SHA-256 and the writes, beside the reads */
 } bk_job;
 
 /* bkset.c: the set on disk */

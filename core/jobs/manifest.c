@@ -101,11 +101,23 @@ out:
  * buffer handed out and never submitted, after a failure, is simply free
  * again), so the copy may run MF_PIPE_BUFS - 1 buffers ahead of
  * the hashing thread and a moment when that thread has no core (two
- * cores shared with clients) does not stall the copy at once. */
-#define MF_PIPE_BUFS 4
+ * cores shared with clients) does not stall the copy at once.  A buffer
+ * submitted with a write is also written by one of the writer threads
+ * (taken in submission order, several writes and their waits for the disk
+ * in flight), so the copy's reads, the hashing and the writes overlap; the
+ * buffer is free again when it is both hashed and written. */
+#define MF_PIPE_BUFS 8
+#define MF_PIPE_WRITERS 3
+
+typedef struct mf_write {
+    int fd, drop;
+    uint64_t off, behind;
+    char path[PATH_MAX];        /* for messages and the fault filter */
+} mf_write;
 
 struct mf_pipe {
-    pthread_t thread;
+    pthread_t thread, writer[MF_PIPE_WRITERS];
+    int nwriters;
     pthread_mutex_t lock;       /* guards everything below */
     pthread_cond_t changed;
     uint8_t *buf[MF_PIPE_BUFS];
@@ -113,13 +125,65 @@ struct mf_pipe {
     int queued[MF_PIPE_BUFS];   /* 1: waiting for or being hashed */
     int order[MF_PIPE_BUFS];    /* FIFO of queued buffer indexes ... */
     int head, nqueued;          /* ... from order[head], this many */
+    int wqueued[MF_PIPE_BUFS];  /* 1: waiting to be or being written */
+    mf_write w[MF_PIPE_BUFS];
+    int worder[MF_PIPE_BUFS];   /* FIFO of buffers to write ... */
+    int whead, nwqueued;        /* ... from worder[whead], this many */
+    int nwactive;               /* writes taken by a writer, not yet done */
+    JET_ERR werr;               /* the first failed write since the last drain */
+    char wdetail[512];          /* its message (the writer's own thread's) */
     int next;                   /* buffer mf_pipe_buffer hands out next */
-    int waiting;                /* the copy waits for a buffer */
+    int waiting;                /* the copy waits for a buffer or a drain */
     int want_final, quit;
     int yield, yielded;         /* mf_pipe_yield_cpu asked; the thread applied it */
     mf_hash *hash;
     char hex[65];
 };
+
+static void *mf_pipe_writer(void *arg)
+{
+    mf_pipe *p = arg;
+    int idle = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        if (p->yield && !idle) {
+            /* An online backup's writes yield to everyone else's (the
+             * log's first); this thread does nothing else, and the I/O
+             * priority is per thread. */
+            (void)os_io_priority_idle();
+            idle = 1;
+        }
+        if (p->nwqueued) {
+            int i = p->worder[p->whead];
+            const mf_write *w = &p->w[i];
+            p->whead = (p->whead + 1) % MF_PIPE_BUFS;
+            p->nwqueued--;
+            p->nwactive++;
+            int skip = p->werr != 0;   /* after a failure, the rest is only released */
+            pthread_mutex_unlock(&p->lock);
+            JET_ERR err = JET_errSuccess;
+            if (!skip)
+                err = os_pwrite(w->fd, w->path, p->buf[i], p->len[i], w->off);
+            if (!skip && !err)
+                err = os_writeback_behind(w->fd, w->path, w->off, p->len[i], w->behind, w->drop);
+            pthread_mutex_lock(&p->lock);
+            if (err && !p->werr) {
+                p->werr = err;
+                snprintf(p->wdetail, sizeof p->wdetail, "%s", js_errdetail());
+            }
+            p->nwactive--;
+            p->wqueued[i] = 0;
+            if (p->waiting)
+                pthread_cond_broadcast(&p->changed);
+        } else if (p->quit) {
+            break;
+        } else {
+            pthread_cond_wait(&p->changed, &p->lock);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
 
 static void *mf_pipe_main(void *arg)
 {
@@ -188,6 +252,11 @@ mf_pipe *mf_pipe_new(size_t bufsize)
         mf_pipe_release(p);
         return NULL;
     }
+    for (; p->nwriters < MF_PIPE_WRITERS; p->nwriters++)
+        if (pthread_create(&p->writer[p->nwriters], NULL, mf_pipe_writer, p) != 0) {
+            mf_pipe_free(p);
+            return NULL;
+        }
     return p;
 }
 
@@ -203,7 +272,7 @@ uint8_t *mf_pipe_buffer(mf_pipe *p)
 {
     pthread_mutex_lock(&p->lock);
     p->waiting = 1;
-    while (p->queued[p->next])
+    while (p->queued[p->next] || p->wqueued[p->next])
         pthread_cond_wait(&p->changed, &p->lock);
     p->waiting = 0;
     uint8_t *b = p->buf[p->next];
@@ -212,19 +281,73 @@ uint8_t *mf_pipe_buffer(mf_pipe *p)
     return b;
 }
 
-void mf_pipe_submit(mf_pipe *p, uint8_t *buf, size_t len)
+static int mf_pipe_index(const mf_pipe *p, const uint8_t *buf)
 {
     int i = 0;
     while (i < MF_PIPE_BUFS - 1 && buf != p->buf[i])
         i++;
-    pthread_mutex_lock(&p->lock);
+    return i;
+}
+
+/* Queue buffer i for hashing (p->lock held); 1 when the hashing thread
+ * may be asleep. */
+static int mf_pipe_queue_hash(mf_pipe *p, int i, size_t len)
+{
     p->len[i] = len;
     p->queued[i] = 1;
     p->order[(p->head + p->nqueued) % MF_PIPE_BUFS] = i;
-    p->nqueued++;
-    if (p->nqueued == 1)
+    return ++p->nqueued == 1;
+}
+
+void mf_pipe_submit(mf_pipe *p, uint8_t *buf, size_t len)
+{
+    int i = mf_pipe_index(p, buf);
+    pthread_mutex_lock(&p->lock);
+    if (mf_pipe_queue_hash(p, i, len))
         pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
+}
+
+JET_ERR mf_pipe_submit_write(mf_pipe *p, uint8_t *buf, size_t len, int fd, const char *path, uint64_t off,
+                             uint64_t behind, int drop)
+{
+    int i = mf_pipe_index(p, buf);
+    char detail[sizeof p->wdetail];
+    pthread_mutex_lock(&p->lock);
+    mf_write *w = &p->w[i];
+    w->fd = fd;
+    w->off = off;
+    w->behind = behind;
+    w->drop = drop;
+    snprintf(w->path, sizeof w->path, "%s", path);
+    p->wqueued[i] = 1;
+    p->worder[(p->whead + p->nwqueued) % MF_PIPE_BUFS] = i;
+    p->nwqueued++;
+    (void)mf_pipe_queue_hash(p, i, len);
+    pthread_cond_broadcast(&p->changed);   /* a writer may sleep, whatever the counts */
+    JET_ERR err = p->werr;
+    memcpy(detail, p->wdetail, sizeof detail);
+    pthread_mutex_unlock(&p->lock);
+    if (err)
+        js_fail(err, "%s", detail);
+    return err;
+}
+
+JET_ERR mf_pipe_drain(mf_pipe *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->waiting = 1;
+    while (p->nwqueued || p->nwactive)
+        pthread_cond_wait(&p->changed, &p->lock);
+    p->waiting = 0;
+    JET_ERR err = p->werr;
+    char detail[sizeof p->wdetail];
+    memcpy(detail, p->wdetail, sizeof detail);
+    p->werr = 0;
+    pthread_mutex_unlock(&p->lock);
+    if (err)
+        js_fail(err, "%s", detail);
+    return err;
 }
 
 void mf_pipe_final(mf_pipe *p, char hex[65])
@@ -247,6 +370,8 @@ void mf_pipe_free(mf_pipe *p)
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
     pthread_join(p->thread, NULL);
+    for (int w = 0; w < p->nwriters; w++)
+        pthread_join(p->writer[w], NULL);
     mf_pipe_release(p);
 }
 

@@ -22,21 +22,36 @@ void mf_hash_final(mf_hash *h, char hex[65]);
 JET_ERR mf_hash_fileat(int dirfd, const char *name, const char *path, char hex[65]);
 
 /* A hashing pipeline: buffers handed to it are hashed by a second thread
- * while the caller reads and writes the next one, so SHA-256 costs no wall
- * time on a copy as long as it keeps up with the disk.  Four buffers of
+ * while the caller reads the next one, so SHA-256 costs no wall time on a
+ * copy as long as it keeps up with the disk; writer threads write the
+ * buffers submitted with a write.  Eight buffers of
  * bufsize bytes go round: mf_pipe_buffer() waits until one is free. */
 typedef struct mf_pipe mf_pipe;
-/** Start the hashing thread.  NULL when memory or a thread is lacking. */
+/** Start the hashing and the writer threads.  NULL when memory or a
+ *  thread is lacking. */
 mf_pipe *mf_pipe_new(size_t bufsize);
-/** Run the hashing thread at the lowest CPU priority (nice 19) from now
- *  on: an online backup's hashing yields the CPU to clients, and the copy,
- *  which cannot run more than a few buffers ahead of it, yields with it. */
+/** Run the hashing thread at the lowest CPU priority (nice 19) and the
+ *  writers at idle I/O priority from now on: an online backup's hashing
+ *  yields the CPU to clients and its writes the disk, and the copy, which
+ *  cannot run more than a few buffers ahead of them, yields with them. */
 void mf_pipe_yield_cpu(mf_pipe *p);
 /** A free buffer of bufsize bytes. */
 uint8_t *mf_pipe_buffer(mf_pipe *p);
 /** Queue the first len bytes of buf (from mf_pipe_buffer) for hashing; buf
  *  must not be touched until it comes back from mf_pipe_buffer. */
 void mf_pipe_submit(mf_pipe *p, uint8_t *buf, size_t len);
+/** Queue buf as mf_pipe_submit does, and for writing len bytes at off of
+ *  fd (path names it in messages and for the fault seam) by the writer
+ *  threads, taken in submission order; each write's writeback starts at
+ *  once and the range `behind` bytes back is waited for and, if drop,
+ *  dropped from the page cache (os_writeback_behind).  Returns the first
+ *  failure of an earlier write (the caller stops; later writes are skipped
+ *  until mf_pipe_drain).  fd must stay open until mf_pipe_drain. */
+JET_ERR mf_pipe_submit_write(mf_pipe *p, uint8_t *buf, size_t len, int fd, const char *path, uint64_t off,
+                             uint64_t behind, int drop);
+/** Wait until every queued write is done; the first failure since the
+ *  last drain (then cleared). */
+JET_ERR mf_pipe_drain(mf_pipe *p);
 /** Wait for every queued buffer, write the digest of everything submitted
  *  since the last final into hex, and start a new digest. */
 void mf_pipe_final(mf_pipe *p, char hex[65]);
