@@ -193,11 +193,6 @@ void os_cache_drop(int fd, uint64_t off, uint64_t len)
     (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
 }
 
-void os_cache_prefetch(int fd, uint64_t off, uint64_t len)
-{
-    (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
-}
-
 int os_cache_resident(int fd, uint64_t off, size_t len)
 {
     long pg = sysconf(_SC_PAGESIZE);

@@ -43,9 +43,6 @@ JET_ERR os_writeback_behind(int fd, const char *path, uint64_t off, uint64_t len
  *  a copy that passes through once does not evict the live working set.
  *  Clean pages only; a hint that never fails. */
 void os_cache_drop(int fd, uint64_t off, uint64_t len);
-/** Start reading [off, off+len) of fd into the page cache (posix_fadvise
- *  WILLNEED), at the calling thread's I/O priority.  A hint. */
-void os_cache_prefetch(int fd, uint64_t off, uint64_t len);
 /** 1 when any page of [off, off+len) of fd is in the page cache (mincore
  *  of a read-only mapping), 0 when none is, -1 when unknown. */
 int os_cache_resident(int fd, uint64_t off, size_t len);
