@@ -188,6 +188,31 @@ static void fault_sweep(int kind, int which)
     tl_dump_free(&expect);
 }
 
+/* The job's checkpoint is the checkpoint thread's (ckpt_wait): when it
+ * fails for lack of space, the job fails with that error and its detail,
+ * leaves DEST empty, and the instance, which lacks space only for a
+ * moment, backs up once the space is back. */
+Test(backup, checkpoint_without_space_fails_the_job_with_its_error, .timeout = 120)
+{
+    const char *inst_dir = tl_tp("inst"), *dest = tl_tp("dest");
+    js_params p = tl_test_params();
+    js_instance *inst = tl_create_open(inst_dir, &p);
+    tl_fill(inst, "k", 0, 300, 200);   /* dirty pages for the checkpoint to write */
+    js_fault_arm(JS_FAULT_WRITE, 1, ENOSPC, -1, JS_DB_FILE);
+    JET_ERR r = js_backup(inst, dest, JS_BACKUP_CREATE_DIR, NULL, NULL);
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", js_errdetail());
+    uint64_t fired = js_fault_count(JS_FAULT_WRITE);
+    js_fault_reset();
+    cr_assert_geq(fired, 1, "the checkpoint wrote nothing to " JS_DB_FILE);
+    cr_assert_eq(r, JET_errDiskFull, "the job: %s (%d): %s", js_errname(r), r, detail);
+    cr_assert(strstr(detail, JS_DB_FILE) != NULL, "the detail does not name the file: %s", detail);
+    cr_assert(!tl_exists(dest), "the failed job left %s", dest);
+    tl_backup_ok(inst, dest, JS_BACKUP_CREATE_DIR);
+    tl_assert_set_sums(dest);
+    OK(js_close(inst));
+}
+
 Test(backup, faults_full_atomic, .timeout = 120)
 {
     fault_sweep(F_FULL_ATOMIC, 0);

@@ -287,6 +287,59 @@ static int ckpt_due(js_instance *inst, ckpt_pace *pace)
     return redo == 0 || depth >= inst->params.checkpoint_depth;
 }
 
+/* A checkpoint that started once tickets were asked ended with err: the
+ * waiters of ckpt_wait holding those tickets get it. */
+static void ckpt_serve(js_instance *inst, uint64_t tickets, JET_ERR err)
+{
+    js_mutex_lock(&inst->state_lock);
+    inst->ckpt_serving = 0;
+    inst->ckpt_served = tickets;
+    inst->ckpt_served_err = err;
+    snprintf(inst->ckpt_served_detail, sizeof inst->ckpt_served_detail, "%s", err ? js_errdetail() : "");
+    pthread_cond_broadcast(&inst->state_cond);
+    js_mutex_unlock(&inst->state_lock);
+}
+
+JET_ERR ckpt_wait(js_instance *inst, JET_ERR (*poll)(void *ctx), void *ctx)
+{
+    JET_ERR err = JET_errSuccess;
+    int outcome = 0;
+    char detail[sizeof inst->ckpt_served_detail];
+    if (!inst->threads_started)
+        return ckpt_run(inst);
+    js_mutex_lock(&inst->state_lock);
+    uint64_t ticket = ++inst->ckpt_tickets;
+    pthread_cond_broadcast(&inst->ckpt_wake);
+    while (!err && inst->ckpt_served < ticket) {
+        /* One under way for us brings its outcome, even a fatal one; with
+         * none, a fatal or stopping instance runs no more. */
+        int coming = inst->ckpt_serving >= ticket;
+        if (!coming && health_fatal(&inst->health)) {
+            err = js_fail(JET_errInstanceUnavailable, "instance %s turned unavailable during a checkpoint",
+                          inst->dir);
+        } else if (!coming && inst->stopping) {
+            err = js_fail(JET_errTermInProgress, "instance %s is shutting down", inst->dir);
+        } else {
+            struct timespec ts = js_deadline_ms(250);
+            js_cond_timedwait(&inst->state_cond, &inst->state_lock, &ts);
+            if (poll && inst->ckpt_served < ticket) {
+                js_mutex_unlock(&inst->state_lock);
+                err = poll(ctx);
+                js_mutex_lock(&inst->state_lock);
+            }
+        }
+    }
+    if (!err && inst->ckpt_served_err) {
+        err = inst->ckpt_served_err;
+        outcome = 1;
+        snprintf(detail, sizeof detail, "%s", inst->ckpt_served_detail);
+    }
+    js_mutex_unlock(&inst->state_lock);
+    if (outcome)
+        js_fail(err, "%s", detail);   /* the checkpoint thread's detail, in this thread */
+    return err;
+}
+
 static void *ckpt_thread_main(void *arg)
 {
     js_instance *inst = arg;
@@ -295,16 +348,21 @@ static void *ckpt_thread_main(void *arg)
     js_mutex_lock(&inst->state_lock);
     while (!inst->stopping && !health_fatal(&inst->health)) {
         struct timespec ts = js_deadline_ms(inst->params.checkpoint_ms);
-        if (!inst->ckpt_requested)
+        if (!inst->ckpt_requested && inst->ckpt_tickets == inst->ckpt_served)
             js_cond_timedwait(&inst->ckpt_wake, &inst->state_lock, &ts);
         if (inst->stopping || health_fatal(&inst->health))
             break;
         int asked = inst->ckpt_requested;
         inst->ckpt_requested = 0;
         int retry = inst->space_err != 0;
+        uint64_t tickets = inst->ckpt_tickets;
+        int waited_for = tickets != inst->ckpt_served;
+        if (waited_for)
+            inst->ckpt_serving = tickets;
         js_mutex_unlock(&inst->state_lock);
-        if ((pool_ndirty(&inst->store.pool) && (asked || ckpt_due(inst, &pace))) || retry) {
+        if ((pool_ndirty(&inst->store.pool) && (asked || ckpt_due(inst, &pace))) || retry || waited_for) {
             JET_ERR err = ckpt_run(inst);
+            ckpt_serve(inst, tickets, err);
             pace.last_ms = js_mono_ms();
             /* While the disk stays full every writer asks for another try:
              * say it when it starts and when it ends, not at every try. */

@@ -80,6 +80,12 @@ struct js_instance {
     int threads_started;
     pthread_cond_t ckpt_wake;      /* state_lock */
     int ckpt_requested;            /* state_lock */
+    uint64_t ckpt_tickets;         /* state_lock: checkpoints asked by ckpt_wait */
+    uint64_t ckpt_serving;         /* state_lock: tickets the running one serves, 0 */
+    uint64_t ckpt_served;          /* state_lock: tickets the last finished one
+                                      started after, with its outcome: */
+    JET_ERR ckpt_served_err;
+    char ckpt_served_detail[256];
 };
 
 /** Whether the instance writes a log.  Decided at open and never changed. */
@@ -133,6 +139,13 @@ JET_ERR ckpt_run(js_instance *inst);
 /** Ask the checkpoint thread to run one now (it runs when pages are
  *  dirty); progress is seen as ckpt_done moving. */
 void inst_request_checkpoint(js_instance *inst);
+/** Have the checkpoint thread run a checkpoint that starts after this call
+ *  (dirty pages or not) and wait for it; its outcome is returned, with its
+ *  detail.  poll (may be NULL) is called about every 250 ms meanwhile, and
+ *  its error ends the wait (the checkpoint still runs).  Without the thread
+ *  (not started), the checkpoint runs here.  JET_errInstanceUnavailable or
+ *  JET_errTermInProgress when the instance turns fatal or stops first. */
+JET_ERR ckpt_wait(js_instance *inst, JET_ERR (*poll)(void *ctx), void *ctx);
 /** Start the checkpoint and flush threads (js_instance_start). */
 JET_ERR ckpt_start_threads(js_instance *inst);
 /** Wait for them to end (once stopping or fatal is set and ckpt_wake

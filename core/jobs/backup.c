@@ -630,49 +630,27 @@ static JET_ERR bk_roll_and_copy(bk_job *j, uint32_t from)
     return err;
 }
 
-/* Step 2, the checkpoint that sets gen_low.  With dirty pages, the job
- * asks the checkpoint thread for one and waits for it (or for the one
- * already under way) instead of running a second one beside it: an extra
- * checkpoint writes the dirty pages and fsyncs jetsnap.edb at normal
- * priority, a burst every durable commit queues behind (measured: when the
- * background checkpoint still ran every second, checkpoints forced every
- * 300 ms cost 16 durable writers as much as back-to-back backups did).
- * With nothing dirty, a checkpoint period above BK_CKPT_WAIT_MAX_MS, or
- * when no checkpoint completes in time or the last one failed, the job
- * runs its own as before (so its errors are reported).  Either way a checkpoint completes
- * after the job began, and gen_low is read and pinned under ckpt_lock, so
- * no checkpoint deletes a generation in between. */
-#define BK_CKPT_WAIT_MAX_MS 2000u   /* a longer checkpoint period: the job runs its own */
+/* Step 2, the checkpoint that sets gen_low.  The job has the checkpoint
+ * thread run it and waits for its outcome (ckpt_wait), rather than running
+ * a second one beside the thread's: an extra checkpoint writes the dirty
+ * pages and fsyncs jetsnap.edb at normal priority, a burst every durable
+ * commit queues behind (measured: when the background checkpoint still ran
+ * every second, checkpoints forced every 300 ms cost 16 durable writers as
+ * much as back-to-back backups did).  It starts after the job began;
+ * meanwhile the job reports progress and can be cancelled.  gen_low is read
+ * and pinned under ckpt_lock, so no checkpoint deletes a generation in
+ * between. */
+static JET_ERR bk_checkpoint_poll(void *ctx)
+{
+    bk_job *j = ctx;
+    JET_ERR err = bk_check_cancel(j);
+    return err ? err : bk_progress(j);
+}
 
 static JET_ERR bk_checkpoint(bk_job *j)
 {
     js_instance *inst = j->inst;
-    JET_ERR err = JET_errSuccess;
-    int own = pool_ndirty(&inst->store.pool) == 0 || inst->params.checkpoint_ms > BK_CKPT_WAIT_MAX_MS;
-    js_mutex_lock(&inst->state_lock);
-    uint64_t done0 = inst->ckpt_done;
-    js_mutex_unlock(&inst->state_lock);
-    if (!own)
-        inst_request_checkpoint(inst);
-    int64_t due = js_mono_ms() + (int64_t)inst->params.checkpoint_ms + 1000;
-    while (!own && !err) {
-        js_mutex_lock(&inst->state_lock);
-        struct timespec ts = js_deadline_ms(250);
-        if (inst->ckpt_done == done0)
-            js_cond_timedwait(&inst->state_cond, &inst->state_lock, &ts);
-        int finished = inst->ckpt_done != done0, failed = inst->space_err != 0;
-        js_mutex_unlock(&inst->state_lock);
-        if (finished) {
-            own = failed;
-            break;
-        }
-        own = js_mono_ms() >= due;
-        err = bk_check_cancel(j);
-        if (!err)
-            err = bk_progress(j);
-    }
-    if (!err && own)
-        err = ckpt_run(inst);
+    JET_ERR err = ckpt_wait(inst, bk_checkpoint_poll, j);
     if (err)
         return err;
     js_mutex_lock(&inst->ckpt_lock);
