@@ -85,9 +85,9 @@ static uint64_t write_for(js_session *s, unsigned looks, size_t vlen)
     return checkpoints() - before;
 }
 
-/* Every checkpoint starts a full-image epoch; one per period under steady
- * writes logged each page it touched whole once a period.  A writing
- * instance below its depth now waits 30 periods. */
+/* A checkpoint writes every dirty page twice (doublewrite buffer, then in
+ * place); one per period under steady writes rewrote nearly every page
+ * once a period.  A writing instance below its depth waits 30 periods. */
 Test(ckpt_policy, steady_writes_are_not_checkpointed_every_period)
 {
     js_session *s = open_counting(1ull << 30);

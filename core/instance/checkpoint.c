@@ -207,11 +207,22 @@ JET_ERR ckpt_run(js_instance *inst)
         err = js_fail(JET_errOutOfMemory, "checkpoint buffer");
         goto out;
     }
-    for (size_t i = 0; i < n && !err; i += CKPT_BATCH)
-        err = ckpt_write_batch(inst, list + i, n - i < CKPT_BATCH ? n - i : CKPT_BATCH, redo, buf);
-    int written = !err;
-    if (!err && n)
+    int sync_failed = 0;
+    for (size_t i = 0; i < n && !err; i += CKPT_BATCH) {
+        uint32_t batch = (uint32_t)(n - i < CKPT_BATCH ? n - i : CKPT_BATCH);
+        if (dwb_full(&inst->store, batch)) {
+            /* The doublewrite buffer is full: make what this checkpoint
+             * wrote so far durable first (an fsync after writes, below). */
+            err = db_sync(&inst->store);
+            sync_failed = err != JET_errSuccess;
+        }
+        if (!err)
+            err = ckpt_write_batch(inst, list + i, batch, redo, buf);
+    }
+    if (!err && n) {
         err = db_sync(&inst->store);
+        sync_failed = err != JET_errSuccess;
+    }
     if (err) {
         /* A failed write: the pages of its batch are dirty again, later
          * batches were never taken, and edb.chk keeps the previous redo
@@ -220,7 +231,7 @@ JET_ERR ckpt_run(js_instance *inst)
          * errno, is sticky: the kernel may drop the pages it could not
          * write, and the pool no longer holds them dirty.  Stop rather
          * than lose them. */
-        if (written || !err_is_space(err))
+        if (sync_failed || !err_is_space(err))
             inst_set_fatal(inst, err);
         goto out;
     }

@@ -23,21 +23,30 @@
  *    36 u64 synced: every batch with a sequence number up to it is durable
  *       in jetsnap.edb (rewritten, and fsynced, by db_sync)
  *   From slot 1, batches, each a record slot then its n images:
- *     0 u32 crc (CRC32C of bytes 4..31)  4 "JSNAPDWR"  12 u64 sequence
- *    20 u32 n  24..page_size-1 zero
+ *     0 u32 crc (CRC32C of bytes 4..51)  4 "JSNAPDWR"  12 u64 sequence
+ *    20 u32 n  24 u32 CRC32C of the n image slots  28 u8[16] db_signature
+ *    44 u32 zero  48 u32 zero  52..page_size-1 zero
  *   followed by n slots, each one page image exactly as written to
  *   jetsnap.edb: its own header, page number and checksum (page.h).
+ *   The images' CRC ties the record to them: after a crash that wrote the
+ *   record but not all its images, the slots may hold valid images of an
+ *   older batch, which must not pass for this one's.
  * Batches are appended from slot 1 with increasing sequence numbers.  When
- * the next would not fit, db_sync fsyncs jetsnap.edb, records the last
- * sequence as synced, and appending starts again at slot 1; a checkpoint's
- * own fsync goes through db_sync too.  So the batches after "synced" are
- * exactly those whose in-place writes may not be durable: the only ones a
- * crash can have torn pages of.
+ * the next would not fit, the checkpoint first calls db_sync, which fsyncs
+ * jetsnap.edb, records the last sequence as synced, and appending starts
+ * again at slot 1; a checkpoint's own fsync goes through db_sync too.  So
+ * the batches after "synced" are exactly those whose in-place writes may
+ * not be durable: the only ones a crash can have torn pages of.  A file
+ * found with no valid header of ours is cleared before use, so no record
+ * of an earlier life can join a new chain of sequence numbers.
  *
  * Repair (dwb_repair, at start before recovery) reads the batches from
- * slot 1 while their records are valid, their sequence numbers increase
- * and pass "synced"; every valid image there whose page in jetsnap.edb
- * fails its checksum is written over it.  An image is never older than the
+ * slot 1 while their records are valid (with their images' CRC and this
+ * database's signature) and their sequence numbers follow "synced" one by
+ * one; every image there whose page in jetsnap.edb fails its checksum is
+ * written over it.  jetsnap.edb is then fsynced whenever such a batch was
+ * found, repaired or not: dwb_start records them all as synced next, and
+ * their in-place writes may still be only in the page cache.  An image is never older than the
  * checkpoint's redo point (copied after it) nor newer than the durable log
  * (db_write_batch runs after the WAL flush), so redo from edb.chk completes
  * it.  Images of older batches, which may be older than the page's last
@@ -66,15 +75,18 @@ static void dwb_path(const db_store *st, char *out, size_t cap)
         snprintf(out, cap, "%s", JS_DWB_FILE);
 }
 
-/* Slot 0 (or a batch record, rec != 0) into b, page_size bytes. */
-static void dwb_encode(const db_store *st, uint8_t *b, int rec, uint64_t seq, uint32_t n)
+/* Slot 0 (or a batch record, rec != 0, of n images whose CRC32C is
+ * images_crc) into b, page_size bytes. */
+static void dwb_encode(const db_store *st, uint8_t *b, int rec, uint64_t seq, uint32_t n, uint32_t images_crc)
 {
     memset(b, 0, st->page_size);
     if (rec) {
         memcpy(b + 4, DWB_REC_MAGIC, 8);
         pg_put64(b + 12, seq);
         pg_put32(b + 20, n);
-        pg_put32(b, js_crc32c(0, b + 4, 28));
+        pg_put32(b + 24, images_crc);
+        memcpy(b + 28, st->dwb_sig, JS_SIG_LEN);
+        pg_put32(b, js_crc32c(0, b + 4, 48));
         return;
     }
     memcpy(b + 4, DWB_MAGIC, 8);
@@ -92,9 +104,10 @@ static int dwb_header_ok(const db_store *st, const uint8_t *b)
            !memcmp(b + 20, st->dwb_sig, JS_SIG_LEN);
 }
 
-static int dwb_record_ok(const uint8_t *b)
+static int dwb_record_ok(const db_store *st, const uint8_t *b)
 {
-    return !memcmp(b + 4, DWB_REC_MAGIC, 8) && pg_u32(b) == js_crc32c(0, b + 4, 28);
+    return !memcmp(b + 4, DWB_REC_MAGIC, 8) && pg_u32(b) == js_crc32c(0, b + 4, 48) &&
+           !memcmp(b + 28, st->dwb_sig, JS_SIG_LEN);
 }
 
 /* Rewrite slot 0 with synced and fsync the file. */
@@ -102,7 +115,7 @@ static JET_ERR dwb_write_header(db_store *st, uint64_t synced)
 {
     char path[PATH_MAX];
     dwb_path(st, path, sizeof path);
-    dwb_encode(st, st->dwb_slot, 0, synced, 0);
+    dwb_encode(st, st->dwb_slot, 0, synced, 0, 0);
     JET_ERR err = os_pwrite(st->dwb_fd, path, st->dwb_slot, st->page_size, 0);
     if (!err)
         err = os_fsync(st->dwb_fd, path);
@@ -121,6 +134,14 @@ JET_ERR dwb_start(db_store *st)
     if (err == JET_errFileNotFound) {
         created = 1;
         err = os_open(path, O_RDWR | O_CREAT, 0600, &st->dwb_fd);
+    }
+    /* Not ours (new, torn or another database's): cleared, so none of its
+     * records can pass for a batch of ours later. */
+    if (!err && !created && !st->dwb_ours) {
+        uint64_t size = 0;
+        err = os_size(st->dwb_fd, path, &size);
+        if (!err && size)
+            err = os_punch_hole(st->dwb_fd, path, 0, size);
     }
     /* Allocated now, so a checkpoint never needs space for it; on a full
      * disk it grows with its first batches instead, which may then fail
@@ -147,20 +168,22 @@ JET_ERR dwb_start(db_store *st)
     return JET_errSuccess;
 }
 
+int dwb_full(const db_store *st, uint32_t n)
+{
+    return st->dwb_fd >= 0 && st->dwb_next > 1 && st->dwb_next + 1 + n > DWB_SLOTS;
+}
+
 JET_ERR dwb_write(db_store *st, const uint8_t *pages, uint32_t n)
 {
     uint32_t ps = st->page_size;
     JET_ERR err = JET_errSuccess;
     if (st->dwb_fd < 0)
         return JET_errSuccess;   /* not started: an instance being restored, whose crash is a failed restore */
-    if (st->dwb_next > 1 && st->dwb_next + 1 + n > DWB_SLOTS) {
-        err = db_sync(st);
-        if (err)
-            return err;
-    }
+    if (dwb_full(st, n))
+        return js_fail(JET_errInvalidParameter, "doublewrite buffer full: db_sync first");
     char path[PATH_MAX];
     dwb_path(st, path, sizeof path);
-    dwb_encode(st, st->dwb_slot, 1, st->dwb_seq + 1, n);
+    dwb_encode(st, st->dwb_slot, 1, st->dwb_seq + 1, n, js_crc32c(0, pages, (size_t)n * ps));
     err = os_pwrite(st->dwb_fd, path, st->dwb_slot, ps, (uint64_t)st->dwb_next * ps);
     if (!err)
         err = os_pwrite(st->dwb_fd, path, pages, (size_t)n * ps, (uint64_t)(st->dwb_next + 1) * ps);
@@ -202,14 +225,34 @@ static JET_ERR dwb_repair_page(db_store *st, const uint8_t *image, uint32_t pgno
     return err;
 }
 
+/* Read the n images of the batch whose record is at slot s into *imgs
+ * (grown as needed); 1 when they are all there and match the record's
+ * CRC, 0 when the batch was never written whole. */
+static int dwb_read_batch(db_store *st, int fd, const char *path, uint64_t s, const uint8_t *rec, uint8_t **imgs,
+                          size_t *cap, JET_ERR *err)
+{
+    size_t len = (size_t)pg_u32(rec + 20) * st->page_size, got = 0;
+    if (len > *cap) {
+        uint8_t *b = realloc(*imgs, len);
+        if (!b) {
+            *err = js_fail(JET_errOutOfMemory, "doublewrite buffer repair");
+            return 0;
+        }
+        *imgs = b;
+        *cap = len;
+    }
+    *err = os_pread(fd, path, *imgs, len, (s + 1) * st->page_size, &got);
+    return !*err && got == len && js_crc32c(0, *imgs, len) == pg_u32(rec + 24);
+}
+
 JET_ERR dwb_repair(db_store *st, uint32_t *repaired, uint32_t *first)
 {
     char path[PATH_MAX];
     uint32_t ps = st->page_size;
-    int fd = -1;
-    uint8_t *slot = NULL, *page = NULL;
-    uint64_t size = 0, synced = 0, s = 1;
-    size_t got = 0;
+    int fd = -1, found = 0;
+    uint8_t *slot = NULL, *page = NULL, *imgs = NULL;
+    uint64_t size = 0, s = 1;
+    size_t got = 0, cap = 0;
     *repaired = *first = 0;
     dwb_path(st, path, sizeof path);
     JET_ERR err = os_open(path, O_RDONLY, 0, &fd);
@@ -224,30 +267,33 @@ JET_ERR dwb_repair(db_store *st, uint32_t *repaired, uint32_t *first)
     if (!err)
         err = os_pread(fd, path, slot, ps, 0, &got);
     if (err || got < ps || !dwb_header_ok(st, slot))
-        goto out;   /* another database's file, or torn before its first batch: nothing of ours */
-    synced = pg_u64(slot + 36);
-    st->dwb_seq = synced;
+        goto out;   /* new, torn before its first sync, or another database's: nothing of ours */
+    st->dwb_ours = 1;
+    st->dwb_seq = pg_u64(slot + 36);
     while (!err && (s + 1) * ps <= size) {
         err = os_pread(fd, path, slot, ps, s * ps, &got);
-        if (err || got < ps || !dwb_record_ok(slot) || pg_u64(slot + 12) != st->dwb_seq + 1)
-            break;   /* the end of the batches written since the last sync */
+        if (err || got < ps || !dwb_record_ok(st, slot) || pg_u64(slot + 12) != st->dwb_seq + 1 ||
+            !dwb_read_batch(st, fd, path, s, slot, &imgs, &cap, &err))
+            break;   /* the end of the batches written whole since the last sync */
         uint32_t n = pg_u32(slot + 20);
         st->dwb_seq++;
-        for (uint32_t i = 0; i < n && !err && (s + 2 + i) * ps <= size; i++) {
+        found = 1;
+        for (uint32_t i = 0; i < n && !err; i++) {
+            const uint8_t *img = imgs + (size_t)i * ps;
+            uint32_t pgno = pg_pgno(img);
             int fixed = 0;
-            err = os_pread(fd, path, slot, ps, (s + 1 + i) * ps, &got);
-            uint32_t pgno = pg_pgno(slot);
-            if (err || got < ps || pg_verify(slot, ps, pgno) != PG_OK || pgno >= st->file_pages)
-                continue;   /* not written whole: its batch never reached jetsnap.edb */
-            err = dwb_repair_page(st, slot, pgno, page, &fixed);
+            if (pg_verify(img, ps, pgno) != PG_OK || pgno >= st->file_pages)
+                continue;
+            err = dwb_repair_page(st, img, pgno, page, &fixed);
             if (fixed && (*repaired)++ == 0)
                 *first = pgno;
         }
         s += 1 + n;
     }
-    if (!err && *repaired)
+    if (!err && found)
         err = os_fsync(st->fd, st->path);
 out:
+    free(imgs);
     free(slot);
     free(page);
     os_close(fd);

@@ -148,6 +148,7 @@ typedef struct db_store {
     uint64_t dwb_seq;              /* the last batch's sequence number */
     uint64_t dwb_synced;           /* the last one recorded as durable in place */
     uint8_t *dwb_slot;             /* a slot's worth of buffer for records */
+    int dwb_ours;                  /* dwb_repair found a valid header of ours */
     uint8_t dwb_sig[JS_SIG_LEN];   /* the database's signature, stamped in its header */
     _Atomic(struct snapstore *) snap; /* the snapshot store (snapstore.c), NULL
                                       when none: db_write_batch saves the old
@@ -218,13 +219,18 @@ JET_ERR db_verify_range(db_store *st, uint32_t lo, uint32_t hi);
  *  file, or one of another database (dwb_sig) or page size: nothing done.
  *  Also learns the last sequence number, for dwb_start. */
 JET_ERR dwb_repair(db_store *st, uint32_t *repaired, uint32_t *first);
-/** Then: open (creating, with a durable directory entry) and allocate the
- *  file, and record every batch in it as synced.  Until it is called,
- *  dwb_write writes nothing (an instance being restored). */
+/** Then: open (creating, with a durable directory entry; clearing one that
+ *  was not ours) and allocate the file, and record every batch in it as
+ *  synced.  Until it is called, dwb_write writes nothing (an instance
+ *  being restored). */
 JET_ERR dwb_start(db_store *st);
+/** 1 when a batch of n pages does not fit in jetsnap.dwb before the next
+ *  db_sync: the caller (the checkpoint) syncs first, and treats a failure
+ *  of that fsync like any fsync failure after page writes. */
+int dwb_full(const db_store *st, uint32_t n);
 /** Write a batch record and the n sealed pages about to be written in
  *  place to jetsnap.dwb, and fsync it (db_write_batch, before its first
- *  in-place write).  When the file is full, db_sync first. */
+ *  in-place write).  JET_errInvalidParameter when dwb_full. */
 JET_ERR dwb_write(db_store *st, const uint8_t *pages, uint32_t n);
 /** Close the file and free its buffer. */
 void dwb_close(db_store *st);
