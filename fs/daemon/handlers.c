@@ -28,6 +28,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
     (void)userdata;
     conn->max_background = 64;
+    /* fuse_reply_data may splice (snapshot reads: snap_view.c), when the
+     * reply fits a pipe of pipe-max-size (1 MiB by default): reads are at
+     * most MNT_MAX_READ (the max_read mount option, mount.c). */
+    conn->max_read = MNT_MAX_READ;
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -377,11 +383,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     case FH_SNAP_DB: {
         int rc;
-        if ((buf = rbuf_get(size)) == NULL)
+        if ((buf = rbuf_get(size + (64u << 10))) == NULL)
             return (void)fuse_reply_err(req, ENOMEM);
-        if ((rc = mnt_snap_read(m, fh, (uint64_t)off, size, buf, &got)) != 0)
+        if ((rc = mnt_snap_reply_read(m, fh, req, (uint64_t)off, size, buf)) != 0)
             return (void)fuse_reply_err(req, rc);
-        return (void)fuse_reply_buf(req, buf, got);
+        return;
     }
     default:
         return (void)fuse_reply_err(req, EBADF);
