@@ -363,7 +363,8 @@ typedef JET_ERR (*js_emit_fn)(void *ctx, const js_piece *pieces, size_t n);
  *  jetsnap.edb as ranges of its descriptor, for a zero-copy consumer (the
  *  daemon splices them into its FUSE reply), the others in scratch (room
  *  for len + 2 * page_size bytes).  pieces has room for cap entries
- *  (len / page_size + 3 is enough).  The ranges hold the snapshot's bytes
+ *  (len / page_size + 3 is enough).  The caller reads the ranges itself,
+ *  outside the engine's I/O fault seam.  The ranges hold the snapshot's bytes
  *  only until emit returns: it must consume them by then, and must not
  *  call the engine (it runs under the store's locks; keep it short).
  *  Returns emit's error, else as js_snapshot_read; emit is not called

@@ -6,7 +6,10 @@
  * Read-only is enforced per file (no `-o ro`, it would block control):
  * every change gets EROFS.  Every file uses direct_io, so reads are never
  * served from a stale page cache and `status`/`events` can report size 0.
- * Large reads are served into a per-thread buffer handed to fuse_reply_buf.
+ * Large reads are served into a per-thread buffer handed to fuse_reply_buf;
+ * a snapshot's jetsnap.edb is answered by snap_view.c, which splices the
+ * pages still in the database file (fuse_reply_data).  Reads are at most
+ * MNT_MAX_READ (512 KiB) so such a reply fits a pipe.
  *
  * The control file acts on WRITE only (never FLUSH/RELEASE); `echo >`
  * opens with O_TRUNC (ATOMIC_O_TRUNC: no SETATTR), `truncate` sends SETATTR
