@@ -350,6 +350,28 @@ JET_ERR js_snapshot_open(js_instance *inst, const char *name, js_snapshot **out,
  *  only at its end.  Errors: JET_errDiskIO (invalid snapshot),
  *  JET_errReadVerifyFailure, JET_errDiskIO. */
 JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, size_t *got);
+/** One piece of a snapshot read: len bytes at off of file descriptor fd
+ *  (the engine's own, read-only to the caller) when fd >= 0, else at mem. */
+typedef struct js_piece {
+    int fd;
+    uint64_t off;
+    const void *mem;
+    size_t len;
+} js_piece;
+typedef JET_ERR (*js_emit_fn)(void *ctx, const js_piece *pieces, size_t n);
+/** Read [off, off+len) of the image as js_snapshot_read does, handed to
+ *  emit(ctx, pieces, n) (n 0 at the end) instead of copied: pages still in
+ *  jetsnap.edb as ranges of its descriptor, for a zero-copy consumer (the
+ *  daemon splices them into its FUSE reply), the others in scratch (room
+ *  for len + 2 * page_size bytes).  pieces has room for cap entries
+ *  (len / page_size + 3 is enough).  The caller reads the ranges itself,
+ *  outside the engine's I/O fault seam.  The ranges hold the snapshot's bytes
+ *  only until emit returns: it must consume them by then, and must not
+ *  call the engine (it runs under the store's locks; keep it short).
+ *  Returns emit's error, else as js_snapshot_read; emit is not called
+ *  after an error. */
+JET_ERR js_snapshot_read_pieces(js_snapshot *s, uint64_t off, size_t len, void *scratch, js_piece *pieces, size_t cap,
+                                js_emit_fn emit, void *ctx);
 /** A small blob kept durably with the snapshot for its life (the daemon
  *  keeps SHA256SUMS there).  Get: *len 0 when none, at most cap copied. */
 JET_ERR js_snapshot_note_set(js_snapshot *s, const void *data, uint32_t len);

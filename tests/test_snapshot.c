@@ -850,3 +850,101 @@ Test(snapshot, store_version_1_opens_a_later_one_is_refused)
     cr_assert_eq(err, JET_errInvalidDatabase, "a store of a later version: %d", err);
     cr_assert(strstr(js_errdetail(), "store version 3"), "says why: %s", js_errdetail());
 }
+
+/* js_snapshot_read_pieces (the daemon's splice path): the pieces, the file
+ * ranges read only when emit runs, are the image js_snapshot_read gives,
+ * at any offset and length; the ranges hold while a checkpoint waits to
+ * write over them; emit's error is returned. */
+typedef struct piece_rd {
+    uint8_t *out;
+    size_t got;
+    int files, mems, stall, started;
+    js_instance *inst;
+    pthread_t ckpt;
+} piece_rd;
+
+static void *ckpt_over(void *arg)
+{
+    js_instance *inst = arg;
+    tl_fill(inst, "w2", 0, 400, 530);    /* pages the snapshot reads in the file */
+    OK(js_checkpoint(inst));
+    return NULL;
+}
+
+static JET_ERR collect(void *ctx, const js_piece *p, size_t n)
+{
+    piece_rd *r = ctx;
+    if (r->stall) {   /* a checkpoint overwriting the snapshot's pages now must wait */
+        cr_assert_eq(pthread_create(&r->ckpt, NULL, ckpt_over, r->inst), 0);
+        r->started = 1;
+        tl_sleep_ms(300);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].fd >= 0) {
+            cr_assert_eq(pread(p[i].fd, r->out + r->got, p[i].len, (off_t)p[i].off), (ssize_t)p[i].len);
+            r->files++;
+        } else {
+            memcpy(r->out + r->got, p[i].mem, p[i].len);
+            r->mems++;
+        }
+        r->got += p[i].len;
+    }
+    if (r->stall) {
+        r->stall = 0;
+        return JET_errDiskIO;
+    }
+    return JET_errSuccess;
+}
+
+Test(snapshot, read_pieces_give_the_image_and_hold_until_consumed)
+{
+    js_params p = snap_params();
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    tl_fill(inst, "w0", 0, 600, 500);
+    tl_fill(inst, "w2", 0, 400, 500);
+    OK(js_checkpoint(inst));
+    tl_fill(inst, "w1", 0, 100, 500);    /* dirty at the instant: pending pages */
+    OK(js_snapshot_take(inst, "s1", NULL));
+    overwrite_load(inst, 0);             /* saved pages */
+    size_t len = 0;
+    uint8_t *img = image_of(inst, "s1", &len, NULL);
+    js_snapshot *s = NULL;
+    OK(js_snapshot_open(inst, "s1", &s, NULL));
+    const size_t steps[] = { 524288, 100000, 4096, 1 << 20 };
+    piece_rd r = { .out = malloc(len + (1 << 20)), .inst = inst };
+    uint8_t *scratch = malloc((1 << 20) + (64 << 10));
+    js_piece pc[(1 << 20) / 4096 + 3];
+    cr_assert(r.out && scratch);
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        r.got = 0;
+        for (uint64_t off = 0; off <= len; off += steps[k]) {
+            size_t before = r.got;
+            OK(js_snapshot_read_pieces(s, off, steps[k], scratch, pc, steps[k] / 4096 + 3, collect, &r));
+            cr_assert_eq(r.got - before, off + steps[k] <= len ? steps[k] : len - off);
+        }
+        cr_assert_eq(r.got, len);
+        cr_assert(!memcmp(r.out, img, len), "pieces of %zu bytes differ from the image", steps[k]);
+    }
+    cr_assert(r.files > 0 && r.mems > 0, "both kinds of piece (%d file, %d memory)", r.files, r.mems);
+
+    /* Held: emit stalls while a checkpoint tries to write over the pages. */
+    r.got = 0;
+    r.stall = 1;
+    cr_assert_eq(js_snapshot_read_pieces(s, 0, 1 << 20, scratch, pc, 0, collect, &r), JET_errInvalidParameter);
+    for (uint64_t off = 0; off < len; off += 1 << 20) {
+        size_t before = r.got;
+        JET_ERR err = js_snapshot_read_pieces(s, off, 1 << 20, scratch, pc, sizeof pc / sizeof pc[0], collect, &r);
+        cr_assert(err == JET_errSuccess || (off == 0 && err == JET_errDiskIO), "emit's error returned: %d", err);
+        cr_assert_gt(r.got, before);
+    }
+    cr_assert_eq(r.got, len);
+    cr_assert(!memcmp(r.out, img, len), "a checkpoint changed pieces before they were consumed");
+    cr_assert(r.started);
+    pthread_join(r.ckpt, NULL);
+    OK(js_snapshot_read_pieces(s, len, 1 << 20, scratch, pc, sizeof pc / sizeof pc[0], collect, &r));
+    js_snapshot_close(s);
+    free(r.out);
+    free(scratch);
+    free(img);
+    OK(js_close(inst));
+}

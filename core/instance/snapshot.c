@@ -330,6 +330,12 @@ JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, si
     return ss_read(s->inst->store.snap, &s->inst->store, s->id, off, buf, len, got);
 }
 
+JET_ERR js_snapshot_read_pieces(js_snapshot *s, uint64_t off, size_t len, void *scratch, js_piece *pieces, size_t cap,
+                                js_emit_fn emit, void *ctx)
+{
+    return ss_read_pieces(s->inst->store.snap, &s->inst->store, s->id, off, len, scratch, pieces, cap, emit, ctx);
+}
+
 JET_ERR js_snapshot_note_set(js_snapshot *s, const void *data, uint32_t len)
 {
     return ss_note_set(s->inst->store.snap, s->id, data, len);

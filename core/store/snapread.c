@@ -244,6 +244,91 @@ out:
     return err;
 }
 
+/* ss_read_pieces: one piece more, merged with the last when it continues
+ * it (the same memory, or the same file range). */
+static JET_ERR add_piece(js_piece *pc, size_t cap, size_t *n, int fd, uint64_t off, const uint8_t *mem, size_t len)
+{
+    if (*n) {
+        js_piece *l = &pc[*n - 1];
+        if (fd < 0 && l->fd < 0 && (const uint8_t *)l->mem + l->len == mem) {
+            l->len += len;
+            return JET_errSuccess;
+        }
+        if (fd >= 0 && l->fd == fd && l->off + l->len == off) {
+            l->len += len;
+            return JET_errSuccess;
+        }
+    }
+    if (*n == cap)
+        return js_fail(JET_errInvalidParameter, "snapshot read: more than %zu pieces", cap);
+    pc[(*n)++] = (js_piece){ .fd = fd, .off = off, .mem = mem, .len = len };
+    return JET_errSuccess;
+}
+
+/* Whether page q of e is read straight from the file (a whole page of it
+ * there: a page past its end is zeros, served from memory). */
+static int in_file(const snap_entry *e, uint32_t q, uint32_t ps, uint64_t fsize)
+{
+    return q >= 2 && e->map[q] == SLOT_NONE && ((uint64_t)q + 1) * ps <= fsize;
+}
+
+JET_ERR ss_read_pieces(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, size_t len, uint8_t *scratch,
+                       js_piece *pc, size_t cap, js_emit_fn emit, void *ctx)
+{
+    uint32_t ps = ss->page_size;
+    JET_ERR err = JET_errSuccess;
+    size_t n = 0;
+    int files = 0;
+    js_rdlock(&ss->lock);
+    snap_entry *e = ss_find_id(ss, id);
+    if (!e) {
+        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+        goto out;
+    }
+    if (e->invalid) {
+        err = js_fail(JET_errDiskIO, "snapshot %s is invalid: %s (%d)", e->meta.name, js_errname(e->invalid),
+                      e->invalid);
+        goto out;
+    }
+    uint64_t size = (uint64_t)e->meta.pages * ps, fsize = 0;
+    len = off >= size ? 0 : len > size - off ? (size_t)(size - off) : len;
+    uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
+    if (len) {
+        read_ahead(ss, st, e, off, len);
+        err = os_size(st->fd, st->path, &fsize);   /* only grows: a page below it stays there */
+    }
+    for (uint32_t i = 0; i < hi - lo && !err;) {
+        uint32_t j = i + 1;
+        int file = in_file(e, lo + i, ps, fsize);
+        while (j < hi - lo && in_file(e, lo + j, ps, fsize) == file)
+            j++;
+        uint64_t from = (uint64_t)(lo + i) * ps, to = (uint64_t)(lo + j) * ps;
+        from = from < off ? off : from;
+        to = to > off + len ? off + len : to;
+        if (file) {
+            files = 1;
+            err = add_piece(pc, cap, &n, st->fd, from, NULL, (size_t)(to - from));
+        } else {
+            err = read_pages(ss, st, e, lo + i, j - i, scratch + (size_t)i * ps);
+            if (!err)
+                err = add_piece(pc, cap, &n, -1, 0, scratch + (from - (uint64_t)lo * ps), (size_t)(to - from));
+        }
+        i = j;
+    }
+    if (!err) {
+        /* The file's pages stay as they are until emit has consumed them:
+         * no checkpoint writes over them (range lock), and none saves and
+         * then overwrites a page this snapshot reads there (ss->lock). */
+        int slot = files ? rl_lock(&st->rl, lo, hi, 0) : -1;
+        err = emit(ctx, pc, n);
+        if (slot >= 0)
+            rl_unlock(&st->rl, slot);
+    }
+out:
+    js_rwunlock(&ss->lock);
+    return err;
+}
+
 JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len)
 {
     JET_ERR err = JET_errSuccess;

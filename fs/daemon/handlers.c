@@ -6,7 +6,10 @@
  * Read-only is enforced per file (no `-o ro`, it would block control):
  * every change gets EROFS.  Every file uses direct_io, so reads are never
  * served from a stale page cache and `status`/`events` can report size 0.
- * Large reads are served into a per-thread buffer handed to fuse_reply_buf.
+ * Large reads are served into a per-thread buffer handed to fuse_reply_buf;
+ * a snapshot's jetsnap.edb is answered by snap_view.c, which splices the
+ * pages still in the database file (fuse_reply_data).  Reads are at most
+ * MNT_MAX_READ (512 KiB) so such a reply fits a pipe.
  *
  * The control file acts on WRITE only (never FLUSH/RELEASE); `echo >`
  * opens with O_TRUNC (ATOMIC_O_TRUNC: no SETATTR), `truncate` sends SETATTR
@@ -28,6 +31,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
     (void)userdata;
     conn->max_background = 64;
+    /* fuse_reply_data may splice (snapshot reads: snap_view.c), when the
+     * reply fits a pipe of pipe-max-size (1 MiB by default): reads are at
+     * most MNT_MAX_READ (the max_read mount option, mount.c). */
+    conn->max_read = MNT_MAX_READ;
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -377,11 +386,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     case FH_SNAP_DB: {
         int rc;
-        if ((buf = rbuf_get(size)) == NULL)
+        if ((buf = rbuf_get(size + (64u << 10))) == NULL)
             return (void)fuse_reply_err(req, ENOMEM);
-        if ((rc = mnt_snap_read(m, fh, (uint64_t)off, size, buf, &got)) != 0)
+        if ((rc = mnt_snap_reply_read(m, fh, req, (uint64_t)off, size, buf)) != 0)
             return (void)fuse_reply_err(req, rc);
-        return (void)fuse_reply_buf(req, buf, got);
+        return;
     }
     default:
         return (void)fuse_reply_err(req, EBADF);

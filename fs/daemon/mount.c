@@ -237,7 +237,7 @@ int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
         goto out_free;
     }
 
-    snprintf(opts, sizeof(opts), "default_permissions,subtype=jetsnapfs,fsname=jetsnap:");
+    snprintf(opts, sizeof(opts), "default_permissions,max_read=%u,subtype=jetsnapfs,fsname=jetsnap:", MNT_MAX_READ);
     opt_escape(opts, sizeof(opts), cfg->dbdir);
     if (cfg->allow_other)
         strcat(opts, ",allow_other");

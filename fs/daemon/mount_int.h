@@ -161,8 +161,13 @@ int mnt_snap_mkdir(struct mnt *m, uid_t uid, const char *name, struct fuse_entry
 int mnt_snap_rmdir(struct mnt *m, uid_t uid, const char *name);
 /** Open a snapshot's file into fh; 0 or an errno. */
 int mnt_snap_open(struct mnt *m, fuse_ino_t ino, struct mnt_fh *fh);
-/** Read an open jetsnap.edb of a snapshot; 0 or an errno. */
-int mnt_snap_read(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size, char *buf, size_t *got);
+/** Largest READ the kernel sends (max_read): a reply of it and its header
+ *  fit a pipe of the default pipe-max-size, so libfuse can splice it. */
+#define MNT_MAX_READ (512u << 10)
+/** Answer req, a READ of an open jetsnap.edb of a snapshot, splicing the
+ *  pages still in the database file (scratch: size + 64 KiB); 0 when
+ *  answered, else an errno for the caller to answer with. */
+int mnt_snap_reply_read(struct mnt *m, struct mnt_fh *fh, fuse_req_t req, uint64_t off, size_t size, char *scratch);
 /** Release fh's snapshot handle (NULL is a no-op). */
 void mnt_snap_close(struct mnt *m, struct mnt_fh *fh);
 

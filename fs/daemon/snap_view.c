@@ -362,16 +362,66 @@ int mnt_snap_open(struct mnt *m, fuse_ino_t ino, struct mnt_fh *fh)
     return rc;
 }
 
-int mnt_snap_read(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size, char *buf, size_t *got)
+/* A snapshot read's pieces (js_snapshot_read_pieces) as one FUSE reply,
+ * sent from inside the engine's call while its pieces hold.  With splice
+ * writes, libfuse splices the file ranges into a pipe and the pipe into
+ * /dev/fuse: the kernel copies each byte once, into the page cache of the
+ * mount, where pread+writev copied it twice.  libfuse falls back to a
+ * read and a writev on its own when the pipe cannot grow to the reply
+ * (pipe-max-size, 1 MiB, for a process without CAP_SYS_RESOURCE). */
+struct reply_ctx {
+    fuse_req_t req;
+    struct fuse_bufvec *bv;
+    int answered;
+};
+
+static JET_ERR emit_reply(void *arg, const js_piece *p, size_t n)
 {
-    int rc = EIO;
-    pthread_rwlock_rdlock(&m->inst_lock);
-    if (m->inst != NULL) {
-        JET_ERR err = js_snapshot_read(fh->snap, off, buf, size, got);
-        rc = err != JET_errSuccess ? errno_of(err) : 0;
+    struct reply_ctx *c = arg;
+    c->answered = 1;
+    if (n == 0) {
+        (void)fuse_reply_buf(c->req, NULL, 0);
+        return JET_errSuccess;
     }
-    pthread_rwlock_unlock(&m->inst_lock);
-    return rc;
+    c->bv->count = n;
+    c->bv->idx = 0;
+    c->bv->off = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct fuse_buf *b = &c->bv->buf[i];
+        memset(b, 0, sizeof(*b));
+        b->size = p[i].len;
+        if (p[i].fd >= 0) {
+            b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+            b->fd = p[i].fd;
+            b->pos = (off_t)p[i].off;
+        } else {
+            b->mem = (void *)p[i].mem;
+        }
+    }
+    /* The reader gone (interrupted) is no error of the snapshot's. */
+    (void)fuse_reply_data(c->req, c->bv, 0);
+    return JET_errSuccess;
+}
+
+int mnt_snap_reply_read(struct mnt *m, struct mnt_fh *fh, fuse_req_t req, uint64_t off, size_t size, char *scratch)
+{
+    size_t cap = size / 4096 + 3;   /* the smallest page size: pieces <= pages + 2 */
+    struct reply_ctx c = { .req = req };
+    js_piece *pc = malloc(cap * sizeof(*pc));
+    c.bv = malloc(sizeof(*c.bv) + cap * sizeof(struct fuse_buf));
+    int rc = ENOMEM;
+    if (pc != NULL && c.bv != NULL) {
+        rc = EIO;
+        pthread_rwlock_rdlock(&m->inst_lock);
+        if (m->inst != NULL) {
+            JET_ERR err = js_snapshot_read_pieces(fh->snap, off, size, scratch, pc, cap, emit_reply, &c);
+            rc = err != JET_errSuccess ? errno_of(err) : 0;
+        }
+        pthread_rwlock_unlock(&m->inst_lock);
+    }
+    free(pc);
+    free(c.bv);
+    return c.answered ? 0 : rc;
 }
 
 void mnt_snap_close(struct mnt *m, struct mnt_fh *fh)
