@@ -204,7 +204,7 @@ Test(backup_io, new_path_restores_byte_identically_under_monotonic_writer)
     uint64_t acked_before = atomic_load(&mw.acked);
     io_rec rec = { .last_ms = tl_now_ms() };
     OK(js_backup(inst, tl_tp("bk1"), JS_BACKUP_CREATE_DIR, io_cb, &rec));
-    uint64_t acked_after = atomic_load(&mw.acked);
+    uint64_t issued_after = atomic_load(&mw.issued);   /* durable may precede the ack */
     writers_stop(w, &stop);
     tl_mwriter_stop(&mw);
     cr_assert_eq(rec.completes, 1);
@@ -221,7 +221,7 @@ Test(backup_io, new_path_restores_byte_identically_under_monotonic_writer)
         load_keys += rd.kl[i] > 5 && !memcmp(rd.k[i], "load:", 5);
     uint64_t m = tl_check_monotonic(r1, 6000 + load_keys);
     cr_assert_geq(m, acked_before);
-    cr_assert_leq(m, acked_after);
+    cr_assert_leq(m, issued_after);
     tl_check_fill(r1, "pre", 0, 6000, 900);
     tl_dump_free(&rd);
     OK(js_close(r1));
@@ -274,7 +274,7 @@ Test(backup_io, background_checkpoint_as_the_jobs_own_restores_correctly)
         uint64_t acked_before = atomic_load(&mw.acked);
         io_rec rec = { .last_ms = tl_now_ms() };
         OK(js_backup(inst, tl_tp(set), JS_BACKUP_CREATE_DIR, io_cb, &rec));
-        uint64_t acked_after = atomic_load(&mw.acked);
+        uint64_t issued_after = atomic_load(&mw.issued);   /* durable may precede the ack */
         cr_assert_eq(rec.completes, 1);
         tl_assert_set_sums(tl_tp(set));
         char target[32];
@@ -288,7 +288,7 @@ Test(backup_io, background_checkpoint_as_the_jobs_own_restores_correctly)
             load_keys += rd.kl[i] > 5 && !memcmp(rd.k[i], "load:", 5);
         uint64_t m = tl_check_monotonic(r, 3000 + load_keys);
         cr_assert_geq(m, acked_before);
-        cr_assert_leq(m, acked_after);
+        cr_assert_leq(m, issued_after);
         tl_check_fill(r, "pre", 0, 3000, 900);
         tl_dump_free(&rd);
         OK(js_close(r));

@@ -413,6 +413,7 @@ void *tl_mwriter_main(void *arg)
             w->err = js_put(s, key, (size_t)kl, val, vl);
         if (!w->err)
             w->err = js_put(s, "counter", 7, cnt, (size_t)cl);
+        atomic_store(&w->issued, n);
         if (!w->err)
             w->err = js_txn_commit(s, w->durable ? JS_COMMIT_FLAG_DURABLE : 0);
         if (w->err)

@@ -54,6 +54,9 @@ typedef struct tl_binfo {
 typedef struct tl_mwriter {
     js_instance *inst;
     _Atomic uint64_t acked;     /* highest N whose commit returned */
+    _Atomic uint64_t issued;    /* highest N whose commit was called: a commit
+                                   may be durable, and so in a snapshot, before
+                                   its call returns and acked counts it */
     atomic_int stop;
     uint64_t limit;
     int durable;
