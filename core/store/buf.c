@@ -85,6 +85,11 @@ static size_t pool_bucket(const buf_pool *pool, uint32_t pgno)
     return (size_t)((pgno * 2654435761u) % pool->nbuckets);
 }
 
+/* Spare page buffers kept: about what a few commits of a busy batch hand
+ * back and take again (a commit swaps its private pages in as frames and
+ * gives back the frames' old ones). */
+#define POOL_SPARE_MAX 1024u
+
 JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes)
 {
     memset(pool, 0, sizeof *pool);
@@ -101,9 +106,39 @@ JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes)
         free(pool->frames);
         return js_fail(JET_errOutOfMemory, "buffer pool of %zu frames", pool->cap);
     }
+    pool->spare = malloc(POOL_SPARE_MAX * sizeof *pool->spare);
+    if (!pool->spare) {
+        free(pool->hash);
+        free(pool->frames);
+        return js_fail(JET_errOutOfMemory, "buffer pool spares");
+    }
     js_mutex_init(&pool->lock);
+    js_mutex_init(&pool->spare_lock);
     pthread_cond_init(&pool->loaded, NULL);
     return JET_errSuccess;
+}
+
+uint8_t *pool_page_alloc(buf_pool *pool)
+{
+    uint8_t *b = NULL;
+    js_mutex_lock(&pool->spare_lock);
+    if (pool->nspare)
+        b = pool->spare[--pool->nspare];
+    js_mutex_unlock(&pool->spare_lock);
+    return b ? b : malloc(pool->page_size);
+}
+
+void pool_page_free(buf_pool *pool, uint8_t *buf)
+{
+    if (!buf)
+        return;
+    js_mutex_lock(&pool->spare_lock);
+    if (pool->nspare < POOL_SPARE_MAX) {
+        pool->spare[pool->nspare++] = buf;
+        buf = NULL;
+    }
+    js_mutex_unlock(&pool->spare_lock);
+    free(buf);
 }
 
 void pool_destroy(buf_pool *pool)
@@ -114,7 +149,11 @@ void pool_destroy(buf_pool *pool)
     }
     free(pool->frames);
     free(pool->hash);
+    for (size_t i = 0; i < pool->nspare; i++)
+        free(pool->spare[i]);
+    free(pool->spare);
     js_mutex_destroy(&pool->lock);
+    js_mutex_destroy(&pool->spare_lock);
     pthread_cond_destroy(&pool->loaded);
     memset(pool, 0, sizeof *pool);
 }

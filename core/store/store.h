@@ -124,6 +124,9 @@ typedef struct buf_pool {
     size_t clock;
     size_t ndirty;
     uint32_t page_size;
+    js_mutex spare_lock;    /* leaf: guards the spare page buffers below */
+    uint8_t **spare;        /* page buffers freed by transactions, kept for the next */
+    size_t nspare;
 } buf_pool;
 
 /* ---------------- the database file ---------------- */
@@ -169,6 +172,13 @@ JET_ERR pool_get(db_store *st, uint32_t pgno, int allow_zero, frame **out);
  *  (the caller overwrites its content under the exclusive tree latch). */
 JET_ERR pool_get_for_install(buf_pool *pool, uint32_t pgno, frame **out);
 void pool_unpin(buf_pool *pool, frame *f);
+/** A page-size buffer for a transaction's private page: a spare one (a
+ *  buffer a commit or rollback gave back, likely still in the CPU's cache,
+ *  with no trip through malloc) or a new one.  NULL when memory lacks. */
+uint8_t *pool_page_alloc(buf_pool *pool);
+/** Give back a buffer from pool_page_alloc or a frame's old one (NULL is
+ *  ignored); kept as a spare up to POOL_SPARE_MAX, else freed. */
+void pool_page_free(buf_pool *pool, uint8_t *buf);
 void pool_mark_dirty(buf_pool *pool, frame *f);
 /** Collect the numbers of dirty pages, sorted; *out malloc'd. */
 JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n);

@@ -23,8 +23,8 @@ void tv_release(tview *v)
         pool_unpin(&v->st->pool, v->pins[i]);
     free(v->pins);
     for (size_t i = 0; i < v->pages_cap; i++) {
-        free(v->pages[i].data);
-        free(v->pages[i].undo);
+        pool_page_free(&v->st->pool, v->pages[i].data);
+        pool_page_free(&v->st->pool, v->pages[i].undo);
     }
     free(v->pages);
     free(v->sp_list);
@@ -156,7 +156,7 @@ static JET_ERR sp_save(tview *v, tpage *tp)
     JET_ERR err = sp_reserve(v);
     if (err)
         return err;
-    if (!tp->undo && !(tp->undo = malloc(v->st->page_size)))
+    if (!tp->undo && !(tp->undo = pool_page_alloc(&v->st->pool)))
         return js_fail(JET_errOutOfMemory, "savepoint copy of page %u", tp->pgno);
     copy_live(tp->undo, tp->data, v->st->page_size);
     sp_note(v, tp, TP_SP_SAVED);
@@ -176,8 +176,8 @@ static void tv_remove(tview *v, tpage *tp)
 {
     size_t mask = v->pages_cap - 1;
     size_t i = (size_t)(tp - v->pages);
-    free(tp->data);
-    free(tp->undo);
+    pool_page_free(&v->st->pool, tp->data);
+    pool_page_free(&v->st->pool, tp->undo);
     memset(tp, 0, sizeof *tp);
     for (size_t j = (i + 1) & mask; v->pages[j].pgno; j = (j + 1) & mask) {
         size_t k = (v->pages[j].pgno * 2654435761u) & mask;
@@ -222,14 +222,14 @@ uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
     *err = tv_pin(v, pgno, &f);
     if (*err)
         return NULL;
-    uint8_t *copy = malloc(v->st->page_size);   /* becomes the frame's at commit (txn.c) */
+    uint8_t *copy = pool_page_alloc(&v->st->pool);   /* becomes the frame's at commit (txn.c) */
     if (!copy) {
         *err = js_fail(JET_errOutOfMemory, "private copy of page %u", pgno);
         return NULL;
     }
     tp = tv_insert(v, pgno, err);
     if (!tp) {
-        free(copy);
+        pool_page_free(&v->st->pool, copy);
         return NULL;
     }
     memcpy(copy, f->data, v->st->page_size);
@@ -272,7 +272,7 @@ uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err)
         tpage *tp = tv_insert(v, no, err);
         if (!tp)
             return NULL;
-        tp->data = malloc(ps);
+        tp->data = pool_page_alloc(&v->st->pool);
         if (!tp->data) {
             *err = js_fail(JET_errOutOfMemory, "new page %u", no);
             tp->pgno = 0;

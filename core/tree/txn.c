@@ -70,6 +70,9 @@ void txn_engine_init(js_engine *eng)
 
 void txn_engine_destroy(js_engine *eng)
 {
+    free(eng->rec_buf);
+    eng->rec_buf = NULL;
+    eng->rec_cap = 0;
     js_mutex_destroy(&eng->writer_lock);
     js_rwlock_destroy(&eng->tree_latch);
 }
@@ -202,13 +205,15 @@ static uint32_t encode_delta(const uint8_t *old, const uint8_t *new_, uint32_t p
     return pos;
 }
 
+#define REC_BUF_KEEP (2u << 20)   /* bytes of commit records kept between commits */
+
 static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
 {
     js_engine *eng = s->eng;
     tview *v = &s->view;
     uint32_t ps = eng->store->page_size;
     JET_ERR err = JET_errSuccess;
-    uint8_t *recs = NULL;
+    uint8_t *recs = NULL, *temp_recs = NULL;
     uint32_t *lens = NULL;
     size_t nrec = 0, used = 0;
     int logging = eng->log->enabled;
@@ -219,7 +224,22 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
     if (v->npages == 0)
         goto done;   /* nothing changed: nothing to log */
     if (logging) {
-        recs = malloc(v->npages * (REC_HDR + 4 + (size_t)ps));
+        /* Room for every page whole.  Up to REC_BUF_KEEP it is kept for the
+         * next commit (a busy batch's commits are alike): no large malloc,
+         * and no fresh pages to fault in, each time. */
+        size_t need = v->npages * (REC_HDR + 4 + (size_t)ps);
+        if (need > REC_BUF_KEEP) {
+            recs = temp_recs = malloc(need);
+        } else {
+            if (need > eng->rec_cap) {
+                free(eng->rec_buf);
+                eng->rec_cap = 0;
+                eng->rec_buf = malloc(REC_BUF_KEEP);
+                if (eng->rec_buf)
+                    eng->rec_cap = REC_BUF_KEEP;
+            }
+            recs = eng->rec_buf;
+        }
         lens = malloc(v->npages * sizeof *lens);
         if (!recs || !lens) {
             err = js_fail(JET_errOutOfMemory, "commit records");
@@ -290,7 +310,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
         health_set_fatal(eng->health, err);   /* logged but not installed: stop here */
 
 done:
-    free(recs);
+    free(temp_recs);
     free(lens);
     txn_end(s);
     if (pos)
