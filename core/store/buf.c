@@ -211,7 +211,7 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno, int loading)
         for (size_t tries = 0; tries < pool->nframes * 2 && !f; tries++) {
             frame *c = pool->frames[pool->clock];
             pool->clock = (pool->clock + 1) % pool->nframes;
-            if (c->pins || c->dirty || c->loading)
+            if (c->pins || c->dirty || c->writing || c->loading)
                 continue;
             if (c->ref) {
                 c->ref = 0;
@@ -247,7 +247,8 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno, int loading)
         pool->frames[pool->nframes++] = f;
     }
     /* pins: an increment, not a store, so a lock-free reader's transient
-     * pin and unpin on this reused frame cannot be lost. */
+     * pin and unpin on this reused frame cannot be lost.  An evicted frame
+     * was neither dirty nor writing, so it is on no unwritten list. */
     f->pins++;
     f->dirty = 0;
     f->writing = 0;
@@ -367,10 +368,37 @@ void pool_unpin(buf_pool *pool, frame *f)
     f->pins--;
 }
 
+/* The unwritten list holds exactly the frames that are dirty or writing. */
+static void unwritten_add_locked(buf_pool *pool, frame *f)
+{
+    JS_ASSERT_HELD(&pool->lock);
+    f->uprev = NULL;
+    f->unext = pool->unwritten;
+    if (pool->unwritten)
+        pool->unwritten->uprev = f;
+    pool->unwritten = f;
+    pool->nunwritten++;
+}
+
+static void unwritten_remove_locked(buf_pool *pool, frame *f)
+{
+    JS_ASSERT_HELD(&pool->lock);
+    if (f->uprev)
+        f->uprev->unext = f->unext;
+    else
+        pool->unwritten = f->unext;
+    if (f->unext)
+        f->unext->uprev = f->uprev;
+    f->uprev = f->unext = NULL;
+    pool->nunwritten--;
+}
+
 void pool_mark_dirty(buf_pool *pool, frame *f)
 {
     js_mutex_lock(&pool->lock);
     if (!f->dirty) {
+        if (!f->writing)
+            unwritten_add_locked(pool, f);
         f->dirty = 1;
         pool->ndirty++;
     }
@@ -393,8 +421,11 @@ void pool_written(buf_pool *pool, const uint32_t *pgnos, uint32_t n)
     js_mutex_lock(&pool->lock);
     for (uint32_t i = 0; i < n; i++) {
         frame *f = pool_find_locked(pool, pgnos[i]);
-        if (f)
+        if (f && f->writing) {
             f->writing = 0;
+            if (!f->dirty)
+                unwritten_remove_locked(pool, f);
+        }
     }
     js_mutex_unlock(&pool->lock);
 }
@@ -417,11 +448,11 @@ static JET_ERR pool_list(buf_pool *pool, int writing, uint32_t **out, size_t *n)
 {
     js_mutex_lock(&pool->lock);
     size_t cnt = 0;
-    uint32_t *list = malloc(((writing ? pool->nframes : pool->ndirty) + 1) * sizeof *list);
+    uint32_t *list = malloc((pool->nunwritten + 1) * sizeof *list);
     if (list)
-        for (size_t i = 0; i < pool->nframes; i++)
-            if (pool->frames[i]->dirty || (writing && pool->frames[i]->writing))
-                list[cnt++] = pool->frames[i]->pgno;
+        for (frame *f = pool->unwritten; f; f = f->unext)
+            if (f->dirty || writing)
+                list[cnt++] = f->pgno;
     js_mutex_unlock(&pool->lock);
     if (!list)
         return js_fail(JET_errOutOfMemory, "dirty page list");

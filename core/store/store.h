@@ -110,6 +110,7 @@ typedef struct frame {
     _Atomic uint8_t ref;        /* clock bit, a hint */
     _Atomic uint8_t loading;    /* a thread is reading it from disk */
     _Atomic(struct frame *) hnext; /* written under pool->lock; read lock-free */
+    struct frame *uprev, *unext;   /* pool->lock: the unwritten list (dirty or writing) */
     uint8_t *data;              /* content: the tree's tree_latch (tree.h) */
 } frame;
 
@@ -123,6 +124,9 @@ typedef struct buf_pool {
     size_t cap;             /* soft limit in frames */
     size_t clock;
     size_t ndirty;
+    frame *unwritten;       /* lock: the frames dirty or writing, so the
+                               lists below cost what they hold, not the pool */
+    size_t nunwritten;
     uint32_t page_size;
     js_mutex spare_lock;    /* leaf: guards the spare page buffers below */
     uint8_t **spare;        /* page buffers freed by transactions, kept for the next */
