@@ -202,6 +202,22 @@ static int buffer_holds_page(const char *dir, uint32_t pgno)
     return found;
 }
 
+/* Flip one bit near the end of page pgno of DBDIR/jetsnap.edb (damage
+ * that is no tear: the page's own checksum fails). */
+static void flip_byte(const char *dir, uint32_t pgno)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, JS_DB_FILE);
+    int fd = open(path, O_RDWR);
+    cr_assert(fd >= 0);
+    unsigned char b;
+    off_t at = (off_t)pgno * PS + PS - 10;
+    cr_assert_eq(pread(fd, &b, 1, at), 1);
+    b ^= 0x40;
+    cr_assert_eq(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+}
+
 Test(dwb, damage_after_a_durable_write_is_reported_not_repaired)
 {
     char *dir = tl_tmpdir("jsdwb");
@@ -223,16 +239,7 @@ Test(dwb, damage_after_a_durable_write_is_reported_not_repaired)
     while (victim < 64 && !buffer_holds_page(dir, victim))
         victim++;
     cr_assert_lt(victim, 64, "the buffer holds no image of a tree page");
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s", dir, JS_DB_FILE);
-    int fd = open(path, O_RDWR);
-    cr_assert(fd >= 0);
-    unsigned char b;
-    off_t at = (off_t)victim * PS + PS - 10;
-    cr_assert_eq(pread(fd, &b, 1, at), 1);
-    b ^= 0x40;
-    cr_assert_eq(pwrite(fd, &b, 1, at), 1);
-    close(fd);
+    flip_byte(dir, victim);
     JET_ERR err = js_open(dir, &p, &inst);
     if (err == JET_errSuccess) {
         /* Opened (the page is not on recovery's path): reading every key
@@ -394,16 +401,7 @@ Test(dwb, a_record_without_its_images_is_not_used)
         fclose(f);
         cr_assert_neq(victim, 0, "no leaf holds key001050");
     }
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s", dir, JS_DB_FILE);
-    int fd = open(path, O_RDWR);
-    cr_assert(fd >= 0);
-    unsigned char b;
-    off_t at = (off_t)victim * PS + PS - 10;
-    cr_assert_eq(pread(fd, &b, 1, at), 1);
-    b ^= 0x40;
-    cr_assert_eq(pwrite(fd, &b, 1, at), 1);
-    close(fd);
+    flip_byte(dir, victim);
     JET_ERR err = js_open(dir, &p, &inst);
     int stale = 0, failed = err != JET_errSuccess;
     if (!err) {

@@ -189,6 +189,19 @@ static void read_ahead(struct snapstore *ss, db_store *st, const snap_entry *e, 
         (void)posix_fadvise(ss->pages_fd, (off_t)(lo * ps), (off_t)((hi - lo) * ps), POSIX_FADV_WILLNEED);
 }
 
+/* Snapshot id, to be read (ss->lock held): gone and invalid ones fail. */
+static JET_ERR readable_entry(struct snapstore *ss, uint32_t id, snap_entry **out)
+{
+    snap_entry *e = ss_find_id(ss, id);
+    if (!e)
+        return js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+    if (e->invalid)
+        return js_fail(JET_errDiskIO, "snapshot %s is invalid: %s (%d)", e->meta.name, js_errname(e->invalid),
+                       e->invalid);
+    *out = e;
+    return JET_errSuccess;
+}
+
 JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got)
 {
     uint32_t ps = ss->page_size;
@@ -196,16 +209,10 @@ JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, v
     uint8_t *tmp = NULL;
     *got = 0;
     js_rdlock(&ss->lock);
-    snap_entry *e = ss_find_id(ss, id);
-    if (!e) {
-        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+    snap_entry *e = NULL;
+    err = readable_entry(ss, id, &e);
+    if (err)
         goto out;
-    }
-    if (e->invalid) {
-        err = js_fail(JET_errDiskIO, "snapshot %s is invalid: %s (%d)", e->meta.name, js_errname(e->invalid),
-                      e->invalid);
-        goto out;
-    }
     uint64_t size = (uint64_t)e->meta.pages * ps;
     if (off >= size)
         goto out;
@@ -280,16 +287,10 @@ JET_ERR ss_read_pieces(struct snapstore *ss, db_store *st, uint32_t id, uint64_t
     size_t n = 0;
     int files = 0;
     js_rdlock(&ss->lock);
-    snap_entry *e = ss_find_id(ss, id);
-    if (!e) {
-        err = js_fail(JET_errOSSnapshotInvalidSnapId, "snapshot %u is gone", id);
+    snap_entry *e = NULL;
+    err = readable_entry(ss, id, &e);
+    if (err)
         goto out;
-    }
-    if (e->invalid) {
-        err = js_fail(JET_errDiskIO, "snapshot %s is invalid: %s (%d)", e->meta.name, js_errname(e->invalid),
-                      e->invalid);
-        goto out;
-    }
     uint64_t size = (uint64_t)e->meta.pages * ps, fsize = 0;
     len = off >= size ? 0 : len > size - off ? (size_t)(size - off) : len;
     uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
