@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
+#include "proc.h"
 #include "testlib.h"
 
 #define NKEYS 2000
@@ -424,4 +425,42 @@ Test(dwb, a_record_without_its_images_is_not_used)
     cr_assert_eq(stale, 0, "%d keys read an older value than committed", stale);
     cr_assert(failed, "the damaged page %u went unnoticed", victim);
     free(dir);
+}
+
+/* A buffer file of another database (or one torn before its first sync) is
+ * emptied at start: none of its slots survives to pass for ours. */
+Test(dwb, a_buffer_not_ours_is_emptied)
+{
+    char *a = tl_tmpdir("jsdwb"), *b = tl_tmpdir("jsdwb");
+    js_params p = dwb_params();
+    js_instance *inst;
+    js_session *s;
+    OK(js_create(a, &p));
+    OK(js_open(a, &p, &inst));
+    OK(js_session_open(inst, &s));
+    cr_assert_eq(write_round(s, 0), 0);
+    OK(js_checkpoint(inst));
+    js_session_close(s);
+    OK(js_close(inst));
+    OK(js_create(b, &p));
+    cr_assert_eq(tl_sh("cp '%s/%s' '%s/%s'", a, JS_DWB_FILE, b, JS_DWB_FILE), 0);
+    OK(js_open(b, &p, &inst));
+    OK(js_close(inst));
+    char pa[PATH_MAX], pb[PATH_MAX];
+    snprintf(pa, sizeof pa, "%s/%s", a, JS_DWB_FILE);
+    snprintf(pb, sizeof pb, "%s/%s", b, JS_DWB_FILE);
+    FILE *fa = fopen(pa, "rb"), *fb = fopen(pb, "rb");
+    cr_assert(fa && fb);
+    static unsigned char sa[PS], sb[PS], zero[PS];
+    int kept = 0, slots = 0;
+    while (fread(sa, 1, PS, fa) == PS && fread(sb, 1, PS, fb) == PS) {
+        slots++;
+        kept += memcmp(sa, zero, PS) != 0 && !memcmp(sa, sb, PS);
+    }
+    fclose(fa);
+    fclose(fb);
+    cr_assert_gt(slots, 2);
+    cr_assert_eq(kept, 0, "%d slots of the other database's buffer survived", kept);
+    free(a);
+    free(b);
 }

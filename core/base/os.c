@@ -305,6 +305,13 @@ JET_ERR os_punch_hole(int fd, const char *path, uint64_t off, uint64_t len)
     return JET_errSuccess;
 }
 
+JET_ERR os_truncate(int fd, const char *path, uint64_t len)
+{
+    if (ftruncate(fd, (off_t)len) < 0)
+        return os_err(errno, "truncate", path);
+    return JET_errSuccess;
+}
+
 JET_ERR os_size(int fd, const char *path, uint64_t *size)
 {
     struct stat st;

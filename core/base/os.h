@@ -67,6 +67,8 @@ JET_ERR os_allocate(int fd, const char *path, uint64_t len);
  *  of a deleted snapshot's page images); a file system without hole
  *  punching keeps the space and it is success. */
 JET_ERR os_punch_hole(int fd, const char *path, uint64_t off, uint64_t len);
+/** ftruncate(2) to len bytes. */
+JET_ERR os_truncate(int fd, const char *path, uint64_t len);
 /** File size. */
 JET_ERR os_size(int fd, const char *path, uint64_t *size);
 /** mkdir(2) with mode; an existing directory is success when exist_ok. */

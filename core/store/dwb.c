@@ -135,14 +135,10 @@ JET_ERR dwb_start(db_store *st)
         created = 1;
         err = os_open(path, O_RDWR | O_CREAT, 0600, &st->dwb_fd);
     }
-    /* Not ours (new, torn or another database's): cleared, so none of its
-     * records can pass for a batch of ours later. */
-    if (!err && !created && !st->dwb_ours) {
-        uint64_t size = 0;
-        err = os_size(st->dwb_fd, path, &size);
-        if (!err && size)
-            err = os_punch_hole(st->dwb_fd, path, 0, size);
-    }
+    /* Not ours (torn before its first sync, or another database's):
+     * emptied, so none of its records can pass for a batch of ours later. */
+    if (!err && !created && !st->dwb_ours)
+        err = os_truncate(st->dwb_fd, path, 0);
     /* Allocated now, so a checkpoint never needs space for it; on a full
      * disk it grows with its first batches instead, which may then fail
      * for lack of space like any other checkpoint write (and be retried). */
