@@ -81,6 +81,11 @@ static size_t make_filler_leaving(const char *path, size_t leave)
 }
 
 
+/* 8 MiB for the instance and its logs, and 2 MiB for the doublewrite buffer
+ * (516 slots of 4 KiB pages, allocated at start); every test then leaves
+ * only a little of it free with a filler. */
+#define DF_TMPFS_KIB (8192 + 2064)
+
 static js_params small_params(void)
 {
     js_params p;
@@ -171,7 +176,7 @@ static JET_ERR fill_until_full(js_instance *inst, js_session *s, long *next, lon
 
 Test(diskfull, tmpfs_fill_free_resume_then_clean_reopen)
 {
-    tl_df_mount_tmpfs(8192);
+    tl_df_mount_tmpfs(DF_TMPFS_KIB);
     char dir[128], filler[128];
     snprintf(dir, sizeof dir, "%s/db", tl_df_root);
     snprintf(filler, sizeof filler, "%s/filler", tl_df_root);
@@ -214,7 +219,7 @@ Test(diskfull, tmpfs_fill_free_resume_then_clean_reopen)
 
 Test(diskfull, tmpfs_fill_free_resume_then_sigkill_recovery)
 {
-    tl_df_mount_tmpfs(8192);
+    tl_df_mount_tmpfs(DF_TMPFS_KIB);
     char dir[128], filler[128];
     snprintf(dir, sizeof dir, "%s/db", tl_df_root);
     snprintf(filler, sizeof filler, "%s/filler", tl_df_root);
@@ -319,7 +324,7 @@ static void count_events(void *ctx, const js_event *ev)
 
 Test(diskfull, resp_client_sees_disk_full_then_resumes)
 {
-    tl_df_mount_tmpfs(8192);
+    tl_df_mount_tmpfs(DF_TMPFS_KIB);
     char dir[128], filler[128], sock[128];
     snprintf(dir, sizeof dir, "%s/db", tl_df_root);
     snprintf(filler, sizeof filler, "%s/filler", tl_df_root);
