@@ -5,12 +5,14 @@
  * the tree.  Everything a higher layer needs of the database file is in a
  * db_store, which the instance embeds.
  *
- * Lock rules: pool->lock (frame table, pins, dirty bits) and rl->lock (the
- * page-range lock's table) are leaves: a thread holding either does no I/O
- * and takes no other lock.  Frame content is guarded by the tree layer's
+ * Lock rules: pool->lock (frame table, pins, dirty bits, the unwritten
+ * list), pool->spare_lock (spare page buffers) and rl->lock (the page-range
+ * lock's table) are leaves: a thread holding one does no I/O and takes no
+ * other lock.  Frame content is guarded by the tree layer's
  * tree_latch; the header copy in memory by the instance's hdr_lock, which
  * is taken before rl->lock (header writes lock pages 0-1 for writing).
- * Lock order, this layer: [hdr_lock (instance)] -> pool->lock | rl->lock.
+ * Lock order, this layer: [hdr_lock (instance)] -> pool->lock | pool->spare_lock
+ * | rl->lock.
  * db_write_batch callers are serialized by the instance (ckpt_lock), which
  * guards file_pages.
  */
