@@ -331,17 +331,11 @@ Test(redis_batch, failing_command_undone_alone_in_its_batch)
 
 #define KB_CLIENTS 16
 
-typedef struct kill_job {
-    int id;
-    char sock[128];
-    volatile int rounds_sent, acked;
-} kill_job;
-
 /* Rounds of: 6 SETs, a failing MSET, a MULTI block of two SETs, 6 SETs.
  * Plain sockets: no assertion may fire in this thread. */
 static void *kill_client(void *arg)
 {
-    kill_job *j = arg;
+    tl_kill_job *j = arg;
     char buf[4096], line[512];
     size_t blen = 0;
     int fd = tl_resp_connect(j->sock);
@@ -389,44 +383,10 @@ out:
 Test(redis_batch, sigkill_mid_batches_keeps_acknowledged_drops_failed, .timeout = 600)
 {
     make_long_key();
-    char root[] = "/tmp/jsbatchkill.XXXXXX";
-    cr_assert_not_null(mkdtemp(root));
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s/db", root);
-    js_params prm;
-    js_params_default(&prm);
-    prm.commit_mode = JS_COMMIT_DURABLE;
-    prm.log_file_size = 1 << 20;
-    cr_assert_eq(js_create(dir, &prm), 0);
-    static kill_job jobs[KB_CLIENTS];
-
-    char sock[128];
-    snprintf(sock, sizeof sock, "%s/s.sock", root);
-    pid_t pid = tl_srv_fork(dir, &prm, sock);
-
-    pthread_t th[KB_CLIENTS];
-    for (int i = 0; i < KB_CLIENTS; i++) {
-        jobs[i] = (kill_job){ .id = i };
-        snprintf(jobs[i].sock, sizeof jobs[i].sock, "%s/s.sock", root);
-        cr_assert_eq(pthread_create(&th[i], NULL, kill_client, &jobs[i]), 0);
-    }
-    for (int waited = 0; waited < 600; waited++) {
-        int total = 0;
-        for (int i = 0; i < KB_CLIENTS; i++)
-            total += jobs[i].acked;
-        if (total >= 400)
-            break;
-        tl_sleep_ms(50);
-    }
-    kill(pid, SIGKILL);
-    int st;
-    waitpid(pid, &st, 0);
-    for (int i = 0; i < KB_CLIENTS; i++)
-        pthread_join(th[i], NULL);
-
-    js_instance *inst;
+    static tl_kill_job jobs[KB_CLIENTS];
+    char root[64];
+    js_instance *inst = tl_srv_kill_run("jsbatchkill", kill_client, jobs, KB_CLIENTS, 400, root);
     js_session *s;
-    cr_assert_eq(js_open(dir, &prm, &inst), 0, "reopen after SIGKILL: %s", js_errdetail());
     cr_assert_eq(js_session_open(inst, &s), 0);
     long acked = 0;
     for (int i = 0; i < KB_CLIENTS; i++) {

@@ -281,19 +281,12 @@ Test(redis_loop, multi_exec_atomic_under_readers)
 #define KILL_CLIENTS 50
 #define KILL_DEPTH   16
 
-typedef struct kill_job {
-    int id;
-    char sock[128];
-    int acked;                    /* rounds whose SETs were all +OK */
-    int rounds_sent;
-} kill_job;
-
 /* A client of the doomed server: rounds of 16 SETs, every fourth round a
  * MULTI block of two SETs instead, until the server dies.  Plain sockets:
  * no assertion may fire in this thread. */
 static void *kill_client(void *arg)
 {
-    kill_job *j = arg;
+    tl_kill_job *j = arg;
     char buf[4096], line[256];
     size_t blen = 0;
     int fd = tl_resp_connect(j->sock);
@@ -349,45 +342,11 @@ out:
 
 Test(redis_loop, sigkill_loses_no_acknowledged_write, .timeout = 600)
 {
-    char root[] = "/tmp/jsloopkill.XXXXXX";
-    cr_assert_not_null(mkdtemp(root));
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s/db", root);
-    js_params prm;
-    js_params_default(&prm);
-    prm.commit_mode = JS_COMMIT_DURABLE;
-    prm.log_file_size = 1 << 20;
-    cr_assert_eq(js_create(dir, &prm), 0);
-    static kill_job jobs[KILL_CLIENTS];
-
-    char sock[128];
-    snprintf(sock, sizeof sock, "%s/s.sock", root);
-    pid_t pid = tl_srv_fork(dir, &prm, sock);
-
-    pthread_t th[KILL_CLIENTS];
-    for (int i = 0; i < KILL_CLIENTS; i++) {
-        jobs[i] = (kill_job){ .id = i };
-        snprintf(jobs[i].sock, sizeof jobs[i].sock, "%s/s.sock", root);
-        cr_assert_eq(pthread_create(&th[i], NULL, kill_client, &jobs[i]), 0);
-    }
+    static tl_kill_job jobs[KILL_CLIENTS];
+    char root[64];
     /* Let them write until a good number of rounds were acknowledged. */
-    for (int waited = 0; waited < 600; waited++) {
-        int total = 0;
-        for (int i = 0; i < KILL_CLIENTS; i++)
-            total += jobs[i].acked;
-        if (total >= 2000)
-            break;
-        tl_sleep_ms(50);
-    }
-    kill(pid, SIGKILL);
-    int st;
-    waitpid(pid, &st, 0);
-    for (int i = 0; i < KILL_CLIENTS; i++)
-        pthread_join(th[i], NULL);
-
-    js_instance *inst;
+    js_instance *inst = tl_srv_kill_run("jsloopkill", kill_client, jobs, KILL_CLIENTS, 2000, root);
     js_session *s;
-    cr_assert_eq(js_open(dir, &prm, &inst), 0, "reopen after SIGKILL: %s", js_errdetail());
     cr_assert_eq(js_session_open(inst, &s), 0);
     long acked = 0, multis = 0;
     for (int i = 0; i < KILL_CLIENTS; i++) {

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 char tl_srv_root[64], tl_srv_dbdir[128], tl_srv_sock[128];
@@ -107,6 +109,46 @@ void tl_srv_teardown(void)
     tl_srv_inst = NULL;
     if (tl_srv_root[0])
         tl_rmrf(tl_srv_root);
+}
+
+js_instance *tl_srv_kill_run(const char *tag, void *(*client)(void *), tl_kill_job *jobs, int nclients, int target,
+                             char root[64])
+{
+    char dir[128], sock[128];
+    snprintf(root, 64, "/tmp/%s.XXXXXX", tag);
+    cr_assert_not_null(mkdtemp(root));
+    snprintf(dir, sizeof dir, "%s/db", root);
+    snprintf(sock, sizeof sock, "%s/s.sock", root);
+    js_params prm;
+    js_params_default(&prm);
+    prm.commit_mode = JS_COMMIT_DURABLE;
+    prm.log_file_size = 1 << 20;
+    cr_assert_eq(js_create(dir, &prm), 0);
+    pid_t pid = tl_srv_fork(dir, &prm, sock);
+    pthread_t *th = calloc((size_t)nclients, sizeof *th);
+    cr_assert_not_null(th);
+    for (int i = 0; i < nclients; i++) {
+        jobs[i] = (tl_kill_job){ .id = i };
+        snprintf(jobs[i].sock, sizeof jobs[i].sock, "%s", sock);
+        cr_assert_eq(pthread_create(&th[i], NULL, client, &jobs[i]), 0);
+    }
+    for (int waited = 0; waited < 600; waited++) {
+        int total = 0;
+        for (int i = 0; i < nclients; i++)
+            total += jobs[i].acked;
+        if (total >= target)
+            break;
+        tl_sleep_ms(50);
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    for (int i = 0; i < nclients; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    js_instance *inst;
+    cr_assert_eq(js_open(dir, &prm, &inst), 0, "reopen after SIGKILL: %s", js_errdetail());
+    return inst;
 }
 
 pid_t tl_srv_fork(const char *dir, const js_params *prm, const char *sock)

@@ -47,4 +47,23 @@ void tl_srv_teardown(void);
  * pid once it listens. */
 pid_t tl_srv_fork(const char *dir, const js_params *prm, const char *sock);
 
+/* One client of tl_srv_kill_run: its client function sends rounds on sock
+ * and counts them (rounds_sent once sent, acked once every reply of rounds
+ * 0..acked-1 was as expected) until the server dies.  Plain sockets: no
+ * assertion may fire in a client thread. */
+typedef struct tl_kill_job {
+    int id;
+    char sock[128];
+    volatile int rounds_sent, acked;
+} tl_kill_job;
+
+/* A new durable instance (1 MiB generations) in a mkdtemp directory named
+ * after tag, served by tl_srv_fork; nclients threads run client(&jobs[i])
+ * until their acknowledged rounds reach target in all (or 30 s pass); then
+ * the server is SIGKILLed, the threads joined, and the instance reopened
+ * with the same parameters for the caller's checks (it closes it, and
+ * removes root, the scratch directory). */
+js_instance *tl_srv_kill_run(const char *tag, void *(*client)(void *), tl_kill_job *jobs, int nclients, int target,
+                             char root[64]);
+
 #endif
