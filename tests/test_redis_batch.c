@@ -23,9 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -421,18 +418,6 @@ Test(redis_batch, sigkill_mid_batches_keeps_acknowledged_drops_failed, .timeout 
 /* Out of descriptors: the listener pauses                              */
 /* ------------------------------------------------------------------ */
 
-static int open_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n - 3;   /* ".", ".." and the directory's own descriptor */
-}
-
 /* 1 when a reply line arrives on fd within ms, 0 if none did, -1 when
  * the server closed it. */
 static int reply_within(int fd, int ms, char *line, size_t cap)
@@ -461,43 +446,6 @@ static unsigned long long info_field(int fd, const char *field)
 #define FD_SPARE   8    /* connections the server can still accept */
 #define FD_WAITING 6    /* more clients than that */
 
-/* Fork a server on sock over the instance in dir whose process may open
- * FD_SPARE more descriptors, no more.  Returns its pid once it serves. */
-static pid_t start_fd_limited_server(const char *dir, const char *sock, const js_params *prm)
-{
-    int ready[2];
-    cr_assert_eq(pipe(ready), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed test leaves no server */
-        js_instance *inst;
-        srv_server *srv;
-        const char *eps[] = { sock };
-        close(ready[0]);
-        if (js_open(dir, prm, &inst) != 0 || srv_start_limits(inst, eps, 1, NULL, NULL, NULL, &srv) != 0)
-            _exit(3);
-        /* Room for FD_SPARE more descriptors (after closing the pipe,
-         * which takes one). */
-        int n = open_fds() - 1;
-        struct rlimit rl;
-        getrlimit(RLIMIT_NOFILE, &rl);
-        rl.rlim_cur = (rlim_t)(n + FD_SPARE);
-        if (n < 0 || setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            _exit(4);
-        ssize_t w = write(ready[1], "r", 1);
-        (void)w;
-        close(ready[1]);
-        for (;;)
-            pause();
-    }
-    close(ready[1]);
-    char ch;
-    cr_assert_eq(read(ready[0], &ch, 1), 1, "the server child did not start");
-    close(ready[0]);
-    return pid;
-}
-
 Test(redis_batch, accept_out_of_descriptors_pauses_and_recovers, .timeout = 120)
 {
     char root[] = "/tmp/jsbatchfd.XXXXXX";
@@ -509,7 +457,7 @@ Test(redis_batch, accept_out_of_descriptors_pauses_and_recovers, .timeout = 120)
     js_params_default(&prm);
     cr_assert_eq(js_create(dir, &prm), 0);
 
-    pid_t pid = start_fd_limited_server(dir, sock, &prm);
+    pid_t pid = tl_srv_fork_fds(dir, &prm, sock, FD_SPARE);
 
     /* Every client connects (the kernel queues them) and sends a PING. */
     static const char ping[] = "*1\r\n$4\r\nPING\r\n";

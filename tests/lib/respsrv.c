@@ -6,12 +6,14 @@
 #include "testlib.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -151,7 +153,25 @@ js_instance *tl_srv_kill_run(const char *tag, void *(*client)(void *), tl_kill_j
     return inst;
 }
 
+/* Descriptors the process has open. */
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n - 3;   /* ".", ".." and the directory's own descriptor */
+}
+
 pid_t tl_srv_fork(const char *dir, const js_params *prm, const char *sock)
+{
+    return tl_srv_fork_fds(dir, prm, sock, -1);
+}
+
+pid_t tl_srv_fork_fds(const char *dir, const js_params *prm, const char *sock, int spare_fds)
 {
     int ready[2];
     cr_assert_eq(pipe(ready), 0);
@@ -162,10 +182,21 @@ pid_t tl_srv_fork(const char *dir, const js_params *prm, const char *sock)
         js_instance *inst;
         srv_server *srv;
         const char *eps[] = { sock };
+        close(ready[0]);
         if (js_open(dir, prm, &inst) != 0 || srv_start_limits(inst, eps, 1, NULL, NULL, NULL, &srv) != 0)
             _exit(3);
+        if (spare_fds >= 0) {
+            /* Room for spare_fds more (after closing the pipe, which takes one). */
+            int n = open_fds() - 1;
+            struct rlimit rl;
+            getrlimit(RLIMIT_NOFILE, &rl);
+            rl.rlim_cur = (rlim_t)(n + spare_fds);
+            if (n < 0 || setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                _exit(4);
+        }
         ssize_t w = write(ready[1], "r", 1);
         (void)w;
+        close(ready[1]);
         for (;;)
             pause();
     }

@@ -46,6 +46,9 @@ void tl_srv_teardown(void);
  * sock until it is killed (and dies with the test process); returns its
  * pid once it listens. */
 pid_t tl_srv_fork(const char *dir, const js_params *prm, const char *sock);
+/* The same, and the child may then open spare_fds more descriptors, no
+ * more (RLIMIT_NOFILE), to run out of them on purpose. */
+pid_t tl_srv_fork_fds(const char *dir, const js_params *prm, const char *sock, int spare_fds);
 
 /* One client of tl_srv_kill_run: its client function sends rounds on sock
  * and counts them (rounds_sent once sent, acked once every reply of rounds
