@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
+#include "bkset.h"
 #include "proc.h"
 #include "testlib.h"
 
@@ -225,8 +226,7 @@ Test(dwb, damage_after_a_durable_write_is_reported_not_repaired)
     js_params p = dwb_params();
     js_instance *inst;
     js_session *s;
-    OK(js_create(dir, &p));
-    OK(js_open(dir, &p, &inst));
+    inst = tl_create_open(dir, &p);
     OK(js_session_open(inst, &s));
     cr_assert_eq(write_round(s, 0), 0);
     OK(js_checkpoint(inst));
@@ -265,8 +265,7 @@ Test(dwb, a_failed_fsync_in_the_middle_of_a_checkpoint_stops_the_instance)
     js_params p = dwb_params();
     js_instance *inst;
     js_session *s;
-    OK(js_create(dir, &p));
-    OK(js_open(dir, &p, &inst));
+    inst = tl_create_open(dir, &p);
     OK(js_session_open(inst, &s));
     static char big[3000];
     for (int i = 0; i < 1500; i++) {   /* about 560 dirty pages: more than two batches */
@@ -435,8 +434,7 @@ Test(dwb, a_buffer_not_ours_is_emptied)
     js_params p = dwb_params();
     js_instance *inst;
     js_session *s;
-    OK(js_create(a, &p));
-    OK(js_open(a, &p, &inst));
+    inst = tl_create_open(a, &p);
     OK(js_session_open(inst, &s));
     cr_assert_eq(write_round(s, 0), 0);
     OK(js_checkpoint(inst));
