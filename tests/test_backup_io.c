@@ -146,6 +146,35 @@ static void writers_stop(dwriter *w, atomic_int *stop)
     }
 }
 
+/* A full backup into set while mw (and any load) writes, checked (the job
+ * completed, SHA256SUMS), then restored into target: the copy holds
+ * seq:1..M with M between what mw had acknowledged before the job and
+ * issued when it returned (a durable commit may precede its ack), and the
+ * npre keys of the "pre" prefill; the other keys are the load writers'. */
+static void backup_under_load_restores(js_instance *inst, tl_mwriter *mw, const char *set, const char *target,
+                                       int npre)
+{
+    uint64_t acked_before = atomic_load(&mw->acked);
+    io_rec rec = { .last_ms = tl_now_ms() };
+    OK(js_backup(inst, tl_tp("%s", set), JS_BACKUP_CREATE_DIR, io_cb, &rec));
+    uint64_t issued_after = atomic_load(&mw->issued);
+    cr_assert_eq(rec.completes, 1);
+    tl_assert_set_sums(tl_tp("%s", set));
+    tl_restore_ok(tl_tp("%s", set), tl_tp("%s", target), NULL, 0);
+    js_instance *r = tl_reopen(tl_tp("%s", target));
+    tl_kvdump rd;
+    tl_dump_inst(r, &rd);
+    size_t load_keys = 0;
+    for (size_t i = 0; i < rd.n; i++)
+        load_keys += rd.kl[i] > 5 && !memcmp(rd.k[i], "load:", 5);
+    uint64_t m = tl_check_monotonic(r, (size_t)npre + load_keys);
+    cr_assert_geq(m, acked_before);
+    cr_assert_leq(m, issued_after);
+    tl_check_fill(r, "pre", 0, npre, 900);
+    tl_dump_free(&rd);
+    OK(js_close(r));
+}
+
 /* The pacer slows the copy while commits are slow, but never stops it: a
  * full backup with durable writers committing all along finishes, reports
  * at least once a second while copying, and the writers go on. */
@@ -201,30 +230,9 @@ Test(backup_io, new_path_restores_byte_identically_under_monotonic_writer)
     dwriter w[NWRITERS];
     atomic_int stop;
     writers_start(w, inst, &stop);
-    uint64_t acked_before = atomic_load(&mw.acked);
-    io_rec rec = { .last_ms = tl_now_ms() };
-    OK(js_backup(inst, tl_tp("bk1"), JS_BACKUP_CREATE_DIR, io_cb, &rec));
-    uint64_t issued_after = atomic_load(&mw.issued);   /* durable may precede the ack */
+    backup_under_load_restores(inst, &mw, "bk1", "r1", 6000);
     writers_stop(w, &stop);
     tl_mwriter_stop(&mw);
-    cr_assert_eq(rec.completes, 1);
-    tl_assert_set_sums(tl_tp("bk1"));
-
-    tl_restore_ok(tl_tp("bk1"), tl_tp("r1"), NULL, 0);
-    js_instance *r1 = tl_reopen(tl_tp("r1"));
-    tl_kvdump rd;
-    tl_dump_inst(r1, &rd);
-    /* seq:1..M with M between what was acknowledged before and after;
-     * the other keys are the prefill and the load writers' keys. */
-    size_t load_keys = 0;
-    for (size_t i = 0; i < rd.n; i++)
-        load_keys += rd.kl[i] > 5 && !memcmp(rd.k[i], "load:", 5);
-    uint64_t m = tl_check_monotonic(r1, 6000 + load_keys);
-    cr_assert_geq(m, acked_before);
-    cr_assert_leq(m, issued_after);
-    tl_check_fill(r1, "pre", 0, 6000, 900);
-    tl_dump_free(&rd);
-    OK(js_close(r1));
 
     /* Quiet: the copy is the live file, byte for byte, past the header. */
     OK(js_checkpoint(inst));
@@ -269,29 +277,10 @@ Test(backup_io, background_checkpoint_as_the_jobs_own_restores_correctly)
     atomic_int stop;
     writers_start(w, inst, &stop);
     for (int round = 0; round < 3; round++) {
-        char set[32];
+        char set[32], target[32];
         snprintf(set, sizeof set, "bk%d", round);
-        uint64_t acked_before = atomic_load(&mw.acked);
-        io_rec rec = { .last_ms = tl_now_ms() };
-        OK(js_backup(inst, tl_tp(set), JS_BACKUP_CREATE_DIR, io_cb, &rec));
-        uint64_t issued_after = atomic_load(&mw.issued);   /* durable may precede the ack */
-        cr_assert_eq(rec.completes, 1);
-        tl_assert_set_sums(tl_tp(set));
-        char target[32];
         snprintf(target, sizeof target, "r%d", round);
-        tl_restore_ok(tl_tp(set), tl_tp(target), NULL, 0);
-        js_instance *r = tl_reopen(tl_tp(target));
-        tl_kvdump rd;
-        tl_dump_inst(r, &rd);
-        size_t load_keys = 0;
-        for (size_t i = 0; i < rd.n; i++)
-            load_keys += rd.kl[i] > 5 && !memcmp(rd.k[i], "load:", 5);
-        uint64_t m = tl_check_monotonic(r, 3000 + load_keys);
-        cr_assert_geq(m, acked_before);
-        cr_assert_leq(m, issued_after);
-        tl_check_fill(r, "pre", 0, 3000, 900);
-        tl_dump_free(&rd);
-        OK(js_close(r));
+        backup_under_load_restores(inst, &mw, set, target, 3000);
     }
     writers_stop(w, &stop);
     tl_mwriter_stop(&mw);
