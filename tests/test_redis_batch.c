@@ -193,37 +193,6 @@ Test(redis_batch, savepoint_rollback_puts_pages_back, .timeout = 120)
 /* A failing command in a batched turn                                  */
 /* ------------------------------------------------------------------ */
 
-typedef struct noise_job {
-    int id;
-    volatile int *stop;
-    int bad;
-} noise_job;
-
-static void *noise_client(void *arg)
-{
-    noise_job *j = arg;
-    tl_client *c = tl_cl_open(tl_srv_sock);
-    for (int r = 0; !*j->stop && r < 5000; r++) {
-        tl_dbuf b = { 0 };
-        for (int i = 0; i < 16; i++) {
-            char k[64];
-            snprintf(k, sizeof k, "n:%d:%d", j->id, (r * 16 + i) % 500);
-            tl_dbuf_set(&b, k, "v");
-        }
-        tl_cl_send(c, b.p, b.len);
-        free(b.p);
-        for (int i = 0; i < 16; i++) {
-            size_t len;
-            char *rep = tl_cl_reply(c, &len);
-            if (!rep || strcmp(rep, "+OK\r\n") != 0)
-                j->bad++;
-            free(rep);
-        }
-    }
-    tl_cl_close(c);
-    return NULL;
-}
-
 /* One pipeline, parsed and run in one turn (one batch): an MSET whose third
  * pair is refused after two were written, and an EXEC aborted by such an
  * MSET after a SET of its own, leave nothing; the commands around them, of
@@ -233,13 +202,8 @@ Test(redis_batch, failing_command_undone_alone_in_its_batch)
 {
     make_long_key();
     tl_srv_start_limits(JS_COMMIT_DURABLE, NULL);
-    volatile int stop = 0;
-    pthread_t th[8];
-    noise_job jobs[8];
-    for (int i = 0; i < 8; i++) {
-        jobs[i] = (noise_job){ .id = i, .stop = &stop };
-        cr_assert_eq(pthread_create(&th[i], NULL, noise_client, &jobs[i]), 0);
-    }
+    static tl_noise noise;
+    tl_noise_start(&noise, 5000, 500);
     tl_client *c = tl_cl_open(tl_srv_sock);
     const int rounds = 40;
     for (int r = 0; r < rounds; r++) {
@@ -284,11 +248,7 @@ Test(redis_batch, failing_command_undone_alone_in_its_batch)
         EXPECT(c, "+OK\r\n");
     }
     tl_cl_close(c);
-    stop = 1;
-    for (int i = 0; i < 8; i++) {
-        pthread_join(th[i], NULL);
-        cr_assert_eq(jobs[i].bad, 0, "noise client %d: %d replies not +OK", i, jobs[i].bad);
-    }
+    tl_noise_stop(&noise);
 
     /* Restart: what the commits wrote, not what the loop's view held. */
     srv_stop(tl_srv);

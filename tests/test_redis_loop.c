@@ -134,50 +134,14 @@ Test(redis_loop, pipelines_lazy_reply_without_waiting)
     run_pipelines(16, 100, 5);
 }
 
-typedef struct noise_job {
-    int id;
-    volatile int *stop;
-    int bad;                      /* replies other than +OK */
-} noise_job;
-
-static void *noise_client(void *arg)
-{
-    noise_job *j = arg;
-    tl_client *c = tl_cl_open(tl_srv_sock);
-    for (int r = 0; !*j->stop && r < 2000; r++) {
-        tl_dbuf b = { 0 };
-        for (int i = 0; i < 16; i++) {
-            char k[64];
-            snprintf(k, sizeof k, "n:%d:%d", j->id, i);
-            tl_dbuf_set(&b, k, "v");
-        }
-        tl_cl_send(c, b.p, b.len);
-        free(b.p);
-        for (int i = 0; i < 16; i++) {
-            size_t len;
-            char *rep = tl_cl_reply(c, &len);
-            if (!rep || strcmp(rep, "+OK\r\n") != 0)
-                j->bad++;
-            free(rep);
-        }
-    }
-    tl_cl_close(c);
-    return NULL;
-}
-
 /* A failing INCR in a batch with other clients' SETs fails alone: it
  * changes nothing, its neighbours in its own pipeline and every other
  * client's SETs succeed. */
 Test(redis_loop, failing_incr_fails_alone_in_a_batch)
 {
     tl_srv_start_limits(JS_COMMIT_DURABLE, NULL);
-    volatile int stop = 0;
-    pthread_t th[8];
-    noise_job jobs[8];
-    for (int i = 0; i < 8; i++) {
-        jobs[i] = (noise_job){ .id = i, .stop = &stop };
-        cr_assert_eq(pthread_create(&th[i], NULL, noise_client, &jobs[i]), 0);
-    }
+    static tl_noise noise;
+    tl_noise_start(&noise, 2000, 16);
     tl_client *c = tl_cl_open(tl_srv_sock);
     for (int r = 0; r < 50; r++) {
         char before[32], after[32];
@@ -200,11 +164,7 @@ Test(redis_loop, failing_incr_fails_alone_in_a_batch)
         tl_cl_expect_raw(c, want, (size_t)n, "INCR counter");
     }
     tl_cl_close(c);
-    stop = 1;
-    for (int i = 0; i < 8; i++) {
-        pthread_join(th[i], NULL);
-        cr_assert_eq(jobs[i].bad, 0, "noise client %d: %d replies not +OK", i, jobs[i].bad);
-    }
+    tl_noise_stop(&noise);
     char *w = tl_srv_get("word");
     cr_assert_str_eq(w, "abc");
     free(w);

@@ -113,6 +113,49 @@ void tl_srv_teardown(void)
         tl_rmrf(tl_srv_root);
 }
 
+static void *noise_client(void *arg)
+{
+    struct tl_noise_job *j = arg;
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    for (int r = 0; !*j->stop && r < j->rounds; r++) {
+        tl_dbuf b = { 0 };
+        for (int i = 0; i < 16; i++) {
+            char k[64];
+            snprintf(k, sizeof k, "n:%d:%d", j->id, (r * 16 + i) % j->spread);
+            tl_dbuf_set(&b, k, "v");
+        }
+        tl_cl_send(c, b.p, b.len);
+        free(b.p);
+        for (int i = 0; i < 16; i++) {
+            size_t len;
+            char *rep = tl_cl_reply(c, &len);
+            if (!rep || strcmp(rep, "+OK\r\n") != 0)
+                j->bad++;
+            free(rep);
+        }
+    }
+    tl_cl_close(c);
+    return NULL;
+}
+
+void tl_noise_start(tl_noise *n, int rounds, int spread)
+{
+    n->stop = 0;
+    for (int i = 0; i < TL_NOISE_CLIENTS; i++) {
+        n->jobs[i] = (struct tl_noise_job){ .id = i, .rounds = rounds, .spread = spread, .stop = &n->stop };
+        cr_assert_eq(pthread_create(&n->th[i], NULL, noise_client, &n->jobs[i]), 0);
+    }
+}
+
+void tl_noise_stop(tl_noise *n)
+{
+    n->stop = 1;
+    for (int i = 0; i < TL_NOISE_CLIENTS; i++) {
+        pthread_join(n->th[i], NULL);
+        cr_assert_eq(n->jobs[i].bad, 0, "noise client %d: %d replies not +OK", i, n->jobs[i].bad);
+    }
+}
+
 js_instance *tl_srv_kill_run(const char *tag, void *(*client)(void *), tl_kill_job *jobs, int nclients, int target,
                              char root[64])
 {

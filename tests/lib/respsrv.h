@@ -6,6 +6,7 @@
 #ifndef TL_RESPSRV_H
 #define TL_RESPSRV_H
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "jetsnap.h"
@@ -49,6 +50,23 @@ pid_t tl_srv_fork(const char *dir, const js_params *prm, const char *sock);
 /* The same, and the child may then open spare_fds more descriptors, no
  * more (RLIMIT_NOFILE), to run out of them on purpose. */
 pid_t tl_srv_fork_fds(const char *dir, const js_params *prm, const char *sock, int spare_fds);
+
+/* Background writers for tl_srv's socket: TL_NOISE_CLIENTS clients, each
+ * sending pipelines of 16 SETs (keys n:ID:K, K below spread) for at most
+ * rounds rounds, until tl_noise_stop; that joins them and asserts every
+ * reply was +OK. */
+#define TL_NOISE_CLIENTS 8
+typedef struct tl_noise {
+    pthread_t th[TL_NOISE_CLIENTS];
+    struct tl_noise_job {
+        int id, rounds, spread;
+        volatile int *stop;
+        int bad;                /* replies other than +OK */
+    } jobs[TL_NOISE_CLIENTS];
+    volatile int stop;
+} tl_noise;
+void tl_noise_start(tl_noise *n, int rounds, int spread);
+void tl_noise_stop(tl_noise *n);
 
 /* One client of tl_srv_kill_run: its client function sends rounds on sock
  * and counts them (rounds_sent once sent, acked once every reply of rounds
