@@ -46,8 +46,8 @@ typedef struct js_engine {
     tree_hooks hooks;
     int durable;                /* commits are durable unless flagged lazy */
     uint64_t txn_seq;           /* writer_lock */
-    uint8_t *rec_buf;           /* writer_lock: a commit's log records, kept for the next */
-    size_t rec_cap;
+    uint8_t *rec_buf;           /* writer_lock: REC_BUF_KEEP bytes for a commit's log
+                                   records, kept for the next (txn.c) */
     int64_t last_commit_ms;     /* writer_lock: time of the last commit that changed pages (snapshots) */
 } js_engine;
 

@@ -72,7 +72,6 @@ void txn_engine_destroy(js_engine *eng)
 {
     free(eng->rec_buf);
     eng->rec_buf = NULL;
-    eng->rec_cap = 0;
     js_mutex_destroy(&eng->writer_lock);
     js_rwlock_destroy(&eng->tree_latch);
 }
@@ -231,13 +230,8 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
         if (need > REC_BUF_KEEP) {
             recs = temp_recs = malloc(need);
         } else {
-            if (need > eng->rec_cap) {
-                free(eng->rec_buf);
-                eng->rec_cap = 0;
+            if (!eng->rec_buf)
                 eng->rec_buf = malloc(REC_BUF_KEEP);
-                if (eng->rec_buf)
-                    eng->rec_cap = REC_BUF_KEEP;
-            }
             recs = eng->rec_buf;
         }
         lens = malloc(v->npages * sizeof *lens);
