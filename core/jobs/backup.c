@@ -394,13 +394,8 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
 out:
     if (run != UINT64_MAX)
         bk_drop_cold(in, &run, npages * ps, 1);
-    if (err) {
-        /* The writers may still hold fd: wait for them, keep this error. */
-        char detail[512];
-        snprintf(detail, sizeof detail, "%s", js_errdetail());
-        (void)mf_pipe_drain(j->pipe);
-        js_fail(err, "%s", detail);
-    }
+    if (err)
+        mf_pipe_abandon(j->pipe);   /* the writers may still hold fd */
     mf_pipe_final(j->pipe, hex);   /* also resets the digest after a failure */
     if (!err) {
         err = mf_sums_set(j->sums, JS_DB_FILE, hex);

@@ -333,7 +333,9 @@ JET_ERR mf_pipe_submit_write(mf_pipe *p, uint8_t *buf, size_t len, int fd, const
     return err;
 }
 
-JET_ERR mf_pipe_drain(mf_pipe *p)
+/* Wait until every queued write is done; the first failure since the last
+ * wait (then cleared), its message into detail. */
+static JET_ERR mf_pipe_wait_writes(mf_pipe *p, char detail[sizeof p->wdetail])
 {
     pthread_mutex_lock(&p->lock);
     p->waiting = 1;
@@ -341,13 +343,25 @@ JET_ERR mf_pipe_drain(mf_pipe *p)
         pthread_cond_wait(&p->changed, &p->lock);
     p->waiting = 0;
     JET_ERR err = p->werr;
-    char detail[sizeof p->wdetail];
-    memcpy(detail, p->wdetail, sizeof detail);
+    memcpy(detail, p->wdetail, sizeof p->wdetail);
     p->werr = 0;
     pthread_mutex_unlock(&p->lock);
+    return err;
+}
+
+JET_ERR mf_pipe_drain(mf_pipe *p)
+{
+    char detail[sizeof p->wdetail];
+    JET_ERR err = mf_pipe_wait_writes(p, detail);
     if (err)
         js_fail(err, "%s", detail);
     return err;
+}
+
+void mf_pipe_abandon(mf_pipe *p)
+{
+    char detail[sizeof p->wdetail];
+    (void)mf_pipe_wait_writes(p, detail);   /* the caller's error stands */
 }
 
 void mf_pipe_final(mf_pipe *p, char hex[65])

@@ -52,6 +52,10 @@ JET_ERR mf_pipe_submit_write(mf_pipe *p, uint8_t *buf, size_t len, int fd, const
 /** Wait until every queued write is done; the first failure since the
  *  last drain (then cleared). */
 JET_ERR mf_pipe_drain(mf_pipe *p);
+/** After the caller failed: wait until every queued write is done (the
+ *  writers may still use its descriptors), leaving the caller's error
+ *  detail as it is and forgetting any write failure. */
+void mf_pipe_abandon(mf_pipe *p);
 /** Wait for every queued buffer, write the digest of everything submitted
  *  since the last final into hex, and start a new digest. */
 void mf_pipe_final(mf_pipe *p, char hex[65]);

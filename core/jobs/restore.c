@@ -397,13 +397,8 @@ static JET_ERR rs_copy_db(rs_job *r, int set_fd, const char *set, int target_fd,
         err = mf_pipe_drain(pipe);
     if (!err)
         err = os_fsync(out, dst);
-    if (err) {
-        /* The writers may still hold out: wait for them, keep this error. */
-        char detail[512];
-        snprintf(detail, sizeof detail, "%s", js_errdetail());
-        (void)mf_pipe_drain(pipe);
-        js_fail(err, "%s", detail);
-    }
+    if (err)
+        mf_pipe_abandon(pipe);   /* the writers may still hold out */
     mf_pipe_final(pipe, hex);
     if (!err && strcmp(hex, want_hex))
         err = JS_CORRUPT(JET_errReadVerifyFailure, "%s does not match its SHA-256 in SHA256SUMS", src);
