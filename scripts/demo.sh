@@ -9,6 +9,16 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 
 say() { printf '\n== %s\n' "$*"; }
+# After fusermount3 -u: the daemon removes its socket, then closes the
+# instance (a last checkpoint) and releases DBDIR's lock; wait for that.
+wait_closed() {
+    for _ in $(seq 300); do
+        [ ! -e "$1/jetsnap.sock" ] && flock -n "$1/jetsnap.lock" true 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "demo: $1 still open after 30 s" >&2
+    return 1
+}
 
 if [ "$(id -u)" = 0 ]; then
     scripts/deps.sh >/dev/null
@@ -90,7 +100,7 @@ ls -l "$bk/new"
 
 say "unmount the live instance (clean shutdown) and restore the set: jetsnap restore $bk $rs"
 fusermount3 -u "$mnt"
-for _ in $(seq 100); do [ -e "$db/jetsnap.sock" ] || break; sleep 0.1; done
+wait_closed "$db"
 t2=$(date +%s.%N)
 "$JS" restore "$bk" "$rs" 2>/dev/null
 t3=$(date +%s.%N)
@@ -103,7 +113,7 @@ rseq=$(redis-cli -s "$rsock" --scan --pattern 'seq:*' | wc -l)
 rkeys=$(redis-cli -s "$rsock" dbsize)
 echo "restored: counter=$rcounter, seq:* keys=$rseq, keys=$rkeys"
 fusermount3 -u "$mnt2"
-for _ in $(seq 100); do [ -e "$rs/jetsnap.sock" ] || break; sleep 0.1; done
+wait_closed "$rs"
 ok=1
 [ "$rcounter" = "$final" ] || { echo "MISMATCH: counter $rcounter, live had $final"; ok=0; }
 [ "$rseq" = "$rcounter" ] || { echo "MISMATCH: $rseq seq keys for counter $rcounter (a gap)"; ok=0; }
