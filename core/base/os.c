@@ -297,6 +297,21 @@ JET_ERR os_allocate(int fd, const char *path, uint64_t len)
     return JET_errSuccess;
 }
 
+JET_ERR os_allocate_written(int fd, const char *path, uint64_t len)
+{
+    enum { ZERO_CHUNK = 1 << 20 };
+    JET_ERR err = os_allocate(fd, path, len);
+    uint8_t *zero = err ? NULL : calloc(1, ZERO_CHUNK);
+    if (!err && !zero)
+        err = js_fail(JET_errOutOfMemory, "zeros for %s", path);
+    for (uint64_t off = 0; !err && off < len; off += ZERO_CHUNK) {
+        size_t n = len - off < ZERO_CHUNK ? (size_t)(len - off) : ZERO_CHUNK;
+        err = os_pwrite(fd, path, zero, n, off);
+    }
+    free(zero);
+    return err;
+}
+
 JET_ERR os_punch_hole(int fd, const char *path, uint64_t off, uint64_t len)
 {
     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0 &&

