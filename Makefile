@@ -5,7 +5,9 @@ SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
 BUILD    ?= build-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-OPT      := -O1 -g
+# JS_VERIFY_RANGES: every commit checks that the byte ranges a page's
+# changes were reported in (tree/tview.h) cover every changed byte.
+OPT      := -O1 -g -DJS_VERIFY_RANGES
 else
 BUILD    ?= build
 SANFLAGS :=

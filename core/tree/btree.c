@@ -154,10 +154,11 @@ static JET_ERR meta_set(tview *v, uint32_t field, uint64_t value, int wide)
 static JET_ERR meta_count_add(tview *v, int delta)
 {
     JET_ERR err = JET_errSuccess;
-    uint8_t *meta = tv_write(v, PG_META_PGNO, &err);
+    uint8_t *meta = tv_write_part(v, PG_META_PGNO, &err);
     if (!meta)
         return err;
     pg_put64(meta + META_COUNT, pg_u64(meta + META_COUNT) + (uint64_t)(int64_t)delta);
+    tv_wrote(v, PG_META_PGNO, META_COUNT, 8);
     return JET_errSuccess;
 }
 
@@ -296,9 +297,11 @@ static cellref *gather(const uint8_t *pg, uint32_t at, const uint8_t *newcell, u
     return cells;
 }
 
-/* Put cell at slot position at, compacting if that makes room.  Returns 1
+/* Put cell at slot position at of page pgno (pg, private), compacting if
+ * that makes room, and report the bytes changed (tv_wrote).  Returns 1
  * when it fit, 0 when the page must split. */
-static int page_try_insert(tview *v, uint8_t *pg, uint32_t at, const uint8_t *cell, uint32_t len, JET_ERR *err)
+static int page_try_insert(tview *v, uint32_t pgno, uint8_t *pg, uint32_t at, const uint8_t *cell, uint32_t len,
+                           JET_ERR *err)
 {
     uint32_t ns = pg_nslots(pg);
     if (page_free_contig(pg) < len + 2) {
@@ -312,6 +315,7 @@ static int page_try_insert(tview *v, uint8_t *pg, uint32_t at, const uint8_t *ce
         }
         *err = page_rebuild(v, pg, cells, n);
         free(cells);
+        tv_wrote(v, pgno, 0, ps_of(v));   /* every cell moved: a comparison */
         if (*err)
             return 0;
     }
@@ -322,10 +326,15 @@ static int page_try_insert(tview *v, uint8_t *pg, uint32_t at, const uint8_t *ce
     pg_put16(slots + 2 * at, (uint16_t)lo);
     pg_set_nslots(pg, (uint16_t)(ns + 1));
     pg_set_cell_lo(pg, (uint16_t)lo);
+    tv_wrote(v, pgno, 16, PG_HDR_SIZE - 16);
+    tv_wrote(v, pgno, PG_HDR_SIZE + 2 * at, 2 * (ns + 1 - at));
+    tv_wrote(v, pgno, lo, len);
     return 1;
 }
 
-static void page_remove_slot(uint8_t *pg, uint32_t at)
+/* Drop slot at of page pgno (pg, private); its cell's bytes become
+ * fragmented free space.  Reports the bytes changed (tv_wrote). */
+static void page_remove_slot(tview *v, uint32_t pgno, uint8_t *pg, uint32_t at)
 {
     uint32_t ns = pg_nslots(pg);
     uint32_t len = cell_size_at(pg + slot(pg, at), pg_type(pg));
@@ -334,6 +343,8 @@ static void page_remove_slot(uint8_t *pg, uint32_t at)
     pg_put16(slots + 2 * (ns - 1), 0);
     pg_set_nslots(pg, (uint16_t)(ns - 1));
     pg_set_frag(pg, (uint16_t)(pg_frag(pg) + len));
+    tv_wrote(v, pgno, 16, PG_HDR_SIZE - 16);
+    tv_wrote(v, pgno, PG_HDR_SIZE + 2 * at, 2 * (ns - at));
 }
 
 /* Split point: the first index of the right half, by bytes. */
@@ -367,7 +378,7 @@ static JET_ERR new_root(tview *v, uint32_t left, const uint8_t *key, uint32_t kl
     pg_put32(cell, right);
     cell[4] = (uint8_t)klen;
     memcpy(cell + BRANCH_FIXED, key, klen);
-    page_try_insert(v, pg, 0, cell, BRANCH_FIXED + klen, &err);
+    page_try_insert(v, no, pg, 0, cell, BRANCH_FIXED + klen, &err);
     if (err)
         return err;
     return meta_set(v, META_ROOT, no, 0);
@@ -448,7 +459,7 @@ static JET_ERR insert_into_parent(tview *v, bt_path *path, int lvl, const uint8_
     cell[4] = (uint8_t)klen;
     memcpy(cell + BRANCH_FIXED, key, klen);
     uint32_t at = path->idx[lvl];   /* child ci split: new cell goes at slot ci */
-    if (page_try_insert(v, pg, at, cell, BRANCH_FIXED + klen, &err) || err)
+    if (page_try_insert(v, path->pgno[lvl], pg, at, cell, BRANCH_FIXED + klen, &err) || err)
         return err;
     return split_and_insert(v, path, lvl, at, cell, BRANCH_FIXED + klen);
 }
@@ -476,7 +487,9 @@ JET_ERR bt_put(tview *v, const uint8_t *key, size_t klen, const uint8_t *val, si
     if (err)
         return err;
     int lvl = path.depth - 1;
-    uint8_t *leaf = tv_write(v, path.pgno[lvl], &err);
+    /* Its changes are reported (page_remove_slot, page_try_insert): a
+     * split rewrites it through tv_write. */
+    uint8_t *leaf = tv_write_part(v, path.pgno[lvl], &err);
     if (!leaf)
         return err;
     int found;
@@ -488,7 +501,7 @@ JET_ERR bt_put(tview *v, const uint8_t *key, size_t klen, const uint8_t *val, si
             if (err)
                 return err;
         }
-        page_remove_slot(leaf, at);
+        page_remove_slot(v, path.pgno[lvl], leaf, at);
     } else {
         err = meta_count_add(v, 1);
         if (err)
@@ -515,7 +528,7 @@ JET_ERR bt_put(tview *v, const uint8_t *key, size_t klen, const uint8_t *val, si
         memcpy(cell + LEAF_FIXED + klen, val, vlen);
     }
     path.idx[lvl] = at;
-    if (!page_try_insert(v, leaf, at, cell, len, &err) && !err)
+    if (!page_try_insert(v, path.pgno[lvl], leaf, at, cell, len, &err) && !err)
         err = split_and_insert(v, &path, lvl, at, cell, len);
 out:
     free(cell);
@@ -546,9 +559,9 @@ static JET_ERR remove_child(tview *v, bt_path *path, int lvl)
     }
     if (ci == 0) {
         pg_set_aux(pg, pg_u32(pg + slot(pg, 0)));
-        page_remove_slot(pg, 0);
+        page_remove_slot(v, path->pgno[lvl], pg, 0);
     } else {
-        page_remove_slot(pg, ci - 1);
+        page_remove_slot(v, path->pgno[lvl], pg, ci - 1);
     }
     if (lvl == 0 && pg_nslots(pg) == 0) {
         err = meta_set(v, META_ROOT, pg_aux(pg), 0);
@@ -592,7 +605,7 @@ JET_ERR bt_del(tview *v, const uint8_t *key, size_t klen)
     int lvl = path.depth - 1;
     if (!found)
         return js_fail(JET_errRecordNotFound, "key not found");
-    uint8_t *leaf = tv_write(v, path.pgno[lvl], &err);
+    uint8_t *leaf = tv_write_part(v, path.pgno[lvl], &err);   /* page_remove_slot reports */
     if (!leaf)
         return err;
     const uint8_t *c = leaf + slot(leaf, at);
@@ -601,7 +614,7 @@ JET_ERR bt_del(tview *v, const uint8_t *key, size_t klen)
         if (err)
             return err;
     }
-    page_remove_slot(leaf, at);
+    page_remove_slot(v, path.pgno[lvl], leaf, at);
     err = meta_count_add(v, -1);
     if (err)
         return err;

@@ -2,7 +2,9 @@
  * tview.c - page access for read and write views (see tview.h).
  */
 #include "tree/tview.h"
+#include "log/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,12 +210,14 @@ void tv_rollback_savepoint(tview *v)
 
 /* ---------------- writing ---------------- */
 
-uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
+/* The private copy of pgno, made on first use; *tp_out its entry. */
+static uint8_t *write_copy(tview *v, uint32_t pgno, tpage **tp_out, JET_ERR *err)
 {
     tpage *tp = tv_find(v, pgno);
     if (tp) {
         if (v->sp_on && tp->sp_gen != v->sp_gen && (*err = sp_save(v, tp)) != JET_errSuccess)
             return NULL;
+        *tp_out = tp;
         return tp->data;
     }
     if ((*err = sp_reserve(v)) != JET_errSuccess)
@@ -237,7 +241,165 @@ uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
     tp->orig = f;
     if (v->sp_on)
         sp_note(v, tp, TP_SP_CREATED);
+    *tp_out = tp;
     return copy;
+}
+
+uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err)
+{
+    tpage *tp = NULL;
+    uint8_t *pg = write_copy(v, pgno, &tp, err);
+    if (pg)
+        tp->whole = 1;   /* changed anywhere: commit compares */
+    return pg;
+}
+
+uint8_t *tv_write_part(tview *v, uint32_t pgno, JET_ERR *err)
+{
+    tpage *tp = NULL;
+    return write_copy(v, pgno, &tp, err);
+}
+
+/* Ranges closer than this merge: a run's own header costs 4 bytes, and a
+ * shorter table keeps more pages off the comparison. */
+#define TP_RANGE_GAP 16u
+
+void tv_wrote(tview *v, uint32_t pgno, uint32_t off, uint32_t len)
+{
+    tpage *tp = tv_find(v, pgno);
+    if (!tp || tp->whole || !len)
+        return;
+    if (len > v->st->page_size / 4) {
+        /* A compaction moves every cell, yet many land where they were:
+         * the comparison logs less, and costs little next to the move. */
+        tp->whole = 1;
+        return;
+    }
+    uint32_t lo = off, hi = off + len, n = tp->nrng, i = 0, j;
+    while (i < n && (uint32_t)tp->rng[i].hi + TP_RANGE_GAP < lo)
+        i++;
+    /* [i, j): the ranges [lo, hi) overlaps or nearly touches. */
+    for (j = i; j < n && tp->rng[j].lo <= hi + TP_RANGE_GAP; j++) {
+        if (tp->rng[j].lo < lo)
+            lo = tp->rng[j].lo;
+        if (tp->rng[j].hi > hi)
+            hi = tp->rng[j].hi;
+    }
+    if (j == i) {
+        if (n == TP_RANGES) {
+            tp->whole = 1;
+            return;
+        }
+        memmove(&tp->rng[i + 1], &tp->rng[i], (n - i) * sizeof tp->rng[0]);
+        tp->nrng++;
+    } else if (j > i + 1) {
+        memmove(&tp->rng[i + 1], &tp->rng[j], (n - j) * sizeof tp->rng[0]);
+        tp->nrng = (uint8_t)(n - (j - i - 1));
+    }
+    tp->rng[i].lo = (uint16_t)lo;
+    tp->rng[i].hi = (uint16_t)hi;
+}
+
+/* ---------------- commit's deltas ---------------- */
+
+#define DELTA_RUNS (REC_HDR + 6u)   /* where a delta record's runs start */
+
+/* Append run [start, end) of page to the record at out (runs end at *pos).
+ * 0 when the record would pass half a page. */
+static int put_run(uint8_t *out, uint32_t *pos, const uint8_t *page, uint32_t start, uint32_t end,
+                   uint32_t ps)
+{
+    uint32_t len = end - start;
+    if (*pos + 4 + len > ps / 2)
+        return 0;
+    pg_put16(out + *pos, (uint16_t)start);
+    pg_put16(out + *pos + 2, (uint16_t)len);
+    memcpy(out + *pos + 4, page + start, len);
+    *pos += 4 + len;
+    return 1;
+}
+
+#define DELTA_STRIDE 64u   /* a multiple of 8, as the page offsets */
+
+/* The runs by comparing old and new. */
+static uint32_t delta_by_compare(const uint8_t *old, const uint8_t *new_, uint32_t ps, uint8_t *out)
+{
+    uint32_t n = 0, pos = DELTA_RUNS;
+    uint32_t i = 16;
+    while (i < ps) {
+        /* Most of a page is unchanged: skip it 64 bytes at a time (eight
+         * words or'ed, no branch per word), then find the changed word. */
+        while (i + DELTA_STRIDE <= ps) {
+            uint64_t x = 0;
+            for (uint32_t k = 0; k < DELTA_STRIDE; k += 8)
+                x |= pg_u64(old + i + k) ^ pg_u64(new_ + i + k);
+            if (x)
+                break;
+            i += DELTA_STRIDE;
+        }
+        if (i >= ps)
+            break;
+        if (pg_u64(old + i) == pg_u64(new_ + i)) {
+            i += 8;
+            continue;
+        }
+        uint32_t start = i, end = i + 8, gap = 0;
+        for (uint32_t j = end; j < ps; j += 8) {
+            if (pg_u64(old + j) != pg_u64(new_ + j)) {
+                end = j + 8;
+                gap = 0;
+            } else if (++gap > 2) {
+                break;
+            }
+        }
+        if (!put_run(out, &pos, new_, start, end, ps))
+            return 0;
+        n++;
+        i = end;
+    }
+    pg_put16(out + REC_HDR + 4, (uint16_t)n);
+    return pos;
+}
+
+#ifdef JS_VERIFY_RANGES
+/* Debug builds (SANITIZE=1): a byte changed outside the ranges would be
+ * lost by redo; stop at once, naming it, rather than log an incomplete
+ * delta. */
+static void verify_ranges(const tpage *tp, uint32_t ps)
+{
+    const uint8_t *old = tp->orig->data;
+    uint32_t r = 0;
+    for (uint32_t b = 16; b < ps; b++) {
+        while (r < tp->nrng && tp->rng[r].hi <= b)
+            r++;
+        int inside = r < tp->nrng && tp->rng[r].lo <= b;
+        if (!inside && old[b] != tp->data[b]) {
+            fprintf(stderr, "tview: page %u byte %u changed outside its %u ranges\n", tp->pgno, b, tp->nrng);
+            abort();
+        }
+    }
+}
+#endif
+
+uint32_t tv_encode_delta(const tpage *tp, uint32_t ps, uint8_t *out)
+{
+    if (tp->whole)
+        return delta_by_compare(tp->orig->data, tp->data, ps, out);
+#ifdef JS_VERIFY_RANGES
+    verify_ranges(tp, ps);
+#endif
+    uint32_t n = 0, pos = DELTA_RUNS;
+    for (uint32_t r = 0; r < tp->nrng; r++) {
+        uint32_t start = tp->rng[r].lo < 16 ? 16 : tp->rng[r].lo;
+        uint32_t end = tp->rng[r].hi > ps ? ps : tp->rng[r].hi;
+        if (start >= end)
+            continue;
+        if (!put_run(out, &pos, tp->data, start, end, ps))
+            return 0;
+        n++;
+    }
+    pg_put16(out + REC_HDR + 4, (uint16_t)n);
+    return pos;
 }
 
 uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err)

@@ -15,6 +15,10 @@
  * while tpage.sp_gen equals tview.sp_gen). */
 enum { TP_SP_NONE = 0, TP_SP_SAVED = 1, TP_SP_CREATED = 2 };
 
+/* Byte ranges of a private page written through tv_write_part, kept so
+ * commit logs them without comparing the page with its committed one. */
+#define TP_RANGES 8u
+
 typedef struct tpage {
     uint32_t pgno;          /* 0: empty slot */
     uint8_t *data;          /* the private copy */
@@ -23,6 +27,11 @@ typedef struct tpage {
                                live bytes only, see tv_savepoint) */
     uint32_t sp_gen;        /* savepoint generation sp_state belongs to */
     uint8_t sp_state;
+    /* Unless whole: every byte of data that may differ from orig lies in
+     * rng[0..nrng) (sorted, disjoint, [lo, hi)).  whole: compare them. */
+    uint8_t whole;
+    uint8_t nrng;
+    struct { uint16_t lo, hi; } rng[TP_RANGES];
 } tpage;
 
 typedef struct tview {
@@ -46,6 +55,22 @@ void tv_release(tview *v);
 const uint8_t *tv_read(tview *v, uint32_t pgno, JET_ERR *err);
 /** A private, writable copy of the page (write views only).  NULL on error. */
 uint8_t *tv_write(tview *v, uint32_t pgno, JET_ERR *err);
+/** tv_write for a caller that reports every byte it changes with
+ *  tv_wrote before the view commits, so commit logs those bytes without
+ *  comparing the whole page.  A tv_write of the same page in the same
+ *  transaction falls back to the comparison. */
+uint8_t *tv_write_part(tview *v, uint32_t pgno, JET_ERR *err);
+/** Bytes [off, off+len) of private page pgno were (or may be) changed.
+ *  Ranges that do not fit the page's table, or one of more than a quarter
+ *  of the page, turn it into a comparison. */
+void tv_wrote(tview *v, uint32_t pgno, uint32_t off, uint32_t len);
+/** Encode a REC_DELTA record of page bytes [16, page size) between
+ *  tp->orig (must be set) and tp->data into out: record header (left to
+ *  the caller), u32 pgno (also left), u16 nruns, then runs {u16 offset,
+ *  u16 length, bytes}; from the page's ranges when it has them, else by
+ *  comparing.  Returns the record's total length, or 0 when it would be
+ *  more than half a page (an image is then logged). */
+uint32_t tv_encode_delta(const tpage *tp, uint32_t page_size, uint8_t *out);
 /** A new page of the given type: from the free list, else past the high
  *  water mark.  NULL on error. */
 uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err);

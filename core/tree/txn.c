@@ -5,7 +5,9 @@
  * commit or rollback).  Its changes are private page copies (tview).  Commit:
  *   1. encode one log record per changed page: a full image for a new page
  *      (or when the delta would pass half a page), a byte-range delta
- *      against the committed page otherwise.  No page is logged whole for
+ *      against the committed page otherwise: the ranges the tree reported
+ *      as it changed the page (tview.h), or where it did not, what a
+ *      comparison with the committed page finds.  No page is logged whole for
  *      the sake of torn writes: the doublewrite buffer (store/dwb.c) covers
  *      those, off the commit path;
  *   2. append the records and a commit record to the log;
@@ -154,56 +156,6 @@ JET_ERR js_txn_begin(js_session *s, unsigned flags)
     return err;
 }
 
-/* Encode a REC_DELTA record of page bytes [16, ps) between old and new into
- * out: record header (filled by the caller), u32 pgno, u16 nruns, then runs
- * {u16 offset, u16 length, bytes}.  Returns the record's total length, or 0
- * when the delta would be more than half a page (an image is then logged). */
-#define DELTA_STRIDE 64u   /* a multiple of 8, as the page offsets */
-
-static uint32_t encode_delta(const uint8_t *old, const uint8_t *new_, uint32_t ps, uint8_t *out)
-{
-    uint32_t n = 0, pos = REC_HDR + 6;
-    uint32_t i = 16;
-    while (i < ps) {
-        /* Most of a page is unchanged: skip it 64 bytes at a time (eight
-         * words or'ed, no branch per word), then find the changed word. */
-        while (i + DELTA_STRIDE <= ps) {
-            uint64_t x = 0;
-            for (uint32_t k = 0; k < DELTA_STRIDE; k += 8)
-                x |= pg_u64(old + i + k) ^ pg_u64(new_ + i + k);
-            if (x)
-                break;
-            i += DELTA_STRIDE;
-        }
-        if (i >= ps)
-            break;
-        if (pg_u64(old + i) == pg_u64(new_ + i)) {
-            i += 8;
-            continue;
-        }
-        uint32_t start = i, end = i + 8, gap = 0;
-        for (uint32_t j = end; j < ps; j += 8) {
-            if (pg_u64(old + j) != pg_u64(new_ + j)) {
-                end = j + 8;
-                gap = 0;
-            } else if (++gap > 2) {
-                break;
-            }
-        }
-        uint32_t len = end - start;
-        if (pos + 4 + len > ps / 2)
-            return 0;
-        pg_put16(out + pos, (uint16_t)start);
-        pg_put16(out + pos + 2, (uint16_t)len);
-        memcpy(out + pos + 4, new_ + start, len);
-        pos += 4 + len;
-        n++;
-        i = end;
-    }
-    pg_put16(out + REC_HDR + 4, (uint16_t)n);
-    return pos;
-}
-
 #define REC_BUF_KEEP (2u << 20)   /* bytes of commit records kept between commits */
 
 static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
@@ -246,7 +198,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
             uint8_t *r = recs + used;
             uint32_t len = 0;
             if (tp->orig) {
-                uint32_t dl = encode_delta(tp->orig->data, tp->data, ps, r);
+                uint32_t dl = tv_encode_delta(tp, ps, r);
                 if (dl) {
                     r[0] = REC_DELTA;
                     r[1] = 0;
