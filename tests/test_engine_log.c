@@ -415,11 +415,13 @@ static long long unwritten_bytes(const char *path)
 
 /* The next generation is pre-built with its zeros written and durable, so
  * a flush of it writes the data alone (no extent conversion, no inode
- * write): edbtmp.log ends up fully backed by written extents. */
+ * write): edbtmp.log ends up fully backed by written extents.  20 MiB
+ * generations take the flush thread several ticks (8 MiB each). */
 Test(engine, spare_generation_is_written_not_just_reserved, .timeout = 60)
 {
     char *dir = tl_tmpdir("jsengine");
     js_params p = tl_rolling_params();
+    p.log_file_size = 20u << 20;
     OK(js_create(dir, &p));
     js_instance *inst;
     js_session *s;

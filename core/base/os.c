@@ -297,16 +297,14 @@ JET_ERR os_allocate(int fd, const char *path, uint64_t len)
     return JET_errSuccess;
 }
 
-JET_ERR os_allocate_written(int fd, const char *path, uint64_t len)
+JET_ERR os_write_zeros(int fd, const char *path, uint64_t off, uint64_t len)
 {
     enum { ZERO_CHUNK = 1 << 20 };
-    JET_ERR err = os_allocate(fd, path, len);
-    uint8_t *zero = err ? NULL : calloc(1, ZERO_CHUNK);
-    if (!err && !zero)
-        err = js_fail(JET_errOutOfMemory, "zeros for %s", path);
-    for (uint64_t off = 0; !err && off < len; off += ZERO_CHUNK) {
-        size_t n = len - off < ZERO_CHUNK ? (size_t)(len - off) : ZERO_CHUNK;
-        err = os_pwrite(fd, path, zero, n, off);
+    uint8_t *zero = calloc(1, ZERO_CHUNK);
+    JET_ERR err = zero ? JET_errSuccess : js_fail(JET_errOutOfMemory, "zeros for %s", path);
+    for (uint64_t done = 0; !err && done < len; done += ZERO_CHUNK) {
+        size_t n = len - done < ZERO_CHUNK ? (size_t)(len - done) : ZERO_CHUNK;
+        err = os_pwrite(fd, path, zero, n, off + done);
     }
     free(zero);
     return err;

@@ -63,12 +63,12 @@ JET_ERR os_rename(const char *from, const char *to);
 JET_ERR os_unlink(const char *path, int missing_ok);
 /** Reserve len bytes (fallocate, falling back to writing zeros). */
 JET_ERR os_allocate(int fd, const char *path, uint64_t len);
-/** os_allocate, then write zeros over all of it: for a file appended to
- *  with fdatasync after each write (a log generation).  Blocks that
+/** Write zeros over [off, off+len) (fault seam: write).  For a file
+ *  appended to with fdatasync after each write (a log generation): blocks
  *  fallocate only reserved are "unwritten" extents, and the first write of
  *  each turns the fdatasync into two serial writes (the data, then the
  *  inode whose extent map changed); written ones cost the data alone. */
-JET_ERR os_allocate_written(int fd, const char *path, uint64_t len);
+JET_ERR os_write_zeros(int fd, const char *path, uint64_t off, uint64_t len);
 /** Free [off, off+len) of a file without changing its size (the space
  *  of a deleted snapshot's page images); a file system without hole
  *  punching keeps the space and it is success. */

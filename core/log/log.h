@@ -11,7 +11,7 @@
  *
  * Lock rules: log->lock guards the append and flush state (every field of
  * log_state below but the constants set by log_init); log->spare_lock
- * guards spare_fd and the file edbtmp.log.  Lock order, this layer:
+ * guards spare_fd, prep_fd and the file edbtmp.log.  Lock order, this layer:
  *   [writer_lock, tree_latch (tree)] -> log->lock -> log->spare_lock
  *   -> [state_lock (instance), through js_health's callbacks]
  * No function of this layer is called holding pool->lock or rl->lock.
@@ -76,9 +76,11 @@ typedef struct log_state {
     uint64_t fail_target;       /* what the last of them was to make durable */
     int space_said;             /* an event said the log lacks space; the
                                    next successful write says it is over */
-    js_mutex spare_lock;        /* guards spare_fd and the file edbtmp.log;
+    js_mutex spare_lock;        /* guards spare_fd, prep_fd and the file edbtmp.log;
                                    taken after lock, never before it */
     int spare_fd;               /* pre-built edbtmp.log (allocated, no header), -1 */
+    int prep_fd;                /* edbtmp.log while log_tick builds it, -1 */
+    uint64_t prep_off;          /* its bytes [0, prep_off) are written zeros */
     /* Atomics, no lock: for a backup's pacer (log_flush_latency). */
     _Atomic uint64_t flush_count;       /* flushes that reached the disk */
     _Atomic uint32_t flush_us;          /* committers' recent wait, microseconds
