@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "jetsnap.h"
+#include "instance/instance.h"
 #include "testlib.h"
 
 /* ---------------- reference model ---------------- */
@@ -628,6 +629,33 @@ Test(engine, concurrent_readers_under_eviction, .timeout = 120)
     OK(js_close(st.inst));
     js_check_report rep;
     OK(js_check(dir, &rep));
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
+}
+
+/* ---------------- spare page buffers ---------------- */
+
+/* A growing tree takes a page buffer for good with each new page; the
+ * flush thread keeps spare ones ready, written once (faulted in), so the
+ * commit path does not fault fresh memory in.  Without a writer, within a
+ * few ticks the pool holds the stock (4 MiB of buffers). */
+Test(engine, spare_buffers_are_stocked_in_the_background, .timeout = 60)
+{
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    OK(js_open(dir, &p, &inst));
+    buf_pool *pool = &inst->store.pool;
+    size_t want = (4u << 20) / pool->page_size, have = 0;
+    for (int i = 0; i < 100 && have < want; i++) {
+        usleep(50 * 1000);
+        js_mutex_lock(&pool->spare_lock);
+        have = pool->nspare;
+        js_mutex_unlock(&pool->spare_lock);
+    }
+    cr_assert_geq(have, want, "%zu spare buffers after 5 s, want %zu", have, want);
+    OK(js_close(inst));
     cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }

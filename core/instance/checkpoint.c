@@ -392,7 +392,8 @@ static void *ckpt_thread_main(void *arg)
     return NULL;
 }
 
-/* Lazy commits: flushed within 100 ms. */
+/* Lazy commits: flushed within 100 ms.  Also keeps the pool's spare
+ * buffers stocked (pool_stock_spares), off the commit path. */
 static void *flush_thread_main(void *arg)
 {
     js_instance *inst = arg;
@@ -404,6 +405,7 @@ static void *flush_thread_main(void *arg)
             break;
         js_mutex_unlock(&inst->state_lock);
         log_tick(&inst->log);
+        pool_stock_spares(&inst->store.pool);
         js_mutex_lock(&inst->state_lock);
     }
     js_mutex_unlock(&inst->state_lock);

@@ -89,6 +89,10 @@ static size_t pool_bucket(const buf_pool *pool, uint32_t pgno)
  * back and take again (a commit swaps its private pages in as frames and
  * gives back the frames' old ones). */
 #define POOL_SPARE_MAX 1024u
+/* What pool_stock_spares keeps ready, in bytes: a growing tree takes a
+ * buffer for good with every new page (about 250 per 50 ms tick at 300k
+ * SETs/s), and a fresh one costs its first toucher two page faults. */
+#define POOL_STOCK_BYTES (4u << 20)
 
 JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes)
 {
@@ -126,6 +130,21 @@ uint8_t *pool_page_alloc(buf_pool *pool)
         b = pool->spare[--pool->nspare];
     js_mutex_unlock(&pool->spare_lock);
     return b ? b : malloc(pool->page_size);
+}
+
+void pool_stock_spares(buf_pool *pool)
+{
+    size_t want = POOL_STOCK_BYTES / pool->page_size;
+    js_mutex_lock(&pool->spare_lock);
+    size_t have = pool->nspare;
+    js_mutex_unlock(&pool->spare_lock);
+    for (; have < want; have++) {
+        uint8_t *b = malloc(pool->page_size);
+        if (!b)
+            break;
+        memset(b, 0, pool->page_size);   /* faulted in here, not by a committer */
+        pool_page_free(pool, b);
+    }
 }
 
 void pool_page_free(buf_pool *pool, uint8_t *buf)
@@ -239,7 +258,7 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno, int loading)
         f = calloc(1, sizeof *f);
         if (!f)
             return NULL;
-        f->data = aligned_alloc(4096, pool->page_size);
+        f->data = pool_page_alloc(pool);   /* a spare: already in memory */
         if (!f->data) {
             free(f);
             return NULL;

@@ -7,12 +7,13 @@
  *
  * Lock rules: pool->lock (frame table, pins, dirty bits, the unwritten
  * list), pool->spare_lock (spare page buffers) and rl->lock (the page-range
- * lock's table) are leaves: a thread holding one does no I/O and takes no
- * other lock.  Frame content is guarded by the tree layer's
- * tree_latch; the header copy in memory by the instance's hdr_lock, which
- * is taken before rl->lock (header writes lock pages 0-1 for writing).
- * Lock order, this layer: [hdr_lock (instance)] -> pool->lock | pool->spare_lock
- * | rl->lock.
+ * lock's table) do no I/O; spare_lock and rl->lock are leaves, and
+ * pool->lock takes only spare_lock (a new frame's buffer is a spare one).
+ * Frame content is guarded by the tree layer's tree_latch; the header copy
+ * in memory by the instance's hdr_lock, which is taken before rl->lock
+ * (header writes lock pages 0-1 for writing).
+ * Lock order, this layer: [hdr_lock (instance)] -> pool->lock ->
+ * pool->spare_lock; rl->lock apart.
  * db_write_batch callers are serialized by the instance (ckpt_lock), which
  * guards file_pages.
  */
@@ -185,6 +186,10 @@ uint8_t *pool_page_alloc(buf_pool *pool);
 /** Give back a buffer from pool_page_alloc or a frame's old one (NULL is
  *  ignored); kept as a spare up to POOL_SPARE_MAX, else freed. */
 void pool_page_free(buf_pool *pool, uint8_t *buf);
+/** Top the spare buffers up to a few MiB, each written once so its memory
+ *  is faulted in: called by a background thread, so that a growing tree's
+ *  new pages and frames do not fault memory in on the commit path. */
+void pool_stock_spares(buf_pool *pool);
 void pool_mark_dirty(buf_pool *pool, frame *f);
 /** Collect the numbers of dirty pages, sorted; *out malloc'd. */
 JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n);
