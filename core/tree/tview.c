@@ -236,6 +236,10 @@ static uint8_t *write_copy(tview *v, uint32_t pgno, tpage **tp_out, JET_ERR *err
         pool_page_free(&v->st->pool, copy);
         return NULL;
     }
+    /* Whole, free middle included: the page committed from this copy
+     * must be byte for byte what redo rebuilds from the file and the
+     * log, or a lazy snapshot that read it in memory would change across
+     * a crash (tried: copying only the content broke exactly that). */
     memcpy(copy, f->data, v->st->page_size);
     tp->data = copy;
     tp->orig = f;
