@@ -205,9 +205,9 @@ size_t pool_ndirty(buf_pool *pool);
 /** Write n sealed pages, page pgnos[i] from pages + i * page_size, pgnos
  *  ascending and distinct, each contiguous run in one write under the
  *  range lock; grows the file in extents.  The snapshot store saves the
- *  old images the whole batch overwrites first, with one fsync, and the
- *  new ones go to the doublewrite buffer (dwb_write) before any lands in
- *  place.  The first failed run stops it (later runs are not written). */
+ *  old images the whole batch overwrites first (those ss_cow_prepare did
+ *  not save already), with one fsync, and the new ones go to the
+ *  doublewrite buffer (dwb_write) before any lands in place.  The first failed run stops it (later runs are not written). */
 JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
 /** fsync jetsnap.edb.  Every page written before is then durable in place,
  *  so the doublewrite buffer's slots are free again: callers that write
