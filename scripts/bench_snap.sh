@@ -9,13 +9,14 @@
 # plain copy of the same three files, page cache warm and cold (cold needs
 # root: sync, echo 3 > /proc/sys/vm/drop_caches); the daemon's RSS growth per
 # snapshot across mkdir and one read of each of four more snapshots.
-# Sides alternate, BENCH_REPS times (default 3), medians printed as ratios
-# (for tar and commits/s also the median of the per-round ratios)
-# with the goal beside them.  Exits non-zero only when something fails.
+# Sides alternate, BENCH_REPS times (default 3; the tar rows BENCH_TAR_REPS,
+# default the larger of BENCH_REPS and 5), medians printed as ratios (for
+# tar and commits/s also the median of the per-round ratios) with the goal
+# beside them.  Exits non-zero only when something fails.
 #
-# Environment: BUILD (default build), BENCH_REPS, BENCH_SECS (seconds per
-# commits/s side, default 2), BENCH_SNAP_MB (instance size, default 1024;
-# /tmp use peaks near 3x it), CC (default cc).
+# Environment: BUILD (default build), BENCH_REPS, BENCH_TAR_REPS, BENCH_SECS
+# (seconds per commits/s side, default 2), BENCH_SNAP_MB (instance size,
+# default 1024; /tmp use peaks near 3x it), CC (default cc).
 set -eu
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
@@ -81,9 +82,23 @@ cp -a "$mnt/snapshots/s1" "$tmp/plain"
 sync; sleep 2
 echo "snapshot_bytes: $(du -sb "$tmp/plain" | cut -f1), store_bytes: $(du -sb "$db/snapshots" | cut -f1)"
 
+# The tar rows.  Every tar is timed in the same cache state (warm: an
+# untimed tar of the same directory right before; cold: caches dropped),
+# after a sync so no other write-back runs meanwhile.  A round times each
+# side twice, A B B A, the order alternating between rounds, and its ratio
+# is that of the two sides' sums: a plain copy read cold varies 2x between
+# rounds on a shared machine, and a drift within the round weighs on both
+# sides alike.  The row's ratio is the median of TAR_REPS rounds' ratios;
+# the ratio of the two sides' median times and every round's ratio are
+# printed beside it, so the spread shows.
+TAR_REPS=${BENCH_TAR_REPS:-$((REPS > 5 ? REPS : 5))}
 tar_ns() {   # $1 = dir, $2 = 1 to drop caches first
-    [ "$2" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
-    [ "$2" = 0 ] && tar -C "$1" -cf - . | cat >/dev/null
+    if [ "$2" = 1 ]; then
+        sync; echo 3 > /proc/sys/vm/drop_caches
+    else
+        tar -C "$1" -cf - . | cat >/dev/null
+        sync
+    fi
     t0=$(now_ns)
     tar -C "$1" -cf - . | cat >/dev/null
     echo $(($(now_ns) - t0))
@@ -97,22 +112,24 @@ for mode in warm cold; do
         drop=1
     fi
     snap=""; plain=""; pr=""; r=0
-    while [ $r -lt "$REPS" ]; do
+    while [ $r -lt "$TAR_REPS" ]; do
+        # A B B A (or B A A B): a drift within the round weighs on both sides.
         if [ $((r % 2)) = 0 ]; then
             a=$(tar_ns "$mnt/snapshots/s1" $drop); b=$(tar_ns "$tmp/plain" $drop)
+            b2=$(tar_ns "$tmp/plain" $drop); a2=$(tar_ns "$mnt/snapshots/s1" $drop)
         else
             b=$(tar_ns "$tmp/plain" $drop); a=$(tar_ns "$mnt/snapshots/s1" $drop)
+            a2=$(tar_ns "$mnt/snapshots/s1" $drop); b2=$(tar_ns "$tmp/plain" $drop)
         fi
-        snap="$snap $a"; plain="$plain $b"
-        pr="$pr $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f", b / a }')"
+        snap="$snap $a $a2"; plain="$plain $b $b2"
+        pr="$pr $(awk -v a="$((a + a2))" -v b="$((b + b2))" 'BEGIN { printf "%.4f", b / a }')"
         r=$((r + 1))
     done
     s=$(echo "$snap" | med); p=$(echo "$plain" | med)
-    echo "tar_${mode}_MBps: snapshot $(awk -v b="$MB" -v ns="$s" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }'), plain copy $(awk -v b="$MB" -v ns="$p" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }')"
-    echo "ratio_tar_${mode}_snapshot_vs_plain: $(awk -v a="$s" -v b="$p" 'BEGIN { printf "%.2f", b / a }')   (goal >= 0.8)"
-    # Each round's two tars run back to back: their ratio cancels the
-    # drift of a shared machine (a plain copy read cold varies 2x here).
-    echo "ratio_tar_${mode}_snapshot_vs_plain_per_round_median: $(echo "$pr" | med | awk '{ printf "%.2f", $1 }')"
+    echo "tar_${mode}_MBps: snapshot $(awk -v b="$MB" -v ns="$s" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }'), plain copy $(awk -v b="$MB" -v ns="$p" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }') (medians of $((2 * TAR_REPS)))"
+    echo "ratio_tar_${mode}_snapshot_vs_plain: $(echo "$pr" | med | awk '{ printf "%.2f", $1 }')   (goal >= 0.8; median of $TAR_REPS rounds' ratios)"
+    echo "ratio_tar_${mode}_snapshot_vs_plain_of_median_times: $(awk -v a="$s" -v b="$p" 'BEGIN { printf "%.2f", b / a }')"
+    echo "ratio_tar_${mode}_per_round:$(echo "$pr" | awk '{ for (i = 1; i <= NF; i++) printf " %.2f", $i }')"
 done
 rm -rf "$tmp/plain"
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bkset.h"
+#include "snapimg.h"
 #include "testlib.h"
 #include "instance/instance.h"
 #include "store/store.h"
@@ -35,46 +36,11 @@ static js_params snap_params(void)
     return p;
 }
 
-/* The whole image of snapshot name, malloc'd; *len its size. */
-static uint8_t *image_of(js_instance *inst, const char *name, size_t *len, JET_ERR *rerr)
-{
-    js_snapshot *s = NULL;
-    js_snapshot_info info;
-    OK(js_snapshot_open(inst, name, &s, &info));
-    size_t size = (size_t)info.pages * info.page_size, got = 0;
-    uint8_t *buf = malloc(size);
-    cr_assert_not_null(buf);
-    JET_ERR err = JET_errSuccess;
-    /* Odd-sized reads: a reader cuts pages anywhere. */
-    while (got < size && !err) {
-        size_t want = size - got < 100000 ? size - got : 100000, n = 0;
-        err = js_snapshot_read(s, got, buf + got, want, &n);
-        if (!err && n == 0)
-            break;
-        got += n;
-    }
-    js_snapshot_close(s);
-    if (rerr)
-        *rerr = err;
-    else
-        OK(err);
-    *len = got;
-    return buf;
-}
-
-static void image_hash(js_instance *inst, const char *name, unsigned char out[32])
-{
-    size_t len = 0;
-    uint8_t *b = image_of(inst, name, &len, NULL);
-    SHA256(b, len, out);
-    free(b);
-}
-
 /* Write the image of name as COPYDIR/jetsnap.edb (a copy of the view). */
 static void copy_out(js_instance *inst, const char *name, const char *copydir)
 {
     size_t len = 0;
-    uint8_t *b = image_of(inst, name, &len, NULL);
+    uint8_t *b = tl_snap_image(inst, name, &len, NULL);
     mkdir(copydir, 0700);
     char path[PATH_MAX];
     tl_pathf(path, "%s/jetsnap.edb", copydir);
@@ -172,11 +138,11 @@ Test(snapshot, image_never_changes)
     copy_out(inst, "s1", tl_tp("c0"));
     tl_dump_dir(tl_tp("c0"), &at);
     unsigned char h0[32], h[32];
-    image_hash(inst, "s1", h0);
+    tl_snap_hash(inst, "s1", h0);
 
     for (int r = 0; r < 4; r++) {
         overwrite_load(inst, r);
-        image_hash(inst, "s1", h);
+        tl_snap_hash(inst, "s1", h);
         cr_assert(!memcmp(h0, h, 32), "image changed after write round %d", r);
     }
     /* A full backup truncates the logs; a second and third snapshot, one deleted. */
@@ -187,19 +153,19 @@ Test(snapshot, image_never_changes)
     overwrite_load(inst, 1);
     OK(js_snapshot_delete(inst, "s2"));
     overwrite_load(inst, 2);
-    image_hash(inst, "s1", h);
+    tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "image changed after backup and other snapshots");
     OK(js_close(inst));
 
     inst = tl_reopen(tl_tp("db"));
-    image_hash(inst, "s1", h);
+    tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "image changed across a clean restart");
     OK(js_close(inst));
 
     for (int k = 0; k < 3; k++) {
         tl_in_crashing_child(tl_tp("db"), &p, crash_writes);
         inst = tl_reopen(tl_tp("db"));
-        image_hash(inst, "s1", h);
+        tl_snap_hash(inst, "s1", h);
         cr_assert(!memcmp(h0, h, 32), "image changed across crash %d and recovery", k);
         OK(js_close(inst));
     }
@@ -284,7 +250,7 @@ static void store_fault_invalidates_one(int err)
     OK(js_snapshot_take(inst, "old", NULL));
     overwrite_load(inst, 0);             /* "old" has its images saved */
     unsigned char h0[32], h[32];
-    image_hash(inst, "old", h0);
+    tl_snap_hash(inst, "old", h0);
     OK(js_snapshot_take(inst, "new", NULL));
     js_fault_arm(JS_FAULT_WRITE, 1, err, -1, "store.pages");
     overwrite_load(inst, 0);             /* only "new" needs saves now */
@@ -296,16 +262,16 @@ static void store_fault_invalidates_one(int err)
     cr_assert(!info.valid);
     OK(js_snapshot_stat(inst, "old", &info));
     cr_assert(info.valid);
-    image_hash(inst, "old", h);
+    tl_snap_hash(inst, "old", h);
     cr_assert(!memcmp(h0, h, 32));
     size_t len;
     JET_ERR rerr = 0;
-    free(image_of(inst, "new", &len, &rerr));
+    free(tl_snap_image(inst, "new", &len, &rerr));
     cr_assert_eq(rerr, JET_errDiskIO);
     OK(js_snapshot_delete(inst, "new"));
     OK(js_close(inst));
     inst = tl_reopen(tl_tp("db"));
-    image_hash(inst, "old", h);
+    tl_snap_hash(inst, "old", h);
     cr_assert(!memcmp(h0, h, 32));
     OK(js_close(inst));
 }
@@ -330,10 +296,10 @@ Test(snapshot, no_log_instance)
     tl_fill(inst, "w0", 0, 600, 700);
     OK(js_snapshot_take(inst, "s", NULL));
     unsigned char h0[32], h[32];
-    image_hash(inst, "s", h0);
+    tl_snap_hash(inst, "s", h0);
     overwrite_load(inst, 0);
     overwrite_load(inst, 1);
-    image_hash(inst, "s", h);
+    tl_snap_hash(inst, "s", h);
     cr_assert(!memcmp(h0, h, 32));
     copy_out(inst, "s", tl_tp("copy"));
     p.no_log = 0;
@@ -550,7 +516,7 @@ Test(snapshot, lazy_take_copies_no_page_and_a_kill_right_after_keeps_the_prefix)
         cr_assert(info.valid, "mode %d: s1 invalid after the kill", mode);
         if (r.hashed) {
             unsigned char h[32];
-            image_hash(inst, "s1", h);
+            tl_snap_hash(inst, "s1", h);
             cr_assert(!memcmp(h, r.h, 32), "mode %d: the image changed across the kill", mode);
         }
         char *copy = tl_tp("copy%d", mode);
@@ -614,17 +580,17 @@ Test(snapshot, lazy_pages_kept_through_changes_checkpoints_restarts_and_kills)
     OK(js_snapshot_take(inst, "s1", NULL));
     cr_assert_eq(js_snapshot_space(inst), 0);
     unsigned char h0[32], h[32];
-    image_hash(inst, "s1", h0);
+    tl_snap_hash(inst, "s1", h0);
     tl_fill(inst, "w1", 0, 300, 640);      /* pending pages change: captured */
-    image_hash(inst, "s1", h);
+    tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "image changed when its pending pages changed");
     OK(js_checkpoint(inst));               /* captures saved */
     cr_assert(js_snapshot_space(inst) > 0);
-    image_hash(inst, "s1", h);
+    tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "image changed at the checkpoint");
     OK(js_close(inst));
     inst = tl_reopen(dir);
-    image_hash(inst, "s1", h);
+    tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "image changed across a restart");
     OK(js_close(inst));
 
@@ -642,10 +608,10 @@ Test(snapshot, lazy_pages_kept_through_changes_checkpoints_restarts_and_kills)
         take_rec r;
         cr_assert(get_rec(rec, &r) && r.hashed, "round %d: the child's record", round);
         inst = tl_reopen(dir);
-        image_hash(inst, "s1", h);
+        tl_snap_hash(inst, "s1", h);
         cr_assert(!memcmp(h0, h, 32), "round %d: s1 changed", round);
         snprintf(name, sizeof name, "k%d", round);
-        image_hash(inst, name, h);
+        tl_snap_hash(inst, name, h);
         cr_assert(!memcmp(r.h, h, 32), "round %d: %s changed across the kill", round, name);
         OK(js_snapshot_delete(inst, name));
         OK(js_close(inst));
@@ -667,7 +633,7 @@ Test(snapshot, lazy_pending_page_shared_saved_once_and_delete_while_pending)
     OK(js_snapshot_take(inst, "b", NULL));   /* the same pages pending for both */
     OK(js_snapshot_take(inst, "gone", NULL));
     size_t la = 0, lb = 0;
-    uint8_t *a0 = image_of(inst, "a", &la, NULL);
+    uint8_t *a0 = tl_snap_image(inst, "a", &la, NULL);
     tl_fill(inst, "w1", 0, 300, 610);
     OK(js_snapshot_delete(inst, "gone"));    /* with captures in memory */
     OK(js_checkpoint(inst));
@@ -680,7 +646,7 @@ Test(snapshot, lazy_pending_page_shared_saved_once_and_delete_while_pending)
                  (unsigned long long)js_snapshot_space(inst), (unsigned long long)ia.bytes_held);
     /* Pages 0 and 1 (the header: own log signature and time) aside, the
      * two images are the same instant, and a's did not change. */
-    uint8_t *a1 = image_of(inst, "a", &la, NULL), *b1 = image_of(inst, "b", &lb, NULL);
+    uint8_t *a1 = tl_snap_image(inst, "a", &la, NULL), *b1 = tl_snap_image(inst, "b", &lb, NULL);
     cr_assert(la == lb && la > 2 * (size_t)p.page_size);
     cr_assert(!memcmp(a0 + 2 * p.page_size, b1 + 2 * p.page_size, la - 2 * p.page_size), "a and b hold the same pages");
     cr_assert(!memcmp(a0, a1, la), "a changed");
@@ -703,20 +669,20 @@ Test(snapshot, lazy_pages_settled_by_a_clean_shutdown_hold_under_no_log)
     tl_fill(inst, "w1", 0, 300, 500);      /* pending at the take */
     OK(js_snapshot_take(inst, "s1", NULL));
     unsigned char h0[32], h[32];
-    image_hash(inst, "s1", h0);
+    tl_snap_hash(inst, "s1", h0);
     OK(js_close(inst));                    /* the final checkpoint resolves them */
     js_params nl = p;
     nl.no_log = 1;
     OK(js_open(dir, &nl, &inst));
-    image_hash(inst, "s1", h);
+    tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "image changed across a clean restart");
     tl_fill(inst, "w1", 0, 300, 610);      /* no LSNs now: the pages must no longer be pending */
     OK(js_checkpoint(inst));
-    image_hash(inst, "s1", h);
+    tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "image changed under no_log writes");
     OK(js_close(inst));
     inst = tl_reopen(dir);
-    image_hash(inst, "s1", h);
+    tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "image changed after the no_log run");
     OK(js_close(inst));
 }
@@ -732,7 +698,7 @@ Test(snapshot, delete_compacts_a_mostly_dead_index)
     OK(js_snapshot_take(inst, "keep", NULL));
     overwrite_load(inst, 0);
     unsigned char h0[32], h[32];
-    image_hash(inst, "keep", h0);
+    tl_snap_hash(inst, "keep", h0);
     struct stat st;
     off_t peak = 0;
     for (int r = 0; r < 16; r++) {
@@ -748,11 +714,11 @@ Test(snapshot, delete_compacts_a_mostly_dead_index)
     /* Append-only, it never shrinks: smaller than its peak means rewritten. */
     cr_assert(st.st_size < peak, "index %lld bytes after the deletes, peak %lld", (long long)st.st_size,
               (long long)peak);
-    image_hash(inst, "keep", h);
+    tl_snap_hash(inst, "keep", h);
     cr_assert(!memcmp(h0, h, 32), "image changed by the compaction");
     OK(js_close(inst));
     inst = tl_reopen(dir);
-    image_hash(inst, "keep", h);
+    tl_snap_hash(inst, "keep", h);
     cr_assert(!memcmp(h0, h, 32), "image changed across a restart after compaction");
     OK(js_close(inst));
 }
@@ -760,56 +726,6 @@ Test(snapshot, delete_compacts_a_mostly_dead_index)
 /* A checkpoint copies a batch (the pages turn clean) and writes it after
  * its WAL flush; a take in between must not read those pages from the
  * file, which still holds their older version until the write lands. */
-Test(snapshot, take_between_a_checkpoint_copy_and_its_write_keeps_the_copied_pages)
-{
-    js_params p = lazy_params();
-    js_instance *inst = tl_create_open(tl_tp("db"), &p);
-    db_store *st = &inst->store;
-    uint32_t ps = st->page_size;
-    tl_fill(inst, "w0", 0, 600, 500);
-    OK(js_snapshot_take(inst, "open-the-store", NULL));
-    OK(js_snapshot_delete(inst, "open-the-store"));
-    OK(js_checkpoint(inst));
-    tl_fill(inst, "w0", 0, 300, 620);      /* dirty: the batch */
-
-    js_mutex_lock(&inst->ckpt_lock);       /* as ckpt_write_batch: copy, clean */
-    uint32_t *list = NULL;
-    size_t n = 0;
-    OK(pool_dirty_list(&st->pool, &list, &n));
-    cr_assert(n > 10);
-    uint8_t *buf = malloc(n * ps);
-    frame **held = calloc(n, sizeof *held);
-    cr_assert(buf && held);
-    js_rdlock(&inst->eng.tree_latch);
-    for (size_t i = 0; i < n; i++) {
-        held[i] = pool_lookup(&st->pool, list[i]);
-        cr_assert_not_null(held[i]);
-        memcpy(buf + i * ps, held[i]->data, ps);
-        pool_clear_dirty(&st->pool, held[i]);
-    }
-    js_rwunlock(&inst->eng.tree_latch);
-    OK(log_flush_all(&inst->log));
-    OK(js_snapshot_take(inst, "s1", NULL));   /* the batch copied, not written */
-    unsigned char h0[32], h[32];
-    image_hash(inst, "s1", h0);
-    for (size_t i = 0; i < n; i++)
-        pg_seal(buf + i * ps, ps, list[i]);
-    OK(db_write_batch(st, list, buf, (uint32_t)n));
-    for (size_t i = 0; i < n; i++)
-        pool_unpin(&st->pool, held[i]);
-    js_mutex_unlock(&inst->ckpt_lock);
-    image_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "the image changed when the checkpoint's write landed");
-    tl_fill(inst, "w0", 0, 300, 540);
-    OK(js_checkpoint(inst));
-    image_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "the image changed at the next checkpoint");
-    free(buf);
-    free(held);
-    free(list);
-    OK(js_close(inst));
-}
-
 /* Set the version in store.idx's header record (first record) to v. */
 static void set_store_version(const char *dir, uint32_t v)
 {
@@ -836,11 +752,11 @@ Test(snapshot, store_version_1_opens_a_later_one_is_refused)
     OK(js_snapshot_take(inst, "s1", NULL));
     overwrite_load(inst, 0);
     unsigned char h0[32], h[32];
-    image_hash(inst, "s1", h0);
+    tl_snap_hash(inst, "s1", h0);
     OK(js_close(inst));
     set_store_version(dir, 1);            /* as written before PEND records */
     inst = tl_reopen(dir);
-    image_hash(inst, "s1", h);
+    tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "a version 1 store reads the same");
     OK(js_close(inst));
     set_store_version(dir, 3);
@@ -907,7 +823,7 @@ Test(snapshot, read_pieces_give_the_image_and_hold_until_consumed)
     OK(js_snapshot_take(inst, "s1", NULL));
     overwrite_load(inst, 0);             /* saved pages */
     size_t len = 0;
-    uint8_t *img = image_of(inst, "s1", &len, NULL);
+    uint8_t *img = tl_snap_image(inst, "s1", &len, NULL);
     js_snapshot *s = NULL;
     OK(js_snapshot_open(inst, "s1", &s, NULL));
     const size_t steps[] = { 524288, 100000, 4096, 1 << 20 };

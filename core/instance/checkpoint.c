@@ -149,7 +149,7 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
     for (size_t i = 0; i < m; i++)
         pg_seal(buf + i * ps, ps, pgnos[i]);
     if (!err)
-        err = db_write_batch(st, pgnos, buf, (uint32_t)m);   /* runs, one snapshot-store fsync */
+        err = db_write_batch(st, pgnos, buf, (uint32_t)m);
     for (size_t i = 0; i < m; i++) {
         /* Not written (or maybe not): dirty again, for the next checkpoint.
          * Rewriting a page that did reach the file is harmless. */
@@ -158,6 +158,42 @@ static JET_ERR ckpt_write_batch(js_instance *inst, const uint32_t *list, size_t 
         pool_unpin(&st->pool, held[i]);
     }
     return err;
+}
+
+/* Copy-on-write for the whole checkpoint at once: the old images its
+ * pages' first overwrites need are saved before the first batch, with one
+ * fsync of each store file, instead of two per batch in db_write_batch,
+ * which competed with the commits' log fsyncs.  Only pages whose version
+ * in the pool carries an LSN are decided here (a snapshot taken after it
+ * was read has its S after it: left to the batch); the rest, and the
+ * snapshots taken meanwhile, are saved by their batch as before. */
+static void ckpt_cow_prepare(js_instance *inst, const uint32_t *list, size_t n)
+{
+    db_store *st = &inst->store;
+    if (!n || !st->snap || !ss_any(st->snap))
+        return;
+    uint32_t *pgnos = malloc(n * sizeof *pgnos);
+    uint64_t *lsns = malloc(n * sizeof *lsns);
+    size_t m = 0;
+    if (!pgnos || !lsns)
+        goto out_free;   /* the batches save for themselves */
+    js_rdlock(&inst->eng.tree_latch);
+    for (size_t i = 0; i < n; i++) {
+        frame *f = pool_lookup(&st->pool, list[i]);
+        if (!f)
+            continue;
+        uint64_t lsn = pg_lsn(f->data);
+        if (f->dirty && (lsn || !inst_logging(inst))) {
+            pgnos[m] = list[i];
+            lsns[m++] = lsn;
+        }
+        pool_unpin(&st->pool, f);
+    }
+    js_rwunlock(&inst->eng.tree_latch);
+    ss_cow_prepare(st->snap, st, pgnos, lsns, m);
+out_free:
+    free(pgnos);
+    free(lsns);
 }
 
 /* The meta page's high-water mark as committed now.  Caller holds
@@ -207,6 +243,7 @@ JET_ERR ckpt_run(js_instance *inst)
         err = js_fail(JET_errOutOfMemory, "checkpoint buffer");
         goto out;
     }
+    ckpt_cow_prepare(inst, list, n);
     int sync_failed = 0;
     for (size_t i = 0; i < n && !err; i += CKPT_BATCH) {
         uint32_t batch = (uint32_t)(n - i < CKPT_BATCH ? n - i : CKPT_BATCH);

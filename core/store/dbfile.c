@@ -183,8 +183,10 @@ JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages
         st->file_pages = want;
     }
     /* Copy-on-write for snapshots: the old images a snapshot still reads
-     * here are durable in the store before the new ones land, saved for
-     * the whole batch at once (one fsync, not one per run). */
+     * here are durable in the store before the new ones land.  The
+     * checkpoint saved most before its first batch (ss_cow_prepare); what
+     * is left (pages whose LSN it could not yet tell, snapshots taken
+     * since) is saved here for the whole batch at once, one fsync. */
     if (st->snap)
         ss_cow_begin(st->snap, st, pgnos, pages, n);
     /* No page is overwritten before its new image is durable in the

@@ -44,7 +44,10 @@
  * Durability order of a save (DESIGN section 7): image into its slot, MAP
  * record, fsync of both files, and only then the database write; so after a
  * crash every page a snapshot lacks in the store is still in jetsnap.edb.
- * Recovery never needs the store.
+ * Recovery never needs the store.  A checkpoint does this once for all its
+ * pages before its first batch (ss_cow_prepare, for the pages whose
+ * version in the pool is already at or after a snapshot's S), so its
+ * batches find them saved and fsync the store only for what is left.
  *
  * Which image a snapshot gets.  When a write of page P with an LSN at or
  * after S reaches db_write_batch and the snapshot has no image of P yet,
@@ -795,94 +798,153 @@ static int save_for(struct snapstore *ss, uint32_t p, const uint8_t *img, JET_ER
     return 1;
 }
 
-void ss_cow_begin(struct snapstore *ss, db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n)
+/* The working state of one copy-on-write pass (ss_cow_begin,
+ * ss_cow_prepare) over the ns snapshots there were when it began.  Per
+ * snapshot (by index): mark 1 an image saved for it in this pass, 2 a
+ * save failed (why[j] why).  who/ids: [0, ns) those saving the file's
+ * image of a page, [ns, 2ns) those saving the unwritten one. */
+typedef struct cow_pass {
+    size_t ns;
+    uint32_t *ids, *who;
+    uint8_t *mark;
+    JET_ERR *why;
+    int saved_any;
+} cow_pass;
+
+/* 0 when there is nothing to do: no snapshot, or no memory to tell which
+ * snapshots need the pages, in which case every one that might is
+ * invalid rather than silently wrong.  ss->lock held for writing. */
+static int cow_pass_init(struct snapstore *ss, cow_pass *c)
 {
-    uint32_t ps = ss->page_size;
-    js_wrlock(&ss->lock);
-    if (!ss->nsnaps)
-        return;
-    size_t ns = ss->nsnaps;
-    /* Per snapshot (by index): 1 an image saved for it in this call, 2 a
-     * save failed (why[j] why).  who/ids: [0, ns) those saving the file's
-     * image of a page, [ns, 2ns) those saving the unwritten one. */
-    uint32_t *ids = malloc(2 * ns * sizeof *ids), *who = malloc(2 * ns * sizeof *who);
-    uint8_t *mark = calloc(ns, 1);
-    JET_ERR *why = calloc(ns, sizeof *why);
-    JET_ERR err = JET_errSuccess;
-    int saved_any = 0;
-    if (!ids || !who || !mark || !why) {
-        /* Cannot even tell which snapshots need the pages: every one that
-         * might is invalid rather than silently wrong. */
-        for (size_t j = 0; j < ns; j++)
-            invalidate(ss, ss->snaps[j], JET_errOutOfMemory);
-        goto out;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t p = pgnos[i], kf = 0, ku = 0;
-        uint64_t lsn = pg_lsn(pages + (size_t)i * ps);
-        size_t u = ss->nunw ? unw_find(ss, p) : SIZE_MAX;
-        const uint8_t *uimg = u != SIZE_MAX ? ss->unw_img + u * ps : NULL;
-        uint64_t ulsn = uimg ? pg_lsn(uimg) : 0;
-        size_t got = 0;
-        int fbad = 0;
-        uint64_t flsn = 0;
-        JET_ERR ferr = JET_errSuccess;
-        saved_any |= ss_lazy_save(ss, p, lsn, mark, why);   /* pending pages of lazy snapshots */
-        for (size_t j = 0; j < ns; j++) {
-            snap_entry *e = ss->snaps[j];
-            /* A page written with an LSN before S is the snapshot's own
-             * version (flushed late): the file keeps serving it. */
-            if (e->invalid || mark[j] == 2 || p >= e->meta.pages || e->map[p] != SLOT_NONE ||
-                ss_before_s(lsn, e->meta.log_position))
-                continue;
-            who[kf] = (uint32_t)j;
-            ids[kf++] = e->id;
-        }
-        if (!kf)
-            continue;
-        ferr = os_pread(st->fd, st->path, ss->scratch, ps, (uint64_t)p * ps, &got);
-        if (!ferr && got < ps)
-            memset(ss->scratch + got, 0, ps - got);
-        if (!ferr) {
-            fbad = pg_verify(ss->scratch, ps, p) == PG_BAD;
-            flsn = fbad ? 0 : pg_lsn(ss->scratch);
-        }
-        /* The unwritten image, where it is before S and newer than the
-         * file's (or the file's is torn), is the snapshot's version. */
-        for (uint32_t x = 0; uimg && !ferr && x < kf;) {
-            snap_entry *e = ss->snaps[who[x]];
-            if (ulsn < e->meta.log_position && (fbad || flsn < ulsn)) {
-                who[ns + ku] = who[x];
-                ids[ns + ku++] = ids[x];
-                who[x] = who[--kf];
-                ids[x] = ids[kf];
-            } else {
-                x++;
-            }
-        }
-        if (!ferr && fbad && kf)
-            ferr = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: checksum mismatch before saving it", p,
-                              st->path);
-        saved_any |= save_for(ss, p, ss->scratch, ferr, who, ids, kf, mark, why);
-        saved_any |= save_for(ss, p, uimg, ferr, who + ns, ids + ns, ku, mark, why);
-    }
-    /* One append of the batch's records and one fsync of each file, durable
-     * before the database write; if not, what was saved here is not known
-     * durable: those snapshots are invalid, no other. */
-    err = ss_map_flush(ss);
-    if (!err && saved_any)
-        err = sync_both(ss);
+    memset(c, 0, sizeof *c);
+    c->ns = ss->nsnaps;
+    if (!c->ns)
+        return 0;
+    c->ids = malloc(2 * c->ns * sizeof *c->ids);
+    c->who = malloc(2 * c->ns * sizeof *c->who);
+    c->mark = calloc(c->ns, 1);
+    c->why = calloc(c->ns, sizeof *c->why);
+    if (c->ids && c->who && c->mark && c->why)
+        return 1;
+    for (size_t j = 0; j < c->ns; j++)
+        invalidate(ss, ss->snaps[j], JET_errOutOfMemory);
+    free(c->ids);
+    free(c->who);
+    free(c->mark);
+    free(c->why);
+    return 0;
+}
+
+/* Page p is about to be overwritten in the file by an image with LSN lsn:
+ * save its old image for every snapshot that still reads it there and
+ * whose image it is (queued, not yet durable). */
+static void cow_page(struct snapstore *ss, db_store *st, cow_pass *c, uint32_t p, uint64_t lsn)
+{
+    uint32_t ps = ss->page_size, kf = 0, ku = 0, *ids = c->ids, *who = c->who;
+    size_t ns = c->ns;
+    size_t u = ss->nunw ? unw_find(ss, p) : SIZE_MAX;
+    const uint8_t *uimg = u != SIZE_MAX ? ss->unw_img + u * ps : NULL;
+    uint64_t ulsn = uimg ? pg_lsn(uimg) : 0;
+    size_t got = 0;
+    int fbad = 0;
+    uint64_t flsn = 0;
+    JET_ERR ferr = JET_errSuccess;
+    c->saved_any |= ss_lazy_save(ss, p, lsn, c->mark, c->why);   /* pending pages of lazy snapshots */
     for (size_t j = 0; j < ns; j++) {
-        if (mark[j] == 2)
-            invalidate(ss, ss->snaps[j], why[j]);
-        else if (mark[j] == 1 && err)
+        snap_entry *e = ss->snaps[j];
+        /* A page written with an LSN before S is the snapshot's own
+         * version (flushed late): the file keeps serving it. */
+        if (e->invalid || c->mark[j] == 2 || p >= e->meta.pages || e->map[p] != SLOT_NONE ||
+            ss_before_s(lsn, e->meta.log_position))
+            continue;
+        who[kf] = (uint32_t)j;
+        ids[kf++] = e->id;
+    }
+    if (!kf)
+        return;
+    ferr = os_pread(st->fd, st->path, ss->scratch, ps, (uint64_t)p * ps, &got);
+    if (!ferr && got < ps)
+        memset(ss->scratch + got, 0, ps - got);
+    if (!ferr) {
+        fbad = pg_verify(ss->scratch, ps, p) == PG_BAD;
+        flsn = fbad ? 0 : pg_lsn(ss->scratch);
+    }
+    /* The unwritten image, where it is before S and newer than the
+     * file's (or the file's is torn), is the snapshot's version. */
+    for (uint32_t x = 0; uimg && !ferr && x < kf;) {
+        snap_entry *e = ss->snaps[who[x]];
+        if (ulsn < e->meta.log_position && (fbad || flsn < ulsn)) {
+            who[ns + ku] = who[x];
+            ids[ns + ku++] = ids[x];
+            who[x] = who[--kf];
+            ids[x] = ids[kf];
+        } else {
+            x++;
+        }
+    }
+    if (!ferr && fbad && kf)
+        ferr = JS_CORRUPT(JET_errReadVerifyFailure, "page %u of %s: checksum mismatch before saving it", p, st->path);
+    c->saved_any |= save_for(ss, p, ss->scratch, ferr, who, ids, kf, c->mark, c->why);
+    c->saved_any |= save_for(ss, p, uimg, ferr, who + ns, ids + ns, ku, c->mark, c->why);
+}
+
+/* End of a pass: one append of its records and one fsync of each file,
+ * durable before the database write; if not, what was saved in it is not
+ * known durable: those snapshots are invalid, no other. */
+static void cow_pass_done(struct snapstore *ss, cow_pass *c)
+{
+    JET_ERR err = ss_map_flush(ss);
+    if (!err && c->saved_any)
+        err = sync_both(ss);
+    for (size_t j = 0; j < c->ns; j++) {
+        if (c->mark[j] == 2)
+            invalidate(ss, ss->snaps[j], c->why[j]);
+        else if (c->mark[j] == 1 && err)
             invalidate(ss, ss->snaps[j], err);
     }
-out:
-    free(ids);
-    free(who);
-    free(mark);
-    free(why);
+    free(c->ids);
+    free(c->who);
+    free(c->mark);
+    free(c->why);
+}
+
+void ss_cow_begin(struct snapstore *ss, db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n)
+{
+    cow_pass c;
+    js_wrlock(&ss->lock);   /* released by ss_cow_end */
+    if (!cow_pass_init(ss, &c))
+        return;
+    for (uint32_t i = 0; i < n; i++)
+        cow_page(ss, st, &c, pgnos[i], pg_lsn(pages + (size_t)i * ss->page_size));
+    cow_pass_done(ss, &c);
+}
+
+int ss_any(struct snapstore *ss)
+{
+    js_rdlock(&ss->lock);
+    int any = 0;
+    for (size_t j = 0; j < ss->nsnaps && !any; j++)
+        any = !ss->snaps[j]->invalid;
+    js_rwunlock(&ss->lock);
+    return any;
+}
+
+void ss_cow_prepare(struct snapstore *ss, db_store *st, const uint32_t *pgnos, const uint64_t *lsns, size_t n)
+{
+    cow_pass c;
+    js_wrlock(&ss->lock);
+    /* A page whose version in the pool is at or after a snapshot's S
+     * will be written with an LSN at least that (LSNs only grow), so
+     * ss_cow_begin would save the same image for it then: the file's
+     * (or the unwritten) page, which nothing writes before this
+     * checkpoint's batch (ckpt_lock).  A page still before S is left to
+     * ss_cow_begin, which sees the LSN actually written. */
+    if (cow_pass_init(ss, &c)) {
+        for (size_t i = 0; i < n; i++)
+            cow_page(ss, st, &c, pgnos[i], lsns[i]);
+        cow_pass_done(ss, &c);
+    }
+    js_rwunlock(&ss->lock);
 }
 
 void ss_cow_end(struct snapstore *ss, const uint32_t *pgnos, const uint8_t *pages, uint32_t n, uint32_t nok,

@@ -210,9 +210,9 @@ size_t pool_ndirty(buf_pool *pool);
 /** Write n sealed pages, page pgnos[i] from pages + i * page_size, pgnos
  *  ascending and distinct, each contiguous run in one write under the
  *  range lock; grows the file in extents.  The snapshot store saves the
- *  old images the whole batch overwrites first, with one fsync, and the
- *  new ones go to the doublewrite buffer (dwb_write) before any lands in
- *  place.  The first failed run stops it (later runs are not written). */
+ *  old images the whole batch overwrites first (those ss_cow_prepare did
+ *  not save already), with one fsync, and the new ones go to the
+ *  doublewrite buffer (dwb_write) before any lands in place.  The first failed run stops it (later runs are not written). */
 JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
 /** fsync jetsnap.edb.  Every page written before is then durable in place,
  *  so the doublewrite buffer's slots are free again: callers that write
@@ -382,6 +382,16 @@ JET_ERR ss_note_get(struct snapstore *ss, uint32_t id, void *buf, uint32_t cap, 
  * failure to save invalidates the snapshots concerned and is not returned:
  * the live database goes on. */
 void ss_cow_begin(struct snapstore *ss, db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
+/* Used by the checkpoint before its first db_write_batch: 1 when a
+ * snapshot that is not invalid exists (so ss_cow_prepare may save). */
+int ss_any(struct snapstore *ss);
+/* The checkpoint's pages pgnos[0..n), whose versions in the pool have
+ * the LSNs lsns[i] now (nonzero when logging): save what ss_cow_begin
+ * would save for each once its batch is written, for the snapshots whose
+ * S is at or before that LSN, with one fsync of each store file for the
+ * whole checkpoint.  ckpt_lock held (no page write runs meanwhile); takes
+ * and releases ss->lock.  Failures invalidate, as in ss_cow_begin. */
+void ss_cow_prepare(struct snapstore *ss, db_store *st, const uint32_t *pgnos, const uint64_t *lsns, size_t n);
 /* After the writes: the first nok pages landed, the rest did not (err set);
  * the store remembers the images of pages not written until a write of
  * them lands (snapstore.c, "unwritten"). */
