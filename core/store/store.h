@@ -212,7 +212,8 @@ size_t pool_ndirty(buf_pool *pool);
  *  range lock; grows the file in extents.  The snapshot store saves the
  *  old images the whole batch overwrites first (those ss_cow_prepare did
  *  not save already), with one fsync, and the new ones go to the
- *  doublewrite buffer (dwb_write) before any lands in place.  The first failed run stops it (later runs are not written). */
+ *  doublewrite buffer (dwb_write) before any lands in place.  The first
+ *  failed run stops it (later runs are not written). */
 JET_ERR db_write_batch(db_store *st, const uint32_t *pgnos, const uint8_t *pages, uint32_t n);
 /** fsync jetsnap.edb.  Every page written before is then durable in place,
  *  so the doublewrite buffer's slots are free again: callers that write
