@@ -32,7 +32,7 @@
 #define LSN_GEN(lsn) ((uint32_t)((lsn) >> 32))
 #define LSN_OFF(lsn) ((uint32_t)(lsn))
 
-enum rec_type { REC_IMAGE = 1, REC_DELTA = 2, REC_COMMIT = 3, REC_ABORT = 4 };
+enum rec_type { REC_IMAGE = 1, REC_DELTA = 2, REC_COMMIT = 3, REC_ABORT = 4, REC_ZIMAGE = 5, REC_TYPE_MAX = 5 };
 #define REC_HDR 8u   /* u8 type, u8 flags, u16 0, u32 payload length */
 
 typedef struct redo_result redo_result;   /* recover.c, below */

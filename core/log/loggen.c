@@ -24,7 +24,10 @@
  * payload 24 bytes) i64 wall-clock commit time in microseconds, which
  * --until-time compares; a 16-byte commit record (older logs) still
  * replays, its time taken as ms * 1000; REC_ABORT = 4: u64
- * transaction id, 0 when written by recovery).  A transaction is its
+ * transaction id, 0 when written by recovery; REC_ZIMAGE = 5: a page image
+ * that is zero but for its runs, laid out as REC_DELTA: u32 pgno, u16
+ * nruns, runs over bytes [16, page size) - a page half full after a split
+ * costs half a page, not a whole one).  A transaction is its
  * records up to its REC_COMMIT, which may lie in a later generation; a
  * REC_ABORT instead cancels them (the transaction failed after some of its
  * records were appended, or recovery found it unfinished at the end of
@@ -175,7 +178,7 @@ static JET_ERR scan_block_records(struct rec_asm *ra, const uint8_t *blk, uint32
         if (ra->have == REC_HDR) {
             uint32_t len = pg_u32(ra->buf + 4);
             uint8_t type = ra->buf[0];
-            if (type < REC_IMAGE || type > REC_ABORT || len + REC_HDR > ra->cap) {
+            if (type < REC_IMAGE || type > REC_TYPE_MAX || len + REC_HDR > ra->cap) {
                 err = JS_CORRUPT(JET_errLogReadVerifyFailure,
                                  "generation %08X (%s): block %u holds a malformed record", hdr->gen,
                                  path, i);

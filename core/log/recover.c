@@ -59,15 +59,24 @@ static JET_ERR redo_apply_txn_record(db_store *st, int type, const uint8_t *p, u
             return err;
         memcpy(f->data, p + 4, ps);
     } else {
-        err = pool_get(st, pgno, 1, &f);
-        if (err)
-            return err;
-        if (pg_lsn(f->data) >= commit_lsn)
-            goto out;
-        if (pg_pgno(f->data) != pgno) {
-            err = JS_CORRUPT(JET_errReadVerifyFailure,
-                             "page %u of " JS_DB_FILE ": redo found no base image for a change", pgno);
-            goto out;
+        if (type == REC_ZIMAGE) {
+            /* A whole image, zero but for its runs: no base needed. */
+            err = pool_get_for_install(&st->pool, pgno, &f);
+            if (err)
+                return err;
+            memset(f->data, 0, ps);
+            pg_put32(f->data + 4, pgno);
+        } else {
+            err = pool_get(st, pgno, 1, &f);
+            if (err)
+                return err;
+            if (pg_lsn(f->data) >= commit_lsn)
+                goto out;
+            if (pg_pgno(f->data) != pgno) {
+                err = JS_CORRUPT(JET_errReadVerifyFailure,
+                                 "page %u of " JS_DB_FILE ": redo found no base image for a change", pgno);
+                goto out;
+            }
         }
         uint32_t nruns = len >= 6 ? pg_u16(p + 4) : 0, pos = 6;
         for (uint32_t r = 0; r < nruns; r++) {

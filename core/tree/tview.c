@@ -309,12 +309,12 @@ void tv_wrote(tview *v, uint32_t pgno, uint32_t off, uint32_t len)
 #define DELTA_RUNS (REC_HDR + 6u)   /* where a delta record's runs start */
 
 /* Append run [start, end) of page to the record at out (runs end at *pos).
- * 0 when the record would pass half a page. */
+ * 0 when the record would pass limit bytes. */
 static int put_run(uint8_t *out, uint32_t *pos, const uint8_t *page, uint32_t start, uint32_t end,
-                   uint32_t ps)
+                   uint32_t limit)
 {
     uint32_t len = end - start;
-    if (*pos + 4 + len > ps / 2)
+    if (*pos + 4 + len > limit)
         return 0;
     pg_put16(out + *pos, (uint16_t)start);
     pg_put16(out + *pos + 2, (uint16_t)len);
@@ -356,7 +356,36 @@ static uint32_t delta_by_compare(const uint8_t *old, const uint8_t *new_, uint32
                 break;
             }
         }
-        if (!put_run(out, &pos, new_, start, end, ps))
+        if (!put_run(out, &pos, new_, start, end, ps / 2))
+            return 0;
+        n++;
+        i = end;
+    }
+    pg_put16(out + REC_HDR + 4, (uint16_t)n);
+    return pos;
+}
+
+uint32_t tv_encode_sparse(const tpage *tp, uint32_t ps, uint8_t *out)
+{
+    const uint8_t *pg = tp->data;
+    uint32_t n = 0, pos = DELTA_RUNS, i = 16;
+    while (i < ps) {
+        if (!pg_u64(pg + i)) {
+            i += 8;
+            continue;
+        }
+        /* A run ends at three zero words in a row: shorter gaps cost less
+         * inside it than a run header of their own. */
+        uint32_t start = i, end = i + 8, gap = 0;
+        for (uint32_t j = end; j < ps; j += 8) {
+            if (pg_u64(pg + j)) {
+                end = j + 8;
+                gap = 0;
+            } else if (++gap > 2) {
+                break;
+            }
+        }
+        if (!put_run(out, &pos, pg, start, end, REC_HDR + 4 + ps - 1))
             return 0;
         n++;
         i = end;
@@ -398,7 +427,7 @@ uint32_t tv_encode_delta(const tpage *tp, uint32_t ps, uint8_t *out)
         uint32_t end = tp->rng[r].hi > ps ? ps : tp->rng[r].hi;
         if (start >= end)
             continue;
-        if (!put_run(out, &pos, tp->data, start, end, ps))
+        if (!put_run(out, &pos, tp->data, start, end, ps / 2))
             return 0;
         n++;
     }

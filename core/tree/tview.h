@@ -71,6 +71,11 @@ void tv_wrote(tview *v, uint32_t pgno, uint32_t off, uint32_t len);
  *  comparing.  Returns the record's total length, or 0 when it would be
  *  more than half a page (an image is then logged). */
 uint32_t tv_encode_delta(const tpage *tp, uint32_t page_size, uint8_t *out);
+/** Encode a REC_ZIMAGE record of tp->data into out, laid out as
+ *  tv_encode_delta's: the runs of its bytes [16, page size) that are not
+ *  zero (redo starts from a zero page).  Returns the record's total length,
+ *  or 0 when it would not be shorter than a whole image (REC_IMAGE). */
+uint32_t tv_encode_sparse(const tpage *tp, uint32_t page_size, uint8_t *out);
 /** A new page of the given type: from the free list, else past the high
  *  water mark.  NULL on error. */
 uint8_t *tv_alloc(tview *v, uint8_t type, uint32_t *pgno, JET_ERR *err);

@@ -3,8 +3,9 @@
  *
  * One write transaction at a time (eng->writer_lock, held from begin to
  * commit or rollback).  Its changes are private page copies (tview).  Commit:
- *   1. encode one log record per changed page: a full image for a new page
- *      (or when the delta would pass half a page), a byte-range delta
+ *   1. encode one log record per changed page: an image for a new page
+ *      (or when the delta would pass half a page), as the runs of its
+ *      bytes that are not zero where that is shorter (REC_ZIMAGE), a byte-range delta
  *      against the committed page otherwise: the ranges the tree reported
  *      as it changed the page (tview.h), or where it did not, what a
  *      comparison with the committed page finds.  No page is logged whole for
@@ -206,6 +207,20 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
                     pg_put32(r + 4, dl - REC_HDR);
                     pg_put32(r + REC_HDR, tp->pgno);
                     len = dl;
+                }
+            }
+            if (!len) {
+                /* A new page, or one changed all over (a split, a
+                 * compaction): its bytes that are not zero, when that is
+                 * less than the page. */
+                uint32_t zl = tv_encode_sparse(tp, ps, r);
+                if (zl) {
+                    r[0] = REC_ZIMAGE;
+                    r[1] = 0;
+                    pg_put16(r + 2, 0);
+                    pg_put32(r + 4, zl - REC_HDR);
+                    pg_put32(r + REC_HDR, tp->pgno);
+                    len = zl;
                 }
             }
             if (!len) {
