@@ -52,6 +52,7 @@ typedef struct rs_job {
     void *ctx;
     js_progress prog;
     uint64_t last_pct;
+    const char *last_phase;   /* prog.phase at the last progress report */
 } rs_job;
 
 static JET_ERR rs_report(rs_job *r, int snt)
@@ -67,13 +68,17 @@ static JET_ERR rs_report(rs_job *r, int snt)
     return JET_errSuccess;
 }
 
+/* Report progress when the percentage grew, and once in every phase
+ * however little it moves the percentage (a replay of a few records), so
+ * the status callback sees each phase. */
 static JET_ERR rs_progress(rs_job *r, uint64_t add)
 {
     r->prog.bytes_done += add;
     uint64_t pct = r->prog.bytes_total ? r->prog.bytes_done * 100 / r->prog.bytes_total : 0;
-    if (pct <= r->last_pct)
+    if (pct <= r->last_pct && r->prog.phase == r->last_phase)
         return JET_errSuccess;
-    r->last_pct = pct;
+    r->last_pct = pct > r->last_pct ? pct : r->last_pct;
+    r->last_phase = r->prog.phase;
     return rs_report(r, JS_SNT_PROGRESS);
 }
 

@@ -157,6 +157,31 @@ JET_ERR js_txn_begin(js_session *s, unsigned flags)
     return err;
 }
 
+/* One page's log record at r: a delta when it has a committed version and
+ * the change is at most half a page, else an image: as the runs of its
+ * bytes that are not zero (a new page, a split's halves, a compaction)
+ * when that is shorter than the page.  Returns the record's length. */
+static uint32_t encode_page_record(const tpage *tp, uint32_t ps, uint8_t *r)
+{
+    uint32_t len = tp->orig ? tv_encode_delta(tp, ps, r) : 0;
+    uint8_t type = REC_DELTA;
+    if (!len) {
+        len = tv_encode_sparse(tp, ps, r);
+        type = REC_ZIMAGE;
+    }
+    if (!len) {
+        memcpy(r + REC_HDR + 4, tp->data, ps);
+        len = REC_HDR + 4 + ps;
+        type = REC_IMAGE;
+    }
+    r[0] = type;
+    r[1] = 0;
+    pg_put16(r + 2, 0);
+    pg_put32(r + 4, len - REC_HDR);
+    pg_put32(r + REC_HDR, tp->pgno);
+    return len;
+}
+
 #define REC_BUF_KEEP (2u << 20)   /* bytes of commit records kept between commits */
 
 static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
@@ -196,42 +221,7 @@ static JET_ERR commit_locked(js_session *s, unsigned flags, uint64_t *pos)
             tpage *tp = &v->pages[i];
             if (!tp->pgno)
                 continue;
-            uint8_t *r = recs + used;
-            uint32_t len = 0;
-            if (tp->orig) {
-                uint32_t dl = tv_encode_delta(tp, ps, r);
-                if (dl) {
-                    r[0] = REC_DELTA;
-                    r[1] = 0;
-                    pg_put16(r + 2, 0);
-                    pg_put32(r + 4, dl - REC_HDR);
-                    pg_put32(r + REC_HDR, tp->pgno);
-                    len = dl;
-                }
-            }
-            if (!len) {
-                /* A new page, or one changed all over (a split, a
-                 * compaction): its bytes that are not zero, when that is
-                 * less than the page. */
-                uint32_t zl = tv_encode_sparse(tp, ps, r);
-                if (zl) {
-                    r[0] = REC_ZIMAGE;
-                    r[1] = 0;
-                    pg_put16(r + 2, 0);
-                    pg_put32(r + 4, zl - REC_HDR);
-                    pg_put32(r + REC_HDR, tp->pgno);
-                    len = zl;
-                }
-            }
-            if (!len) {
-                r[0] = REC_IMAGE;
-                r[1] = 0;
-                pg_put16(r + 2, 0);
-                pg_put32(r + 4, 4 + ps);
-                pg_put32(r + REC_HDR, tp->pgno);
-                memcpy(r + REC_HDR + 4, tp->data, ps);
-                len = REC_HDR + 4 + ps;
-            }
+            uint32_t len = encode_page_record(tp, ps, recs + used);
             lens[nrec++] = len;
             used += len;
         }
