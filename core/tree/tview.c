@@ -325,15 +325,17 @@ static int put_run(uint8_t *out, uint32_t *pos, const uint8_t *page, uint32_t st
 
 #define DELTA_STRIDE 64u   /* a multiple of 8, as the page offsets */
 
-/* The runs by comparing old and new. */
-static uint32_t delta_by_compare(const uint8_t *old, const uint8_t *new_, uint32_t ps, uint8_t *out)
+/* Runs of the bytes in [from, to) (multiples of 8) where new_ differs from
+ * old, appended at *pos (*n counts them).  0 when the record would pass
+ * half a page. */
+static int compare_runs(const uint8_t *old, const uint8_t *new_, uint32_t from, uint32_t to, uint32_t ps,
+                        uint8_t *out, uint32_t *pos, uint32_t *n)
 {
-    uint32_t n = 0, pos = DELTA_RUNS;
-    uint32_t i = 16;
-    while (i < ps) {
+    uint32_t i = from;
+    while (i < to) {
         /* Most of a page is unchanged: skip it 64 bytes at a time (eight
          * words or'ed, no branch per word), then find the changed word. */
-        while (i + DELTA_STRIDE <= ps) {
+        while (i + DELTA_STRIDE <= to) {
             uint64_t x = 0;
             for (uint32_t k = 0; k < DELTA_STRIDE; k += 8)
                 x |= pg_u64(old + i + k) ^ pg_u64(new_ + i + k);
@@ -341,14 +343,14 @@ static uint32_t delta_by_compare(const uint8_t *old, const uint8_t *new_, uint32
                 break;
             i += DELTA_STRIDE;
         }
-        if (i >= ps)
+        if (i >= to)
             break;
         if (pg_u64(old + i) == pg_u64(new_ + i)) {
             i += 8;
             continue;
         }
         uint32_t start = i, end = i + 8, gap = 0;
-        for (uint32_t j = end; j < ps; j += 8) {
+        for (uint32_t j = end; j < to; j += 8) {
             if (pg_u64(old + j) != pg_u64(new_ + j)) {
                 end = j + 8;
                 gap = 0;
@@ -356,11 +358,20 @@ static uint32_t delta_by_compare(const uint8_t *old, const uint8_t *new_, uint32
                 break;
             }
         }
-        if (!put_run(out, &pos, new_, start, end, ps / 2))
+        if (!put_run(out, pos, new_, start, end, ps / 2))
             return 0;
-        n++;
+        (*n)++;
         i = end;
     }
+    return 1;
+}
+
+/* The runs by comparing old and new. */
+static uint32_t delta_by_compare(const uint8_t *old, const uint8_t *new_, uint32_t ps, uint8_t *out)
+{
+    uint32_t n = 0, pos = DELTA_RUNS;
+    if (!compare_runs(old, new_, 16, ps, ps, out, &pos, &n))
+        return 0;
     pg_put16(out + REC_HDR + 4, (uint16_t)n);
     return pos;
 }
@@ -421,15 +432,17 @@ uint32_t tv_encode_delta(const tpage *tp, uint32_t ps, uint8_t *out)
 #ifdef JS_VERIFY_RANGES
     verify_ranges(tp, ps);
 #endif
+    /* Only the reported ranges are compared (their bytes are in the
+     * cache: just written, and their committed ones just copied): what a
+     * change wrote back as it was, like the slots a replaced record's
+     * removal and insertion shift down and up again, is not logged. */
     uint32_t n = 0, pos = DELTA_RUNS;
     for (uint32_t r = 0; r < tp->nrng; r++) {
-        uint32_t start = tp->rng[r].lo < 16 ? 16 : tp->rng[r].lo;
-        uint32_t end = tp->rng[r].hi > ps ? ps : tp->rng[r].hi;
-        if (start >= end)
-            continue;
-        if (!put_run(out, &pos, tp->data, start, end, ps / 2))
+        uint32_t start = tp->rng[r].lo < 16 ? 16 : tp->rng[r].lo & ~7u;
+        uint32_t end = ((uint32_t)tp->rng[r].hi + 7) & ~7u;
+        end = end > ps ? ps : end;
+        if (start < end && !compare_runs(tp->orig->data, tp->data, start, end, ps, out, &pos, &n))
             return 0;
-        n++;
     }
     pg_put16(out + REC_HDR + 4, (uint16_t)n);
     return pos;
