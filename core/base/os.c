@@ -300,7 +300,8 @@ JET_ERR os_allocate(int fd, const char *path, uint64_t len)
 JET_ERR os_write_zeros(int fd, const char *path, uint64_t off, uint64_t len)
 {
     enum { ZERO_CHUNK = 1 << 20 };
-    uint8_t *zero = calloc(1, ZERO_CHUNK);
+    /* The log's spare asks for 64 KiB at a time: zero no more than that. */
+    uint8_t *zero = calloc(1, len < ZERO_CHUNK ? (size_t)len + 1 : ZERO_CHUNK);
     JET_ERR err = zero ? JET_errSuccess : js_fail(JET_errOutOfMemory, "zeros for %s", path);
     for (uint64_t done = 0; !err && done < len; done += ZERO_CHUNK) {
         size_t n = len - done < ZERO_CHUNK ? (size_t)(len - done) : ZERO_CHUNK;
