@@ -327,8 +327,8 @@ static int put_run(uint8_t *out, uint32_t *pos, const uint8_t *page, uint32_t st
 
 /* Runs of the bytes in [from, to) (multiples of 8) where new_ differs from
  * old, appended at *pos (*n counts them).  0 when the record would pass
- * half a page. */
-static int compare_runs(const uint8_t *old, const uint8_t *new_, uint32_t from, uint32_t to, uint32_t ps,
+ * limit bytes. */
+static int compare_runs(const uint8_t *old, const uint8_t *new_, uint32_t from, uint32_t to, uint32_t limit,
                         uint8_t *out, uint32_t *pos, uint32_t *n)
 {
     uint32_t i = from;
@@ -358,7 +358,7 @@ static int compare_runs(const uint8_t *old, const uint8_t *new_, uint32_t from, 
                 break;
             }
         }
-        if (!put_run(out, pos, new_, start, end, ps / 2))
+        if (!put_run(out, pos, new_, start, end, limit))
             return 0;
         (*n)++;
         i = end;
@@ -370,37 +370,21 @@ static int compare_runs(const uint8_t *old, const uint8_t *new_, uint32_t from, 
 static uint32_t delta_by_compare(const uint8_t *old, const uint8_t *new_, uint32_t ps, uint8_t *out)
 {
     uint32_t n = 0, pos = DELTA_RUNS;
-    if (!compare_runs(old, new_, 16, ps, ps, out, &pos, &n))
+    if (!compare_runs(old, new_, 16, ps, ps / 2, out, &pos, &n))
         return 0;
     pg_put16(out + REC_HDR + 4, (uint16_t)n);
     return pos;
 }
 
+/* What a REC_ZIMAGE record's runs are taken against (pages are at most
+ * 32 KiB, page.h). */
+static const uint8_t zero_page[32768];
+
 uint32_t tv_encode_sparse(const tpage *tp, uint32_t ps, uint8_t *out)
 {
-    const uint8_t *pg = tp->data;
-    uint32_t n = 0, pos = DELTA_RUNS, i = 16;
-    while (i < ps) {
-        if (!pg_u64(pg + i)) {
-            i += 8;
-            continue;
-        }
-        /* A run ends at three zero words in a row: shorter gaps cost less
-         * inside it than a run header of their own. */
-        uint32_t start = i, end = i + 8, gap = 0;
-        for (uint32_t j = end; j < ps; j += 8) {
-            if (pg_u64(pg + j)) {
-                end = j + 8;
-                gap = 0;
-            } else if (++gap > 2) {
-                break;
-            }
-        }
-        if (!put_run(out, &pos, pg, start, end, REC_HDR + 4 + ps - 1))
-            return 0;
-        n++;
-        i = end;
-    }
+    uint32_t n = 0, pos = DELTA_RUNS;
+    if (ps > sizeof zero_page || !compare_runs(zero_page, tp->data, 16, ps, REC_HDR + 4 + ps - 1, out, &pos, &n))
+        return 0;
     pg_put16(out + REC_HDR + 4, (uint16_t)n);
     return pos;
 }
@@ -441,7 +425,7 @@ uint32_t tv_encode_delta(const tpage *tp, uint32_t ps, uint8_t *out)
         uint32_t start = tp->rng[r].lo < 16 ? 16 : tp->rng[r].lo & ~7u;
         uint32_t end = ((uint32_t)tp->rng[r].hi + 7) & ~7u;
         end = end > ps ? ps : end;
-        if (start < end && !compare_runs(tp->orig->data, tp->data, start, end, ps, out, &pos, &n))
+        if (start < end && !compare_runs(tp->orig->data, tp->data, start, end, ps / 2, out, &pos, &n))
             return 0;
     }
     pg_put16(out + REC_HDR + 4, (uint16_t)n);
