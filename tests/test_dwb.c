@@ -101,13 +101,20 @@ static void tear_checkpoint_write(js_instance *inst, js_session *s)
     _exit(0);   /* the crash: nothing closed, nothing more written */
 }
 
-/* The instance crashed with a torn page; js_check proves the tear. */
-static char *crash_with_torn_page(void)
+/* A new instance directory in which body ran and crashed. */
+static char *crashed(void (*body)(js_instance *, js_session *))
 {
     char *dir = tl_tmpdir("jsdwb");
     js_params p = dwb_params();
     OK(js_create(dir, &p));
-    tl_in_crashing_child(dir, &p, tear_checkpoint_write);
+    tl_in_crashing_child(dir, &p, body);
+    return dir;
+}
+
+/* The instance crashed with a torn page; js_check proves the tear. */
+static char *crash_with_torn_page(void)
+{
+    char *dir = crashed(tear_checkpoint_write);
     js_check_report rep;
     cr_assert_eq(js_check(dir, &rep), JET_errReadVerifyFailure, "the write did not tear a page");
     cr_assert(rep.pages_bad >= 1);
@@ -172,10 +179,8 @@ static void tear_buffer_write(js_instance *inst, js_session *s)
 
 Test(dwb, torn_buffer_write_loses_nothing)
 {
-    char *dir = tl_tmpdir("jsdwb");
+    char *dir = crashed(tear_buffer_write);
     js_params p = dwb_params();
-    OK(js_create(dir, &p));
-    tl_in_crashing_child(dir, &p, tear_buffer_write);
     js_check_report rep;
     OK(js_check(dir, &rep));   /* no page of jetsnap.edb was written */
     js_instance *inst;
@@ -322,10 +327,8 @@ static uint64_t dwb_synced(const char *dir)
 
 Test(dwb, start_syncs_the_database_before_it_records_batches_as_synced)
 {
-    char *dir = tl_tmpdir("jsdwb");
+    char *dir = crashed(die_before_the_fsync);
     js_params p = dwb_params();
-    OK(js_create(dir, &p));
-    tl_in_crashing_child(dir, &p, die_before_the_fsync);
     uint64_t before = dwb_synced(dir);
     /* The first fsync of jetsnap.edb fails: the start must fail before it
      * records the batches as synced. */
@@ -380,10 +383,8 @@ static void cut_after_stale_images(js_instance *inst, js_session *s)
 
 Test(dwb, a_record_without_its_images_is_not_used)
 {
-    char *dir = tl_tmpdir("jsdwb");
+    char *dir = crashed(cut_after_stale_images);
     js_params p = dwb_params();
-    OK(js_create(dir, &p));
-    tl_in_crashing_child(dir, &p, cut_after_stale_images);
     /* Damage the leaf holding key001050 (bit rot, not a tear), found in
      * the file as the crash left it. */
     js_instance *inst;

@@ -27,12 +27,43 @@ static js_params ckpt_params(void)
 
 TestSuite(snapshot_ckpt, .init = tl_bk_setup, .fini = tl_bk_teardown, .timeout = 240);
 
+/* As ckpt_write_batch, ckpt_lock held: copy the n pages of list from their
+ * frames into a new buffer and clean them; the frames stay pinned in
+ * held until batch_land. */
+static uint8_t *batch_copy(js_instance *inst, const uint32_t *list, size_t n, frame **held)
+{
+    db_store *st = &inst->store;
+    uint32_t ps = st->page_size;
+    uint8_t *buf = malloc(n * ps);
+    cr_assert(buf);
+    js_rdlock(&inst->eng.tree_latch);
+    for (size_t i = 0; i < n; i++) {
+        held[i] = pool_lookup(&st->pool, list[i]);
+        cr_assert_not_null(held[i]);
+        memcpy(buf + i * ps, held[i]->data, ps);
+        pool_clear_dirty(&st->pool, held[i]);
+    }
+    js_rwunlock(&inst->eng.tree_latch);
+    return buf;
+}
+
+/* The rest of the batch: seal, write (db_write_batch), unpin. */
+static void batch_land(js_instance *inst, const uint32_t *list, size_t n, uint8_t *buf, frame **held)
+{
+    db_store *st = &inst->store;
+    uint32_t ps = st->page_size;
+    for (size_t i = 0; i < n; i++)
+        pg_seal(buf + i * ps, ps, list[i]);
+    OK(db_write_batch(st, list, buf, (uint32_t)n));
+    for (size_t i = 0; i < n; i++)
+        pool_unpin(&st->pool, held[i]);
+}
+
 Test(snapshot_ckpt, take_between_a_checkpoint_copy_and_its_write_keeps_the_copied_pages)
 {
     js_params p = ckpt_params();
     js_instance *inst = tl_create_open(tl_tp("db"), &p);
     db_store *st = &inst->store;
-    uint32_t ps = st->page_size;
     tl_fill(inst, "w0", 0, 600, 500);
     OK(js_snapshot_take(inst, "open-the-store", NULL));
     OK(js_snapshot_delete(inst, "open-the-store"));
@@ -44,26 +75,14 @@ Test(snapshot_ckpt, take_between_a_checkpoint_copy_and_its_write_keeps_the_copie
     size_t n = 0;
     OK(pool_dirty_list(&st->pool, &list, &n));
     cr_assert(n > 10);
-    uint8_t *buf = malloc(n * ps);
     frame **held = calloc(n, sizeof *held);
-    cr_assert(buf && held);
-    js_rdlock(&inst->eng.tree_latch);
-    for (size_t i = 0; i < n; i++) {
-        held[i] = pool_lookup(&st->pool, list[i]);
-        cr_assert_not_null(held[i]);
-        memcpy(buf + i * ps, held[i]->data, ps);
-        pool_clear_dirty(&st->pool, held[i]);
-    }
-    js_rwunlock(&inst->eng.tree_latch);
+    cr_assert(held);
+    uint8_t *buf = batch_copy(inst, list, n, held);
     OK(log_flush_all(&inst->log));
     OK(js_snapshot_take(inst, "s1", NULL));   /* the batch copied, not written */
     unsigned char h0[32], h[32];
     tl_snap_hash(inst, "s1", h0);
-    for (size_t i = 0; i < n; i++)
-        pg_seal(buf + i * ps, ps, list[i]);
-    OK(db_write_batch(st, list, buf, (uint32_t)n));
-    for (size_t i = 0; i < n; i++)
-        pool_unpin(&st->pool, held[i]);
+    batch_land(inst, list, n, buf, held);
     js_mutex_unlock(&inst->ckpt_lock);
     tl_snap_hash(inst, "s1", h);
     cr_assert(!memcmp(h0, h, 32), "the image changed when the checkpoint's write landed");
@@ -137,9 +156,8 @@ Test(snapshot_ckpt, take_between_a_checkpoints_early_saves_and_its_lsn_reads)
     OK(pool_dirty_list(&st->pool, &list, &n));
     cr_assert(n > 10);
     uint64_t *lsns = malloc(n * sizeof *lsns);
-    uint8_t *buf = malloc(n * ps);
     frame **held = calloc(n, sizeof *held);
-    cr_assert(lsns && buf && held);
+    cr_assert(lsns && held);
     js_rdlock(&inst->eng.tree_latch);
     for (size_t i = 0; i < n; i++) {
         frame *f = pool_lookup(&st->pool, list[i]);
@@ -157,19 +175,9 @@ Test(snapshot_ckpt, take_between_a_checkpoints_early_saves_and_its_lsn_reads)
     cr_assert_eq(info.bytes_held, 0, "early saves for a snapshot taken after the LSNs were read");
     OK(js_snapshot_stat(inst, "s1", &info));
     cr_assert_geq(info.bytes_held, (uint64_t)n * ps, "s1's pages not saved early");
-    js_rdlock(&inst->eng.tree_latch);
-    for (size_t i = 0; i < n; i++) {
-        held[i] = pool_lookup(&st->pool, list[i]);
-        memcpy(buf + i * ps, held[i]->data, ps);
-        pool_clear_dirty(&st->pool, held[i]);
-    }
-    js_rwunlock(&inst->eng.tree_latch);
+    uint8_t *buf = batch_copy(inst, list, n, held);
     OK(log_flush_all(&inst->log));
-    for (size_t i = 0; i < n; i++)
-        pg_seal(buf + i * ps, ps, list[i]);
-    OK(db_write_batch(st, list, buf, (uint32_t)n));
-    for (size_t i = 0; i < n; i++)
-        pool_unpin(&st->pool, held[i]);
+    batch_land(inst, list, n, buf, held);
     OK(db_sync(st));
     js_mutex_unlock(&inst->ckpt_lock);
 
