@@ -7,7 +7,9 @@ BUILD    ?= build-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # JS_VERIFY_RANGES: every commit checks that the byte ranges a page's
 # changes were reported in (tree/tview.h) cover every changed byte.
-OPT      := -O1 -g -DJS_VERIFY_RANGES
+# JS_ARENA_MALLOC: the buffer pool's memory from malloc, one block per
+# buffer, so AddressSanitizer checks their bounds (store/arena.c).
+OPT      := -O1 -g -DJS_VERIFY_RANGES -DJS_ARENA_MALLOC
 else
 BUILD    ?= build
 SANFLAGS :=
@@ -129,7 +131,7 @@ fuzz: all
 	    head -c 65536 $$d/db/jetsnap.edb > build-fuzz/corpus/readers/edb && rm -rf $$d; \
 	fi
 	@for h in resp control readers; do \
-	    $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icore -Ifs $(FUZZ_CFLAGS) \
+	    $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -DJS_ARENA_MALLOC -g -O1 -fsanitize=fuzzer,address,undefined -Icore -Ifs $(FUZZ_CFLAGS) \
 	        tests/fuzz/fuzz_$$h.c $(FUZZ_SRC) -o build-fuzz/fuzz_$$h $(FUSE_LIBS) $(SSL_LIBS) -pthread || exit 1; \
 	    mkdir -p build-fuzz/corpus/$$h; \
 	    build-fuzz/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus/$$h || exit 1; \

@@ -659,3 +659,92 @@ Test(engine, spare_buffers_are_stocked_in_the_background, .timeout = 60)
     cr_assert_eq(tl_rmrf(dir), 0);
     free(dir);
 }
+
+/* ---------------- the pool's memory (store/arena.c) ---------------- */
+
+/* Allocations are cache-line aligned, zero-filled and disjoint, including
+ * one larger than a mapping; arena_prefault near a mapping's end makes the
+ * next one ready, and it is the one arena_alloc goes on with. */
+Test(engine, arena_hands_out_aligned_zeroed_disjoint_memory)
+{
+    buf_arena a;
+    arena_init(&a);
+    uint8_t *prev = NULL;
+    for (int i = 0; i < 5000; i++) {   /* 5000 * 8 KiB: past one 32 MiB mapping */
+        uint8_t *b = arena_alloc(&a, 8192);
+        cr_assert_not_null(b);
+        cr_assert_eq((uintptr_t)b % 64, 0, "allocation %d at %p is not cache-line aligned", i, (void *)b);
+        for (int k = 0; k < 8192; k += 512)
+            cr_assert_eq(b[k], 0, "allocation %d is not zero-filled", i);
+        memset(b, 0xA5, 8192);
+        if (prev)
+            cr_assert_eq(prev[8191], 0xA5, "allocation %d overlapped the one before", i);
+        prev = b;
+    }
+    uint8_t *big = arena_alloc(&a, 40u << 20);
+    cr_assert_not_null(big);
+    big[(40u << 20) - 1] = 1;
+    cr_assert_eq(prev[0], 0xA5);
+#ifndef JS_ARENA_MALLOC
+    /* Fill the current mapping to within 1 MiB of its end. */
+    while ((size_t)(a.end - a.next) > (1u << 20))
+        cr_assert_not_null(arena_alloc(&a, 8192));
+    arena_prefault(&a, 4u << 20);
+    cr_assert_not_null(a.ready, "no next mapping made ahead with 1 MiB left and 4 MiB asked");
+    void *ready = a.ready;
+    while ((size_t)(a.end - a.next) >= 8192)
+        cr_assert_not_null(arena_alloc(&a, 8192));
+    uint8_t *b = arena_alloc(&a, 8192);
+    cr_assert_null(a.ready);
+    cr_assert_eq((void *)a.maps, ready, "the mapping made ahead was not the one used next");
+    cr_assert_eq(b[0], 0);
+#endif
+    arena_destroy(&a);
+}
+
+/* Where the kernel has transparent huge pages (enabled: always or
+ * madvise), the pool's page buffers are backed by them: a random write's
+ * leaf then costs no TLB page walk. */
+Test(engine, pool_buffers_are_backed_by_huge_pages, .timeout = 60)
+{
+#ifdef JS_ARENA_MALLOC
+    cr_skip_test("sanitizer builds take the pool's memory from malloc");
+#endif
+    char *thp = tl_slurp("/sys/kernel/mm/transparent_hugepage/enabled", NULL);
+    if (!thp || strstr(thp, "[never]")) {
+        free(thp);
+        cr_skip_test("no transparent huge pages on this kernel");
+    }
+    free(thp);
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    OK(js_open(dir, &p, &inst));
+    js_session *s;
+    OK(js_session_open(inst, &s));
+    char key[32], val[1000] = { 0 };
+    for (int k = 0; k < 8000; k++) {   /* some 8 MiB of pages */
+        snprintf(key, sizeof key, "k%06d", k);
+        OK(js_put(s, key, strlen(key), val, sizeof val));
+    }
+    js_session_close(s);
+    uintptr_t at = (uintptr_t)inst->store.pool.frames[inst->store.pool.nframes - 1]->data;
+    char *smaps = tl_slurp("/proc/self/smaps", NULL);
+    cr_assert_not_null(smaps);
+    long huge_kib = -1;
+    for (char *line = smaps; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && at >= lo && at < hi) {
+            char *h = strstr(line, "AnonHugePages:");
+            if (h)
+                huge_kib = strtol(h + strlen("AnonHugePages:"), NULL, 10);
+            break;
+        }
+    }
+    free(smaps);
+    cr_assert_gt(huge_kib, 0, "the mapping of a frame's buffer has %ld KiB in huge pages", huge_kib);
+    OK(js_close(inst));
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
+}

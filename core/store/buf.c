@@ -85,13 +85,9 @@ static size_t pool_bucket(const buf_pool *pool, uint32_t pgno)
     return (size_t)((pgno * 2654435761u) % pool->nbuckets);
 }
 
-/* Spare page buffers kept: about what a few commits of a busy batch hand
- * back and take again (a commit swaps its private pages in as frames and
- * gives back the frames' old ones). */
-#define POOL_SPARE_MAX 1024u
 /* What pool_stock_spares keeps ready, in bytes: a growing tree takes a
  * buffer for good with every new page (about 250 per 50 ms tick at 300k
- * SETs/s), and a fresh one costs its first toucher two page faults. */
+ * SETs/s), and a fresh one costs its first toucher a page fault. */
 #define POOL_STOCK_BYTES (4u << 20)
 
 JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes)
@@ -102,19 +98,14 @@ JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes)
     if (pool->cap < 64)
         pool->cap = 64;
     pool->nbuckets = pool->cap * 2 + 1;
-    pool->hash = calloc(pool->nbuckets, sizeof *pool->hash);   /* NULL heads */
+    arena_init(&pool->arena);
+    pool->hash = arena_alloc(&pool->arena, pool->nbuckets * sizeof *pool->hash);   /* NULL heads */
     pool->frames_cap = pool->cap;
     pool->frames = calloc(pool->frames_cap, sizeof *pool->frames);
     if (!pool->hash || !pool->frames) {
-        free(pool->hash);
         free(pool->frames);
+        arena_destroy(&pool->arena);
         return js_fail(JET_errOutOfMemory, "buffer pool of %zu frames", pool->cap);
-    }
-    pool->spare = malloc(POOL_SPARE_MAX * sizeof *pool->spare);
-    if (!pool->spare) {
-        free(pool->hash);
-        free(pool->frames);
-        return js_fail(JET_errOutOfMemory, "buffer pool spares");
     }
     js_mutex_init(&pool->lock);
     js_mutex_init(&pool->spare_lock);
@@ -124,12 +115,14 @@ JET_ERR pool_init(buf_pool *pool, uint32_t page_size, uint64_t cache_bytes)
 
 uint8_t *pool_page_alloc(buf_pool *pool)
 {
-    uint8_t *b = NULL;
     js_mutex_lock(&pool->spare_lock);
-    if (pool->nspare)
-        b = pool->spare[--pool->nspare];
+    uint8_t *b = pool->spare;
+    if (b) {
+        memcpy(&pool->spare, b, sizeof pool->spare);
+        pool->nspare--;
+    }
     js_mutex_unlock(&pool->spare_lock);
-    return b ? b : malloc(pool->page_size);
+    return b ? b : arena_alloc(&pool->arena, pool->page_size);
 }
 
 void pool_stock_spares(buf_pool *pool)
@@ -139,12 +132,14 @@ void pool_stock_spares(buf_pool *pool)
     size_t have = pool->nspare;
     js_mutex_unlock(&pool->spare_lock);
     for (; have < want; have++) {
-        uint8_t *b = malloc(pool->page_size);
+        uint8_t *b = arena_alloc(&pool->arena, pool->page_size);
         if (!b)
             break;
         memset(b, 0, pool->page_size);   /* faulted in here, not by a committer */
         pool_page_free(pool, b);
     }
+    /* New frames are carved next to them. */
+    arena_prefault(&pool->arena, POOL_STOCK_BYTES);
 }
 
 void pool_page_free(buf_pool *pool, uint8_t *buf)
@@ -152,25 +147,17 @@ void pool_page_free(buf_pool *pool, uint8_t *buf)
     if (!buf)
         return;
     js_mutex_lock(&pool->spare_lock);
-    if (pool->nspare < POOL_SPARE_MAX) {
-        pool->spare[pool->nspare++] = buf;
-        buf = NULL;
-    }
+    memcpy(buf, &pool->spare, sizeof pool->spare);
+    pool->spare = buf;
+    pool->nspare++;
     js_mutex_unlock(&pool->spare_lock);
-    free(buf);
 }
 
 void pool_destroy(buf_pool *pool)
 {
-    for (size_t i = 0; i < pool->nframes; i++) {
-        free(pool->frames[i]->data);
-        free(pool->frames[i]);
-    }
+    /* Frames, their buffers, the spares and the hash are the arena's. */
     free(pool->frames);
-    free(pool->hash);
-    for (size_t i = 0; i < pool->nspare; i++)
-        free(pool->spare[i]);
-    free(pool->spare);
+    arena_destroy(&pool->arena);
     js_mutex_destroy(&pool->lock);
     js_mutex_destroy(&pool->spare_lock);
     pthread_cond_destroy(&pool->loaded);
@@ -255,14 +242,13 @@ static frame *pool_take_frame_locked(buf_pool *pool, uint32_t pgno, int loading)
             pool->frames = nf;
             pool->frames_cap = ncap;
         }
-        f = calloc(1, sizeof *f);
-        if (!f)
-            return NULL;
-        f->data = pool_page_alloc(pool);   /* a spare: already in memory */
-        if (!f->data) {
-            free(f);
+        uint8_t *data = pool_page_alloc(pool);   /* a spare: already in memory */
+        f = data ? arena_alloc(&pool->arena, sizeof *f) : NULL;
+        if (!f) {
+            pool_page_free(pool, data);
             return NULL;
         }
+        f->data = data;
         pool->frames[pool->nframes++] = f;
     }
     /* pins: an increment, not a store, so a lock-free reader's transient

@@ -6,14 +6,15 @@
  * db_store, which the instance embeds.
  *
  * Lock rules: pool->lock (frame table, pins, dirty bits, the unwritten
- * list), pool->spare_lock (spare page buffers) and rl->lock (the page-range
- * lock's table) do no I/O; spare_lock and rl->lock are leaves, and
- * pool->lock takes only spare_lock (a new frame's buffer is a spare one).
+ * list), pool->spare_lock (spare page buffers), pool->arena.lock (the
+ * pool's memory, arena.c) and rl->lock (the page-range lock's table) do no
+ * I/O; spare_lock, arena.lock and rl->lock are leaves, and pool->lock takes
+ * only spare_lock and arena.lock (a new frame and its buffer).
  * Frame content is guarded by the tree layer's tree_latch; the header copy
  * in memory by the instance's hdr_lock, which is taken before rl->lock
  * (header writes lock pages 0-1 for writing).
  * Lock order, this layer: [hdr_lock (instance)] -> pool->lock ->
- * pool->spare_lock; rl->lock apart.
+ * {pool->spare_lock, pool->arena.lock}; rl->lock apart.
  * db_write_batch callers are serialized by the instance (ckpt_lock), which
  * guards file_pages.
  */
@@ -117,6 +118,29 @@ typedef struct frame {
     uint8_t *data;              /* content: the tree's tree_latch (tree.h) */
 } frame;
 
+/* The pool's memory (arena.c): page buffers, frames and the hash table,
+ * from mappings backed by huge pages where the kernel has them. */
+struct arena_map;
+typedef struct buf_arena {
+    js_mutex lock;              /* leaf: guards the fields below */
+    struct arena_map *maps;     /* every mapping, newest first */
+    uint8_t *next, *end;        /* the newest mapping's bytes not handed out */
+    uint8_t *faulted;           /* arena_prefault faulted it in up to here */
+    struct arena_map *ready;    /* the next mapping, made ahead by arena_prefault */
+    uint8_t *ready_faulted;     /* how far into ready it faulted */
+} buf_arena;
+
+void arena_init(buf_arena *a);
+/** size bytes, aligned to a cache line and zero-filled, that live until
+ *  arena_destroy (nothing is freed one by one).  NULL when memory lacks. */
+void *arena_alloc(buf_arena *a, size_t size);
+/** Fault in the next `ahead` bytes arena_alloc will hand out (and the next
+ *  mapping, when the current one ends sooner), so that their first user
+ *  does not take the page faults: for a background thread.  Only advice. */
+void arena_prefault(buf_arena *a, size_t ahead);
+/** Give back every mapping: no allocation of a may be used after. */
+void arena_destroy(buf_arena *a);
+
 typedef struct buf_pool {
     js_mutex lock;
     pthread_cond_t loaded;
@@ -132,8 +156,10 @@ typedef struct buf_pool {
     size_t nunwritten;
     uint32_t page_size;
     js_mutex spare_lock;    /* leaf: guards the spare page buffers below */
-    uint8_t **spare;        /* page buffers freed by transactions, kept for the next */
+    uint8_t *spare;         /* page buffers given back, kept for the next: a
+                               list through each buffer's first 8 bytes */
     size_t nspare;
+    buf_arena arena;        /* frames, page buffers and hash come from here */
 } buf_pool;
 
 /* ---------------- the database file ---------------- */
@@ -184,7 +210,7 @@ void pool_unpin(buf_pool *pool, frame *f);
  *  with no trip through malloc) or a new one.  NULL when memory lacks. */
 uint8_t *pool_page_alloc(buf_pool *pool);
 /** Give back a buffer from pool_page_alloc or a frame's old one (NULL is
- *  ignored); kept as a spare up to POOL_SPARE_MAX, else freed. */
+ *  ignored); kept as a spare, the first to be taken again. */
 void pool_page_free(buf_pool *pool, uint8_t *buf);
 /** Top the spare buffers up to a few MiB, each written once so its memory
  *  is faulted in: called by a background thread, so that a growing tree's
