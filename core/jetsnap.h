@@ -508,6 +508,20 @@ JET_ERR js_get(js_session *s, const void *key, size_t klen, void **val, size_t *
 /** Number of keys (committed, plus the session's own uncommitted changes). */
 JET_ERR js_count(js_session *s, uint64_t *count);
 
+/** A key named to js_prefetch. */
+typedef struct js_keyref {
+    const void *key;
+    size_t klen;
+} js_keyref;
+/** A hint that calls on these keys follow soon (a pipeline's next
+ *  commands): the leaf pages they will need, if in the buffer pool, start
+ *  loading into the CPU cache, all at once, so that their memory latencies
+ *  overlap instead of adding up one call after another.  Changes nothing;
+ *  up to the first 64 keys are followed.  Its errors (a damaged or
+ *  unreadable branch page) are those the calls on the keys meet, and
+ *  report, again. */
+JET_ERR js_prefetch(js_session *s, const js_keyref *keys, size_t n);
+
 typedef struct js_cursor js_cursor;
 /** Open a cursor on the session's view. */
 JET_ERR js_cursor_open(js_session *s, js_cursor **out);

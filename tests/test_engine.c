@@ -633,6 +633,64 @@ Test(engine, concurrent_readers_under_eviction, .timeout = 120)
     free(dir);
 }
 
+/* ---------------- js_prefetch ---------------- */
+
+/* A hint: outside and inside a write transaction (over pages it split and
+ * has not committed), with more keys than it follows, absent and longest
+ * keys, it succeeds and changes nothing; NULL keys are refused. */
+Test(engine, prefetch_is_a_hint_that_changes_nothing, .timeout = 60)
+{
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    OK(js_open(dir, &p, &inst));
+    js_session *s;
+    OK(js_session_open(inst, &s));
+    char key[300], val[100];
+    memset(val, 'v', sizeof val);
+    for (int k = 0; k < 3000; k += 2) {   /* even keys: three levels of pages */
+        snprintf(key, sizeof key, "key%06d", k);
+        OK(js_put(s, key, strlen(key), val, sizeof val));
+    }
+    OK(js_prefetch(s, NULL, 0));
+    cr_assert_eq(js_prefetch(s, NULL, 2), JET_errInvalidParameter);
+    static char names[100][16];
+    js_keyref refs[100];
+    for (int i = 0; i < 100; i++) {
+        snprintf(names[i], sizeof names[i], "key%06d", i * 29);   /* odd ones absent */
+        refs[i].key = names[i];
+        refs[i].klen = strlen(names[i]);
+    }
+    memset(key, 'z', 255);
+    refs[99].key = key;
+    refs[99].klen = 255;
+    OK(js_prefetch(s, refs, 100));
+    OK(js_txn_begin(s, 0));
+    for (int k = 1; k < 3000; k += 2) {   /* odd keys: splits, uncommitted */
+        snprintf(key, sizeof key, "key%06d", k);
+        OK(js_put(s, key, strlen(key), val, sizeof val));
+    }
+    OK(js_prefetch(s, refs, 100));
+    OK(js_txn_commit(s, 0));
+    uint64_t count = 0;
+    OK(js_count(s, &count));
+    cr_assert_eq(count, 3000);
+    for (int i = 0; i < 99; i++) {
+        void *got = NULL;
+        size_t len = 0;
+        OK(js_get(s, names[i], strlen(names[i]), &got, &len));
+        cr_assert_eq(len, sizeof val);
+        free(got);
+    }
+    js_session_close(s);
+    OK(js_close(inst));
+    js_check_report rep;
+    OK(js_check(dir, &rep));
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
+}
+
 /* ---------------- spare page buffers ---------------- */
 
 /* A growing tree takes a page buffer for good with each new page; the

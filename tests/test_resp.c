@@ -153,6 +153,45 @@ Test(resp_parser, pipelined_commands_return_one_at_a_time)
     resp_parser_free(&p);
 }
 
+/* resp_peek_keys: the keys of the whole commands at the start of a
+ * buffer, none of a command cut short, and nothing while the parser is in
+ * the middle of one (the buffer then starts inside it). */
+Test(resp_parser, peek_keys_of_a_pipeline)
+{
+    const char *in = "*3\r\n$3\r\nSET\r\n$2\r\nk1\r\n$1\r\nv\r\n"
+                     "*2\r\n$3\r\nGET\r\n$0\r\n\r\n"
+                     "*2\r\n$3\r\nGET\r\n$3\r\nk\r\n\r\n"          /* a key holding CR LF */
+                     "*3\r\n$3\r\nSET\r\n$2\r\nk4\r\n$5\r\nab";     /* cut short */
+    resp_parser p;
+    resp_parser_init(&p);
+    resp_arg keys[8];
+    size_t n = resp_peek_keys(&p, in, strlen(in), keys, 8);
+    cr_assert_eq(n, 3, "%zu keys", n);
+    cr_assert_eq(keys[0].len, 2);
+    cr_assert_eq(memcmp(keys[0].p, "k1", 2), 0);
+    cr_assert_eq(keys[1].len, 0);
+    cr_assert_eq(keys[2].len, 3);
+    cr_assert_eq(memcmp(keys[2].p, "k\r\n", 3), 0);
+    cr_assert_eq(resp_peek_keys(&p, in, strlen(in), keys, 2), 2, "max is kept");
+
+    /* Stops at a command with one argument, an inline one, a bad header. */
+    const char *stops[] = { "*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+                            "GET k\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+                            "*2\r\n$x\r\nGET\r\n$1\r\nk\r\n",
+                            "*2\r\n$-1\r\n$1\r\nk\r\n",
+                            "*2\r\n$3\r\nGET\r\n$1\r\nkXX" };
+    for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++)
+        cr_assert_eq(resp_peek_keys(&p, stops[i], strlen(stops[i]), keys, 8), 0, "case %zu", i);
+
+    /* Mid-command: the buffer starts inside one, which looks like more. */
+    size_t used;
+    const char *head = "*3\r\n$3\r\nSET\r\n$2\r\nk1\r\n";
+    cr_assert_eq(resp_parse(&p, head, strlen(head), &used), RESP_NEED);
+    const char *rest = "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";   /* is the value's header and more */
+    cr_assert_eq(resp_peek_keys(&p, rest, strlen(rest), keys, 8), 0);
+    resp_parser_free(&p);
+}
+
 static const char *proto_error_of(const char *data, size_t len)
 {
     char out[256];

@@ -367,6 +367,37 @@ frame *pool_lookup(buf_pool *pool, uint32_t pgno)
     return f;
 }
 
+void pool_prefetch(buf_pool *pool, uint32_t pgno, int stage)
+{
+    _Atomic(frame *) *head = &pool->hash[pool_bucket(pool, pgno)];
+    if (stage == POOL_PREFETCH_BUCKET) {
+        __builtin_prefetch((const void *)head);
+        return;
+    }
+    frame *f = *head;
+    if (stage == POOL_PREFETCH_FRAME) {
+        if (f)
+            __builtin_prefetch(f);
+        return;
+    }
+    /* No pin: an evicted frame's buffer only holds another page, and a
+     * prefetch of it is harmless (frames and buffers are never unmapped
+     * while the pool lives). */
+    for (int steps = 0; f && steps < FAST_WALK_MAX; f = f->hnext, steps++) {
+        if (f->pgno != pgno)
+            continue;
+        if (!f->loading) {
+            const uint8_t *d = f->data;
+            /* The whole page: a write copies it.  At most 8 KiB, so that a
+             * group of prefetches stays well inside the L2 cache. */
+            uint32_t upto = pool->page_size < 8192 ? pool->page_size : 8192;
+            for (uint32_t off = 0; off < upto; off += 64)
+                __builtin_prefetch(d + off);
+        }
+        return;
+    }
+}
+
 void pool_unpin(buf_pool *pool, frame *f)
 {
     (void)pool;

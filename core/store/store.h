@@ -205,6 +205,15 @@ JET_ERR pool_get(db_store *st, uint32_t pgno, int allow_zero, frame **out);
  *  (the caller overwrites its content under the exclusive tree latch). */
 JET_ERR pool_get_for_install(buf_pool *pool, uint32_t pgno, frame **out);
 void pool_unpin(buf_pool *pool, frame *f);
+/* pool_prefetch's stages, each to be run for every page of a group before
+ * the next stage: each stage's loads hit what the one before fetched. */
+enum { POOL_PREFETCH_BUCKET, POOL_PREFETCH_FRAME, POOL_PREFETCH_PAGE };
+/** Start loading into the CPU cache what a lookup of pgno will touch: its
+ *  hash bucket, then its frame, then its page's bytes.  A hint only: a page
+ *  not in the pool is not read; nothing is pinned or changed.  The PAGE
+ *  stage reads frame->data, so the caller holds what tree.h asks of a
+ *  reader of frame content. */
+void pool_prefetch(buf_pool *pool, uint32_t pgno, int stage);
 /** A page-size buffer for a transaction's private page: a spare one (a
  *  buffer a commit or rollback gave back, likely still in the CPU's cache,
  *  with no trip through malloc) or a new one.  NULL when memory lacks. */

@@ -138,6 +138,43 @@ static JET_ERR meta_root(tview *v, uint32_t *root)
     return JET_errSuccess;
 }
 
+JET_ERR bt_prefetch(tview *v, const js_keyref *keys, size_t n)
+{
+    uint32_t root = 0, leaf[BT_PREFETCH_MAX];
+    size_t m = 0;
+    JET_ERR err = meta_root(v, &root);
+    if (err)
+        return err;
+    if (n > BT_PREFETCH_MAX)
+        n = BT_PREFETCH_MAX;
+    /* The first key's walk reads its leaf and so learns the leaves'
+     * depth; the others stop one page short, at the leaf's number. */
+    int leaf_depth = -1;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t pgno = root;
+        for (int depth = 0; depth < BT_MAX_DEPTH; depth++) {
+            if (depth == leaf_depth) {
+                leaf[m++] = pgno;
+                break;
+            }
+            const uint8_t *pg = tv_read(v, pgno, &err);
+            if (!pg)
+                return err;
+            if (pg_type(pg) == PG_LEAF) {
+                leaf_depth = depth;
+                break;
+            }
+            if (pg_type(pg) != PG_BRANCH)
+                return JS_CORRUPT(JET_errDatabaseCorrupted, "page %u in the tree has type %u", pgno, pg_type(pg));
+            pgno = branch_child(pg, branch_child_index(pg, keys[i].key, keys[i].klen));
+        }
+    }
+    for (int stage = POOL_PREFETCH_BUCKET; stage <= POOL_PREFETCH_PAGE; stage++)
+        for (size_t j = 0; j < m; j++)
+            pool_prefetch(&v->st->pool, leaf[j], stage);
+    return JET_errSuccess;
+}
+
 static JET_ERR meta_set(tview *v, uint32_t field, uint64_t value, int wide)
 {
     JET_ERR err = JET_errSuccess;

@@ -22,6 +22,11 @@ JET_ERR bt_get(tview *v, const uint8_t *key, size_t klen, uint8_t **val, size_t 
  *  end. */
 JET_ERR bt_seek(tview *v, const uint8_t *key, size_t klen, int after,
                 uint8_t *kout, size_t *kout_len, uint8_t **vbuf, size_t *vcap, size_t *vlen);
+/** js_prefetch (jetsnap.h) on a view: walk the branch pages to each key's
+ *  leaf without touching it, then prefetch every leaf stage by stage
+ *  (pool_prefetch).  Up to BT_PREFETCH_MAX keys. */
+#define BT_PREFETCH_MAX 64
+JET_ERR bt_prefetch(tview *v, const js_keyref *keys, size_t n);
 /** Number of keys (from the meta page). */
 JET_ERR bt_count(tview *v, uint64_t *count);
 

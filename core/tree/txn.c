@@ -458,6 +458,24 @@ JET_ERR js_get(js_session *s, const void *key, size_t klen, void **val, size_t *
     return read_op(s, get_fn, &a);
 }
 
+struct prefetch_arg { const js_keyref *keys; size_t n; };
+
+static JET_ERR prefetch_fn(tview *v, void *p)
+{
+    struct prefetch_arg *a = p;
+    return bt_prefetch(v, a->keys, a->n);
+}
+
+JET_ERR js_prefetch(js_session *s, const js_keyref *keys, size_t n)
+{
+    if (n == 0)
+        return JET_errSuccess;
+    if (!keys)
+        return js_fail(JET_errInvalidParameter, "NULL keys");
+    struct prefetch_arg a = { keys, n };
+    return read_op(s, prefetch_fn, &a);
+}
+
 static JET_ERR count_fn(tview *v, void *p)
 {
     return bt_count(v, p);

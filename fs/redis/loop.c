@@ -518,11 +518,34 @@ static void run_command(srv_server *srv, srv_conn *c)
         c->closing = 1;
 }
 
+/* A pipeline's keys, looked up ahead (js_prefetch): its commands' leaves
+ * then come from memory together rather than one miss after another.
+ * Worth it from a few commands on: each key's branch pages are walked
+ * twice. */
+#define SRV_PREFETCH_MIN 4
+#define SRV_PREFETCH_MAX 32
+
+static void prefetch_pipeline(srv_server *srv, srv_conn *c, const char *buf, size_t len)
+{
+    resp_arg args[SRV_PREFETCH_MAX];
+    js_keyref keys[SRV_PREFETCH_MAX];
+    size_t n = resp_peek_keys(&c->parser, buf, len, args, SRV_PREFETCH_MAX);
+    if (n < SRV_PREFETCH_MIN)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        keys[i].key = args[i].p;
+        keys[i].klen = args[i].len;
+    }
+    /* Only a hint: the commands meet, and answer, any error it finds. */
+    (void)js_prefetch(srv->batch.sess, keys, n);
+}
+
 /* Parse and run what buf holds; keep what back-pressure leaves unread.
  * Returns -1 when the connection was closed. */
 static int feed(srv_server *srv, srv_conn *c, const char *buf, size_t len)
 {
     size_t off = 0;
+    prefetch_pipeline(srv, c, buf, len);
     while (off < len && !c->closing) {
         if (unsent(c) >= SRV_OUT_SOFT) {
             size_t left = len - off;

@@ -177,6 +177,48 @@ static int arg_reserve(resp_parser *p, size_t len)
     return 0;
 }
 
+/* A "<tag><digits>\r\n" header at buf[*pos]: its number, *pos past it.
+ * -1 when it is not one, or not whole. */
+static long long peek_header(const char *buf, size_t len, size_t *pos, char tag)
+{
+    size_t i = *pos;
+    if (i >= len || buf[i] != tag)
+        return -1;
+    const char *cr = memchr(buf + i + 1, '\r', len - i - 1);
+    long long v;
+    if (!cr || (size_t)(cr - buf) + 1 >= len || cr[1] != '\n' ||
+        resp_parse_ll(buf + i + 1, (size_t)(cr - (buf + i + 1)), &v) != 0 || v < 0)
+        return -1;
+    *pos = (size_t)(cr - buf) + 2;
+    return v;
+}
+
+size_t resp_peek_keys(const resp_parser *p, const char *buf, size_t len, resp_arg *keys, size_t max)
+{
+    size_t n = 0, pos = 0;
+    if (p->state != RP_START)
+        return 0;
+    while (n < max) {
+        long long argc = peek_header(buf, len, &pos, '*');
+        if (argc < 2 || argc > (long long)RESP_MAX_ARGS)
+            break;
+        resp_arg key = { NULL, 0 };
+        for (long long a = 0; a < argc; a++) {
+            long long blen = peek_header(buf, len, &pos, '$');
+            if (blen < 0 || blen > (long long)RESP_MAX_BULK || len - pos < (size_t)blen + 2 ||
+                buf[pos + (size_t)blen] != '\r' || buf[pos + (size_t)blen + 1] != '\n')
+                return n;
+            if (a == 1) {
+                key.p = buf + pos;
+                key.len = (size_t)blen;
+            }
+            pos += (size_t)blen + 2;
+        }
+        keys[n++] = key;
+    }
+    return n;
+}
+
 /* The arguments are all in: publish them as resp_args. */
 static int finish_command(resp_parser *p)
 {

@@ -90,6 +90,13 @@ const resp_arg *resp_argv(const resp_parser *p);
 size_t resp_parser_bytes(const resp_parser *p);
 /** The protocol error message ("Protocol error: invalid bulk length"). */
 const char *resp_errmsg(const resp_parser *p);
+/** The second argument (the key, for most commands) of each whole RESP
+ *  command at the start of buf, up to max of them, into keys (pointing into
+ *  buf): for a server that wants to look ahead of a pipeline.  Only while
+ *  the parser p is between commands (else 0), since buf then starts one.
+ *  Stops at the first command that is not whole, not multibulk, or has
+ *  fewer than two arguments.  Returns how many keys it found. */
+size_t resp_peek_keys(const resp_parser *p, const char *buf, size_t len, resp_arg *keys, size_t max);
 
 /* ------------------------------------------------------------------ */
 /* Replies                                                              */
