@@ -211,6 +211,70 @@ Test(engine, reference_model_100k, .timeout = 600)
 
 /* ---------------- limits ---------------- */
 
+/* Keys of 1..40 bytes drawn from the bytes where signed and unsigned, or
+ * word and byte, comparisons differ (0x00, 0x7f, 0x80, 0xff), sharing long
+ * prefixes: every one is found again and a cursor walks them in memcmp
+ * order, shorter first on a common prefix. */
+Test(engine, binary_keys_order_as_bytes, .timeout = 60)
+{
+    static const uint8_t alphabet[] = { 0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff };
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
+    OK(js_create(dir, &p));
+    js_instance *inst;
+    js_session *s;
+    OK(js_open(dir, &p, &inst));
+    OK(js_session_open(inst, &s));
+    unsigned seed = 777;
+    uint8_t key[40];
+    size_t stored = 0;
+    for (int i = 0; i < 6000; i++) {
+        size_t kl = 1 + (size_t)(rand_r(&seed) % 40);
+        for (size_t b = 0; b < kl; b++)   /* long shared prefixes: few choices early */
+            key[b] = alphabet[rand_r(&seed) % (b < 16 ? 2 : 6)];
+        void *v = NULL;
+        size_t vl = 0;
+        JET_ERR e = js_get(s, key, kl, &v, &vl);
+        free(v);
+        if (e == JET_errRecordNotFound)
+            stored++;
+        else
+            OK(e);
+        OK(js_put(s, key, kl, key, kl));   /* the value is the key */
+    }
+    uint64_t count = 0;
+    OK(js_count(s, &count));
+    cr_assert_eq(count, stored);
+    js_cursor *c;
+    OK(js_cursor_open(s, &c));
+    JET_ERR e = js_cursor_seek(c, NULL, 0);
+    uint8_t prev[40];
+    size_t prevlen = 0, seen = 0;
+    while (e == JET_errSuccess) {
+        const void *k, *v;
+        size_t kl, vl;
+        OK(js_cursor_key(c, &k, &kl));
+        OK(js_cursor_value(c, &v, &vl));
+        cr_assert(vl == kl && !memcmp(k, v, kl), "a key's value is not itself");
+        if (seen) {
+            size_t n = kl < prevlen ? kl : prevlen;
+            int cmp = memcmp(prev, k, n);
+            cr_assert(cmp < 0 || (cmp == 0 && prevlen < kl), "cursor out of order at key %zu", seen);
+        }
+        memcpy(prev, k, kl);
+        prevlen = kl;
+        seen++;
+        e = js_cursor_next(c);
+    }
+    cr_assert_eq(e, JET_errRecordNotFound);
+    cr_assert_eq(seen, stored);
+    js_cursor_close(c);
+    js_session_close(s);
+    OK(js_close(inst));
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
+}
+
 Test(engine, key_and_value_limits, .timeout = 60)
 {
     char *dir = tl_tmpdir("jsengine");

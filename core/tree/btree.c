@@ -56,12 +56,31 @@ static uint32_t cell_size_at(const uint8_t *c, uint8_t type)
     return LEAF_FIXED + c[0] + ((c[1] & OVF_FLAG) ? 4 : vlen);
 }
 
+/* 8 bytes of a key as a number that orders like the bytes. */
+static inline uint64_t key_word(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* <0, 0, >0 as memcmp, then the shorter first.  A word at a time, inline:
+ * a descent compares a dozen keys per page, and a call to memcmp for each
+ * of the short keys most tables have cost more than the compare. */
 static int keycmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
-    size_t n = alen < blen ? alen : blen;
-    int r = n ? memcmp(a, b, n) : 0;
-    if (r)
-        return r;
+    size_t n = alen < blen ? alen : blen, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x = key_word(a + i), y = key_word(b + i);
+        if (x != y)
+            return x < y ? -1 : 1;
+    }
+    for (; i < n; i++)
+        if (a[i] != b[i])
+            return a[i] < b[i] ? -1 : 1;
     return alen < blen ? -1 : alen > blen;
 }
 
