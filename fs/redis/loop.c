@@ -492,7 +492,7 @@ static void run_command(srv_server *srv, srv_conn *c)
     c->cc.commit_pos = 0;
     cmd_execute(&c->cc, argc, argv);
     srv->ncommands++;
-    time_t now = now_sec();
+    time_t now = srv->now;
     if (now != srv->ops_sec) {
         /* The count of the last whole second (0 after an idle gap). */
         srv->ops_last = now == srv->ops_sec + 1 ? srv->ops_cur : 0;
@@ -614,7 +614,7 @@ static void conn_input(srv_server *srv, srv_conn *c)
         conn_kill(srv, c); /* client gone; a half-read request is dropped */
         return;
     }
-    c->last_active = now_sec();
+    c->last_active = srv->now;
     feed(srv, c, srv->rbuf, (size_t)n);
     touch(srv, c);
 }
@@ -831,6 +831,7 @@ static void *loop_main(void *arg)
                            srv->lim.timeout || srv->accept_paused ? 1000 : -1);
         if (n < 0 && errno != EINTR)
             break;
+        srv->now = now_sec();
         int stop = 0;
         for (int i = 0; i < n; i++) {
             uint64_t tag = evs[i].data.u64;

@@ -53,6 +53,8 @@ struct srv_server {
     uint64_t turn;                /* turns of the loop so far */
     size_t turn_cmds;             /* commands run in the batch this turn */
     uint64_t nflushes;            /* flushes asked of the committer */
+    time_t now;                   /* monotonic seconds when this turn began:
+                                     a clock read per turn, not per command */
     time_t ops_sec;               /* instantaneous_ops_per_sec: this second, */
     uint64_t ops_cur, ops_last;   /*   its count so far, the previous one's */
     cmd_batch batch;              /* the turn's shared write transaction */
