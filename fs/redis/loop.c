@@ -521,31 +521,31 @@ static void run_command(srv_server *srv, srv_conn *c)
 /* A pipeline's keys, looked up ahead (js_prefetch): its commands' leaves
  * then come from memory together rather than one miss after another.
  * Worth it from a few commands on: each key's branch pages are walked
- * twice. */
+ * twice.  Returns how many commands the look-ahead covered (0: none). */
 #define SRV_PREFETCH_MIN 4
 #define SRV_PREFETCH_MAX 32
 
-static void prefetch_pipeline(srv_server *srv, srv_conn *c, const char *buf, size_t len)
+static size_t prefetch_pipeline(srv_server *srv, srv_conn *c, const char *buf, size_t len)
 {
     resp_arg args[SRV_PREFETCH_MAX];
     js_keyref keys[SRV_PREFETCH_MAX];
     size_t n = resp_peek_keys(&c->parser, buf, len, args, SRV_PREFETCH_MAX);
     if (n < SRV_PREFETCH_MIN)
-        return;
+        return 0;
     for (size_t i = 0; i < n; i++) {
         keys[i].key = args[i].p;
         keys[i].klen = args[i].len;
     }
     /* Only a hint: the commands meet, and answer, any error it finds. */
     (void)js_prefetch(srv->batch.sess, keys, n);
+    return n;
 }
 
 /* Parse and run what buf holds; keep what back-pressure leaves unread.
  * Returns -1 when the connection was closed. */
 static int feed(srv_server *srv, srv_conn *c, const char *buf, size_t len)
 {
-    size_t off = 0;
-    prefetch_pipeline(srv, c, buf, len);
+    size_t off = 0, ahead = 0;   /* commands the last look-ahead covered, not yet run */
     while (off < len && !c->closing) {
         if (unsent(c) >= SRV_OUT_SOFT) {
             size_t left = len - off;
@@ -561,6 +561,8 @@ static int feed(srv_server *srv, srv_conn *c, const char *buf, size_t len)
             c->rest_len = left;
             return 0;
         }
+        if (ahead == 0)
+            ahead = prefetch_pipeline(srv, c, buf + off, len - off);
         size_t used = 0;
         int pr = resp_parse(&c->parser, buf + off, len - off, &used);
         off += used;
@@ -578,6 +580,8 @@ static int feed(srv_server *srv, srv_conn *c, const char *buf, size_t len)
             break;
         }
         run_command(srv, c);
+        if (ahead)
+            ahead--;
         if (c->dead)
             return -1;
         if (unsent(c) > SRV_CLIENT_OUTPUT_MAX) {
