@@ -59,19 +59,30 @@ static void fill_random(unsigned char *v, size_t n, unsigned *seed)
         v[i] = (unsigned char)rand_r(seed);
 }
 
-static void model_check_all(js_session *s, model_entry *m)
+/* A new lazy instance in a fresh directory (returned, for the caller to
+ * remove and free), open, with one session. */
+static char *fresh_instance(js_instance **inst, js_session **s)
 {
-    uint64_t count = 0, expect = 0;
-    for (int i = 0; i < NKEYS; i++)
-        expect += m[i].present;
-    OK(js_count(s, &count));
-    cr_assert_eq(count, expect, "count %llu, model %llu", (unsigned long long)count, (unsigned long long)expect);
-    /* A full cursor walk sees exactly the model, in key order. */
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_lazy_params();
+    OK(js_create(dir, &p));
+    OK(js_open(dir, &p, inst));
+    OK(js_session_open(*inst, s));
+    return dir;
+}
+
+/* Walk every key with a cursor, asserting key order (memcmp, the shorter
+ * first on a common prefix) and calling visit on each pair.  Returns how
+ * many it saw. */
+typedef void (*visit_fn)(const void *k, size_t kl, const void *v, size_t vl, void *ctx);
+
+static uint64_t walk_in_order(js_session *s, visit_fn visit, void *ctx)
+{
     js_cursor *c;
     OK(js_cursor_open(s, &c));
     JET_ERR e = js_cursor_seek(c, NULL, 0);
     uint64_t seen = 0;
-    char prev[64];
+    uint8_t prev[256];
     size_t prevlen = 0;
     while (e == JET_errSuccess) {
         const void *k, *v;
@@ -81,31 +92,47 @@ static void model_check_all(js_session *s, model_entry *m)
         if (seen) {
             size_t n = kl < prevlen ? kl : prevlen;
             int cmp = memcmp(prev, k, n);
-            cr_assert(cmp < 0 || (cmp == 0 && prevlen < kl), "cursor out of order");
+            cr_assert(cmp < 0 || (cmp == 0 && prevlen < kl), "cursor out of order at key %llu",
+                      (unsigned long long)seen);
         }
         memcpy(prev, k, kl);
         prevlen = kl;
-        int id = atoi((const char *)k + 1);
-        cr_assert(id >= 0 && id < NKEYS && m[id].present, "cursor shows key %d not in the model", id);
-        cr_assert_eq(vl, m[id].len);
-        cr_assert(vl == 0 || !memcmp(v, m[id].val, vl), "value of key %d differs", id);
+        visit(k, kl, v, vl, ctx);
         seen++;
         e = js_cursor_next(c);
     }
     cr_assert_eq(e, JET_errRecordNotFound);
-    cr_assert_eq(seen, expect);
     js_cursor_close(c);
+    return seen;
+}
+
+static void visit_model(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    model_entry *m = ctx;
+    (void)kl;
+    int id = atoi((const char *)k + 1);
+    cr_assert(id >= 0 && id < NKEYS && m[id].present, "cursor shows key %d not in the model", id);
+    cr_assert_eq(vl, m[id].len);
+    cr_assert(vl == 0 || !memcmp(v, m[id].val, vl), "value of key %d differs", id);
+}
+
+static void model_check_all(js_session *s, model_entry *m)
+{
+    uint64_t count = 0, expect = 0;
+    for (int i = 0; i < NKEYS; i++)
+        expect += m[i].present;
+    OK(js_count(s, &count));
+    cr_assert_eq(count, expect, "count %llu, model %llu", (unsigned long long)count, (unsigned long long)expect);
+    /* A full cursor walk sees exactly the model, in key order. */
+    cr_assert_eq(walk_in_order(s, visit_model, m), expect);
 }
 
 Test(engine, reference_model_100k, .timeout = 600)
 {
-    char *dir = tl_tmpdir("jsengine");
-    js_params p = tl_lazy_params();
-    OK(js_create(dir, &p));
     js_instance *inst;
     js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
+    char *dir = fresh_instance(&inst, &s);
+    js_params p = tl_lazy_params();   /* to open it again */
     model_entry *m = calloc(NKEYS, sizeof *m);
     unsigned seed = 12345;
     unsigned char *buf = malloc(100000);
@@ -211,6 +238,12 @@ Test(engine, reference_model_100k, .timeout = 600)
 
 /* ---------------- limits ---------------- */
 
+static void visit_self(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)ctx;
+    cr_assert(vl == kl && !memcmp(k, v, kl), "a key's value is not itself");
+}
+
 /* Keys of 1..40 bytes drawn from the bytes where signed and unsigned, or
  * word and byte, comparisons differ (0x00, 0x7f, 0x80, 0xff), sharing long
  * prefixes: every one is found again and a cursor walks them in memcmp
@@ -218,13 +251,9 @@ Test(engine, reference_model_100k, .timeout = 600)
 Test(engine, binary_keys_order_as_bytes, .timeout = 60)
 {
     static const uint8_t alphabet[] = { 0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff };
-    char *dir = tl_tmpdir("jsengine");
-    js_params p = tl_lazy_params();
-    OK(js_create(dir, &p));
     js_instance *inst;
     js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
+    char *dir = fresh_instance(&inst, &s);
     unsigned seed = 777;
     uint8_t key[40];
     size_t stored = 0;
@@ -245,30 +274,7 @@ Test(engine, binary_keys_order_as_bytes, .timeout = 60)
     uint64_t count = 0;
     OK(js_count(s, &count));
     cr_assert_eq(count, stored);
-    js_cursor *c;
-    OK(js_cursor_open(s, &c));
-    JET_ERR e = js_cursor_seek(c, NULL, 0);
-    uint8_t prev[40];
-    size_t prevlen = 0, seen = 0;
-    while (e == JET_errSuccess) {
-        const void *k, *v;
-        size_t kl, vl;
-        OK(js_cursor_key(c, &k, &kl));
-        OK(js_cursor_value(c, &v, &vl));
-        cr_assert(vl == kl && !memcmp(k, v, kl), "a key's value is not itself");
-        if (seen) {
-            size_t n = kl < prevlen ? kl : prevlen;
-            int cmp = memcmp(prev, k, n);
-            cr_assert(cmp < 0 || (cmp == 0 && prevlen < kl), "cursor out of order at key %zu", seen);
-        }
-        memcpy(prev, k, kl);
-        prevlen = kl;
-        seen++;
-        e = js_cursor_next(c);
-    }
-    cr_assert_eq(e, JET_errRecordNotFound);
-    cr_assert_eq(seen, stored);
-    js_cursor_close(c);
+    cr_assert_eq(walk_in_order(s, visit_self, NULL), stored);
     js_session_close(s);
     OK(js_close(inst));
     cr_assert_eq(tl_rmrf(dir), 0);
@@ -277,13 +283,10 @@ Test(engine, binary_keys_order_as_bytes, .timeout = 60)
 
 Test(engine, key_and_value_limits, .timeout = 60)
 {
-    char *dir = tl_tmpdir("jsengine");
-    js_params p = tl_lazy_params();
-    OK(js_create(dir, &p));
     js_instance *inst;
     js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
+    char *dir = fresh_instance(&inst, &s);
+    js_params p = tl_lazy_params();   /* to open it again */
     unsigned char key[256], *val = malloc(JS_VALUE_MAX + 1);
     for (int i = 0; i < 256; i++)
         key[i] = (unsigned char)i;
@@ -325,13 +328,9 @@ Test(engine, key_and_value_limits, .timeout = 60)
 
 Test(engine, freed_pages_are_reused, .timeout = 120)
 {
-    char *dir = tl_tmpdir("jsengine");
-    js_params p = tl_lazy_params();
-    OK(js_create(dir, &p));
     js_instance *inst;
     js_session *s;
-    OK(js_open(dir, &p, &inst));
-    OK(js_session_open(inst, &s));
+    char *dir = fresh_instance(&inst, &s);
     unsigned char *val = calloc(1, 50000);
     char k[32];
     js_info info1, info2;
@@ -704,13 +703,9 @@ Test(engine, concurrent_readers_under_eviction, .timeout = 120)
  * keys, it succeeds and changes nothing; NULL keys are refused. */
 Test(engine, prefetch_is_a_hint_that_changes_nothing, .timeout = 60)
 {
-    char *dir = tl_tmpdir("jsengine");
-    js_params p = tl_lazy_params();
-    OK(js_create(dir, &p));
     js_instance *inst;
-    OK(js_open(dir, &p, &inst));
     js_session *s;
-    OK(js_session_open(inst, &s));
+    char *dir = fresh_instance(&inst, &s);
     char key[300], val[100];
     memset(val, 'v', sizeof val);
     for (int k = 0; k < 3000; k += 2) {   /* even keys: three levels of pages */
@@ -838,13 +833,9 @@ Test(engine, pool_buffers_are_backed_by_huge_pages, .timeout = 60)
         cr_skip_test("no transparent huge pages on this kernel");
     }
     free(thp);
-    char *dir = tl_tmpdir("jsengine");
-    js_params p = tl_lazy_params();
-    OK(js_create(dir, &p));
     js_instance *inst;
-    OK(js_open(dir, &p, &inst));
     js_session *s;
-    OK(js_session_open(inst, &s));
+    char *dir = fresh_instance(&inst, &s);
     char key[32], val[1000] = { 0 };
     for (int k = 0; k < 8000; k++) {   /* some 8 MiB of pages */
         snprintf(key, sizeof key, "k%06d", k);
