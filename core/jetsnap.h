@@ -275,6 +275,21 @@ JET_ERR js_db_read(js_instance *inst, uint64_t off, void *buf, size_t len, size_
 /** The instance directory (as given to js_instance_new). */
 const char *js_instance_dir(const js_instance *inst);
 
+/** What the buffer pool holds (INFO's # Memory section). */
+typedef struct js_cache_info {
+    uint64_t limit_bytes;    /* cache_size: evictions start past it (dirty
+                                pages are never evicted, so it may grow past) */
+    uint64_t pages_bytes;    /* pages held in the pool */
+    uint64_t dirty_bytes;    /* of those, changed since the last checkpoint */
+    uint64_t spare_bytes;    /* buffers kept for transactions' page copies */
+    uint64_t memory_bytes;   /* all the pool has allocated: frames, pages,
+                                spares and its hash table */
+    uint64_t mapped_bytes;   /* address space it reserved for them */
+    uint32_t page_size;
+} js_cache_info;
+/** Fill *out.  Thread-safe; JET_errInvalidParameter on NULL. */
+JET_ERR js_cache_info_get(js_instance *inst, js_cache_info *out);
+
 /** Milliseconds since the epoch (CLOCK_REALTIME): times shown to people. */
 int64_t js_time_ms(void);
 /** Milliseconds of CLOCK_MONOTONIC: deadlines and durations. */

@@ -779,6 +779,34 @@ Test(engine, spare_buffers_are_stocked_in_the_background, .timeout = 60)
 
 /* ---------------- the pool's memory (store/arena.c) ---------------- */
 
+/* js_cache_info_get: the limit is cache_size, the pages written are held,
+ * the pool's memory covers them; NULL is refused. */
+Test(engine, cache_info_counts_the_pool, .timeout = 60)
+{
+    js_instance *inst;
+    js_session *s;
+    char *dir = fresh_instance(&inst, &s);
+    js_cache_info ci;
+    cr_assert_eq(js_cache_info_get(NULL, &ci), JET_errInvalidParameter);
+    cr_assert_eq(js_cache_info_get(inst, NULL), JET_errInvalidParameter);
+    char key[32], val[1000] = { 0 };
+    for (int k = 0; k < 2000; k++) {   /* some 2 MB of pages */
+        snprintf(key, sizeof key, "k%06d", k);
+        OK(js_put(s, key, strlen(key), val, sizeof val));
+    }
+    OK(js_cache_info_get(inst, &ci));
+    cr_assert_eq(ci.limit_bytes, 8u << 20, "tl_lazy_params' cache_size");
+    cr_assert_eq(ci.page_size, 8192);
+    cr_assert_geq(ci.pages_bytes, 2000u * 1000u, "%llu bytes of pages held", (unsigned long long)ci.pages_bytes);
+    cr_assert_geq(ci.memory_bytes, ci.pages_bytes + ci.spare_bytes);
+    cr_assert_geq(ci.mapped_bytes, ci.memory_bytes);
+    cr_assert_leq(ci.dirty_bytes, ci.pages_bytes);
+    js_session_close(s);
+    OK(js_close(inst));
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
+}
+
 /* Allocations are cache-line aligned, zero-filled and disjoint, including
  * one larger than a mapping; arena_prefault near a mapping's end makes the
  * next one ready, and it is the one arena_alloc goes on with. */

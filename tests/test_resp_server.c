@@ -215,6 +215,54 @@ Test(resp_server, info_sections)
     tl_cl_close(c);
 }
 
+/* The number after "field:" in an INFO reply, -1 when absent. */
+static long long info_field(const char *r, const char *field)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\r\n%s:", field);
+    const char *p = strstr(r, key);
+    return p ? atoll(p + strlen(key)) : -1;
+}
+
+/* INFO's # Memory section: the fields monitoring reads of Redis, counting
+ * the buffer pool (which holds the pages just written) and the
+ * connections' buffers, and the pool's own figures. */
+Test(resp_server, info_memory_shows_the_buffer_pool)
+{
+    tl_client *c = tl_cl_open(tl_srv_sock);
+    static char val[1000];
+    memset(val, 'v', sizeof val);
+    for (int i = 0; i < 300; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "mem%d", i);
+        tl_cl_cmd(c, "SET", key, val, NULL);
+        EXPECT(c, "+OK\r\n");
+    }
+    tl_cl_cmd(c, "INFO", "memory", NULL);
+    char *r = tl_cl_reply(c, NULL);
+    cr_assert(strstr(r, "# Memory\r\nused_memory:") && !strstr(r, "# Server"), "%s", r);
+    cr_assert(strstr(r, "\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n"), "%s", r);
+    cr_assert_eq(info_field(r, "buffer_pool_limit"), 256ll << 20, "%s", r);   /* the default cache_size */
+    cr_assert_eq(info_field(r, "page_size"), 8192, "%s", r);
+    long long pages = info_field(r, "buffer_pool_pages"), memory = info_field(r, "buffer_pool_memory");
+    long long used = info_field(r, "used_memory"), clients = info_field(r, "mem_clients_normal");
+    long long rss = info_field(r, "used_memory_rss");
+    cr_assert_geq(pages, 300 * 1000, "300 KB written, %lld bytes of pages held: %s", pages, r);
+    cr_assert_geq(memory, pages, "%s", r);
+    cr_assert_gt(clients, 0, "%s", r);
+    cr_assert_eq(used, memory + clients, "%s", r);
+    cr_assert_geq(rss, pages, "%s", r);
+    cr_assert(strstr(r, "\r\nused_memory_human:") && strstr(r, "\r\nused_memory_rss_human:"), "%s", r);
+    free(r);
+    tl_cl_cmd(c, "INFO", NULL);
+    r = tl_cl_reply(c, NULL);
+    cr_assert(strstr(r, "# Clients\r\n") && strstr(r, "# Memory\r\nused_memory:") && strstr(r, "# Stats\r\n"),
+              "%s", r);
+    cr_assert_lt(strstr(r, "# Memory"), strstr(r, "# Stats"), "sections out of Redis's order: %s", r);
+    free(r);
+    tl_cl_close(c);
+}
+
 /* Collect every key a SCAN iteration returns (cursor until 0). */
 static int scan_all(tl_client *first, tl_client *second, const char *match, const char *count,
                     char seen[][16], int maxseen)

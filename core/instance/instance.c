@@ -49,6 +49,19 @@ const char *js_instance_dir(const js_instance *inst)
     return inst ? inst->dir : "";
 }
 
+JET_ERR js_cache_info_get(js_instance *inst, js_cache_info *out)
+{
+    if (!inst || !out)
+        return js_fail(JET_errInvalidParameter, "js_cache_info_get: NULL argument");
+    pool_usage_info u;
+    pool_usage(&inst->store.pool, &u);
+    uint64_t ps = inst->store.page_size;
+    *out = (js_cache_info){ .limit_bytes = u.cap * ps, .pages_bytes = u.frames * ps, .dirty_bytes = u.dirty * ps,
+                            .spare_bytes = u.spares * ps, .memory_bytes = u.handed, .mapped_bytes = u.mapped,
+                            .page_size = (uint32_t)ps };
+    return JET_errSuccess;
+}
+
 int js_instance_state(const js_instance *inst)
 {
     js_instance *m = (js_instance *)inst;

@@ -113,6 +113,7 @@ void arena_prefault(buf_arena *a, size_t ahead)
     if (m && !a->ready) {
         a->ready = m;
         a->ready_faulted = (uint8_t *)m + ahead;
+        a->mapped += m->len;
         m = NULL;
     }
     js_mutex_unlock(&a->lock);
@@ -132,10 +133,11 @@ void *arena_alloc(buf_arena *a, size_t size)
             len = (size + sizeof(arena_map) + ARENA_HUGE - 1) & ~(size_t)(ARENA_HUGE - 1);
         arena_map *m = a->ready;
         if (m && m->len >= len) {
-            a->ready = NULL;   /* made and faulted in by arena_prefault */
+            a->ready = NULL;   /* made and faulted in by arena_prefault (and counted) */
             a->faulted = a->ready_faulted;
         } else if ((m = map_new(len)) != NULL) {
             a->faulted = NULL;
+            a->mapped += len;
         } else {
             goto out;
         }
@@ -146,9 +148,18 @@ void *arena_alloc(buf_arena *a, size_t size)
     }
     p = a->next;
     a->next += size;
+    a->handed += size;
 out:
     js_mutex_unlock(&a->lock);
     return p;
+}
+
+void arena_usage(buf_arena *a, uint64_t *mapped, uint64_t *handed)
+{
+    js_mutex_lock(&a->lock);
+    *mapped = a->mapped;
+    *handed = a->handed;
+    js_mutex_unlock(&a->lock);
 }
 
 void arena_destroy(buf_arena *a)

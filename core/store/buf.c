@@ -367,6 +367,19 @@ frame *pool_lookup(buf_pool *pool, uint32_t pgno)
     return f;
 }
 
+void pool_usage(buf_pool *pool, pool_usage_info *out)
+{
+    js_mutex_lock(&pool->lock);
+    out->frames = pool->nframes;
+    out->dirty = pool->ndirty;
+    out->cap = pool->cap;
+    js_mutex_unlock(&pool->lock);
+    js_mutex_lock(&pool->spare_lock);
+    out->spares = pool->nspare;
+    js_mutex_unlock(&pool->spare_lock);
+    arena_usage(&pool->arena, &out->mapped, &out->handed);
+}
+
 void pool_prefetch(buf_pool *pool, uint32_t pgno, int stage)
 {
     _Atomic(frame *) *head = &pool->hash[pool_bucket(pool, pgno)];

@@ -128,6 +128,8 @@ typedef struct buf_arena {
     uint8_t *faulted;           /* arena_prefault faulted it in up to here */
     struct arena_map *ready;    /* the next mapping, made ahead by arena_prefault */
     uint8_t *ready_faulted;     /* how far into ready it faulted */
+    uint64_t mapped;            /* bytes of every mapping (ready included) */
+    uint64_t handed;            /* bytes handed out by arena_alloc */
 } buf_arena;
 
 void arena_init(buf_arena *a);
@@ -138,6 +140,8 @@ void *arena_alloc(buf_arena *a, size_t size);
  *  mapping, when the current one ends sooner), so that their first user
  *  does not take the page faults: for a background thread.  Only advice. */
 void arena_prefault(buf_arena *a, size_t ahead);
+/** Bytes mapped and handed out so far. */
+void arena_usage(buf_arena *a, uint64_t *mapped, uint64_t *handed);
 /** Give back every mapping: no allocation of a may be used after. */
 void arena_destroy(buf_arena *a);
 
@@ -225,6 +229,15 @@ void pool_page_free(buf_pool *pool, uint8_t *buf);
  *  is faulted in: called by a background thread, so that a growing tree's
  *  new pages and frames do not fault memory in on the commit path. */
 void pool_stock_spares(buf_pool *pool);
+/* What the pool holds now (pool_usage). */
+typedef struct pool_usage_info {
+    uint64_t frames, dirty, spares;   /* counts of page buffers */
+    uint64_t cap;                     /* the soft limit, in frames */
+    uint64_t mapped, handed;          /* the arena's bytes */
+} pool_usage_info;
+/** The pool's figures, each read under its own lock (so only nearly
+ *  consistent with each other). */
+void pool_usage(buf_pool *pool, pool_usage_info *out);
 void pool_mark_dirty(buf_pool *pool, frame *f);
 /** Collect the numbers of dirty pages, sorted; *out malloc'd. */
 JET_ERR pool_dirty_list(buf_pool *pool, uint32_t **out, size_t *n);

@@ -70,9 +70,84 @@ static void info_backup(cmd_conn *c, resp_buf *b, int archive)
     }
 }
 
+/* The # Clients or # Stats section: the server's lines (loop.c). */
+static void info_server_lines(cmd_conn *c, resp_buf *b, const char *section, char *line, size_t cap)
+{
+    int clients = strcmp(section, "clients") == 0;
+    if (b->len)
+        resp_add_raw(b, "\r\n", 2);
+    resp_add_raw(b, clients ? "# Clients\r\n" : "# Stats\r\n", clients ? 11 : 9);
+    size_t n = 0;
+    if (c->env->server_info)
+        n = c->env->server_info(c->env->client_ctx, section, line, cap);
+    else if (clients)
+        n = (size_t)snprintf(line, cap, "connected_clients:1\r\n");
+    resp_add_raw(b, line, n);
+}
+
+/* "12.34M" as Redis's *_human fields write it. */
+static void human_bytes(uint64_t v, char *out, size_t cap)
+{
+    static const char units[] = "BKMGT";
+    double d = (double)v;
+    int u = 0;
+    while (d >= 1024 && u < 4) {
+        d /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, cap, "%lluB", (unsigned long long)v);
+    else
+        snprintf(out, cap, "%.2f%c", d, units[u]);
+}
+
+/* Resident bytes of this process (/proc/self/statm), 0 when unknown. */
+static uint64_t rss_bytes(void)
+{
+    unsigned long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%lu %lu", &pages, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The # Memory section: what monitoring reads of Redis (used_memory, its
+ * _human and _rss forms, maxmemory), where used_memory is the buffer
+ * pool's memory and the connections' buffers; then the pool's own figures.
+ * Keys are never evicted (they live on disk), so maxmemory is 0 and the
+ * policy noeviction. */
+static void info_memory(cmd_conn *c, resp_buf *b)
+{
+    js_cache_info ci;
+    char line[1024], h1[32], h2[32];
+    if (js_cache_info_get(c->env->inst, &ci) != JET_errSuccess)
+        return;
+    uint64_t clients = c->env->client_bytes ? c->env->client_bytes(c->env->client_ctx) : 0;
+    uint64_t used = ci.memory_bytes + clients, rss = rss_bytes();
+    human_bytes(used, h1, sizeof h1);
+    human_bytes(rss, h2, sizeof h2);
+    if (b->len)
+        resp_add_raw(b, "\r\n", 2);
+    int n = snprintf(line, sizeof line,
+                     "# Memory\r\nused_memory:%llu\r\nused_memory_human:%s\r\n"
+                     "used_memory_rss:%llu\r\nused_memory_rss_human:%s\r\nmem_clients_normal:%llu\r\n"
+                     "maxmemory:0\r\nmaxmemory_policy:noeviction\r\n"
+                     "buffer_pool_limit:%llu\r\nbuffer_pool_pages:%llu\r\nbuffer_pool_dirty:%llu\r\n"
+                     "buffer_pool_spare:%llu\r\nbuffer_pool_memory:%llu\r\nbuffer_pool_mapped:%llu\r\n"
+                     "page_size:%u\r\n",
+                     (unsigned long long)used, h1, (unsigned long long)rss, h2, (unsigned long long)clients,
+                     (unsigned long long)ci.limit_bytes, (unsigned long long)ci.pages_bytes,
+                     (unsigned long long)ci.dirty_bytes, (unsigned long long)ci.spare_bytes,
+                     (unsigned long long)ci.memory_bytes, (unsigned long long)ci.mapped_bytes, ci.page_size);
+    resp_add_raw(b, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
+}
+
 void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
 {
-    int all = 1, server = 0, clients = 0, stats = 0, keyspace = 0, backup = 0, archive = 0;
+    int all = 1, server = 0, clients = 0, memory = 0, stats = 0, keyspace = 0, backup = 0, archive = 0;
     char line[256];
     resp_buf b;
 
@@ -82,13 +157,14 @@ void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
         all = 0;
         server |= cmd_arg_is(&argv[i], "server");
         clients |= cmd_arg_is(&argv[i], "clients");
+        memory |= cmd_arg_is(&argv[i], "memory");
         stats |= cmd_arg_is(&argv[i], "stats");
         keyspace |= cmd_arg_is(&argv[i], "keyspace");
         backup |= cmd_arg_is(&argv[i], "backup");
         archive |= cmd_arg_is(&argv[i], "archive");
     }
     if (argc == 1 || all)
-        server = clients = stats = keyspace = backup = archive = 1;
+        server = clients = memory = stats = keyspace = backup = archive = 1;
 
     resp_buf_init(&b);
     if (server) {
@@ -101,19 +177,12 @@ void cmd_info(cmd_conn *c, size_t argc, const resp_arg *argv)
                          c->env->inst ? js_instance_dir(c->env->inst) : "");
         resp_add_raw(&b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
     }
-    for (int sec = 0; sec < 2; sec++) {
-        if (!(sec == 0 ? clients : stats))
-            continue;
-        if (b.len)
-            resp_add_raw(&b, "\r\n", 2);
-        resp_add_raw(&b, sec == 0 ? "# Clients\r\n" : "# Stats\r\n", sec == 0 ? 11 : 9);
-        size_t n = 0;
-        if (c->env->server_info)
-            n = c->env->server_info(c->env->client_ctx, sec == 0 ? "clients" : "stats", line, sizeof line);
-        else if (sec == 0)
-            n = (size_t)snprintf(line, sizeof line, "connected_clients:1\r\n");
-        resp_add_raw(&b, line, n);
-    }
+    if (clients)
+        info_server_lines(c, &b, "clients", line, sizeof line);
+    if (memory && c->env->inst)
+        info_memory(c, &b);
+    if (stats)
+        info_server_lines(c, &b, "stats", line, sizeof line);
     if (keyspace) {
         uint64_t keys = 0;
         JET_ERR rc = js_count(c->sess, &keys);

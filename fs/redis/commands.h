@@ -31,6 +31,9 @@ typedef struct cmd_env {
      * ("key:value\r\n" each) into buf; returns the length (< cap).  May be
      * NULL. */
     size_t (*server_info)(void *ctx, const char *section, char *buf, size_t cap);
+    /* Bytes every connection's buffers hold now (INFO's # Memory counts
+     * them).  May be NULL. */
+    size_t (*client_bytes)(void *ctx);
     void *client_ctx;
     time_t started;
     struct cmd_watch_list *watchers;    /* NULL: WATCH refused */

@@ -146,6 +146,12 @@ static size_t server_info(void *ctx, const char *section, char *buf, size_t cap)
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
+static size_t client_bytes(void *ctx)
+{
+    const srv_server *srv = ctx;
+    return srv->buf_total;
+}
+
 /* ------------------------------------------------------------------ */
 /* Accounting and lists                                                 */
 /* ------------------------------------------------------------------ */
@@ -893,6 +899,7 @@ JET_ERR srv_loop_start(srv_server *srv)
     pthread_mutex_init(&srv->commit_lock, NULL);
     pthread_cond_init(&srv->commit_cond, NULL);
     srv->env.server_info = server_info;
+    srv->env.client_bytes = client_bytes;
     srv->env.client_ctx = srv;
     srv->env.watchers = &srv->watchers;
     srv->rbuf = malloc(SRV_READ_CHUNK);
