@@ -358,8 +358,9 @@ uint64_t js_snapshot_space(js_instance *inst);
 
 typedef struct js_snapshot js_snapshot;
 /** Open snapshot name for reading its jetsnap.edb image; *info (may be
- *  NULL) describes it.  Errors: JET_errOSSnapshotInvalidSnapId,
- *  JET_errOutOfMemory. */
+ *  NULL) describes it.  The handle holds a descriptor of jetsnap.edb of
+ *  its own (js_snapshot_read_pieces' file ranges) until it is closed.
+ *  Errors: JET_errOSSnapshotInvalidSnapId, JET_errOutOfMemory. */
 JET_ERR js_snapshot_open(js_instance *inst, const char *name, js_snapshot **out, js_snapshot_info *info);
 /** Read [off, off+len) of the image (size pages * page_size); *got short
  *  only at its end.  Errors: JET_errDiskIO (invalid snapshot),

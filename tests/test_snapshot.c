@@ -864,3 +864,69 @@ Test(snapshot, read_pieces_give_the_image_and_hold_until_consumed)
     free(img);
     OK(js_close(inst));
 }
+
+/* Each handle's file pieces come through a descriptor of its own (its
+ * kernel read-ahead is the handle's: snapread.c), closed with the handle,
+ * and read the image like any other. */
+typedef struct fd_seen {
+    int fd, pieces;
+    uint8_t *out;
+    size_t got;
+} fd_seen;
+
+static JET_ERR note_fd(void *ctx, const js_piece *p, size_t n)
+{
+    fd_seen *f = ctx;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].fd >= 0) {
+            cr_assert(f->fd < 0 || f->fd == p[i].fd, "one descriptor per handle");
+            f->fd = p[i].fd;
+            f->pieces++;
+            cr_assert_eq(pread(p[i].fd, f->out + f->got, p[i].len, (off_t)p[i].off), (ssize_t)p[i].len);
+        } else {
+            memcpy(f->out + f->got, p[i].mem, p[i].len);
+        }
+        f->got += p[i].len;
+    }
+    return JET_errSuccess;
+}
+
+Test(snapshot, read_pieces_use_a_descriptor_per_handle)
+{
+    js_params p = snap_params();
+    js_instance *inst = tl_create_open(tl_tp("db"), &p);
+    tl_fill(inst, "w0", 0, 600, 500);
+    OK(js_checkpoint(inst));
+    OK(js_snapshot_take(inst, "s1", NULL));
+    overwrite_load(inst, 0);
+    size_t len = 0;
+    uint8_t *img = tl_snap_image(inst, "s1", &len, NULL);
+    js_snapshot *s[2] = { NULL, NULL };
+    fd_seen f[2];
+    uint8_t *scratch = malloc((1 << 20) + (64 << 10));
+    js_piece pc[(1 << 20) / 4096 + 3];
+    cr_assert(scratch);
+    for (int h = 0; h < 2; h++) {
+        OK(js_snapshot_open(inst, "s1", &s[h], NULL));
+        f[h] = (fd_seen){ .fd = -1, .out = malloc(len + (1 << 20)) };
+        cr_assert(f[h].out);
+    }
+    for (uint64_t off = 0; off < len; off += 1 << 20)
+        for (int h = 0; h < 2; h++)   /* interleaved, as two readers would */
+            OK(js_snapshot_read_pieces(s[h], off, 1 << 20, scratch, pc, sizeof pc / sizeof pc[0], note_fd, &f[h]));
+    for (int h = 0; h < 2; h++) {
+        cr_assert_eq(f[h].got, len);
+        cr_assert(f[h].pieces > 0, "pages read in the file");
+        cr_assert(!memcmp(f[h].out, img, len), "handle %d reads the image", h);
+    }
+    cr_assert_neq(f[0].fd, f[1].fd, "each handle has its own descriptor");
+    js_snapshot_close(s[0]);
+    cr_assert_eq(fcntl(f[0].fd, F_GETFD), -1, "closed with its handle");
+    cr_assert_neq(fcntl(f[1].fd, F_GETFD), -1, "the other handle's stays");
+    js_snapshot_close(s[1]);
+    for (int h = 0; h < 2; h++)
+        free(f[h].out);
+    free(scratch);
+    free(img);
+    OK(js_close(inst));
+}

@@ -153,14 +153,23 @@ static JET_ERR read_pages(struct snapstore *ss, db_store *st, snap_entry *e, uin
 
 /* Read-ahead for a reader of the image (tar, cp): when a read enters a new
  * RA_CHUNK of the image, the next two chunks are asked for, from
- * jetsnap.edb and, for the pages saved in the store, from store.pages
- * (slots near each other in one advice): a cold reader then finds them in
- * the page cache instead of waiting on the disk page by page.  Advice
- * only: its result does not matter (and there is no fault to inject, so
- * not through os.c).  ss->lock held for reading. */
+ * jetsnap.edb (unless edb is 0) and, for the pages saved in the store,
+ * from store.pages (slots near each other in one advice): a cold reader
+ * then finds them in the page cache instead of waiting on the disk page by
+ * page.  Advice only: its result does not matter (and there is no fault to
+ * inject, so not through os.c).  ss->lock held for reading.
+ *
+ * ss_read_pieces with a descriptor of its own (a snapshot handle's) does
+ * not advise jetsnap.edb: the kernel's own read-ahead of that descriptor
+ * (sequential, js_snapshot_open) reads it in large folios and large
+ * requests, where WILLNEED fills the cache page by page.  Measured cold
+ * (tar of a 1 GiB snapshot, 72 MB of it in the store, vda at
+ * read_ahead_kb 8192): the daemon's CPU 380-540 -> 210-310 ms, disk
+ * requests 0.9-1.3 MiB -> 1.7-1.8 MiB on average, the tar 1.09-1.30 ->
+ * 1.01-1.04 s.  store.pages is still advised: its slots are scattered. */
 #define RA_CHUNK (4u << 20)
 
-static void read_ahead(struct snapstore *ss, db_store *st, const snap_entry *e, uint64_t off, size_t len)
+static void read_ahead(struct snapstore *ss, db_store *st, const snap_entry *e, uint64_t off, size_t len, int edb)
 {
     uint32_t ps = ss->page_size;
     uint64_t size = (uint64_t)e->meta.pages * ps, c = off / RA_CHUNK, from, to;
@@ -170,7 +179,8 @@ static void read_ahead(struct snapstore *ss, db_store *st, const snap_entry *e, 
     to = (c + 3) * RA_CHUNK < size ? (c + 3) * RA_CHUNK : size;
     if (from >= to)
         return;
-    (void)posix_fadvise(st->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_WILLNEED);
+    if (edb)
+        (void)posix_fadvise(st->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_WILLNEED);
     uint64_t lo = 0, hi = 0;   /* a run of slots [lo, hi) */
     for (uint64_t p = from / ps; p < to / ps; p++) {
         uint32_t slot = e->map[p];
@@ -218,7 +228,7 @@ JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, v
         goto out;
     if (len > size - off)
         len = (size_t)(size - off);
-    read_ahead(ss, st, e, off, len);
+    read_ahead(ss, st, e, off, len, 1);
     uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
     if (off % ps == 0 && len % ps == 0) {
         /* Whole pages (the kernel's reads): straight into buf. */
@@ -279,8 +289,8 @@ static int in_file(const snap_entry *e, uint32_t q, uint32_t ps, uint64_t fsize)
     return q >= 2 && e->map[q] == SLOT_NONE && ((uint64_t)q + 1) * ps <= fsize;
 }
 
-JET_ERR ss_read_pieces(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, size_t len, uint8_t *scratch,
-                       js_piece *pc, size_t cap, js_emit_fn emit, void *ctx)
+JET_ERR ss_read_pieces(struct snapstore *ss, db_store *st, int rfd, uint32_t id, uint64_t off, size_t len,
+                       uint8_t *scratch, js_piece *pc, size_t cap, js_emit_fn emit, void *ctx)
 {
     uint32_t ps = ss->page_size;
     JET_ERR err = JET_errSuccess;
@@ -295,7 +305,7 @@ JET_ERR ss_read_pieces(struct snapstore *ss, db_store *st, uint32_t id, uint64_t
     len = off >= size ? 0 : len > size - off ? (size_t)(size - off) : len;
     uint32_t lo = (uint32_t)(off / ps), hi = (uint32_t)((off + len + ps - 1) / ps);
     if (len) {
-        read_ahead(ss, st, e, off, len);
+        read_ahead(ss, st, e, off, len, rfd < 0);
         err = os_size(st->fd, st->path, &fsize);   /* only grows: a page below it stays there */
     }
     for (uint32_t i = 0; i < hi - lo && !err;) {
@@ -308,7 +318,7 @@ JET_ERR ss_read_pieces(struct snapstore *ss, db_store *st, uint32_t id, uint64_t
         to = to > off + len ? off + len : to;
         if (file) {
             files = 1;
-            err = add_piece(pc, cap, &n, st->fd, from, NULL, (size_t)(to - from));
+            err = add_piece(pc, cap, &n, rfd >= 0 ? rfd : st->fd, from, NULL, (size_t)(to - from));
         } else {
             err = read_pages(ss, st, e, lo + i, j - i, scratch + (size_t)i * ps);
             if (!err)

@@ -407,15 +407,16 @@ void ss_unref(struct snapstore *ss, uint32_t id);
  *  (untorn).  JET_errDiskIO for an invalid snapshot. */
 JET_ERR ss_read(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, void *buf, size_t len, size_t *got);
 /** Like ss_read, but [off, off+len) goes to emit as pieces: pages the
- *  snapshot still reads in jetsnap.edb as ranges of st->fd, the others
+ *  snapshot still reads in jetsnap.edb as ranges of rfd (a descriptor of
+ *  jetsnap.edb that reads ahead on its own; -1: st->fd, advised), the others
  *  (header, saved, pending, past the file's end) read into scratch (room
  *  for len + 2 pages); pc has room for cap pieces (len / page_size + 3 is
  *  enough).  emit runs with ss->lock held for reading and the file's range
  *  locked, so the ranges hold the snapshot's images until it returns (it
  *  must consume them by then and must not call into the engine); its error
  *  is returned.  emit is not called on an error before it. */
-JET_ERR ss_read_pieces(struct snapstore *ss, db_store *st, uint32_t id, uint64_t off, size_t len, uint8_t *scratch,
-                       js_piece *pc, size_t cap, js_emit_fn emit, void *ctx);
+JET_ERR ss_read_pieces(struct snapstore *ss, db_store *st, int rfd, uint32_t id, uint64_t off, size_t len,
+                       uint8_t *scratch, js_piece *pc, size_t cap, js_emit_fn emit, void *ctx);
 /** A small blob kept with a snapshot for its life (the daemon's SHA256SUMS),
  *  durable.  Get: *len 0 when none; copies at most cap bytes. */
 JET_ERR ss_note_set(struct snapstore *ss, uint32_t id, const void *data, uint32_t len);
