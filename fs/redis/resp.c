@@ -177,6 +177,8 @@ static int arg_reserve(resp_parser *p, size_t len)
     return 0;
 }
 
+#define PEEK_HEADER_MAX sizeof(((resp_parser *)0)->line)
+
 /* A "<tag><digits>\r\n" header at buf[*pos]: its number, *pos past it.
  * -1 when it is not one, or not whole. */
 static long long peek_header(const char *buf, size_t len, size_t *pos, char tag)
@@ -184,7 +186,9 @@ static long long peek_header(const char *buf, size_t len, size_t *pos, char tag)
     size_t i = *pos;
     if (i >= len || buf[i] != tag)
         return -1;
-    const char *cr = memchr(buf + i + 1, '\r', len - i - 1);
+    /* A header is no longer than the parser's line: never scan a payload. */
+    size_t most = len - i - 1 < PEEK_HEADER_MAX ? len - i - 1 : PEEK_HEADER_MAX;
+    const char *cr = memchr(buf + i + 1, '\r', most);
     long long v;
     if (!cr || (size_t)(cr - buf) + 1 >= len || cr[1] != '\n' ||
         resp_parse_ll(buf + i + 1, (size_t)(cr - (buf + i + 1)), &v) != 0 || v < 0)
