@@ -230,8 +230,8 @@ static long long info_field(const char *r, const char *field)
 Test(resp_server, info_memory_shows_the_buffer_pool)
 {
     tl_client *c = tl_cl_open(tl_srv_sock);
-    static char val[1000];
-    memset(val, 'v', sizeof val);
+    static char val[1001];   /* 1000 bytes and a NUL: tl_cl_cmd takes C strings */
+    memset(val, 'v', sizeof val - 1);
     for (int i = 0; i < 300; i++) {
         char key[16];
         snprintf(key, sizeof key, "mem%d", i);
