@@ -753,7 +753,7 @@ Test(engine, prefetch_is_a_hint_that_changes_nothing, .timeout = 60)
 /* ---------------- spare page buffers ---------------- */
 
 /* A growing tree takes a page buffer for good with each new page; the
- * flush thread keeps spare ones ready, written once (faulted in), so the
+ * flush thread keeps spare ones ready, faulted in, so the
  * commit path does not fault fresh memory in.  Without a writer, within a
  * few ticks the pool holds the stock (4 MiB of buffers). */
 Test(engine, spare_buffers_are_stocked_in_the_background, .timeout = 60)

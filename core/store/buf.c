@@ -131,15 +131,15 @@ void pool_stock_spares(buf_pool *pool)
     js_mutex_lock(&pool->spare_lock);
     size_t have = pool->nspare;
     js_mutex_unlock(&pool->spare_lock);
+    /* Faulted in here, not by a committer: the buffers carved below, and
+     * as much again after them for new frames. */
+    arena_prefault(&pool->arena, (have < want ? want - have : 0) * pool->page_size + POOL_STOCK_BYTES);
     for (; have < want; have++) {
         uint8_t *b = arena_alloc(&pool->arena, pool->page_size);
         if (!b)
             break;
-        memset(b, 0, pool->page_size);   /* faulted in here, not by a committer */
         pool_page_free(pool, b);
     }
-    /* New frames are carved next to them. */
-    arena_prefault(&pool->arena, POOL_STOCK_BYTES);
 }
 
 void pool_page_free(buf_pool *pool, uint8_t *buf)

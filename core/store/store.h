@@ -225,9 +225,10 @@ uint8_t *pool_page_alloc(buf_pool *pool);
 /** Give back a buffer from pool_page_alloc or a frame's old one (NULL is
  *  ignored); kept as a spare, the first to be taken again. */
 void pool_page_free(buf_pool *pool, uint8_t *buf);
-/** Top the spare buffers up to a few MiB, each written once so its memory
- *  is faulted in: called by a background thread, so that a growing tree's
- *  new pages and frames do not fault memory in on the commit path. */
+/** Top the spare buffers up to a few MiB, their memory and as much after
+ *  it faulted in (arena_prefault): called by a background thread, so that
+ *  a growing tree's new pages and frames do not fault memory in on the
+ *  commit path. */
 void pool_stock_spares(buf_pool *pool);
 /* What the pool holds now (pool_usage). */
 typedef struct pool_usage_info {
