@@ -122,8 +122,10 @@ static uint32_t page_free_contig(const uint8_t *pg)
     return pg_cell_lo(pg) - (PG_HDR_SIZE + 2u * pg_nslots(pg));
 }
 
-/* Descend from the root to the leaf for key, recording the path. */
-static JET_ERR descend(tview *v, const uint8_t *key, size_t klen, bt_path *path, uint32_t root)
+/* Descend from the root towards the leaf for key, recording the path, and
+ * stop at depth stop without reading that page (bt_prefetch: the leaf's
+ * number only), or at the leaf when stop is negative. */
+static JET_ERR descend_to(tview *v, const uint8_t *key, size_t klen, bt_path *path, uint32_t root, int stop)
 {
     JET_ERR err = JET_errSuccess;
     uint32_t pgno = root;
@@ -131,10 +133,14 @@ static JET_ERR descend(tview *v, const uint8_t *key, size_t klen, bt_path *path,
     for (;;) {
         if (path->depth >= BT_MAX_DEPTH)
             return JS_CORRUPT(JET_errDatabaseCorrupted, "tree deeper than %d at page %u", BT_MAX_DEPTH, pgno);
+        path->pgno[path->depth] = pgno;
+        if (path->depth == stop) {
+            path->idx[path->depth++] = 0;
+            return JET_errSuccess;
+        }
         const uint8_t *pg = tv_read(v, pgno, &err);
         if (!pg)
             return err;
-        path->pgno[path->depth] = pgno;
         if (pg_type(pg) == PG_LEAF) {
             path->idx[path->depth++] = 0;
             return JET_errSuccess;
@@ -145,6 +151,11 @@ static JET_ERR descend(tview *v, const uint8_t *key, size_t klen, bt_path *path,
         path->idx[path->depth++] = ci;
         pgno = branch_child(pg, ci);
     }
+}
+
+static JET_ERR descend(tview *v, const uint8_t *key, size_t klen, bt_path *path, uint32_t root)
+{
+    return descend_to(v, key, klen, path, root, -1);
 }
 
 static JET_ERR meta_root(tview *v, uint32_t *root)
@@ -169,24 +180,15 @@ JET_ERR bt_prefetch(tview *v, const js_keyref *keys, size_t n)
     /* The first key's walk reads its leaf and so learns the leaves'
      * depth; the others stop one page short, at the leaf's number. */
     int leaf_depth = -1;
+    bt_path path;
     for (size_t i = 0; i < n; i++) {
-        uint32_t pgno = root;
-        for (int depth = 0; depth < BT_MAX_DEPTH; depth++) {
-            if (depth == leaf_depth) {
-                leaf[m++] = pgno;
-                break;
-            }
-            const uint8_t *pg = tv_read(v, pgno, &err);
-            if (!pg)
-                return err;
-            if (pg_type(pg) == PG_LEAF) {
-                leaf_depth = depth;
-                break;
-            }
-            if (pg_type(pg) != PG_BRANCH)
-                return JS_CORRUPT(JET_errDatabaseCorrupted, "page %u in the tree has type %u", pgno, pg_type(pg));
-            pgno = branch_child(pg, branch_child_index(pg, keys[i].key, keys[i].klen));
-        }
+        err = descend_to(v, keys[i].key, keys[i].klen, &path, root, leaf_depth);
+        if (err)
+            return err;
+        if (leaf_depth < 0)
+            leaf_depth = path.depth - 1;
+        else
+            leaf[m++] = path.pgno[path.depth - 1];
     }
     for (int stage = POOL_PREFETCH_BUCKET; stage <= POOL_PREFETCH_PAGE; stage++)
         for (size_t j = 0; j < m; j++)
