@@ -19,6 +19,7 @@
 
 #include "jetsnap.h"
 #include "instance/instance.h"
+#include "bkset.h"
 #include "testlib.h"
 
 /* ---------------- reference model ---------------- */
@@ -59,16 +60,28 @@ static void fill_random(unsigned char *v, size_t n, unsigned *seed)
         v[i] = (unsigned char)rand_r(seed);
 }
 
-/* A new lazy instance in a fresh directory (returned, for the caller to
- * remove and free), open, with one session. */
+/* A new lazy instance in a fresh directory (returned, for
+ * close_and_remove), open, with one session unless s is NULL. */
 static char *fresh_instance(js_instance **inst, js_session **s)
 {
     char *dir = tl_tmpdir("jsengine");
     js_params p = tl_lazy_params();
-    OK(js_create(dir, &p));
-    OK(js_open(dir, &p, inst));
-    OK(js_session_open(*inst, s));
+    *inst = tl_create_open(dir, &p);
+    if (s)
+        OK(js_session_open(*inst, s));
     return dir;
+}
+
+/* Close inst, check its files offline when asked, remove dir. */
+static void close_and_remove(js_instance *inst, char *dir, int check)
+{
+    OK(js_close(inst));
+    if (check) {
+        js_check_report rep;
+        OK(js_check(dir, &rep));
+    }
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
 }
 
 /* Walk every key with a cursor, asserting key order (memcmp, the shorter
@@ -276,9 +289,7 @@ Test(engine, binary_keys_order_as_bytes, .timeout = 60)
     cr_assert_eq(count, stored);
     cr_assert_eq(walk_in_order(s, visit_self, NULL), stored);
     js_session_close(s);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_and_remove(inst, dir, 0);
 }
 
 Test(engine, key_and_value_limits, .timeout = 60)
@@ -404,9 +415,7 @@ Test(engine, session_sharing_violation, .timeout = 60)
     OK(js_txn_rollback(s1));
     js_session_close(s1);
     js_session_close(s2);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_and_remove(inst, dir, 0);
 }
 
 /* ---------------- bad input ---------------- */
@@ -462,9 +471,7 @@ Test(engine, bad_input_changes_nothing, .timeout = 60)
     OK(js_open(path, &q, &inst));
     js_instance *second;
     cr_assert_eq(js_open(path, &q, &second), JET_errDatabaseInUse);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_and_remove(inst, dir, 0);
 }
 
 Test(engine, errors_have_names_and_errnos)
@@ -534,9 +541,7 @@ Test(engine, readonly_transaction_is_a_snapshot, .timeout = 60)
     cr_assert_eq(get1(r, "y"), '2');
     js_session_close(r);
     js_session_close(w);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_and_remove(inst, dir, 0);
 }
 
 /* Commit modes: a durable commit is on disk when it returns; a lazy one
@@ -589,9 +594,7 @@ Test(engine, commit_modes, .timeout = 60)
     cr_assert_eq(js_txn_commit(s, 0x100), JET_errInvalidGrbit);
     OK(js_txn_rollback(s));
     js_session_close(s);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_and_remove(inst, dir, 0);
 }
 
 /* Readers and a writer at once, with a pool far smaller than the data so
@@ -743,11 +746,7 @@ Test(engine, prefetch_is_a_hint_that_changes_nothing, .timeout = 60)
         free(got);
     }
     js_session_close(s);
-    OK(js_close(inst));
-    js_check_report rep;
-    OK(js_check(dir, &rep));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_and_remove(inst, dir, 1);
 }
 
 /* ---------------- spare page buffers ---------------- */
@@ -758,11 +757,8 @@ Test(engine, prefetch_is_a_hint_that_changes_nothing, .timeout = 60)
  * few ticks the pool holds the stock (4 MiB of buffers). */
 Test(engine, spare_buffers_are_stocked_in_the_background, .timeout = 60)
 {
-    char *dir = tl_tmpdir("jsengine");
-    js_params p = tl_lazy_params();
-    OK(js_create(dir, &p));
     js_instance *inst;
-    OK(js_open(dir, &p, &inst));
+    char *dir = fresh_instance(&inst, NULL);
     buf_pool *pool = &inst->store.pool;
     size_t want = (4u << 20) / pool->page_size, have = 0;
     for (int i = 0; i < 100 && have < want; i++) {
@@ -772,9 +768,7 @@ Test(engine, spare_buffers_are_stocked_in_the_background, .timeout = 60)
         js_mutex_unlock(&pool->spare_lock);
     }
     cr_assert_geq(have, want, "%zu spare buffers after 5 s, want %zu", have, want);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_and_remove(inst, dir, 0);
 }
 
 /* ---------------- the pool's memory (store/arena.c) ---------------- */
@@ -784,16 +778,11 @@ Test(engine, spare_buffers_are_stocked_in_the_background, .timeout = 60)
 Test(engine, cache_info_counts_the_pool, .timeout = 60)
 {
     js_instance *inst;
-    js_session *s;
-    char *dir = fresh_instance(&inst, &s);
+    char *dir = fresh_instance(&inst, NULL);
     js_cache_info ci;
     cr_assert_eq(js_cache_info_get(NULL, &ci), JET_errInvalidParameter);
     cr_assert_eq(js_cache_info_get(inst, NULL), JET_errInvalidParameter);
-    char key[32], val[1000] = { 0 };
-    for (int k = 0; k < 2000; k++) {   /* some 2 MB of pages */
-        snprintf(key, sizeof key, "k%06d", k);
-        OK(js_put(s, key, strlen(key), val, sizeof val));
-    }
+    tl_fill(inst, "k", 0, 2000, 1000);   /* some 2 MB of pages */
     OK(js_cache_info_get(inst, &ci));
     cr_assert_eq(ci.limit_bytes, 8u << 20, "tl_lazy_params' cache_size");
     cr_assert_eq(ci.page_size, 8192);
@@ -801,10 +790,7 @@ Test(engine, cache_info_counts_the_pool, .timeout = 60)
     cr_assert_geq(ci.memory_bytes, ci.pages_bytes + ci.spare_bytes);
     cr_assert_geq(ci.mapped_bytes, ci.memory_bytes);
     cr_assert_leq(ci.dirty_bytes, ci.pages_bytes);
-    js_session_close(s);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_and_remove(inst, dir, 0);
 }
 
 /* Allocations are cache-line aligned, zero-filled and disjoint, including
@@ -862,14 +848,8 @@ Test(engine, pool_buffers_are_backed_by_huge_pages, .timeout = 60)
     }
     free(thp);
     js_instance *inst;
-    js_session *s;
-    char *dir = fresh_instance(&inst, &s);
-    char key[32], val[1000] = { 0 };
-    for (int k = 0; k < 8000; k++) {   /* some 8 MiB of pages */
-        snprintf(key, sizeof key, "k%06d", k);
-        OK(js_put(s, key, strlen(key), val, sizeof val));
-    }
-    js_session_close(s);
+    char *dir = fresh_instance(&inst, NULL);
+    tl_fill(inst, "k", 0, 8000, 1000);   /* some 8 MiB of pages */
     uintptr_t at = (uintptr_t)inst->store.pool.frames[inst->store.pool.nframes - 1]->data;
     char *smaps = tl_slurp("/proc/self/smaps", NULL);
     cr_assert_not_null(smaps);
@@ -885,7 +865,5 @@ Test(engine, pool_buffers_are_backed_by_huge_pages, .timeout = 60)
     }
     free(smaps);
     cr_assert_gt(huge_kib, 0, "the mapping of a frame's buffer has %ld KiB in huge pages", huge_kib);
-    OK(js_close(inst));
-    cr_assert_eq(tl_rmrf(dir), 0);
-    free(dir);
+    close_and_remove(inst, dir, 0);
 }

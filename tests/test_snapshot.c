@@ -137,13 +137,12 @@ Test(snapshot, image_never_changes)
     tl_kvdump at;
     copy_out(inst, "s1", tl_tp("c0"));
     tl_dump_dir(tl_tp("c0"), &at);
-    unsigned char h0[32], h[32];
+    unsigned char h0[32];
     tl_snap_hash(inst, "s1", h0);
 
     for (int r = 0; r < 4; r++) {
         overwrite_load(inst, r);
-        tl_snap_hash(inst, "s1", h);
-        cr_assert(!memcmp(h0, h, 32), "image changed after write round %d", r);
+        tl_snap_expect(inst, "s1", h0, "image changed after write round %d", r);
     }
     /* A full backup truncates the logs; a second and third snapshot, one deleted. */
     mkdir(tl_tp("bk"), 0700);
@@ -153,20 +152,17 @@ Test(snapshot, image_never_changes)
     overwrite_load(inst, 1);
     OK(js_snapshot_delete(inst, "s2"));
     overwrite_load(inst, 2);
-    tl_snap_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed after backup and other snapshots");
+    tl_snap_expect(inst, "s1", h0, "image changed after backup and other snapshots");
     OK(js_close(inst));
 
     inst = tl_reopen(tl_tp("db"));
-    tl_snap_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed across a clean restart");
+    tl_snap_expect(inst, "s1", h0, "image changed across a clean restart");
     OK(js_close(inst));
 
     for (int k = 0; k < 3; k++) {
         tl_in_crashing_child(tl_tp("db"), &p, crash_writes);
         inst = tl_reopen(tl_tp("db"));
-        tl_snap_hash(inst, "s1", h);
-        cr_assert(!memcmp(h0, h, 32), "image changed across crash %d and recovery", k);
+        tl_snap_expect(inst, "s1", h0, "image changed across crash %d and recovery", k);
         OK(js_close(inst));
     }
     inst = tl_reopen(tl_tp("db"));
@@ -249,7 +245,7 @@ static void store_fault_invalidates_one(int err)
     OK(js_checkpoint(inst));
     OK(js_snapshot_take(inst, "old", NULL));
     overwrite_load(inst, 0);             /* "old" has its images saved */
-    unsigned char h0[32], h[32];
+    unsigned char h0[32];
     tl_snap_hash(inst, "old", h0);
     OK(js_snapshot_take(inst, "new", NULL));
     js_fault_arm(JS_FAULT_WRITE, 1, err, -1, "store.pages");
@@ -262,8 +258,7 @@ static void store_fault_invalidates_one(int err)
     cr_assert(!info.valid);
     OK(js_snapshot_stat(inst, "old", &info));
     cr_assert(info.valid);
-    tl_snap_hash(inst, "old", h);
-    cr_assert(!memcmp(h0, h, 32));
+    tl_snap_expect(inst, "old", h0, "the image changed");
     size_t len;
     JET_ERR rerr = 0;
     free(tl_snap_image(inst, "new", &len, &rerr));
@@ -271,8 +266,7 @@ static void store_fault_invalidates_one(int err)
     OK(js_snapshot_delete(inst, "new"));
     OK(js_close(inst));
     inst = tl_reopen(tl_tp("db"));
-    tl_snap_hash(inst, "old", h);
-    cr_assert(!memcmp(h0, h, 32));
+    tl_snap_expect(inst, "old", h0, "the image changed");
     OK(js_close(inst));
 }
 
@@ -295,12 +289,11 @@ Test(snapshot, no_log_instance)
     OK(js_open(tl_tp("db"), &p, &inst));
     tl_fill(inst, "w0", 0, 600, 700);
     OK(js_snapshot_take(inst, "s", NULL));
-    unsigned char h0[32], h[32];
+    unsigned char h0[32];
     tl_snap_hash(inst, "s", h0);
     overwrite_load(inst, 0);
     overwrite_load(inst, 1);
-    tl_snap_hash(inst, "s", h);
-    cr_assert(!memcmp(h0, h, 32));
+    tl_snap_expect(inst, "s", h0, "the image changed");
     copy_out(inst, "s", tl_tp("copy"));
     p.no_log = 0;
     js_instance *c = NULL;
@@ -515,9 +508,7 @@ Test(snapshot, lazy_take_copies_no_page_and_a_kill_right_after_keeps_the_prefix)
         OK(js_snapshot_stat(inst, "s1", &info));
         cr_assert(info.valid, "mode %d: s1 invalid after the kill", mode);
         if (r.hashed) {
-            unsigned char h[32];
-            tl_snap_hash(inst, "s1", h);
-            cr_assert(!memcmp(h, r.h, 32), "mode %d: the image changed across the kill", mode);
+            tl_snap_expect(inst, "s1", r.h, "mode %d: the image changed across the kill", mode);
         }
         char *copy = tl_tp("copy%d", mode);
         copy_out(inst, "s1", copy);
@@ -579,19 +570,16 @@ Test(snapshot, lazy_pages_kept_through_changes_checkpoints_restarts_and_kills)
     tl_fill(inst, "w1", 0, 300, 500);      /* dirty at the instant */
     OK(js_snapshot_take(inst, "s1", NULL));
     cr_assert_eq(js_snapshot_space(inst), 0);
-    unsigned char h0[32], h[32];
+    unsigned char h0[32];
     tl_snap_hash(inst, "s1", h0);
     tl_fill(inst, "w1", 0, 300, 640);      /* pending pages change: captured */
-    tl_snap_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed when its pending pages changed");
+    tl_snap_expect(inst, "s1", h0, "image changed when its pending pages changed");
     OK(js_checkpoint(inst));               /* captures saved */
     cr_assert(js_snapshot_space(inst) > 0);
-    tl_snap_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed at the checkpoint");
+    tl_snap_expect(inst, "s1", h0, "image changed at the checkpoint");
     OK(js_close(inst));
     inst = tl_reopen(dir);
-    tl_snap_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed across a restart");
+    tl_snap_expect(inst, "s1", h0, "image changed across a restart");
     OK(js_close(inst));
 
     srand(1234);
@@ -608,11 +596,9 @@ Test(snapshot, lazy_pages_kept_through_changes_checkpoints_restarts_and_kills)
         take_rec r;
         cr_assert(get_rec(rec, &r) && r.hashed, "round %d: the child's record", round);
         inst = tl_reopen(dir);
-        tl_snap_hash(inst, "s1", h);
-        cr_assert(!memcmp(h0, h, 32), "round %d: s1 changed", round);
+        tl_snap_expect(inst, "s1", h0, "round %d: s1 changed", round);
         snprintf(name, sizeof name, "k%d", round);
-        tl_snap_hash(inst, name, h);
-        cr_assert(!memcmp(r.h, h, 32), "round %d: %s changed across the kill", round, name);
+        tl_snap_expect(inst, name, r.h, "round %d: %s changed across the kill", round, name);
         OK(js_snapshot_delete(inst, name));
         OK(js_close(inst));
     }
@@ -668,22 +654,19 @@ Test(snapshot, lazy_pages_settled_by_a_clean_shutdown_hold_under_no_log)
     OK(js_checkpoint(inst));
     tl_fill(inst, "w1", 0, 300, 500);      /* pending at the take */
     OK(js_snapshot_take(inst, "s1", NULL));
-    unsigned char h0[32], h[32];
+    unsigned char h0[32];
     tl_snap_hash(inst, "s1", h0);
     OK(js_close(inst));                    /* the final checkpoint resolves them */
     js_params nl = p;
     nl.no_log = 1;
     OK(js_open(dir, &nl, &inst));
-    tl_snap_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed across a clean restart");
+    tl_snap_expect(inst, "s1", h0, "image changed across a clean restart");
     tl_fill(inst, "w1", 0, 300, 610);      /* no LSNs now: the pages must no longer be pending */
     OK(js_checkpoint(inst));
-    tl_snap_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed under no_log writes");
+    tl_snap_expect(inst, "s1", h0, "image changed under no_log writes");
     OK(js_close(inst));
     inst = tl_reopen(dir);
-    tl_snap_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed after the no_log run");
+    tl_snap_expect(inst, "s1", h0, "image changed after the no_log run");
     OK(js_close(inst));
 }
 
@@ -697,7 +680,7 @@ Test(snapshot, delete_compacts_a_mostly_dead_index)
     OK(js_checkpoint(inst));
     OK(js_snapshot_take(inst, "keep", NULL));
     overwrite_load(inst, 0);
-    unsigned char h0[32], h[32];
+    unsigned char h0[32];
     tl_snap_hash(inst, "keep", h0);
     struct stat st;
     off_t peak = 0;
@@ -714,12 +697,10 @@ Test(snapshot, delete_compacts_a_mostly_dead_index)
     /* Append-only, it never shrinks: smaller than its peak means rewritten. */
     cr_assert(st.st_size < peak, "index %lld bytes after the deletes, peak %lld", (long long)st.st_size,
               (long long)peak);
-    tl_snap_hash(inst, "keep", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed by the compaction");
+    tl_snap_expect(inst, "keep", h0, "image changed by the compaction");
     OK(js_close(inst));
     inst = tl_reopen(dir);
-    tl_snap_hash(inst, "keep", h);
-    cr_assert(!memcmp(h0, h, 32), "image changed across a restart after compaction");
+    tl_snap_expect(inst, "keep", h0, "image changed across a restart after compaction");
     OK(js_close(inst));
 }
 
@@ -751,13 +732,12 @@ Test(snapshot, store_version_1_opens_a_later_one_is_refused)
     tl_fill(inst, "w0", 0, 300, 500);
     OK(js_snapshot_take(inst, "s1", NULL));
     overwrite_load(inst, 0);
-    unsigned char h0[32], h[32];
+    unsigned char h0[32];
     tl_snap_hash(inst, "s1", h0);
     OK(js_close(inst));
     set_store_version(dir, 1);            /* as written before PEND records */
     inst = tl_reopen(dir);
-    tl_snap_hash(inst, "s1", h);
-    cr_assert(!memcmp(h0, h, 32), "a version 1 store reads the same");
+    tl_snap_expect(inst, "s1", h0, "a version 1 store reads the same");
     OK(js_close(inst));
     set_store_version(dir, 3);
     js_params q = tl_test_params();

@@ -6,7 +6,10 @@
 
 #include <criterion/criterion.h>
 #include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testlib.h"
 
@@ -41,4 +44,16 @@ void tl_snap_hash(js_instance *inst, const char *name, unsigned char out[32])
     uint8_t *b = tl_snap_image(inst, name, &len, NULL);
     SHA256(b, len, out);
     free(b);
+}
+
+void tl_snap_expect(js_instance *inst, const char *name, const unsigned char want[32], const char *fmt, ...)
+{
+    unsigned char h[32];
+    char why[256];
+    va_list ap;
+    tl_snap_hash(inst, name, h);
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    cr_assert(!memcmp(want, h, 32), "%s", why);
 }
