@@ -447,6 +447,31 @@ Test(engine, spare_generation_is_written_not_just_reserved, .timeout = 60)
     free(dir);
 }
 
+/* A generation made where no committer waits (creation, and open after a
+ * crash that left the current one torn) is written out too, so the first
+ * generation's commits do not pay the extent conversion the spare spares
+ * the others: with 256 MiB generations its first commits ran at 70% of
+ * the later ones' rate. */
+Test(engine, first_generation_is_written_not_just_reserved, .timeout = 60)
+{
+    char *dir = tl_tmpdir("jsengine");
+    js_params p = tl_rolling_params();
+    p.log_file_size = 8u << 20;
+    OK(js_create(dir, &p));
+    char cur[600];
+    snprintf(cur, sizeof cur, "%s/edb.log", dir);
+    long long left = unwritten_bytes(cur);
+    if (left == -1)
+        cr_skip_test("no FIEMAP on this file system");
+    cr_assert_eq(left, 0, "edb.log after create: %lld bytes reserved or missing, not written", left);
+    js_instance *inst;
+    OK(js_open(dir, &p, &inst));
+    OK(js_close(inst));
+    cr_assert_eq(unwritten_bytes(cur), 0);
+    cr_assert_eq(tl_rmrf(dir), 0);
+    free(dir);
+}
+
 /* ---------------- redo of partial page changes ---------------- */
 
 /* Commits log the bytes a change reports (tv_wrote) instead of comparing

@@ -453,12 +453,14 @@ static void log_prepare_spare(log_state *lg)
 }
 
 /* edbtmp.log holding generation gen's header, durable: the pre-built spare
- * when there is one, else a new file.  *fd_out receives the descriptor;
+ * when there is one, else a new file, its zeros written when fill (no
+ * committer waits: creation and open; see log_prepare_spare for why a
+ * generation is written, not only reserved).  *fd_out receives the descriptor;
  * spare_lock stays held until the caller has renamed edbtmp.log away
  * (promote_next) or handed the file back (keep_spare).  On failure nothing
  * is left behind and spare_lock is released. */
 static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int64_t prev_created,
-                              uint32_t prev_digest, uint32_t prev_blocks, int *fd_out)
+                              uint32_t prev_digest, uint32_t prev_blocks, int fill, int *fd_out)
 {
     char tmp[PATH_MAX];
     tmp_path(lg, tmp, sizeof tmp);
@@ -470,14 +472,16 @@ static JET_ERR create_tmp_gen(log_state *lg, uint32_t gen, int64_t created, int6
         fd = lg->spare_fd;
         lg->spare_fd = -1;
     } else {
-        /* Reserved only, not written: writing the zeros here would make the
-         * roll's fsync below, which committers may wait for, write the
-         * whole file.  A half-built spare is the same file: dropped. */
+        /* In a roll, reserved only, not written: writing the zeros here
+         * would make the fsync below, which committers may wait for, write
+         * the whole file.  A half-built spare is the same file: dropped. */
         if (lg->prep_fd >= 0)
             prep_drop(lg, tmp, 0);
         err = os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0600, &fd);
         if (!err)
             err = os_allocate(fd, tmp, lg->file_size);
+        if (!err && fill)
+            err = os_write_zeros(fd, tmp, 0, lg->file_size);
     }
     if (err)
         goto fail;
@@ -629,7 +633,7 @@ static JET_ERR roll_locked(log_state *lg, uint32_t *closed_gen)
     seal_pending(lg);
     int64_t created = js_time_ms();
     int fd = -1;
-    JET_ERR err = create_tmp_gen(lg, gen + 1, created, lg->created, lg->digest, lg->blk, &fd);
+    JET_ERR err = create_tmp_gen(lg, gen + 1, created, lg->created, lg->digest, lg->blk, 0, &fd);
     if (err)
         return log_fail(lg, err);
     err = close_current(lg);
@@ -778,7 +782,7 @@ JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32
     /* No current file: make generation gen from scratch. */
     int64_t created = js_time_ms();
     int fd = -1;
-    JET_ERR err = create_tmp_gen(lg, gen, created, prev_created, prev_digest, prev_blocks, &fd);
+    JET_ERR err = create_tmp_gen(lg, gen, created, prev_created, prev_digest, prev_blocks, 1, &fd);
     return err ? err : promote_next(lg, gen - 1, created, fd, 0);
 }
 
@@ -793,7 +797,7 @@ static JET_ERR log_close_at(log_state *lg, uint32_t end_blk, uint32_t digest, in
     lg->digest = digest;
     int64_t created = js_time_ms();
     int fd = -1;
-    JET_ERR err = create_tmp_gen(lg, lg->gen + 1, created, lg->created, digest, end_blk, &fd);
+    JET_ERR err = create_tmp_gen(lg, lg->gen + 1, created, lg->created, digest, end_blk, 1, &fd);
     if (err)
         return err;
     err = already_closed ? JET_errSuccess : write_close_block(lg);

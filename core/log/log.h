@@ -96,7 +96,8 @@ void log_init(log_state *lg, const char *dir, uint64_t file_size, uint32_t page_
 /** Close the files, free the buffers, destroy the locks. */
 void log_destroy(log_state *lg);
 /** Create a fresh edb.log for generation gen (chained to the previous
- *  generation's close facts). */
+ *  generation's close facts), its zeros written and durable like a spare's
+ *  (its first commits then cost one I/O each, not two). */
 JET_ERR log_create_gen(log_state *lg, uint32_t gen, int64_t prev_created, uint32_t prev_digest, uint32_t prev_blocks);
 /** Append one transaction: the records in recs (already encoded, n bytes,
  *  record boundaries given by lens) followed by a commit record.  *commit_lsn
