@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -383,6 +384,38 @@ Test(cli, put_get_del_round_trip)
     cr_assert_eq(r.status, 1);
     cr_assert(strncmp(r.err, "jetsnap: JET_err", 16) == 0, "%s", r.err);
     tl_run_free(&r);
+}
+
+/* An instance another process holds while no mount serves it (a daemon
+ * still checkpointing after fusermount3 -u): an offline command says so and
+ * waits for it instead of failing.  The test holds DBDIR's lock itself and
+ * lets go once the tool has said it waits. */
+Test(cli, offline_command_waits_for_a_stopping_holder)
+{
+    const char *d = tl_tp("db");
+    char lock[PATH_MAX + 16], *err = NULL, *out;
+    int ofd, efd, lfd;
+
+    RUN_OK("create", d);
+    RUN_OK("put", d, "k", "v");
+    snprintf(lock, sizeof lock, "%s/jetsnap.lock", d);
+    lfd = open(lock, O_RDWR | O_CLOEXEC);
+    cr_assert(lfd >= 0 && flock(lfd, LOCK_EX) == 0);
+    pid_t pid = tl_cli_spawn_bg(NULL, &ofd, &efd, (const char *const[]){ "dump", d, NULL });
+    for (int i = 0; i < 1000 && (err == NULL || strstr(err, "waiting up to 10 s") == NULL); i++) {
+        free(err);
+        usleep(10000);
+        err = tl_slurp_fd(efd, NULL);
+    }
+    cr_assert_not_null(strstr(err, "is open in another process: waiting up to 10 s for it"), "%s", err);
+    close(lfd);
+    cr_assert_eq(tl_reap(pid, 30000), 0);
+    out = tl_slurp_fd(ofd, NULL);
+    cr_assert_str_eq(out, "k\tv\n");
+    free(err);
+    free(out);
+    close(ofd);
+    close(efd);
 }
 
 Test(cli, every_byte_value_through_escapes)

@@ -43,6 +43,7 @@
 #include "../fs/daemon/opts.h"
 #include "../fs/daemon/status.h"
 #include "fsmount.h"
+#include "jstool.h"
 #include "proc.h"
 #include "respcl.h"
 #include "testlib.h"
@@ -314,6 +315,25 @@ Test(fs_mount, layout_and_live_files)
     tl_pathf(a, "%s/live/%s", tl_mnt, JS_LOCK_FILE);
     cr_expect_neq(stat(a, &sa), 0);
     cr_expect_eq(errno, ENOENT);
+}
+
+/* An offline command on a mounted instance is refused at once, naming the
+ * mount to read it through (it does not wait: only a holder no mount shows
+ * is waited for, test_cli.c). */
+Test(fs_mount, offline_tool_names_the_mount)
+{
+    struct tl_run r;
+    char want[2 * PATH_MAX + 64];
+
+    tl_fs_start();
+    tl_build_bin(tl_jetsnap_bin, "jetsnap");
+    RUN(&r, "dump", tl_dbdir);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    snprintf(want, sizeof want, "jetsnap: JET_errDatabaseInUse (-1202): %s is mounted at %s: read it through %s/live",
+             tl_dbdir, tl_mnt, tl_mnt);
+    cr_assert(strncmp(r.err, want, strlen(want)) == 0, "%s", r.err);
+    cr_assert_null(strstr(r.err, "waiting"), "%s", r.err);
+    tl_run_free(&r);
 }
 
 Test(fs_mount, every_change_is_erofs)

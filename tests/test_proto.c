@@ -10,6 +10,8 @@
  *                  daemon's opts_parse_size)
  *   proto_ctl      a refused control write's errno leads the tool back to
  *                  the ESE code the daemon mapped to it
+ *   proto_mountinfo  /proc/self/mountinfo lines split into the fields the
+ *                  daemon and the tool look at, escapes undone
  *   live           js_live_*: the files shown, their attributes, reads of
  *                  any file at any offset, and a page cut in two by two
  *                  reads comes from one image even when the file changed
@@ -202,6 +204,44 @@ Test(proto_size, refuses_what_both_old_parsers_refused)
 /* ------------------------------------------------------------------ */
 /* Control: limits and errnos                                           */
 /* ------------------------------------------------------------------ */
+
+/* Mountinfo lines as the kernel writes them: optional fields before the
+ * " - " separator, octal escapes in the mount point and the source (a
+ * DBDIR with a space), and lines that lack fields are refused. */
+Test(proto_mountinfo, fields_and_escapes)
+{
+    char l1[] = "36 35 0:52 / /mnt/my\\040mnt rw,nosuid,nodev,relatime shared:1 master:2 - fuse.jetsnapfs "
+                "jetsnap:/srv/db\\040one rw,user_id=0,group_id=0\n";
+    struct proto_mount m;
+    cr_assert_eq(proto_mountinfo_line(l1, &m), 0);
+    cr_assert_eq(m.minor, 52u);
+    cr_assert_str_eq(m.mountpoint, "/mnt/my mnt");
+    cr_assert_str_eq(m.fstype, "fuse.jetsnapfs");
+    cr_assert_str_eq(m.source, "jetsnap:/srv/db one");
+
+    char l2[] = "22 1 254:1 / / rw,relatime - ext4 /dev/vda rw";
+    cr_assert_eq(proto_mountinfo_line(l2, &m), 0);
+    cr_assert_eq(m.minor, 1u);
+    cr_assert_str_eq(m.mountpoint, "/");
+    cr_assert_str_eq(m.source, "/dev/vda");
+
+    /* A backslash not followed by three octal digits stays as it is. */
+    char l3[] = "40 22 0:60 / /a\\b\\09 rw - tmpfs x\\400y rw";
+    cr_assert_eq(proto_mountinfo_line(l3, &m), 0);
+    cr_assert_str_eq(m.mountpoint, "/a\\b\\09");
+    cr_assert_str_eq(m.source, "x\\400y");
+
+    char no_sep[] = "36 35 0:52 / /mnt rw shared:1 fuse.jetsnapfs jetsnap:/db rw";
+    char no_source[] = "36 35 0:52 / /mnt rw - fuse.jetsnapfs";
+    char short_head[] = "36 35 0:52 / - fuse x rw";
+    char bad_dev[] = "36 35 zero / /mnt rw - fuse x rw";
+    char empty[] = "";
+    cr_assert_eq(proto_mountinfo_line(no_sep, &m), -1);
+    cr_assert_eq(proto_mountinfo_line(no_source, &m), -1);
+    cr_assert_eq(proto_mountinfo_line(short_head, &m), -1);
+    cr_assert_eq(proto_mountinfo_line(bad_dev, &m), -1);
+    cr_assert_eq(proto_mountinfo_line(empty, &m), -1);
+}
 
 Test(proto_ctl, command_limit_is_one_write)
 {

@@ -5,6 +5,7 @@
  * last resort.  Used at start (mnt_clear_stale) and at stop (mount.c).
  */
 #include "mount_int.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,22 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Undo mountinfo's octal escapes (\040 for space, ...) in place. */
-static void unescape_octal(char *s)
-{
-    char *r = s, *w = s;
-    while (*r != '\0') {
-        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' &&
-            r[3] >= '0' && r[3] <= '7') {
-            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-            r += 4;
-        } else {
-            *w++ = *r++;
-        }
-    }
-    *w = '\0';
-}
-
 /* Find the last (topmost) FUSE mount at path in /proc/self/mountinfo.
  * Returns 1 and its minor device number (the fusectl connection number),
  * 0 when there is none. */
@@ -48,17 +33,11 @@ int mnt_find_fuse_mount(const char *path, unsigned *minor_out)
     if (f == NULL)
         return 0;
     while (getline(&line, &cap, f) > 0) {
-        unsigned maj, min;
-        char mp[PATH_MAX + 1], *sep, fstype[64];
-        if (sscanf(line, "%*u %*u %u:%u %*s %4096s", &maj, &min, mp) != 3)
-            continue;
-        sep = strstr(line, " - ");
-        if (sep == NULL || sscanf(sep + 3, "%63s", fstype) != 1)
-            continue;
-        unescape_octal(mp);
-        if (strcmp(mp, path) == 0 && strncmp(fstype, "fuse", 4) == 0) {
+        struct proto_mount mi;
+        if (proto_mountinfo_line(line, &mi) == 0 && strcmp(mi.mountpoint, path) == 0 &&
+            strncmp(mi.fstype, "fuse", 4) == 0) {
             found = 1;
-            *minor_out = min;
+            *minor_out = mi.minor;
         }
     }
     free(line);

@@ -259,3 +259,59 @@ int proto_expand_command(const char *cmd, const char *path, const char *name, ch
     out[n] = '\0';
     return 0;
 }
+
+/* Undo mountinfo's octal escapes (\040 for space, ...) in place. */
+static void unescape_octal(char *s)
+{
+    char *r = s, *w = s;
+    while (*r != '\0') {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+            r[3] >= '0' && r[3] <= '7') {
+            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+            r += 4;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+}
+
+/* The next space-separated field of *p, NUL-terminated; NULL at the end. */
+static char *next_field(char **p)
+{
+    char *s = *p;
+    while (*s == ' ')
+        s++;
+    if (*s == '\0' || *s == '\n')
+        return NULL;
+    char *e = s;
+    while (*e != '\0' && *e != ' ' && *e != '\n')
+        e++;
+    *p = *e != '\0' ? e + 1 : e;
+    *e = '\0';
+    return s;
+}
+
+/* "ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER" */
+int proto_mountinfo_line(char *line, struct proto_mount *m)
+{
+    char *sep = strstr(line, " - "), *p = line, *f[5];
+    unsigned major;
+    if (sep == NULL)
+        return -1;
+    *sep = '\0';
+    for (int i = 0; i < 5; i++)
+        if ((f[i] = next_field(&p)) == NULL)
+            return -1;
+    if (sscanf(f[2], "%u:%u", &major, &m->minor) != 2)
+        return -1;
+    p = sep + 3;
+    m->mountpoint = f[4];
+    m->fstype = next_field(&p);
+    m->source = next_field(&p);
+    if (m->fstype == NULL || m->source == NULL)
+        return -1;
+    unescape_octal(m->mountpoint);
+    unescape_octal(m->source);
+    return 0;
+}

@@ -99,4 +99,23 @@ int proto_parse_size(const char *s, uint64_t *out);
  *  result does not fit in cap. */
 int proto_expand_command(const char *cmd, const char *path, const char *name, char *out, size_t cap);
 
+/* ------------------------------------------------------------------ */
+/* /proc/self/mountinfo                                                  */
+/* ------------------------------------------------------------------ */
+
+/** One mountinfo line's fields that the daemon and the tool look at: the
+ *  device's minor number (a FUSE mount's fusectl connection), the mount
+ *  point, the file system type ("fuse.jetsnapfs") and the source
+ *  ("jetsnap:DBDIR", the daemon's fsname).  The strings point into the
+ *  line, their octal escapes (\040 for a space, ...) undone. */
+struct proto_mount {
+    unsigned minor;
+    char *mountpoint, *fstype, *source;
+};
+
+/** Split one line of /proc/self/mountinfo (changed in place) into *m.
+ *  Returns 0, or -1 for a line without the fields (a mount point, the " - "
+ *  separator, a type and a source). */
+int proto_mountinfo_line(char *line, struct proto_mount *m);
+
 #endif

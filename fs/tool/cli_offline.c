@@ -18,6 +18,70 @@
 /* Offline access to an instance                                        */
 /* ------------------------------------------------------------------ */
 
+/* How long an offline command waits for an instance that another process
+ * holds and no mount serves: a daemon on its way out (fusermount3 -u
+ * returns before the daemon's last checkpoint ends), as a starting
+ * jetsnapfs waits for its predecessor (daemon/main.c). */
+#define CLI_INSTANCE_WAIT_MS 10000
+
+/* The mount point of a jetsnapfs serving dir, into out: its source is
+ * "jetsnap:" and dir's real path (the daemon's fsname, daemon/mount.c).
+ * 1 when there is one. */
+static int served_at(const char *dir, char *out, size_t cap)
+{
+    char real[PATH_MAX];
+    FILE *f = realpath(dir, real) != NULL ? fopen("/proc/self/mountinfo", "re") : NULL;
+    char *line = NULL;
+    size_t lcap = 0;
+    int found = 0;
+
+    if (f == NULL)
+        return 0;
+    while (!found && getline(&line, &lcap, f) > 0) {
+        struct proto_mount mi;
+        if (proto_mountinfo_line(line, &mi) == 0 && strcmp(mi.fstype, "fuse.jetsnapfs") == 0 &&
+            strncmp(mi.source, "jetsnap:", 8) == 0 && strcmp(mi.source + 8, real) == 0) {
+            snprintf(out, cap, "%s", mi.mountpoint);
+            found = 1;
+        }
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
+/* js_open, waiting up to CLI_INSTANCE_WAIT_MS (with a notice) while dir is
+ * held by a process no mount shows; a mounted instance is refused at once,
+ * naming its mount point. */
+static JET_ERR open_waiting(const char *dir, const js_params *p, js_instance **inst, struct cli_err *e)
+{
+    int64_t deadline = 0;
+    char mnt[PATH_MAX];
+    JET_ERR err;
+
+    for (;;) {
+        err = js_open(dir, p, inst);
+        if (err != JET_errDatabaseInUse)
+            break;
+        if (served_at(dir, mnt, sizeof mnt)) {
+            cli_err_note(e, err);
+            snprintf(e->detail, sizeof e->detail, "%s is mounted at %s: read it through %s/live, or unmount it first",
+                     dir, mnt, mnt);
+            cli_one_line(e->detail);
+            break;
+        }
+        if (deadline == 0) {
+            deadline = js_mono_ms() + CLI_INSTANCE_WAIT_MS;
+            fprintf(stderr, "jetsnap: %s is open in another process: waiting up to %d s for it\n", dir,
+                    CLI_INSTANCE_WAIT_MS / 1000);
+        } else if (js_mono_ms() >= deadline) {
+            break;
+        }
+        usleep(50 * 1000);
+    }
+    return err;
+}
+
 /* Open dir for one offline operation with default parameters: the
  * creation-time ones (page size, log size, circular logging) come from the
  * instance's header, and the rest only tune a long-running process. */
@@ -27,7 +91,7 @@ static JET_ERR cli_open(const char *dir, js_instance **inst, js_session **s, str
     JET_ERR err;
 
     js_params_default(&p);
-    err = js_open(dir, &p, inst);
+    err = open_waiting(dir, &p, inst, e);
     if (err < 0) {
         cli_err_note(e, err);
         *inst = NULL;
