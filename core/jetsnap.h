@@ -591,6 +591,7 @@ void js_info_print(const js_info *info, void *file /* FILE* */);
 
 typedef struct js_check_report {
     uint64_t pages_checked, pages_bad;
+    uint64_t pages_repairable;    /* torn by a crash, with an image in jetsnap.dwb: not bad */
     uint64_t log_files_checked, log_blocks_checked, log_records_checked, log_files_bad;
     uint32_t first_bad_page;      /* valid when pages_bad > 0 */
     char first_error[256];
@@ -605,7 +606,10 @@ typedef struct js_check_report {
  *  (edb.chk, beside a lone .edb too) for a dirty one, and the one recorded
  *  in a backup copy's header for a set (sets made before it was recorded:
  *  zero pages accepted).  Pages above it may be zero (not written yet, or
- *  unallocated); a non-zero page failing its checksum never may.
+ *  unallocated); a non-zero page failing its checksum never may, unless
+ *  the instance crashed and its doublewrite buffer holds the page's image
+ *  from a checkpoint write not yet durable (a torn write, which the next
+ *  open repairs): those are counted in pages_repairable, not pages_bad.
  *  Returns JET_errSuccess only if everything passed; otherwise the first
  *  error (JET_errReadVerifyFailure, JET_errLogReadVerifyFailure,
  *  JET_errMissingLogFile, JET_errBadLogSignature); rep->first_error and

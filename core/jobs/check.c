@@ -202,17 +202,67 @@ static void report_bad(js_check_report *rep, uint32_t pgno, const char *fmt, ...
     rep->pages_bad++;
 }
 
+/* The pages a crash may have torn that jetsnap.dwb can mend: those with an
+ * image in its batches written since its last sync (dwb_scan, the walk
+ * the next open's repair makes), sorted. */
+typedef struct dwb_pages {
+    uint32_t *pgno;
+    size_t n, cap;
+} dwb_pages;
+
+static JET_ERR note_dwb_page(void *arg, const uint8_t *image, uint32_t pgno)
+{
+    dwb_pages *d = arg;
+    (void)image;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? 2 * d->cap : 64;
+        uint32_t *p = realloc(d->pgno, cap * sizeof *p);
+        if (!p)
+            return js_fail(JET_errOutOfMemory, "check: doublewrite buffer pages");
+        d->pgno = p;
+        d->cap = cap;
+    }
+    d->pgno[d->n++] = pgno;
+    return JET_errSuccess;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* For a database that crashed (dirty, in an instance directory): the
+ * pages jetsnap.dwb beside it holds for the next open's repair. */
+static JET_ERR dwb_pages_of(const db_header *h, const char *chkdir, dwb_pages *d)
+{
+    char path[PATH_MAX];
+    dwb_scan_result res;
+    if (h->state != JS_DB_DIRTY_SHUTDOWN || !chkdir || h->backup_gen_low)
+        return JET_errSuccess;
+    snprintf(path, sizeof path, "%s/%s", chkdir, JS_DWB_FILE);
+    JET_ERR err = dwb_scan(path, h->page_size, h->db_sig, note_dwb_page, d, &res);
+    if (!err && d->n)
+        qsort(d->pgno, d->n, sizeof *d->pgno, cmp_u32);
+    return err;
+}
+
 /* Verify every page of a database file in use (below the meta page's
- * high-water mark or the file's written bound); record the first failure. */
+ * high-water mark or the file's written bound); record the first failure.
+ * A page torn by a crash whose image jetsnap.dwb holds is counted apart
+ * (pages_repairable): the next open writes the image over it. */
 static JET_ERR check_db(const char *db, const char *chkdir, js_check_report *rep)
 {
     int fd = -1;
     db_header h;
     uint8_t *buf = NULL;
+    dwb_pages mendable = { 0 };
     JET_ERR err = os_open(db, O_RDONLY, 0, &fd);
     if (err)
         return err;
     err = dbh_read(fd, db, &h);
+    if (!err)
+        err = dwb_pages_of(&h, chkdir, &mendable);
     if (err)
         goto out;
     uint32_t ps = h.page_size;
@@ -256,11 +306,18 @@ static JET_ERR check_db(const char *db, const char *chkdir, js_check_report *rep
             rep->pages_checked++;
             /* Pages 0 and 1 are the two header copies: one good copy is
              * enough to read, but a bad one is still reported. */
-            if (pg_check(buf + (size_t)i * ps, ps, pgno, bound, why, sizeof why) == PG_BAD)
+            const uint8_t *pg = buf + (size_t)i * ps;
+            if (pg_check(pg, ps, pgno, bound, why, sizeof why) != PG_BAD)
+                continue;
+            if (pg_verify(pg, ps, pgno) == PG_BAD && mendable.n &&
+                bsearch(&pgno, mendable.pgno, mendable.n, sizeof pgno, cmp_u32))
+                rep->pages_repairable++;
+            else
                 report_bad(rep, pgno, "page %u of %s: %s", pgno, db, why);
         }
     }
 out:
+    free(mendable.pgno);
     free(buf);
     os_close(fd);
     return err;

@@ -97,17 +97,16 @@ static void dwb_encode(const db_store *st, uint8_t *b, int rec, uint64_t seq, ui
     pg_put32(b, js_crc32c(0, b + 4, 60));
 }
 
-static int dwb_header_ok(const db_store *st, const uint8_t *b)
+static int dwb_header_ok(uint32_t ps, const uint8_t *sig, const uint8_t *b)
 {
     return !memcmp(b + 4, DWB_MAGIC, 8) && pg_u32(b) == js_crc32c(0, b + 4, 60) &&
-           pg_u32(b + 12) == DWB_VERSION && pg_u32(b + 16) == st->page_size &&
-           !memcmp(b + 20, st->dwb_sig, JS_SIG_LEN);
+           pg_u32(b + 12) == DWB_VERSION && pg_u32(b + 16) == ps && !memcmp(b + 20, sig, JS_SIG_LEN);
 }
 
-static int dwb_record_ok(const db_store *st, const uint8_t *b)
+static int dwb_record_ok(const uint8_t *sig, const uint8_t *b)
 {
     return !memcmp(b + 4, DWB_REC_MAGIC, 8) && pg_u32(b) == js_crc32c(0, b + 4, 48) &&
-           !memcmp(b + 28, st->dwb_sig, JS_SIG_LEN);
+           !memcmp(b + 28, sig, JS_SIG_LEN);
 }
 
 /* Rewrite slot 0 with synced and fsync the file. */
@@ -205,94 +204,117 @@ JET_ERR db_sync(db_store *st)
     return err;
 }
 
-/* Write image (of page pgno) over its page in jetsnap.edb when that one
- * fails its checksum; *fixed is set when it did. */
-static JET_ERR dwb_repair_page(db_store *st, const uint8_t *image, uint32_t pgno, uint8_t *page, int *fixed)
-{
-    uint32_t ps = st->page_size;
-    size_t got = 0;
-    uint64_t off = (uint64_t)pgno * ps;
-    *fixed = 0;
-    JET_ERR err = os_pread(st->fd, st->path, page, ps, off, &got);
-    if (err || (got == ps && pg_verify(page, ps, pgno) != PG_BAD))
-        return err;
-    err = os_pwrite(st->fd, st->path, image, ps, off);
-    *fixed = !err;
-    return err;
-}
-
 /* Read the n images of the batch whose record is at slot s into *imgs
  * (grown as needed); 1 when they are all there and match the record's
  * CRC, 0 when the batch was never written whole. */
-static int dwb_read_batch(db_store *st, int fd, const char *path, uint64_t s, const uint8_t *rec, uint8_t **imgs,
+static int dwb_read_batch(uint32_t ps, int fd, const char *path, uint64_t s, const uint8_t *rec, uint8_t **imgs,
                           size_t *cap, JET_ERR *err)
 {
-    size_t len = (size_t)pg_u32(rec + 20) * st->page_size, got = 0;
+    size_t len = (size_t)pg_u32(rec + 20) * ps, got = 0;
     if (len > *cap) {
         uint8_t *b = realloc(*imgs, len);
         if (!b) {
-            *err = js_fail(JET_errOutOfMemory, "doublewrite buffer repair");
+            *err = js_fail(JET_errOutOfMemory, "doublewrite buffer");
             return 0;
         }
         *imgs = b;
         *cap = len;
     }
-    *err = os_pread(fd, path, *imgs, len, (s + 1) * st->page_size, &got);
+    *err = os_pread(fd, path, *imgs, len, (s + 1) * ps, &got);
     return !*err && got == len && js_crc32c(0, *imgs, len) == pg_u32(rec + 24);
+}
+
+JET_ERR dwb_scan(const char *path, uint32_t ps, const uint8_t sig[JS_SIG_LEN], dwb_image_fn fn, void *ctx,
+                 dwb_scan_result *res)
+{
+    int fd = -1;
+    uint8_t *slot = NULL, *imgs = NULL;
+    uint64_t size = 0, s = 1;
+    size_t got = 0, cap = 0;
+    memset(res, 0, sizeof *res);
+    JET_ERR err = os_open(path, O_RDONLY, 0, &fd);
+    if (err == JET_errFileNotFound) {
+        js_errclear();
+        return JET_errSuccess;   /* never started here: nothing written since a sync */
+    }
+    slot = malloc(ps);
+    if (!err && !slot)
+        err = js_fail(JET_errOutOfMemory, "doublewrite buffer");
+    if (!err)
+        err = os_size(fd, path, &size);
+    if (!err)
+        err = os_pread(fd, path, slot, ps, 0, &got);
+    if (err || got < ps || !dwb_header_ok(ps, sig, slot))
+        goto out;   /* new, torn before its first sync, or another database's: nothing of ours */
+    res->ours = 1;
+    res->last_seq = pg_u64(slot + 36);
+    while (!err && (s + 1) * ps <= size) {
+        err = os_pread(fd, path, slot, ps, s * ps, &got);
+        if (err || got < ps || !dwb_record_ok(sig, slot) || pg_u64(slot + 12) != res->last_seq + 1 ||
+            !dwb_read_batch(ps, fd, path, s, slot, &imgs, &cap, &err))
+            break;   /* the end of the batches written whole since the last sync */
+        uint32_t n = pg_u32(slot + 20);
+        res->last_seq++;
+        res->batches++;
+        for (uint32_t i = 0; i < n && !err; i++) {
+            const uint8_t *img = imgs + (size_t)i * ps;
+            uint32_t pgno = pg_pgno(img);
+            if (pg_verify(img, ps, pgno) == PG_OK)
+                err = fn(ctx, img, pgno);
+        }
+        s += 1 + n;
+    }
+out:
+    free(imgs);
+    free(slot);
+    os_close(fd);
+    return err;
+}
+
+/* dwb_repair's dwb_image_fn: the image over its page in jetsnap.edb when
+ * that one fails its checksum. */
+struct repair_ctx {
+    db_store *st;
+    uint8_t *page;
+    uint32_t repaired, first;
+};
+
+static JET_ERR repair_page(void *arg, const uint8_t *image, uint32_t pgno)
+{
+    struct repair_ctx *c = arg;
+    db_store *st = c->st;
+    uint32_t ps = st->page_size;
+    size_t got = 0;
+    uint64_t off = (uint64_t)pgno * ps;
+    if (pgno >= st->file_pages)
+        return JET_errSuccess;
+    JET_ERR err = os_pread(st->fd, st->path, c->page, ps, off, &got);
+    if (err || (got == ps && pg_verify(c->page, ps, pgno) != PG_BAD))
+        return err;
+    err = os_pwrite(st->fd, st->path, image, ps, off);
+    if (!err && c->repaired++ == 0)
+        c->first = pgno;
+    return err;
 }
 
 JET_ERR dwb_repair(db_store *st, uint32_t *repaired, uint32_t *first)
 {
     char path[PATH_MAX];
-    uint32_t ps = st->page_size;
-    int fd = -1, found = 0;
-    uint8_t *slot = NULL, *page = NULL, *imgs = NULL;
-    uint64_t size = 0, s = 1;
-    size_t got = 0, cap = 0;
-    *repaired = *first = 0;
+    struct repair_ctx c = { .st = st, .page = malloc(st->page_size) };
+    dwb_scan_result res;
+    JET_ERR err = c.page ? JET_errSuccess : js_fail(JET_errOutOfMemory, "doublewrite buffer repair");
     dwb_path(st, path, sizeof path);
-    JET_ERR err = os_open(path, O_RDONLY, 0, &fd);
-    if (err == JET_errFileNotFound)
-        return JET_errSuccess;   /* never started here: nothing to repair */
-    slot = malloc(ps);
-    page = malloc(ps);
-    if (!err && (!slot || !page))
-        err = js_fail(JET_errOutOfMemory, "doublewrite buffer repair");
     if (!err)
-        err = os_size(fd, path, &size);
-    if (!err)
-        err = os_pread(fd, path, slot, ps, 0, &got);
-    if (err || got < ps || !dwb_header_ok(st, slot))
-        goto out;   /* new, torn before its first sync, or another database's: nothing of ours */
-    st->dwb_ours = 1;
-    st->dwb_seq = pg_u64(slot + 36);
-    while (!err && (s + 1) * ps <= size) {
-        err = os_pread(fd, path, slot, ps, s * ps, &got);
-        if (err || got < ps || !dwb_record_ok(st, slot) || pg_u64(slot + 12) != st->dwb_seq + 1 ||
-            !dwb_read_batch(st, fd, path, s, slot, &imgs, &cap, &err))
-            break;   /* the end of the batches written whole since the last sync */
-        uint32_t n = pg_u32(slot + 20);
-        st->dwb_seq++;
-        found = 1;
-        for (uint32_t i = 0; i < n && !err; i++) {
-            const uint8_t *img = imgs + (size_t)i * ps;
-            uint32_t pgno = pg_pgno(img);
-            int fixed = 0;
-            if (pg_verify(img, ps, pgno) != PG_OK || pgno >= st->file_pages)
-                continue;
-            err = dwb_repair_page(st, img, pgno, page, &fixed);
-            if (fixed && (*repaired)++ == 0)
-                *first = pgno;
-        }
-        s += 1 + n;
+        err = dwb_scan(path, st->page_size, st->dwb_sig, repair_page, &c, &res);
+    if (!err) {
+        st->dwb_ours = res.ours;
+        st->dwb_seq = res.last_seq;
     }
-    if (!err && found)
+    if (!err && res.batches)
         err = os_fsync(st->fd, st->path);
-out:
-    free(imgs);
-    free(slot);
-    free(page);
-    os_close(fd);
+    free(c.page);
+    *repaired = c.repaired;
+    *first = c.first;
     return err;
 }
 

@@ -290,6 +290,22 @@ JET_ERR db_verify_range(db_store *st, uint32_t lo, uint32_t hi);
  *  file, or one of another database (dwb_sig) or page size: nothing done.
  *  Also learns the last sequence number, for dwb_start. */
 JET_ERR dwb_repair(db_store *st, uint32_t *repaired, uint32_t *first);
+/** What dwb_scan found: whether the file's header is this database's, the
+ *  last batch's sequence number, how many batches follow the last sync. */
+typedef struct dwb_scan_result {
+    int ours;
+    uint64_t last_seq;
+    uint32_t batches;
+} dwb_scan_result;
+typedef JET_ERR (*dwb_image_fn)(void *ctx, const uint8_t *image, uint32_t pgno);
+/** The walk dwb_repair makes, read-only, for anyone (js_check): every
+ *  image, valid by its own checksum, in the batches of the doublewrite
+ *  buffer at path (a database signed sig, pages of ps bytes) written whole
+ *  since its last sync, is handed to fn(ctx, image, pgno) in the order
+ *  written; fn's error stops the walk and is returned.  No file, or one of
+ *  another database or page size: nothing walked, success. */
+JET_ERR dwb_scan(const char *path, uint32_t ps, const uint8_t sig[JS_SIG_LEN], dwb_image_fn fn, void *ctx,
+                 dwb_scan_result *res);
 /** Then: open (creating, with a durable directory entry; clearing one that
  *  was not ours) and allocate the file, and record every batch in it as
  *  synced.  Until it is called, dwb_write writes nothing (an instance

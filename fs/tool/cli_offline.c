@@ -181,6 +181,8 @@ static void cli_print_report(const js_check_report *r, JET_ERR err)
     printf("pages_bad: %" PRIu64 "\n", r->pages_bad);
     if (r->pages_bad)
         printf("first_bad_page: %" PRIu32 "\n", r->first_bad_page);
+    if (r->pages_repairable)   /* a crashed instance's torn writes: the next open mends them */
+        printf("pages_repairable: %" PRIu64 "\n", r->pages_repairable);
     printf("log_files_checked: %" PRIu64 "\n", r->log_files_checked);
     printf("log_blocks_checked: %" PRIu64 "\n", r->log_blocks_checked);
     printf("log_records_checked: %" PRIu64 "\n", r->log_records_checked);
