@@ -14,6 +14,11 @@
 # to back through the control file, against the same without a backup,
 # alternated BK_RUNS times, medians compared.
 #
+# The table's last column is redis-benchmark's own CPU share (of one CPU)
+# in the best run against each server: near 100, the single-threaded
+# client is what limits the row (GET at 50 clients, SET at 200 on a
+# two-core machine), and the ratio says only that both servers keep up.
+#
 # Usage: bench_resp.sh [BUILD_DIR]
 # Environment: BUILD (default build, or $1), REQUESTS (100000: the
 # 50-client SET count; the other loads scale from it), CLIENTS (50), RUNS
@@ -59,17 +64,27 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# run SOCK TEST CLIENTS PIPELINE N: prints "RPS P99_MS" from redis-benchmark's
-# CSV line for TEST (SET or GET).
+# run SOCK TEST CLIENTS PIPELINE N: prints "RPS P99_MS CLIENT_PCT" from
+# redis-benchmark's CSV line for TEST (SET or GET), and the share of one CPU
+# redis-benchmark itself used (user + system over the run's wall time, from
+# `times`: run is called in a subshell, whose only child it is).  Near 100,
+# the single-threaded client is what limits the row, whichever the server.
 run() {
+    times >"$T/times0"
+    t0=$(date +%s%N)
     redis-benchmark -s "$1" -t "$2" -c "$3" -P "$4" -n "$5" -d "$VALUE_SIZE" -r 1000000 --csv \
         >"$T/csv" 2>"$T/csv.err" || { cat "$T/csv.err" >&2; die "redis-benchmark failed on $1"; }
+    t1=$(date +%s%N)
+    times >"$T/times1"
     want=$(echo "$2" | tr a-z A-Z)
-    awk -F'"' -v t="$want" '$2 == t { print $4, $14 }' "$T/csv"
+    cpu=$(cat "$T/times0" "$T/times1" | awk 'NR == 2 || NR == 4 { n = 0; for (i = 1; i <= 2; i++) {
+            split($i, t, "m"); n += t[1] * 60 + t[2] } v[NR] = n } END { print v[4] - v[2] }')
+    pct=$(awk -v c="$cpu" -v ns="$((t1 - t0))" 'BEGIN { printf "%.0f", (ns > 0 ? 100 * c * 1e9 / ns : 0) }')
+    awk -F'"' -v t="$want" -v pct="$pct" '$2 == t { print $4, $14, pct }' "$T/csv"
 }
 
-# Old name kept for the backup part: SET at CLIENTS clients.
-bench() { run "$1" set "$CLIENTS" 1 "$REQUESTS"; }
+# The backup part's load: SET at CLIENTS clients, "RPS P99_MS".
+bench() { r=$(run "$1" set "$CLIENTS" 1 "$REQUESTS") || return 1; echo "${r% *}"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 best_rps() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
@@ -101,21 +116,23 @@ fi
 N1=$((REQUESTS / 5))
 NP=$((REQUESTS * 4))
 NG=$((REQUESTS * 2))
-printf '%-30s %12s %12s %7s %10s %10s %7s\n' "load (-d $VALUE_SIZE, best of $RUNS)" \
-    "jetsnap/s" "redis/s" "ratio" "js p99 ms" "rd p99 ms" "ratio"
+printf '%-30s %12s %12s %7s %10s %10s %7s %9s\n' "load (-d $VALUE_SIZE, best of $RUNS)" \
+    "jetsnap/s" "redis/s" "ratio" "js p99 ms" "rd p99 ms" "ratio" "client %"
 table_row() {   # LABEL TEST CLIENTS PIPELINE N
     label=$1 test=$2 nc=$3 pl=$4 n=$5
-    jr=0 jp="" rr=0 rp=""
+    jr=0 jp="" rr=0 rp="" jc=0 rc=0
     i=0
     while [ "$i" -lt "$RUNS" ]; do
         r=$(run "$SOCK" "$test" "$nc" "$pl" "$n") || exit 1
-        jr=$(best_rps "$jr" "${r% *}"); jp=$(best_p99 "${r#* }" "$jp")
+        set -- $r
+        jr=$(best_rps "$jr" "$1"); jp=$(best_p99 "$2" "$jp"); jc=$(best_rps "$jc" "$3")
         r=$(run "$RSOCK" "$test" "$nc" "$pl" "$n") || exit 1
-        rr=$(best_rps "$rr" "${r% *}"); rp=$(best_p99 "${r#* }" "$rp")
+        set -- $r
+        rr=$(best_rps "$rr" "$1"); rp=$(best_p99 "$2" "$rp"); rc=$(best_rps "$rc" "$3")
         i=$((i + 1))
     done
-    printf '%-30s %12s %12s %7s %10s %10s %7s\n' "$label" "$jr" "$rr" "$(ratio "$jr" "$rr")" \
-        "$jp" "$rp" "$(ratio "$jp" "$rp")"
+    printf '%-30s %12s %12s %7s %10s %10s %7s %9s\n' "$label" "$jr" "$rr" "$(ratio "$jr" "$rr")" \
+        "$jp" "$rp" "$(ratio "$jp" "$rp")" "$jc/$rc"
     if [ "$test" = set ] && [ "$nc" = "$CLIENTS" ] && [ "$pl" = 1 ]; then
         JS_RPS=$jr JS_P99=$jp
     fi
