@@ -607,9 +607,10 @@ typedef struct js_check_report {
  *  in a backup copy's header for a set (sets made before it was recorded:
  *  zero pages accepted).  Pages above it may be zero (not written yet, or
  *  unallocated); a non-zero page failing its checksum never may, unless
- *  the instance crashed and its doublewrite buffer holds the page's image
- *  from a checkpoint write not yet durable (a torn write, which the next
- *  open repairs): those are counted in pages_repairable, not pages_bad.
+ *  the instance crashed (no process holds it) and its doublewrite buffer
+ *  holds the page's image from a checkpoint write not yet durable (a torn
+ *  write, which the next open repairs): those are counted in
+ *  pages_repairable, not pages_bad.
  *  Returns JET_errSuccess only if everything passed; otherwise the first
  *  error (JET_errReadVerifyFailure, JET_errLogReadVerifyFailure,
  *  JET_errMissingLogFile, JET_errBadLogSignature); rep->first_error and

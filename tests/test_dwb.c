@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -177,6 +178,36 @@ Test(dwb, without_the_buffer_a_torn_page_is_an_error)
     JET_ERR err = js_open(dir, &p, &inst);
     cr_assert_eq(err, JET_errReadVerifyFailure, "open without the buffer: %s (%d): %s", js_errname(err), err,
                  js_errdetail());
+    free(dir);
+}
+
+/* A torn page counts as repairable only when no process holds the
+ * instance (a running one marks its checkpoint's batches synced, it does
+ * not repair from them), and an unreadable buffer leaves the check to the
+ * pages alone. */
+Test(dwb, check_trusts_the_buffer_only_of_a_crashed_instance)
+{
+    char *dir = crash_with_torn_page();
+    char lock[PATH_MAX], dwb[PATH_MAX], moved[PATH_MAX];
+    js_check_report rep;
+    snprintf(lock, sizeof lock, "%s/%s", dir, JS_LOCK_FILE);
+    int fd = open(lock, O_RDWR | O_CREAT, 0600);
+    cr_assert(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    cr_assert_eq(js_check(dir, &rep), JET_errReadVerifyFailure);
+    cr_assert(rep.pages_bad >= 1 && rep.pages_repairable == 0);
+    close(fd);
+
+    snprintf(dwb, sizeof dwb, "%s/%s", dir, JS_DWB_FILE);
+    snprintf(moved, sizeof moved, "%s/dwb.saved", dir);
+    cr_assert_eq(rename(dwb, moved), 0);
+    cr_assert_eq(mkdir(dwb, 0700), 0);   /* opens, and every read of it fails */
+    JET_ERR err = js_check(dir, &rep);
+    cr_assert_eq(err, JET_errReadVerifyFailure, "%s (%d): %s", js_errname(err), err, js_errdetail());
+    cr_assert(rep.pages_bad >= 1 && rep.pages_repairable == 0);
+    cr_assert_eq(rmdir(dwb), 0);
+    cr_assert_eq(rename(moved, dwb), 0);
+    OK(js_check(dir, &rep));
+    cr_assert(rep.pages_repairable >= 1);
     free(dir);
 }
 

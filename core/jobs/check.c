@@ -5,6 +5,7 @@
  */
 #include "jobs/jobs.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
@@ -12,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Resolve PATH to (directory or NULL, database file). */
 static JET_ERR resolve(const char *path, char *dir, size_t dcap, char *db, size_t bcap, int *is_set)
@@ -232,19 +235,37 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* For a database that crashed (dirty, in an instance directory): the
- * pages jetsnap.dwb beside it holds for the next open's repair. */
-static JET_ERR dwb_pages_of(const db_header *h, const char *chkdir, dwb_pages *d)
+/* Whether a process holds the instance in dir (its jetsnap.lock). */
+static int instance_held(const char *dir)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, JS_LOCK_FILE);
+    int fd = open(path, O_RDONLY | O_CLOEXEC), held = 0;
+    if (fd >= 0) {
+        held = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+        close(fd);   /* closing drops our shared lock, if we got it */
+    }
+    return held;
+}
+
+/* For a database that crashed (dirty, in an instance directory no process
+ * holds): the pages jetsnap.dwb beside it holds for the next open's
+ * repair.  A running instance's batches are its checkpoint's, which it
+ * will mark synced, not repair, so none count.  The buffer only refines
+ * the check: when it cannot be read, none count either. */
+static void dwb_pages_of(const db_header *h, const char *chkdir, dwb_pages *d)
 {
     char path[PATH_MAX];
     dwb_scan_result res;
-    if (h->state != JS_DB_DIRTY_SHUTDOWN || !chkdir || h->backup_gen_low)
-        return JET_errSuccess;
+    if (h->state != JS_DB_DIRTY_SHUTDOWN || !chkdir || h->backup_gen_low || instance_held(chkdir))
+        return;
     snprintf(path, sizeof path, "%s/%s", chkdir, JS_DWB_FILE);
-    JET_ERR err = dwb_scan(path, h->page_size, h->db_sig, note_dwb_page, d, &res);
-    if (!err && d->n)
+    if (dwb_scan(path, h->page_size, h->db_sig, note_dwb_page, d, &res) != JET_errSuccess) {
+        js_errclear();
+        d->n = 0;
+    }
+    if (d->n)
         qsort(d->pgno, d->n, sizeof *d->pgno, cmp_u32);
-    return err;
 }
 
 /* Verify every page of a database file in use (below the meta page's
@@ -261,10 +282,9 @@ static JET_ERR check_db(const char *db, const char *chkdir, js_check_report *rep
     if (err)
         return err;
     err = dbh_read(fd, db, &h);
-    if (!err)
-        err = dwb_pages_of(&h, chkdir, &mendable);
     if (err)
         goto out;
+    dwb_pages_of(&h, chkdir, &mendable);
     uint32_t ps = h.page_size;
     uint64_t hwm = read_pages_hwm(fd, db, ps);
     /* A raw backup copy (copied while pages changed) or a database that

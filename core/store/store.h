@@ -297,6 +297,8 @@ typedef struct dwb_scan_result {
     uint64_t last_seq;
     uint32_t batches;
 } dwb_scan_result;
+/** Called by dwb_scan with one page image (page_size bytes, valid by its
+ *  own checksum) and its page number; an error stops the walk. */
 typedef JET_ERR (*dwb_image_fn)(void *ctx, const uint8_t *image, uint32_t pgno);
 /** The walk dwb_repair makes, read-only, for anyone (js_check): every
  *  image, valid by its own checksum, in the batches of the doublewrite
