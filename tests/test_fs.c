@@ -329,7 +329,7 @@ Test(fs_mount, offline_tool_names_the_mount)
     tl_build_bin(tl_jetsnap_bin, "jetsnap");
     RUN(&r, "dump", tl_dbdir);
     cr_assert_eq(r.status, 1, "%s", r.err);
-    snprintf(want, sizeof want, "jetsnap: JET_errDatabaseInUse (-1202): %s is mounted at %s: read it through %s/live",
+    snprintf(want, sizeof want, "jetsnap: JET_errDatabaseInUse (-1202): %s is mounted at %s: use %s/live",
              tl_dbdir, tl_mnt, tl_mnt);
     cr_assert(strncmp(r.err, want, strlen(want)) == 0, "%s", r.err);
     cr_assert_null(strstr(r.err, "waiting"), "%s", r.err);

@@ -65,8 +65,8 @@ static JET_ERR open_waiting(const char *dir, const js_params *p, js_instance **i
             break;
         if (served_at(dir, mnt, sizeof mnt)) {
             cli_err_note(e, err);
-            snprintf(e->detail, sizeof e->detail, "%s is mounted at %s: read it through %s/live, or unmount it first",
-                     dir, mnt, mnt);
+            snprintf(e->detail, sizeof e->detail,
+                     "%s is mounted at %s: use %s/live or its Redis socket, or unmount it first", dir, mnt, mnt);
             cli_one_line(e->detail);
             break;
         }
