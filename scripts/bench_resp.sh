@@ -14,8 +14,8 @@
 # to back through the control file, against the same without a backup,
 # alternated BK_RUNS times, medians compared.
 #
-# The table's last column is redis-benchmark's own CPU share (of one CPU)
-# in the best run against each server: near 100, the single-threaded
+# The table's last column is redis-benchmark's own CPU share (of one CPU),
+# the highest of its runs against each server: near 100, the single-threaded
 # client is what limits the row (GET at 50 clients, SET at 200 on a
 # two-core machine), and the ratio says only that both servers keep up.
 #
@@ -67,15 +67,16 @@ trap cleanup EXIT INT TERM
 # run SOCK TEST CLIENTS PIPELINE N: prints "RPS P99_MS CLIENT_PCT" from
 # redis-benchmark's CSV line for TEST (SET or GET), and the share of one CPU
 # redis-benchmark itself used (user + system over the run's wall time, from
-# `times`: run is called in a subshell, whose only child it is).  Near 100,
-# the single-threaded client is what limits the row, whichever the server.
+# `times` around it alone: run is called in a subshell, so the children
+# counted are its own).  Near 100, the single-threaded client is what
+# limits the row, whichever the server.
 run() {
-    times >"$T/times0"
     t0=$(date +%s%N)
+    times >"$T/times0"
     redis-benchmark -s "$1" -t "$2" -c "$3" -P "$4" -n "$5" -d "$VALUE_SIZE" -r 1000000 --csv \
         >"$T/csv" 2>"$T/csv.err" || { cat "$T/csv.err" >&2; die "redis-benchmark failed on $1"; }
-    t1=$(date +%s%N)
     times >"$T/times1"
+    t1=$(date +%s%N)
     want=$(echo "$2" | tr a-z A-Z)
     cpu=$(cat "$T/times0" "$T/times1" | awk 'NR == 2 || NR == 4 { n = 0; for (i = 1; i <= 2; i++) {
             split($i, t, "m"); n += t[1] * 60 + t[2] } v[NR] = n } END { print v[4] - v[2] }')
@@ -124,9 +125,11 @@ table_row() {   # LABEL TEST CLIENTS PIPELINE N
     i=0
     while [ "$i" -lt "$RUNS" ]; do
         r=$(run "$SOCK" "$test" "$nc" "$pl" "$n") || exit 1
+        [ -n "$r" ] || die "no $test line in redis-benchmark's output"
         set -- $r
         jr=$(best_rps "$jr" "$1"); jp=$(best_p99 "$2" "$jp"); jc=$(best_rps "$jc" "$3")
         r=$(run "$RSOCK" "$test" "$nc" "$pl" "$n") || exit 1
+        [ -n "$r" ] || die "no $test line in redis-benchmark's output"
         set -- $r
         rr=$(best_rps "$rr" "$1"); rp=$(best_p99 "$2" "$rp"); rc=$(best_rps "$rc" "$3")
         i=$((i + 1))

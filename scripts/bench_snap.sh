@@ -114,11 +114,11 @@ tar_ns() {   # $1 = dir, $2 = warm|cold|cold_mount_only; prints ns, busy per mil
            cat "$db/jetsnap.edb" "$db"/snapshots/* >/dev/null 2>&1 || true
        fi ;;
     esac
-    times >"$tmp/times0"
     c0=$(cpu_ticks); t0=$(now_ns)
+    times >"$tmp/times0"
     tar -C "$1" -cf - . | cat >/dev/null
-    t1=$(now_ns); c1=$(cpu_ticks)
     times >"$tmp/times1"
+    t1=$(now_ns); c1=$(cpu_ticks)
     echo "$((t1 - t0)) $(echo "$c0 $c1" | awk '{ b = $3 - $1; i = $4 - $2; printf "%d", (b + i > 0 ? 1000 * b / (b + i) : 0) }') $(($(child_ms "$tmp/times1") - $(child_ms "$tmp/times0")))"
 }
 for mode in warm cold cold_mount_only; do
