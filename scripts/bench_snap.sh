@@ -102,7 +102,7 @@ echo "snapshot_bytes: $(du -sb "$tmp/plain" | cut -f1), store_bytes: $(du -sb "$
 # CPUs stay 35-45% idle, and the reader is what mostly bounds the row:
 # reading through FUSE costs tar's kernel side 0.6 s per GiB against 0.37 s
 # for the plain file on ext4 (FUSE fills its page cache 4 KiB at a time,
-# ext4 in large folios), a cost the daemon cannot take off the reader.
+# ext4 in large folios); the daemon could only move that cost, not remove it.
 TAR_REPS=${BENCH_TAR_REPS:-$((REPS > 5 ? REPS : 5))}
 cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6; exit }' /proc/stat; }
 child_ms() { tail -1 "$1" | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, t, "m"); n += t[1] * 60000 + t[2] * 1000 } printf "%d", n }'; }
