@@ -319,11 +319,11 @@ Test(fs_mount, layout_and_live_files)
 
 /* An offline command on a mounted instance is refused at once, naming the
  * mount to read it through (it does not wait: only a holder no mount shows
- * is waited for, test_cli.c). */
+ * is waited for, test_cli.c); check runs but points to MOUNTPOINT/live. */
 Test(fs_mount, offline_tool_names_the_mount)
 {
     struct tl_run r;
-    char want[2 * PATH_MAX + 64];
+    char want[3 * PATH_MAX + 128];
 
     tl_fs_start();
     tl_build_bin(tl_jetsnap_bin, "jetsnap");
@@ -333,6 +333,13 @@ Test(fs_mount, offline_tool_names_the_mount)
              tl_dbdir, tl_mnt, tl_mnt);
     cr_assert(strncmp(r.err, want, strlen(want)) == 0, "%s", r.err);
     cr_assert_null(strstr(r.err, "waiting"), "%s", r.err);
+    tl_run_free(&r);
+    /* check runs, and says where a consistent read is. */
+    RUN(&r, "check", tl_dbdir);
+    snprintf(want, sizeof want, "jetsnap: %s is mounted at %s: a page being written can read as torn here; "
+             "check %s/live for a consistent read\n", tl_dbdir, tl_mnt, tl_mnt);
+    cr_assert(strncmp(r.err, want, strlen(want)) == 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "pages_checked: "), "%s", r.out);
     tl_run_free(&r);
 }
 
