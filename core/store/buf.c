@@ -187,22 +187,31 @@ static void pool_unhash_locked(buf_pool *pool, frame *f, uint32_t pgno)
 
 #define FAST_WALK_MAX 64
 
+/* pgno's frame in its hash chain, walked without the lock and at most
+ * FAST_WALK_MAX steps (a chain that moves meanwhile may end the walk
+ * early): NULL when not found that way.  Not pinned. */
+static frame *chain_find(buf_pool *pool, uint32_t pgno)
+{
+    int steps = 0;
+    for (frame *f = pool->hash[pool_bucket(pool, pgno)]; f && steps < FAST_WALK_MAX; f = f->hnext, steps++)
+        if (f->pgno == pgno)
+            return f;
+    return NULL;
+}
+
 /* Pin pgno's frame without the lock; NULL sends the caller to the locked
  * path (not cached, being loaded or evicted, or a chain that moved). */
 static frame *pool_pin_fast(buf_pool *pool, uint32_t pgno)
 {
-    int steps = 0;
-    for (frame *f = pool->hash[pool_bucket(pool, pgno)]; f && steps < FAST_WALK_MAX; f = f->hnext, steps++) {
-        if (f->pgno != pgno)
-            continue;
-        f->pins++;
-        if (f->pgno == pgno && !f->loading) {
-            f->ref = 1;
-            return f;
-        }
-        f->pins--;
+    frame *f = chain_find(pool, pgno);
+    if (!f)
         return NULL;
+    f->pins++;
+    if (f->pgno == pgno && !f->loading) {
+        f->ref = 1;
+        return f;
     }
+    f->pins--;
     return NULL;
 }
 
@@ -387,27 +396,23 @@ void pool_prefetch(buf_pool *pool, uint32_t pgno, int stage)
         __builtin_prefetch((const void *)head);
         return;
     }
-    frame *f = *head;
     if (stage == POOL_PREFETCH_FRAME) {
-        if (f)
-            __builtin_prefetch(f);
+        frame *first = *head;
+        if (first)
+            __builtin_prefetch(first);
         return;
     }
     /* No pin: an evicted frame's buffer only holds another page, and a
      * prefetch of it is harmless (frames and buffers are never unmapped
      * while the pool lives). */
-    for (int steps = 0; f && steps < FAST_WALK_MAX; f = f->hnext, steps++) {
-        if (f->pgno != pgno)
-            continue;
-        if (!f->loading) {
-            const uint8_t *d = f->data;
-            /* The whole page: a write copies it.  At most 8 KiB, so that a
-             * group of prefetches stays well inside the L2 cache. */
-            uint32_t upto = pool->page_size < 8192 ? pool->page_size : 8192;
-            for (uint32_t off = 0; off < upto; off += 64)
-                __builtin_prefetch(d + off);
-        }
-        return;
+    frame *f = chain_find(pool, pgno);
+    if (f && !f->loading) {
+        const uint8_t *d = f->data;
+        /* The whole page: a write copies it.  At most 8 KiB, so that a
+         * group of prefetches stays well inside the L2 cache. */
+        uint32_t upto = pool->page_size < 8192 ? pool->page_size : 8192;
+        for (uint32_t off = 0; off < upto; off += 64)
+            __builtin_prefetch(d + off);
     }
 }
 
