@@ -73,3 +73,9 @@ void health_event(js_health *h, int id, int level, const char *fmt, ...)
     va_end(ap);
     h->on_event(h->ctx, id, level, msg);
 }
+
+int js_cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}

@@ -43,6 +43,11 @@ int64_t js_time_us(void);
 /** The absolute CLOCK_REALTIME time ms from now (pthread_cond_timedwait). */
 struct timespec js_deadline_ms(uint64_t ms);
 
+/* ---------------- sorting ---------------- */
+
+/** qsort/bsearch order of uint32_t values (page numbers). */
+int js_cmp_u32(const void *a, const void *b);
+
 /* ---------------- the one sticky-fatal state ---------------- */
 
 /*

@@ -229,12 +229,6 @@ static JET_ERR note_dwb_page(void *arg, const uint8_t *image, uint32_t pgno)
     return JET_errSuccess;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Whether a process holds the instance in dir (its jetsnap.lock). */
 static int instance_held(const char *dir)
 {
@@ -265,7 +259,7 @@ static void dwb_pages_of(const db_header *h, const char *chkdir, dwb_pages *d)
         d->n = 0;
     }
     if (d->n)
-        qsort(d->pgno, d->n, sizeof *d->pgno, cmp_u32);
+        qsort(d->pgno, d->n, sizeof *d->pgno, js_cmp_u32);
 }
 
 /* Verify every page of a database file in use (below the meta page's
@@ -330,7 +324,7 @@ static JET_ERR check_db(const char *db, const char *chkdir, js_check_report *rep
             if (pg_check(pg, ps, pgno, bound, why, sizeof why) != PG_BAD)
                 continue;
             if (pg_verify(pg, ps, pgno) == PG_BAD && mendable.n &&
-                bsearch(&pgno, mendable.pgno, mendable.n, sizeof pgno, cmp_u32))
+                bsearch(&pgno, mendable.pgno, mendable.n, sizeof pgno, js_cmp_u32))
                 rep->pages_repairable++;
             else
                 report_bad(rep, pgno, "page %u of %s: %s", pgno, db, why);

@@ -492,12 +492,6 @@ size_t pool_ndirty(buf_pool *pool)
     return n;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static JET_ERR pool_list(buf_pool *pool, int writing, uint32_t **out, size_t *n)
 {
     js_mutex_lock(&pool->lock);
@@ -510,7 +504,7 @@ static JET_ERR pool_list(buf_pool *pool, int writing, uint32_t **out, size_t *n)
     js_mutex_unlock(&pool->lock);
     if (!list)
         return js_fail(JET_errOutOfMemory, "dirty page list");
-    qsort(list, cnt, sizeof *list, cmp_u32);
+    qsort(list, cnt, sizeof *list, js_cmp_u32);
     *out = list;
     *n = cnt;
     return JET_errSuccess;
