@@ -132,6 +132,7 @@ typedef struct buf_arena {
     uint64_t handed;            /* bytes handed out by arena_alloc */
 } buf_arena;
 
+/** An empty arena: nothing mapped until the first arena_alloc. */
 void arena_init(buf_arena *a);
 /** size bytes, aligned to a cache line and zero-filled, that live until
  *  arena_destroy (nothing is freed one by one).  NULL when memory lacks. */
