@@ -393,7 +393,7 @@ Test(cli, put_get_del_round_trip)
 Test(cli, offline_command_waits_for_a_stopping_holder)
 {
     const char *d = tl_tp("db");
-    char lock[PATH_MAX + 16], *err = NULL, *out;
+    char lock[PATH_MAX + 16], *out;
     int ofd, efd, lfd;
 
     RUN_OK("create", d);
@@ -402,17 +402,11 @@ Test(cli, offline_command_waits_for_a_stopping_holder)
     lfd = open(lock, O_RDWR | O_CLOEXEC);
     cr_assert(lfd >= 0 && flock(lfd, LOCK_EX) == 0);
     pid_t pid = tl_cli_spawn_bg(NULL, &ofd, &efd, (const char *const[]){ "dump", d, NULL });
-    for (int i = 0; i < 1000 && (err == NULL || strstr(err, "waiting up to 10 s") == NULL); i++) {
-        free(err);
-        usleep(10000);
-        err = tl_slurp_fd(efd, NULL);
-    }
-    cr_assert_not_null(strstr(err, "is open in another process: waiting up to 10 s for it"), "%s", err);
+    tl_cli_wait_output(efd, "is open in another process: waiting up to 10 s for it");
     close(lfd);
     cr_assert_eq(tl_reap(pid, 30000), 0);
     out = tl_slurp_fd(ofd, NULL);
     cr_assert_str_eq(out, "k\tv\n");
-    free(err);
     free(out);
     close(ofd);
     close(efd);

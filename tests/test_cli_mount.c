@@ -87,22 +87,6 @@ static void wait_control(const char *want)
     free(got);
 }
 
-/* Wait until the child's output on fd contains want. */
-static void wait_output(int fd, const char *want)
-{
-    char *got = NULL;
-
-    for (int i = 0; i < 1000; i++) {
-        free(got);
-        got = tl_slurp_fd(fd, NULL);
-        if (strstr(got, want))
-            break;
-        usleep(10000);
-    }
-    cr_assert_not_null(strstr(got, want), "never printed '%s'; got: %s", want, got);
-    free(got);
-}
-
 Test(cli, backup_follows_status_to_success)
 {
     char dest[PATH_MAX + 32], *err, *out;
@@ -124,10 +108,10 @@ Test(cli, backup_follows_status_to_success)
     cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "took the previous job's result for its own");
     set_status(STATUS_FMT, "running", "full", dest, "atomic create", "copy-database", 50,
                512ull << 20, 1024ull << 20, 100ull << 20, 5, "-", "-", "-");
-    wait_output(efd, "backup:  50% 512.0 MiB/1.0 GiB 100.0 MiB/s ETA 0:05 copy-database\n");
+    tl_cli_wait_output(efd, "backup:  50% 512.0 MiB/1.0 GiB 100.0 MiB/s ETA 0:05 copy-database\n");
     set_status(STATUS_FMT, "running", "full", dest, "atomic create", "copy-logs", 97,
                1000ull << 20, 1024ull << 20, 100ull << 20, 1, "-", "-", "-");
-    wait_output(efd, "backup:  97% ");
+    tl_cli_wait_output(efd, "backup:  97% ");
     set_status(STATUS_FMT, "succeeded", "full", dest, "atomic create", "done", 100,
                1024ull << 20, 1024ull << 20, 100ull << 20, 0,
                "edb00000001.log-edb00000002.log", "0 JET_errSuccess", "-");
@@ -164,7 +148,7 @@ Test(cli, backup_failure_prints_the_result)
     wait_control("/srv/b incremental\n");
     set_status(STATUS_FMT, "running", "incremental", "/srv/b", "incremental", "copy-logs", 10,
                1ull, 10ull, 1ull, 9, "-", "-", "-");
-    wait_output(efd, "backup:  10% ");
+    tl_cli_wait_output(efd, "backup:  10% ");
     set_status(STATUS_FMT, "failed", "incremental", "/srv/b", "incremental", "copy-logs", 10,
                1ull, 10ull, 1ull, 9, "none", "-569 JET_errMissingFileToBackup",
                "generation 0x4 (edb00000004.log) is missing");
@@ -209,7 +193,7 @@ Test(cli, sigint_without_terminal_cancels)
     wait_control("/srv/b\n");
     set_status(STATUS_FMT, "running", "full", "/srv/b", "", "copy-database", 20, 2ull, 10ull,
                1ull, 8, "-", "-", "-");
-    wait_output(efd, "backup:  20% ");
+    tl_cli_wait_output(efd, "backup:  20% ");
     kill(pid, SIGINT);
     wait_control("cancel\n");
     set_status(STATUS_FMT, "cancelled", "full", "/srv/b", "", "copy-database", 20, 2ull, 10ull,

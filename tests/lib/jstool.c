@@ -1,11 +1,14 @@
 /*
  * jstool.c - the `jetsnap` tool run as a subprocess (see jstool.h).
  */
+#include <criterion/criterion.h>
+
 #include "jstool.h"
 #include "proc.h"
 #include "testlib.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 char tl_jetsnap_bin[PATH_MAX];
@@ -53,4 +56,19 @@ void tl_run_free(struct tl_run *r)
 {
     free(r->out);
     free(r->err);
+}
+
+void tl_cli_wait_output(int fd, const char *want)
+{
+    char *got = NULL;
+
+    for (int i = 0; i < 1000; i++) {
+        free(got);
+        got = tl_slurp_fd(fd, NULL);
+        if (strstr(got, want))
+            break;
+        usleep(10000);
+    }
+    cr_assert_not_null(strstr(got, want), "never printed '%s'; got: %s", want, got);
+    free(got);
 }

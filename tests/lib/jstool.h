@@ -27,6 +27,10 @@ void tl_cli_setup(void);
  * *err (read them with tl_slurp_fd while it runs). */
 pid_t tl_cli_spawn_bg(const char *cwd, int *out, int *err, const char *const *args);
 
+/* Wait (10 s at most) until the output a tool started by tl_cli_spawn_bg
+ * wrote to fd contains want; fails the test otherwise. */
+void tl_cli_wait_output(int fd, const char *want);
+
 /* Run `jetsnap ARGS` in cwd to completion (60 s at most) into *r. */
 void tl_cli_run(struct tl_run *r, const char *cwd, const char *const *args);
 
