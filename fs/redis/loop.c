@@ -527,7 +527,8 @@ static void run_command(srv_server *srv, srv_conn *c)
 /* A pipeline's keys, looked up ahead (js_prefetch): its commands' leaves
  * then come from memory together rather than one miss after another.
  * Worth it from a few commands on: each key's branch pages are walked
- * twice.  Returns how many commands the look-ahead covered (0: none). */
+ * twice.  Returns how many whole commands it looked at (prefetched or
+ * not), so the buffer is not scanned again before they have run. */
 #define SRV_PREFETCH_MIN 4
 #define SRV_PREFETCH_MAX 32
 
@@ -537,7 +538,7 @@ static size_t prefetch_pipeline(srv_server *srv, srv_conn *c, const char *buf, s
     js_keyref keys[SRV_PREFETCH_MAX];
     size_t n = resp_peek_keys(&c->parser, buf, len, args, SRV_PREFETCH_MAX);
     if (n < SRV_PREFETCH_MIN)
-        return 0;
+        return n;
     for (size_t i = 0; i < n; i++) {
         keys[i].key = args[i].p;
         keys[i].klen = args[i].len;
@@ -551,7 +552,7 @@ static size_t prefetch_pipeline(srv_server *srv, srv_conn *c, const char *buf, s
  * Returns -1 when the connection was closed. */
 static int feed(srv_server *srv, srv_conn *c, const char *buf, size_t len)
 {
-    size_t off = 0, ahead = 0;   /* commands the last look-ahead covered, not yet run */
+    size_t off = 0, ahead = 0;   /* commands the last look-ahead saw, not yet run */
     while (off < len && !c->closing) {
         if (unsent(c) >= SRV_OUT_SOFT) {
             size_t left = len - off;
