@@ -1,5 +1,5 @@
-# bench_lib.sh - shell functions the Redis-front benchmarks share
-# (bench_resp.sh, bench_archive.sh); sourced, after the caller defined die.
+# bench_lib.sh - shell functions the benchmarks share (bench_resp.sh,
+# bench_archive.sh, bench_snap.sh); sourced, after the caller defined die.
 
 # wait_for_socket SOCK: until a server answers PING there (30 s at most).
 wait_for_socket() {
@@ -14,3 +14,9 @@ wait_for_socket() {
 # median: the median of the numbers on standard input, separated by blanks
 # or newlines (the mean of the middle two for an even count).
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# children_cpu_ms FILE: the user + system milliseconds of the shell's
+# children in FILE, the output of the `times` builtin (its second line,
+# "XmY.YYYs XmY.YYYs").  Two of them, taken around a command in a subshell
+# that runs nothing else meanwhile, give that command's CPU time.
+children_cpu_ms() { tail -1 "$1" | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, t, "m"); n += t[1] * 60000 + t[2] * 1000 } printf "%d", n }'; }

@@ -78,9 +78,8 @@ run() {
     times >"$T/times1"
     t1=$(date +%s%N)
     want=$(echo "$2" | tr a-z A-Z)
-    cpu=$(cat "$T/times0" "$T/times1" | awk 'NR == 2 || NR == 4 { n = 0; for (i = 1; i <= 2; i++) {
-            split($i, t, "m"); n += t[1] * 60 + t[2] } v[NR] = n } END { print v[4] - v[2] }')
-    pct=$(awk -v c="$cpu" -v ns="$((t1 - t0))" 'BEGIN { printf "%.0f", (ns > 0 ? 100 * c * 1e9 / ns : 0) }')
+    cpu=$(($(children_cpu_ms "$T/times1") - $(children_cpu_ms "$T/times0")))
+    pct=$(awk -v ms="$cpu" -v ns="$((t1 - t0))" 'BEGIN { printf "%.0f", (ns > 0 ? 100 * ms * 1e6 / ns : 0) }')
     awk -F'"' -v t="$want" -v pct="$pct" '$2 == t { print $4, $14, pct }' "$T/csv"
 }
 

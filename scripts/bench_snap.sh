@@ -25,6 +25,8 @@ REPS=${BENCH_REPS:-3}
 MB=${BENCH_SNAP_MB:-1024}
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$HERE")"
+die() { echo "bench_snap: $*" >&2; exit 1; }
+. "$HERE/bench_lib.sh"
 DAEMON=$(cd "$BUILD" && pwd)/jetsnapfs
 CLI=$(cd "$BUILD" && pwd)/jetsnap
 [ -x "$DAEMON" ] && [ -f "$BUILD/libjetsnap.a" ] || { echo "bench_snap: run make first" >&2; exit 1; }
@@ -105,7 +107,6 @@ echo "snapshot_bytes: $(du -sb "$tmp/plain" | cut -f1), store_bytes: $(du -sb "$
 # ext4 in large folios); the daemon could only move that cost, not remove it.
 TAR_REPS=${BENCH_TAR_REPS:-$((REPS > 5 ? REPS : 5))}
 cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6; exit }' /proc/stat; }
-child_ms() { tail -1 "$1" | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, t, "m"); n += t[1] * 60000 + t[2] * 1000 } printf "%d", n }'; }
 tar_ns() {   # $1 = dir, $2 = warm|cold|cold_mount_only; prints ns, busy per mille, reader CPU ms
     case $2 in
     warm) tar -C "$1" -cf - . | cat >/dev/null; sync ;;
@@ -119,7 +120,7 @@ tar_ns() {   # $1 = dir, $2 = warm|cold|cold_mount_only; prints ns, busy per mil
     tar -C "$1" -cf - . | cat >/dev/null
     times >"$tmp/times1"
     t1=$(now_ns); c1=$(cpu_ticks)
-    echo "$((t1 - t0)) $(echo "$c0 $c1" | awk '{ b = $3 - $1; i = $4 - $2; printf "%d", (b + i > 0 ? 1000 * b / (b + i) : 0) }') $(($(child_ms "$tmp/times1") - $(child_ms "$tmp/times0")))"
+    echo "$((t1 - t0)) $(echo "$c0 $c1" | awk '{ b = $3 - $1; i = $4 - $2; printf "%d", (b + i > 0 ? 1000 * b / (b + i) : 0) }') $(($(children_cpu_ms "$tmp/times1") - $(children_cpu_ms "$tmp/times0")))"
 }
 for mode in warm cold cold_mount_only; do
     if [ $mode != warm ] && { [ "$(id -u)" != 0 ] || [ ! -w /proc/sys/vm/drop_caches ]; }; then
