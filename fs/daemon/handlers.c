@@ -365,7 +365,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     size_t got = 0;
     char *buf;
 
-    (void)ino;
     if (off < 0)
         return (void)fuse_reply_err(req, EINVAL);
     switch (fh->kind) {
@@ -385,11 +384,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return (void)fuse_reply_buf(req, buf, got);
     }
     case FH_SNAP_DB: {
-        int rc;
-        if ((buf = rbuf_get(size + (64u << 10))) == NULL)
+        int rc, push;
+        /* Room for a READ and for storing ahead (MNT_MAX_READ), whichever follows. */
+        if ((buf = rbuf_get((size > MNT_MAX_READ ? size : MNT_MAX_READ) + (64u << 10))) == NULL)
             return (void)fuse_reply_err(req, ENOMEM);
+        push = mnt_ahead_note(m, fh, (uint64_t)off, size);
         if ((rc = mnt_snap_reply_read(m, fh, req, (uint64_t)off, size, buf)) != 0)
-            return (void)fuse_reply_err(req, rc);
+            fuse_reply_err(req, rc);
+        if (push)
+            mnt_ahead_push(m, fh, ino, buf);
         return;
     }
     default:

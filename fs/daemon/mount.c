@@ -225,6 +225,8 @@ int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
     pthread_rwlock_init(&m->inst_lock, NULL);
     pthread_mutex_init(&m->live_lock, NULL);
     pthread_mutex_init(&m->fh_lock, NULL);
+    pthread_mutex_init(&m->ahead_lock, NULL);
+    pthread_cond_init(&m->ahead_cond, NULL);
     m->dbdir = strdup(cfg->dbdir);
     m->mountpoint = strdup(cfg->mountpoint);
     if (m->dbdir == NULL || m->mountpoint == NULL) {
@@ -290,6 +292,8 @@ out_free:
     pthread_rwlock_destroy(&m->inst_lock);
     pthread_mutex_destroy(&m->live_lock);
     pthread_mutex_destroy(&m->fh_lock);
+    pthread_mutex_destroy(&m->ahead_lock);
+    pthread_cond_destroy(&m->ahead_cond);
     free(m->dbdir);
     free(m->mountpoint);
     free(m);
@@ -392,6 +396,8 @@ void mnt_stop(struct mnt *m)
     pthread_rwlock_destroy(&m->inst_lock);
     pthread_mutex_destroy(&m->live_lock);
     pthread_mutex_destroy(&m->fh_lock);
+    pthread_mutex_destroy(&m->ahead_lock);
+    pthread_cond_destroy(&m->ahead_cond);
     mnt_live_names_free(m);
     free(m->dbdir);
     free(m->mountpoint);

@@ -41,6 +41,19 @@ enum { SNAP_DIR = 0, SNAP_EDB = 1, SNAP_INFO = 2, SNAP_SUMS = 3 };
 
 enum fh_kind { FH_TEXT, FH_LIVE_DB, FH_LIVE_FILE, FH_CONTROL, FH_DIR, FH_SNAP_DB };
 
+/* FH_SNAP_DB: storing the image ahead of its reader (snap_ahead.c), under
+ * mnt.ahead_lock. */
+struct mnt_ahead {
+    uint64_t size;              /* the image's bytes */
+    uint64_t front;             /* end of the stream's furthest READ */
+    uint64_t in_order;          /* bytes the stream has read in order */
+    uint64_t stored;            /* stored into the page cache up to here */
+    uint64_t stream;            /* counts the streams: a READ elsewhere starts one */
+    int pusher;                 /* a worker stores ahead for this handle */
+    int failed;                 /* a read or a store failed: no more for this handle */
+    int closing;                /* RELEASE waits for the pusher */
+};
+
 struct mnt_fh {
     struct mnt_fh *prev, *next;     /* mnt.fhs, under mnt.fh_lock */
     enum fh_kind kind;
@@ -48,6 +61,7 @@ struct mnt_fh {
     js_snapshot *snap;          /* a snapshot's file (FH_SNAP_DB, or FH_TEXT) */
     char *data;                 /* FH_TEXT, FH_DIR: the snapshot */
     size_t len;
+    struct mnt_ahead ahead;     /* FH_SNAP_DB */
 };
 
 struct mnt {
@@ -76,6 +90,13 @@ struct mnt {
      * for them): freed by mnt_stop().  fh_lock is a leaf lock. */
     pthread_mutex_t fh_lock;
     struct mnt_fh *fhs;
+
+    /* Storing snapshot images ahead of their readers (snap_ahead.c):
+     * ahead_lock guards every handle's mnt_ahead and ahead_pushers, and
+     * is a leaf lock; ahead_cond signals a pusher's end. */
+    pthread_mutex_t ahead_lock;
+    pthread_cond_t ahead_cond;
+    int ahead_pushers;
 
     pthread_mutex_t live_lock;  /* guards live_names, live_n, live_cap */
     char **live_names;
@@ -170,6 +191,21 @@ int mnt_snap_open(struct mnt *m, fuse_ino_t ino, struct mnt_fh *fh);
 int mnt_snap_reply_read(struct mnt *m, struct mnt_fh *fh, fuse_req_t req, uint64_t off, size_t size, char *scratch);
 /** Release fh's snapshot handle (NULL is a no-op). */
 void mnt_snap_close(struct mnt *m, struct mnt_fh *fh);
+
+/* snap_ahead.c */
+/** Start fh's storing-ahead state for an image of size bytes (open). */
+void mnt_ahead_open(struct mnt_fh *fh, uint64_t size);
+/** Record a READ of [off, off+size) of fh's image, before it is answered;
+ *  1 when the caller is to call mnt_ahead_push after answering it (the
+ *  handle's pusher is then claimed, and its RELEASE waits for it). */
+int mnt_ahead_note(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size);
+/** Store fh's image (inode ino) into the kernel's page cache ahead of its
+ *  reader until the window is full or the handle closes; buf has room for
+ *  MNT_MAX_READ bytes.  Only after mnt_ahead_note returned 1. */
+void mnt_ahead_push(struct mnt *m, struct mnt_fh *fh, fuse_ino_t ino, char *buf);
+/** Wait until no worker stores ahead for fh (RELEASE, before the snapshot
+ *  handle closes); no more storing starts for it. */
+void mnt_ahead_close(struct mnt *m, struct mnt_fh *fh);
 
 /* mountinfo.c */
 /** Find the topmost FUSE mount at path in /proc/self/mountinfo: 1 and its

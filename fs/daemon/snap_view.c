@@ -346,6 +346,7 @@ int mnt_snap_open(struct mnt *m, fuse_ino_t ino, struct mnt_fh *fh)
         return EIO;
     fh->kind = kind == SNAP_EDB ? FH_SNAP_DB : FH_TEXT;
     if (kind == SNAP_EDB) {
+        mnt_ahead_open(fh, (uint64_t)si.pages * si.page_size);
         raise_readahead(m);
         return 0;
     }
@@ -428,6 +429,8 @@ void mnt_snap_close(struct mnt *m, struct mnt_fh *fh)
 {
     if (fh->snap == NULL)
         return;
+    if (fh->kind == FH_SNAP_DB)
+        mnt_ahead_close(m, fh);
     pthread_rwlock_rdlock(&m->inst_lock);
     /* Without the instance (stopping) the handle went with it. */
     if (m->inst != NULL)
