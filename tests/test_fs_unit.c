@@ -1,7 +1,8 @@
 /*
  * test_fs_unit.c - unit tests of the daemon's modules, in-process (linked
  * from the fs/ objects): options, the control grammar, DEST checks and the
- * uid rule, status and events rendering.  The mounted daemon:
+ * uid rule, status and events rendering, when a snapshot's reader gets its
+ * image stored ahead (snap_ahead.c's stream rule).  The mounted daemon:
  * test_fs.c and test_fs_backup.c.
  */
 
@@ -31,6 +32,7 @@
 #include "store/page.h"
 #include "../fs/daemon/control.h"
 #include "../fs/daemon/events.h"
+#include "../fs/daemon/mount_int.h"
 #include "../fs/daemon/opts.h"
 #include "../fs/daemon/status.h"
 #include "fsmount.h"
@@ -543,4 +545,74 @@ Test(fs_unit, events_render)
     cr_expect(strstr(s, " n500\n") != NULL && strstr(s, " n499\n") == NULL);
     free(s);
     ev_free(l);
+}
+
+/* snap_ahead.c's stream rule, without a session: which READs claim a
+ * pusher (the storing itself is fs_snapshot's, mounted). */
+Test(fs_unit, storing_ahead_follows_a_reader_in_order_only)
+{
+    const uint64_t mib = 1u << 20, kib = 1u << 10;
+    struct mnt m;
+    struct mnt_fh a, b, c;
+    memset(&m, 0, sizeof(m));
+    pthread_mutex_init(&m.ahead_lock, NULL);
+    pthread_cond_init(&m.ahead_cond, NULL);
+    mnt_ahead_open(&a, 1024 * mib);
+    mnt_ahead_open(&b, 1024 * mib);
+    mnt_ahead_open(&c, 1024 * mib);
+
+    /* A reader of scattered pages never claims one. */
+    for (uint64_t i = 0; i < 7; i++)
+        cr_assert_eq(mnt_ahead_note(&m, &a, 700 * mib - i * 97 * mib, 4 * kib), 0, "READ %llu", (unsigned long long)i);
+    cr_assert_gt(a.ahead.stream, 5);
+
+    /* In order (out of order by a few READs, as workers answer them), from
+     * anywhere: a claim once 2 MiB are read, then none while it pushes. */
+    mnt_ahead_open(&a, 1024 * mib);
+    int claims = 0;
+    for (uint64_t off = 0; off < 8 * mib; off += mib) {
+        claims += mnt_ahead_note(&m, &a, off + 512 * kib, 512 * kib);
+        claims += mnt_ahead_note(&m, &a, off, 512 * kib);
+        if (off + mib < 2 * mib)
+            cr_assert_eq(claims, 0, "claimed after %llu bytes", (unsigned long long)(off + mib));
+    }
+    cr_assert_eq(claims, 1);
+    cr_assert_eq(a.ahead.front, 8 * mib);
+    cr_assert_eq(a.ahead.in_order, 8 * mib);
+    cr_assert_eq(m.ahead_pushers, 1);
+
+    /* The reader's READ of a trip wire far past the front, within what was
+     * stored, goes on with the stream; one elsewhere starts a new one. */
+    a.ahead.stored = 60 * mib;
+    uint64_t stream = a.ahead.stream;
+    cr_assert_eq(mnt_ahead_note(&m, &a, 56 * mib, 4 * kib), 0);
+    cr_assert_eq(a.ahead.stream, stream);
+    cr_assert_eq(a.ahead.in_order, 56 * mib + 4 * kib);
+    cr_assert_eq(mnt_ahead_note(&m, &a, 300 * mib, 4 * kib), 0);
+    cr_assert_eq(a.ahead.stream, stream + 1);
+    cr_assert_eq(a.ahead.in_order, 4 * kib);
+    cr_assert_eq(a.ahead.stored, 300 * mib + 4 * kib);
+
+    /* Two pushers per mount: a third reader in order gets none. */
+    for (uint64_t off = 0; off < 4 * mib; off += 512 * kib) {
+        mnt_ahead_note(&m, &b, off, 512 * kib);
+        cr_assert_eq(mnt_ahead_note(&m, &c, off, 512 * kib), 0);
+    }
+    cr_assert_eq(m.ahead_pushers, 2);
+    cr_assert(b.ahead.pusher && !c.ahead.pusher);
+
+    /* Nothing past the image's end: a reader of a whole 2 MiB image has
+     * read it all by the time its stream is long enough. */
+    mnt_ahead_open(&c, 2 * mib);
+    m.ahead_pushers = 0;
+    for (uint64_t off = 0; off < 2 * mib; off += 512 * kib)
+        cr_assert_eq(mnt_ahead_note(&m, &c, off, 512 * kib), 0);
+
+    /* A handle being released never claims one. */
+    mnt_ahead_open(&c, 1024 * mib);
+    c.ahead.closing = 1;
+    for (uint64_t off = 0; off < 8 * mib; off += 512 * kib)
+        cr_assert_eq(mnt_ahead_note(&m, &c, off, 512 * kib), 0);
+    pthread_cond_destroy(&m.ahead_cond);
+    pthread_mutex_destroy(&m.ahead_lock);
 }

@@ -8,6 +8,7 @@
  *   inode.c      the inode table: fixed inodes, one per live name, attributes
  *   live_view.c  the live view: live/ and its files through core's js_live
  *   snap_view.c  snapshots/ (SPEC 7): mkdir/rmdir, the three files per snapshot
+ *   snap_ahead.c a snapshot image stored into the page cache ahead of its reader
  *   handlers.c   fuse_lowlevel_ops: every handler replies exactly once
  *
  *   ino 1 /          dr-xr-xr-x        ino 4 /events   r--r--r--
@@ -18,8 +19,9 @@
  *
  * Locking: mnt.inst_lock (rwlock) guards mnt.inst; mnt.live_lock guards the
  * live name table; mnt.fh_lock guards the handle list; mnt.note_lock the
- * notifier's queue.  None is held while another is taken, and none is held
- * across a reply or a notify call.
+ * notifier's queue; mnt.ahead_lock the handles' storing-ahead state.  None
+ * is held while another is taken, and none is held across a reply or a
+ * notify call.
  */
 #ifndef JS_FS_MOUNT_INT_H
 #define JS_FS_MOUNT_INT_H

@@ -40,7 +40,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define AHEAD_TRIP (4ull << 20)     /* a trip wire every 4 MiB */
+#define AHEAD_TRIP (16ull << 20)    /* a trip wire every 16 MiB (each one a READ the reader waits for) */
 #define AHEAD_SLACK (8ull << 20)    /* READs of one read-ahead arrive out of order by less */
 #define AHEAD_START (2ull << 20)    /* read in order before storing ahead */
 #define AHEAD_MAX (128ull << 20)    /* the largest window (measured: 128 beat 32 MiB) */
