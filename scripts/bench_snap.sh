@@ -89,7 +89,7 @@ echo "snapshot_bytes: $(du -sb "$tmp/plain" | cut -f1), store_bytes: $(du -sb "$
 # untimed tar of the same directory right before; cold: caches dropped),
 # after a sync so no other write-back runs meanwhile.  A round times each
 # side twice, A B B A, the order alternating between rounds, and its ratio
-# is that of the two sides' sums: a plain copy read cold varies 2x between
+# is that of the two sides' sums: a plain copy read cold varies 3x between
 # rounds on a shared machine, and a drift within the round weighs on both
 # sides alike.  The row's ratio is the median of TAR_REPS rounds' ratios;
 # the ratio of the two sides' median times and every round's ratio are

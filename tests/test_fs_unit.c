@@ -566,6 +566,13 @@ Test(fs_unit, storing_ahead_follows_a_reader_in_order_only)
         cr_assert_eq(mnt_ahead_note(&m, &a, 700 * mib - i * 97 * mib, 4 * kib), 0, "READ %llu", (unsigned long long)i);
     cr_assert_gt(a.ahead.stream, 5);
 
+    /* A first READ a little past the start counts only its own bytes. */
+    mnt_ahead_open(&a, 1024 * mib);
+    cr_assert_eq(mnt_ahead_note(&m, &a, 7 * mib + 512 * kib, 512 * kib), 0);
+    cr_assert_eq(a.ahead.in_order, 512 * kib);
+    cr_assert_eq(mnt_ahead_note(&m, &a, 9 * mib, 512 * kib), 0);
+    cr_assert_eq(a.ahead.in_order, 1024 * kib);
+
     /* In order (out of order by a few READs, as workers answer them), from
      * anywhere: a claim once 2 MiB are read, then none while it pushes. */
     mnt_ahead_open(&a, 1024 * mib);

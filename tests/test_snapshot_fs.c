@@ -400,21 +400,23 @@ static void read_head(int fd, uint64_t len)
 Test(fs_snapshot, a_reader_in_order_finds_the_image_stored_ahead)
 {
     const uint64_t mib = 1u << 20;
-    load_offline(56);
+    load_offline(64);
     tl_fs_start_opts("", 1);
     cr_assert_eq(mkdir(snap_path("s1", NULL), 0700), 0, "mkdir: %s", strerror(errno));
     char *edb = snap_path("s1", "jetsnap.edb");
     struct stat st;
     cr_assert_eq(stat(edb, &st), 0);
-    cr_assert_geq((uint64_t)st.st_size, 48 * mib, "the image: %lld bytes", (long long)st.st_size);
+    cr_assert_geq((uint64_t)st.st_size, 52 * mib, "the image: %lld bytes", (long long)st.st_size);
 
     /* Cold, a reader of the first 34 MiB: the kernel's own read-ahead
-     * reaches two 4 MiB windows past it at most; 44-48 MiB is there only
-     * if the daemon stored it (the reader's READ of the trip wire at 32 MiB
-     * asks for twice what it read, to the image's end).  A page or two may
-     * be left to the reader (a READ of its own in flight there).  Several
-     * rounds, each closing the file while the daemon may still be storing
-     * for it (RELEASE waits for it: ASan checks). */
+     * reaches two 4 MiB windows past it at most; 44-48 and 48-52 MiB are
+     * there only if the daemon stored them (the reader's READs of the trip
+     * wires at 16 and 32 MiB ask for twice what it read), all but the trip
+     * wire at 48 MiB, which is left for the reader to ask.  (Once in about
+     * 100 runs, 32 pages the daemon had stored were not cached: not
+     * explained, hence 1/64 of slack.)  Several rounds, each closing the
+     * file while the daemon may still be storing for it (RELEASE waits for
+     * it: ASan checks). */
     for (int round = 0; round < 3; round++) {
         int fd = open(edb, O_RDONLY);
         cr_assert_geq(fd, 0);
@@ -427,6 +429,11 @@ Test(fs_snapshot, a_reader_in_order_finds_the_image_stored_ahead)
         for (int i = 0; i < 500 && (in = resident(map, 44 * mib, 48 * mib)) < pages - pages / 64; i++)
             tl_sleep_ms(20);
         cr_assert_geq(in, pages - pages / 64, "round %d: %zu of %zu pages of 44-48 MiB stored ahead", round, in, pages);
+        size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+        for (int i = 0; i < 500 && (in = resident(map, 48 * mib + pg, 52 * mib)) < pages - pages / 64; i++)
+            tl_sleep_ms(20);
+        cr_assert_geq(in, pages - pages / 64, "round %d: %zu pages of 48-52 MiB stored ahead", round, in);
+        cr_assert_eq(resident(map, 48 * mib, 48 * mib + pg), 0, "round %d: the trip wire at 48 MiB stored", round);
         munmap(map, (size_t)st.st_size);
         close(fd);
     }

@@ -1,11 +1,14 @@
 /*
  * handlers.c - fuse_lowlevel_ops of jetsnapfs (SPEC 3): one table, and
- * every handler replies exactly once (each path ends in one fuse_reply_*).
- * The inodes are inode.c's, the files of live/ live_view.c's.
+ * every handler replies exactly once (each path ends in one fuse_reply_*;
+ * a READ of a snapshot's jetsnap.edb may go on storing the image ahead of
+ * its reader after its reply, snap_ahead.c).  The inodes are inode.c's,
+ * the files of live/ live_view.c's.
  *
  * Read-only is enforced per file (no `-o ro`, it would block control):
- * every change gets EROFS.  Every file uses direct_io, so reads are never
- * served from a stale page cache and `status`/`events` can report size 0.
+ * every change gets EROFS.  Every file but a snapshot's uses direct_io, so
+ * reads are never served from a stale page cache and `status`/`events` can
+ * report size 0; a snapshot never changes, so its files are cached.
  * Large reads are served into a per-thread buffer handed to fuse_reply_buf;
  * a snapshot's jetsnap.edb is answered by snap_view.c, which splices the
  * pages still in the database file (fuse_reply_data).  Reads are at most

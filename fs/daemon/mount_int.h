@@ -20,8 +20,8 @@
  * Locking: mnt.inst_lock (rwlock) guards mnt.inst; mnt.live_lock guards the
  * live name table; mnt.fh_lock guards the handle list; mnt.note_lock the
  * notifier's queue; mnt.ahead_lock the handles' storing-ahead state.  None
- * is held while another is taken, and none is held across a reply or a
- * notify call.
+ * is held while another is taken, and none is held across a notify call
+ * (mnt.inst_lock is held for reading across a snapshot READ's reply).
  */
 #ifndef JS_FS_MOUNT_INT_H
 #define JS_FS_MOUNT_INT_H

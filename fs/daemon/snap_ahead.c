@@ -22,8 +22,9 @@
  * has read in order, up to AHEAD_MAX, and none before AHEAD_START: a
  * reader of a few pages costs nothing.
  *
- * Bytes are copied out of the engine (js_snapshot_read) and stored with no
- * lock held: the store may wait for a page that a READ in flight has
+ * Bytes are copied out of the engine (js_snapshot_read, under the
+ * instance's and the store's read locks, as a READ reads) and then stored
+ * with no lock held: storing may wait for a page that a READ in flight has
  * locked, and that READ must find the engine free.  The READ needs a
  * worker, so at most AHEAD_PUSHERS workers of the mount store at once (the
  * loop runs up to 16).  A handle's pusher is claimed before the READ that
@@ -31,12 +32,15 @@
  * for the pusher (mnt_ahead_close).
  *
  * Locking: mnt.ahead_lock guards every handle's mnt_ahead and
- * mnt.ahead_pushers; a leaf lock (nothing is taken or called under it
- * but the condition variable).
+ * mnt.ahead_pushers; a leaf lock (nothing that takes a lock or blocks
+ * runs under it, but the wait on mnt.ahead_cond).
+ *
+ * Cost: a stream keeps up to AHEAD_MAX of page cache ahead, allocated by
+ * the daemon (its memory cgroup, not the reader's), and a reader that
+ * stops early has had up to twice what it read stored.
  */
 #include "mount_int.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -58,21 +62,28 @@ void mnt_ahead_open(struct mnt_fh *fh, uint64_t size)
     fh->ahead.size = size;
 }
 
-/* The stream's state after a READ of [off, end). */
+/* The stream's state after a READ of [off, end).  Only bytes the reader
+ * read count as read in order: the READ's own, and those of the gap before
+ * it that were stored (the reader found them cached on its way), never
+ * those of a gap nobody stored. */
 static void note_read(struct mnt_ahead *a, uint64_t off, uint64_t end)
 {
     uint64_t reach = a->stored > a->front ? a->stored : a->front;
-    if (off + AHEAD_SLACK >= a->front && off <= reach + AHEAD_SLACK) {
-        if (end > a->front) {
-            a->in_order += end - a->front;
-            a->front = end;
-        }
+    if (off + AHEAD_SLACK < a->front || off > reach + AHEAD_SLACK) {
+        a->stream++;            /* elsewhere: a new stream starts here */
+        a->front = end;
+        a->in_order = end - off;
+        a->stored = end;
         return;
     }
-    a->stream++;
+    if (end <= a->front) {      /* behind the front: answered late */
+        a->in_order += end - off;
+        return;
+    }
+    if (off > a->front && a->stored > a->front)
+        a->in_order += (off < a->stored ? off : a->stored) - a->front;
+    a->in_order += end - (off > a->front ? off : a->front);
     a->front = end;
-    a->in_order = end - off;
-    a->stored = end;
 }
 
 /* Where storing should have reached for the stream. */
