@@ -93,6 +93,7 @@ struct mnt_note {
     struct mnt_note *next;
     int done;                   /* sent (or given up at stop) */
     int abandoned;              /* the asker stopped waiting: the thread frees it */
+    int drop_invalid;           /* not an entry: drop invalid snapshots' data */
     char name[JS_SNAPSHOT_NAME_MAX + 1];
 };
 
@@ -112,7 +113,10 @@ static void *note_main(void *arg)
         m->notes = n->next;
         pthread_mutex_unlock(&m->note_lock);
         /* ENOENT (nothing cached) and ENOTCONN (unmounted) are success. */
-        (void)fuse_lowlevel_notify_inval_entry(m->se, INO_SNAPS, n->name, strlen(n->name));
+        if (n->drop_invalid)
+            mnt_snap_drop_invalid(m);
+        else
+            (void)fuse_lowlevel_notify_inval_entry(m->se, INO_SNAPS, n->name, strlen(n->name));
         pthread_mutex_lock(&m->note_lock);
         n->done = 1;
         if (n->abandoned)
@@ -121,6 +125,19 @@ static void *note_main(void *arg)
     }
     pthread_mutex_unlock(&m->note_lock);
     return NULL;
+}
+
+/* Queue n for the notifier (note_lock held); 0 when the notifier is gone. */
+static int note_queue(struct mnt *m, struct mnt_note *n)
+{
+    if (!m->note_started || m->note_stop)
+        return 0;
+    struct mnt_note **tail = &m->notes;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = n;
+    pthread_cond_broadcast(&m->note_cond);
+    return 1;
 }
 
 void mnt_notify_gone(struct mnt *m, const char *name)
@@ -135,22 +152,45 @@ void mnt_notify_gone(struct mnt *m, const char *name)
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += NOTE_WAIT_MS / 1000;
     pthread_mutex_lock(&m->note_lock);
-    if (!m->note_started || m->note_stop) {
+    if (!note_queue(m, n)) {
         pthread_mutex_unlock(&m->note_lock);
         free(n);
         return;
     }
-    struct mnt_note **tail = &m->notes;
-    while (*tail != NULL)
-        tail = &(*tail)->next;
-    *tail = n;
-    pthread_cond_broadcast(&m->note_cond);
     while (!n->done && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&m->note_cond, &m->note_lock, &until);
     if (n->done)
         free(n);
     else
         n->abandoned = 1;
+    pthread_mutex_unlock(&m->note_lock);
+}
+
+/*
+ * The instance's event sink while mounted: events go to the log as
+ * before, and a snapshot made invalid (event 2007) has the notifier drop
+ * what the kernel caches of it (keep_cache, and what snap_ahead.c stored),
+ * so that its reads fail with EIO (SPEC 7) rather than serve the cache.
+ * Called from the engine's thread, maybe under its locks: it only queues,
+ * never waits, and takes only note_lock (a leaf).  What may still be read
+ * from the cache (no memory for the note; a range snap_ahead.c copied just
+ * before and stores just after the drop) is the snapshot's own bytes, read
+ * while it was valid, never other data.
+ */
+static void mnt_event_sink(void *ctx, const js_event *ev)
+{
+    struct mnt *m = ctx;
+    ev_sink(m->ev, ev);
+    if (ev->id != 2007)
+        return;
+    struct mnt_note *n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return;
+    n->drop_invalid = 1;
+    n->abandoned = 1;           /* nobody waits: the thread frees it */
+    pthread_mutex_lock(&m->note_lock);
+    if (!note_queue(m, n))
+        free(n);
     pthread_mutex_unlock(&m->note_lock);
 }
 
@@ -277,6 +317,7 @@ int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
         snprintf(err, errcap, "cannot start the FUSE loop: %s", strerror(rc));
         goto out_stop_note;
     }
+    js_set_event_sink(inst, mnt_event_sink, m);
     *out = m;
     return 0;
 
@@ -303,6 +344,8 @@ out_free:
 void mnt_detach_instance(struct mnt *m)
 {
     pthread_rwlock_wrlock(&m->inst_lock);
+    if (m->inst != NULL)        /* js_close's events go to the log alone */
+        js_set_event_sink(m->inst, ev_sink, m->ev);
     m->inst = NULL;
     pthread_rwlock_unlock(&m->inst_lock);
 }

@@ -36,13 +36,17 @@ struct mnt;
 int mnt_clear_stale(const char *mountpoint);
 
 /** Mount and start the loop thread.  inst, ctl, st and ev must outlive the
- *  mount.  Returns 0 or an errno (message in err). */
+ *  mount.  The mount becomes inst's event sink (events still go to ev; an
+ *  invalidated snapshot's cached data is dropped) until
+ *  mnt_detach_instance() gives it back to ev_sink.  Returns 0 or an errno
+ *  (message in err). */
 int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
               struct st_status *st, struct ev_log *ev, struct mnt **out,
               char *err, size_t errcap);
 
-/** Stop calling the engine: live/jetsnap.edb reads get EIO from now on.
- *  Waits for reads in flight.  Call before js_close(). */
+/** Stop calling the engine: live/jetsnap.edb reads get EIO from now on,
+ *  and inst's events go to ev_sink alone.  Waits for reads in flight.
+ *  Call before js_close(). */
 void mnt_detach_instance(struct mnt *m);
 
 /** Lazily detach MOUNTPOINT (umount2 MNT_DETACH, or `fusermount3 -u -z`

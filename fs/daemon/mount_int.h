@@ -193,6 +193,11 @@ int mnt_snap_open(struct mnt *m, fuse_ino_t ino, struct mnt_fh *fh);
 int mnt_snap_reply_read(struct mnt *m, struct mnt_fh *fh, fuse_req_t req, uint64_t off, size_t size, char *scratch);
 /** Release fh's snapshot handle (NULL is a no-op). */
 void mnt_snap_close(struct mnt *m, struct mnt_fh *fh);
+/** Drop what the kernel caches of every invalid snapshot's jetsnap.edb,
+ *  so its reads come to the daemon and fail with EIO (SPEC 7).  From the
+ *  notifier thread only: the kernel waits for READs in flight, which the
+ *  workers answer; no lock held. */
+void mnt_snap_drop_invalid(struct mnt *m);
 
 /* snap_ahead.c */
 /** Start fh's storing-ahead state for an image of size bytes (open). */

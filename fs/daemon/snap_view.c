@@ -214,6 +214,20 @@ int mnt_snap_list(struct mnt *m, fuse_ino_t ino, fuse_req_t req, struct mnt_fh *
     return rc;
 }
 
+void mnt_snap_drop_invalid(struct mnt *m)
+{
+    js_snapshot_info *all = NULL;
+    size_t n = 0;
+    pthread_rwlock_rdlock(&m->inst_lock);
+    if (m->inst == NULL || js_snapshot_list(m->inst, &all, &n) != JET_errSuccess)
+        n = 0;
+    pthread_rwlock_unlock(&m->inst_lock);
+    for (size_t i = 0; i < n; i++)
+        if (!all[i].valid)   /* ENOENT (nothing cached) is success */
+            (void)fuse_lowlevel_notify_inval_inode(m->se, ino_of(all[i].id, SNAP_EDB), 0, 0);
+    free(all);
+}
+
 int mnt_snap_mkdir(struct mnt *m, uid_t uid, const char *name, struct fuse_entry_param *e)
 {
     JET_ERR err = JET_errNotInitialized;
