@@ -7,8 +7,9 @@
 # durable commits/s with one snapshot held against none.
 # Mount half: `tar -cf - DIR | cat >/dev/null` of MNT/snapshots/s1 against a
 # plain copy of the same three files, page cache warm and cold (cold needs
-# root: sync, echo 3 > /proc/sys/vm/drop_caches), and cold with the
-# daemon's own files cached (a diagnosis, no goal); the daemon's RSS growth per
+# root: sync, echo 3 > /proc/sys/vm/drop_caches), and two diagnoses (no
+# goal): cold with the daemon's own files cached, and cold with the daemon
+# started with -o snapshot_store_ahead; the daemon's RSS growth per
 # snapshot across mkdir and one read of each of four more snapshots.
 # Sides alternate, BENCH_REPS times (default 3; the tar rows BENCH_TAR_REPS,
 # default the larger of BENCH_REPS and 5), medians printed as ratios (for
@@ -57,13 +58,21 @@ now_ns() { date +%s%N; }
 med() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 "$BUILD/bench_snap" load "$db" "$MB"
 mkdir -p "$mnt"
-"$DAEMON" -f -o auto_unmount,commit=lazy "$db" "$mnt" 2>"$tmp/daemon.err" &
-dpid=$!
-i=0
-until grep -q '^state: idle' "$mnt/status" 2>/dev/null; do
-    i=$((i + 1)); [ $i -lt 300 ] || { echo "bench_snap: daemon not ready" >&2; exit 1; }
-    sleep 0.1
-done
+start_daemon() {   # $1 = extra -o options ("" or ",snapshot_store_ahead")
+    "$DAEMON" -f -o "auto_unmount,commit=lazy$1" "$db" "$mnt" 2>>"$tmp/daemon.err" &
+    dpid=$!
+    i=0
+    until grep -q '^state: idle' "$mnt/status" 2>/dev/null; do
+        i=$((i + 1)); [ $i -lt 300 ] || { echo "bench_snap: daemon not ready" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+stop_daemon() {
+    fusermount3 -u "$mnt"
+    wait "$dpid" || die "the daemon failed to stop: $(tail -3 "$tmp/daemon.err")"
+    dpid=
+}
+start_daemon ""
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$dpid/status"; }
 
 # Overwrite 1/16 of the keys after s1 so a part of it is read from the store.
@@ -107,10 +116,14 @@ echo "snapshot_bytes: $(du -sb "$tmp/plain" | cut -f1), store_bytes: $(du -sb "$
 # (kernel 6.18): FUSE fills its page cache 4 KiB at a time, ext4 in large
 # folios, so reading through the mount cost tar's kernel side 0.6 s per
 # GiB against 0.37 s on ext4, until the daemon stored the image ahead of
-# the reader (fs/daemon/snap_ahead.c), which moves that work to its side.
+# the reader (fs/daemon/snap_ahead.c, -o snapshot_store_ahead), which
+# moves that work to its side.  That pays on some hosts and costs on
+# others, so it is off by default and a fourth row, cold_store_ahead (no
+# goal, a diagnosis), times the cold row with it on: compare its ratio with
+# the cold row's of the same run.
 TAR_REPS=${BENCH_TAR_REPS:-$((REPS > 5 ? REPS : 5))}
 cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6, $9; exit }' /proc/stat; }
-tar_ns() {   # $1 = dir, $2 = warm|cold|cold_mount_only; prints ns, busy and steal per mille, reader CPU ms
+tar_ns() {   # $1 = dir, $2 = warm|cold*; prints ns, busy and steal per mille, reader CPU ms
     case $2 in
     warm) tar -C "$1" -cf - . | cat >/dev/null; sync ;;
     *) sync; echo 3 > /proc/sys/vm/drop_caches
@@ -126,10 +139,11 @@ tar_ns() {   # $1 = dir, $2 = warm|cold|cold_mount_only; prints ns, busy and ste
     echo "$((t1 - t0)) $(echo "$c0 $c1" | awk '{ b = $4 - $1; i = $5 - $2; st = $6 - $3; t = b + i + st
         printf "%d %d", (t > 0 ? 1000 * b / t : 0), (t > 0 ? 1000 * st / t : 0) }') $(($(children_cpu_ms "$tmp/times1") - $(children_cpu_ms "$tmp/times0")))"
 }
-for mode in warm cold cold_mount_only; do
+for mode in warm cold cold_mount_only cold_store_ahead; do
     if [ $mode != warm ] && { [ "$(id -u)" != 0 ] || [ ! -w /proc/sys/vm/drop_caches ]; }; then
         echo "tar_$mode: skipped (needs root to drop caches)"; continue
     fi
+    if [ $mode = cold_store_ahead ]; then stop_daemon; start_daemon ",snapshot_store_ahead"; fi
     snap=""; plain=""; pr=""; sbusy=""; pbusy=""; ssteal=""; psteal=""; scpu=""; pcpu=""; r=0
     while [ $r -lt "$TAR_REPS" ]; do
         # A B B A (or B A A B): a drift within the round weighs on both sides.
@@ -151,10 +165,12 @@ for mode in warm cold cold_mount_only; do
     s=$(echo "$snap" | med); p=$(echo "$plain" | med)
     goal="goal >= 0.8"
     [ $mode = cold_mount_only ] && goal="no goal: a diagnosis, the daemon's files cached"
+    [ $mode = cold_store_ahead ] && goal="no goal: a diagnosis, -o snapshot_store_ahead"
     echo "tar_${mode}_MBps: snapshot $(awk -v b="$MB" -v ns="$s" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }'), plain copy $(awk -v b="$MB" -v ns="$p" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }') (medians of $((2 * TAR_REPS)))"
     echo "ratio_tar_${mode}_snapshot_vs_plain: $(echo "$pr" | med | awk '{ printf "%.2f", $1 }')   ($goal; median of $TAR_REPS rounds' ratios)"
     echo "ratio_tar_${mode}_snapshot_vs_plain_of_median_times: $(awk -v a="$s" -v b="$p" 'BEGIN { printf "%.2f", b / a }')"
     echo "ratio_tar_${mode}_per_round:$(echo "$pr" | awk '{ for (i = 1; i <= NF; i++) printf " %.2f", $i }')"
+    [ $mode = cold_store_ahead ] && { stop_daemon; start_daemon ""; }
     [ $mode = warm ] || echo "tar_${mode}_reader_cpu_ms: snapshot $(echo "$scpu" | med), plain copy $(echo "$pcpu" | med); both CPUs busy: snapshot $(echo "$sbusy" | med | awk '{ printf "%.0f", $1 / 10 }')%, plain copy $(echo "$pbusy" | med | awk '{ printf "%.0f", $1 / 10 }')%; taken by the host (steal): snapshot $(echo "$ssteal" | med | awk '{ printf "%.0f", $1 / 10 }')%, plain copy $(echo "$psteal" | med | awk '{ printf "%.0f", $1 / 10 }')% (medians)"
 done
 rm -rf "$tmp/plain"

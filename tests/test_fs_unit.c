@@ -84,10 +84,11 @@ Test(fs_unit, options)
     cr_expect_str_eq(o.backup_root, "/srv/bk");
     cr_expect_str_eq(o.dbdir, "db");
     cr_expect_str_eq(o.mountpoint, "mnt");
+    cr_expect(!o.snapshot_store_ahead);
     opts_free(&o);
 
-    cr_assert_eq(parse(&o, err, 5, "-d", "-o", "no_log,commit=durable", "db", "mnt"), 0);
-    cr_expect(o.debug && o.foreground && o.params.no_log);
+    cr_assert_eq(parse(&o, err, 5, "-d", "-o", "no_log,commit=durable,snapshot_store_ahead", "db", "mnt"), 0);
+    cr_expect(o.debug && o.foreground && o.params.no_log && o.snapshot_store_ahead);
     cr_expect_eq(o.params.commit_mode, JS_COMMIT_DURABLE);
     opts_free(&o);
 
@@ -113,6 +114,9 @@ Test(fs_unit, options)
     cr_expect_eq(parse(&o, err, 4, "-o", "bogus", "db", "mnt"), -1);
     opts_free(&o);
     cr_expect_eq(parse(&o, err, 4, "-o", "create=1", "db", "mnt"), -1);
+    opts_free(&o);
+    cr_expect_eq(parse(&o, err, 4, "-o", "snapshot_store_ahead=on", "db", "mnt"), -1);
+    cr_expect(strstr(err, "snapshot_store_ahead takes no value") != NULL, "%s", err);
     opts_free(&o);
     cr_expect_eq(parse(&o, err, 4, "-o", "backup_root=rel", "db", "mnt"), -1);
     opts_free(&o);
@@ -555,6 +559,7 @@ Test(fs_unit, storing_ahead_follows_a_reader_in_order_only)
     struct mnt m;
     struct mnt_fh a, b, c;
     memset(&m, 0, sizeof(m));
+    m.store_ahead = 1;
     pthread_mutex_init(&m.ahead_lock, NULL);
     pthread_cond_init(&m.ahead_cond, NULL);
     mnt_ahead_open(&a, 1024 * mib);
@@ -620,6 +625,13 @@ Test(fs_unit, storing_ahead_follows_a_reader_in_order_only)
     c.ahead.closing = 1;
     for (uint64_t off = 0; off < 8 * mib; off += 512 * kib)
         cr_assert_eq(mnt_ahead_note(&m, &c, off, 512 * kib), 0);
+
+    /* Nor any handle of a mount without -o snapshot_store_ahead. */
+    m.store_ahead = 0;
+    mnt_ahead_open(&c, 1024 * mib);
+    for (uint64_t off = 0; off < 8 * mib; off += 512 * kib)
+        cr_assert_eq(mnt_ahead_note(&m, &c, off, 512 * kib), 0);
+    cr_assert_eq(m.ahead_pushers, 0);
     pthread_cond_destroy(&m.ahead_cond);
     pthread_mutex_destroy(&m.ahead_lock);
 }

@@ -494,6 +494,7 @@ static int run(struct daemon *d, const sigset_t *sigs)
     mc.uid = getuid();
     mc.gid = getgid();
     mc.allow_other = d->o.allow_other;
+    mc.store_ahead = d->o.snapshot_store_ahead;
     mc.auto_unmount = d->o.auto_unmount;
     mc.debug = d->o.debug;
     mc.ended_fd = d->ended_fd;

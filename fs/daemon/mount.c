@@ -262,6 +262,7 @@ int mnt_start(const struct mnt_config *cfg, js_instance *inst, struct ctl *ctl,
     m->st = st;
     m->ev = ev;
     m->mount_time = time(NULL);
+    m->store_ahead = cfg->store_ahead;
     pthread_rwlock_init(&m->inst_lock, NULL);
     pthread_mutex_init(&m->live_lock, NULL);
     pthread_mutex_init(&m->fh_lock, NULL);

@@ -25,6 +25,7 @@ struct mnt_config {
     uid_t uid;                  /* owner of /, control, status, events (live/ */
     gid_t gid;                  /*   shows DBDIR's owners: see live_view.c) */
     int allow_other, auto_unmount, debug;
+    int store_ahead;            /* snapshot_store_ahead (snap_ahead.c) */
     int ended_fd;               /* eventfd written once when the loop ends */
 };
 

@@ -93,12 +93,14 @@ struct mnt {
     pthread_mutex_t fh_lock;
     struct mnt_fh *fhs;
 
-    /* Storing snapshot images ahead of their readers (snap_ahead.c):
+    /* Storing snapshot images ahead of their readers (snap_ahead.c), when
+     * store_ahead (-o snapshot_store_ahead; set at start, then read only):
      * ahead_lock guards every handle's mnt_ahead and ahead_pushers, and
      * is a leaf lock; ahead_cond signals a pusher's end. */
     pthread_mutex_t ahead_lock;
     pthread_cond_t ahead_cond;
     int ahead_pushers;
+    int store_ahead;
 
     pthread_mutex_t live_lock;  /* guards live_names, live_n, live_cap */
     char **live_names;

@@ -87,6 +87,7 @@ static int parse_one(struct fs_opts *o, char *item, char *err, size_t cap)
         o->field = 1; return 0; }
     FLAG("create", create)
     FLAG("allow_other", allow_other)
+    FLAG("snapshot_store_ahead", snapshot_store_ahead)
     FLAG("auto_unmount", auto_unmount)
     FLAG("circular_log", params.circular_log)
     FLAG("no_log", params.no_log)
@@ -285,6 +286,8 @@ void opts_usage(void *file)
           "     backup_root=DIR      backups must resolve beneath DIR, no symlinks\n"
           "     backup_max_rate=N    bytes/s a backup may copy, K/M/G suffixes (no limit)\n"
           "     snapshot_max=N       most snapshots kept at once (64)\n"
+          "     snapshot_store_ahead store a snapshot's jetsnap.edb into the page cache\n"
+          "                          ahead of a reader in order (off; see README)\n"
           "     archive_command=CMD  ship each closed log generation: sh -c CMD, %p path,\n"
           "                          %f name, %% a %; a comma in CMD is written \\,\n"
           "     archive_command_timeout=N  seconds before a hanging CMD is killed (300)\n"

@@ -21,6 +21,7 @@ struct fs_opts {
     js_params params;           /* page_size ... cache_size */
     int create;                 /* -o create */
     int allow_other;            /* -o allow_other */
+    int snapshot_store_ahead;   /* -o snapshot_store_ahead (fs/daemon/snap_ahead.c) */
     int auto_unmount;           /* -o auto_unmount (tests) */
     int foreground;             /* -f or -d */
     int debug;                  /* -d */

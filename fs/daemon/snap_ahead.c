@@ -1,18 +1,30 @@
 /*
  * snap_ahead.c - a snapshot's jetsnap.edb stored into the mount's page
  * cache ahead of a reader that reads it in order (tar, cp, rsync,
- * sha256sum).
+ * sha256sum), when the mount has -o snapshot_store_ahead (off by default).
  *
  * Why.  On this kernel (6.18) a FUSE file's page cache holds only 4 KiB
  * folios, and a cold read fills it in the reader's own read-ahead: the
  * reader allocates and inserts every page itself, where ext4 inserts large
- * folios.  Measured, tar spent 0.58-0.66 s of system time per GiB through
- * the mount against 0.37-0.46 s on ext4, and that, not the daemon, kept a
- * cold tar of a snapshot at 0.65-0.69x of one of a plain copy.  A snapshot
- * never changes, so the daemon may put its bytes in the kernel's cache
- * before they are asked for (fuse_lowlevel_notify_store): the reader then
- * finds them cached, and the inserting moves to a daemon worker, on the
- * other CPU.
+ * folios.  A snapshot never changes, so the daemon may put its bytes in
+ * the kernel's cache before they are asked for
+ * (fuse_lowlevel_notify_store): the reader then finds them cached, and the
+ * inserting moves to a daemon worker, on the other CPU.
+ *
+ * Why optional.  Whether that pays depends on the host.  On a VM whose
+ * host took 20-44% of the CPUs (steal) and made fresh memory dear, tar
+ * spent 0.58-0.66 s of system time per GiB through the mount against
+ * 0.37-0.46 s on ext4, and storing ahead took a cold tar of a snapshot
+ * from 0.65-0.69x of a plain copy to 1.10-1.39x (scripts/bench_snap.sh).
+ * On a VM of the same kind with no steal, the reader's system time was
+ * the same through the mount as on ext4, and storing ahead, which copies
+ * every byte twice (out of the engine, then into the cache) where a READ
+ * reply is spliced, made the same tar slower: timed tar by tar, the two
+ * daemons alternating, the median cold tar of 1 GiB took 1.47-1.66 s with
+ * it against 1.30-1.37 s without (three sets of 4-6 rounds), 1.30 against
+ * 1.00 s with the daemon's files cached.  So the kernel's own read-ahead
+ * is the default, and bench_snap prints a row with this on so an
+ * administrator can see which wins on a host.
  *
  * Where the reader is.  The daemon sees no read of a cached page, so the
  * first page of every AHEAD_TRIP bytes is left out ("trip wires"): the
@@ -100,6 +112,8 @@ int mnt_ahead_note(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size)
     struct mnt_ahead *a = &fh->ahead;
     int claimed = 0;
 
+    if (!m->store_ahead)
+        return 0;
     pthread_mutex_lock(&m->ahead_lock);
     note_read(a, off, off + size);
     if (!a->pusher && !a->failed && !a->closing && m->ahead_pushers < AHEAD_PUSHERS &&
