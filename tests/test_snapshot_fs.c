@@ -377,17 +377,10 @@ static void load_offline(unsigned mb)
     cr_assert_eq(js_close(inst), JET_errSuccess, "%s", js_errdetail());
 }
 
-/* Pages of [from, to) of the open file fd (mapped at map) in the page cache. */
+/* Pages of [from, to) of the file mapped at map in the page cache. */
 static size_t resident(const unsigned char *map, uint64_t from, uint64_t to)
 {
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = (size_t)((to - from) / pg), in = 0;
-    unsigned char *vec = malloc(n);
-    cr_assert_not_null(vec);
-    cr_assert_eq(mincore((void *)(map + from), (size_t)(to - from), vec), 0, "mincore: %s", strerror(errno));
-    for (size_t i = 0; i < n; i++)
-        in += vec[i] & 1;
-    free(vec);
-    return in;
+    return tl_pages_resident(map + from, (size_t)(to - from));
 }
 
 /* Read [0, len) of fd in order, 128 KiB at a time. */

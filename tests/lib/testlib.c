@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -124,6 +125,18 @@ long tl_vm_rss_kib(pid_t pid)
             break;
     fclose(f);
     return kib;
+}
+
+size_t tl_pages_resident(const void *addr, size_t len)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = (len + pg - 1) / pg, in = 0;
+    unsigned char *vec = malloc(n ? n : 1);
+    cr_assert_not_null(vec);
+    cr_assert_eq(mincore((void *)addr, len, vec), 0, "mincore: %s", strerror(errno));
+    for (size_t i = 0; i < n; i++)
+        in += vec[i] & 1;
+    free(vec);
+    return in;
 }
 
 int64_t tl_now_ms(void)

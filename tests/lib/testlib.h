@@ -64,6 +64,9 @@ void tl_build_bin(char *out, const char *name);
 int64_t tl_now_ms(void);
 /* Resident memory of process pid (VmRSS in /proc/PID/status), in KiB. */
 long tl_vm_rss_kib(pid_t pid);
+/* Pages of the file mapping [addr, addr+len) in the page cache (mincore);
+ * addr page-aligned. */
+size_t tl_pages_resident(const void *addr, size_t len);
 
 /* Sleep ms milliseconds. */
 void tl_sleep_ms(long ms);
