@@ -2,8 +2,8 @@
  * handlers.c - fuse_lowlevel_ops of jetsnapfs (SPEC 3): one table, and
  * every handler replies exactly once (each path ends in one fuse_reply_*;
  * with -o snapshot_store_ahead, a READ of a snapshot's jetsnap.edb may go
- * on storing the image ahead of its reader after its reply, snap_ahead.c).  The inodes are inode.c's,
- * the files of live/ live_view.c's.
+ * on storing the image ahead of its reader after its reply, snap_ahead.c).
+ * The inodes are inode.c's, the files of live/ live_view.c's.
  *
  * Read-only is enforced per file (no `-o ro`, it would block control):
  * every change gets EROFS.  Every file but a snapshot's uses direct_io, so

@@ -74,14 +74,20 @@ void mnt_ahead_open(struct mnt_fh *fh, uint64_t size)
     fh->ahead.size = size;
 }
 
+/* Where the stream is known to be cached up to: its front, or what was
+ * stored past it. */
+static uint64_t reach_of(const struct mnt_ahead *a)
+{
+    return a->stored > a->front ? a->stored : a->front;
+}
+
 /* The stream's state after a READ of [off, end).  Only bytes the reader
  * read count as read in order: the READ's own, and those of the gap before
  * it that were stored (the reader found them cached on its way), never
  * those of a gap nobody stored. */
 static void note_read(struct mnt_ahead *a, uint64_t off, uint64_t end)
 {
-    uint64_t reach = a->stored > a->front ? a->stored : a->front;
-    if (off + AHEAD_SLACK < a->front || off > reach + AHEAD_SLACK) {
+    if (off + AHEAD_SLACK < a->front || off > reach_of(a) + AHEAD_SLACK) {
         a->stream++;            /* elsewhere: a new stream starts here */
         a->front = end;
         a->in_order = end - off;
@@ -117,7 +123,7 @@ int mnt_ahead_note(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size)
     pthread_mutex_lock(&m->ahead_lock);
     note_read(a, off, off + size);
     if (!a->pusher && !a->failed && !a->closing && m->ahead_pushers < AHEAD_PUSHERS &&
-        goal_of(a) > (a->stored > a->front ? a->stored : a->front)) {
+        goal_of(a) > reach_of(a)) {
         a->pusher = 1;
         m->ahead_pushers++;
         claimed = 1;
@@ -130,7 +136,7 @@ int mnt_ahead_note(struct mnt *m, struct mnt_fh *fh, uint64_t off, size_t size)
  * there is none (done, failed or closing).  ahead_lock held. */
 static int next_range(const struct mnt_ahead *a, uint64_t *from, uint64_t *to, uint64_t *stream)
 {
-    uint64_t goal = goal_of(a), f = a->stored > a->front ? a->stored : a->front;
+    uint64_t goal = goal_of(a), f = reach_of(a);
     if (a->failed || a->closing)
         return 0;
     if (f % AHEAD_TRIP == 0)

@@ -10,8 +10,8 @@
  * creation (SHA256SUMS has a fixed length), mtimes are the creation time.
  * Files open with keep_cache and attributes are cached for an hour
  * (notes/fuse.md item 7); reads of jetsnap.edb then run from the page
- * cache, and a reader in order finds the image stored there ahead of it
- * (snap_ahead.c).  The entry of NAME in snapshots/ is cached as long:
+ * cache, and with -o snapshot_store_ahead a reader in order finds the
+ * image stored there ahead of it (snap_ahead.c).  The entry of NAME in snapshots/ is cached as long:
  * rmdir drops it in the kernel, and a `snapshot-delete` through the control
  * file has the notifier thread invalidate it before the write returns
  * (mnt_notify_gone, mount.c).
