@@ -12,8 +12,9 @@ wait_for_socket() {
 }
 
 # median: the median of the numbers on standard input, separated by blanks
-# or newlines (the mean of the middle two for an even count).
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# or newlines (the mean of the middle two for an even count), printed with
+# all its digits (nanosecond counts too).
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.15g\n", m }'; }
 
 # children_cpu_ms FILE: the user + system milliseconds of the shell's
 # children in FILE, the output of the `times` builtin (its second line,

@@ -55,7 +55,6 @@ rm -rf "$tmp/big" "$tmp/small"
 
 echo "== mount"
 now_ns() { date +%s%N; }
-med() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 "$BUILD/bench_snap" load "$db" "$MB"
 mkdir -p "$mnt"
 start_daemon() {   # $1 = extra -o options ("" or ",snapshot_store_ahead")
@@ -162,16 +161,16 @@ for mode in warm cold cold_mount_only cold_store_ahead; do
         pr="$pr $(awk -v a="$(($1 + $5))" -v b="$(($9 + ${13}))" 'BEGIN { printf "%.4f", b / a }')"
         r=$((r + 1))
     done
-    s=$(echo "$snap" | med); p=$(echo "$plain" | med)
+    s=$(echo "$snap" | median); p=$(echo "$plain" | median)
     goal="goal >= 0.8"
     [ $mode = cold_mount_only ] && goal="no goal: a diagnosis, the daemon's files cached"
     [ $mode = cold_store_ahead ] && goal="no goal: a diagnosis, -o snapshot_store_ahead"
     echo "tar_${mode}_MBps: snapshot $(awk -v b="$MB" -v ns="$s" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }'), plain copy $(awk -v b="$MB" -v ns="$p" 'BEGIN { printf "%.0f", b * 1.048576 / (ns / 1e9) }') (medians of $((2 * TAR_REPS)))"
-    echo "ratio_tar_${mode}_snapshot_vs_plain: $(echo "$pr" | med | awk '{ printf "%.2f", $1 }')   ($goal; median of $TAR_REPS rounds' ratios)"
+    echo "ratio_tar_${mode}_snapshot_vs_plain: $(echo "$pr" | median | awk '{ printf "%.2f", $1 }')   ($goal; median of $TAR_REPS rounds' ratios)"
     echo "ratio_tar_${mode}_snapshot_vs_plain_of_median_times: $(awk -v a="$s" -v b="$p" 'BEGIN { printf "%.2f", b / a }')"
     echo "ratio_tar_${mode}_per_round:$(echo "$pr" | awk '{ for (i = 1; i <= NF; i++) printf " %.2f", $i }')"
     [ $mode = cold_store_ahead ] && { stop_daemon; start_daemon ""; }
-    [ $mode = warm ] || echo "tar_${mode}_reader_cpu_ms: snapshot $(echo "$scpu" | med), plain copy $(echo "$pcpu" | med); both CPUs busy: snapshot $(echo "$sbusy" | med | awk '{ printf "%.0f", $1 / 10 }')%, plain copy $(echo "$pbusy" | med | awk '{ printf "%.0f", $1 / 10 }')%; taken by the host (steal): snapshot $(echo "$ssteal" | med | awk '{ printf "%.0f", $1 / 10 }')%, plain copy $(echo "$psteal" | med | awk '{ printf "%.0f", $1 / 10 }')% (medians)"
+    [ $mode = warm ] || echo "tar_${mode}_reader_cpu_ms: snapshot $(echo "$scpu" | median), plain copy $(echo "$pcpu" | median); both CPUs busy: snapshot $(echo "$sbusy" | median | awk '{ printf "%.0f", $1 / 10 }')%, plain copy $(echo "$pbusy" | median | awk '{ printf "%.0f", $1 / 10 }')%; taken by the host (steal): snapshot $(echo "$ssteal" | median | awk '{ printf "%.0f", $1 / 10 }')%, plain copy $(echo "$psteal" | median | awk '{ printf "%.0f", $1 / 10 }')% (medians)"
 done
 rm -rf "$tmp/plain"
 
