@@ -333,38 +333,6 @@ Test(backup_io, large_set_round_trip_and_deep_damage_refused)
     cr_assert(!tl_exists(tl_tp("r3")), "a failed restore left its target behind");
 }
 
-/* The share (0..1) of the pages of file f that are in the page cache. */
-static double cached_share(const char *f)
-{
-    int fd = open(f, O_RDONLY);
-    cr_assert_geq(fd, 0, "open %s", f);
-    struct stat st;
-    cr_assert_eq(fstat(fd, &st), 0);
-    long pg = sysconf(_SC_PAGESIZE);
-    size_t npg = ((size_t)st.st_size + (size_t)pg - 1) / (size_t)pg;
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    cr_assert_neq(m, MAP_FAILED);
-    size_t in = tl_pages_resident(m, (size_t)st.st_size);
-    munmap(m, (size_t)st.st_size);
-    close(fd);
-    return (double)in / (double)npg;
-}
-
-/* Read all of f (warm) or drop it from the page cache (cold). */
-static void set_cached(const char *f, int warm)
-{
-    int fd = open(f, O_RDONLY);
-    cr_assert_geq(fd, 0, "open %s", f);
-    if (warm) {
-        char buf[1 << 16];
-        while (read(fd, buf, sizeof buf) > 0)
-            ;
-    } else {
-        cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-    }
-    close(fd);
-}
-
 /* The copy reads through the kernel's read-ahead, so it must ask what the
  * page cache held before its own read-ahead got there: a database the
  * instance had cached stays cached, one it had not is dropped again, both
@@ -384,21 +352,21 @@ Test(backup_io, copy_leaves_the_page_cache_as_it_found_it)
     cr_assert_gt(st.st_size, (off_t)(80 << 20), "the database (%lld bytes) is too small to pass 64 MiB well",
                  (long long)st.st_size);
 
-    set_cached(db, 1);
-    double before = cached_share(db);
+    tl_set_cached(db, 1);
+    double before = tl_cached_share(db);
     cr_assert_gt(before, 0.95, "reading the database cached only %.0f%% of it", before * 100);
     OK(js_backup(inst, tl_tp("warm"), JS_BACKUP_CREATE_DIR, NULL, NULL));
-    double warm = cached_share(db);
+    double warm = tl_cached_share(db);
     cr_expect_gt(warm, 0.9, "a backup dropped a cached database: %.0f%% left in the page cache", warm * 100);
 
-    set_cached(db, 0);
-    before = cached_share(db);
+    tl_set_cached(db, 0);
+    before = tl_cached_share(db);
     cr_assert_lt(before, 0.05, "dropping the database left %.0f%% of it cached", before * 100);
     OK(js_backup(inst, tl_tp("cold"), JS_BACKUP_CREATE_DIR, NULL, NULL));
-    double cold = cached_share(db);
+    double cold = tl_cached_share(db);
     cr_expect_lt(cold, 0.1, "a backup left %.0f%% of a cold database in the page cache", cold * 100);
     snprintf(copy, sizeof copy, "%s/jetsnap.edb", tl_tp("cold"));
-    double set = cached_share(copy);
+    double set = tl_cached_share(copy);
     cr_expect_lt(set, 0.1, "the backup left %.0f%% of its copy in the page cache", set * 100);
     OK(js_close(inst));
     tl_assert_set_sums(tl_tp("warm"));

@@ -3,7 +3,8 @@
  *
  * Layers (each depends only on those before it):
  *   base      errors (err.h), the OS layer and its fault seam (os.h),
- *             CRC32C (crc32c.h), the clock, the sticky-fatal state, lock
+ *             CRC32C (crc32c.h), a reader's trail through the page cache
+ *             (cachetrail.h), the clock, the sticky-fatal state, lock
  *             wrappers that know their holder (this file)
  *   store     page format, database file and header, range lock, buffer pool
  *   log       generation files, writer and group commit, recovery

@@ -52,6 +52,7 @@
  *     symlink there is refused, never followed.
  */
 #include "jobs/bkjob.h"
+#include "base/cachetrail.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -249,37 +250,6 @@ static void bk_pin(js_instance *inst, uint32_t gen)
 
 /* ---------------- copying ---------------- */
 
-/* 1 when no page of batch q of the database is in the page cache.  Asked
- * about BK_RESIDENT_AHEAD bytes before the copy reads the batch, beyond
- * what the kernel's read-ahead of the copy's own reads has brought in (up
- * to twice read_ahead_kb ahead; measured: 16 MiB ahead was not enough with
- * the default 8 MiB), so it tells what the live instance had cached; the
- * copy drops the batches that were cold after reading them, and leaves the
- * page cache as it found it.  (Under a larger read_ahead_kb some cold
- * batches look cached and stay: harmless.) */
-static unsigned char bk_batch_cold(js_instance *inst, int fd, uint64_t q, uint64_t npages)
-{
-    uint64_t ps = inst->store.page_size, first = q * BK_BATCH_PAGES;
-    if (first >= npages)
-        return 0;
-    uint64_t n = npages - first < BK_BATCH_PAGES ? npages - first : BK_BATCH_PAGES;
-    return os_cache_resident(fd, first * ps, (size_t)(n * ps)) == 0;
-}
-
-/* Drop [*from, to) of the database from the page cache, cut at a multiple
- * of BK_DROP_ALIGN unless last: the kernel drops only the folios wholly
- * inside the range, and read-ahead fills the cache with large ones (up to
- * 2 MiB), so a folio cut at the end of a batch would stay cached.  *from
- * moves to where the drop ended. */
-static void bk_drop_cold(int fd, uint64_t *from, uint64_t to, int last)
-{
-    uint64_t end = last ? to : to / BK_DROP_ALIGN * BK_DROP_ALIGN;
-    if (end > *from) {
-        os_cache_drop(fd, *from, end - *from);
-        *from = end;
-    }
-}
-
 /* Read n pages from page p into buf.  The first read, without the range
  * lock, waits for the disk (at the copy's idle I/O priority: the flusher
  * never waits behind it) and is what the kernel's sequential read-ahead
@@ -304,7 +274,11 @@ static JET_ERR bk_read_batch(js_instance *inst, int fd, uint8_t *buf, uint64_t p
  * batches, so no large fsync ever queues ahead of a log fsync, and the
  * copy evicts nothing) run in the pipeline's threads while the next batch
  * is read.  The reads go through a descriptor of the copy's own, so its
- * read-ahead neither follows nor disturbs the instance's reads.
+ * read-ahead neither follows nor disturbs the instance's reads, and leave
+ * the database's page cache as they found it (cachetrail.h: asked
+ * BK_RESIDENT_AHEAD ahead, beyond the kernel's read-ahead of the copy's
+ * own reads, up to twice read_ahead_kb; measured: 16 MiB ahead was not
+ * enough with the default 8 MiB).
  * Pages below the instance's written bound (page.h; at least the job's own
  * checkpoint's, and a page once valid on disk stays so) must be valid: zero
  * there is corruption.  The copy's header records the bound. */
@@ -312,11 +286,7 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
 {
     js_instance *inst = j->inst;
     uint32_t ps = inst->store.page_size;
-    unsigned char cold[BK_RESIDENT_RING];
-    uint64_t ahead = BK_RESIDENT_AHEAD / ((uint64_t)BK_BATCH_PAGES * ps), ring;
-    ahead = ahead < 1 ? 1 : ahead > BK_RESIDENT_RING - 1 ? BK_RESIDENT_RING - 1 : ahead;
-    ring = ahead + 1;
-    uint64_t run = UINT64_MAX;   /* where the run of cold batches not yet dropped starts */
+    cache_trail trail;
     uint32_t valid_below = atomic_load(&inst->store.valid_below);
     if (valid_below > npages)
         valid_below = (uint32_t)npages;   /* a later checkpoint grew the file */
@@ -327,6 +297,7 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
     if (os_reopen(inst->store.fd, inst->store.path, O_RDONLY, &rfd) != JET_errSuccess)
         rfd = -1;   /* no /proc: the instance's own descriptor serves */
     int in = rfd >= 0 ? rfd : inst->store.fd;
+    ct_init(&trail, in, npages * ps, BK_RESIDENT_AHEAD, 0);
     err = os_openat(j->work_fd, JS_DB_FILE, path, O_WRONLY | O_CREAT | O_EXCL, 0600, &fd);
     if (err)
         goto out;
@@ -335,25 +306,14 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
         goto out;
     inst_event(inst, 220, JS_EV_INFO, "copying %s (%llu bytes)", JS_DB_FILE,
                (unsigned long long)(npages * ps));
-    for (uint64_t q = 0; q < ring; q++)
-        cold[q] = bk_batch_cold(inst, in, q, npages);
     for (uint64_t p = 0; p < npages; p += BK_BATCH_PAGES) {
         uint32_t n = npages - p < BK_BATCH_PAGES ? (uint32_t)(npages - p) : BK_BATCH_PAGES;
         uint8_t *buf = mf_pipe_buffer(j->pipe);
-        uint64_t b = p / BK_BATCH_PAGES;
         size_t got = 0;
         err = bk_read_batch(inst, in, buf, p, n, &got);
         if (err)
             goto out;
-        if (cold[b % ring]) {
-            if (run == UINT64_MAX)
-                run = p * ps;
-            bk_drop_cold(in, &run, (p + n) * ps, 0);
-        } else if (run != UINT64_MAX) {
-            bk_drop_cold(in, &run, p * ps, 1);
-            run = UINT64_MAX;
-        }
-        cold[b % ring] = bk_batch_cold(inst, in, b + ring, npages);
+        ct_read(&trail, p * ps, (uint64_t)n * ps);
         if (got < (size_t)n * ps)
             memset(buf + got, 0, (size_t)n * ps - got);
         /* Pages 0 and 1 are replaced below by a fresh header. */
@@ -394,8 +354,7 @@ static JET_ERR bk_copy_db(bk_job *j, uint64_t npages)
     if (!err)
         os_cache_drop(fd, 0, 0);
 out:
-    if (run != UINT64_MAX)
-        bk_drop_cold(in, &run, npages * ps, 1);
+    ct_finish(&trail);
     if (err)
         mf_pipe_abandon(j->pipe);   /* the writers may still hold fd */
     mf_pipe_final(j->pipe, hex);   /* also resets the digest after a failure */

@@ -12,8 +12,6 @@
 #define BK_BATCH_PAGES 256u
 #define BK_FLOW_LAG 4u          /* batches written but not yet waited for */
 #define BK_RESIDENT_AHEAD (64u << 20)   /* bytes: where the copy asks what the page cache holds */
-#define BK_RESIDENT_RING 64u    /* batches remembered, at most (4 KiB pages) */
-#define BK_DROP_ALIGN (2u << 20)        /* the largest page-cache folio the copy expects */
 #define BK_MAX_WRITTEN 4096
 #define BK_NAME_MAX 64
 

@@ -139,6 +139,40 @@ size_t tl_pages_resident(const void *addr, size_t len)
     return in;
 }
 
+size_t tl_file_pages_cached(const char *path, uint64_t off, uint64_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+    cr_assert_neq(m, MAP_FAILED, "mmap %s: %s", path, strerror(errno));
+    size_t in = tl_pages_resident(m, (size_t)len);
+    munmap(m, (size_t)len);
+    close(fd);
+    return in;
+}
+
+double tl_cached_share(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "stat %s: %s", path, strerror(errno));
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), npg = ((size_t)st.st_size + pg - 1) / pg;
+    return npg ? (double)tl_file_pages_cached(path, 0, (uint64_t)st.st_size) / (double)npg : 0.0;
+}
+
+void tl_set_cached(const char *path, int warm)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    if (warm) {
+        static char buf[1 << 16];
+        while (read(fd, buf, sizeof buf) > 0)
+            ;
+    } else {
+        cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    }
+    close(fd);
+}
+
 int64_t tl_now_ms(void)
 {
     struct timespec ts;

@@ -67,6 +67,14 @@ long tl_vm_rss_kib(pid_t pid);
 /* Pages of the file mapping [addr, addr+len) in the page cache (mincore);
  * addr page-aligned. */
 size_t tl_pages_resident(const void *addr, size_t len);
+/* Pages of [off, off+len) of the file at path in the page cache; off
+ * page-aligned. */
+size_t tl_file_pages_cached(const char *path, uint64_t off, uint64_t len);
+/* The share (0..1) of the pages of the file at path in the page cache. */
+double tl_cached_share(const char *path);
+/* Read all of the file at path (warm) or drop it from the page cache
+ * (cold). */
+void tl_set_cached(const char *path, int warm);
 
 /* Sleep ms milliseconds. */
 void tl_sleep_ms(long ms);
