@@ -474,6 +474,46 @@ Test(fs_snapshot, without_the_option_nothing_is_stored_ahead)
     close(fd);
 }
 
+/* Read all of the file at path, in order. */
+static void read_whole(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    static char buf[128 << 10];
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof(buf))) > 0) {
+    }
+    cr_assert_eq(got, 0, "read %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+/* Reading a snapshot through the mount caches it in the mount's page
+ * cache; the database file's own pages the daemon read for it are
+ * dropped again when they were not cached before (the close's RELEASE
+ * drops the last ones, hence the wait), and stay when they were. */
+Test(fs_snapshot, a_reader_leaves_the_database_cache_as_it_found_it)
+{
+    struct stat st;
+    char *edb = mount_with_a_big_snapshot("", &st);
+    const char *db = pathf("%s/jetsnap.edb", tl_dbdir);
+
+    tl_set_cached(db, 0);
+    read_whole(edb);
+    cr_assert_gt(tl_cached_share(edb), 0.9, "the snapshot read is not in the mount's page cache");
+    double cold = 1.0;
+    for (int i = 0; i < 250 && (cold = tl_cached_share(db)) >= 0.1; i++)
+        tl_sleep_ms(20);
+    cr_assert_lt(cold, 0.1, "reading the snapshot left %.0f%% of a cold database cached", cold * 100);
+
+    tl_set_cached(db, 1);
+    tl_set_cached(edb, 0);   /* the mount's copy: read again from the daemon */
+    read_whole(edb);
+    tl_sleep_ms(200);
+    double warm = tl_cached_share(db);
+    cr_assert_gt(warm, 0.9, "reading the snapshot dropped a cached database: %.0f%% left", warm * 100);
+    cr_assert_eq(rmdir(snap_path("s1", NULL)), 0, "rmdir: %s", strerror(errno));
+}
+
 /* SPEC 7: an invalid snapshot's reads fail with EIO, also where the kernel
  * had its pages cached (keep_cache, and what was stored ahead of a reader):
  * the daemon drops them when event 2007 comes.  The store is on a 512 KiB
