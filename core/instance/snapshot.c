@@ -42,9 +42,12 @@
  * SHA256SUMS) and leaves its page cache as it found it (cachetrail.h):
  * through the mount the reader's pages are cached again in the mount's
  * own page cache, so keeping the database file's too doubled the memory a
- * read of a snapshot takes.  Measured (tar of a 1 GiB snapshot, cold, this
- * 2-CPU VM whose host takes back free memory): the daemon's CPU 0.25-2.4 s
- * -> 0.20-0.29 s per read, most of it once copying into fresh memory.
+ * read of a snapshot takes.  Measured (tar of a 1 GiB snapshot, cold, on
+ * a 2-CPU VM whose host takes back the guest's free memory): the daemon's
+ * CPU 0.25-2.4 s -> 0.21-0.74 s per read.  The difference was its copy
+ * into the mount's page cache, landing on memory the host had taken back
+ * (a fault in the host per page); pages dropped behind the reader are
+ * reused at once instead.
  * Asked 64 MiB ahead, past the kernel's read-ahead of the handle's
  * descriptor (twice read_ahead_kb); nothing within 8 MiB behind the
  * furthest read is dropped, where the mount's read-ahead (4 MiB,
