@@ -384,6 +384,9 @@ typedef JET_ERR (*js_emit_fn)(void *ctx, const js_piece *pieces, size_t n);
  *  outside the engine's I/O fault seam.  The ranges hold the snapshot's bytes
  *  only until emit returns: it must consume them by then, and must not
  *  call the engine (it runs under the store's locks; keep it short).
+ *  Once emit has run the call no longer touches s, so another thread may
+ *  close s as soon as emit has handed the bytes on (the daemon's RELEASE
+ *  may follow its READ's reply at once).
  *  Returns emit's error, else as js_snapshot_read; emit is not called
  *  after an error. */
 JET_ERR js_snapshot_read_pieces(js_snapshot *s, uint64_t off, size_t len, void *scratch, js_piece *pieces, size_t cap,

@@ -48,8 +48,10 @@ typedef struct cache_trail {
  *  never dropped: reads still in flight there (another thread's) would
  *  have to go to the disk again. */
 void ct_init(cache_trail *t, int fd, uint64_t size, uint64_t ahead_bytes, uint64_t lag_bytes);
-/** The reader has read [off, off+len): ask about the chunks now ahead_bytes
- *  ahead, and drop those more than lag_bytes behind that were cold. */
+/** The reader reads, or has read, [off, off+len): ask about the chunks now
+ *  ahead_bytes ahead, and drop those more than lag_bytes behind the
+ *  furthest byte that were cold.  Told before the read, the lag must cover
+ *  the read itself. */
 void ct_read(cache_trail *t, uint64_t off, uint64_t len);
 /** The reader is done (no read in flight): drop every cold chunk it passed
  *  that is not dropped yet.  The trail does nothing more. */

@@ -374,7 +374,11 @@ JET_ERR js_snapshot_open(js_instance *inst, const char *name, js_snapshot **out,
     return JET_errSuccess;
 }
 
-/* The handle's reader has read [off, off+len). */
+/* The handle's reader reads [off, off+len).  Told before the read: a
+ * consumer of read_pieces replies inside emit, and once the kernel has its
+ * reply it may release the file, so another thread may close the handle
+ * before read_pieces returns.  The read itself is within the trail's lag,
+ * never dropped under it. */
 static void trail_read(js_snapshot *s, uint64_t off, uint64_t len)
 {
     js_mutex_lock(&s->trail_lock);
@@ -384,20 +388,17 @@ static void trail_read(js_snapshot *s, uint64_t off, uint64_t len)
 
 JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, size_t *got)
 {
-    JET_ERR err = ss_read(s->inst->store.snap, &s->inst->store, s->id, off, buf, len, got);
-    if (!err)
-        trail_read(s, off, got ? *got : len);
-    return err;
+    trail_read(s, off, len);
+    return ss_read(s->inst->store.snap, &s->inst->store, s->id, off, buf, len, got);
 }
 
 JET_ERR js_snapshot_read_pieces(js_snapshot *s, uint64_t off, size_t len, void *scratch, js_piece *pieces, size_t cap,
                                 js_emit_fn emit, void *ctx)
 {
-    JET_ERR err = ss_read_pieces(s->inst->store.snap, &s->inst->store, s->fd, s->id, off, len, scratch, pieces, cap,
-                                 emit, ctx);
-    if (!err)
-        trail_read(s, off, len);
-    return err;
+    trail_read(s, off, len);
+    /* Nothing of s is touched once emit has run (above). */
+    return ss_read_pieces(s->inst->store.snap, &s->inst->store, s->fd, s->id, off, len, scratch, pieces, cap, emit,
+                          ctx);
 }
 
 JET_ERR js_snapshot_note_set(js_snapshot *s, const void *data, uint32_t len)
@@ -415,7 +416,9 @@ void js_snapshot_close(js_snapshot *s)
     if (!s)
         return;
     ss_unref(s->inst->store.snap, s->id);
+    js_mutex_lock(&s->trail_lock);
     ct_finish(&s->trail);   /* before the descriptor it drops through is closed */
+    js_mutex_unlock(&s->trail_lock);
     js_mutex_destroy(&s->trail_lock);
     if (s->fd >= 0)
         close(s->fd);
