@@ -56,7 +56,7 @@
 #define SNAP_TRAIL_LAG (8u << 20)
 
 /* Lock order: trail_lock is a leaf, taken with none of the store's locks
- * held (after ss_read_pieces has returned). */
+ * held (before ss_read_pieces, after ss_read). */
 struct js_snapshot {
     js_instance *inst;
     uint32_t id;
@@ -374,11 +374,7 @@ JET_ERR js_snapshot_open(js_instance *inst, const char *name, js_snapshot **out,
     return JET_errSuccess;
 }
 
-/* The handle's reader reads [off, off+len).  Told before the read: a
- * consumer of read_pieces replies inside emit, and once the kernel has its
- * reply it may release the file, so another thread may close the handle
- * before read_pieces returns.  The read itself is within the trail's lag,
- * never dropped under it. */
+/* The handle's reader reads, or has read, [off, off+len). */
 static void trail_read(js_snapshot *s, uint64_t off, uint64_t len)
 {
     js_mutex_lock(&s->trail_lock);
@@ -388,15 +384,21 @@ static void trail_read(js_snapshot *s, uint64_t off, uint64_t len)
 
 JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, size_t *got)
 {
-    trail_read(s, off, len);
-    return ss_read(s->inst->store.snap, &s->inst->store, s->id, off, buf, len, got);
+    JET_ERR err = ss_read(s->inst->store.snap, &s->inst->store, s->id, off, buf, len, got);
+    if (!err)
+        trail_read(s, off, got ? *got : len);
+    return err;
 }
 
 JET_ERR js_snapshot_read_pieces(js_snapshot *s, uint64_t off, size_t len, void *scratch, js_piece *pieces, size_t cap,
                                 js_emit_fn emit, void *ctx)
 {
+    /* Told before the read, not after: a consumer replies inside emit, and
+     * once the kernel has the reply it may release the file, so another
+     * thread may close s before ss_read_pieces returns.  A READ (at most
+     * 512 KiB) is within the trail's lag, so nothing it reads is dropped
+     * under it. */
     trail_read(s, off, len);
-    /* Nothing of s is touched once emit has run (above). */
     return ss_read_pieces(s->inst->store.snap, &s->inst->store, s->fd, s->id, off, len, scratch, pieces, cap, emit,
                           ctx);
 }
