@@ -56,12 +56,14 @@
 #define SNAP_TRAIL_LAG (8u << 20)
 
 /* Lock order: trail_lock is a leaf, taken with none of the store's locks
- * held (before ss_read_pieces, after ss_read). */
+ * held (before and after ss_read, before ss_read_pieces). */
 struct js_snapshot {
     js_instance *inst;
     uint32_t id;
     int fd;   /* jetsnap.edb for read_pieces' file ranges, -1: the store's */
-    js_mutex trail_lock;   /* guards trail: a handle's reads may run on several threads */
+    uint64_t size;         /* the image's bytes */
+    js_mutex trail_lock;   /* guards trail_started and trail: reads may run on several threads */
+    int trail_started;
     cache_trail trail;
 };
 
@@ -365,25 +367,32 @@ JET_ERR js_snapshot_open(js_instance *inst, const char *name, js_snapshot **out,
     }
     s->inst = inst;
     s->fd = reader_fd(&inst->store);
+    s->size = (uint64_t)e.meta.pages * inst->store.page_size;
     js_mutex_init(&s->trail_lock);
-    ct_init(&s->trail, s->fd >= 0 ? s->fd : inst->store.fd, (uint64_t)e.meta.pages * inst->store.page_size,
-            SNAP_TRAIL_AHEAD, SNAP_TRAIL_LAG);
     if (info)
         to_info(inst, &e, info);
     *out = s;
     return JET_errSuccess;
 }
 
-/* The handle's reader reads, or has read, [off, off+len). */
+/* The handle's reader reads, or has read, [off, off+len); len 0: it is
+ * about to read.  The trail starts (asking about its first 64 MiB) at the
+ * first read, never before it, and not at open: most opens (snapshot.info,
+ * SHA256SUMS once computed) read no image. */
 static void trail_read(js_snapshot *s, uint64_t off, uint64_t len)
 {
     js_mutex_lock(&s->trail_lock);
+    if (!s->trail_started) {
+        ct_init(&s->trail, s->fd >= 0 ? s->fd : s->inst->store.fd, s->size, SNAP_TRAIL_AHEAD, SNAP_TRAIL_LAG);
+        s->trail_started = 1;
+    }
     ct_read(&s->trail, off, len);
     js_mutex_unlock(&s->trail_lock);
 }
 
 JET_ERR js_snapshot_read(js_snapshot *s, uint64_t off, void *buf, size_t len, size_t *got)
 {
+    trail_read(s, off, 0);
     JET_ERR err = ss_read(s->inst->store.snap, &s->inst->store, s->id, off, buf, len, got);
     if (!err)
         trail_read(s, off, got ? *got : len);
@@ -419,7 +428,8 @@ void js_snapshot_close(js_snapshot *s)
         return;
     ss_unref(s->inst->store.snap, s->id);
     js_mutex_lock(&s->trail_lock);
-    ct_finish(&s->trail);   /* before the descriptor it drops through is closed */
+    if (s->trail_started)
+        ct_finish(&s->trail);   /* before the descriptor it drops through is closed */
     js_mutex_unlock(&s->trail_lock);
     js_mutex_destroy(&s->trail_lock);
     if (s->fd >= 0)
