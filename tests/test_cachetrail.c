@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bkset.h"
+#include "snapimg.h"
 #include "testlib.h"
 #include "base/cachetrail.h"
 
@@ -116,25 +117,6 @@ Test(cachetrail, a_reader_out_of_order_drops_nothing_it_skipped)
     close(fd);
 }
 
-/* Read the whole image of snapshot name through a handle; its size. */
-static uint64_t read_image(js_instance *inst, const char *name)
-{
-    js_snapshot *s = NULL;
-    js_snapshot_info info;
-    cr_assert_eq(js_snapshot_open(inst, name, &s, &info), JET_errSuccess, "%s", js_errdetail());
-    uint64_t size = (uint64_t)info.pages * info.page_size, got = 0;
-    static char buf[1 << 20];
-    while (got < size) {
-        size_t n = 0;
-        size_t want = size - got < sizeof buf ? (size_t)(size - got) : sizeof buf;
-        cr_assert_eq(js_snapshot_read(s, got, buf, want, &n), JET_errSuccess, "%s", js_errdetail());
-        cr_assert_gt(n, 0u);
-        got += n;
-    }
-    js_snapshot_close(s);
-    return size;
-}
-
 /* Past the first 64 MiB the handle asks about when it opens, a database
  * the instance had cached stays cached and one it had not is dropped
  * again once the image is read. */
@@ -151,13 +133,14 @@ Test(cachetrail, a_snapshot_reader_leaves_the_database_cache_as_it_found_it)
 
     tl_set_cached(db, 1);
     cr_assert_gt(tl_cached_share(db), 0.95);
-    uint64_t size = read_image(inst, "s1");
-    cr_assert_gt(size, 80u * MIB, "the image (%llu bytes) is too small to pass 64 MiB well", (unsigned long long)size);
+    size_t size = 0;
+    free(tl_snap_image(inst, "s1", &size, NULL));
+    cr_assert_gt(size, 80u * MIB, "the image (%zu bytes) is too small to pass 64 MiB well", size);
     double warm = tl_cached_share(db);
     cr_expect_gt(warm, 0.9, "reading the snapshot dropped a cached database: %.0f%% left", warm * 100);
 
     tl_set_cached(db, 0);
-    read_image(inst, "s1");
+    free(tl_snap_image(inst, "s1", &size, NULL));
     double cold = tl_cached_share(db);
     cr_expect_lt(cold, 0.1, "reading the snapshot left %.0f%% of a cold database cached", cold * 100);
     cr_assert_eq(js_close(inst), JET_errSuccess, "%s", js_errdetail());

@@ -165,8 +165,10 @@ void tl_set_cached(const char *path, int warm)
     cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
     if (warm) {
         static char buf[1 << 16];
-        while (read(fd, buf, sizeof buf) > 0)
-            ;
+        ssize_t got;
+        while ((got = read(fd, buf, sizeof buf)) > 0) {
+        }
+        cr_assert_eq(got, 0, "read %s: %s", path, strerror(errno));
     } else {
         cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
     }

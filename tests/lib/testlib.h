@@ -72,8 +72,8 @@ size_t tl_pages_resident(const void *addr, size_t len);
 size_t tl_file_pages_cached(const char *path, uint64_t off, uint64_t len);
 /* The share (0..1) of the pages of the file at path in the page cache. */
 double tl_cached_share(const char *path);
-/* Read all of the file at path (warm) or drop it from the page cache
- * (cold). */
+/* Read all of the file at path in order (warm; a read error fails the
+ * test) or drop it from the page cache (cold). */
 void tl_set_cached(const char *path, int warm);
 
 /* Sleep ms milliseconds. */
