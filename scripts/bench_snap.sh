@@ -111,12 +111,15 @@ echo "snapshot_bytes: $(du -sb "$tmp/plain" | cut -f1), store_bytes: $(du -sb "$
 # busy both CPUs were and the share the host took from them (steal), from
 # /proc/stat.  On this shared VM a cold plain copy varies 3x between
 # rounds, mostly with the host's steal and the cost of fresh memory after
-# drop_caches; rounds with steal are slow on both sides.  Measured here
-# (kernel 6.18): FUSE fills its page cache 4 KiB at a time, ext4 in large
-# folios, so reading through the mount cost tar's kernel side 0.6 s per
-# GiB against 0.37 s on ext4, until the daemon stored the image ahead of
-# the reader (fs/daemon/snap_ahead.c, -o snapshot_store_ahead), which
-# moves that work to its side.  That pays on some hosts and costs on
+# drop_caches (the host takes freed memory back; the first write to it
+# faults in the host); rounds with steal are slow on both sides.  A
+# snapshot's read once needed twice the fresh memory of a plain copy's
+# (the daemon's pages of jetsnap.edb besides the mount's), until its
+# reader left the database's page cache as it found it
+# (core/base/cachetrail.c).  FUSE fills its page cache 4 KiB at a time,
+# ext4 in large folios (kernel 6.18); storing the image ahead of the
+# reader (fs/daemon/snap_ahead.c, -o snapshot_store_ahead) moves that
+# work to the daemon's side.  That pays on some hosts and costs on
 # others, so it is off by default and a fourth row, cold_store_ahead (no
 # goal, a diagnosis), times the cold row with it on: compare its ratio with
 # the cold row's of the same run.

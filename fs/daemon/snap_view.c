@@ -11,10 +11,10 @@
  * Files open with keep_cache and attributes are cached for an hour
  * (notes/fuse.md item 7); reads of jetsnap.edb then run from the page
  * cache, and with -o snapshot_store_ahead a reader in order finds the
- * image stored there ahead of it (snap_ahead.c).  The entry of NAME in snapshots/ is cached as long:
- * rmdir drops it in the kernel, and a `snapshot-delete` through the control
- * file has the notifier thread invalidate it before the write returns
- * (mnt_notify_gone, mount.c).
+ * image stored there ahead of it (snap_ahead.c).  The entry of NAME in
+ * snapshots/ is cached as long: rmdir drops it in the kernel, and a
+ * `snapshot-delete` through the control file has the notifier thread
+ * invalidate it before the write returns (mnt_notify_gone, mount.c).
  *
  * SHA256SUMS is computed at its first open (never on mkdir's path) and kept
  * with the snapshot in the store (js_snapshot_note_set), so it is computed
